@@ -1,0 +1,300 @@
+"""A case: one plan on its way through a workflow, and the events that record each step.
+
+A :class:`Case` is what the store hands out. Its state is what its events say;
+asking questions (``allowed``, ``why_not``, ``awaiting``) never writes, and
+``fire`` asks the store to append one event, atomically, or raises and writes
+nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from .canonical import check_data, check_text, to_date
+from .definition import Workflow
+from .engine import CaseState, Decision, Engine, engine_for
+from .errors import InvalidInputError, TransitionRefusedError
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["Case", "Event", "Region", "MAX_NOTE_LENGTH", "check_actor"]
+
+MAX_NOTE_LENGTH = 10_000
+MAX_ID_LENGTH = 200
+
+
+@attrs.frozen
+class Event:
+    """One recorded step. ``source`` and ``target`` are frozensets of active leaf state ids."""
+
+    case_id: str
+    seq: int
+    trigger: str
+    actor: str
+    on: dt.date
+    recorded_at: dt.datetime
+    source: frozenset[str]
+    target: frozenset[str]
+    note: str | None
+    data: Mapping[str, Any]
+    workflow: str
+    workflow_version: int
+    kind: str = "fire"  # "create", "fire" or "expect"
+    key: str | None = None
+    prev_hash: str = attrs.field(default="", repr=False)
+    hash: str = attrs.field(default="", repr=False)
+
+    @property
+    def moved(self) -> bool:
+        """True when the event changed the case's state (a recorded ballot may not)."""
+        return self.source != self.target
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready values (dates as ISO strings, states as sorted lists)."""
+        return {
+            "case_id": self.case_id, "seq": self.seq, "kind": self.kind,
+            "trigger": self.trigger, "actor": self.actor, "on": self.on.isoformat(),
+            "recorded_at": self.recorded_at.isoformat(), "source": sorted(self.source),
+            "target": sorted(self.target), "note": self.note, "data": dict(self.data),
+            "workflow": self.workflow, "workflow_version": self.workflow_version,
+            "key": self.key, "prev_hash": self.prev_hash, "hash": self.hash,
+        }
+
+
+@attrs.frozen
+class Region:
+    """A part of the workflow that moves on its own: the top level, or a parallel region."""
+
+    id: str | None  # None for the top level
+    label: str
+    state: str  # the active leaf
+    state_label: str
+    done: bool
+    awaiting: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)  # actor -> triggers
+
+
+class _Appender(Protocol):
+    def _append(self, case: Case, decision: Decision, *, note: str | None,
+                data: dict[str, Any], key: str | None) -> Event: ...
+
+
+def check_actor(actor: object) -> str:
+    text = check_text(actor, "actor", max_length=MAX_ID_LENGTH)
+    if not text:
+        raise InvalidInputError("actor must not be empty; name who takes the step.")
+    return text
+
+
+def _default_on(on: object) -> dt.date:
+    return dt.date.today() if on is None else to_date(on, "on")
+
+
+class Case:
+    """A case as its events left it. Created and loaded by a Store; ``fire`` moves it on."""
+
+    def __init__(self, store: Store | _Appender | None, workflow: Workflow, case_id: str,
+                 state: CaseState, history: tuple[Event, ...], *,
+                 as_of: dt.date | None = None) -> None:
+        self._store = store
+        self._workflow = workflow
+        self._engine: Engine = engine_for(workflow)
+        self._id = case_id
+        self._state = state
+        self._history = history
+        self._as_of = as_of
+
+    # -- what the case is ---------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def workflow(self) -> str:
+        """The workflow's name."""
+        return self._workflow.name
+
+    @property
+    def definition(self) -> Workflow:
+        """The workflow definition this case runs on (the version it was created with)."""
+        return self._workflow
+
+    @property
+    def workflow_version(self) -> int:
+        return self._workflow.version
+
+    @property
+    def version(self) -> int:
+        """The sequence number of the case's last event (its creation is 1)."""
+        return self._state.version
+
+    @property
+    def state(self) -> frozenset[str]:
+        """The active leaf state ids."""
+        return self._state.config
+
+    @property
+    def active_states(self) -> frozenset[str]:
+        """Every active state: the leaves and the states that contain them."""
+        return self._engine.active(self._state.config)
+
+    @property
+    def is_final(self) -> bool:
+        """True when the case has ended in a final state: nothing more can happen."""
+        return self._engine.is_final(self._state.config)
+
+    @property
+    def history(self) -> tuple[Event, ...]:
+        return self._history
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """Creation data merged with every event's data, in order."""
+        return MappingProxyType(dict(self._state.data))
+
+    @property
+    def as_of(self) -> dt.date | None:
+        """The date this view was taken as of, or None for the case as it is now."""
+        return self._as_of
+
+    @property
+    def last_on(self) -> dt.date | None:
+        return self._state.last_on
+
+    @property
+    def engine_state(self) -> CaseState:
+        return self._state
+
+    def __repr__(self) -> str:
+        when = f" as of {self._as_of.isoformat()}" if self._as_of else ""
+        return (f"<Case {self._id!r} ({self.workflow} v{self.workflow_version}) "
+                f"v{self.version}{when}: {', '.join(sorted(self.state))}>")
+
+    def _repr_html_(self) -> str:
+        from .html import case_html  # optional display layer, imported when shown
+
+        return case_html(self)
+
+    # -- questions ----------------------------------------------------------------------
+
+    def _on(self, on: object) -> dt.date:
+        return _default_on(on)
+
+    def allowed(self, actor: str | None = None, on: object = None) -> list[str]:
+        """Triggers that may fire now: by ``actor``, or by anyone when ``actor`` is None."""
+        if self._as_of is not None:
+            return []
+        if actor is not None:
+            actor = check_actor(actor)
+        return self._engine.allowed(self._state, actor=actor, on=self._on(on), case_id=self._id)
+
+    def why_not(self, trigger: str, *, actor: str, on: object = None,
+                data: Mapping[str, Any] | None = None) -> list[str]:
+        """Every reason ``actor`` firing ``trigger`` would be refused; [] if it would fire."""
+        return list(self._decide(trigger, actor=actor, on=on, data=data).reasons)
+
+    def _decide(self, trigger: str, *, actor: str, on: object,
+                data: Mapping[str, Any] | None) -> Decision:
+        trigger = check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
+        actor = check_actor(actor)
+        when = self._on(on)
+        decision = self._engine.evaluate(self._state, trigger, actor=actor, on=when,
+                                         data=check_data(data), case_id=self._id)
+        if self._as_of is not None:
+            reason = (f"this is a view of the case as of {self._as_of.isoformat()}; "
+                      f"load the case without as_of to take a step")
+            decision = attrs.evolve(decision, reasons=(reason, *decision.reasons))
+        return decision
+
+    def awaiting(self, on: object = None) -> dict[str, list[str]]:
+        """Who may act now and on what: actor id -> triggers, for every actor of the workflow."""
+        when = self._on(on)
+        out: dict[str, list[str]] = {}
+        if self._as_of is not None:
+            return out
+        for actor in self._workflow.actors:
+            triggers = self._engine.allowed(self._state, actor=actor, on=when, case_id=self._id)
+            if triggers:
+                out[actor] = triggers
+        return out
+
+    def regions(self, on: object = None) -> list[Region]:
+        """Each independently moving part, its active state, and who may move it now."""
+        wf = self._workflow
+        order = list(wf.state_defs)
+        allowed = self.awaiting(on)
+        out = []
+        for leaf in sorted(self.state, key=order.index):
+            lineage = [leaf, *wf.ancestors(leaf)]
+            region = None
+            for anc in lineage[1:]:
+                parent = wf.state_defs[anc].parent
+                if parent is not None and wf.state_defs[parent].kind == "parallel":
+                    region = anc
+                    break
+            own = lineage[: lineage.index(region) + 1] if region else lineage
+            waiting: dict[str, tuple[str, ...]] = {}
+            for actor, triggers in allowed.items():
+                mine = tuple(t for t in triggers
+                             if (tr := self._engine.enabled_transition(self.state, t))
+                             and tr.source in own)
+                if mine:
+                    waiting[actor] = mine
+            out.append(Region(id=region, label=wf.label_of(region) if region else wf.label,
+                              state=leaf, state_label=wf.label_of(leaf),
+                              done=wf.state_defs[leaf].final, awaiting=waiting))
+        return out
+
+    def decisions(self) -> list[Event]:
+        """The events that took a step or cast a ballot (not the creation)."""
+        return [e for e in self._history if e.kind == "fire"]
+
+    def ballots(self) -> dict[str, dict[str, str]]:
+        """Open vote groups: vote id -> voter -> ballot cast in the current round."""
+        return {k: dict(v) for k, v in self._state.ballots.items()}
+
+    def withdrawn(self) -> dict[str, frozenset[str]]:
+        return dict(self._state.withdrawn)
+
+    # -- acting -------------------------------------------------------------------------
+
+    def fire(self, trigger: str, *, actor: str, on: object = None, note: str | None = None,
+             data: Mapping[str, Any] | None = None, key: str | None = None) -> Event:
+        """Take a step: append its event and move the case, or raise and write nothing.
+
+        ``key`` is an idempotency key: a retry with the same key returns the event
+        already stored instead of storing it again.
+        """
+        if note is not None:
+            check_text(note, "note", max_length=MAX_NOTE_LENGTH)
+        if key is not None:
+            check_text(key, "key", max_length=MAX_ID_LENGTH)
+        payload = dict(check_data(data))
+        if key is not None and self._store is not None and self._as_of is None:
+            stored = self._store._find_key(self, key)  # type: ignore[union-attr]
+            if stored is not None:
+                self._store._check_retry(stored, trigger=trigger, actor=actor,  # type: ignore
+                                         on=self._on(on), note=note, data=payload)
+                return stored
+        decision = self._decide(trigger, actor=actor, on=on, data=payload)
+        if decision.reasons:
+            raise TransitionRefusedError(
+                f"Can't fire {trigger!r} on case {self._id!r} by {actor!r}: "
+                + "; ".join(decision.reasons) + ".", list(decision.reasons))
+        if self._store is None:
+            raise TransitionRefusedError("This case is not attached to a store.",
+                                         ["the case is not attached to a store"])
+        return self._store._append(self, decision, note=note, data=payload, key=key)
+
+    def _advance(self, event: Event) -> None:
+        """Called by the store once ``event`` is committed."""
+        self._state = self._engine.apply(self._state, trigger=event.trigger, actor=event.actor,
+                                         on=event.on, seq=event.seq, target=event.target,
+                                         data=event.data)
+        self._history = (*self._history, event)

@@ -1,0 +1,688 @@
+"""Workflow files: the TOML format, loading, and the checks that make a loaded workflow sound.
+
+A workflow that loads is a workflow that is sound: every reference resolves, every
+state can be reached from the initial state, every non-final state has a way out,
+no final state has one, and every step can be taken by some actor. Anything else
+raises :class:`~approvalflow.errors.DefinitionError` naming the file and the
+offending ids, with one line per problem in ``.problems``.
+
+The format is described in full in ``docs/workflow-files.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections import deque
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from . import guards as _guards
+from .canonical import sha256_hex
+from .errors import DefinitionError
+
+__all__ = [
+    "Workflow",
+    "StateDef",
+    "TransitionDef",
+    "VoteGroup",
+    "load_workflow",
+    "loads_workflow",
+    "bundled_workflows",
+    "bundled_workflow_path",
+    "RESERVED_TRIGGERS",
+]
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+TRIGGER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}(\.[a-z0-9][a-z0-9_-]{0,62}){0,3}$")
+#: Trigger names the event log uses for its own events; a workflow may not define them.
+RESERVED_TRIGGERS = frozenset({"create", "expect"})
+BALLOTS = ("yes", "no", "withdraw")
+MAX_FILE_BYTES = 1_000_000
+
+_WORKFLOW_KEYS = {"name": str, "version": int, "title": str, "label": str,
+                  "description": str, "initial": str}
+_WORKFLOW_REQUIRED = ("name", "version", "initial")
+_STATE_KEYS = {"label": str, "parent": str, "initial": str, "parallel": bool, "final": bool,
+               "description": str}
+_VOTE_KEYS = {"label": str, "state": str, "voters": list, "need": (str, int),
+              "description": str}
+_TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
+                    "guards": list, "label": str, "vote": str, "ballot": str, "join": bool,
+                    "description": str}
+_TOP_KEYS = ("workflow", "actors", "states", "votes", "transitions")
+
+
+@attrs.frozen
+class StateDef:
+    """One state: atomic (a leaf), compound (exactly one child active) or parallel (all)."""
+
+    id: str
+    label: str
+    parent: str | None
+    kind: str  # "atomic", "compound" or "parallel"
+    initial: str | None
+    final: bool
+    children: tuple[str, ...]
+    description: str = ""
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.kind == "atomic"
+
+
+@attrs.frozen
+class VoteGroup:
+    """Voters who each cast one ballot while a region is in ``state``; ``need`` yes-votes pass."""
+
+    id: str
+    label: str
+    state: str
+    voters: tuple[str, ...]
+    need: int | None  # None: all voters still taking part
+    description: str = ""
+
+    def required(self, electorate: int) -> int:
+        """Yes-votes needed when ``electorate`` voters still take part."""
+        return electorate if self.need is None else self.need
+
+
+@attrs.frozen
+class TransitionDef:
+    """A step: ``trigger`` moves ``source`` to ``target`` when an allowed actor fires it."""
+
+    trigger: str
+    source: str
+    target: str
+    actors: tuple[str, ...]
+    guards: tuple[str, ...]
+    label: str = ""
+    vote: str | None = None
+    ballot: str = "yes"
+    join: bool = False
+    description: str = ""
+
+
+@attrs.frozen(eq=False)
+class Workflow:
+    """A loaded, validated workflow definition. Immutable; share it freely."""
+
+    name: str
+    version: int
+    title: str
+    label: str
+    description: str
+    initial: str
+    actors: Mapping[str, str]
+    state_defs: Mapping[str, StateDef]
+    transitions: tuple[TransitionDef, ...]
+    votes: Mapping[str, VoteGroup]
+    source_text: str = attrs.field(repr=False)
+    path: str | None = None
+    digest: str = attrs.field(default="", repr=False)
+
+    @property
+    def states(self) -> frozenset[str]:
+        """Every state id, leaves and composites."""
+        return frozenset(self.state_defs)
+
+    @property
+    def leaves(self) -> frozenset[str]:
+        return frozenset(s for s, d in self.state_defs.items() if d.is_leaf)
+
+    @property
+    def triggers(self) -> frozenset[str]:
+        return frozenset(t.trigger for t in self.transitions)
+
+    def state(self, state_id: str) -> StateDef:
+        """The definition of ``state_id``."""
+        try:
+            return self.state_defs[state_id]
+        except KeyError:
+            raise DefinitionError(
+                f"Workflow {self.name!r} has no state {state_id!r}; "
+                f"states: {', '.join(sorted(self.state_defs))}."
+            ) from None
+
+    def label_of(self, state_id: str) -> str:
+        """The Danish label of a state (its id when it has none)."""
+        d = self.state_defs.get(state_id)
+        return d.label if d and d.label else state_id
+
+    def ancestors(self, state_id: str) -> list[str]:
+        """The state's parents from the nearest up to the top level."""
+        out = []
+        parent = self.state_defs[state_id].parent
+        while parent is not None:
+            out.append(parent)
+            parent = self.state_defs[parent].parent
+        return out
+
+    def transitions_for(self, trigger: str) -> tuple[TransitionDef, ...]:
+        return tuple(t for t in self.transitions if t.trigger == trigger)
+
+    def regions(self, parallel_state: str) -> tuple[str, ...]:
+        return self.state_defs[parallel_state].children
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r} v{self.version}: {len(self.state_defs)} states, " \
+               f"{len(self.transitions)} transitions>"
+
+    def _repr_html_(self) -> str:
+        from .html import workflow_html  # optional display layer, imported when shown
+
+        return workflow_html(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _workflows_dir() -> Path:
+    packaged = resources.files("approvalflow") / "workflows"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    # A source checkout or an editable install: the repository's workflows/ folder.
+    return Path(__file__).resolve().parents[2] / "workflows"
+
+
+def bundled_workflows() -> list[str]:
+    """Names of the workflows that ship with approvalflow, sorted."""
+    folder = _workflows_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.toml"))
+
+
+def bundled_workflow_path(name: str) -> Path:
+    """The file of the bundled workflow ``name``."""
+    path = _workflows_dir() / f"{name}.toml"
+    if not path.is_file():
+        raise DefinitionError(
+            f"There is no bundled workflow {name!r}; bundled: "
+            f"{', '.join(bundled_workflows()) or '(none)'}. Pass a path to load your own file."
+        )
+    return path
+
+
+def load_workflow(name_or_path: str | os.PathLike[str], *, strict_guards: bool = True) -> Workflow:
+    """Load and validate a workflow: a bundled name (``"boligsocial-helhedsplan"``) or a path.
+
+    ``strict_guards=False`` accepts guard names that are not registered yet; such a
+    guard refuses its step with a reason until it is registered.
+    """
+    text_name = os.fspath(name_or_path)
+    looks_like_path = (
+        isinstance(name_or_path, os.PathLike) or text_name.endswith(".toml")
+        or os.sep in text_name or "/" in text_name
+    )
+    path = Path(text_name) if looks_like_path else bundled_workflow_path(text_name)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DefinitionError(f"{path}: the file is {size} bytes; a workflow file may "
+                                  f"be at most {MAX_FILE_BYTES} bytes.")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DefinitionError(f"{path}: no such workflow file. Bundled workflows: "
+                              f"{', '.join(bundled_workflows())}.") from None
+    except OSError as e:
+        raise DefinitionError(f"{path}: can't read the file: {e.strerror or e}.") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DefinitionError(f"{path}: the file is not UTF-8 text "
+                              f"(bad byte at offset {e.start}).") from e
+    return loads_workflow(text, source=str(path), strict_guards=strict_guards)
+
+
+def loads_workflow(text: str, *, source: str = "<string>", strict_guards: bool = True) -> Workflow:
+    """Parse and validate a workflow from TOML text; ``source`` names it in errors."""
+    if not isinstance(text, str):
+        raise DefinitionError(f"{source}: a workflow must be given as text, "
+                              f"not {type(text).__name__}.")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise DefinitionError(f"{source}: not valid TOML: {e}.", ) from e
+    except (RecursionError, ValueError) as e:
+        raise DefinitionError(f"{source}: not valid TOML: {e}.") from e
+    builder = _Builder(doc, source, strict_guards)
+    try:
+        wf = builder.build(text)
+    except RecursionError as e:  # absurdly deep nesting of states
+        raise DefinitionError(f"{source}: states are nested too deeply.") from e
+    return wf
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _fail(source: str, problems: list[str]) -> DefinitionError:
+    lines = [f"{source}: {p}" for p in problems]
+    err = DefinitionError("\n".join(lines))
+    err.problems = lines  # type: ignore[attr-defined]
+    return err
+
+
+def _ids(items: Any) -> str:
+    return "[" + ", ".join(repr(i) for i in sorted(items)) + "]"
+
+
+class _Builder:
+    """Turns a parsed TOML document into a Workflow, collecting every problem on the way."""
+
+    def __init__(self, doc: dict[str, Any], source: str, strict_guards: bool) -> None:
+        self.doc = doc
+        self.source = source
+        self.strict_guards = strict_guards
+        self.problems: list[str] = []
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+    def check(self) -> None:
+        if self.problems:
+            raise _fail(self.source, self.problems)
+
+    def _keys(self, where: str, table: Any, allowed: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            self.problem(f"{where} must be a table, not {type(table).__name__}.")
+            return {}
+        out = {}
+        for key, value in table.items():
+            if key not in allowed:
+                self.problem(f"{where} has the unknown key {key!r}; allowed keys: "
+                             f"{', '.join(sorted(allowed))}.")
+                continue
+            kind = allowed[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple)
+                                                          else (kind,)))
+                self.problem(f"{where}.{key} must be {names}, not "
+                             f"{type(value).__name__} {value!r}.")
+                continue
+            out[key] = value
+        return out
+
+    def _id(self, where: str, value: str, pattern: re.Pattern[str] = ID_RE) -> bool:
+        if not pattern.match(value):
+            rule = ("lower-case letters, digits, '_' and '-', parts joined by '.'"
+                    if pattern is TRIGGER_RE else "lower-case letters, digits, '_' and '-'")
+            self.problem(f"{where}: {value!r} is not a valid id ({rule}, "
+                         f"starting with a letter or digit, at most 63 characters).")
+            return False
+        return True
+
+    def _str_list(self, where: str, value: list[Any]) -> list[str]:
+        out = []
+        for item in value:
+            if not isinstance(item, str):
+                self.problem(f"{where} must list strings, not {type(item).__name__} {item!r}.")
+            elif item in out:
+                self.problem(f"{where} lists {item!r} twice.")
+            else:
+                out.append(item)
+        return out
+
+    # -- the steps ---------------------------------------------------------------------
+
+    def build(self, text: str) -> Workflow:
+        doc = self.doc
+        for key in doc:
+            if key not in _TOP_KEYS:
+                self.problem(f"unknown top-level key {key!r}; allowed: {', '.join(_TOP_KEYS)}.")
+        head = self._keys("[workflow]", doc.get("workflow", {}), _WORKFLOW_KEYS)
+        if "workflow" not in doc:
+            self.problem("missing the [workflow] table (name, version, initial).")
+        else:
+            for key in _WORKFLOW_REQUIRED:
+                if key not in head and key not in doc["workflow"]:
+                    self.problem(f"[workflow] needs {key!r}.")
+        name = head.get("name", "")
+        if name:
+            self._id("[workflow].name", name)
+        version = head.get("version", 0)
+        if "version" in head and version < 1:
+            self.problem(f"[workflow].version must be 1 or more, not {version!r}.")
+
+        actors = self._actors(doc.get("actors"))
+        states = self._states(doc.get("states"))
+        votes = self._votes(doc.get("votes"))
+        transitions = self._transitions(doc.get("transitions"))
+        self.check()
+
+        defs = self._state_tree(states, head.get("initial", ""))
+        self.check()
+        self._check_votes(votes, defs, actors)
+        self.check()
+        trans = self._resolve_transitions(transitions, defs, actors, votes)
+        self.check()
+        self._check_soundness(defs, trans, head["initial"])
+        self.check()
+        return Workflow(
+            name=name, version=version, title=head.get("title", name),
+            label=head.get("label", head.get("title", name)),
+            description=head.get("description", ""), initial=head["initial"],
+            actors=MappingProxyType(actors), state_defs=MappingProxyType(defs),
+            transitions=tuple(trans), votes=MappingProxyType(votes),
+            source_text=text, path=None if self.source.startswith("<") else self.source,
+            digest=sha256_hex(text),
+        )
+
+    def _actors(self, table: Any) -> dict[str, str]:
+        if table is None:
+            self.problem("missing the [actors] table: who may take the steps.")
+            return {}
+        if not isinstance(table, dict):
+            self.problem(f"[actors] must be a table of id = \"Danish name\", "
+                         f"not {type(table).__name__}.")
+            return {}
+        out = {}
+        for actor, label in table.items():
+            if not self._id("[actors]", actor):
+                continue
+            if not isinstance(label, str):
+                self.problem(f"[actors].{actor} must be its name as a string, not {label!r}.")
+                continue
+            out[actor] = label
+        if not out and not self.problems:
+            self.problem("[actors] is empty: no one could take any step.")
+        return out
+
+    def _states(self, table: Any) -> dict[str, dict[str, Any]]:
+        if table is None or table == {}:
+            self.problem("missing the [states] tables: a workflow needs states.")
+            return {}
+        if not isinstance(table, dict):
+            self.problem(f"[states] must be tables, not {type(table).__name__}.")
+            return {}
+        out = {}
+        for state_id, body in table.items():
+            if self._id("[states]", state_id):
+                out[state_id] = self._keys(f"[states.{state_id}]", body, _STATE_KEYS)
+        return out
+
+    def _votes(self, table: Any) -> dict[str, VoteGroup]:
+        if table is None:
+            return {}
+        if not isinstance(table, dict):
+            self.problem(f"[votes] must be tables, not {type(table).__name__}.")
+            return {}
+        out = {}
+        for vote_id, body in table.items():
+            where = f"[votes.{vote_id}]"
+            if not self._id("[votes]", vote_id):
+                continue
+            keys = self._keys(where, body, _VOTE_KEYS)
+            for required in ("state", "voters"):
+                if required not in keys and isinstance(body, dict) and required not in body:
+                    self.problem(f"{where} needs {required!r}.")
+            voters = self._str_list(f"{where}.voters", keys.get("voters", []))
+            if "voters" in keys and not voters:
+                self.problem(f"{where}.voters is empty: a vote needs voters.")
+            need_raw = keys.get("need", "all")
+            need: int | None = None
+            if isinstance(need_raw, str):
+                if need_raw != "all":
+                    self.problem(f"{where}.need must be \"all\" or a number of yes-votes, "
+                                 f"not {need_raw!r}.")
+            else:
+                need = need_raw
+                if voters and not 1 <= need <= len(voters):
+                    self.problem(f"{where}.need is {need}; with {len(voters)} voters it must "
+                                 f"be between 1 and {len(voters)}, or \"all\".")
+            out[vote_id] = VoteGroup(id=vote_id, label=keys.get("label", vote_id),
+                                     state=keys.get("state", ""), voters=tuple(voters),
+                                     need=need, description=keys.get("description", ""))
+        return out
+
+    def _transitions(self, items: Any) -> list[dict[str, Any]]:
+        if items is None:
+            self.problem("missing [[transitions]]: a workflow needs steps.")
+            return []
+        if not isinstance(items, list):
+            self.problem(f"transitions must be an array of tables ([[transitions]]), "
+                         f"not {type(items).__name__}.")
+            return []
+        out = []
+        for i, body in enumerate(items):
+            trig = body.get("trigger") if isinstance(body, dict) else None
+            where = f"[[transitions]] #{i + 1}" + (f" ({trig!r})" if isinstance(trig, str) else "")
+            keys = self._keys(where, body, _TRANSITION_KEYS)
+            keys["_where"] = where
+            for required in ("trigger", "source", "target"):
+                if required not in keys and isinstance(body, dict) and required not in body:
+                    self.problem(f"{where} needs {required!r}.")
+            if "trigger" in keys:
+                if self._id(where, keys["trigger"], TRIGGER_RE) and \
+                        keys["trigger"] in RESERVED_TRIGGERS:
+                    self.problem(f"{where}: the trigger name {keys['trigger']!r} is reserved "
+                                 f"for the event log ({', '.join(sorted(RESERVED_TRIGGERS))}).")
+            keys["actors"] = self._str_list(f"{where}.actors", keys.get("actors", []))
+            keys["guards"] = self._str_list(f"{where}.guards", keys.get("guards", []))
+            ballot = keys.get("ballot")
+            if ballot is not None and ballot not in BALLOTS:
+                self.problem(f"{where}.ballot is {ballot!r}; allowed: {', '.join(BALLOTS)}.")
+            if ballot is not None and "vote" not in keys:
+                self.problem(f"{where} has a ballot but no vote group ('vote').")
+            out.append(keys)
+        return out
+
+    def _state_tree(self, states: dict[str, dict[str, Any]], initial: str) -> dict[str, StateDef]:
+        children: dict[str | None, list[str]] = {}
+        for sid, body in states.items():
+            parent = body.get("parent")
+            if parent is not None and parent not in states:
+                self.problem(f"[states.{sid}].parent {parent!r} is not a state; states: "
+                             f"{_ids(states)}.")
+                parent = None
+            children.setdefault(parent, []).append(sid)
+        # cycles in parent links: such states are never reached from the top level
+        seen: set[str] = set()
+        stack = list(children.get(None, []))
+        while stack:
+            sid = stack.pop()
+            seen.add(sid)
+            stack.extend(children.get(sid, []))
+        cyclic = sorted(set(states) - seen)
+        if cyclic:
+            self.problem(f"states {_ids(cyclic)} are their own ancestors (a cycle of 'parent').")
+            return {}
+        defs: dict[str, StateDef] = {}
+        for sid, body in states.items():
+            kids = tuple(children.get(sid, []))
+            parallel = body.get("parallel", False)
+            final = body.get("final", False)
+            where = f"[states.{sid}]"
+            if parallel:
+                kind = "parallel"
+                if not kids:
+                    self.problem(f"{where} is parallel but has no regions (child states).")
+                if "initial" in body:
+                    self.problem(f"{where} is parallel: all its regions start together, so it "
+                                 f"takes no 'initial'.")
+            elif kids:
+                kind = "compound"
+                if "initial" not in body:
+                    self.problem(f"{where} has child states {_ids(kids)} but no 'initial'.")
+                elif body["initial"] not in kids:
+                    self.problem(f"{where}.initial {body['initial']!r} is not one of its "
+                                 f"children {_ids(kids)}.")
+            else:
+                kind = "atomic"
+                if "initial" in body:
+                    self.problem(f"{where} has 'initial' but no child states.")
+            if final and kids:
+                self.problem(f"{where} is final but has child states {_ids(kids)}; "
+                             f"only a leaf state can be final.")
+            defs[sid] = StateDef(id=sid, label=body.get("label", sid), parent=body.get("parent"),
+                                 kind=kind, initial=body.get("initial"), final=final,
+                                 children=kids, description=body.get("description", ""))
+        for sid, d in defs.items():
+            if d.kind == "parallel":
+                for region in d.children:
+                    if defs[region].kind == "atomic":
+                        self.problem(f"[states.{region}] is a region of parallel state {sid!r} "
+                                     f"but has no child states; a region needs its own states.")
+        if initial and initial not in defs:
+            self.problem(f"[workflow].initial {initial!r} is not a state; states: {_ids(defs)}.")
+        elif initial and defs[initial].parent is not None:
+            self.problem(f"[workflow].initial {initial!r} must be a top-level state, not a "
+                         f"child of {defs[initial].parent!r}.")
+        return defs
+
+    def _check_votes(self, votes: dict[str, VoteGroup], defs: dict[str, StateDef],
+                     actors: dict[str, str]) -> None:
+        for vg in votes.values():
+            where = f"[votes.{vg.id}]"
+            unknown = [v for v in vg.voters if v not in actors]
+            if unknown:
+                self.problem(f"{where}.voters {_ids(unknown)} are not actors; actors: "
+                             f"{_ids(actors)}.")
+            if vg.state and vg.state not in defs:
+                self.problem(f"{where}.state {vg.state!r} is not a state.")
+            elif vg.state and not defs[vg.state].is_leaf:
+                self.problem(f"{where}.state {vg.state!r} must be a leaf state (votes are "
+                             f"taken while the case waits in it).")
+
+    def _resolve_transitions(self, items: list[dict[str, Any]], defs: dict[str, StateDef],
+                             actors: dict[str, str],
+                             votes: dict[str, VoteGroup]) -> list[TransitionDef]:
+        out: list[TransitionDef] = []
+        seen: dict[tuple[str, str], str] = {}
+        for body in items:
+            where = body["_where"]
+            trigger, source, target = body["trigger"], body["source"], body["target"]
+            for key, ref in (("source", source), ("target", target)):
+                if ref not in defs:
+                    self.problem(f"{where}.{key} {ref!r} is not a state; states: {_ids(defs)}.")
+            unknown = [a for a in body["actors"] if a not in actors]
+            if unknown:
+                self.problem(f"{where}.actors {_ids(unknown)} are not actors; actors: "
+                             f"{_ids(actors)}.")
+            for g in body["guards"]:
+                if self.strict_guards and _guards.lookup_guard(g) is None:
+                    known = sorted(_guards.registered_guards())
+                    self.problem(f"{where}: guard {g!r} is not registered; registered guards: "
+                                 f"{_ids(known)}. Register it with @approvalflow.guard({g!r}) "
+                                 f"before loading.")
+            vote = body.get("vote")
+            actor_list = tuple(body["actors"])
+            if vote is not None:
+                if vote not in votes:
+                    self.problem(f"{where}.vote {vote!r} is not a vote group; groups: "
+                                 f"{_ids(votes)}.")
+                else:
+                    vg = votes[vote]
+                    if source in defs and source != vg.state:
+                        self.problem(f"{where}: a ballot of vote {vote!r} must start from its "
+                                     f"state {vg.state!r}, not {source!r}.")
+                    outsiders = [a for a in actor_list if a not in vg.voters]
+                    if outsiders:
+                        self.problem(f"{where}.actors {_ids(outsiders)} are not voters of "
+                                     f"{vote!r}; voters: {_ids(vg.voters)}.")
+                    if not actor_list:
+                        actor_list = vg.voters
+            if not actor_list:
+                self.problem(f"{where}: no actor may fire {trigger!r}; list its 'actors' "
+                             f"(or make it a ballot of a vote group).")
+            key = (trigger, source)
+            if key in seen:
+                self.problem(f"{where} duplicates {seen[key]}: trigger {trigger!r} from "
+                             f"{source!r} is defined twice.")
+            seen[key] = where
+            join = body.get("join")
+            if source in defs:
+                if join and defs[source].kind != "parallel":
+                    self.problem(f"{where}.join is true but {source!r} is not a parallel state.")
+                if join is None:
+                    join = defs[source].kind == "parallel"
+            if source in defs and defs[source].final:
+                self.problem(f"{where}: final state {source!r} has an outgoing transition "
+                             f"{trigger!r}; a final state is where a case (or region) ends.")
+            out.append(TransitionDef(
+                trigger=trigger, source=source, target=target, actors=actor_list,
+                guards=tuple(body["guards"]), label=body.get("label", ""), vote=vote,
+                ballot=body.get("ballot", "yes"), join=bool(join),
+                description=body.get("description", "")))
+        return out
+
+    def _check_soundness(self, defs: dict[str, StateDef], trans: list[TransitionDef],
+                         initial: str) -> None:
+        def entered(sid: str) -> Iterator[str]:
+            """A state and everything that becomes active with it (ancestors, defaults)."""
+            node = sid
+            while node is not None:
+                yield node
+                node = defs[node].parent  # type: ignore[assignment]
+            stack = [sid]
+            while stack:
+                d = defs[stack.pop()]
+                if d.kind == "parallel":
+                    stack.extend(d.children)
+                    yield from d.children
+                elif d.kind == "compound" and d.initial:
+                    stack.append(d.initial)
+                    yield d.initial
+
+        by_source: dict[str, list[TransitionDef]] = {}
+        for t in trans:
+            by_source.setdefault(t.source, []).append(t)
+        reached: set[str] = set()
+        queue = deque([initial])
+        while queue:
+            sid = queue.popleft()
+            for s in entered(sid):
+                if s not in reached:
+                    reached.add(s)
+                    queue.extend(t.target for t in by_source.get(s, []))
+        unreachable = sorted(set(defs) - reached)
+        if unreachable:
+            self.problem(f"states {_ids(unreachable)} are unreachable from initial state "
+                         f"{initial!r}.")
+        for sid, d in defs.items():
+            if not d.is_leaf or d.final:
+                continue
+            lineage = [sid, *self._ancestors(defs, sid)]
+            if not any(s in by_source for s in lineage):
+                self.problem(f"state {sid!r} is not final but has no way out (no transition "
+                             f"leaves it or a state containing it); mark it final = true or add "
+                             f"a transition.")
+        # One trigger may not have two transitions that can be enabled at once: they would
+        # move two regions (or two levels) together.
+        by_trigger: dict[str, list[TransitionDef]] = {}
+        for t in trans:
+            by_trigger.setdefault(t.trigger, []).append(t)
+        for trigger, ts in by_trigger.items():
+            for i, a in enumerate(ts):
+                for b in ts[i + 1:]:
+                    clash = self._can_coexist(defs, a.source, b.source)
+                    if clash:
+                        self.problem(f"trigger {trigger!r} leaves both {a.source!r} and "
+                                     f"{b.source!r}, which can be active together ({clash}); "
+                                     f"give each its own trigger.")
+
+    @staticmethod
+    def _ancestors(defs: dict[str, StateDef], sid: str) -> list[str]:
+        out = []
+        parent = defs[sid].parent
+        while parent is not None:
+            out.append(parent)
+            parent = defs[parent].parent
+        return out
+
+    def _can_coexist(self, defs: dict[str, StateDef], a: str, b: str) -> str:
+        anc_a = [a, *self._ancestors(defs, a)]
+        anc_b = [b, *self._ancestors(defs, b)]
+        if a in anc_b or b in anc_a:
+            return "one contains the other"
+        common = next(s for s in anc_a if s in anc_b) if set(anc_a) & set(anc_b) else None
+        if common is not None and defs[common].kind == "parallel":
+            return f"parallel regions of {common!r}"
+        return ""

@@ -1,0 +1,642 @@
+"""The event log: SQLite through sqlite-utils. All SQL of approvalflow lives here.
+
+- ``events`` is append-only (triggers refuse UPDATE and DELETE); each row carries a
+  SHA-256 hash over its canonical bytes and the previous event's hash in the case.
+- ``cases`` holds each case's current state and head hash, updated in the same
+  transaction as the event that changes it.
+- ``workflows`` keeps the exact text of every workflow version a case was created
+  with, so replay uses the definition the case ran on, whatever the files say now.
+
+One fire is one ``BEGIN IMMEDIATE`` transaction: expected-version check, event insert,
+current-state update, commit; or rollback and nothing written. sqlite3 errors are
+translated into :class:`~approvalflow.errors.StoreError` in one place, ``_translate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import sqlite_utils
+
+from .canonical import canonical_json, check_data, check_text, sha256_hex, to_date
+from .case import MAX_ID_LENGTH, Case, Event, check_actor
+from .definition import Workflow, load_workflow, loads_workflow
+from .engine import CaseState, Decision, Engine, engine_for
+from .errors import (
+    ApprovalflowError,
+    CaseExistsError,
+    CaseNotFoundError,
+    ConcurrencyError,
+    DefinitionError,
+    InvalidInputError,
+    SchemaVersionError,
+    StoreError,
+)
+
+__all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION"]
+
+#: The schema this version writes. 1: events, cases, workflows tables with hash chain.
+SCHEMA_VERSION = 1
+GENESIS = "0" * 64
+DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+
+
+@attrs.frozen
+class CaseSummary:
+    """A case's current state as the ``cases`` table has it (no replay)."""
+
+    case_id: str
+    workflow: str
+    workflow_version: int
+    state: frozenset[str]
+    version: int
+    last_on: dt.date
+    is_final: bool
+    updated_at: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case_id": self.case_id, "workflow": self.workflow,
+                "workflow_version": self.workflow_version, "state": sorted(self.state),
+                "version": self.version, "last_on": self.last_on.isoformat(),
+                "is_final": self.is_final, "updated_at": self.updated_at.isoformat()}
+
+
+@attrs.frozen
+class VerifyReport:
+    """The result of a whole-log check: ``ok`` when ``problems`` is empty."""
+
+    problems: list[str]
+    cases: int
+    events: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@contextlib.contextmanager
+def _translate(what: str) -> Iterator[None]:
+    """Turn sqlite3's errors into StoreError with a message that says what to do."""
+    try:
+        yield
+    except ApprovalflowError:
+        raise
+    except sqlite3.Error as e:
+        text = str(e)
+        if "full" in text:
+            hint = "the database or the disk is full; free space (or raise max_page_count)"
+        elif "locked" in text or "busy" in text:
+            hint = "another process held the database longer than the busy timeout; retry"
+        elif "not a database" in text or "malformed" in text:
+            hint = "the file is not an approvalflow database, or it is damaged"
+        elif "readonly" in text or "read-only" in text:
+            hint = "the database file or its folder is read-only"
+        elif "append-only" in text:
+            hint = "recorded events are never changed or deleted"
+        else:
+            hint = "nothing was written"
+        raise StoreError(f"Could not {what}: {text} ({hint}).") from e
+
+
+def _json_list(states: frozenset[str]) -> str:
+    return canonical_json(sorted(states))
+
+
+def _event_hash(row: Mapping[str, Any]) -> str:
+    """SHA-256 over the canonical bytes of an event row (everything but the hash itself)."""
+    return sha256_hex(canonical_json([
+        row["case_id"], row["seq"], row["kind"], row["trigger"], row["actor"], row["on_date"],
+        row["recorded_at"], row["source"], row["target"], row["note"], row["data"],
+        row["workflow"], row["workflow_version"], row["key"], row["prev_hash"],
+    ]))
+
+
+_EVENT_COLUMNS = ("case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, "
+                  "note, data, workflow, workflow_version, key, prev_hash, hash")
+
+
+def _row_to_event(row: Mapping[str, Any]) -> Event:
+    return Event(
+        case_id=row["case_id"], seq=row["seq"], trigger=row["trigger"], actor=row["actor"],
+        on=dt.date.fromisoformat(row["on_date"]),
+        recorded_at=dt.datetime.fromisoformat(row["recorded_at"]),
+        source=frozenset(json.loads(row["source"])), target=frozenset(json.loads(row["target"])),
+        note=row["note"], data=json.loads(row["data"]), workflow=row["workflow"],
+        workflow_version=row["workflow_version"], kind=row["kind"], key=row["key"],
+        prev_hash=row["prev_hash"], hash=row["hash"],
+    )
+
+
+def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
+    db["workflows"].create({"name": str, "version": int, "digest": str, "source": str,
+                            "stored_at": str}, pk=("name", "version"))
+    db["events"].create({
+        "case_id": str, "seq": int, "kind": str, "trigger": str, "actor": str, "on_date": str,
+        "recorded_at": str, "source": str, "target": str, "note": str, "data": str,
+        "workflow": str, "workflow_version": int, "key": str, "prev_hash": str, "hash": str,
+    }, pk=("case_id", "seq"), not_null={"kind", "trigger", "actor", "on_date", "recorded_at",
+                                         "source", "target", "data", "workflow",
+                                         "workflow_version", "prev_hash", "hash"})
+    db.execute("CREATE UNIQUE INDEX events_key ON events (case_id, key) WHERE key IS NOT NULL")
+    db.execute("CREATE INDEX events_on ON events (on_date)")
+    db["cases"].create({
+        "case_id": str, "workflow": str, "workflow_version": int, "state": str, "seq": int,
+        "last_on": str, "head_hash": str, "is_final": int, "created_at": str, "updated_at": str,
+    }, pk="case_id", not_null={"workflow", "workflow_version", "state", "seq", "last_on",
+                               "head_hash", "is_final", "created_at", "updated_at"})
+    db.execute("CREATE INDEX cases_workflow ON cases (workflow)")
+    for op in ("UPDATE", "DELETE"):
+        db.execute(f"CREATE TRIGGER events_no_{op.lower()} BEFORE {op} ON events BEGIN "
+                   f"SELECT RAISE(ABORT, 'events are append-only'); END")
+
+
+#: migrations[n] brings a database from schema n to n + 1, inside one transaction.
+_MIGRATIONS = {0: _migrate_0_to_1}
+
+
+class Store:
+    """An event log in one SQLite file. Open it with :func:`open_store`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, durability: str = "full",
+                 timeout: float = 30.0, create: bool = True) -> None:
+        if durability not in DURABILITY:
+            raise InvalidInputError(f"durability must be one of {sorted(DURABILITY)}, "
+                                    f"not {durability!r}.")
+        self.path = os.fspath(path)
+        self.durability = durability
+        if not create and self.path != ":memory:" and not Path(self.path).is_file():
+            raise StoreError(f"There is no database at {self.path!r}; create one with "
+                             f"'approvalflow new' or approvalflow.open_store().")
+        with _translate(f"open the database {self.path!r}"):
+            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout,
+                                         check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if self.path != ":memory:":
+                mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StoreError(f"Could not switch {self.path!r} to WAL mode "
+                                     f"(it is in {mode!r}).")
+            self._conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
+            self.db = sqlite_utils.Database(self._conn)
+            self._migrate()
+        self._workflows: dict[tuple[str, int], Workflow] = {}
+        self._bulk_depth = 0
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.path!r}>"
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        try:
+            current = self.schema_version
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path!r} is not an approvalflow database, or it is "
+                             f"damaged: {e}.") from e
+        if current > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path!r} has schema version {current}, written by a newer approvalflow; "
+                f"this one reads versions up to {SCHEMA_VERSION}. Upgrade approvalflow.")
+        if current == 0:
+            tables = set(self.db.table_names())
+            if tables - {"sqlite_sequence"}:
+                raise StoreError(f"{self.path!r} holds tables {sorted(tables)} but is not an "
+                                 f"approvalflow database; use another file.")
+        while current < SCHEMA_VERSION:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                # another process may have migrated between our read and our lock
+                current = self.schema_version
+                if current < SCHEMA_VERSION:
+                    _MIGRATIONS[current](self.db)
+                    current += 1
+                    self._conn.execute(f"PRAGMA user_version = {current}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _write(self, what: str) -> Iterator[None]:
+        """One IMMEDIATE transaction (or a savepoint inside ``bulk``); all or nothing."""
+        if self._closed:
+            raise StoreError("The store is closed.")
+        with _translate(what):
+            if self._bulk_depth:
+                yield
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[Store]:
+        """Every create and fire inside is one transaction: all are stored, or none."""
+        if self._bulk_depth:
+            self._bulk_depth += 1
+            try:
+                yield self
+            finally:
+                self._bulk_depth -= 1
+            return
+        with _translate("run a bulk transaction"):
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._bulk_depth = 1
+            try:
+                yield self
+            except BaseException:
+                self._bulk_depth = 0
+                self._conn.execute("ROLLBACK")
+                raise
+            self._bulk_depth = 0
+            self._conn.execute("COMMIT")
+
+    # -- workflows ----------------------------------------------------------------------
+
+    def _register_workflow(self, wf: Workflow) -> None:
+        row = self._conn.execute("SELECT digest FROM workflows WHERE name = ? AND version = ?",
+                                 (wf.name, wf.version)).fetchone()
+        if row is None:
+            self._conn.execute(
+                "INSERT INTO workflows (name, version, digest, source, stored_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (wf.name, wf.version, wf.digest, wf.source_text, _now().isoformat()))
+        elif row["digest"] != wf.digest:
+            raise DefinitionError(
+                f"Workflow {wf.name!r} version {wf.version} in {self.path!r} has other content "
+                f"than the one given; a changed workflow needs a new [workflow].version.")
+        self._workflows[(wf.name, wf.version)] = wf
+
+    def workflow(self, name: str, version: int) -> Workflow:
+        """The workflow definition version a case was created with, as stored."""
+        found = self._workflows.get((name, version))
+        if found is not None:
+            return found
+        with _translate("read a workflow"):
+            row = self._conn.execute("SELECT source FROM workflows WHERE name = ? AND version = ?",
+                                     (name, version)).fetchone()
+        if row is None:
+            raise StoreError(f"Workflow {name!r} version {version} is not in {self.path!r}.")
+        wf = loads_workflow(row["source"], source=f"{self.path}:workflows/{name}@v{version}",
+                            strict_guards=False)
+        self._workflows[(name, version)] = wf
+        return wf
+
+    # -- cases --------------------------------------------------------------------------
+
+    def create_case(self, workflow: Workflow | str, case_id: str, *, actor: str,
+                    on: object = None, data: Mapping[str, Any] | None = None,
+                    note: str | None = None) -> Case:
+        """Start a case in the workflow's initial state; its creation is event 1."""
+        wf = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
+        case_id = _check_case_id(case_id)
+        actor = check_actor(actor)
+        if actor not in wf.actors:
+            raise InvalidInputError(f"{actor!r} is not an actor of workflow {wf.name!r}; "
+                                    f"actors: {', '.join(sorted(wf.actors))}.")
+        when = dt.date.today() if on is None else to_date(on, "on")
+        payload = dict(check_data(data))
+        if note is not None:
+            check_text(note, "note", max_length=10_000)
+        engine = engine_for(wf)
+        state = engine.initial_state(payload, when)
+        event_row = {
+            "case_id": case_id, "seq": 1, "kind": "create", "trigger": "create",
+            "actor": actor, "on_date": when.isoformat(), "recorded_at": _now().isoformat(),
+            "source": "[]", "target": _json_list(state.config), "note": note,
+            "data": canonical_json(payload), "workflow": wf.name,
+            "workflow_version": wf.version, "key": None, "prev_hash": GENESIS,
+        }
+        event_row["hash"] = _event_hash(event_row)
+        with self._write(f"create case {case_id!r}"):
+            exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
+                                        (case_id,)).fetchone()
+            if exists:
+                raise CaseExistsError(f"Case {case_id!r} already exists in {self.path!r}; "
+                                      f"choose another id or load it with store.case().")
+            self._register_workflow(wf)
+            self._insert_event(event_row)
+            self._conn.execute(
+                "INSERT INTO cases (case_id, workflow, workflow_version, state, seq, last_on, "
+                "head_hash, is_final, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
+                 event_row["hash"], int(engine.is_final(state.config)),
+                 event_row["recorded_at"], event_row["recorded_at"]))
+        event = _row_to_event(event_row)
+        return Case(self, wf, case_id, state, (event,))
+
+    def _insert_event(self, row: Mapping[str, Any]) -> None:
+        self._conn.execute(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
+            f"(:case_id, :seq, :kind, :trigger, :actor, :on_date, :recorded_at, :source, "
+            f":target, :note, :data, :workflow, :workflow_version, :key, :prev_hash, :hash)",
+            row)
+
+    def _events(self, case_id: str, as_of: dt.date | None) -> list[sqlite3.Row]:
+        if as_of is None:
+            return self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? "
+                                      f"ORDER BY seq", (case_id,)).fetchall()
+        return self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? "
+                                  f"AND on_date <= ? ORDER BY seq",
+                                  (case_id, as_of.isoformat())).fetchall()
+
+    def case(self, case_id: str, *, as_of: object = None) -> Case:
+        """Load a case by replaying its events; ``as_of`` keeps only events dated on or before."""
+        case_id = _check_case_id(case_id)
+        when = None if as_of is None else to_date(as_of, "as_of")
+        with _translate(f"load case {case_id!r}"):
+            rows = self._events(case_id, when)
+            if not rows and when is not None:
+                exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
+                                            (case_id,)).fetchone()
+                if exists:
+                    first = self._conn.execute("SELECT on_date FROM events WHERE case_id = ? "
+                                               "AND seq = 1", (case_id,)).fetchone()
+                    raise CaseNotFoundError(
+                        f"Case {case_id!r} did not exist yet on {when.isoformat()}; it was "
+                        f"created on {first['on_date'] if first else 'an unknown date'}.")
+        if not rows:
+            raise CaseNotFoundError(self._not_found(case_id))
+        events = [_row_to_event(r) for r in rows]
+        wf = self.workflow(events[0].workflow, events[0].workflow_version)
+        state = replay(engine_for(wf), events)
+        return Case(self, wf, case_id, state, tuple(events), as_of=when)
+
+    def _not_found(self, case_id: str) -> str:
+        ids = [r[0] for r in self._conn.execute(
+            "SELECT case_id FROM cases ORDER BY case_id LIMIT 6").fetchall()]
+        known = ", ".join(repr(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+        return (f"There is no case {case_id!r} in {self.path!r}; "
+                + (f"cases: {known}." if ids else "the store holds no cases."))
+
+    def cases(self, *, workflow: str | None = None, state: str | None = None) -> list[CaseSummary]:
+        """Every case's summary, from the current-state table, sorted by id."""
+        sql = "SELECT * FROM cases"
+        params: list[Any] = []
+        if workflow is not None:
+            sql += " WHERE workflow = ?"
+            params.append(workflow)
+        sql += " ORDER BY case_id"
+        with _translate("list cases"):
+            rows = self._conn.execute(sql, params).fetchall()
+        out = []
+        for r in rows:
+            leaves = frozenset(json.loads(r["state"]))
+            if state is not None:
+                wf = self.workflow(r["workflow"], r["workflow_version"])
+                if state not in engine_for(wf).active(leaves):
+                    continue
+            out.append(CaseSummary(
+                case_id=r["case_id"], workflow=r["workflow"],
+                workflow_version=r["workflow_version"], state=leaves, version=r["seq"],
+                last_on=dt.date.fromisoformat(r["last_on"]), is_final=bool(r["is_final"]),
+                updated_at=dt.datetime.fromisoformat(r["updated_at"])))
+        return out
+
+    def events(self, case_id: str | None = None) -> Iterator[Event]:
+        """Every event (of one case, or of all cases by case and sequence)."""
+        with _translate("read events"):
+            if case_id is not None:
+                rows = self._events(case_id, None)
+            else:
+                rows = self._conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
+            for r in rows:
+                yield _row_to_event(r)
+
+    # -- appending ----------------------------------------------------------------------
+
+    def _find_key(self, case: Case, key: str) -> Event | None:
+        with _translate("look up an idempotency key"):
+            row = self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? "
+                                     f"AND key = ?", (case.id, key)).fetchone()
+        return None if row is None else _row_to_event(row)
+
+    @staticmethod
+    def _check_retry(stored: Event, *, trigger: str, actor: str, on: dt.date,
+                     note: str | None, data: Mapping[str, Any]) -> None:
+        given = (trigger, actor, on, note, canonical_json(dict(data)))
+        kept = (stored.trigger, stored.actor, stored.on, stored.note,
+                canonical_json(dict(stored.data)))
+        if given != kept:
+            raise InvalidInputError(
+                f"The idempotency key {stored.key!r} of case {stored.case_id!r} was used for "
+                f"event {stored.seq} ({stored.trigger!r} by {stored.actor!r} on "
+                f"{stored.on.isoformat()}) with other content; a key names one event only.")
+
+    def _append(self, case: Case, decision: Decision, *, note: str | None,
+                data: dict[str, Any], key: str | None) -> Event:
+        """Persist one decided step atomically and advance ``case``; or raise, writing nothing."""
+        wf = case.definition
+        seq = case.version + 1
+        row: dict[str, Any] = {
+            "case_id": case.id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
+            "actor": decision.actor, "on_date": decision.on.isoformat(),
+            "recorded_at": _now().isoformat(), "source": _json_list(case.state),
+            "target": _json_list(decision.target), "note": note, "data": canonical_json(data),
+            "workflow": wf.name, "workflow_version": wf.version, "key": key,
+        }
+        final = int(engine_for(wf).is_final(decision.target))
+        with self._write(f"record {decision.trigger!r} on case {case.id!r}"):
+            head = self._conn.execute("SELECT seq, head_hash FROM cases WHERE case_id = ?",
+                                      (case.id,)).fetchone()
+            if head is None:
+                raise CaseNotFoundError(self._not_found(case.id))
+            if key is not None:
+                stored = self._conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? AND key = ?",
+                    (case.id, key)).fetchone()
+                if stored is not None:
+                    event = _row_to_event(stored)
+                    self._check_retry(event, trigger=decision.trigger, actor=decision.actor,
+                                      on=decision.on, note=note, data=data)
+                    return event
+            if head["seq"] != case.version:
+                raise ConcurrencyError(
+                    f"Case {case.id!r} changed since it was read: it is at event {head['seq']}, "
+                    f"this copy at {case.version}. Load it again and decide anew.")
+            row["prev_hash"] = head["head_hash"]
+            row["hash"] = _event_hash(row)
+            self._insert_event(row)
+            self._conn.execute(
+                "UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
+                "updated_at = ? WHERE case_id = ?",
+                (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
+                 case.id))
+        event = _row_to_event(row)
+        case._advance(event)
+        return event
+
+    # -- verification -------------------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Check the whole log: hash chains, sequence, dates, replay, and the current-state table.
+
+        Every problem names the case and the sequence number.
+        """
+        problems: list[str] = []
+        n_cases = n_events = 0
+        with _translate("verify the log"):
+            heads = {r["case_id"]: r for r in self._conn.execute("SELECT * FROM cases")}
+            rows = self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events "
+                                      f"ORDER BY case_id, seq")
+            current: str | None = None
+            batch: list[sqlite3.Row] = []
+            seen: set[str] = set()
+            for r in rows:
+                n_events += 1
+                if r["case_id"] != current:
+                    if current is not None:
+                        problems.extend(self._verify_case(current, batch, heads.get(current)))
+                        n_cases += 1
+                    current, batch = r["case_id"], []
+                    seen.add(current)
+                batch.append(r)
+            if current is not None:
+                problems.extend(self._verify_case(current, batch, heads.get(current)))
+                n_cases += 1
+            for case_id in sorted(set(heads) - seen):
+                problems.append(f"case {case_id!r}: in the cases table but has no events")
+        return VerifyReport(problems=problems, cases=n_cases, events=n_events)
+
+    def _verify_case(self, case_id: str, rows: list[sqlite3.Row],
+                     head: sqlite3.Row | None) -> list[str]:
+        problems: list[str] = []
+        prev_hash = GENESIS
+        last_on: str | None = None
+        where = f"case {case_id!r}"
+        for expected_seq, r in enumerate(rows, start=1):
+            at = f"{where} event {r['seq']}"
+            if r["seq"] != expected_seq:
+                problems.append(f"{at}: expected sequence number {expected_seq} "
+                                f"(an event is missing or was inserted)")
+                return problems
+            if r["prev_hash"] != prev_hash:
+                problems.append(f"{at}: its previous-hash does not match event "
+                                f"{expected_seq - 1}'s hash (an event before it was changed, "
+                                f"removed or reordered)")
+            if _event_hash(r) != r["hash"]:
+                problems.append(f"{at}: its content does not match its hash (it was edited)")
+            if last_on is not None and r["on_date"] < last_on:
+                problems.append(f"{at}: dated {r['on_date']}, before the previous event's "
+                                f"{last_on}")
+            prev_hash, last_on = r["hash"], r["on_date"]
+        try:
+            events = [_row_to_event(r) for r in rows]
+            wf = self.workflow(events[0].workflow, events[0].workflow_version)
+            state = replay(engine_for(wf), events, check=problems)
+        except (ApprovalflowError, ValueError, KeyError) as e:
+            problems.append(f"{where}: can't be replayed: {e}")
+            return problems
+        if head is None:
+            problems.append(f"{where}: has events but no row in the cases table")
+            return problems
+        if head["seq"] != len(rows):
+            problems.append(f"{where}: the cases table says event {head['seq']} is the last, "
+                            f"the log ends at event {len(rows)} (the tail was truncated or the "
+                            f"table is stale)")
+        if head["head_hash"] != prev_hash:
+            problems.append(f"{where}: the cases table's head hash does not match the hash of "
+                            f"event {len(rows)}")
+        if frozenset(json.loads(head["state"])) != state.config:
+            problems.append(f"{where}: the cases table says state {sorted(json.loads(head['state']))}"
+                            f", the replay of its events gives {sorted(state.config)}")
+        return problems
+
+
+def replay(engine: Engine, events: list[Event], *, check: list[str] | None = None) -> CaseState:
+    """Rebuild a case's state from its events. With ``check``, also re-derive each step
+    from the definition and append every disagreement to ``check``."""
+    first = events[0]
+    if first.kind != "create":
+        raise StoreError(f"case {first.case_id!r}: its first event is {first.trigger!r}, "
+                         f"not its creation")
+    state = engine.initial_state(first.data, first.on)
+    if check is not None and first.target != state.config:
+        check.append(f"case {first.case_id!r} event 1: created in {sorted(first.target)}, "
+                     f"the workflow starts in {sorted(state.config)}")
+    for e in events[1:]:
+        if check is not None and e.kind == "fire":
+            _check_step(engine, state, e, check)
+        if e.kind == "fire":
+            state = engine.apply(state, trigger=e.trigger, actor=e.actor, on=e.on, seq=e.seq,
+                                 target=e.target, data=e.data)
+        else:
+            state = attrs.evolve(state, version=e.seq, last_on=e.on)
+    return state
+
+
+def _check_step(engine: Engine, state: CaseState, e: Event, check: list[str]) -> None:
+    at = f"case {e.case_id!r} event {e.seq}"
+    if e.source != state.config:
+        check.append(f"{at}: recorded as leaving {sorted(e.source)}, but the case was in "
+                     f"{sorted(state.config)}")
+        return
+    t = engine.enabled_transition(state.config, e.trigger)
+    if t is None:
+        check.append(f"{at}: {e.trigger!r} is not a step the workflow allows from "
+                     f"{sorted(state.config)}")
+        return
+    if e.actor not in t.actors:
+        check.append(f"{at}: {e.actor!r} may not take {e.trigger!r}")
+    moves = True
+    if t.vote:
+        moves = engine._ballot_moves(engine.workflow.votes[t.vote], t, state, e.actor)
+    expected = engine.step(state.config, e.trigger) if moves else state.config
+    if e.target != expected:
+        check.append(f"{at}: recorded as moving to {sorted(e.target)}, the workflow moves "
+                     f"{e.trigger!r} to {sorted(expected)}")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _check_case_id(case_id: object) -> str:
+    text = check_text(case_id, "case id", max_length=MAX_ID_LENGTH)
+    if not text.strip():
+        raise InvalidInputError("case id must not be empty.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidInputError(f"case id {text!r} contains control characters; use printable "
+                                f"text.")
+    return text
+
+
+def open_store(path: str | os.PathLike[str] = ":memory:", *, durability: str = "full",
+               timeout: float = 30.0, create: bool = True) -> Store:
+    """Open (and create or migrate) the event log at ``path``; ``":memory:"`` for a scratch one.
+
+    ``durability="full"`` (the default) syncs every commit to disk; ``"normal"`` is
+    faster and survives a crash of the process, but may lose the last commits on a
+    power cut. ``create=False`` refuses a missing file instead of creating it.
+    """
+    return Store(path, durability=durability, timeout=timeout, create=create)
