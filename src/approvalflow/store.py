@@ -498,12 +498,27 @@ class Store:
 
     # -- verification -------------------------------------------------------------------
 
-    def verify(self) -> VerifyReport:
+    def heads(self) -> dict[str, dict[str, Any]]:
+        """Each case's head: ``{case_id: {"seq": last sequence number, "hash": its hash}}``.
+
+        Export this somewhere the database's writers can't reach; ``verify(heads=...)``
+        later proves that no recorded event was rewritten since.
+        """
+        with _translate("read the head hashes"):
+            rows = self._conn.execute("SELECT case_id, seq, head_hash FROM cases "
+                                      "ORDER BY case_id").fetchall()
+        return {r["case_id"]: {"seq": r["seq"], "hash": r["head_hash"]} for r in rows}
+
+    def verify(self, *, heads: Mapping[str, Mapping[str, Any]] | None = None) -> VerifyReport:
         """Check the whole log: hash chains, sequence, dates, replay, and the current-state table.
 
-        Every problem names the case and the sequence number.
+        With ``heads`` (an earlier export of :meth:`heads`), also check that each
+        exported head is still in the log with the same hash. Every problem names the
+        case and the sequence number.
         """
         problems: list[str] = []
+        if heads is not None:
+            problems.extend(self._verify_heads(heads))
         n_cases = n_events = 0
         with _translate("verify the log"):
             heads = {r["case_id"]: r for r in self._conn.execute("SELECT * FROM cases")}
@@ -527,6 +542,25 @@ class Store:
             for case_id in sorted(set(heads) - seen):
                 problems.append(f"case {case_id!r}: in the cases table but has no events")
         return VerifyReport(problems=problems, cases=n_cases, events=n_events)
+
+    def _verify_heads(self, heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        problems = []
+        for case_id, head in sorted(heads.items()):
+            try:
+                seq, expected = int(head["seq"]), str(head["hash"])
+            except (KeyError, TypeError, ValueError):
+                problems.append(f"case {case_id!r}: the exported head {head!r} has no "
+                                f"'seq' and 'hash'")
+                continue
+            row = self._conn.execute("SELECT hash FROM events WHERE case_id = ? AND seq = ?",
+                                     (case_id, seq)).fetchone()
+            if row is None:
+                problems.append(f"case {case_id!r} event {seq}: exported earlier, no longer in "
+                                f"the log")
+            elif row["hash"] != expected:
+                problems.append(f"case {case_id!r} event {seq}: its hash differs from the "
+                                f"exported head (the chain was rewritten)")
+        return problems
 
     def _verify_case(self, case_id: str, rows: list[sqlite3.Row],
                      head: sqlite3.Row | None) -> list[str]:

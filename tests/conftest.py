@@ -1,0 +1,53 @@
+"""Small shared fixtures: a real SQLite file per test, the bundled workflows, the seed's data."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import approvalflow as af
+from approvalflow.demo import SEED_DATA
+
+FLAGSHIP = "boligsocial-helhedsplan"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "cases.db"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    with af.open_store(db_path) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def flagship() -> af.Workflow:
+    return af.load_workflow(FLAGSHIP)
+
+
+@pytest.fixture
+def seed_data() -> dict[str, Any]:
+    return copy.deepcopy(SEED_DATA)
+
+
+@pytest.fixture
+def submitted(store, flagship, seed_data):
+    """The flagship case, created and submitted on 2021-11-01: every region is pending."""
+    case = store.create_case(flagship, "mimerskvarteret", actor="tmf", on="2021-11-01",
+                             data=seed_data)
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    return case
+
+
+def approve_all(case: af.Case, on: str = "2022-01-31") -> None:
+    """Every party of the approval stage says yes (TMU, AAB, 3B, the four VIBO departments)."""
+    case.fire("tmu.approve", actor="tmu", on=on)
+    case.fire("aab.approve", actor="aab", on=on)
+    case.fire("3b.approve", actor="3b", on=on)
+    for n in range(1, 5):
+        case.fire("vibo.approve", actor=f"vibo_afd_{n}", on=on)
