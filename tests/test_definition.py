@@ -1,0 +1,360 @@
+"""Loading workflow files: sound ones load, unsound ones raise DefinitionError naming the ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import approvalflow as af
+from approvalflow.definition import loads_workflow
+
+MINI = """
+[workflow]
+name = "mini"
+version = 1
+initial = "a"
+
+[actors]
+x = "Xavier"
+y = "Yrsa"
+
+[states.a]
+label = "A"
+
+[states.b]
+label = "B"
+final = true
+
+[[transitions]]
+trigger = "go"
+source = "a"
+target = "b"
+actors = ["x"]
+"""
+
+PARALLEL = """
+[workflow]
+name = "par"
+version = 1
+initial = "start"
+
+[actors]
+x = "X"
+y = "Y"
+v1 = "V1"
+v2 = "V2"
+v3 = "V3"
+
+[states.start]
+[states.both]
+parallel = true
+[states.left]
+parent = "both"
+initial = "l1"
+[states.l1]
+parent = "left"
+[states.l2]
+parent = "left"
+final = true
+[states.right]
+parent = "both"
+initial = "r1"
+[states.r1]
+parent = "right"
+[states.r2]
+parent = "right"
+final = true
+[states.done]
+final = true
+[states.stopped]
+final = true
+
+[votes.panel]
+state = "r1"
+voters = ["v1", "v2", "v3"]
+need = 2
+
+[[transitions]]
+trigger = "begin"
+source = "start"
+target = "both"
+actors = ["x"]
+
+[[transitions]]
+trigger = "left.ok"
+source = "l1"
+target = "l2"
+actors = ["x"]
+
+[[transitions]]
+trigger = "right.yes"
+source = "r1"
+target = "r2"
+vote = "panel"
+
+[[transitions]]
+trigger = "right.no"
+source = "r1"
+target = "stopped"
+vote = "panel"
+ballot = "no"
+
+[[transitions]]
+trigger = "finish"
+source = "both"
+target = "done"
+actors = ["y"]
+"""
+
+
+def load(text: str) -> af.Workflow:
+    return loads_workflow(text, source="test.toml")
+
+
+def refused(text: str) -> str:
+    with pytest.raises(af.DefinitionError) as info:
+        load(text)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("name", af.bundled_workflows())
+def test_bundled_workflows_load(name: str) -> None:
+    """Every bundled workflow loads by name and exposes its states, triggers and actors."""
+    wf = af.load_workflow(name)
+    assert wf.name == name
+    assert wf.initial in wf.states
+    assert wf.triggers and wf.actors
+    assert all(isinstance(label, str) and label for label in wf.actors.values())
+
+
+def test_bundled_list_has_both_workflows() -> None:
+    """The flagship and the remainder workflow ship with the package."""
+    assert {"boligsocial-helhedsplan", "medfinansiering-restbeloeb"} <= set(af.bundled_workflows())
+
+
+def test_mini_workflow_loads() -> None:
+    """A minimal sound file loads with its ids, labels and transitions."""
+    wf = load(MINI)
+    assert wf.states == frozenset({"a", "b"})
+    assert wf.triggers == frozenset({"go"})
+    assert wf.actors == {"x": "Xavier", "y": "Yrsa"}
+    assert wf.label_of("a") == "A"
+    assert wf.state("b").final
+
+
+def test_parallel_workflow_loads_with_join_and_vote() -> None:
+    """A transition leaving a parallel state is a join; a vote group keeps its need."""
+    wf = load(PARALLEL)
+    finish = wf.transitions_for("finish")[0]
+    assert finish.join is True
+    assert wf.votes["panel"].need == 2
+    assert wf.transitions_for("right.yes")[0].actors == ("v1", "v2", "v3")
+    assert wf.state("both").kind == "parallel"
+    assert wf.regions("both") == ("left", "right")
+
+
+def test_load_by_path(tmp_path: Path) -> None:
+    """A path loads the file; the workflow remembers where it came from."""
+    path = tmp_path / "mini.toml"
+    path.write_text(MINI, encoding="utf-8")
+    wf = af.load_workflow(path)
+    assert wf.path == str(path)
+    assert af.load_workflow(str(path)).digest == wf.digest
+
+
+def test_unknown_bundled_name_lists_the_bundled_ones() -> None:
+    """An unknown name says which workflows are bundled."""
+    with pytest.raises(af.DefinitionError, match="boligsocial-helhedsplan"):
+        af.load_workflow("no-such-workflow")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A missing file is a DefinitionError naming the path."""
+    with pytest.raises(af.DefinitionError, match="no such workflow file"):
+        af.load_workflow(tmp_path / "absent.toml")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    """A file that is not UTF-8 is refused with the offset of the bad byte."""
+    path = tmp_path / "bad.toml"
+    path.write_bytes(MINI.encode() + b"\xff\xfe")
+    with pytest.raises(af.DefinitionError, match="not UTF-8"):
+        af.load_workflow(path)
+
+
+def test_toml_syntax_error_names_line() -> None:
+    """A TOML syntax error names the file and the line."""
+    message = refused(MINI + "\n[states.c\n")
+    assert "test.toml" in message and "line" in message
+
+
+def test_duplicate_state_table_is_refused() -> None:
+    """Declaring the same state twice is refused (TOML forbids the duplicate table)."""
+    assert "test.toml" in refused(MINI + '\n[states.a]\nlabel = "again"\n')
+
+
+def test_unknown_keys() -> None:
+    """Unknown keys in any table are named with the allowed keys."""
+    message = refused(MINI.replace('label = "A"', 'label = "A"\ncolour = "red"')
+                      .replace('trigger = "go"', 'trigger = "go"\nwho = ["x"]')
+                      + "\n[extra]\n")
+    assert "'colour'" in message and "'who'" in message and "'extra'" in message
+    assert "allowed keys" in message
+
+
+def test_wrong_types() -> None:
+    """A value of the wrong type is named with the expected type."""
+    message = refused(MINI.replace("version = 1", 'version = "one"'))
+    assert "[workflow].version must be int" in message
+
+
+def test_missing_required_parts() -> None:
+    """A file without [workflow], [actors], states or transitions lists each missing part."""
+    message = refused('title = "nothing"\n')
+    for part in ("[workflow]", "[actors]", "[states]", "[[transitions]]"):
+        assert part in message
+
+
+def test_unknown_state_references() -> None:
+    """Sources, targets, parents and the initial state must be states."""
+    message = refused(MINI.replace('target = "b"', 'target = "nowhere"')
+                      .replace('initial = "a"', 'initial = "void"'))
+    assert "'nowhere'" in message and "'void'" in message
+
+
+def test_unknown_actor() -> None:
+    """An actor list naming an unknown actor is refused with the known actors."""
+    message = refused(MINI.replace('actors = ["x"]', 'actors = ["x", "zed"]'))
+    assert "['zed'] are not actors" in message and "'x', 'y'" in message
+
+
+def test_unknown_guard() -> None:
+    """A guard that is not registered is refused with the registered guards."""
+    message = refused(MINI.replace('actors = ["x"]', 'actors = ["x"]\nguards = ["moon_is_full"]'))
+    assert "guard 'moon_is_full' is not registered" in message
+    assert "financing_ok" in message
+
+
+def test_registered_guard_is_accepted() -> None:
+    """A guard registered with @approvalflow.guard can be named in a file."""
+
+    @af.guard("always_fine")
+    def always_fine(ctx: af.GuardContext) -> bool:
+        return True
+
+    try:
+        wf = load(MINI.replace('actors = ["x"]', 'actors = ["x"]\nguards = ["always_fine"]'))
+        assert wf.transitions_for("go")[0].guards == ("always_fine",)
+    finally:
+        from approvalflow.guards import unregister_guard
+
+        unregister_guard("always_fine")
+
+
+def test_unreachable_state() -> None:
+    """A state no transition leads to is unreachable from the initial state."""
+    message = refused(MINI + '\n[states.island]\nfinal = true\n')
+    assert "states ['island'] are unreachable from initial state 'a'" in message
+
+
+def test_trap_state() -> None:
+    """A non-final state with no way out is a trap."""
+    text = MINI.replace('final = true', '') + """
+[[transitions]]
+trigger = "back"
+source = "a"
+target = "a"
+actors = ["y"]
+"""
+    assert "state 'b' is not final but has no way out" in refused(text)
+
+
+def test_final_state_with_outgoing_transition() -> None:
+    """A final state may not have outgoing transitions."""
+    text = MINI + """
+[[transitions]]
+trigger = "reopen"
+source = "b"
+target = "a"
+actors = ["x"]
+"""
+    assert "final state 'b' has an outgoing transition 'reopen'" in refused(text)
+
+
+def test_trigger_no_actor_may_fire() -> None:
+    """A transition without actors (and no vote group) is refused."""
+    assert "no actor may fire 'go'" in refused(MINI.replace('actors = ["x"]\n', ""))
+
+
+def test_duplicate_transition() -> None:
+    """The same trigger from the same source twice is refused."""
+    text = MINI + '\n[[transitions]]\ntrigger = "go"\nsource = "a"\ntarget = "b"\nactors = ["y"]\n'
+    assert "defined twice" in refused(text)
+
+
+def test_invalid_ids() -> None:
+    """Ids must be lower-case letters, digits, '_' and '-'."""
+    message = refused(MINI.replace("[states.b]", '[states."B b"]')
+                      .replace('target = "b"', 'target = "B b"'))
+    assert "'B b' is not a valid id" in message
+
+
+def test_reserved_trigger() -> None:
+    """The event log's own trigger names are reserved."""
+    assert "reserved" in refused(MINI.replace('trigger = "go"', 'trigger = "create"'))
+
+
+def test_parent_cycle() -> None:
+    """States that are their own ancestors are refused."""
+    text = MINI + '\n[states.p]\nparent = "q"\ninitial = "q"\n[states.q]\nparent = "p"\ninitial = "p"\n'
+    assert "their own ancestors" in refused(text)
+
+
+def test_compound_needs_initial() -> None:
+    """A state with children needs an initial child that is one of them."""
+    text = MINI.replace('[states.a]\nlabel = "A"',
+                        '[states.a]\nlabel = "A"\ninitial = "zz"\n[states.a1]\nparent = "a"')
+    assert "initial 'zz' is not one of its children" in refused(text)
+
+
+def test_parallel_region_needs_states() -> None:
+    """Each region of a parallel state must have states of its own."""
+    text = PARALLEL.replace('[states.right]\nparent = "both"\ninitial = "r1"',
+                            '[states.right]\nparent = "both"')
+    text = text.replace('parent = "right"', 'parent = "left"')
+    assert "is a region of parallel state 'both' but has no child states" in refused(text)
+
+
+def test_vote_group_checks() -> None:
+    """Vote groups need known voters, a reachable need, and ballots from their state."""
+    ghost = refused(PARALLEL.replace('voters = ["v1", "v2", "v3"]', 'voters = ["v1", "ghost"]'))
+    assert "['ghost'] are not actors" in ghost
+    assert "need is 5; with 3 voters" in refused(PARALLEL.replace("need = 2", "need = 5"))
+
+
+def test_vote_ballot_from_wrong_state() -> None:
+    """A ballot must start from its vote group's state."""
+    text = PARALLEL.replace('trigger = "right.no"\nsource = "r1"', 'trigger = "right.no"\nsource = "l1"')
+    assert "must start from its state 'r1'" in refused(text)
+
+
+def test_trigger_in_two_parallel_regions() -> None:
+    """One trigger may not move two parallel regions at once."""
+    text = PARALLEL + '\n[[transitions]]\ntrigger = "left.ok"\nsource = "r1"\ntarget = "r2"\nactors = ["x"]\n'
+    assert "parallel regions of 'both'" in refused(text)
+
+
+def test_every_problem_is_listed() -> None:
+    """Several problems are reported together, one line each, all naming the file."""
+    with pytest.raises(af.DefinitionError) as info:
+        load(MINI.replace('actors = ["x"]', 'actors = ["nobody"]') + '\n[states.island]\nfinal = true\n')
+    problems = info.value.problems  # type: ignore[attr-defined]
+    assert len(problems) >= 1
+    assert all(p.startswith("test.toml: ") for p in problems)
+
+
+def test_definition_error_is_value_error() -> None:
+    """DefinitionError subclasses ValueError and ApprovalflowError."""
+    assert issubclass(af.DefinitionError, ValueError)
+    assert issubclass(af.DefinitionError, af.ApprovalflowError)

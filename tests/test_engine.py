@@ -1,0 +1,228 @@
+"""The engine's decisions: who may fire what, the join, vote groups, guards, dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+import approvalflow as af
+from approvalflow.engine import engine_for
+from approvalflow.guards import unregister_guard
+from tests.conftest import approve_all
+from tests.test_definition import PARALLEL, load
+
+
+def test_engine_is_built_once_per_workflow(store, flagship, seed_data) -> None:
+    """Many cases share one engine and one transitions model: nothing grows per case."""
+    engine = engine_for(flagship)
+    for n in range(20):
+        case = store.create_case(flagship, f"c{n}", actor="tmf", on="2021-11-01", data=seed_data)
+        case.fire("submit", actor="tmf", on="2021-11-01")
+    assert engine_for(af.load_workflow("boligsocial-helhedsplan")) is engine
+    assert len(engine._machine.models) == 1
+
+
+def test_allowed_why_not_and_fire_agree(submitted) -> None:
+    """For every trigger and actor, allowed lists it exactly when why_not is empty, and fire obeys."""
+    case = submitted
+    wf = case.definition
+    on = "2021-11-02"
+    for actor in sorted(wf.actors):
+        allowed = set(case.allowed(actor=actor, on=on))
+        for trigger in sorted(wf.triggers):
+            reasons = case.why_not(trigger, actor=actor, on=on)
+            assert (trigger in allowed) == (reasons == []), (actor, trigger, reasons)
+    version = case.version
+    with pytest.raises(af.TransitionRefusedError) as info:
+        case.fire("lbf.grant", actor="lbf", on=on)
+    assert info.value.reasons == case.why_not("lbf.grant", actor="lbf", on=on)
+    assert case.version == version
+
+
+def test_why_not_lists_every_reason(submitted) -> None:
+    """A wrong actor, a wrong state and a date going backwards are all reported together."""
+    reasons = submitted.why_not("start", actor="aab", on="2021-01-01")
+    assert len(reasons) == 3
+    assert any("'start' can't be taken while the case is in" in r for r in reasons)
+    assert any("'aab' may not take 'start'; only 'tmf' may" in r for r in reasons)
+    assert any("dates may not go backwards" in r for r in reasons)
+
+
+def test_unknown_trigger_and_actor(submitted) -> None:
+    """Unknown triggers and actors are named, with what exists."""
+    [reason] = submitted.why_not("tmu.celebrate", actor="tmu", on="2021-11-02")
+    assert "'tmu.celebrate' is not a step" in reason and "'tmu.approve'" in reason
+    reasons = submitted.why_not("tmu.approve", actor="mayor", on="2021-11-02")
+    assert any("'mayor' is not an actor" in r for r in reasons)
+
+
+def test_join_waits_for_every_region(submitted) -> None:
+    """send_to_lbf is refused until every region is done, naming the regions still waiting."""
+    case = submitted
+    case.fire("tmu.approve", actor="tmu", on="2021-12-06")
+    [reason] = case.why_not("send_to_lbf", actor="tmf", on="2021-12-06")
+    assert "waiting for" in reason
+    for region in ("'aab'", "'3b'", "'vibo'"):
+        assert region in reason
+    assert "'committee'" not in reason
+    case.fire("aab.approve", actor="aab", on="2021-12-06")
+    case.fire("3b.approve", actor="3b", on="2021-12-06")
+    assert "'vibo'" in case.why_not("send_to_lbf", actor="tmf", on="2021-12-06")[0]
+    for n in range(1, 5):
+        case.fire("vibo.approve", actor=f"vibo_afd_{n}", on="2022-01-20")
+    assert case.why_not("send_to_lbf", actor="tmf", on="2022-01-20") == []
+
+
+def test_one_party_never_moves_another_region(submitted) -> None:
+    """Each approval moves only its own region's state."""
+    case = submitted
+    before = set(case.state)
+    event = case.fire("3b.approve", actor="3b", on="2021-11-20")
+    assert event.source - event.target == {"3b_pending"}
+    assert event.target - event.source == {"3b_approved"}
+    assert set(case.state) == (before - {"3b_pending"}) | {"3b_approved"}
+
+
+def test_vote_group_needs_every_department(submitted) -> None:
+    """VIBO's region moves only when the last department votes yes; each ballot is an event."""
+    case = submitted
+    events = [case.fire("vibo.approve", actor=f"vibo_afd_{n}", on="2022-01-10")
+              for n in range(1, 5)]
+    assert [e.moved for e in events] == [False, False, False, True]
+    assert "vibo_approved" in case.state
+    assert case.ballots() == {}  # the vote is over: its round is closed
+
+
+def test_a_voter_votes_once(submitted) -> None:
+    """A department that has voted can't vote again, neither yes nor no."""
+    case = submitted
+    case.fire("vibo.approve", actor="vibo_afd_1", on="2022-01-10")
+    assert case.ballots() == {"vibo": {"vibo_afd_1": "yes"}}
+    for trigger in ("vibo.approve", "vibo.reject"):
+        reasons = case.why_not(trigger, actor="vibo_afd_1", on="2022-01-11")
+        assert reasons == ["'vibo_afd_1' has already voted 'yes' in the vote 'vibo'; "
+                           "each voter votes once"]
+
+
+def test_a_no_under_need_all_rejects_at_once(submitted) -> None:
+    """With need = all, one no makes approval impossible, so the region moves to rejected."""
+    case = submitted
+    case.fire("vibo.approve", actor="vibo_afd_1", on="2022-01-10")
+    event = case.fire("vibo.reject", actor="vibo_afd_2", on="2022-01-11")
+    assert event.moved and "vibo_rejected" in case.state
+
+
+def test_vote_again_starts_a_new_round(submitted) -> None:
+    """After a no and vote_again, every department votes anew."""
+    case = submitted
+    case.fire("vibo.approve", actor="vibo_afd_1", on="2022-01-10")
+    case.fire("vibo.reject", actor="vibo_afd_2", on="2022-01-11")
+    case.fire("vibo.vote_again", actor="vibo_board", on="2022-01-20")
+    assert "vibo_voting" in case.state and case.ballots() == {}
+    assert case.why_not("vibo.approve", actor="vibo_afd_1", on="2022-01-21") == []
+
+
+def test_withdrawal_shrinks_the_electorate(submitted) -> None:
+    """A department that withdraws no longer counts; the others decide VIBO's vote."""
+    case = submitted
+    for n in (1, 2, 3):
+        case.fire("vibo.approve", actor=f"vibo_afd_{n}", on="2022-01-10")
+    event = case.fire("vibo.withdraw", actor="vibo_afd_4", on="2022-01-12")
+    assert event.moved and "vibo_approved" in case.state
+    assert case.withdrawn() == {"vibo": frozenset({"vibo_afd_4"})}
+
+
+def test_k_of_n_vote() -> None:
+    """With need = 2 of 3, two yes-votes pass; two no-votes make passing impossible."""
+    wf = load(PARALLEL)
+    with af.open_store(":memory:") as store:
+        case = store.create_case(wf, "yes", actor="x", on="2024-01-01")
+        case.fire("begin", actor="x", on="2024-01-01")
+        assert not case.fire("right.yes", actor="v1", on="2024-01-02").moved
+        assert case.fire("right.yes", actor="v3", on="2024-01-02").moved
+        assert "r2" in case.state
+        other = store.create_case(wf, "no", actor="x", on="2024-01-01")
+        other.fire("begin", actor="x", on="2024-01-01")
+        assert not other.fire("right.no", actor="v1", on="2024-01-02").moved
+        assert other.fire("right.no", actor="v2", on="2024-01-02").moved
+        assert other.state == frozenset({"stopped"}) and other.is_final
+
+
+def test_exit_from_a_region_leaves_the_whole_parallel_state(submitted) -> None:
+    """TMU sending the plan back ends every region's progress; resubmitting starts them anew."""
+    case = submitted
+    case.fire("aab.approve", actor="aab", on="2021-11-10")
+    case.fire("tmu.send_back", actor="tmu", on="2021-12-06")
+    assert case.state == frozenset({"revision"})
+    case.fire("resubmit", actor="tmf", on="2022-01-05")
+    assert "aab_pending" in case.state and "tmu_pending" in case.state
+
+
+def test_guard_reasons_and_data_merging(store, flagship, seed_data) -> None:
+    """The financing guard lists every broken rule; data given with the step is seen by guards."""
+    bad = dict(seed_data, budget={"total": 4_000_000, "lbf": 3_500_000, "municipality": 400_000,
+                                  "housing": 100_000, "earmarked": 300_000})
+    case = store.create_case(flagship, "bad-budget", actor="tmf", on="2021-11-01", data=bad)
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    approve_all(case)
+    reasons = case.why_not("send_to_lbf", actor="tmf", on="2022-02-01")
+    assert any("more than 75 %" in r for r in reasons)
+    assert any("less than 25 %" in r for r in reasons)
+    assert any("more than the housing organisations' share" in r for r in reasons)
+    assert any("more than the earmarked" in r for r in reasons)
+    fixed = {"budget": dict(seed_data["budget"])}
+    assert case.why_not("send_to_lbf", actor="tmf", on="2022-02-01", data=fixed) == []
+    case.fire("send_to_lbf", actor="tmf", on="2022-02-01", data=fixed)
+    assert case.data["budget"] == seed_data["budget"]
+    assert store.case("bad-budget").data["budget"] == seed_data["budget"]
+
+
+def test_a_failing_guard_refuses_instead_of_crashing() -> None:
+    """A guard that raises refuses the step with its error as the reason."""
+
+    @af.guard("explodes")
+    def explodes(ctx: af.GuardContext) -> bool:
+        raise RuntimeError("boom")
+
+    try:
+        wf = load(PARALLEL.replace('actors = ["x"]\n\n[[transitions]]\ntrigger = "left.ok"',
+                                   'actors = ["x"]\nguards = ["explodes"]\n\n[[transitions]]\n'
+                                   'trigger = "left.ok"'))
+        with af.open_store(":memory:") as store:
+            case = store.create_case(wf, "c", actor="x", on="2024-01-01")
+            assert case.why_not("begin", actor="x", on="2024-01-01") == [
+                "guard 'explodes' failed with RuntimeError: boom"]
+    finally:
+        unregister_guard("explodes")
+
+
+def test_date_may_not_go_backwards(submitted) -> None:
+    """A step dated before the case's last event is refused; the same day is fine."""
+    case = submitted
+    with pytest.raises(af.TransitionRefusedError, match="dates may not go backwards"):
+        case.fire("tmu.approve", actor="tmu", on="2021-10-31")
+    case.fire("tmu.approve", actor="tmu", on="2021-11-01")
+    assert case.last_on == dt.date(2021, 11, 1)
+
+
+def test_final_state_allows_nothing(store) -> None:
+    """A case in a final state allows no step and says it has ended."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    case = store.create_case(wf, "rest", actor="tmf", on="2022-01-10", data={"amount": 600_000})
+    case.fire("withdraw", actor="tmf", on="2022-01-11")
+    assert case.is_final and case.allowed() == []
+    [reason] = case.why_not("propose", actor="tmf", on="2022-01-12")
+    assert "has ended in final state 'withdrawn'" in reason
+
+
+def test_awaiting_names_actors_and_their_steps(submitted) -> None:
+    """awaiting() maps each actor who may act now to the triggers open to them."""
+    awaiting = submitted.awaiting(on="2021-11-02")
+    assert awaiting["tmu"] == ["tmu.approve", "tmu.reject", "tmu.send_back"]
+    assert awaiting["aab"] == ["aab.approve", "aab.reject"]
+    assert "lbf" not in awaiting
+    regions = {r.id: r for r in submitted.regions(on="2021-11-02")}
+    assert set(regions) == {"committee", "aab", "3b", "vibo"}
+    assert regions["vibo"].awaiting["vibo_afd_1"] == ("vibo.approve", "vibo.reject",
+                                                      "vibo.withdraw")
