@@ -174,6 +174,16 @@ class Workflow:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.state_defs)} states, " \
                f"{len(self.transitions)} transitions>"
 
+    def diagram(self, case: Any = None, format: str = "mermaid") -> str:
+        """The workflow drawn as "mermaid" (default) or "dot" text, or as "svg".
+
+        Pass a :class:`~approvalflow.Case` to highlight its active states. "svg" needs
+        the ``diagrams`` extra and the Graphviz program ``dot``.
+        """
+        from .diagram import render  # drawing is an optional layer, imported when asked
+
+        return render(self, case, format=format)
+
     def _repr_html_(self) -> str:
         from .html import workflow_html  # optional display layer, imported when shown
 
