@@ -126,7 +126,9 @@ class Engine:
     def _spec(self, sid: str) -> Any:
         d = self.workflow.state_defs[sid]
         if d.kind == "atomic":
-            return {"name": sid, "final": d.final} if d.final else sid
+            # Finality is the engine's own business: transitions' final-state support is
+            # experimental in 0.9.x and fails on a top-level final state.
+            return sid
         children = [self._spec(c) for c in d.children]
         if d.kind == "parallel":
             return {"name": sid, "parallel": children}

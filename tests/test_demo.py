@@ -1,0 +1,89 @@
+"""The demo: the Mimerskvarteret case built from the seed's facts, rebuilt on every run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import approvalflow as af
+from approvalflow.demo import CASE_ID, describe, run_demo
+
+
+def test_demo_records_only_known_facts(tmp_path: Path) -> None:
+    """TMU (6 Dec 2021) and AAB have approved; 3B and VIBO are awaited; nothing is invented."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        assert {"tmu_approved", "aab_approved", "3b_pending", "vibo_voting"} == case.state
+        tmu = next(e for e in case.history if e.trigger == "tmu.approve")
+        assert tmu.on.isoformat() == "2021-12-06"
+        aab = next(e for e in case.history if e.trigger == "aab.approve")
+        assert aab.data["dates"]["aab.approve"]["decided_on"] == "unknown"
+        assert not any(e.trigger.startswith(("3b.", "vibo.", "lbf.")) for e in case.history)
+        assert case._store.verify().ok
+    finally:
+        case._store.close()
+
+
+def test_demo_text_says_who_is_awaited(tmp_path: Path) -> None:
+    """The account names the approvals, the awaited parties, the financing and the start."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        text = describe(case)
+    finally:
+        case._store.close()
+    assert "Godkendt af udvalget" in text and "tmu.approve, 2021-12-06" in text
+    assert "date unknown, known by 2021-12-06" in text
+    assert "awaited: 3b; expected 2021-11" in text
+    assert "awaited: vibo_afd_1, vibo_afd_2, vibo_afd_3, vibo_afd_4" in text
+    assert "keeps the rules: total 4.000.000 kr." in text
+    assert "waiting for '3b'" in text and "'vibo'" in text
+    assert "2022-03-01" in text and "2022-02-28" in text
+
+
+def test_demo_rebuilds_its_own_file(tmp_path: Path) -> None:
+    """Running the demo twice gives one case with the same events, not two or a doubled log."""
+    path = tmp_path / "demo.db"
+    run_demo(path)._store.close()
+    case = run_demo(path)
+    case._store.close()
+    with af.open_store(path) as store:
+        assert [c.case_id for c in store.cases()] == [CASE_ID]
+        assert len(list(store.events(CASE_ID))) == len(case.history)
+
+
+def test_demo_refuses_a_database_with_other_cases(tmp_path: Path, flagship) -> None:
+    """The demo won't delete a database that holds someone's cases."""
+    path = tmp_path / "work.db"
+    with af.open_store(path) as store:
+        store.create_case(flagship, "real-case", actor="tmf", on="2022-01-01")
+    with pytest.raises(af.StoreError, match="holds other cases \\('real-case'\\)"):
+        run_demo(path)
+    with af.open_store(path) as store:
+        assert [c.case_id for c in store.cases()] == ["real-case"]
+
+
+def test_demo_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    """The demo won't overwrite a file that is not an approvalflow database."""
+    path = tmp_path / "notes.txt"
+    path.write_text("my notes", encoding="utf-8")
+    with pytest.raises(af.StoreError, match="not a demo database"):
+        run_demo(path)
+    assert path.read_text(encoding="utf-8") == "my notes"
+
+
+def test_demo_command_in_a_real_process(tmp_path: Path) -> None:
+    """The installed console script runs the demo in the current folder and exits 0."""
+    exe = shutil.which("approvalflow", path=os.path.dirname(sys.executable)) or \
+        shutil.which("approvalflow")
+    assert exe, "the approvalflow console script is not installed"
+    result = subprocess.run([exe, "demo"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Teknik- og Miljøudvalget" in result.stdout
+    assert (tmp_path / "mimerskvarteret-demo.db").is_file()
+    assert "Traceback" not in result.stderr
