@@ -24,7 +24,7 @@ def test_engine_is_built_once_per_workflow(store, flagship, seed_data) -> None:
 
 
 def test_allowed_why_not_and_fire_agree(submitted) -> None:
-    """For every trigger and actor, allowed lists it exactly when why_not is empty, and fire obeys."""
+    """allowed lists a trigger exactly when why_not is empty, and fire obeys the same answer."""
     case = submitted
     wf = case.definition
     on = "2021-11-02"

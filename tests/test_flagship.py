@@ -9,7 +9,7 @@ from tests.conftest import approve_all
 
 
 def test_the_seed_story_to_the_start_on_1_march_2022(store, submitted) -> None:
-    """AAB, 3B, TMU (6 Dec 2021) and VIBO (Jan 2022) approve, LBF grants, the effort starts 1 March."""
+    """AAB, 3B, TMU (6 Dec 2021) and VIBO approve, LBF grants, the effort starts on 1 March."""
     case = submitted
     case.fire("aab.approve", actor="aab", on="2021-11-05")
     case.fire("3b.approve", actor="3b", on="2021-11-25")

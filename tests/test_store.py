@@ -82,7 +82,7 @@ def test_refused_fire_leaves_the_file_unchanged(db_path, submitted) -> None:
 
 
 def test_stale_case_gets_concurrency_error(store, submitted) -> None:
-    """A copy of a case that another copy moved on can't append: ConcurrencyError, nothing written."""
+    """A copy that another copy moved on can't append: ConcurrencyError, nothing written."""
     other = store.case("mimerskvarteret")
     other.fire("tmu.approve", actor="tmu", on="2021-12-06")
     with pytest.raises(af.ConcurrencyError, match="changed since it was read"):
@@ -195,12 +195,11 @@ def test_idempotency_key_stores_once(store, submitted) -> None:
 
 def test_bulk_is_all_or_nothing(store, flagship, seed_data) -> None:
     """Inside bulk(), a failure rolls back every create and fire before it."""
-    with pytest.raises(af.TransitionRefusedError):
-        with store.bulk():
-            case = store.create_case(flagship, "b1", actor="tmf", on="2021-11-01",
-                                     data=seed_data)
-            case.fire("submit", actor="tmf", on="2021-11-01")
-            case.fire("lbf.grant", actor="lbf", on="2021-11-01")
+    with pytest.raises(af.TransitionRefusedError), store.bulk():
+        case = store.create_case(flagship, "b1", actor="tmf", on="2021-11-01",
+                                 data=seed_data)
+        case.fire("submit", actor="tmf", on="2021-11-01")
+        case.fire("lbf.grant", actor="lbf", on="2021-11-01")
     assert store.cases() == []
     with store.bulk():
         for n in range(3):

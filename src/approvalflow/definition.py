@@ -11,6 +11,7 @@ The format is described in full in ``docs/workflow-files.md``.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
@@ -32,6 +33,7 @@ __all__ = [
     "StateDef",
     "TransitionDef",
     "VoteGroup",
+    "DateRef",
     "load_workflow",
     "loads_workflow",
     "bundled_workflows",
@@ -46,8 +48,9 @@ RESERVED_TRIGGERS = frozenset({"create", "expect"})
 BALLOTS = ("yes", "no", "withdraw")
 MAX_FILE_BYTES = 1_000_000
 
+_DATE_REF = (str, dict, dt.date)
 _WORKFLOW_KEYS = {"name": str, "version": int, "title": str, "label": str,
-                  "description": str, "initial": str}
+                  "description": str, "initial": str, "goal": str, "target": _DATE_REF}
 _WORKFLOW_REQUIRED = ("name", "version", "initial")
 _STATE_KEYS = {"label": str, "parent": str, "initial": str, "parallel": bool, "final": bool,
                "description": str}
@@ -55,8 +58,47 @@ _VOTE_KEYS = {"label": str, "state": str, "voters": list, "need": (str, int),
               "description": str}
 _TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
                     "guards": list, "label": str, "vote": str, "ballot": str, "join": bool,
-                    "description": str}
+                    "description": str, "deadline": _DATE_REF, "earliest": _DATE_REF,
+                    "duration_days": int}
+_DATE_REF_KEYS = ("date", "data", "after", "days")
+MAX_DAYS = 36_500
 _TOP_KEYS = ("workflow", "actors", "states", "votes", "transitions")
+
+
+@attrs.frozen
+class DateRef:
+    """A date a workflow file names: a fixed date, a date in the case data, or a step's date.
+
+    ``kind`` is ``"date"`` (``date`` is set), ``"data"`` (``key`` names a case-data
+    field holding ``YYYY-MM-DD``; a dotted key reaches into nested objects) or
+    ``"after"`` (``step`` is the trigger whose last recorded event counts). ``days``
+    is added to the date found (negative: before it).
+    """
+
+    kind: str
+    date: dt.date | None = None
+    key: str | None = None
+    step: str | None = None
+    days: int = 0
+
+    def describe(self) -> str:
+        """The reference in words, e.g. ``'data:expires'`` or ``'30 days after tmu.approve'``."""
+        if self.kind == "after":
+            return f"{self.days} days after {self.step}"
+        base = self.date.isoformat() if self.kind == "date" and self.date else f"data:{self.key}"
+        if self.days:
+            return f"{base} {'+' if self.days > 0 else '-'} {abs(self.days)} days"
+        return base
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "days": self.days}
+        if self.kind == "date" and self.date is not None:
+            out["date"] = self.date.isoformat()
+        elif self.kind == "data":
+            out["data"] = self.key
+        else:
+            out["after"] = self.step
+        return out
 
 
 @attrs.frozen
@@ -107,6 +149,9 @@ class TransitionDef:
     ballot: str = "yes"
     join: bool = False
     description: str = ""
+    deadline: DateRef | None = None  # the step should be taken on or before this date
+    earliest: DateRef | None = None  # the step can't be taken before this date
+    duration_days: int | None = None  # typical time from when it can be taken to when it is
 
 
 @attrs.frozen(eq=False)
@@ -126,6 +171,8 @@ class Workflow:
     source_text: str = attrs.field(repr=False)
     path: str | None = None
     digest: str = attrs.field(default="", repr=False)
+    goal: str | None = None  # the state a case aims for (the forecast's goal)
+    target: DateRef | None = None  # the date the goal should be reached by
 
     @property
     def states(self) -> frozenset[str]:
@@ -275,9 +322,21 @@ def loads_workflow(text: str, *, source: str = "<string>", strict_guards: bool =
 
 def _fail(source: str, problems: list[str]) -> DefinitionError:
     lines = [f"{source}: {p}" for p in problems]
-    err = DefinitionError("\n".join(lines))
-    err.problems = lines  # type: ignore[attr-defined]
-    return err
+    return DefinitionError("\n".join(lines), lines)
+
+
+def _plain_date(value: Any) -> dt.date | None:
+    """A date from a TOML date or a 'YYYY-MM-DD' string; None for anything else."""
+    if isinstance(value, dt.datetime):
+        return None
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _ids(items: Any) -> str:
@@ -375,6 +434,8 @@ class _Builder:
         self.check()
         self._check_soundness(defs, trans, head["initial"])
         self.check()
+        goal, target = self._check_dates(head, defs, trans)
+        self.check()
         return Workflow(
             name=name, version=version, title=head.get("title", name),
             label=head.get("label", head.get("title", name)),
@@ -382,7 +443,7 @@ class _Builder:
             actors=MappingProxyType(actors), state_defs=MappingProxyType(defs),
             transitions=tuple(trans), votes=MappingProxyType(votes),
             source_text=text, path=None if self.source.startswith("<") else self.source,
-            digest=sha256_hex(text),
+            digest=sha256_hex(text), goal=goal, target=target,
         )
 
     def _actors(self, table: Any) -> dict[str, str]:
@@ -469,11 +530,10 @@ class _Builder:
             for required in ("trigger", "source", "target"):
                 if required not in keys and isinstance(body, dict) and required not in body:
                     self.problem(f"{where} needs {required!r}.")
-            if "trigger" in keys:
-                if self._id(where, keys["trigger"], TRIGGER_RE) and \
-                        keys["trigger"] in RESERVED_TRIGGERS:
-                    self.problem(f"{where}: the trigger name {keys['trigger']!r} is reserved "
-                                 f"for the event log ({', '.join(sorted(RESERVED_TRIGGERS))}).")
+            if "trigger" in keys and self._id(where, keys["trigger"], TRIGGER_RE) and \
+                    keys["trigger"] in RESERVED_TRIGGERS:
+                self.problem(f"{where}: the trigger name {keys['trigger']!r} is reserved "
+                             f"for the event log ({', '.join(sorted(RESERVED_TRIGGERS))}).")
             keys["actors"] = self._str_list(f"{where}.actors", keys.get("actors", []))
             keys["guards"] = self._str_list(f"{where}.guards", keys.get("guards", []))
             ballot = keys.get("ballot")
@@ -481,6 +541,13 @@ class _Builder:
                 self.problem(f"{where}.ballot is {ballot!r}; allowed: {', '.join(BALLOTS)}.")
             if ballot is not None and "vote" not in keys:
                 self.problem(f"{where} has a ballot but no vote group ('vote').")
+            for date_key in ("deadline", "earliest"):
+                if date_key in keys:
+                    keys[date_key] = self._date_ref(f"{where}.{date_key}", keys[date_key])
+            days = keys.get("duration_days")
+            if days is not None and not 0 <= days <= MAX_DAYS:
+                self.problem(f"{where}.duration_days is {days!r}; it must be a whole number of "
+                             f"days from 0 to {MAX_DAYS}.")
             out.append(keys)
         return out
 
@@ -620,7 +687,8 @@ class _Builder:
                 trigger=trigger, source=source, target=target, actors=actor_list,
                 guards=tuple(body["guards"]), label=body.get("label", ""), vote=vote,
                 ballot=body.get("ballot", "yes"), join=bool(join),
-                description=body.get("description", "")))
+                description=body.get("description", ""), deadline=body.get("deadline"),
+                earliest=body.get("earliest"), duration_days=body.get("duration_days")))
         return out
 
     def _check_soundness(self, defs: dict[str, StateDef], trans: list[TransitionDef],
@@ -677,6 +745,83 @@ class _Builder:
                         self.problem(f"trigger {trigger!r} leaves both {a.source!r} and "
                                      f"{b.source!r}, which can be active together ({clash}); "
                                      f"give each its own trigger.")
+
+    # -- dates: deadlines, earliest dates, durations, the goal (docs/forecast.md) ----------
+
+    def _date_ref(self, where: str, value: Any) -> DateRef | None:
+        """Parse a date reference; record a problem and return None when it is not one."""
+        forms = ("a date (2022-02-28 or \"2022-02-28\"), \"data:KEY\", "
+                 "{ data = \"KEY\", days = N } or { after = \"TRIGGER\", days = N }")
+        if isinstance(value, dt.datetime):
+            self.problem(f"{where} is {value.isoformat()!r}, a date with a time; give a date "
+                         f"only (YYYY-MM-DD).")
+            return None
+        if isinstance(value, str) and value.startswith("data:") and value[5:].strip():
+            return DateRef(kind="data", key=value[5:])
+        if isinstance(value, str | dt.date):
+            fixed = _plain_date(value)
+            if fixed is None:
+                self.problem(f"{where} is {value!r}; a date reference is {forms}.")
+                return None
+            return DateRef(kind="date", date=fixed)
+        unknown = sorted(k for k in value if k not in _DATE_REF_KEYS)
+        if unknown:
+            self.problem(f"{where} has the unknown keys {_ids(unknown)}; allowed keys: "
+                         f"{', '.join(_DATE_REF_KEYS)}.")
+            return None
+        bases = [k for k in ("date", "data", "after") if k in value]
+        if len(bases) != 1:
+            self.problem(f"{where} must name exactly one of 'date', 'data' or 'after', not "
+                         f"{bases or 'none'}; a date reference is {forms}.")
+            return None
+        days = value.get("days", 0)
+        if isinstance(days, bool) or not isinstance(days, int) or abs(days) > MAX_DAYS:
+            self.problem(f"{where}.days is {days!r}; it must be a whole number of days "
+                         f"between -{MAX_DAYS} and {MAX_DAYS}.")
+            return None
+        base, ref = bases[0], value[bases[0]]
+        if base == "date":
+            fixed = _plain_date(ref)
+            if fixed is None:
+                self.problem(f"{where}.date is {ref!r}; it must be a date (YYYY-MM-DD).")
+                return None
+            return DateRef(kind="date", date=fixed, days=days)
+        if not isinstance(ref, str) or not ref.strip():
+            self.problem(f"{where}.{base} is {ref!r}; it must be a non-empty string "
+                         f"(a case-data key for 'data', a trigger for 'after').")
+            return None
+        if base == "data":
+            return DateRef(kind="data", key=ref, days=days)
+        return DateRef(kind="after", step=ref, days=days)
+
+    def _check_dates(self, head: dict[str, Any], defs: dict[str, StateDef],
+                     trans: list[TransitionDef]) -> tuple[str | None, DateRef | None]:
+        """The goal and target of [workflow]; every 'after' names a step; one deadline a step."""
+        goal = head.get("goal")
+        if goal is not None and goal not in defs:
+            self.problem(f"[workflow].goal {goal!r} is not a state; states: {_ids(defs)}.")
+        target = self._date_ref("[workflow].target", head["target"]) if "target" in head \
+            else None
+        if target is not None and goal is None:
+            self.problem("[workflow].target is set but there is no [workflow].goal: name the "
+                         "state the target date is for.")
+        triggers = {t.trigger for t in trans}
+        refs: list[tuple[str, DateRef | None]] = [("[workflow].target", target)]
+        deadlines: dict[str, DateRef] = {}
+        for t in trans:
+            where = f"[[transitions]] ({t.trigger!r} from {t.source!r})"
+            refs += [(f"{where}.deadline", t.deadline), (f"{where}.earliest", t.earliest)]
+            if t.deadline is not None:
+                known = deadlines.setdefault(t.trigger, t.deadline)
+                if known != t.deadline:
+                    self.problem(f"the step {t.trigger!r} has two deadlines, "
+                                 f"{known.describe()!r} and {t.deadline.describe()!r}; a step "
+                                 f"has one deadline, give it on one of its transitions.")
+        for where, ref in refs:
+            if ref is not None and ref.kind == "after" and ref.step not in triggers:
+                self.problem(f"{where}: 'after' names {ref.step!r}, which is not a step; "
+                             f"steps: {_ids(triggers)}.")
+        return goal, target
 
     @staticmethod
     def _ancestors(defs: dict[str, StateDef], sid: str) -> list[str]:

@@ -20,7 +20,11 @@ class ApprovalflowError(Exception):
 
 
 class DefinitionError(ApprovalflowError, ValueError):
-    """A workflow file is missing, unreadable or unsound."""
+    """A workflow file is missing, unreadable or unsound; ``problems`` has one line per problem."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
 
 
 class InvalidInputError(ApprovalflowError, ValueError):
