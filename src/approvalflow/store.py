@@ -21,7 +21,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import sqlite_utils
@@ -40,6 +40,9 @@ from .errors import (
     SchemaVersionError,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION"]
 
@@ -432,6 +435,12 @@ class Store:
                     f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
             for r in rows:
                 yield _row_to_event(r)
+
+    def events_frame(self, case_id: str | None = None) -> pandas.DataFrame:
+        """:meth:`events` as a pandas DataFrame (needs the ``notebook`` extra)."""
+        from .notebook import events_frame  # pandas is optional, imported when asked
+
+        return events_frame(self.events(case_id))
 
     # -- appending ----------------------------------------------------------------------
 

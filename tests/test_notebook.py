@@ -1,0 +1,99 @@
+"""DataFrames of events, the missing-pandas error, and the flagship notebook run by a kernel."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import approvalflow as af
+from approvalflow.demo import build_demo
+from approvalflow.notebook import COLUMNS
+
+from .conftest import approve_all
+
+pd = pytest.importorskip("pandas")
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "notebooks" / "mimerskvarteret.ipynb"
+
+
+def test_history_frame_has_one_row_per_event_with_proper_dtypes(submitted: af.Case) -> None:
+    """history_frame(): a row per event, 'on' a datetime64 date, 'recorded_at' tz-aware UTC."""
+    approve_all(submitted)
+    frame = submitted.history_frame()
+    assert list(frame.columns) == list(COLUMNS)
+    assert len(frame) == len(submitted.history)
+    assert pd.api.types.is_datetime64_dtype(frame["on"])
+    assert not isinstance(frame["on"].dtype, pd.DatetimeTZDtype)
+    assert (frame["on"] == frame["on"].dt.normalize()).all()
+    assert isinstance(frame["recorded_at"].dtype, pd.DatetimeTZDtype)
+    assert str(frame["recorded_at"].dt.tz) == "UTC"
+    assert frame["seq"].dtype == "int64" and frame["moved"].dtype == bool
+    assert frame["on"].iloc[-1] == pd.Timestamp("2022-01-31")
+    first = submitted.history[0].recorded_at
+    assert frame["recorded_at"].iloc[0].to_pydatetime() == first.astimezone(dt.UTC)
+
+
+def test_history_frame_values_match_the_events(submitted: af.Case) -> None:
+    """Entered and left states, ballots and notes carry over from the events."""
+    submitted.fire("vibo.approve", actor="vibo_afd_1", on="2021-12-01", note="første ja")
+    frame = submitted.history_frame().set_index("seq")
+    last = submitted.history[-1]
+    assert frame.loc[last.seq, "note"] == "første ja"
+    assert not frame.loc[last.seq, "moved"]  # a ballot that did not complete the vote
+    submit = frame.loc[2]
+    assert submit["trigger"] == "submit" and submit["left"] == ("draft",)
+    assert set(submit["entered"]) == {"tmu_pending", "aab_pending", "3b_pending", "vibo_voting"}
+    assert pd.isna(frame.loc[1, "note"])
+
+
+def test_events_frame_of_a_store(store) -> None:
+    """store.events_frame() covers every case; with a case id, only that case."""
+    build_demo(store)
+    other = store.create_case("boligsocial-helhedsplan", "other", actor="tmf", on="2022-01-02")
+    other.fire("submit", actor="tmf", on="2022-01-03")
+    everything = store.events_frame()
+    assert set(everything["case_id"]) == {"mimerskvarteret", "other"}
+    assert len(everything) == len(list(store.events()))
+    assert len(store.events_frame("other")) == 2
+    assert pd.api.types.is_datetime64_dtype(everything["on"])
+
+
+def test_events_frame_of_an_empty_store_keeps_dtypes(store) -> None:
+    """An empty store gives an empty frame with the same columns and dtypes."""
+    frame = store.events_frame()
+    assert frame.empty and list(frame.columns) == list(COLUMNS)
+    assert pd.api.types.is_datetime64_dtype(frame["on"])
+    assert isinstance(frame["recorded_at"].dtype, pd.DatetimeTZDtype)
+
+
+def test_frames_without_pandas_name_the_notebook_extra(tmp_path: Path) -> None:
+    """With pandas unimportable, history_frame() and events_frame() name the 'notebook' extra."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["pandas"] = None  # as if pandas were not installed
+        import approvalflow as af
+        from approvalflow.demo import build_demo
+        with af.open_store({str(tmp_path / "x.db")!r}) as store:
+            case = build_demo(store)
+            for call in (case.history_frame, store.events_frame):
+                try:
+                    call()
+                except af.ApprovalflowError as e:
+                    print(type(e).__name__, isinstance(e, ImportError), "|", e)
+            print(repr(case.history_table()).splitlines()[0])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3
+    for line in lines[:2]:
+        assert line.startswith("MissingDependencyError True |")
+        assert "approvalflow[notebook]" in line and "pandas" in line
+    assert lines[2] == "<HistoryTable: 4 events>"
