@@ -86,7 +86,8 @@ def test_frames_without_pandas_name_the_notebook_extra(tmp_path: Path) -> None:
                     call()
                 except af.ApprovalflowError as e:
                     print(type(e).__name__, isinstance(e, ImportError), "|", e)
-            print(repr(case.history_table()).splitlines()[0])
+            print(repr(case.history_table()).splitlines()[0]
+                  == f"<HistoryTable: {{len(case.history)}} events>")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False, env=dict(os.environ))
@@ -96,4 +97,39 @@ def test_frames_without_pandas_name_the_notebook_extra(tmp_path: Path) -> None:
     for line in lines[:2]:
         assert line.startswith("MissingDependencyError True |")
         assert "approvalflow[notebook]" in line and "pandas" in line
-    assert lines[2] == "<HistoryTable: 4 events>"
+    assert lines[2] == "True"  # the table needs no pandas
+
+
+def test_saved_notebook_has_its_outputs() -> None:
+    """The flagship notebook is stored executed: every code cell ran and shows output."""
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert len(code) >= 15
+    assert all(c.execution_count for c in code)
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    shown = [c for c in code if c.outputs]
+    assert len(shown) >= len(code) - 2  # only the closing cells print nothing
+    html = [o for c in code for o in c.outputs if "text/html" in o.get("data", {})]
+    assert html, "the case and workflow displays are saved as HTML"
+
+
+def test_notebook_runs_in_a_real_kernel(tmp_path: Path) -> None:
+    """docs/notebooks/mimerskvarteret.ipynb runs top to bottom in an IPython kernel, no errors."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError on the first failing cell
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                   for o in outputs)
+    assert "<Case 'mimerskvarteret'" in text and "started" in text and "['gap']" in text
+    assert list(tmp_path.iterdir()) == []  # the notebook cleans up after itself
