@@ -19,6 +19,10 @@ from .canonical import check_data, check_text, to_date
 from .definition import Workflow
 from .engine import CaseState, Decision, Engine, engine_for
 from .errors import InvalidInputError, TransitionRefusedError
+from .forecast import Deadline, Expectation, Forecast, parse_expected
+from .forecast import deadlines as _deadlines
+from .forecast import expectations as _expectations
+from .forecast import forecast as _forecast
 
 if TYPE_CHECKING:
     import pandas
@@ -85,6 +89,9 @@ class Region:
 class _Appender(Protocol):
     def _append(self, case: Case, decision: Decision, *, note: str | None,
                 data: dict[str, Any], key: str | None) -> Event: ...
+
+    def _append_expect(self, case: Case, *, actor: str, on: dt.date, note: str | None,
+                       data: dict[str, Any], key: str | None) -> Event: ...
 
 
 def check_actor(actor: object) -> str:
@@ -170,7 +177,7 @@ class Case:
 
     @property
     def data(self) -> Mapping[str, Any]:
-        """Creation data merged with every event's data, in order."""
+        """Creation data merged with every step's data, in order (expectations stay out)."""
         return MappingProxyType(dict(self._state.data))
 
     @property
@@ -277,6 +284,21 @@ class Case:
     def withdrawn(self) -> dict[str, frozenset[str]]:
         return dict(self._state.withdrawn)
 
+    # -- expectations, deadlines and the forecast (docs/forecast.md) --------------------
+
+    def expectations(self) -> list[Expectation]:
+        """The expected dates that still count: the latest said about each pending step."""
+        return _expectations(self._history)
+
+    def deadlines(self, on: object = None) -> list[Deadline]:
+        """Each step's deadline with its due date and status (met / open / at risk / missed)."""
+        return _deadlines(self._workflow, self._state, self._history, on=self._on(on))
+
+    def forecast(self, on: object = None) -> Forecast:
+        """When the case is expected to reach its goal, on time or not, and who it waits for."""
+        return _forecast(self._workflow, self._state, self._history, case_id=self._id,
+                         on=self._on(on))
+
     # -- acting -------------------------------------------------------------------------
 
     def fire(self, trigger: str, *, actor: str, on: object = None, note: str | None = None,
@@ -307,8 +329,74 @@ class Case:
                                          ["the case is not attached to a store"])
         return self._store._append(self, decision, note=note, data=payload, key=key)
 
+    def expect(self, step: str, on: object, *, actor: str, said_on: object = None,
+               voter: str | None = None, note: str | None = None,
+               key: str | None = None) -> Event:
+        """Record that ``step`` is expected ``on`` a date ('YYYY-MM-DD', or 'YYYY-MM' for the
+        end of a month), as said by ``actor`` on ``said_on`` (default today).
+
+        An expectation is an event in the log like any other: it changes no state and no
+        case data, and a later one about the same step replaces it. For a vote, ``voter``
+        names the voter it is about (None: every voter still to vote).
+        """
+        wf = self._workflow
+        step = check_text(step, "step", max_length=MAX_ID_LENGTH)
+        actor = check_actor(actor)
+        expected, given = parse_expected(on)
+        said = self._on(said_on)
+        if note is not None:
+            check_text(note, "note", max_length=MAX_NOTE_LENGTH)
+        if key is not None:
+            check_text(key, "key", max_length=MAX_ID_LENGTH)
+        reasons = []
+        if self._as_of is not None:
+            reasons.append(f"this is a view of the case as of {self._as_of.isoformat()}; load "
+                           f"the case without as_of to record an expectation")
+        if step not in wf.triggers:
+            reasons.append(f"{step!r} is not a step of workflow {wf.name!r}; its steps: "
+                           f"{', '.join(sorted(wf.triggers))}")
+        if actor not in wf.actors:
+            reasons.append(f"{actor!r} is not an actor of workflow {wf.name!r}; actors: "
+                           f"{', '.join(sorted(wf.actors))}")
+        if voter is not None:
+            groups = [wf.votes[t.vote] for t in wf.transitions_for(step) if t.vote]
+            if not groups:
+                reasons.append(f"{step!r} is not a vote, so it takes no voter")
+            elif not any(voter in g.voters for g in groups):
+                reasons.append(f"{voter!r} is not a voter of {step!r}; voters: "
+                               f"{', '.join(groups[0].voters)}")
+        if self.is_final:
+            reasons.append(f"the case has ended in {', '.join(sorted(self.state))}; nothing "
+                           f"more is expected")
+        last = self._state.last_on
+        if last is not None and said < last:
+            reasons.append(f"the date {said.isoformat()} is before the case's last event on "
+                           f"{last.isoformat()}; dates may not go backwards")
+        if reasons:
+            raise TransitionRefusedError(
+                f"Can't record when {step!r} is expected on case {self._id!r}: "
+                + "; ".join(reasons) + ".", reasons)
+        body: dict[str, Any] = {"step": step, "on": expected.isoformat(), "given": given}
+        if voter is not None:
+            body["voter"] = voter
+        if key is not None and self._store is not None and self._as_of is None:
+            stored = self._store._find_key(self, key)  # type: ignore[union-attr]
+            if stored is not None:
+                self._store._check_retry(stored, trigger="expect", actor=actor,  # type: ignore
+                                         on=said, note=note, data={"expect": body})
+                return stored
+        if self._store is None:
+            raise TransitionRefusedError("This case is not attached to a store.",
+                                         ["the case is not attached to a store"])
+        return self._store._append_expect(self, actor=actor, on=said, note=note,  # type: ignore
+                                          data={"expect": body}, key=key)
+
     def _advance(self, event: Event) -> None:
         """Called by the store once ``event`` is committed."""
+        if event.kind != "fire":  # an expectation: no state, no case data
+            self._state = attrs.evolve(self._state, version=event.seq, last_on=event.on)
+            self._history = (*self._history, event)
+            return
         self._state = self._engine.apply(self._state, trigger=event.trigger, actor=event.actor,
                                          on=event.on, seq=event.seq, target=event.target,
                                          data=event.data)

@@ -10,6 +10,10 @@ The facts (DOMAIN.md, the seed recommendation, TMU's public minutes):
 - 3B expects its residents' approval in November 2021, VIBO's departments in January
   2022: expectations, not decisions, so those regions are still awaited;
 - the old plan expires on 28 February 2022; the effort is to start on 1 March 2022.
+
+The expectations are recorded as such (``case.expect``), said by the administration on
+the date the recommendation is recorded on; the account shows the forecast as of the
+recommendation (before TMU's decision) and again after TMU's approval.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from typing import Any
 
 from .case import Case
 from .definition import load_workflow
+from .engine import engine_for
 from .errors import ApprovalflowError, StoreError
+from .forecast import Forecast, forecast
 from .rules import financing_problems
-from .store import Store, open_store
+from .store import Store, open_store, replay
 
 __all__ = ["CASE_ID", "DEFAULT_DB", "SEED_DATA", "build_demo", "describe", "run_demo"]
 
@@ -64,6 +70,9 @@ def build_demo(store: Store) -> Case:
                                               "known_by": TMU_MEETING.isoformat()}}},
               note="AAB's afdeling har godkendt (seed). The date of the residents' meeting is "
                    "unknown; recorded on the latest date it is known by.")
+    for region, (month, text) in SEED_EXPECTATIONS.items():
+        case.expect(f"{region}.approve", month, actor="tmf", said_on=TMU_MEETING,
+                    note=f"Indstillingen: \"{text}\".")
     case.fire("tmu.approve", actor="tmu", on=TMU_MEETING,
               note="Teknik- og Miljøudvalget godkender indholdet og anbefaler det over for "
                    "Landsbyggefonden (public minutes, 6 December 2021).")
@@ -108,6 +117,30 @@ _SIDE_STEPS = {"vibo.withdraw"}
 
 def _kr(amount: int) -> str:
     return f"{amount:,}".replace(",", ".") + " kr."
+
+
+def forecasts(case: Case) -> list[tuple[str, Forecast]]:
+    """The forecast as of the recommendation (before TMU's decision), and as the case stands.
+
+    Every event is recorded on TMU's meeting day (the recommendation's own date is
+    unknown), so "as of the recommendation" is the log up to the event before TMU's
+    approval, not a date.
+    """
+    history = list(case.history)
+    last = history[-1].on
+    out = []
+    tmu = next((i for i, e in enumerate(history) if e.trigger == "tmu.approve"), None)
+    if tmu is not None:
+        before = history[:tmu]
+        state = replay(engine_for(case.definition), before)
+        out.append(("As of the recommendation (before the committee's decision)",
+                    forecast(case.definition, state, before, case_id=case.id,
+                             on=before[-1].on)))
+        title = f"After the committee's approval on {history[tmu].on.isoformat()}"
+    else:
+        title = f"As the case stands on {last.isoformat()}"
+    out.append((title, case.forecast(on=last)))
+    return out
 
 
 def describe(case: Case, *, width: int = 80) -> str:
@@ -169,4 +202,9 @@ def describe(case: Case, *, width: int = 80) -> str:
     else:
         lines.append("  Not yet possible: " + "; ".join(case.why_not("start", actor="tmf",
                                                                        on=last)) + ".")
+    lines.append("")
+    lines.append("Forecast (docs/forecast.md): will the effort start on the planned date?")
+    for title, fc in forecasts(case):
+        lines.append(f"{title}:")
+        lines.extend(f"  {line}" for line in fc.describe().splitlines())
     return "\n".join(lines)

@@ -40,6 +40,7 @@ from .errors import (
     SchemaVersionError,
     StoreError,
 )
+from .forecast import DueItem, due_items, sort_due
 
 if TYPE_CHECKING:
     import pandas
@@ -425,6 +426,43 @@ class Store:
                 updated_at=dt.datetime.fromisoformat(r["updated_at"])))
         return out
 
+    def due(self, on: object = None, within_days: int = 14, *, as_of: object = None,
+            workflow: str | None = None) -> list[DueItem]:
+        """Across all open cases: deadlines and expected steps overdue or due within
+        ``within_days`` of ``on`` (default today), the earliest first.
+
+        ``as_of`` loads each case as it was known on that date (cases created later are
+        left out). See docs/forecast.md.
+        """
+        when = dt.date.today() if on is None else to_date(on, "on")
+        if isinstance(within_days, bool) or not isinstance(within_days, int) \
+                or not 0 <= within_days <= 36_500:
+            raise InvalidInputError(f"within_days must be a whole number of days from 0 to "
+                                    f"36500, not {within_days!r}.")
+        known = None if as_of is None else to_date(as_of, "as_of")
+        sql = "SELECT case_id FROM cases"
+        clauses, params = [], []
+        if known is None:
+            clauses.append("is_final = 0")
+        if workflow is not None:
+            clauses.append("workflow = ?")
+            params.append(workflow)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        with _translate("list the open cases"):
+            ids = [r[0] for r in self._conn.execute(sql + " ORDER BY case_id", params)]
+        items: list[DueItem] = []
+        for case_id in ids:
+            try:
+                case = self.case(case_id, as_of=known)
+            except CaseNotFoundError:
+                continue  # created after as_of
+            if case.is_final:
+                continue
+            items.extend(due_items(case.id, case.definition, case.engine_state, case.history,
+                                   on=when, within_days=within_days))
+        return sort_due(items)
+
     def events(self, case_id: str | None = None) -> Iterator[Event]:
         """Every event (of one case, or of all cases by case and sequence)."""
         with _translate("read events"):
@@ -475,7 +513,31 @@ class Store:
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
         }
         final = int(engine_for(wf).is_final(decision.target))
-        with self._write(f"record {decision.trigger!r} on case {case.id!r}"):
+        return self._append_row(case, row, final=final, data=data,
+                                what=f"record {decision.trigger!r} on case {case.id!r}")
+
+    def _append_expect(self, case: Case, *, actor: str, on: dt.date, note: str | None,
+                       data: dict[str, Any], key: str | None) -> Event:
+        """Persist an expectation (kind "expect": no change of state) and advance ``case``."""
+        wf = case.definition
+        state = _json_list(case.state)
+        row: dict[str, Any] = {
+            "case_id": case.id, "seq": case.version + 1, "kind": "expect", "trigger": "expect",
+            "actor": actor, "on_date": on.isoformat(), "recorded_at": _now().isoformat(),
+            "source": state, "target": state, "note": note, "data": canonical_json(data),
+            "workflow": wf.name, "workflow_version": wf.version, "key": key,
+        }
+        return self._append_row(case, row, final=int(case.is_final), data=data,
+                                what=f"record an expectation on case {case.id!r}")
+
+    def _append_row(self, case: Case, row: dict[str, Any], *, final: int,
+                    data: dict[str, Any], what: str) -> Event:
+        """Append ``row`` as ``case``'s next event in one transaction, or raise writing nothing.
+
+        A retry with a stored idempotency key returns the stored event instead.
+        """
+        seq, key = row["seq"], row["key"]
+        with self._write(what):
             head = self._conn.execute("SELECT seq, head_hash FROM cases WHERE case_id = ?",
                                       (case.id,)).fetchone()
             if head is None:
@@ -486,8 +548,9 @@ class Store:
                     (case.id, key)).fetchone()
                 if stored is not None:
                     event = _row_to_event(stored)
-                    self._check_retry(event, trigger=decision.trigger, actor=decision.actor,
-                                      on=decision.on, note=note, data=data)
+                    self._check_retry(event, trigger=row["trigger"], actor=row["actor"],
+                                      on=dt.date.fromisoformat(row["on_date"]),
+                                      note=row["note"], data=data)
                     return event
             if head["seq"] != case.version:
                 raise ConcurrencyError(
