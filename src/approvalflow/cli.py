@@ -1,30 +1,854 @@
 """The ``approvalflow`` command: a thin shell over the library.
 
-Every ApprovalflowError is caught in one place, ``main``, and printed as one
-``Error: ...`` line on stderr with exit code 1; usage errors exit with 2.
+Every :class:`~approvalflow.errors.ApprovalflowError` is turned into ``Error: ...``
+on stderr and exit code 1 in one place, :class:`_Group`; usage errors (a bad
+option, a date that is not ``YYYY-MM-DD``, ``--data`` that is not a JSON object)
+exit with 2, as click does. The library is imported inside the commands, so
+``approvalflow --help`` loads no more than click.
+
+``show`` is built from :data:`SHOW_PARTS`: each part adds one key to the JSON
+object and one section to the text, so a new section is one more entry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
 import os
+import re
 import sys
-from typing import Any
+import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 import click
 
-from .errors import ApprovalflowError
+if TYPE_CHECKING:
+    from .case import Case, Event
+    from .definition import Workflow
+    from .store import Store
 
 DB_ENV = "APPROVALFLOW_DB"
+DEFAULT_DB = "approvalflow.db"
+WIDTH = 80
+#: How many of the last events ``show`` prints (its JSON has them all).
+LAST_EVENTS = 5
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# --------------------------------------------------------------------------- errors
+
+
+def _printable(text: str) -> str:
+    """``text`` with anything that can't be written as UTF-8 (lone surrogates) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class Failure(click.ClickException):
+    """A failed command: one ``Error: ...`` line per line of the message, exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        for line in self.message.splitlines() or [""]:
+            click.echo(f"Error: {_printable(line)}", err=True)
+
+
+class _Group(click.Group):
+    """The command group; the one place library errors become ``Error:`` lines."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException:
+            raise
+        except Exception as e:
+            from .errors import ApprovalflowError
+
+            if isinstance(e, ApprovalflowError):
+                raise Failure(str(e)) from e
+            if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):
+                where = f" {os.fsdecode(e.filename)!r}" if e.filename else ""
+                raise Failure(f"Could not use{where}: {e.strerror or e}.") from e
+            raise
+
+
+# --------------------------------------------------------------------------- parameter types
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class IsoDate(click.ParamType):  # type: ignore[type-arg]  # generic since click 8.2
+    """A calendar date written ``YYYY-MM-DD``; anything else is a usage error naming it."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        text = str(value)
+        try:
+            if _DATE_RE.match(text):
+                return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+        self.fail(f"{text!r} is not a real date in the form YYYY-MM-DD "
+                  f"(e.g. 2021-12-06).", param, ctx)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON value; use null or a string")
+
+
+def _parse_json(text: str, what: str, param: Any,
+                p: click.Parameter | None, ctx: click.Context | None) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        param.fail(f"{what} is nested too deeply.", p, ctx)
+    except ValueError as e:
+        param.fail(f"{what} is not valid JSON: {e}.", p, ctx)
+
+
+class JsonObject(click.ParamType):  # type: ignore[type-arg]
+    """A JSON object given inline (``'{"a": 1}'``) or read from a file (``@data.json``)."""
+
+    name = "JSON|@FILE"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        text = str(value)
+        what = "the value"
+        if text.startswith("@"):
+            path = text[1:]
+            what = f"the file {path!r}"
+            try:
+                raw = Path(path).read_bytes()
+            except OSError as e:
+                self.fail(f"can't read {what}: {e.strerror or e}.", param, ctx)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                self.fail(f"{what} is not UTF-8 text (bad byte at offset {e.start}).",
+                          param, ctx)
+        data = _parse_json(text, what, self, param, ctx)
+        if not isinstance(data, dict):
+            self.fail(f"{what} is JSON {type(data).__name__}, not an object; give an object "
+                      f"such as '{{\"decided_on\": \"2021-12-06\"}}'.", param, ctx)
+        return data
+
+
+DATE = IsoDate()
+JSON_OBJECT = JsonObject()
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print JSON (the shapes are in docs/cli.md).")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _wrap(text: str, indent: int = 2, hang: int = 4) -> list[str]:
+    """``text`` wrapped at 80 columns; continuation lines indented by ``hang``."""
+    return textwrap.wrap(text, width=WIDTH, initial_indent=" " * indent,
+                         subsequent_indent=" " * hang, break_on_hyphens=False,
+                         break_long_words=True) or [" " * indent]
+
+
+def _ids(items: Iterable[str]) -> str:
+    return ", ".join(sorted(items)) or "-"
+
+
+def _db_path(ctx: click.Context) -> str:
+    """--db, else $APPROVALFLOW_DB, else ./approvalflow.db."""
+    path = ctx.obj.get("db") or os.environ.get(DB_ENV) or DEFAULT_DB
+    if os.path.isdir(path):
+        raise click.UsageError(f"The database {path!r} is a directory; give a file "
+                               f"with --db or ${DB_ENV}.", ctx)
+    return str(path)
+
+
+def _open(ctx: click.Context, *, create: bool = False) -> Store:
+    """The store at the resolved path; a missing file is an error unless ``create``."""
+    from .store import open_store
+
+    path = _db_path(ctx)
+    if not create and not os.path.exists(path):
+        raise Failure(f"There is no database at {path!r}; pass --db PATH or set "
+                      f"${DB_ENV}, or create a case with 'approvalflow new'.")
+    if not create and os.path.getsize(path) == 0:
+        raise Failure(f"{path!r} is an empty file, not an approvalflow database; pass --db "
+                      f"with the database's path.")
+    return open_store(path, create=create)
+
+
+def _load_workflow(name_or_path: str) -> Workflow:
+    """A bundled workflow by name, or a workflow file by path."""
+    from .definition import load_workflow
+
+    if os.path.isfile(name_or_path):
+        return load_workflow(Path(name_or_path))
+    return load_workflow(name_or_path)
+
+
+def _today() -> dt.date:
+    return dt.date.today()
+
+
+def _by_trigger(awaiting: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """actor -> triggers turned into trigger -> actors, both sorted."""
+    out: dict[str, list[str]] = {}
+    for actor, triggers in sorted(awaiting.items()):
+        for trigger in triggers:
+            out.setdefault(trigger, []).append(actor)
+    return dict(sorted(out.items()))
+
+
+def _step_label(wf: Workflow, trigger: str, case: Case | None = None) -> str:
+    """The label of the transition ``trigger`` takes now (or its first one)."""
+    if case is not None:
+        from .engine import engine_for
+
+        t = engine_for(wf).enabled_transition(case.state, trigger)
+        if t is not None:
+            return t.label
+    found = wf.transitions_for(trigger)
+    return found[0].label if found else ""
+
+
+def _allowed_line(case: Case, awaiting: Mapping[str, Sequence[str]]) -> str:
+    """'Allowed now: a (by x), b (by y, z).' in one line, for messages."""
+    steps = _by_trigger(awaiting)
+    if case.is_final:
+        return "The case has ended; nothing more can happen."
+    if not steps:
+        return "Nothing is allowed now (see 'approvalflow allowed ID')."
+    shown = [f"{t} (by {', '.join(a)})" for t, a in steps.items()]
+    return "Allowed now: " + "; ".join(shown) + "."
+
+
+def _live(case: Case) -> Case:
+    """A case to ask questions of: for a view as of a date, a copy free of that restriction.
+
+    A view as of a date refuses every step; to show who was awaited then, ``show``
+    asks a detached copy with the same state (it can't write: it has no store).
+    """
+    if case.as_of is None:
+        return case
+    from .case import Case
+
+    return Case(None, case.definition, case.id, case.engine_state, case.history)
+
+
+# --------------------------------------------------------------------------- the group
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
-              help=f"The database file (default: ${DB_ENV}, else ./approvalflow.db).")
+              help=f"The database file (default: ${DB_ENV}, else ./{DEFAULT_DB}).")
 @click.version_option(package_name="approvalflow")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:
     """Inspect and drive approval cases recorded in an SQLite event log."""
     ctx.obj = {"db": db}
+
+
+# --------------------------------------------------------------------------- workflows
+
+
+@cli.command()
+@json_option
+def workflows(as_json: bool) -> None:
+    """List the bundled workflows: name, version and title."""
+    from .definition import bundled_workflows, load_workflow
+
+    rows: list[dict[str, Any]] = []
+    for name in bundled_workflows():
+        wf = load_workflow(name)
+        rows.append({"name": wf.name, "version": wf.version, "title": wf.title,
+                     "label": wf.label})
+    if as_json:
+        _echo_json(rows)
+        return
+    width = max((len(r["name"]) for r in rows), default=0)
+    for r in rows:
+        head = f"{r['name']:<{width}}  v{r['version']}  "
+        for line in _wrap(head + r["title"], 0, len(head)):
+            click.echo(line)
+
+
+@cli.command()
+@click.argument("items", metavar="FILE_OR_NAME...", nargs=-1, required=True)
+def check(items: tuple[str, ...]) -> None:
+    """Validate workflow files (or bundled names); one Error line per problem."""
+    from .errors import DefinitionError
+
+    failed = 0
+    for item in items:
+        try:
+            wf = _load_workflow(item)
+        except DefinitionError as e:
+            failed += 1
+            problems = getattr(e, "problems", None) or str(e).splitlines()
+            for problem in problems:
+                click.echo(f"Error: {_printable(problem)}", err=True)
+            continue
+        click.echo(f"ok: {_printable(item)}: {wf.name} v{wf.version}, "
+                   f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+# --------------------------------------------------------------------------- new and fire
+
+
+def _remove_new_database(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(OSError):
+            os.unlink(path + suffix)
+
+
+@cli.command()
+@click.argument("workflow")
+@click.argument("case_id")
+@click.option("--actor", required=True, help="Who creates the case (an actor of the workflow).")
+@click.option("--on", type=DATE, default=None, help="The date of the creation (default: today).")
+@click.option("--data", type=JSON_OBJECT, default=None,
+              help="The case's data: a JSON object, or @FILE to read one.")
+@click.option("--note", default=None, help="A note recorded with the creation.")
+@click.pass_context
+def new(ctx: click.Context, workflow: str, case_id: str, actor: str, on: dt.date | None,
+        data: dict[str, Any] | None, note: str | None) -> None:
+    """Create case CASE_ID on WORKFLOW (a bundled name or a .toml file)."""
+    wf = _load_workflow(workflow)  # before the database is touched
+    path = _db_path(ctx)
+    existed = os.path.exists(path)
+    store = _open(ctx, create=True)
+    try:
+        case = store.create_case(wf, case_id, actor=actor, on=on or _today(), data=data,
+                                 note=note)
+    except BaseException:
+        store.close()
+        if not existed:  # a failed command leaves no database behind
+            _remove_new_database(path)
+        raise
+    with store:
+        click.echo(f"Created case {case.id!r} on {wf.name} v{wf.version}, "
+                   f"{case.history[0].on.isoformat()}, in {_ids(case.state)}.")
+        for line in _wrap(_allowed_line(case, case.awaiting(on=case.last_on)), 0, 2):
+            click.echo(line)
+
+
+@cli.command()
+@click.argument("case_id")
+@click.argument("trigger")
+@click.option("--actor", required=True, help="Who takes the step.")
+@click.option("--on", type=DATE, default=None, help="The date of the step (default: today).")
+@click.option("--note", default=None, help="A note recorded with the step.")
+@click.option("--data", type=JSON_OBJECT, default=None,
+              help="Data recorded with the step (merged into the case's data): JSON or @FILE.")
+@click.option("--key", default=None,
+              help="An idempotency key: a retry with the same key records nothing new.")
+@click.pass_context
+def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date | None,
+         note: str | None, data: dict[str, Any] | None, key: str | None) -> None:
+    """Take the step TRIGGER on case CASE_ID, as --actor."""
+    from .errors import TransitionRefusedError
+
+    when = on or _today()
+    with _open(ctx) as store:
+        case = store.case(case_id)
+        before = case.version
+        try:
+            event = case.fire(trigger, actor=actor, on=when, note=note, data=data, key=key)
+        except TransitionRefusedError as e:
+            raise Failure(f"{e} {_allowed_line(case, case.awaiting(on=when))}") from e
+        if case.version == before:  # a retry with a known key: the stored event came back
+            click.echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
+            return
+        if event.moved:
+            change = (f"left {_ids(event.source - event.target)}, "
+                      f"now in {_ids(event.target - event.source)}")
+        else:
+            change = "ballot recorded; the vote goes on"
+        head = (f"Case {case.id!r} event {event.seq}: {event.trigger} by {event.actor} on "
+                f"{event.on.isoformat()}: {change}.")
+        for line in _wrap(head, 0, 2):
+            click.echo(line)
+        for line in _wrap(_allowed_line(case, case.awaiting(on=when)), 0, 2):
+            click.echo(line)
+
+
+# --------------------------------------------------------------------------- cases, history
+
+
+@cli.command()
+@click.option("--workflow", default=None, help="Only cases on this workflow (its name).")
+@click.option("--state", default=None,
+              help="Only cases with this state active (a leaf or a composite state).")
+@json_option
+@click.pass_context
+def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: bool) -> None:
+    """List the cases: id, workflow, events, last date and state."""
+    with _open(ctx) as store:
+        found = store.cases(workflow=workflow, state=state)
+    if as_json:
+        _echo_json([c.to_dict() for c in found])
+        return
+    if not found:
+        click.echo("No cases.")
+        return
+    id_width = max(len(c.case_id) for c in found)
+    for c in found:
+        end = ", final" if c.is_final else ""
+        click.echo(f"{c.case_id:<{id_width}}  {c.workflow} v{c.workflow_version}  "
+                   f"{c.version} events, last {c.last_on.isoformat()}{end}")
+        for line in _wrap(f"state: {', '.join(sorted(c.state))}", id_width + 2, id_width + 4):
+            click.echo(line)
+
+
+def _event_lines(e: dict[str, Any], *, indent: int = 2) -> list[str]:
+    """An event (as ``Event.to_dict`` gives it) as text: head line, change of state, note."""
+    kind = "" if e["kind"] == "fire" else f"[{e['kind']}] "
+    lines = _wrap(f"{e['seq']:>3}  {e['on']}  {kind}{e['trigger']} by {e['actor']}",
+                  indent, indent + 7)
+    pad = indent + 7
+    source, target = set(e["source"]), set(e["target"])
+    if e["kind"] == "create":
+        lines += _wrap(f"in {_ids(target)}", pad, pad + 2)
+    elif source != target:
+        lines += _wrap(f"left {_ids(source - target)}; now in {_ids(target - source)}",
+                       pad, pad + 2)
+    elif e["kind"] == "fire":
+        lines += _wrap("ballot recorded, no change of state", pad, pad + 2)
+    if e["data"] and e["kind"] != "create":  # the creation's data is the case's: see --json
+        lines += _wrap(f"data: {json.dumps(e['data'], ensure_ascii=False)}", pad, pad + 2)
+    if e["note"]:
+        lines += _wrap(f"note: {e['note']}", pad, pad + 2)
+    return lines
+
+
+@cli.command()
+@click.argument("case_id")
+@json_option
+@click.pass_context
+def history(ctx: click.Context, case_id: str, as_json: bool) -> None:
+    """Every event of a case, oldest first."""
+    with _open(ctx) as store:
+        case = store.case(case_id)
+    if as_json:
+        _echo_json([e.to_dict() for e in case.history])
+        return
+    click.echo(f"Case {case.id!r} on {case.workflow} v{case.workflow_version}, "
+               f"{len(case.history)} events:")
+    for e in case.history:
+        for line in _event_lines(e.to_dict()):
+            click.echo(line)
+
+
+# --------------------------------------------------------------------------- show
+
+
+class ShowContext(NamedTuple):
+    """What every part of ``show`` may use."""
+
+    case: Case  # the case as loaded (perhaps a view as of a date)
+    live: Case  # the same state, to ask who may act (see _live)
+    on: dt.date  # the date steps are evaluated on
+    awaiting: dict[str, list[str]]  # actor -> triggers allowed on ``on``
+
+
+class ShowPart(NamedTuple):
+    """One part of ``show``: a key of its JSON object and a section of its text."""
+
+    key: str
+    build: Callable[[ShowContext], Any]  # the JSON-ready value under ``key``
+    render: Callable[[Any, dict[str, Any]], list[str]]  # (value, whole object) -> lines
+
+
+def _show_head(ctx: ShowContext) -> dict[str, Any]:
+    case, wf = ctx.case, ctx.case.definition
+    return {
+        "case_id": case.id, "workflow": case.workflow,
+        "workflow_version": case.workflow_version, "workflow_title": wf.title,
+        "workflow_label": wf.label, "title": case.data.get("title"),
+        "state": sorted(case.state), "version": case.version,
+        "last_on": case.last_on.isoformat() if case.last_on else None,
+        "is_final": case.is_final,
+        "as_of": case.as_of.isoformat() if case.as_of else None,
+        "on": ctx.on.isoformat(),
+    }
+
+
+def _head_lines(doc: dict[str, Any]) -> list[str]:
+    lines = _wrap(f"Case {doc['case_id']!r}" + (f": {doc['title']}" if doc["title"] else ""),
+                  0, 2)
+    lines += _wrap(f"Workflow: {doc['workflow']} v{doc['workflow_version']} "
+                   f"({doc['workflow_label']})", 0, 2)
+    end = "; the case has ended" if doc["is_final"] else ""
+    lines += _wrap(f"Events: {doc['version']}, the last dated {doc['last_on']}{end}", 0, 2)
+    if doc["as_of"]:
+        lines += _wrap(f"As of {doc['as_of']}: only events dated on or before it are "
+                       f"counted.", 0, 2)
+    return lines
+
+
+def _entered_by(case: Case) -> dict[str, Event]:
+    """Leaf state -> the event that last entered it."""
+    out: dict[str, Event] = {}
+    for e in case.history:
+        for leaf in e.target - e.source:
+            out[leaf] = e
+    return out
+
+
+def _event_ref(e: Event | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"seq": e.seq, "trigger": e.trigger, "actor": e.actor, "on": e.on.isoformat()}
+
+
+def _build_regions(ctx: ShowContext) -> list[dict[str, Any]]:
+    wf = ctx.case.definition
+    entered = _entered_by(ctx.case)
+    out = []
+    for r in ctx.live.regions(on=ctx.on):
+        out.append({
+            "id": r.id, "label": r.label, "state": r.state, "state_label": r.state_label,
+            "done": r.done,
+            "entered_by": _event_ref(entered.get(r.state)),
+            "awaiting": {a: list(ts) for a, ts in sorted(r.awaiting.items())},
+            "actor_labels": {a: wf.actors.get(a, a) for a in sorted(r.awaiting)},
+        })
+    return out
+
+
+def _group_actors(awaiting: Mapping[str, Sequence[str]]) -> list[tuple[list[str], list[str]]]:
+    """Actors that may take the same steps, together: [(actors, triggers)]."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for actor, triggers in sorted(awaiting.items()):
+        groups.setdefault(tuple(triggers), []).append(actor)
+    return [(actors, list(triggers)) for triggers, actors in groups.items()]
+
+
+def _region_lines(regions: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    lines = ["Regions"]
+    for r in regions:
+        lines += _wrap(r["label"] + (f" [{r['id']}]" if r["id"] else ""), 2, 4)
+        lines += _wrap(f"{r['state_label']} [{r['state']}]" + (", done" if r["done"] else ""),
+                       4, 6)
+        by = r["entered_by"]
+        if by and r["done"]:
+            lines += _wrap(f"decided by {by['actor']} on {by['on']} ({by['trigger']}, event "
+                           f"{by['seq']})", 4, 6)
+        elif by:
+            lines += _wrap(f"since {by['on']} ({by['trigger']} by {by['actor']}, event "
+                           f"{by['seq']})", 4, 6)
+        for actors, triggers in _group_actors(r["awaiting"]):
+            lines += _wrap(f"awaited: {', '.join(actors)} ({', '.join(triggers)})", 4, 6)
+    return lines
+
+
+def _build_decided(ctx: ShowContext) -> list[dict[str, Any]]:
+    wf = ctx.case.definition
+    return [{"seq": e.seq, "on": e.on.isoformat(), "actor": e.actor,
+             "actor_label": wf.actors.get(e.actor, e.actor), "trigger": e.trigger,
+             "moved": e.moved} for e in ctx.case.decisions()]
+
+
+def _decided_lines(decided: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    lines = ["Decided"]
+    if not decided:
+        return lines + ["  nobody yet"]
+    for d in decided:
+        lines += _wrap(f"{d['on']}  {d['actor']} ({d['actor_label']}): {d['trigger']}", 2, 14)
+    return lines
+
+
+def _build_awaited(ctx: ShowContext) -> list[dict[str, Any]]:
+    wf = ctx.case.definition
+    return [{"actor": a, "actor_label": wf.actors.get(a, a), "triggers": list(ts)}
+            for a, ts in sorted(ctx.awaiting.items())]
+
+
+def _awaited_lines(awaited: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    if doc["is_final"]:
+        return ["Awaited", "  nobody: the case has ended"]
+    lines = [f"Awaited on {doc['on']}"]
+    if not awaited:
+        return lines + _wrap("nobody may take a step on this date; 'approvalflow allowed "
+                             f"{doc['case_id']}' says why", 2, 4)
+    for a in awaited:
+        lines += _wrap(f"{a['actor']} ({a['actor_label']})", 2, 4)
+    return lines
+
+
+def _build_votes(ctx: ShowContext) -> list[dict[str, Any]]:
+    case = ctx.case
+    wf = case.definition
+    active = case.active_states
+    ballots = case.ballots()
+    withdrawn = case.withdrawn()
+    out = []
+    for vg in wf.votes.values():
+        if vg.state not in active:
+            continue
+        cast = dict(ballots.get(vg.id, {}))
+        gone = sorted(withdrawn.get(vg.id, frozenset()))
+        electorate = [v for v in vg.voters if v not in gone]
+        out.append({
+            "id": vg.id, "label": vg.label, "voters": list(vg.voters),
+            "need": vg.required(len(electorate)),
+            "ballots": {v: cast[v] for v in vg.voters if v in cast},
+            "withdrawn": gone,
+            "awaited": [v for v in electorate if v not in cast],
+        })
+    return out
+
+
+def _vote_lines(votes: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    if not votes:
+        return []
+    lines = ["Open votes"]
+    for v in votes:
+        yes = sum(1 for b in v["ballots"].values() if b == "yes")
+        lines += _wrap(f"{v['label']} [{v['id']}]: {yes} yes of {v['need']} needed", 2, 4)
+        for voter, ballot in v["ballots"].items():
+            lines += _wrap(f"{voter}: {ballot}", 4, 6)
+        for voter in v["withdrawn"]:
+            lines += _wrap(f"{voter}: withdrew", 4, 6)
+        if v["awaited"]:
+            lines += _wrap(f"not yet voted: {', '.join(v['awaited'])}", 4, 6)
+    return lines
+
+
+def _build_allowed(ctx: ShowContext) -> list[dict[str, Any]]:
+    wf = ctx.case.definition
+    return [{"trigger": t, "label": _step_label(wf, t, ctx.live), "actors": actors}
+            for t, actors in _by_trigger(ctx.awaiting).items()]
+
+
+def _allowed_lines(allowed: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    if doc["is_final"]:
+        return []
+    lines = [f"Allowed on {doc['on']}"]
+    if not allowed:
+        return lines + ["  nothing"]
+    for a in allowed:
+        label = f": {a['label']}" if a["label"] else ""
+        lines += _wrap(f"{a['trigger']} by {', '.join(a['actors'])}{label}", 2, 6)
+    return lines
+
+
+def _build_history(ctx: ShowContext) -> list[dict[str, Any]]:
+    return [e.to_dict() for e in ctx.case.history]
+
+
+def _history_lines(history: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    shown = history[-LAST_EVENTS:]
+    title = "Last events" if len(history) > len(shown) else "Events"
+    lines = [f"{title} ({len(shown)} of {len(history)}; all: approvalflow history "
+             f"{doc['case_id']})"]
+    for e in shown:
+        lines += _event_lines(e)
+    return lines
+
+
+#: The parts of ``show``, in order. Each adds ``key`` to the JSON object and renders
+#: one section of the text (an empty list of lines leaves the section out).
+SHOW_PARTS: list[ShowPart] = [
+    ShowPart("regions", _build_regions, _region_lines),
+    ShowPart("decided", _build_decided, _decided_lines),
+    ShowPart("awaited", _build_awaited, _awaited_lines),
+    ShowPart("votes", _build_votes, _vote_lines),
+    ShowPart("allowed", _build_allowed, _allowed_lines),
+    ShowPart("history", _build_history, _history_lines),
+]
+
+
+def show_document(case: Case, *, on: dt.date | None = None) -> dict[str, Any]:
+    """The JSON object of ``approvalflow show`` (documented in docs/cli.md)."""
+    when = on or case.as_of or _today()
+    live = _live(case)
+    ctx = ShowContext(case=case, live=live, on=when, awaiting=live.awaiting(on=when))
+    doc = _show_head(ctx)
+    for part in SHOW_PARTS:
+        doc[part.key] = part.build(ctx)
+    return doc
+
+
+def show_text(doc: dict[str, Any]) -> str:
+    """The text of ``approvalflow show``, rendered from its JSON object."""
+    sections = [_head_lines(doc)]
+    sections += [part.render(doc[part.key], doc) for part in SHOW_PARTS]
+    return "\n\n".join("\n".join(lines) for lines in sections if lines)
+
+
+@cli.command()
+@click.argument("case_id")
+@click.option("--as-of", "as_of", type=DATE, default=None,
+              help="Show the case as it stood on this date (events dated on or before).")
+@click.option("--on", type=DATE, default=None,
+              help="Evaluate the allowed steps on this date (default: today, or --as-of).")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | None,
+         as_json: bool) -> None:
+    """Where a case stands: regions, decisions, who is awaited, what may happen next."""
+    with _open(ctx) as store:
+        case = store.case(case_id, as_of=as_of)
+        doc = show_document(case, on=on)
+    if as_json:
+        _echo_json(doc)
+    else:
+        click.echo(show_text(doc))
+
+
+# --------------------------------------------------------------------------- allowed
+
+
+def _leaving_triggers(case: Case) -> list[str]:
+    """Triggers of the transitions that leave a state the case is in, in file order."""
+    active = case.active_states
+    seen: dict[str, None] = {}
+    for t in case.definition.transitions:
+        if t.source in active:
+            seen.setdefault(t.trigger, None)
+    return list(seen)
+
+
+@cli.command()
+@click.argument("case_id")
+@click.option("--actor", default=None, help="Only what this actor may do.")
+@click.option("--on", type=DATE, default=None, help="Evaluate on this date (default: today).")
+@json_option
+@click.pass_context
+def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | None,
+            as_json: bool) -> None:
+    """What may happen next on a case, and why the other steps may not."""
+    when = on or _today()
+    from .engine import engine_for
+
+    with _open(ctx) as store:
+        case = store.case(case_id)
+        wf = case.definition
+        if actor is not None:
+            from .case import check_actor
+
+            actor = check_actor(actor)
+            permitted = case.allowed(actor=actor, on=when)
+            steps = {t: [actor] for t in permitted}
+        else:
+            steps = _by_trigger(case.awaiting(on=when))
+        allowed_out = [{"trigger": t, "label": _step_label(wf, t, case), "actors": actors}
+                       for t, actors in steps.items()]
+        refused_out: list[dict[str, Any]] = []
+        for trigger in _leaving_triggers(case):
+            if trigger in steps:
+                continue
+            t = engine_for(wf).enabled_transition(case.state, trigger)
+            actors = [actor] if actor is not None else list(t.actors if t else ())
+            refused_out.append({
+                "trigger": trigger, "label": _step_label(wf, trigger, case),
+                "why_not": {a: case.why_not(trigger, actor=a, on=when) for a in actors},
+            })
+    if as_json:
+        _echo_json({"case_id": case.id, "on": when.isoformat(), "actor": actor,
+                    "state": sorted(case.state), "is_final": case.is_final,
+                    "allowed": allowed_out, "not_allowed": refused_out})
+        return
+    who = f" for {actor}" if actor else ""
+    for line in _wrap(f"Case {case.id!r} on {when.isoformat()}{who}, in "
+                      f"{', '.join(sorted(case.state))}.", 0, 2):
+        click.echo(line)
+    if case.is_final:
+        click.echo("The case has ended: nothing more can happen.")
+        return
+    click.echo("Allowed:")
+    if not allowed_out:
+        click.echo("  nothing")
+    for a in allowed_out:
+        label = f": {a['label']}" if a["label"] else ""
+        for line in _wrap(f"{a['trigger']} by {', '.join(a['actors'])}{label}", 2, 6):
+            click.echo(line)
+    if refused_out:
+        click.echo("Not allowed:")
+    for r in refused_out:
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for a, reasons in r["why_not"].items():
+            groups.setdefault(tuple(reasons), []).append(a)
+        for reasons, actors in groups.items():
+            for line in _wrap(f"{r['trigger']} by {', '.join(actors)}: {'; '.join(reasons)}",
+                              2, 6):
+                click.echo(line)
+
+
+# --------------------------------------------------------------------------- verify, heads
+
+
+def _read_heads(path: str) -> dict[str, Any]:
+    try:
+        raw = Path(path).read_bytes()
+        value = json.loads(raw.decode("utf-8"))
+    except OSError as e:
+        raise click.BadParameter(f"can't read {path!r}: {e.strerror or e}.",
+                                 param_hint="'--heads'") from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise click.BadParameter(f"{path!r} is not a JSON file written by "
+                                 f"'approvalflow heads': {e}.", param_hint="'--heads'") from e
+    if not isinstance(value, dict):
+        raise click.BadParameter(f"{path!r} holds JSON {type(value).__name__}; "
+                                 f"'approvalflow heads' writes an object "
+                                 f"{{case_id: {{\"seq\": n, \"hash\": h}}}}.",
+                                 param_hint="'--heads'")
+    return value
+
+
+@cli.command()
+@click.option("--heads", "heads_file", type=click.Path(dir_okay=False), default=None,
+              help="Also check the heads exported earlier with 'approvalflow heads'.")
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, heads_file: str | None, as_json: bool) -> None:
+    """Check the whole log (hash chains, order, replay); exit 1 on any problem."""
+    heads = _read_heads(heads_file) if heads_file is not None else None
+    with _open(ctx) as store:
+        report = store.verify(heads=heads)
+        path = store.path
+    if as_json:
+        _echo_json({"ok": report.ok, "cases": report.cases, "events": report.events,
+                    "problems": list(report.problems)})
+    elif report.ok:
+        extra = f", matching {len(heads)} exported heads" if heads is not None else ""
+        click.echo(f"ok: {report.cases} cases, {report.events} events, no problems{extra}.")
+    else:
+        for problem in report.problems:
+            for line in _wrap(problem, 0, 2):
+                click.echo(line)
+    if not report.ok:
+        n = len(report.problems)
+        raise Failure(f"{n} problem{'s' if n != 1 else ''} in {path!r} "
+                      f"({report.cases} cases, {report.events} events).")
+
+
+@cli.command()
+@click.pass_context
+def heads(ctx: click.Context) -> None:
+    """Print each case's last event number and hash, as JSON, to keep elsewhere."""
+    with _open(ctx) as store:
+        _echo_json(store.heads())
+
+
+# --------------------------------------------------------------------------- demo
 
 
 @cli.command()
@@ -35,9 +859,10 @@ def demo(ctx: click.Context) -> None:
     Writes ./mimerskvarteret-demo.db (or --db PATH), rebuilding it when rerun; it
     refuses a database that holds other cases.
     """
-    from .demo import DEFAULT_DB, describe, run_demo
+    from .demo import DEFAULT_DB as DEMO_DB
+    from .demo import describe, run_demo
 
-    path = ctx.obj["db"] or DEFAULT_DB
+    path = ctx.obj["db"] or DEMO_DB
     case = run_demo(path)
     try:
         click.echo(describe(case))
@@ -48,17 +873,46 @@ def demo(ctx: click.Context) -> None:
         case._store.close()  # type: ignore[union-attr]
 
 
+# --------------------------------------------------------------------------- diagram
+
+
+@cli.command()
+@click.argument("workflow")
+@click.option("--case", "case_id", default=None,
+              help="Highlight this case's active states (read from --db).")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
+              show_default=True, help="Mermaid stateDiagram-v2 text, or Graphviz dot.")
+@click.pass_context
+def diagram(ctx: click.Context, workflow: str, case_id: str | None, fmt: str) -> None:
+    """Draw WORKFLOW (a bundled name or a .toml file) as Mermaid or dot text."""
+    from . import diagram as drawing
+
+    wf = _load_workflow(workflow)
+    case = None
+    if case_id is not None:
+        with _open(ctx) as store:
+            case = store.case(case_id)
+        if case.workflow != wf.name:
+            raise Failure(f"Case {case.id!r} runs on workflow {case.workflow!r}, not "
+                          f"{wf.name!r}; draw {case.workflow!r} to highlight it.")
+    draw = drawing.to_dot if fmt == "dot" else drawing.to_mermaid
+    click.echo(draw(wf, case=case))
+
+
+# --------------------------------------------------------------------------- entry point
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Run the CLI; ApprovalflowError becomes one 'Error: ...' line and exit code 1."""
+    """Run the CLI: errors print ``Error: ...`` (exit 1), usage errors exit 2."""
     try:
-        return cli.main(args=argv, prog_name="approvalflow", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except ApprovalflowError as e:
-        message = str(e).replace(os.linesep, "\n")
-        click.echo(f"Error: {message}", err=True)
+        return cli.main(args=argv, prog_name="approvalflow")
+    except BrokenPipeError:
+        # the reader went away (``approvalflow history x | head``): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as e:  # a bug: still one line, never a traceback
+        click.echo(f"Error: unexpected {type(e).__name__}: {_printable(str(e))} (this is a "
+                   f"bug in approvalflow; please report it with the command you ran).",
+                   err=True)
         sys.exit(1)
