@@ -156,7 +156,8 @@ def workflow_html(wf: Workflow) -> str:
             [[_code(v.id), _e(v.label), _code(v.state), ", ".join(_code(x) for x in v.voters),
               _e("all still taking part" if v.need is None else v.need)]
              for v in wf.votes.values()]))
-    return (f'<div style="{_ROOT}">{head}<div style="{_H}">States</div>{_tree_html(wf, frozenset())}'
+    return (f'<div style="{_ROOT}">{head}<div style="{_H}">States</div>'
+            f"{_tree_html(wf, frozenset())}"
             + _details(f"Transitions ({len(wf.transitions)})", _transitions_html(wf))
             + _details(f"Actors ({len(wf.actors)})", actors) + votes + "</div>")
 
@@ -238,7 +239,8 @@ def case_html(case: Case) -> str:
 
 def _states(wf: Workflow | None, states: frozenset[str]) -> str:
     return "<br>".join(
-        (f"{_e(wf.label_of(s))} {_code(s)}" if wf is not None else _code(s)) for s in sorted(states))
+        (f"{_e(wf.label_of(s))} {_code(s)}" if wf is not None else _code(s))
+        for s in sorted(states))
 
 
 def history_html(events: Sequence[Event], workflow: Workflow | None = None) -> str:
