@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +50,9 @@ if TYPE_CHECKING:
 __all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION"]
 
 #: The schema this version writes. 1: events, cases, workflows tables with hash chain.
-SCHEMA_VERSION = 1
+#: 2: a ``store_meta`` table recording when and by which approvalflow the file was
+#: created or last migrated.
+SCHEMA_VERSION = 2
 GENESIS = "0" * 64
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 
@@ -162,18 +166,43 @@ def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
                    f"SELECT RAISE(ABORT, 'events are append-only'); END")
 
 
-#: migrations[n] brings a database from schema n to n + 1, inside one transaction.
-_MIGRATIONS = {0: _migrate_0_to_1}
+def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+#: migrations[n] brings a database from schema n to n + 1. Every pending migration runs
+#: in one transaction, with the new user_version and the store_meta record.
+_MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+
+
+def _package_version() -> str:
+    try:
+        return "approvalflow " + importlib.metadata.version("approvalflow")
+    except importlib.metadata.PackageNotFoundError:
+        return "approvalflow (version unknown)"
+
+
+def _record_meta(conn: sqlite3.Connection, *, created: bool, start: int) -> None:
+    now, by = _now().isoformat(), _package_version()
+    rows = ({"created_at": now, "created_by": by} if created else
+            {"migrated_at": now, "migrated_by": by, "migrated_from": str(start)})
+    conn.executemany("INSERT OR REPLACE INTO store_meta (key, value) VALUES (?, ?)",
+                     list(rows.items()))
 
 
 class Store:
     """An event log in one SQLite file. Open it with :func:`open_store`."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "full",
-                 timeout: float = 30.0, create: bool = True) -> None:
+                 timeout: float = 30.0, create: bool = True,
+                 max_pages: int | None = None) -> None:
         if durability not in DURABILITY:
             raise InvalidInputError(f"durability must be one of {sorted(DURABILITY)}, "
                                     f"not {durability!r}.")
+        if max_pages is not None and (isinstance(max_pages, bool)
+                                      or not isinstance(max_pages, int) or max_pages < 1):
+            raise InvalidInputError(f"max_pages must be a whole number of pages (1 or more) "
+                                    f"or None, not {max_pages!r}.")
         self.path = os.fspath(path)
         self.durability = durability
         if not create and self.path != ":memory:" and not Path(self.path).is_file():
@@ -185,11 +214,13 @@ class Store:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             if self.path != ":memory:":
-                mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = _enable_wal(self._conn, timeout)
                 if mode.lower() != "wal":
                     raise StoreError(f"Could not switch {self.path!r} to WAL mode "
                                      f"(it is in {mode!r}).")
             self._conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
+            if max_pages is not None:
+                self._conn.execute(f"PRAGMA max_page_count = {max_pages}")
             self.db = sqlite_utils.Database(self._conn)
             self._migrate()
         self._workflows: dict[tuple[str, int], Workflow] = {}
@@ -222,28 +253,51 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path!r} is not an approvalflow database, or it is "
                              f"damaged: {e}.") from e
+        self._check_not_newer(current)
+        if current == SCHEMA_VERSION:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            # another process may have created or migrated the file since we looked
+            start = current = self.schema_version
+            self._check_not_newer(current)
+            if current == 0:
+                tables = set(self.db.table_names())
+                if tables - {"sqlite_sequence"}:
+                    raise StoreError(f"{self.path!r} holds tables {sorted(tables)} but is not "
+                                     f"an approvalflow database; use another file.")
+            while current < SCHEMA_VERSION:
+                _MIGRATIONS[current](self.db)
+                current += 1
+            if start < SCHEMA_VERSION:
+                _record_meta(self._conn, created=start == 0, start=start)
+                self._conn.execute(f"PRAGMA user_version = {current}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _check_not_newer(self, current: int) -> None:
         if current > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{self.path!r} has schema version {current}, written by a newer approvalflow; "
-                f"this one reads versions up to {SCHEMA_VERSION}. Upgrade approvalflow.")
-        if current == 0:
-            tables = set(self.db.table_names())
-            if tables - {"sqlite_sequence"}:
-                raise StoreError(f"{self.path!r} holds tables {sorted(tables)} but is not an "
-                                 f"approvalflow database; use another file.")
-        while current < SCHEMA_VERSION:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                # another process may have migrated between our read and our lock
-                current = self.schema_version
-                if current < SCHEMA_VERSION:
-                    _MIGRATIONS[current](self.db)
-                    current += 1
-                    self._conn.execute(f"PRAGMA user_version = {current}")
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+                f"this one ({_package_version()}) reads schema versions up to "
+                f"{SCHEMA_VERSION}. Upgrade approvalflow to open it.")
+
+    @property
+    def meta(self) -> dict[str, str]:
+        """What the file records about itself (table ``store_meta``): ``created_at`` and
+        ``created_by`` for a file created by schema 2 or later, ``migrated_at``,
+        ``migrated_by`` and ``migrated_from`` for one brought up from an older schema."""
+        with _translate("read the store's metadata"):
+            rows = self._conn.execute("SELECT key, value FROM store_meta ORDER BY key")
+            return {r["key"]: r["value"] for r in rows}
+
+    def _rollback(self) -> None:
+        # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR, ...); a
+        # second ROLLBACK would fail and hide the error that explains what happened.
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[None]:
@@ -258,7 +312,7 @@ class Store:
             try:
                 yield
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._conn.execute("COMMIT")
 
@@ -279,7 +333,7 @@ class Store:
                 yield self
             except BaseException:
                 self._bulk_depth = 0
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._bulk_depth = 0
             self._conn.execute("COMMIT")
@@ -727,6 +781,20 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """Switch to WAL and return the journal mode. SQLite answers "database is locked" at
+    once, without its busy handler, while another process is switching the same new
+    file; so retry here until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _check_case_id(case_id: object) -> str:
     text = check_text(case_id, "case id", max_length=MAX_ID_LENGTH)
     if not text.strip():
@@ -738,11 +806,16 @@ def _check_case_id(case_id: object) -> str:
 
 
 def open_store(path: str | os.PathLike[str] = ":memory:", *, durability: str = "full",
-               timeout: float = 30.0, create: bool = True) -> Store:
+               timeout: float = 30.0, create: bool = True,
+               max_pages: int | None = None) -> Store:
     """Open (and create or migrate) the event log at ``path``; ``":memory:"`` for a scratch one.
 
     ``durability="full"`` (the default) syncs every commit to disk; ``"normal"`` is
     faster and survives a crash of the process, but may lose the last commits on a
     power cut. ``create=False`` refuses a missing file instead of creating it.
+    ``max_pages`` caps the file at that many pages (SQLite's ``max_page_count``, for
+    this connection only): a write that would grow it further raises ``StoreError``
+    and stores nothing. It is how the tests simulate a full disk.
     """
-    return Store(path, durability=durability, timeout=timeout, create=create)
+    return Store(path, durability=durability, timeout=timeout, create=create,
+                 max_pages=max_pages)

@@ -1,0 +1,165 @@
+"""Writers that run in their own processes, for the concurrency and crash tests.
+
+The functions are started by ``multiprocessing`` (spawn) from test_concurrency.py;
+``python tests/writer_process.py crash DB CASE FROM`` is the writer test_crash.py
+kills. Every writer drives the co-financing workflow round its loop: ``propose``
+(draft -> tmu_review) and ``tmu.send_back`` (tmu_review -> draft), so a case can take
+any number of steps.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from typing import Any
+
+import approvalflow as af
+
+WORKFLOW = "medfinansiering-restbeloeb"
+ON = "2022-01-10"
+DATA = {"amount": 600_000}
+
+
+def step_for(seq: int) -> tuple[str, str]:
+    """The trigger and actor of event ``seq`` of a looping case (event 1 is its creation)."""
+    return ("propose", "tmf") if seq % 2 == 0 else ("tmu.send_back", "tmu")
+
+
+def next_step(case: af.Case) -> tuple[str, str]:
+    return ("propose", "tmf") if "draft" in case.state else ("tmu.send_back", "tmu")
+
+
+def create_or_load(store: af.Store, case_id: str) -> af.Case:
+    try:
+        return store.create_case(af.load_workflow(WORKFLOW), case_id, actor="tmf", on=ON,
+                                 data=DATA)
+    except af.CaseExistsError:
+        return store.case(case_id)
+
+
+# -- concurrency: many writers, one file ---------------------------------------------------
+
+
+def append_many(path: str, proc: int, own_cases: int, own_events: int, shared_events: int,
+                start: Any, results: Any) -> None:
+    """Write ``own_events`` to each of ``own_cases`` cases of our own, interleaved, and
+    ``shared_events`` to the case "shared" that every writer appends to (reloading it
+    after each ConcurrencyError). Report every acknowledged (case, seq, hash)."""
+    acks: list[tuple[str, int, str]] = []
+    conflicts = 0
+    try:
+        store = af.open_store(path)
+        start.wait()
+        cases = [create_or_load(store, f"p{proc}-c{j}") for j in range(own_cases)]
+        for c in cases:
+            acks.append((c.id, 1, c.history[0].hash))
+        shared = store.case("shared")
+        done = 0
+        for i in range(max(own_events, shared_events)):
+            if i < own_events:
+                for c in cases:
+                    trigger, actor = next_step(c)
+                    e = c.fire(trigger, actor=actor, on=ON, note=f"p{proc} {i}")
+                    acks.append((c.id, e.seq, e.hash))
+            while done < shared_events and done <= i:
+                trigger, actor = next_step(shared)
+                try:
+                    e = shared.fire(trigger, actor=actor, on=ON, key=f"p{proc}-{done}",
+                                    note=f"p{proc} shared {done}")
+                except af.ConcurrencyError:
+                    conflicts += 1
+                    shared = store.case("shared")
+                    continue
+                acks.append(("shared", e.seq, e.hash))
+                done += 1
+        store.close()
+        results.put({"proc": proc, "acks": acks, "conflicts": conflicts, "error": None})
+    except BaseException:
+        results.put({"proc": proc, "acks": acks, "conflicts": conflicts,
+                     "error": traceback.format_exc()})
+
+
+def race(path: str, name: str, rounds: int, plan: list[dict[str, Any]], barrier: Any,
+         results: Any) -> None:
+    """For each round: load the round's case, wait for the other racer, fire ``plan[r]``."""
+    store = af.open_store(path)
+    for r in range(rounds):
+        case = store.case(f"race-{r}")
+        barrier.wait()
+        step = plan[r]
+        try:
+            e = case.fire(step["trigger"], actor=step["actor"], on=ON, key=step.get("key"),
+                          note=step.get("note"))
+            outcome: dict[str, Any] = {"ok": True, "seq": e.seq, "hash": e.hash}
+        except af.ApprovalflowError as e:
+            outcome = {"ok": False, "error": type(e).__name__, "message": str(e)}
+        results.put({"racer": name, "round": r, **outcome})
+        barrier.wait()
+    store.close()
+
+
+def fire_once(path: str, case_id: str, timeout: float, ready: Any, results: Any) -> None:
+    """Load a case, say so, then fire one step with the given busy timeout."""
+    try:
+        store = af.open_store(path, timeout=timeout)
+        case = store.case(case_id)
+        trigger, actor = next_step(case)
+        ready.put("loaded")
+        t0 = time.monotonic()
+        e = case.fire(trigger, actor=actor, on=ON)
+        results.put({"ok": True, "seq": e.seq, "waited": time.monotonic() - t0})
+    except af.ApprovalflowError as e:
+        results.put({"ok": False, "error": type(e).__name__, "message": str(e)})
+
+
+def open_new(paths: list[str], start: Any, results: Any) -> None:
+    """Open (and so create) each new store at the same moment as other processes."""
+    for path in paths:
+        start.wait()
+        try:
+            with af.open_store(path) as store:
+                results.put({"path": path, "ok": True, "schema": store.schema_version,
+                             "meta": store.meta})
+        except af.ApprovalflowError as e:
+            results.put({"path": path, "ok": False, "error": type(e).__name__,
+                         "message": str(e)})
+
+
+# -- crash: the writer that gets killed ----------------------------------------------------
+
+
+def crash_writer(path: str, case_id: str, first: int) -> None:
+    """Fire events ``first``, ``first + 1``, ... of a looping case, each with its own
+    idempotency key; print ``ack SEQ HASH RETRIED`` once each is committed.
+
+    ``first`` is one past the last event the previous writer acknowledged: if that
+    writer died after committing but before printing, the retry with the same key
+    returns the stored event instead of writing it again (RETRIED is 1)."""
+    store = af.open_store(path)
+    out = sys.stdout
+    if first <= 1:
+        case = create_or_load(store, case_id)
+        out.write(f"ack 1 {case.history[0].hash} 0\n")
+        out.flush()
+        first = 2
+    else:
+        case = store.case(case_id)
+    loaded = case.version
+    seq = first
+    while True:
+        trigger, actor = step_for(seq)
+        e = case.fire(trigger, actor=actor, on=ON, key=f"{case_id}-{seq}",
+                      note=f"event {seq}", data={"n": seq})
+        if e.seq != seq:
+            raise SystemExit(f"expected event {seq}, the store gave {e.seq}")
+        out.write(f"ack {seq} {e.hash} {int(seq <= loaded)}\n")
+        out.flush()
+        seq += 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "crash":
+        crash_writer(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        raise SystemExit("usage: python tests/writer_process.py crash DB CASE FIRST")
