@@ -663,6 +663,57 @@ def _history_lines(history: list[dict[str, Any]], doc: dict[str, Any]) -> list[s
     return lines
 
 
+def _build_deadlines(ctx: ShowContext) -> list[dict[str, Any]]:
+    return [d.to_dict() for d in ctx.case.deadlines(on=ctx.on)]
+
+
+def _deadline_lines(deadlines: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    if not deadlines:
+        return []
+    lines = [f"Deadlines on {doc['on']}"]
+    for d in deadlines:
+        when = d["due"] or "unknown"
+        days = "" if d["days_left"] is None else f", {d['days_left']} days left" \
+            if d["taken_on"] is None else f", taken {d['taken_on']}"
+        forecast = f", forecast {d['forecast']}" if d["forecast"] else ""
+        lines += _wrap(f"{d['status']:<7}  {d['step']} by {when} ({d['rule']}{days}"
+                       f"{forecast})" + (f"; {d['note']}" if d["note"] else ""), 2, 11)
+    return lines
+
+
+def _build_forecast(ctx: ShowContext) -> dict[str, Any]:
+    return ctx.case.forecast(on=ctx.on).to_dict()
+
+
+def _forecast_lines(fc: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    """The forecast section (docs/forecast.md)."""
+    if fc["goal"] is None:
+        return []
+    goal = f"{fc['goal_label']} [{fc['goal']}]"
+    target = f", target {fc['target']} ({fc['target_rule']})" if fc["target"] else ""
+    lines = [f"Forecast on {fc['on']}"]
+    if fc["reached"]:
+        return lines + _wrap(f"reached {goal} on {fc['date']}{target}", 2, 4)
+    if not fc["reachable"]:
+        return lines + _wrap(f"{goal} can no longer be reached{target}", 2, 4)
+    verdict = "" if fc["on_time"] is None else ": on time" if fc["on_time"] else ": LATE"
+    slack = "" if fc["slack_days"] is None else f", slack {fc['slack_days']} days"
+    lines += _wrap(f"{goal} expected {fc['date']}{target}{verdict}{slack}", 2, 4)
+    if fc["critical_path"]:
+        lines += _wrap(f"critical path: {' -> '.join(fc['critical_path'])}", 2, 4)
+    groups: dict[tuple[str, str, bool], list[str]] = {}
+    for p in fc["holding_up"]:
+        groups.setdefault((p["step"], p["date"], p["late"]), []).append(p["actor"])
+    for (step, date, late), actors in groups.items():
+        lines += _wrap(f"waiting for: {', '.join(actors)} on {step} (expected {date}"
+                       f"{', date passed' if late else ''})", 2, 4)
+    for s in fc["steps"]:
+        mark = "*" if s["critical"] else " "
+        lines += _wrap(f"{mark} {s['date']}  {s['step']} ({s['basis']}, set by {s['set_by']})",
+                       2, 17)
+    return lines
+
+
 #: The parts of ``show``, in order. Each adds ``key`` to the JSON object and renders
 #: one section of the text (an empty list of lines leaves the section out).
 SHOW_PARTS: list[ShowPart] = [
@@ -671,6 +722,8 @@ SHOW_PARTS: list[ShowPart] = [
     ShowPart("awaited", _build_awaited, _awaited_lines),
     ShowPart("votes", _build_votes, _vote_lines),
     ShowPart("allowed", _build_allowed, _allowed_lines),
+    ShowPart("deadlines", _build_deadlines, _deadline_lines),
+    ShowPart("forecast", _build_forecast, _forecast_lines),
     ShowPart("history", _build_history, _history_lines),
 ]
 
@@ -711,6 +764,35 @@ def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | 
         _echo_json(doc)
     else:
         click.echo(show_text(doc))
+
+
+# --------------------------------------------------------------------------- due
+
+
+@cli.command()
+@click.option("--on", type=DATE, default=None, help="The date to ask on (default: today).")
+@click.option("--within", "within", type=click.IntRange(0, 36_500), default=14,
+              show_default=True, help="Also list what falls due within this many days.")
+@click.option("--as-of", "as_of", type=DATE, default=None,
+              help="Count only what was recorded on or before this date.")
+@json_option
+@click.pass_context
+def due(ctx: click.Context, on: dt.date | None, within: int, as_of: dt.date | None,
+        as_json: bool) -> None:
+    """What is overdue or due soon across open cases: deadlines and expected steps."""
+    with _open(ctx) as store:
+        items = store.due(on=on, within_days=within, as_of=as_of)
+    if as_json:
+        _echo_json([i.to_dict() for i in items])
+        return
+    if not items:
+        click.echo(f"Nothing overdue or due within {within} days.")
+        return
+    for i in items:
+        left = f"{-i.days_left} days overdue" if i.days_left < 0 else f"{i.days_left} days left"
+        click.echo(f"{i.due.isoformat()}  {i.case_id}  {i.kind} {i.step}: {i.status}, {left}")
+        for line in _wrap(f"by {', '.join(i.actors)}: {i.label}", 12, 14):
+            click.echo(line)
 
 
 # --------------------------------------------------------------------------- allowed
