@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApprovalflowError, InvalidInputError
+from .errors import InvalidInputError, MissingDependencyError
 
 if TYPE_CHECKING:
     from .case import Case
@@ -33,10 +33,6 @@ FORMATS = ("mermaid", "dot", "svg")
 #: Highlight of active states (a warm yellow, readable on light and dark backgrounds).
 ACTIVE_FILL = "#fde68a"
 ACTIVE_STROKE = "#b45309"
-
-
-class MissingDependencyError(ApprovalflowError, ImportError):
-    """An optional feature needs a package or program that is not installed."""
 
 
 # --------------------------------------------------------------------------- helpers

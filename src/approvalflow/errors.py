@@ -12,6 +12,7 @@ __all__ = [
     "StoreError",
     "SchemaVersionError",
     "InvalidInputError",
+    "MissingDependencyError",
 ]
 
 
@@ -57,3 +58,8 @@ class StoreError(ApprovalflowError):
 
 class SchemaVersionError(StoreError):
     """The database file was written by a newer approvalflow than this one."""
+
+
+class MissingDependencyError(ApprovalflowError, ImportError):
+    """An optional feature needs a package or program that is not installed; the message
+    names what to install."""

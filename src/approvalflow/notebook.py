@@ -4,7 +4,7 @@
 :meth:`Store.events_frame() <approvalflow.Store.events_frame>` call
 :func:`events_frame`. pandas is optional: install it with the ``notebook`` extra
 (``pip install 'approvalflow[notebook]'``); without it these raise
-:class:`~approvalflow.diagram.MissingDependencyError` saying so.
+:class:`~approvalflow.MissingDependencyError` saying so.
 
 A frame has one row per event and these columns:
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .diagram import MissingDependencyError
+from .errors import MissingDependencyError
 
 if TYPE_CHECKING:
     import pandas
