@@ -407,12 +407,12 @@ def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: 
     if not found:
         click.echo("No cases.")
         return
-    id_width = max(len(c.case_id) for c in found)
+    id_width = min(max(len(c.case_id) for c in found), 24)
     for c in found:
         end = ", final" if c.is_final else ""
-        click.echo(f"{c.case_id:<{id_width}}  {c.workflow} v{c.workflow_version}  "
-                   f"{c.version} events, last {c.last_on.isoformat()}{end}")
-        for line in _wrap(f"state: {', '.join(sorted(c.state))}", id_width + 2, id_width + 4):
+        head = (f"{c.case_id:<{id_width}}  {c.workflow} v{c.workflow_version}  "
+                f"{c.version} events, last {c.last_on.isoformat()}{end}")
+        for line in _wrap(head, 0, 4) + _wrap(f"state: {', '.join(sorted(c.state))}", 4, 6):
             click.echo(line)
 
 
@@ -448,8 +448,9 @@ def history(ctx: click.Context, case_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json([e.to_dict() for e in case.history])
         return
-    click.echo(f"Case {case.id!r} on {case.workflow} v{case.workflow_version}, "
-               f"{len(case.history)} events:")
+    for line in _wrap(f"Case {case.id!r} on {case.workflow} v{case.workflow_version}, "
+                      f"{len(case.history)} events:", 0, 2):
+        click.echo(line)
     for e in case.history:
         for line in _event_lines(e.to_dict()):
             click.echo(line)
@@ -656,8 +657,8 @@ def _build_history(ctx: ShowContext) -> list[dict[str, Any]]:
 def _history_lines(history: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
     shown = history[-LAST_EVENTS:]
     title = "Last events" if len(history) > len(shown) else "Events"
-    lines = [f"{title} ({len(shown)} of {len(history)}; all: approvalflow history "
-             f"{doc['case_id']})"]
+    lines = _wrap(f"{title} ({len(shown)} of {len(history)}; all: approvalflow history "
+                  f"{doc['case_id']})", 0, 2)
     for e in shown:
         lines += _event_lines(e)
     return lines
