@@ -222,12 +222,13 @@ class Case:
         return list(self._decide(trigger, actor=actor, on=on, data=data).reasons)
 
     def _decide(self, trigger: str, *, actor: str, on: object,
-                data: Mapping[str, Any] | None) -> Decision:
+                data: Mapping[str, Any] | None, checked: bool = False) -> Decision:
         trigger = check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
         actor = check_actor(actor)
         when = self._on(on)
         decision = self._engine.evaluate(self._state, trigger, actor=actor, on=when,
-                                         data=check_data(data), case_id=self._id)
+                                         data=data if checked else check_data(data),
+                                         case_id=self._id)
         if self._as_of is not None:
             reason = (f"this is a view of the case as of {self._as_of.isoformat()}; "
                       f"load the case without as_of to take a step")
@@ -319,7 +320,7 @@ class Case:
                 self._store._check_retry(stored, trigger=trigger, actor=actor,  # type: ignore
                                          on=self._on(on), note=note, data=payload)
                 return stored
-        decision = self._decide(trigger, actor=actor, on=on, data=payload)
+        decision = self._decide(trigger, actor=actor, on=on, data=payload, checked=True)
         if decision.reasons:
             raise TransitionRefusedError(
                 f"Can't fire {trigger!r} on case {self._id!r} by {actor!r}: "

@@ -119,6 +119,9 @@ class Engine:
         )
         self._lock = threading.Lock()
         self._memo: dict[tuple[frozenset[str], str], frozenset[str]] = {}
+        self._active_memo: dict[frozenset[str], frozenset[str]] = {}
+        self._finals = frozenset(s for s, d in wf.state_defs.items()
+                                 if d.final and d.parent is None)
         self.initial_config = self._read_cursor()
 
     # -- building and driving the transitions machine ----------------------------------
@@ -167,19 +170,25 @@ class Engine:
 
     def active(self, config: frozenset[str]) -> frozenset[str]:
         """Every active state: the leaves and all their ancestors."""
+        found = self._active_memo.get(config)
+        if found is not None:
+            return found
         out: set[str] = set()
         for leaf in config:
             out |= self._lineage[leaf]
-        return frozenset(out)
+        result = frozenset(out)
+        if len(self._active_memo) > 50_000:
+            self._active_memo.clear()
+        self._active_memo[config] = result
+        return result
 
     def is_final(self, config: frozenset[str]) -> bool:
         """True when the case has reached a top-level final state: nothing more can happen."""
-        return len(config) == 1 and next(iter(config)) in self._top_finals
+        return len(config) == 1 and next(iter(config)) in self._finals
 
     @property
     def _top_finals(self) -> frozenset[str]:
-        return frozenset(s for s, d in self.workflow.state_defs.items()
-                         if d.final and d.parent is None)
+        return self._finals
 
     def enabled_transition(self, config: frozenset[str], trigger: str) -> TransitionDef | None:
         active = self.active(config)
@@ -209,9 +218,9 @@ class Engine:
         """Decide what firing ``trigger`` would do; every reason it can't is in ``reasons``."""
         wf = self.workflow
         reasons: list[str] = []
-        where = _ids(state.config)
         if self.is_final(state.config):
-            reasons.append(f"the case has ended in final state {where}; nothing more can happen")
+            reasons.append(f"the case has ended in final state {_ids(state.config)}; nothing "
+                           f"more can happen")
             return Decision(trigger, actor, on, tuple(reasons))
         candidates = self._by_trigger.get(trigger)
         if not candidates:
@@ -224,8 +233,8 @@ class Engine:
         t = self.enabled_transition(state.config, trigger)
         if t is None:
             sources = _ids({c.source for c in candidates})
-            reasons.append(f"{trigger!r} can't be taken while the case is in {where}; "
-                           f"it leaves {sources}")
+            reasons.append(f"{trigger!r} can't be taken while the case is in "
+                           f"{_ids(state.config)}; it leaves {sources}")
             permitted = {a for c in candidates for a in c.actors}
         else:
             permitted = set(t.actors)
@@ -250,11 +259,12 @@ class Engine:
             elif cast is not None:
                 reasons.append(f"{actor!r} has already voted {cast!r} in the vote {vg.id!r}; "
                                f"each voter votes once")
-        merged = merge_data(state.data, data or {})
-        ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
-                                   data=merged, state=state.config, workflow=wf.name)
-        for g in t.guards:
-            reasons.extend(_guards.run_guard(g, _guards.lookup_guard(g), ctx))
+        if t.guards:
+            merged = merge_data(state.data, data or {})
+            ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
+                                       data=merged, state=state.config, workflow=wf.name)
+            for g in t.guards:
+                reasons.extend(_guards.run_guard(g, _guards.lookup_guard(g), ctx))
         if reasons:
             return Decision(trigger, actor, on, tuple(reasons), transition=t)
         moves = True if vg is None else self._ballot_moves(vg, t, state, actor)

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import sqlite_utils
+
+if TYPE_CHECKING:  # imported when first needed (Store.db): it imports pandas where installed
+    import sqlite_utils
 
 from .canonical import canonical_json, check_data, check_text, sha256_hex, to_date
 from .case import MAX_ID_LENGTH, Case, Event, check_actor
@@ -114,13 +116,53 @@ def _translate(what: str) -> Iterator[None]:
         raise StoreError(f"Could not {what}: {text} ({hint}).") from e
 
 
+# Hot-path helpers. _canonical is canonical_json without json.dumps' per-call set-up (the
+# same encoder settings, so the same bytes); states and dates repeat across events, so
+# their parsed and printed forms are memoised (immutable values, bounded caches).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode
+_STATE_TEXT: dict[frozenset[str], str] = {}
+_STATE_SET: dict[str, frozenset[str]] = {}
+_DATES: dict[str, dt.date] = {}
+_MEMO_LIMIT = 10_000
+
+
 def _json_list(states: frozenset[str]) -> str:
-    return canonical_json(sorted(states))
+    text = _STATE_TEXT.get(states)
+    if text is None:
+        if len(_STATE_TEXT) > _MEMO_LIMIT:
+            _STATE_TEXT.clear()
+        text = _STATE_TEXT[states] = _canonical(sorted(states))
+    return text
+
+
+def _state_set(text: str) -> frozenset[str]:
+    states = _STATE_SET.get(text)
+    if states is None:
+        if len(_STATE_SET) > _MEMO_LIMIT:
+            _STATE_SET.clear()
+        states = _STATE_SET[text] = frozenset(json.loads(text))
+    return states
+
+
+def _date(text: str) -> dt.date:
+    day = _DATES.get(text)
+    if day is None:
+        if len(_DATES) > _MEMO_LIMIT:
+            _DATES.clear()
+        day = _DATES[text] = dt.date.fromisoformat(text)
+    return day
+
+
+def _selected_hash(row: sqlite3.Row) -> str:
+    """:func:`_event_hash` of a row selected as ``SELECT {_EVENT_COLUMNS}`` (the hashed
+    fields are its first 15 columns, in the same order), without a lookup by name."""
+    return sha256_hex(_canonical(list(row[:15])))
 
 
 def _event_hash(row: Mapping[str, Any]) -> str:
     """SHA-256 over the canonical bytes of an event row (everything but the hash itself)."""
-    return sha256_hex(canonical_json([
+    return sha256_hex(_canonical([
         row["case_id"], row["seq"], row["kind"], row["trigger"], row["actor"], row["on_date"],
         row["recorded_at"], row["source"], row["target"], row["note"], row["data"],
         row["workflow"], row["workflow_version"], row["key"], row["prev_hash"],
@@ -131,15 +173,26 @@ _EVENT_COLUMNS = ("case_id, seq, kind, trigger, actor, on_date, recorded_at, sou
                   "note, data, workflow, workflow_version, key, prev_hash, hash")
 
 
-def _row_to_event(row: Mapping[str, Any]) -> Event:
+def _row_to_event(row: Mapping[str, Any] | sqlite3.Row) -> Event:
+    """An Event from a dict row, or from a row selected as ``SELECT {_EVENT_COLUMNS}`` (read
+    by position: a lookup by name on sqlite3.Row scans the column names)."""
+    if isinstance(row, sqlite3.Row):
+        (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
+         workflow, workflow_version, key, prev_hash, hash_) = row[:16]
+    else:
+        case_id, seq, kind, trigger, actor = (row["case_id"], row["seq"], row["kind"],
+                                              row["trigger"], row["actor"])
+        on_date, recorded_at, source, target = (row["on_date"], row["recorded_at"],
+                                                row["source"], row["target"])
+        note, data, workflow, workflow_version = (row["note"], row["data"], row["workflow"],
+                                                  row["workflow_version"])
+        key, prev_hash, hash_ = row["key"], row["prev_hash"], row["hash"]
     return Event(
-        case_id=row["case_id"], seq=row["seq"], trigger=row["trigger"], actor=row["actor"],
-        on=dt.date.fromisoformat(row["on_date"]),
-        recorded_at=dt.datetime.fromisoformat(row["recorded_at"]),
-        source=frozenset(json.loads(row["source"])), target=frozenset(json.loads(row["target"])),
-        note=row["note"], data=json.loads(row["data"]), workflow=row["workflow"],
-        workflow_version=row["workflow_version"], kind=row["kind"], key=row["key"],
-        prev_hash=row["prev_hash"], hash=row["hash"],
+        case_id=case_id, seq=seq, trigger=trigger, actor=actor, on=_date(on_date),
+        recorded_at=dt.datetime.fromisoformat(recorded_at), source=_state_set(source),
+        target=_state_set(target), note=note, data={} if data == "{}" else json.loads(data),
+        workflow=workflow, workflow_version=workflow_version, kind=kind, key=key,
+        prev_hash=prev_hash, hash=hash_,
     )
 
 
@@ -221,11 +274,20 @@ class Store:
             self._conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
             if max_pages is not None:
                 self._conn.execute(f"PRAGMA max_page_count = {max_pages}")
-            self.db = sqlite_utils.Database(self._conn)
+            self._db: sqlite_utils.Database | None = None
             self._migrate()
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._bulk_depth = 0
         self._closed = False
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The connection as a sqlite-utils Database (for schema work), made on first use."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self._conn)
+        return self._db
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -655,11 +717,11 @@ class Store:
             seen: set[str] = set()
             for r in rows:
                 n_events += 1
-                if r["case_id"] != current:
+                if r[0] != current:  # case_id
                     if current is not None:
                         problems.extend(self._verify_case(current, batch, heads.get(current)))
                         n_cases += 1
-                    current, batch = r["case_id"], []
+                    current, batch = r[0], []
                     seen.add(current)
                 batch.append(r)
             if current is not None:
@@ -695,21 +757,23 @@ class Store:
         last_on: str | None = None
         where = f"case {case_id!r}"
         for expected_seq, r in enumerate(rows, start=1):
-            at = f"{where} event {r['seq']}"
-            if r["seq"] != expected_seq:
-                problems.append(f"{at}: expected sequence number {expected_seq} "
+            # by position, as selected with _EVENT_COLUMNS: seq 1, on_date 5, prev_hash 14, hash 15
+            seq, on_date, prev, digest = r[1], r[5], r[14], r[15]
+            if seq != expected_seq:
+                problems.append(f"{where} event {seq}: expected sequence number {expected_seq} "
                                 f"(an event is missing or was inserted)")
                 return problems
-            if r["prev_hash"] != prev_hash:
-                problems.append(f"{at}: its previous-hash does not match event "
+            if prev != prev_hash:
+                problems.append(f"{where} event {seq}: its previous-hash does not match event "
                                 f"{expected_seq - 1}'s hash (an event before it was changed, "
                                 f"removed or reordered)")
-            if _event_hash(r) != r["hash"]:
-                problems.append(f"{at}: its content does not match its hash (it was edited)")
-            if last_on is not None and r["on_date"] < last_on:
-                problems.append(f"{at}: dated {r['on_date']}, before the previous event's "
-                                f"{last_on}")
-            prev_hash, last_on = r["hash"], r["on_date"]
+            if _selected_hash(r) != digest:
+                problems.append(f"{where} event {seq}: its content does not match its hash "
+                                f"(it was edited)")
+            if last_on is not None and on_date < last_on:
+                problems.append(f"{where} event {seq}: dated {on_date}, before the previous "
+                                f"event's {last_on}")
+            prev_hash, last_on = digest, on_date
         try:
             events = [_row_to_event(r) for r in rows]
             wf = self.workflow(events[0].workflow, events[0].workflow_version)

@@ -1,0 +1,752 @@
+"""Benchmarks: approvalflow against the physical limit (raw sqlite3) and against peers.
+
+Run ``python benchmarks/run.py`` (a few minutes) or ``--quick`` (seconds, for a smoke
+test). Prints a table and writes JSON (``benchmarks/results/latest.json`` unless
+``--out``). Every figure that matters is a ratio between two things measured side by
+side in the same run, in alternating rounds, on the same disk and with the same
+durability setting: absolute times on shared machines are noisy, ratios much less.
+
+What is measured (see docs/performance.md for the targets and a run's table):
+
+- ``fire_full`` / ``fire_normal``: ``Case.fire`` (decide + persist one step in one
+  transaction) vs raw sqlite3 doing the same writes (BEGIN IMMEDIATE, read the case
+  head, insert the event, update the current-state row, COMMIT), bare and with the
+  SHA-256 over canonical JSON that a tamper-evident log needs.
+- ``bulk_import``: ``store.bulk()`` with create_case + fire for N events over N/10
+  cases vs raw ``executemany`` of the same rows; RSS sampled along the way.
+- ``load_case``: ``store.case(id)`` (state + history) on the big database and on a
+  small one vs the raw indexed query; the growth between the two sizes.
+- ``verify``: ``store.verify()`` over the big database vs plain hashing of its rows.
+- ``cli``: ``approvalflow show`` as a fresh process on the big database vs
+  ``python -c pass``; the import time of ``approvalflow`` and of ``approvalflow.cli``.
+- ``peer_eventsourcing_full`` / ``_normal``: the ``eventsourcing`` library's SQLite
+  persistence, one event per transaction, vs approvalflow at the same durability.
+- ``engine_vs_transitions``: ``Engine.evaluate`` + ``Engine.apply`` on the flagship
+  (parallel regions, votes, guards) vs a bare trigger on a flat ``transitions`` Machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import approvalflow as af
+from approvalflow.demo import SEED_DATA
+from approvalflow.engine import engine_for
+
+FLAGSHIP = "boligsocial-helhedsplan"
+#: Every key the JSON's "benchmarks" object has (the smoke test checks them all).
+BENCHMARK_KEYS = ("fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
+                  "peer_eventsourcing_full", "peer_eventsourcing_normal",
+                  "engine_vs_transitions")
+#: The steps a case takes in the benchmarks: creation is event 1, these are 2..10.
+STEPS: tuple[tuple[str, str], ...] = (
+    ("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.approve", "aab"), ("3b.approve", "3b"),
+    ("vibo.approve", "vibo_afd_1"), ("vibo.approve", "vibo_afd_2"),
+    ("vibo.approve", "vibo_afd_3"), ("vibo.approve", "vibo_afd_4"), ("send_to_lbf", "tmf"),
+)
+#: Fires that each take a submitted case one step on (the approval stage's seven).
+APPROVALS = STEPS[1:8]
+EVENTS_PER_CASE = 1 + len(STEPS)
+DAY = "2021-12-06"
+
+SIZES = {
+    "full": {"fire_normal": 3000, "fire_full": 700, "rounds": 5, "bulk_cases": 100_000,
+             "small_cases": 1_000, "loads": 2000, "cli_runs": 5, "peer_normal": 3000,
+             "peer_full": 700, "engine_triggers": 30_000},
+    "quick": {"fire_normal": 70, "fire_full": 35, "rounds": 2, "bulk_cases": 300,
+              "small_cases": 30, "loads": 60, "cli_runs": 1, "peer_normal": 60,
+              "peer_full": 30, "engine_triggers": 700},
+}
+
+EVENT_COLUMNS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
+                 "source", "target", "note", "data", "workflow", "workflow_version", "key",
+                 "prev_hash", "hash")
+INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
+                f"({', '.join('?' * len(EVENT_COLUMNS))})")
+INSERT_CASE = ("INSERT INTO cases (case_id, workflow, workflow_version, state, seq, last_on, "
+               "head_hash, is_final, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+UPDATE_CASE = ("UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
+               "updated_at = ? WHERE case_id = ?")
+GENESIS = "0" * 64
+
+
+# -- small tools ---------------------------------------------------------------------------
+
+_FLAGSHIP: list[af.Workflow] = []
+
+
+def flagship() -> af.Workflow:
+    """The flagship workflow, loaded once."""
+    if not _FLAGSHIP:
+        _FLAGSHIP.append(af.load_workflow(FLAGSHIP))
+    return _FLAGSHIP[0]
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def row_hash(row: tuple[Any, ...]) -> str:
+    """What a tamper-evident log must compute per event: SHA-256 over canonical JSON."""
+    return hashlib.sha256(canonical(list(row)).encode()).hexdigest()
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def rss_bytes() -> int:
+    """The process's resident set size now (Linux), or the peak where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def raw_connect(path: Path, durability: str) -> sqlite3.Connection:
+    """A plain sqlite3 connection set up exactly as approvalflow sets up its own."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {durability.upper()}")
+    return conn
+
+
+def fresh_schema(path: Path) -> None:
+    """An empty database with approvalflow's schema (tables, indexes, triggers)."""
+    af.open_store(path).close()
+
+
+def timed(fn: Callable[[], int]) -> float:
+    """Seconds per operation of ``fn`` (which returns how many operations it did)."""
+    gc.collect()
+    start = time.perf_counter()
+    n = fn()
+    return (time.perf_counter() - start) / n
+
+
+def rounds(sides: dict[str, Callable[[int], Callable[[], int]]], n_rounds: int
+           ) -> dict[str, float]:
+    """Run each side once per round, alternating the order; the median seconds per op."""
+    got: dict[str, list[float]] = {k: [] for k in sides}
+    names = list(sides)
+    for r in range(n_rounds):
+        for name in (names if r % 2 == 0 else reversed(names)):
+            got[name].append(timed(sides[name](r)))
+    return {k: statistics.median(v) for k, v in got.items()}
+
+
+def us(seconds: float) -> float:
+    return round(seconds * 1e6, 2)
+
+
+# -- 1. fire + persist one step --------------------------------------------------------------
+
+def _af_fire_side(path: Path, durability: str, n: int, n_rounds: int
+                  ) -> Callable[[int], Callable[[], int]]:
+    store = af.open_store(path, durability=durability)
+    wf = flagship()
+    per_case = len(APPROVALS)
+    batches: list[list[af.Case]] = []
+    with store.bulk():
+        for r in range(n_rounds):
+            cases = []
+            for i in range(-(-n // per_case)):
+                c = store.create_case(wf, f"r{r}-c{i}", actor="tmf", on=DAY, data=SEED_DATA)
+                c.fire("submit", actor="tmf", on=DAY)
+                cases.append(c)
+            batches.append(cases)
+
+    def side(r: int) -> Callable[[], int]:
+        def run() -> int:
+            done = 0
+            for c in batches[r]:
+                for trigger, actor in APPROVALS:
+                    if done == n:
+                        return done
+                    c.fire(trigger, actor=actor, on=DAY)
+                    done += 1
+            return done
+        return run
+    return side
+
+
+def _raw_fire_side(path: Path, durability: str, n: int, n_rounds: int, *, hashed: bool
+                   ) -> Callable[[int], Callable[[], int]]:
+    fresh_schema(path)
+    conn = raw_connect(path, durability)
+    wf = flagship()
+    data = canonical(SEED_DATA)
+    conn.execute("BEGIN IMMEDIATE")
+    for r in range(n_rounds):
+        for i in range(n):
+            conn.execute(INSERT_CASE, (f"r{r}-c{i}", wf.name, wf.version, '["approval"]', 2, DAY,
+                                       GENESIS, 0, now(), now()))
+    conn.execute("COMMIT")
+
+    def side(r: int) -> Callable[[], int]:
+        def run() -> int:
+            for i in range(n):
+                case_id = f"r{r}-c{i}"
+                conn.execute("BEGIN IMMEDIATE")
+                seq, head = conn.execute("SELECT seq, head_hash FROM cases WHERE case_id = ?",
+                                         (case_id,)).fetchone()
+                at = now()
+                row = (case_id, seq + 1, "fire", "tmu.approve", "tmu", DAY, at,
+                       '["3b_pending","aab_pending","tmu_pending","vibo_voting"]',
+                       '["3b_pending","aab_pending","tmu_approved","vibo_voting"]', None, "{}",
+                       wf.name, wf.version, None, head)
+                digest = row_hash(row) if hashed else data[:64]
+                conn.execute(INSERT_EVENT, (*row, digest))
+                conn.execute(UPDATE_CASE, (row[8], seq + 1, DAY, digest, 0, at, case_id))
+                conn.execute("COMMIT")
+            return n
+        return run
+    return side
+
+
+def bench_fire(tmp: Path, durability: str, n: int, n_rounds: int) -> dict[str, Any]:
+    d = tmp / f"fire-{durability}"
+    d.mkdir()
+    t = rounds({
+        "approvalflow": _af_fire_side(d / "af.db", durability, n, n_rounds),
+        "raw_hash": _raw_fire_side(d / "raw_hash.db", durability, n, n_rounds, hashed=True),
+        "raw_bare": _raw_fire_side(d / "raw_bare.db", durability, n, n_rounds, hashed=False),
+    }, n_rounds)
+    target = 1.3 if durability == "full" else 2.0
+    ratio = t["approvalflow"] / t["raw_hash"]
+    return {"durability": durability, "fires_per_round": n, "rounds": n_rounds,
+            "approvalflow_us": us(t["approvalflow"]), "raw_hash_us": us(t["raw_hash"]),
+            "raw_bare_us": us(t["raw_bare"]), "ratio": round(ratio, 3),
+            "ratio_vs_bare": round(t["approvalflow"] / t["raw_bare"], 3),
+            "target": target, "baseline": "raw_hash", "met": ratio <= target}
+
+
+# -- 2. bulk import ---------------------------------------------------------------------------
+
+def af_bulk(path: Path, n_cases: int, *, prefix: str = "case",
+            samples: list[tuple[int, int]] | None = None) -> int:
+    """``store.bulk()``: every case created and taken through STEPS, one transaction."""
+    wf = flagship()
+    every = max(1, n_cases // 10)
+    events = 0
+    with af.open_store(path, durability="normal") as store, store.bulk():
+        for i in range(n_cases):
+            case = store.create_case(wf, f"{prefix}-{i:07d}", actor="tmf", on=DAY,
+                                     data=SEED_DATA)
+            for trigger, actor in STEPS:
+                case.fire(trigger, actor=actor, on=DAY)
+            events += EVENTS_PER_CASE
+            if samples is not None and i % every == every - 1:
+                samples.append((events, rss_bytes()))
+    return events
+
+
+def _raw_rows(n_cases: int, hashed: bool) -> tuple[Iterator[tuple[Any, ...]], list[Any]]:
+    """Event rows (a generator) and case rows for the raw import: the same rows as af_bulk."""
+    wf = flagship()
+    engine = engine_for(wf)
+    data = canonical(SEED_DATA)
+    configs = [engine.initial_config]
+    for trigger, _ in STEPS:
+        configs.append(engine.step(configs[-1], trigger) if trigger != "vibo.approve"
+                       or _ == "vibo_afd_4" else configs[-1])
+    states = [canonical(sorted(c)) for c in configs]
+    case_rows: list[Any] = []
+
+    def events() -> Iterator[tuple[Any, ...]]:
+        for i in range(n_cases):
+            case_id, prev = f"case-{i:07d}", GENESIS
+            at = now()
+            for seq in range(1, EVENTS_PER_CASE + 1):
+                trigger, actor = ("create", "tmf") if seq == 1 else STEPS[seq - 2]
+                row = (case_id, seq, "create" if seq == 1 else "fire", trigger, actor, DAY, at,
+                       "[]" if seq == 1 else states[seq - 2], states[seq - 1], None,
+                       data if seq == 1 else "{}", wf.name, wf.version, None, prev)
+                prev = row_hash(row) if hashed else f"{i:064d}"
+                yield (*row, prev)
+            case_rows.append((case_id, wf.name, wf.version, states[-1], EVENTS_PER_CASE, DAY,
+                              prev, 0, at, at))
+    return events(), case_rows
+
+
+def raw_bulk(path: Path, n_cases: int, *, hashed: bool) -> int:
+    fresh_schema(path)
+    conn = raw_connect(path, "normal")
+    rows, case_rows = _raw_rows(n_cases, hashed)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(INSERT_EVENT, rows)
+    conn.executemany(INSERT_CASE, case_rows)
+    conn.execute("COMMIT")
+    conn.close()
+    return n_cases * EVENTS_PER_CASE
+
+
+def bench_bulk(tmp: Path, n_cases: int) -> tuple[dict[str, Any], Path]:
+    d = tmp / "bulk"
+    d.mkdir()
+    big = d / "big.db"
+    samples: list[tuple[int, int]] = []
+    t_raw_hash = timed(lambda: raw_bulk(d / "raw_hash.db", n_cases, hashed=True))
+    rss_before = rss_bytes()
+    t_af = timed(lambda: af_bulk(big, n_cases, samples=samples))
+    t_raw_bare = timed(lambda: raw_bulk(d / "raw_bare.db", n_cases, hashed=False))
+    for p in ("raw_hash.db", "raw_bare.db"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{d / p}{suffix}").unlink(missing_ok=True)
+    first_events, first_rss = samples[0]
+    last_events, last_rss = samples[-1]
+    growth = (last_rss - first_rss) / max(1, last_events - first_events)
+    ratio = t_af / t_raw_hash
+    return {"events": n_cases * EVENTS_PER_CASE, "cases": n_cases,
+            "approvalflow_us_per_event": us(t_af), "raw_hash_us_per_event": us(t_raw_hash),
+            "raw_bare_us_per_event": us(t_raw_bare),
+            "approvalflow_events_per_s": round(1 / t_af),
+            "raw_hash_events_per_s": round(1 / t_raw_hash), "ratio": round(ratio, 3),
+            "ratio_vs_bare": round(t_af / t_raw_bare, 3), "target": 2.0,
+            "baseline": "raw_hash", "met": ratio <= 2.0,
+            "rss_mb_before": round(rss_before / 2**20, 1),
+            "rss_mb_samples": [[e, round(r / 2**20, 1)] for e, r in samples],
+            "rss_growth_bytes_per_event": round(growth, 2),
+            "memory_flat": growth < 1.0}, big
+
+
+# -- 3. load a case ---------------------------------------------------------------------------
+
+def bench_load(tmp: Path, big: Path, n_big: int, n_small: int, n_loads: int, n_rounds: int
+               ) -> dict[str, Any]:
+    small = tmp / "small.db"
+    af_bulk(small, n_small)
+    sql = (f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE case_id = ? ORDER BY seq")
+    sides: dict[str, Callable[[int], Callable[[], int]]] = {}
+    opened = []
+    for label, path, n_cases in (("big", big, n_big), ("small", small, n_small)):
+        store = af.open_store(path, create=False)
+        conn = raw_connect(path, "normal")
+        opened += [store, conn]
+        rng = random.Random(7)
+        ids = [f"case-{rng.randrange(n_cases):07d}" for _ in range(n_loads)]
+
+        def af_side(r: int, store: af.Store = store, ids: list[str] = ids
+                    ) -> Callable[[], int]:
+            def run() -> int:
+                for case_id in ids:
+                    store.case(case_id)
+                return len(ids)
+            return run
+
+        def raw_side(r: int, conn: sqlite3.Connection = conn, ids: list[str] = ids
+                     ) -> Callable[[], int]:
+            def run() -> int:
+                for case_id in ids:
+                    conn.execute(sql, (case_id,)).fetchall()
+                return len(ids)
+            return run
+        sides[f"approvalflow_{label}"] = af_side
+        sides[f"raw_{label}"] = raw_side
+    t = rounds(sides, n_rounds + 1)
+    for thing in opened:
+        thing.close()
+    growth = t["approvalflow_big"] / t["approvalflow_small"]
+    return {"big_cases": n_big, "small_cases": n_small, "events_per_case": EVENTS_PER_CASE,
+            "loads_per_round": n_loads,
+            "approvalflow_big_us": us(t["approvalflow_big"]),
+            "approvalflow_small_us": us(t["approvalflow_small"]),
+            "raw_big_us": us(t["raw_big"]), "raw_small_us": us(t["raw_small"]),
+            "ratio_big": round(t["approvalflow_big"] / t["raw_big"], 3),
+            "ratio_small": round(t["approvalflow_small"] / t["raw_small"], 3),
+            "growth": round(growth, 3), "raw_growth": round(t["raw_big"] / t["raw_small"], 3),
+            "target": 1.2, "met": growth <= 1.2}
+
+
+# -- 4. verify --------------------------------------------------------------------------------
+
+def bench_verify(big: Path) -> dict[str, Any]:
+    def plain() -> int:
+        conn = raw_connect(big, "normal")
+        bad = n = 0
+        for row in conn.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events "
+                                f"ORDER BY case_id, seq"):
+            n += 1
+            if row_hash(row[:-1]) != row[-1]:
+                bad += 1
+        conn.close()
+        assert bad == 0, bad
+        return n
+
+    def verify() -> int:
+        with af.open_store(big, create=False) as store:
+            report = store.verify()
+        assert report.ok, report.problems[:5]
+        return report.events
+
+    t_plain = timed(plain)
+    t_af = timed(verify)
+    ratio = t_af / t_plain
+    return {"approvalflow_events_per_s": round(1 / t_af),
+            "plain_hash_events_per_s": round(1 / t_plain), "approvalflow_us_per_event": us(t_af),
+            "plain_hash_us_per_event": us(t_plain), "ratio": round(ratio, 3), "target": 2.0,
+            "met": ratio <= 2.0}
+
+
+# -- 5. CLI -----------------------------------------------------------------------------------
+
+def _console_script() -> list[str]:
+    script = Path(sys.executable).with_name("approvalflow")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from approvalflow.cli import main; main()"]
+
+
+def _process_seconds(argv: list[str], runs: int) -> tuple[float, subprocess.CompletedProcess[str]]:
+    best = float("inf")
+    done = None
+    for _ in range(runs):
+        start = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        best = min(best, time.perf_counter() - start)
+    assert done is not None
+    return best, done
+
+
+def _import_ms(module: str) -> tuple[float, list[tuple[str, float]]]:
+    """Cumulative import time of ``module`` in a fresh interpreter, and its heaviest parts."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                          capture_output=True, text=True, timeout=120)
+    total = 0.0
+    parts: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        fields = line.split("|")
+        try:
+            cumulative = int(fields[1])
+        except ValueError:
+            continue
+        name = fields[2].rstrip()
+        depth = (len(name) - len(name.lstrip())) // 2
+        if name.strip() == module:
+            total = cumulative / 1000
+        if depth <= 2:
+            parts[name.strip()] = max(parts.get(name.strip(), 0.0), cumulative / 1000)
+    heavy = sorted(((k, round(v, 1)) for k, v in parts.items() if k != module),
+                   key=lambda kv: -kv[1])[:6]
+    return round(total, 1), heavy
+
+
+def bench_cli(big: Path, case_id: str, runs: int) -> dict[str, Any]:
+    t_pass, _ = _process_seconds([sys.executable, "-c", "pass"], runs)
+    t_show, done = _process_seconds([*_console_script(), "--db", str(big), "show", case_id], runs)
+    t_help, _ = _process_seconds([*_console_script(), "--help"], runs)
+    imports = {m: _import_ms(m) for m in ("approvalflow", "approvalflow.cli")}
+    return {"python_pass_ms": round(t_pass * 1000, 1), "show_ms": round(t_show * 1000, 1),
+            "show_exit_code": done.returncode,
+            "show_error": done.stderr.strip()[-300:] if done.returncode else None,
+            "help_ms": round(t_help * 1000, 1), "ratio": round(t_show / t_pass, 2),
+            "import_approvalflow_ms": imports["approvalflow"][0],
+            "import_cli_ms": imports["approvalflow.cli"][0],
+            "heaviest_imports_ms": imports["approvalflow.cli"][1], "runs": runs}
+
+
+# -- 6. peers ---------------------------------------------------------------------------------
+
+def bench_eventsourcing(tmp: Path, durability: str, n: int, n_rounds: int) -> dict[str, Any]:
+    try:
+        from eventsourcing.sqlite import SQLiteConnectionPool
+    except ImportError:
+        return {"skipped": "eventsourcing is not installed (pip install '.[bench]')"}
+    import eventsourcing
+
+    d = tmp / f"es-{durability}"
+    d.mkdir()
+    pragma = durability.upper()
+    create = SQLiteConnectionPool._create_connection
+    if not getattr(create, "_bench_wrapped", False):
+        def with_durability(self: Any) -> Any:
+            conn = create(self)
+            conn._sqlite_conn.execute(f"PRAGMA synchronous = {self._bench_sync}")
+            return conn
+        with_durability._bench_wrapped = True  # type: ignore[attr-defined]
+        SQLiteConnectionPool._create_connection = with_durability
+    SQLiteConnectionPool._bench_sync = pragma  # type: ignore[attr-defined]
+
+    Plan, Plans = _es_classes()
+    app = Plans(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                     "SQLITE_DBNAME": str(d / "es.db")})
+    conn = app.recorder.datastore.pool.get_connection(is_writer=False)
+    actual = conn._sqlite_conn.execute("PRAGMA synchronous").fetchone()[0]
+    app.recorder.datastore.pool.put_connection(conn)
+    plans = []
+    for r in range(n_rounds):
+        batch = [Plan(f"r{r}-c{i}", SEED_DATA) for i in range(n)]
+        app.save(*batch)
+        plans.append(batch)
+
+    def es_side(r: int) -> Callable[[], int]:
+        def run() -> int:
+            for plan in plans[r]:
+                plan.fire("tmu.approve", "tmu", DAY)
+                app.save(plan)
+            return n
+        return run
+
+    t = rounds({"eventsourcing": es_side,
+                "approvalflow": _af_fire_side(d / "af.db", durability, n, n_rounds)}, n_rounds)
+    ratio = t["approvalflow"] / t["eventsourcing"]
+    return {"durability": durability, "eventsourcing_version": eventsourcing.__version__
+            if hasattr(eventsourcing, "__version__") else _version("eventsourcing"),
+            "eventsourcing_synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[actual],
+            "events_per_round": n, "approvalflow_us": us(t["approvalflow"]),
+            "eventsourcing_us": us(t["eventsourcing"]), "ratio": round(ratio, 3),
+            "target": 1.0, "met": ratio < 1.0}
+
+
+_ES_CLASSES: list[Any] = []
+
+
+def _es_classes() -> tuple[Any, Any]:
+    """The peer's aggregate and application, defined once (eventsourcing registers topics)."""
+    if not _ES_CLASSES:
+        from eventsourcing.application import Application
+        from eventsourcing.domain import Aggregate, event
+
+        class Plan(Aggregate):  # the same facts as an approvalflow event
+            @event("Created")
+            def __init__(self, case_id: str, data: dict[str, Any]) -> None:
+                self.case_id, self.data, self.steps = case_id, data, 0
+
+            @event("Fired")
+            def fire(self, trigger: str, actor: str, on: str) -> None:
+                self.steps += 1
+
+        class Plans(Application):
+            pass
+
+        _ES_CLASSES.extend([Plan, Plans])
+    return _ES_CLASSES[0], _ES_CLASSES[1]
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def bench_engine(n: int, n_rounds: int) -> dict[str, Any]:
+    from transitions import Machine
+
+    class Model:
+        pass
+
+    flat = Model()
+    Machine(model=flat, states=["pending", "approved"], initial="pending",
+            transitions=[{"trigger": "approve", "source": "pending", "dest": "approved"},
+                         {"trigger": "reopen", "source": "approved", "dest": "pending"}],
+            auto_transitions=False)
+
+    def flat_side(r: int) -> Callable[[], int]:
+        def run() -> int:
+            for _ in range(n // 2):
+                flat.approve()
+                flat.reopen()
+            return n // 2 * 2
+        return run
+
+    wf = flagship()
+    engine = engine_for(wf)
+    on = dt.date(2021, 12, 6)
+    start = engine.initial_state(SEED_DATA, on)
+    cycle = STEPS  # submit, the approvals (parallel regions, a vote), the guarded join
+
+    def engine_side(r: int) -> Callable[[], int]:
+        def run() -> int:
+            done = 0
+            while done < n:
+                state = start
+                for seq, (trigger, actor) in enumerate(cycle, start=2):
+                    decision = engine.evaluate(state, trigger, actor=actor, on=on)
+                    assert decision.ok, decision.reasons
+                    state = engine.apply(state, trigger=trigger, actor=actor, on=on, seq=seq,
+                                         target=decision.target, data={})
+                done += len(cycle)
+            return done
+        return run
+
+    # one unmemoised statechart step, for the record: what the memo saves
+    cold = []
+    for trigger, _ in cycle[:2]:
+        config = engine.initial_config if trigger == "submit" else engine.step(
+            engine.initial_config, "submit")
+        engine._memo.pop((config, trigger), None)
+        t0 = time.perf_counter()
+        engine.step(config, trigger)
+        cold.append(time.perf_counter() - t0)
+    t = rounds({"transitions_flat": flat_side, "approvalflow_engine": engine_side}, n_rounds)
+    ratio = t["approvalflow_engine"] / t["transitions_flat"]
+    return {"triggers_per_round": n, "transitions_version": _version("transitions"),
+            "transitions_flat_us": us(t["transitions_flat"]),
+            "approvalflow_engine_us": us(t["approvalflow_engine"]),
+            "hsm_unmemoised_step_us": us(max(cold)), "ratio": round(ratio, 3),
+            "target": 3.0, "met": ratio <= 3.0}
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+def table(results: dict[str, Any]) -> str:
+    b = results["benchmarks"]
+    rows = [("benchmark", "approvalflow", "baseline", "ratio", "target", "met")]
+
+    def add(name: str, mine: str, base: str, ratio: Any, target: str, met: Any) -> None:
+        rows.append((name, mine, base, str(ratio), target,
+                     "-" if met is None else ("yes" if met else "NO")))
+
+    for key in ("fire_full", "fire_normal"):
+        r = b[key]
+        add(f"fire + persist, {r['durability'].upper()}", f"{r['approvalflow_us']} µs",
+            f"raw+hash {r['raw_hash_us']} µs (bare {r['raw_bare_us']})", r["ratio"],
+            f"<= {r['target']}x", r["met"])
+    r = b["bulk_import"]
+    add(f"bulk import, {r['events']:,} events / {r['cases']:,} cases",
+        f"{r['approvalflow_us_per_event']} µs/event",
+        f"raw+hash executemany {r['raw_hash_us_per_event']} (bare {r['raw_bare_us_per_event']})",
+        r["ratio"], "<= 2x", r["met"])
+    add("bulk import memory", f"{r['rss_growth_bytes_per_event']} B/event RSS growth",
+        f"RSS {r['rss_mb_samples'][0][1]} -> {r['rss_mb_samples'][-1][1]} MB", "-", "flat",
+        r["memory_flat"])
+    r = b["load_case"]
+    add(f"load case, {r['big_cases']:,} cases", f"{r['approvalflow_big_us']} µs",
+        f"raw query {r['raw_big_us']} µs", r["ratio_big"], "-", None)
+    add(f"load case, {r['small_cases']:,} cases", f"{r['approvalflow_small_us']} µs",
+        f"raw query {r['raw_small_us']} µs", r["ratio_small"], "-", None)
+    add("load case growth (big / small)", f"{r['growth']}x", f"raw {r['raw_growth']}x",
+        r["growth"], "<= 1.2x", r["met"])
+    r = b["verify"]
+    add("verify", f"{r['approvalflow_events_per_s']:,} events/s",
+        f"plain hashing {r['plain_hash_events_per_s']:,} events/s", r["ratio"], "<= 2x",
+        r["met"])
+    r = b["cli"]
+    add("CLI `show`, cold process", f"{r['show_ms']} ms" + (
+        "" if r["show_exit_code"] == 0 else f" (exit {r['show_exit_code']})"),
+        f"python -c pass {r['python_pass_ms']} ms", r["ratio"], "-", None)
+    add("import time", f"approvalflow {r['import_approvalflow_ms']} ms",
+        f"approvalflow.cli {r['import_cli_ms']} ms", "-", "-", None)
+    for key in ("peer_eventsourcing_full", "peer_eventsourcing_normal"):
+        r = b[key]
+        if "skipped" in r:
+            add(key, "-", r["skipped"], "-", "< 1x", None)
+            continue
+        add(f"vs eventsourcing, {r['durability'].upper()}", f"{r['approvalflow_us']} µs",
+            f"eventsourcing {r['eventsourcing_us']} µs", r["ratio"], "< 1x", r["met"])
+    r = b["engine_vs_transitions"]
+    add("engine per trigger vs flat transitions", f"{r['approvalflow_engine_us']} µs",
+        f"transitions {r['transitions_flat_us']} µs", r["ratio"], "<= 3x", r["met"])
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+             for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the JSON file (default: benchmarks/results/latest.json, "
+                             "or quick.json with --quick)")
+    parser.add_argument("--tmp", type=Path, default=None,
+                        help="where the scratch databases go (default: a temporary folder)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated benchmark keys to run (the rest are skipped)")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    size = SIZES[mode]
+    name = "quick.json" if args.quick else "latest.json"
+    out = args.out or Path(__file__).with_name("results") / name
+    only = set(args.only.split(",")) if args.only else None
+    tmp = Path(tempfile.mkdtemp(prefix="approvalflow-bench-", dir=args.tmp))
+    results: dict[str, Any] = {
+        "mode": mode, "started": now(), "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version, "machine": platform.machine(),
+        "cpus": os.cpu_count(), "approvalflow": af.__version__, "benchmarks": {},
+    }
+    bench: dict[str, Any] = results["benchmarks"]
+    n_rounds = size["rounds"]
+
+    def step(key: str, fn: Callable[[], Any]) -> None:
+        if only is not None and key not in only:
+            bench[key] = {"skipped": "not selected with --only"}
+            return
+        print(f"running {key} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        bench[key] = fn()
+        bench[key]["seconds"] = round(time.perf_counter() - t0, 1)
+
+    try:
+        step("fire_full", lambda: bench_fire(tmp, "full", size["fire_full"], n_rounds))
+        step("fire_normal", lambda: bench_fire(tmp, "normal", size["fire_normal"], n_rounds))
+        holder: dict[str, Path] = {}
+
+        def bulk() -> dict[str, Any]:
+            result, holder["big"] = bench_bulk(tmp, size["bulk_cases"])
+            return result
+
+        step("bulk_import", bulk)
+        big = holder.get("big")
+        if big is None:  # a later benchmark needs the big database
+            big = tmp / "big.db"
+            af_bulk(big, size["bulk_cases"])
+        step("load_case", lambda: bench_load(tmp, big, size["bulk_cases"], size["small_cases"],
+                                             size["loads"], n_rounds))
+        step("verify", lambda: bench_verify(big))
+        step("cli", lambda: bench_cli(big, f"case-{size['bulk_cases'] // 2:07d}",
+                                      size["cli_runs"]))
+        step("peer_eventsourcing_full",
+             lambda: bench_eventsourcing(tmp, "full", size["peer_full"], n_rounds))
+        step("peer_eventsourcing_normal",
+             lambda: bench_eventsourcing(tmp, "normal", size["peer_normal"], n_rounds))
+        step("engine_vs_transitions",
+             lambda: bench_engine(size["engine_triggers"], n_rounds))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    results["finished"] = now()
+    results["peak_rss_mb"] = round(peak_rss_bytes() / 2**20, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if only is None:
+        print(table(results))
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
