@@ -671,8 +671,8 @@ def _forecast(a: _Analysis, case_id: str) -> Forecast:
     date = route[-1].date
     _slack(route, a.target or date)
     chain = _critical(route)
-    counted = [route[i].slack for i in chain
-               if route[i].set_by != "earliest" and route[i].slack is not None]
+    counted = [slack for i in chain
+               if route[i].set_by != "earliest" and (slack := route[i].slack) is not None]
     if a.target is None:
         slack_days = None
     elif counted:
