@@ -1,0 +1,281 @@
+"""Tampering with the file behind the library's back: verify() names the case and event.
+
+To change recorded events an attacker with write access first drops the append-only
+triggers with plain sqlite3; the tests do the same, then edit, delete, insert,
+reorder and truncate, and rebuild whole chains.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import approvalflow as af
+from approvalflow.store import _event_hash
+from tests.conftest import approve_all
+
+LOOP = "medfinansiering-restbeloeb"
+CONSOLE = Path(sys.executable).with_name("approvalflow")
+
+
+@pytest.fixture
+def log(db_path: Path, flagship, seed_data) -> Iterator[Path]:
+    """A file with the flagship case approved by everyone, and two small cases beside it."""
+    with af.open_store(db_path) as store:
+        case = store.create_case(flagship, "mimerskvarteret", actor="tmf", on="2021-11-01",
+                                 data=seed_data)
+        case.fire("submit", actor="tmf", on="2021-11-01")
+        approve_all(case)
+        loop = store.create_case(LOOP, "restbeloeb", actor="tmf", on="2022-01-10",
+                                 data={"amount": 600_000})
+        for day in (12, 14, 16):
+            loop.fire("propose", actor="tmf", on=f"2022-01-{day}", note="Forslag")
+            loop.fire("tmu.send_back", actor="tmu", on=f"2022-01-{day + 1}")
+        store.create_case(LOOP, "untouched", actor="tmf", on="2022-02-01", data={"amount": 1})
+        assert store.verify().ok
+    yield db_path
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _attacker(path: Path) -> sqlite3.Connection:
+    """A plain connection with the append-only triggers dropped."""
+    conn = _raw(path)
+    conn.execute("DROP TRIGGER events_no_update")
+    conn.execute("DROP TRIGGER events_no_delete")
+    return conn
+
+
+def _problems(path: Path, heads: dict[str, Any] | None = None) -> list[str]:
+    with af.open_store(path) as store:
+        return store.verify(heads=heads).problems
+
+
+def _heads(path: Path) -> dict[str, Any]:
+    with af.open_store(path) as store:
+        return json.loads(json.dumps(store.heads()))  # as it would come back from a file
+
+
+def _only(problems: list[str], case_id: str) -> list[str]:
+    """Every problem names the tampered case and no other."""
+    assert problems, "the tampering went unnoticed"
+    assert all(p.startswith(f"case {case_id!r}") for p in problems), problems
+    return problems
+
+
+def _rehash_from(conn: sqlite3.Connection, case_id: str, seq: int) -> None:
+    """Recompute the chain of ``case_id`` from event ``seq`` on, and its head in cases:
+    what someone with write access who knows the format can do."""
+    rows = [dict(r) for r in conn.execute("SELECT * FROM events WHERE case_id = ? "
+                                          "ORDER BY seq", (case_id,))]
+    prev = rows[seq - 2]["hash"] if seq > 1 else "0" * 64
+    for row in rows[seq - 1:]:
+        row["prev_hash"] = prev
+        row["hash"] = prev = _event_hash(row)
+        conn.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE case_id = ? AND seq = ?",
+                     (row["prev_hash"], row["hash"], case_id, row["seq"]))
+    last = rows[-1]
+    conn.execute("UPDATE cases SET head_hash = ?, seq = ?, state = ? WHERE case_id = ?",
+                 (last["hash"], last["seq"], last["target"], case_id))
+
+
+# -- the triggers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sql", ["UPDATE events SET note = 'changed' WHERE seq = 2",
+                                 "UPDATE events SET actor = 'someone' WHERE seq = 1",
+                                 "DELETE FROM events WHERE seq = 2",
+                                 "DELETE FROM events"])
+def test_triggers_refuse_update_and_delete_through_sqlite3(log, sql):
+    """Plain sqlite3 can't change or delete a recorded event while the triggers stand."""
+    conn = _raw(log)
+    before = [tuple(r) for r in conn.execute("SELECT * FROM events ORDER BY case_id, seq")]
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute(sql)
+    assert [tuple(r) for r in conn.execute("SELECT * FROM events ORDER BY case_id, seq")] \
+        == before
+    conn.close()
+    assert _problems(log) == []
+
+
+# -- what verify() detects ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column, value", [("note", "Godkendt uden forbehold"),
+                                           ("actor", "tmu"), ("on_date", "2021-12-24"),
+                                           ("data", '{"amount":1}'), ("trigger", "withdraw")])
+def test_edited_event_is_named(log, column, value):
+    """An edited field of an event makes verify() name the case and that event."""
+    conn = _attacker(log)
+    conn.execute(f"UPDATE events SET {column} = ? WHERE case_id = 'restbeloeb' AND seq = 4",
+                 (value,))
+    problems = _only(_problems(log), "restbeloeb")
+    assert any(p.startswith("case 'restbeloeb' event 4: its content does not match its hash")
+               for p in problems), problems
+
+
+def test_deleted_event_is_named(log):
+    """A deleted event in the middle is named by the sequence number that is missing."""
+    _attacker(log).execute("DELETE FROM events WHERE case_id = 'restbeloeb' AND seq = 3")
+    problems = _only(_problems(log), "restbeloeb")
+    assert problems[0].startswith("case 'restbeloeb' event 4: expected sequence number 3")
+
+
+def test_inserted_event_is_named(log):
+    """A forged event slipped in between two others is named."""
+    conn = _attacker(log)
+    for seq in range(7, 2, -1):  # make room at 3
+        conn.execute("UPDATE events SET seq = seq + 1 WHERE case_id = 'restbeloeb' AND seq = ?",
+                     (seq,))
+    forged = dict(conn.execute("SELECT * FROM events WHERE case_id = 'restbeloeb' AND seq = 2")
+                  .fetchone())
+    forged.update(seq=3, note="forged", prev_hash=forged["hash"])
+    forged["hash"] = _event_hash(forged)
+    conn.execute(f"INSERT INTO events ({', '.join(forged)}) VALUES "
+                 f"({', '.join('?' * len(forged))})", list(forged.values()))
+    problems = _only(_problems(log), "restbeloeb")
+    assert any("event 4: its previous-hash does not match" in p for p in problems), problems
+    assert any("event 3: recorded as leaving" in p for p in problems), problems
+
+
+def test_event_appended_behind_the_stores_back_is_named(log):
+    """An event added at the end with a well-formed chain link disagrees with the cases
+    table, which names where the log really ends."""
+    conn = _attacker(log)
+    last = dict(conn.execute("SELECT * FROM events WHERE case_id = 'restbeloeb' "
+                             "ORDER BY seq DESC LIMIT 1").fetchone())
+    last.update(seq=last["seq"] + 1, trigger="propose", actor="tmf", source=last["target"],
+                target='["tmu_review"]', prev_hash=last["hash"], note="slipped in")
+    last["hash"] = _event_hash(last)
+    conn.execute(f"INSERT INTO events ({', '.join(last)}) VALUES "
+                 f"({', '.join('?' * len(last))})", list(last.values()))
+    problems = _only(_problems(log), "restbeloeb")
+    assert any("the cases table says event 7 is the last, the log ends at event 8" in p
+               for p in problems), problems
+
+
+def test_reordered_events_are_named(log):
+    """Two events swapped in order are named."""
+    conn = _attacker(log)
+    conn.execute("UPDATE events SET seq = -1 WHERE case_id = 'restbeloeb' AND seq = 2")
+    conn.execute("UPDATE events SET seq = 2 WHERE case_id = 'restbeloeb' AND seq = 3")
+    conn.execute("UPDATE events SET seq = 3 WHERE case_id = 'restbeloeb' AND seq = -1")
+    problems = _only(_problems(log), "restbeloeb")
+    assert any(p.startswith("case 'restbeloeb' event 2") for p in problems), problems
+    assert any(p.startswith("case 'restbeloeb' event 3") for p in problems), problems
+
+
+def test_truncated_tail_is_named(log):
+    """Events cut off the end disagree with the head the cases table keeps."""
+    _attacker(log).execute("DELETE FROM events WHERE case_id = 'mimerskvarteret' AND seq > 5")
+    problems = _only(_problems(log), "mimerskvarteret")
+    assert any("the log ends at event 5" in p for p in problems), problems
+    assert any("head hash does not match the hash of event 5" in p for p in problems)
+
+
+def test_cases_table_that_disagrees_with_the_replay_is_named(log):
+    """A current-state row edited to another state is named against the replay."""
+    _raw(log).execute("UPDATE cases SET state = '[\"approved\"]' WHERE case_id = 'restbeloeb'")
+    problems = _only(_problems(log), "restbeloeb")
+    assert problems == ["case 'restbeloeb': the cases table says state ['approved'], the "
+                        "replay of its events gives ['draft']"]
+
+
+def test_case_row_without_events_and_events_without_row_are_named(log):
+    """A cases row with no events, and events with no cases row, are both reported."""
+    conn = _attacker(log)
+    conn.execute("DELETE FROM events WHERE case_id = 'untouched'")
+    conn.execute("DELETE FROM cases WHERE case_id = 'restbeloeb'")
+    problems = _problems(log)
+    assert "case 'untouched': in the cases table but has no events" in problems
+    assert "case 'restbeloeb': has events but no row in the cases table" in problems
+
+
+def test_step_the_workflow_does_not_allow_is_named_even_with_a_valid_chain(log):
+    """A rewritten step that the workflow would not allow is found by the replay."""
+    conn = _attacker(log)
+    conn.execute("UPDATE events SET actor = 'tmf' WHERE case_id = 'restbeloeb' AND seq = 3")
+    _rehash_from(conn, "restbeloeb", 3)
+    problems = _only(_problems(log), "restbeloeb")
+    assert problems == ["case 'restbeloeb' event 3: 'tmf' may not take 'tmu.send_back'"]
+
+
+# -- a whole chain rebuilt, and the exported heads that catch it ----------------------------
+
+
+def test_rebuilt_chain_passes_verify_but_not_against_exported_heads(log):
+    """Someone who rewrites an event and recomputes every later hash fools verify(), but
+    not verify(heads=...) with heads exported before."""
+    heads = _heads(log)
+    assert _problems(log, heads) == []
+    conn = _attacker(log)
+    conn.execute("UPDATE events SET note = 'Forslaget blev aldrig fremlagt' "
+                 "WHERE case_id = 'restbeloeb' AND seq = 2")
+    _rehash_from(conn, "restbeloeb", 2)
+    assert _problems(log) == []  # what the chain alone can't tell
+    assert _problems(log, heads) == ["case 'restbeloeb' event 7: its hash differs from the "
+                                     "exported head (the chain was rewritten)"]
+
+
+def test_truncation_with_the_cases_table_fixed_is_caught_by_exported_heads(log):
+    """Cutting the last events and fixing the cases table to match fools verify(), but
+    the exported head is no longer in the log."""
+    heads = _heads(log)
+    conn = _attacker(log)
+    conn.execute("DELETE FROM events WHERE case_id = 'restbeloeb' AND seq > 5")
+    _rehash_from(conn, "restbeloeb", 5)
+    assert _problems(log) == []
+    assert _problems(log, heads) == ["case 'restbeloeb' event 7: exported earlier, no longer "
+                                     "in the log"]
+
+
+def test_deleted_case_is_caught_by_exported_heads(log):
+    """A whole case removed (events and row) is missing from the exported heads."""
+    heads = _heads(log)
+    conn = _attacker(log)
+    conn.execute("DELETE FROM events WHERE case_id = 'untouched'")
+    conn.execute("DELETE FROM cases WHERE case_id = 'untouched'")
+    assert _problems(log) == []
+    assert _problems(log, heads) == ["case 'untouched' event 1: exported earlier, no longer "
+                                     "in the log"]
+
+
+def test_heads_exported_before_later_events_still_match(log):
+    """Heads exported earlier stay valid while the log grows honestly."""
+    heads = _heads(log)
+    with af.open_store(log) as store:
+        store.case("restbeloeb").fire("propose", actor="tmf", on="2022-02-01")
+        assert store.verify(heads=heads).ok
+
+
+def test_console_script_verify_and_heads_catch_a_rebuilt_chain(log, tmp_path):
+    """`approvalflow heads` then `verify --heads` (real processes) catch a rebuilt chain
+    that plain `verify` passes."""
+    assert CONSOLE.exists(), CONSOLE
+    exported = tmp_path / "heads.json"
+    out = subprocess.run([str(CONSOLE), "--db", str(log), "heads"], capture_output=True,
+                         text=True, check=True)
+    exported.write_text(out.stdout)
+    conn = _attacker(log)
+    conn.execute("UPDATE events SET note = 'Godkendt med forbehold' "
+                 "WHERE case_id = 'mimerskvarteret' AND seq = 3")
+    _rehash_from(conn, "mimerskvarteret", 3)
+    plain = subprocess.run([str(CONSOLE), "--db", str(log), "verify"], capture_output=True,
+                           text=True)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    checked = subprocess.run([str(CONSOLE), "--db", str(log), "verify", "--heads",
+                              str(exported)], capture_output=True, text=True)
+    assert checked.returncode == 1
+    assert "case 'mimerskvarteret' event 9: its hash differs" in checked.stdout
+    assert "Traceback" not in checked.stderr
