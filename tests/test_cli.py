@@ -746,7 +746,7 @@ def test_demo_writes_and_describes_the_case(runner: CliRunner, tmp_path: Path) -
     db = tmp_path / "d.db"
     result = run(runner, db, "demo")
     assert result.exit_code == 0, result.stderr
-    assert f"Explore it with: approvalflow --db {db} show mimerskvarteret" in result.stdout
+    assert f"Explore it with:\n  approvalflow --db {db} show mimerskvarteret" in result.stdout
     assert run(runner, db, "show", "mimerskvarteret").exit_code == 0
 
 

@@ -950,8 +950,8 @@ def demo(ctx: click.Context) -> None:
     try:
         click.echo(describe(case))
         click.echo("")
-        click.echo(f"Recorded in {path}. Explore it with: approvalflow --db {path} show "
-                   f"{case.id}")
+        click.echo(f"Recorded in {path}. Explore it with:")
+        click.echo(f"  approvalflow --db {path} show {case.id}")
     finally:
         case._store.close()  # type: ignore[union-attr]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -207,4 +208,13 @@ def describe(case: Case, *, width: int = 80) -> str:
     for title, fc in forecasts(case):
         lines.append(f"{title}:")
         lines.extend(f"  {line}" for line in fc.describe().splitlines())
-    return "\n".join(lines)
+    return "\n".join(wrapped for line in lines for wrapped in _wrap(line, width))
+
+
+def _wrap(line: str, width: int) -> list[str]:
+    """``line`` folded to ``width`` columns, continuation lines indented under it."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.wrap(line, width=width, subsequent_indent=indent, break_on_hyphens=False,
+                         break_long_words=False)
