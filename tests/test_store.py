@@ -110,9 +110,12 @@ def test_as_of_replays_events_up_to_a_date(store, submitted) -> None:
 
 
 def test_as_of_view_is_read_only(store, submitted) -> None:
-    """A historical view refuses to take steps."""
+    """A historical view refuses to take steps but tells who was awaited then."""
+    submitted.fire("tmu.approve", actor="tmu", on="2021-12-06")
     view = store.case("mimerskvarteret", as_of="2021-11-01")
     assert view.allowed() == []
+    assert "tmu" in view.awaiting()  # who was awaited then: TMU had not decided yet
+    assert "tmu" not in store.case("mimerskvarteret").awaiting(on="2021-12-07")
     with pytest.raises(af.TransitionRefusedError, match="as of 2021-11-01"):
         view.fire("tmu.approve", actor="tmu", on="2021-11-02")
 

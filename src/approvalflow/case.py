@@ -236,11 +236,13 @@ class Case:
         return decision
 
     def awaiting(self, on: object = None) -> dict[str, list[str]]:
-        """Who may act now and on what: actor id -> triggers, for every actor of the workflow."""
-        when = self._on(on)
+        """Who may act and on what: actor id -> triggers, for every actor of the workflow.
+
+        On a view taken ``as_of`` a date, this describes who was awaited then (``on``
+        defaults to that date); the view itself still refuses to take steps.
+        """
+        when = self._as_of if on is None and self._as_of is not None else self._on(on)
         out: dict[str, list[str]] = {}
-        if self._as_of is not None:
-            return out
         for actor in self._workflow.actors:
             triggers = self._engine.allowed(self._state, actor=actor, on=when, case_id=self._id)
             if triggers:

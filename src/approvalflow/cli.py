@@ -236,19 +236,6 @@ def _allowed_line(case: Case, awaiting: Mapping[str, Sequence[str]]) -> str:
     return "Allowed now: " + "; ".join(shown) + "."
 
 
-def _live(case: Case) -> Case:
-    """A case to ask questions of: for a view as of a date, a copy free of that restriction.
-
-    A view as of a date refuses every step; to show who was awaited then, ``show``
-    asks a detached copy with the same state (it can't write: it has no store).
-    """
-    if case.as_of is None:
-        return case
-    from .case import Case
-
-    return Case(None, case.definition, case.id, case.engine_state, case.history)
-
-
 # --------------------------------------------------------------------------- the group
 
 
@@ -463,7 +450,6 @@ class ShowContext(NamedTuple):
     """What every part of ``show`` may use."""
 
     case: Case  # the case as loaded (perhaps a view as of a date)
-    live: Case  # the same state, to ask who may act (see _live)
     on: dt.date  # the date steps are evaluated on
     awaiting: dict[str, list[str]]  # actor -> triggers allowed on ``on``
 
@@ -522,7 +508,7 @@ def _build_regions(ctx: ShowContext) -> list[dict[str, Any]]:
     wf = ctx.case.definition
     entered = _entered_by(ctx.case)
     out = []
-    for r in ctx.live.regions(on=ctx.on):
+    for r in ctx.case.regions(on=ctx.on):
         out.append({
             "id": r.id, "label": r.label, "state": r.state, "state_label": r.state_label,
             "done": r.done,
@@ -634,7 +620,7 @@ def _vote_lines(votes: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
 
 def _build_allowed(ctx: ShowContext) -> list[dict[str, Any]]:
     wf = ctx.case.definition
-    return [{"trigger": t, "label": _step_label(wf, t, ctx.live), "actors": actors}
+    return [{"trigger": t, "label": _step_label(wf, t, ctx.case), "actors": actors}
             for t, actors in _by_trigger(ctx.awaiting).items()]
 
 
@@ -732,8 +718,7 @@ SHOW_PARTS: list[ShowPart] = [
 def show_document(case: Case, *, on: dt.date | None = None) -> dict[str, Any]:
     """The JSON object of ``approvalflow show`` (documented in docs/cli.md)."""
     when = on or case.as_of or _today()
-    live = _live(case)
-    ctx = ShowContext(case=case, live=live, on=when, awaiting=live.awaiting(on=when))
+    ctx = ShowContext(case=case, on=when, awaiting=case.awaiting(on=when))
     doc = _show_head(ctx)
     for part in SHOW_PARTS:
         doc[part.key] = part.build(ctx)
