@@ -206,6 +206,9 @@ class Case:
     # -- questions ----------------------------------------------------------------------
 
     def _on(self, on: object) -> dt.date:
+        """The date a question is asked on: ``on``, else the view's date, else today."""
+        if on is None and self._as_of is not None:
+            return self._as_of
         return _default_on(on)
 
     def allowed(self, actor: str | None = None, on: object = None) -> list[str]:
@@ -241,7 +244,7 @@ class Case:
         On a view taken ``as_of`` a date, this describes who was awaited then (``on``
         defaults to that date); the view itself still refuses to take steps.
         """
-        when = self._as_of if on is None and self._as_of is not None else self._on(on)
+        when = self._on(on)
         out: dict[str, list[str]] = {}
         for actor in self._workflow.actors:
             triggers = self._engine.allowed(self._state, actor=actor, on=when, case_id=self._id)
