@@ -1,0 +1,388 @@
+"""Hostile and bad input: workflow files, ids, notes and data that try to break things.
+
+A workflow either loads as a sound, drivable workflow or raises DefinitionError,
+never another exception and never a hang (each input runs under an alarm). Values
+passed to the store are stored verbatim or refused with InvalidInputError, and a
+refused step leaves the file exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import approvalflow as af
+from approvalflow.definition import bundled_workflow_path
+from tests.figures import figures  # noqa: F401  (the fixture)
+from tests.strategies import (
+    SQL,
+    broken_workflows,
+    byte_mutations,
+    hostile_text,
+    ids,
+    json_values,
+    sound_workflows,
+    to_toml,
+)
+
+HANG = 20  # seconds one input may take before it counts as a hang
+FUZZ = settings(max_examples=150, deadline=None, derandomize=False,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
+
+
+class Hang(Exception):
+    """An input took longer than HANG seconds."""
+
+
+@contextlib.contextmanager
+def no_hang() -> Iterator[None]:
+    def alarm(signum: int, frame: object) -> None:
+        raise Hang(f"no answer after {HANG} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(HANG)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _drive(wf: af.Workflow, steps: int = 12) -> None:
+    """A loaded workflow is sound: a case starts and can be walked along allowed steps."""
+    with af.open_store(":memory:") as store:
+        actor = sorted(wf.actors)[0]
+        case = store.create_case(wf, "c", actor=actor, on="2022-01-01", data={"amount": 5})
+        for _ in range(steps):
+            options = [(a, t) for a, ts in sorted(case.awaiting(on="2022-01-02").items())
+                       for t in ts]
+            if not options:
+                assert case.is_final or case.state, case
+                break
+            actor, trigger = options[len(case.history) % len(options)]
+            case.fire(trigger, actor=actor, on="2022-01-02")
+        assert store.verify().ok
+
+
+def _load_or_refuse(text: str) -> af.Workflow | None:
+    """Load ``text``; a DefinitionError is a refusal, any other exception fails the test."""
+    with no_hang():
+        try:
+            wf = af.loads_workflow(text, source="<fuzz>")
+        except af.DefinitionError as e:
+            assert str(e).startswith("<fuzz>:"), e
+            return None
+        _drive(wf)
+        return wf
+
+
+# -- workflow documents ---------------------------------------------------------------------
+
+
+def test_sound_generated_workflows_load_and_run(figures):  # noqa: F811
+    """Every generated sound document loads and a case can be walked through it."""
+    tried = []
+
+    @FUZZ
+    @given(sound_workflows())
+    def check(doc: dict[str, Any]) -> None:
+        tried.append(1)
+        assert _load_or_refuse(to_toml(doc)) is not None, to_toml(doc)
+
+    check()
+    figures("fuzz_sound_documents", len(tried), "generated sound workflow documents, "
+            "each loaded and driven")
+
+
+def test_broken_generated_workflows_load_or_raise_definition_error(figures):  # noqa: F811
+    """Mutated documents either load as a drivable workflow or raise DefinitionError."""
+    tried, refused = [], []
+
+    @FUZZ
+    @given(broken_workflows())
+    def check(doc: dict[str, Any]) -> None:
+        tried.append(1)
+        if _load_or_refuse(to_toml(doc)) is None:
+            refused.append(1)
+
+    check()
+    assert refused, "no mutation was refused: the strategy is not breaking anything"
+    figures("fuzz_broken_documents", len(tried), "mutated workflow documents (a key "
+            "removed, a value of another type, a reference renamed, ...)")
+    figures("fuzz_broken_documents_refused", len(refused),
+            "of them refused with DefinitionError (the rest still loaded and ran)")
+
+
+def test_arbitrary_text_is_refused_with_definition_error(figures):  # noqa: F811
+    """Text that is not a workflow raises DefinitionError, whatever it holds."""
+    tried = []
+
+    @FUZZ
+    @given(st.one_of(st.text(), st.text(st.sampled_from("[]{}=\"'.,#\n\\ abc123_-"))))
+    def check(text: str) -> None:
+        tried.append(1)
+        assert _load_or_refuse(text) is None
+
+    check()
+    figures("fuzz_text_documents", len(tried), "arbitrary texts given as workflow files")
+
+
+@pytest.mark.parametrize("name", af.bundled_workflows())
+def test_byte_mutations_of_bundled_files(name, tmp_path, figures):  # noqa: F811
+    """A bundled file with bytes flipped, cut or inserted loads or raises DefinitionError."""
+    original = bundled_workflow_path(name).read_bytes()
+    target = tmp_path / f"{name}.toml"
+    tried = []
+
+    @FUZZ
+    @given(byte_mutations(original))
+    def check(data: bytes) -> None:
+        tried.append(1)
+        target.write_bytes(data)
+        with no_hang():
+            try:
+                wf = af.load_workflow(target)
+            except af.DefinitionError as e:
+                assert str(e).startswith(str(target)), e
+                return
+            _drive(wf)
+
+    check()
+    figures(f"fuzz_bytes_{name}", len(tried), f"byte-level mutations of workflows/{name}.toml")
+
+
+def test_absurd_nesting_is_refused(tmp_path):
+    """Deeply nested arrays or tables and a huge file are refused, not crashed on."""
+    for text in ["x = " + "[" * 100_000 + "]" * 100_000, "a = 1\n" + "[a" + ".a" * 5000 + "]"]:
+        assert _load_or_refuse(text) is None
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * 2_000_000)
+    with pytest.raises(af.DefinitionError, match="at most"):
+        af.load_workflow(big)
+
+
+# -- values given to the store --------------------------------------------------------------
+
+
+def _counts(path: Path) -> tuple[int, int, int]:
+    conn = sqlite3.connect(path)
+    out = (conn.execute("SELECT count(*) FROM events").fetchone()[0],
+           conn.execute("SELECT count(*) FROM cases").fetchone()[0],
+           conn.execute("SELECT count(*) FROM workflows").fetchone()[0])
+    conn.close()
+    return out
+
+
+def _dump(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    lines = list(conn.iterdump())
+    conn.close()
+    return lines
+
+
+def test_hostile_case_ids_notes_and_data_are_stored_verbatim_or_refused(db_path, figures):  # noqa: F811,E501
+    """Any case id, note and data is read back exactly as given, or refused with
+    InvalidInputError and nothing stored."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    store = af.open_store(db_path)
+    tried, stored = [], []
+
+    @FUZZ
+    @given(case_id=st.one_of(hostile_text, st.text(min_size=1, max_size=60)),
+           note=st.one_of(st.none(), hostile_text),
+           data=st.dictionaries(st.one_of(hostile_text, ids), json_values, max_size=4))
+    def check(case_id: str, note: str | None, data: dict[str, Any]) -> None:
+        tried.append(1)
+        before = _counts(db_path)
+        exists = any(s.case_id == case_id for s in store.cases())
+        try:
+            store.create_case(wf, case_id, actor="tmf", on="2022-01-10",
+                              data={**data, "amount": 5}, note=note)
+        except af.CaseExistsError:
+            assert exists
+            assert _counts(db_path) == before
+            return
+        except af.InvalidInputError as e:
+            assert str(e), "a refusal must say why"
+            assert _counts(db_path) == before
+            return
+        stored.append(1)
+        case = store.case(case_id)
+        first = case.history[0]
+        assert (case.id, first.note, dict(first.data)) == (case_id, note, {**data, "amount": 5})
+        assert _counts(db_path)[0] == before[0] + 1
+
+    check()
+    assert store.verify().ok
+    store.close()
+    assert {"events", "cases", "workflows"} <= {
+        r[0] for r in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master")}
+    figures("fuzz_store_creates", len(tried), "hostile case ids, notes and data given to "
+            "create_case (SQL, quotes, control characters, surrogates, NaN, long text)")
+    figures("fuzz_store_creates_stored", len(stored), "of them stored and read back verbatim "
+            "(the rest refused with InvalidInputError, nothing written)")
+
+
+def test_hostile_fire_values_are_stored_verbatim_or_refused(db_path, figures):  # noqa: F811
+    """Any note, key and data on a step is read back exactly, or refused with nothing
+    stored."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    store = af.open_store(db_path)
+    tried = []
+
+    @FUZZ
+    @given(note=st.one_of(st.none(), hostile_text), key=st.one_of(st.none(), hostile_text),
+           data=st.dictionaries(hostile_text, json_values, max_size=4))
+    def check(note: str | None, key: str | None, data: dict[str, Any]) -> None:
+        tried.append(1)
+        case = store.create_case(wf, f"case-{len(tried)}", actor="tmf", on="2022-01-10",
+                                 data={"amount": 5})
+        before = _counts(db_path)
+        try:
+            event = case.fire("propose", actor="tmf", on="2022-01-11", note=note, key=key,
+                              data=data)
+        except af.InvalidInputError:
+            assert _counts(db_path) == before
+            assert case.version == 1
+            return
+        except af.TransitionRefusedError:  # data that breaks the proposal_ok guard
+            assert _counts(db_path) == before
+            assert "amount" in data
+            return
+        again = store.case(case.id).history[-1]
+        assert (again.note, again.key, dict(again.data)) == (note, key, data)
+        assert again.hash == event.hash
+
+    check()
+    assert store.verify().ok
+    store.close()
+    figures("fuzz_store_fires", len(tried), "steps fired with hostile notes, keys and data")
+
+
+@pytest.mark.parametrize("value", [b"mimerskvarteret", b"\xff\xfe", 42, None, 3.5,
+                                   ["a"], "\ud800"])
+def test_values_that_are_not_text_are_refused(store, value):
+    """Bytes (UTF-8 or not), numbers, lists and lone surrogates are refused as ids and
+    actors, naming the value."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    with pytest.raises(af.InvalidInputError) as err:
+        store.create_case(wf, value, actor="tmf", on="2022-01-10", data={"amount": 5})
+    assert "case id" in str(err.value)
+    with pytest.raises(af.InvalidInputError, match="actor"):
+        store.create_case(wf, "x", actor=value, on="2022-01-10", data={"amount": 5})
+    assert store.cases() == []
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), b"bytes",
+                                   {1: "int key"}, {"set"}, dt.date(2022, 1, 1), object()])
+def test_data_that_json_cannot_hold_exactly_is_refused(store, value):
+    """NaN, Infinity, bytes, non-string keys, sets and dates in data are refused."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    with pytest.raises(af.InvalidInputError, match="data"):
+        store.create_case(wf, "x", actor="tmf", on="2022-01-10", data={"amount": 5, "v": value})
+    assert store.cases() == []
+
+
+@pytest.mark.parametrize("case_id", SQL[:-1])
+def test_sql_in_a_case_id_is_only_text(store, case_id):
+    """SQL in a case id is stored as that text; every table is still there."""
+    store.create_case("medfinansiering-restbeloeb", case_id, actor="tmf", on="2022-01-10",
+                      data={"amount": 5}, note=case_id)
+    assert [s.case_id for s in store.cases()] == [case_id]
+    assert store.case(case_id).history[0].note == case_id
+    assert store.verify().ok
+
+
+# -- refused steps write nothing --------------------------------------------------------------
+
+
+@pytest.fixture
+def loop_case(store):
+    case = store.create_case("medfinansiering-restbeloeb", "restbeloeb", actor="tmf",
+                             on="2022-01-10", data={"amount": 5})
+    case.fire("propose", actor="tmf", on="2022-01-12")
+    return case
+
+
+REFUSALS = [
+    ({"trigger": "tmu.recommend", "actor": "mallory", "on": "2022-01-13"},
+     af.TransitionRefusedError, "'mallory' is not an actor"),
+    ({"trigger": "tmu.recommend", "actor": "tmf", "on": "2022-01-13"},
+     af.TransitionRefusedError, "'tmf' may not take 'tmu.recommend'"),
+    ({"trigger": "br.approve", "actor": "br", "on": "2022-01-13"},
+     af.TransitionRefusedError, "can't be taken while the case is in"),
+    ({"trigger": "tmu.recommend", "actor": "tmu", "on": "2022-01-11"},
+     af.TransitionRefusedError, "dates may not go backwards"),
+    ({"trigger": "tmu.recommend", "actor": "tmu", "on": "2022-02-30"},
+     af.InvalidInputError, "not a real date"),
+    ({"trigger": "tmu.recommend", "actor": "tmu", "on": "2022-13-01"},
+     af.InvalidInputError, "not a real date"),
+    ({"trigger": "tmu.recommend", "actor": "tmu", "on": "22-1-1"},
+     af.InvalidInputError, "not a real date"),
+    ({"trigger": "tmu.recommend", "actor": "tmu", "on": "2022-01-13T10:00"},
+     af.InvalidInputError, "not a real date"),
+    ({"trigger": "tmu.recommend", "actor": "tmu", "on": dt.datetime(2022, 1, 13)},
+     af.InvalidInputError, "not a datetime"),
+    ({"trigger": "tmu.recommend", "actor": "tmu", "on": 20220113},
+     af.InvalidInputError, "must be a date"),
+    ({"trigger": "no.such.step", "actor": "tmu", "on": "2022-01-13"},
+     af.TransitionRefusedError, "is not a step of workflow"),
+    ({"trigger": "tmu.recommend", "actor": "", "on": "2022-01-13"},
+     af.InvalidInputError, "actor must not be empty"),
+]
+
+
+@pytest.mark.parametrize("step, error, reason", REFUSALS,
+                         ids=[f"{s['actor'] or 'empty'}-{s['trigger']}-{s['on']}"
+                              for s, _, _ in REFUSALS])
+def test_refused_steps_say_why_and_write_nothing(loop_case, db_path, step, error, reason):
+    """Unknown or wrong actors, other states' steps, backward and impossible dates are
+    refused with the reason, and the file's content is unchanged."""
+    before = _dump(db_path)
+    with pytest.raises(error) as err:
+        loop_case.fire(step["trigger"], actor=step["actor"], on=step["on"])
+    assert reason in str(err.value)
+    assert _dump(db_path) == before
+    assert loop_case.version == 2
+
+
+def test_create_with_an_unknown_actor_or_impossible_date_writes_nothing(store, db_path):
+    """create_case refuses an actor outside the workflow and an impossible date."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    before = _dump(db_path)
+    with pytest.raises(af.InvalidInputError, match="'mallory' is not an actor"):
+        store.create_case(wf, "x", actor="mallory", on="2022-01-10", data={"amount": 5})
+    with pytest.raises(af.InvalidInputError, match="not a real date"):
+        store.create_case(wf, "x", actor="tmf", on="2022-02-29", data={"amount": 5})
+    assert _dump(db_path) == before
+
+
+def test_a_view_as_of_a_date_cannot_fire(store, loop_case, db_path):
+    """A case loaded as of an earlier date refuses every step and writes nothing."""
+    view = store.case("restbeloeb", as_of="2022-01-10")
+    before = _dump(db_path)
+    with pytest.raises(af.TransitionRefusedError, match="as of 2022-01-10"):
+        view.fire("propose", actor="tmf", on="2022-01-13")
+    assert _dump(db_path) == before
+
+
+def test_a_finished_case_refuses_every_step(store, db_path):
+    """Nothing more can happen to a case in a final state."""
+    case = store.create_case("medfinansiering-restbeloeb", "done", actor="tmf",
+                             on="2022-01-10", data={"amount": 5})
+    case.fire("withdraw", actor="tmf", on="2022-01-11")
+    before = _dump(db_path)
+    for trigger, actor in [("propose", "tmf"), ("withdraw", "tmf"), ("br.approve", "br")]:
+        with pytest.raises(af.TransitionRefusedError, match="final state"):
+            case.fire(trigger, actor=actor, on="2022-01-12")
+    assert _dump(db_path) == before
