@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests import writer_process as wp
-from tests.figures import figures  # noqa: F401  (the fixture)
 
 import approvalflow as af
+from tests import writer_process as wp
+from tests.figures import figures  # noqa: F401  (the fixture)
 
 CTX = multiprocessing.get_context("spawn")
 WRITERS = int(os.environ.get("APPROVALFLOW_WRITERS", "4"))

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.figures import figures  # noqa: F401  (the fixture)
 
 import approvalflow as af
+from tests.figures import figures  # noqa: F401  (the fixture)
 
 ROUNDS = int(os.environ.get("APPROVALFLOW_KILL_ROUNDS", "30"))
 SEED = int(os.environ.get("APPROVALFLOW_KILL_SEED", "20211206"))
