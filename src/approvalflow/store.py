@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
 import sqlite3
@@ -155,10 +154,10 @@ def _date(text: str) -> dt.date:
     return day
 
 
-def _selected_hash(row: sqlite3.Row) -> str:
+def _selected_hash(row: sqlite3.Row | tuple[Any, ...]) -> str:
     """:func:`_event_hash` of a row selected as ``SELECT {_EVENT_COLUMNS}`` (the hashed
     fields are its first 15 columns, in the same order), without a lookup by name."""
-    return sha256_hex(_canonical(list(row[:15])))
+    return sha256_hex(_canonical(row[:15]))  # a tuple encodes as the same JSON array
 
 
 def _event_hash(row: Mapping[str, Any]) -> str:
@@ -174,10 +173,10 @@ _EVENT_COLUMNS = ("case_id, seq, kind, trigger, actor, on_date, recorded_at, sou
                   "note, data, workflow, workflow_version, key, prev_hash, hash")
 
 
-def _row_to_event(row: Mapping[str, Any] | sqlite3.Row) -> Event:
+def _row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Event:
     """An Event from a dict row, or from a row selected as ``SELECT {_EVENT_COLUMNS}`` (read
     by position: a lookup by name on sqlite3.Row scans the column names)."""
-    if isinstance(row, sqlite3.Row):
+    if isinstance(row, (sqlite3.Row, tuple)):  # noqa: UP038 (faster than a union)
         (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
          workflow, workflow_version, key, prev_hash, hash_) = row[:16]
     else:
@@ -230,6 +229,8 @@ _MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 
 
 def _package_version() -> str:
+    import importlib.metadata  # only when a file is created or migrated: ~7 ms at start-up
+
     try:
         return "approvalflow " + importlib.metadata.version("approvalflow")
     except importlib.metadata.PackageNotFoundError:
@@ -852,10 +853,11 @@ class Store:
         n_cases = n_events = 0
         with _translate("verify the log"):
             heads = {r["case_id"]: r for r in self._conn.execute("SELECT * FROM cases")}
-            rows = self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events "
-                                      f"ORDER BY case_id, seq")
+            cursor = self._conn.cursor()
+            cursor.row_factory = None  # plain tuples: the rows are read by position
+            rows = cursor.execute(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
             current: str | None = None
-            batch: list[sqlite3.Row] = []
+            batch: list[tuple[Any, ...]] = []
             seen: set[str] = set()
             for r in rows:
                 n_events += 1
@@ -892,7 +894,7 @@ class Store:
                                 f"exported head (the chain was rewritten)")
         return problems
 
-    def _verify_case(self, case_id: str, rows: list[sqlite3.Row],
+    def _verify_case(self, case_id: str, rows: list[tuple[Any, ...]],
                      head: sqlite3.Row | None) -> list[str]:
         problems: list[str] = []
         prev_hash = GENESIS
@@ -962,25 +964,26 @@ def replay(engine: Engine, events: list[Event], *, check: list[str] | None = Non
 
 
 def _check_step(engine: Engine, state: CaseState, e: Event, check: list[str]) -> None:
-    at = f"case {e.case_id!r} event {e.seq}"
+    # each message starts f"case {e.case_id!r} event {e.seq}: ", built only when needed
     if e.source != state.config:
-        check.append(f"{at}: recorded as leaving {sorted(e.source)}, but the case was in "
-                     f"{sorted(state.config)}")
+        check.append(f"case {e.case_id!r} event {e.seq}: recorded as leaving "
+                     f"{sorted(e.source)}, but the case was in {sorted(state.config)}")
         return
     t = engine.enabled_transition(state.config, e.trigger)
     if t is None:
-        check.append(f"{at}: {e.trigger!r} is not a step the workflow allows from "
-                     f"{sorted(state.config)}")
+        check.append(f"case {e.case_id!r} event {e.seq}: {e.trigger!r} is not a step the "
+                     f"workflow allows from {sorted(state.config)}")
         return
     if e.actor not in t.actors:
-        check.append(f"{at}: {e.actor!r} may not take {e.trigger!r}")
+        check.append(f"case {e.case_id!r} event {e.seq}: {e.actor!r} may not take {e.trigger!r}")
     moves = True
     if t.vote:
         moves = engine._ballot_moves(engine.workflow.votes[t.vote], t, state, e.actor)
     expected = engine.step(state.config, e.trigger) if moves else state.config
     if e.target != expected:
-        check.append(f"{at}: recorded as moving to {sorted(e.target)}, the workflow moves "
-                     f"{e.trigger!r} to {sorted(expected)}")
+        check.append(f"case {e.case_id!r} event {e.seq}: recorded as moving to "
+                     f"{sorted(e.target)}, the workflow moves {e.trigger!r} to "
+                     f"{sorted(expected)}")
 
 
 def _now() -> dt.datetime:
