@@ -751,15 +751,18 @@ class Store:
 
         with self.bulk(), _translate("import events"):
             for number, record in enumerate(records, start=1):
-                if not isinstance(record, Mapping):
+                if not isinstance(record, dict) and not isinstance(record, Mapping):
                     raise InvalidInputError(f"record {number} is a {type(record).__name__} "
                                             f"({record!r}); records are mappings.")
-                case_id = _check_case_id(record.get("case_id"))
-                trigger = check_text(record.get("trigger"), f"record {number}'s trigger",
-                                     max_length=MAX_ID_LENGTH)
+                case_id = record.get("case_id")
+                if cur is None or case_id != cur["id"]:  # the current case's id was checked
+                    case_id = _check_case_id(case_id)
+                trigger = check_text(record.get("trigger"), "trigger", max_length=MAX_ID_LENGTH)
                 actor = check_actor(record.get("actor"))
                 on = record.get("on")
-                when = dt.date.today() if on is None else to_date(on, "on")
+                when = _DATES.get(on) if type(on) is str else None  # a date seen before
+                if when is None:
+                    when = dt.date.today() if on is None else to_date(on, "on")
                 payload = dict(check_data(record.get("data")))
                 note = record.get("note")
                 if note is not None:
@@ -808,7 +811,7 @@ class Store:
                             f"by {actor!r}: " + "; ".join(decision.reasons) + ".",
                             list(decision.reasons))
                     wf, seq = cur["wf"], state.version + 1
-                    text = _canonical(payload)
+                    text = _canonical(payload) if payload else "{}"
                     row = (case_id, seq, "fire", trigger, actor, when.isoformat(), at,
                            _json_list(state.config), _json_list(decision.target), note, text,
                            wf.name, wf.version, None, cur["hash"])
