@@ -226,3 +226,11 @@ def test_awaiting_names_actors_and_their_steps(submitted) -> None:
     assert set(regions) == {"committee", "aab", "3b", "vibo"}
     assert regions["vibo"].awaiting["vibo_afd_1"] == ("vibo.approve", "vibo.reject",
                                                       "vibo.withdraw")
+
+
+def test_entered_by_names_who_decided(submitted) -> None:
+    """entered_by() maps each active leaf to the event that put the case there."""
+    submitted.fire("tmu.approve", actor="tmu", on="2021-12-06")
+    entered = submitted.entered_by()
+    assert entered["tmu_approved"].actor == "tmu" and entered["tmu_approved"].seq == 3
+    assert entered["aab_pending"].trigger == "submit"

@@ -279,6 +279,14 @@ class Case:
                               done=wf.state_defs[leaf].final, awaiting=waiting))
         return out
 
+    def entered_by(self) -> dict[str, Event]:
+        """Leaf state id -> the event that last entered it (who decided, and when)."""
+        out: dict[str, Event] = {}
+        for e in self._history:
+            for leaf in e.target - e.source:
+                out[leaf] = e
+        return out
+
     def decisions(self) -> list[Event]:
         """The events that took a step or cast a ballot (not the creation)."""
         return [e for e in self._history if e.kind == "fire"]

@@ -489,15 +489,6 @@ def _head_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _entered_by(case: Case) -> dict[str, Event]:
-    """Leaf state -> the event that last entered it."""
-    out: dict[str, Event] = {}
-    for e in case.history:
-        for leaf in e.target - e.source:
-            out[leaf] = e
-    return out
-
-
 def _event_ref(e: Event | None) -> dict[str, Any] | None:
     if e is None:
         return None
@@ -506,7 +497,7 @@ def _event_ref(e: Event | None) -> dict[str, Any] | None:
 
 def _build_regions(ctx: ShowContext) -> list[dict[str, Any]]:
     wf = ctx.case.definition
-    entered = _entered_by(ctx.case)
+    entered = ctx.case.entered_by()
     out = []
     for r in ctx.case.regions(on=ctx.on):
         out.append({

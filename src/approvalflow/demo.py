@@ -151,10 +151,7 @@ def describe(case: Case, *, width: int = 80) -> str:
     lines = [f"{case.data.get('title', case.id)}",
              f"Case {case.id!r} on workflow {wf.name!r} v{wf.version}, "
              f"{len(case.history)} events, last dated {last.isoformat()}.", ""]
-    entered_by: dict[str, Any] = {}  # leaf state -> the event that entered it
-    for e in case.decisions():
-        for leaf in e.target - e.source:
-            entered_by[leaf] = e
+    entered_by = case.entered_by()
     lines.append("Who has decided, who is awaited:")
     for region in case.regions(on=last):
         event = entered_by.get(region.state)

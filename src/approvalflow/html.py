@@ -165,18 +165,9 @@ def workflow_html(wf: Workflow) -> str:
 # ----------------------------------------------------------------- a case
 
 
-def _entered_by(case: Case) -> dict[str, Event]:
-    """Leaf state -> the last event that entered it."""
-    out: dict[str, Event] = {}
-    for e in case.history:
-        for leaf in e.target - e.source:
-            out[leaf] = e
-    return out
-
-
 def _standing_html(case: Case) -> str:
     wf = case.definition
-    entered = _entered_by(case)
+    entered = case.entered_by()
     rows = []
     for region in case.regions():
         event = entered.get(region.state)
