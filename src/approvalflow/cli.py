@@ -6,7 +6,7 @@ option, a date that is not ``YYYY-MM-DD``, ``--data`` that is not a JSON object)
 exit with 2, as click does. The library is imported inside the commands, so
 ``approvalflow --help`` loads no more than click.
 
-``show`` is built from :data:`SHOW_PARTS`: each part adds one key to the JSON
+``show`` is built from :data:`PARTS`: each part adds one key to the JSON
 object and one section to the text, so a new section is one more entry.
 """
 
@@ -18,23 +18,29 @@ import json
 import os
 import re
 import sys
-import textwrap
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from .summary import (
+    allowed_line,
+    by_trigger,
+    case_summary,
+    event_lines,
+    ids,
+    step_label,
+    summary_text,
+    wrap,
+)
+
 if TYPE_CHECKING:
-    from .case import Case, Event
+    from .case import Case
     from .definition import Workflow
     from .store import Store
 
 DB_ENV = "APPROVALFLOW_DB"
 DEFAULT_DB = "approvalflow.db"
-WIDTH = 80
-#: How many of the last events ``show`` prints (its JSON has them all).
-LAST_EVENTS = 5
 
 
 # --------------------------------------------------------------------------- errors
@@ -157,17 +163,6 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def _wrap(text: str, indent: int = 2, hang: int = 4) -> list[str]:
-    """``text`` wrapped at 80 columns; continuation lines indented by ``hang``."""
-    return textwrap.wrap(text, width=WIDTH, initial_indent=" " * indent,
-                         subsequent_indent=" " * hang, break_on_hyphens=False,
-                         break_long_words=True) or [" " * indent]
-
-
-def _ids(items: Iterable[str]) -> str:
-    return ", ".join(sorted(items)) or "-"
-
-
 def _db_path(ctx: click.Context) -> str:
     """--db, else $APPROVALFLOW_DB, else ./approvalflow.db."""
     path = ctx.obj.get("db") or os.environ.get(DB_ENV) or DEFAULT_DB
@@ -198,42 +193,6 @@ def _load_workflow(name_or_path: str) -> Workflow:
     if os.path.isfile(name_or_path):
         return load_workflow(Path(name_or_path))
     return load_workflow(name_or_path)
-
-
-def _today() -> dt.date:
-    return dt.date.today()
-
-
-def _by_trigger(awaiting: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """actor -> triggers turned into trigger -> actors, both sorted."""
-    out: dict[str, list[str]] = {}
-    for actor, triggers in sorted(awaiting.items()):
-        for trigger in triggers:
-            out.setdefault(trigger, []).append(actor)
-    return dict(sorted(out.items()))
-
-
-def _step_label(wf: Workflow, trigger: str, case: Case | None = None) -> str:
-    """The label of the transition ``trigger`` takes now (or its first one)."""
-    if case is not None:
-        from .engine import engine_for
-
-        t = engine_for(wf).enabled_transition(case.state, trigger)
-        if t is not None:
-            return t.label
-    found = wf.transitions_for(trigger)
-    return found[0].label if found else ""
-
-
-def _allowed_line(case: Case, awaiting: Mapping[str, Sequence[str]]) -> str:
-    """'Allowed now: a (by x), b (by y, z).' in one line, for messages."""
-    steps = _by_trigger(awaiting)
-    if case.is_final:
-        return "The case has ended; nothing more can happen."
-    if not steps:
-        return "Nothing is allowed now (see 'approvalflow allowed ID')."
-    shown = [f"{t} (by {', '.join(a)})" for t, a in steps.items()]
-    return "Allowed now: " + "; ".join(shown) + "."
 
 
 # --------------------------------------------------------------------------- the group
@@ -269,7 +228,7 @@ def workflows(as_json: bool) -> None:
     width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
         head = f"{r['name']:<{width}}  v{r['version']}  "
-        for line in _wrap(head + r["title"], 0, len(head)):
+        for line in wrap(head + r["title"], 0, len(head)):
             click.echo(line)
 
 
@@ -321,7 +280,7 @@ def new(ctx: click.Context, workflow: str, case_id: str, actor: str, on: dt.date
     existed = os.path.exists(path)
     store = _open(ctx, create=True)
     try:
-        case = store.create_case(wf, case_id, actor=actor, on=on or _today(), data=data,
+        case = store.create_case(wf, case_id, actor=actor, on=on or dt.date.today(), data=data,
                                  note=note)
     except BaseException:
         store.close()
@@ -330,8 +289,8 @@ def new(ctx: click.Context, workflow: str, case_id: str, actor: str, on: dt.date
         raise
     with store:
         click.echo(f"Created case {case.id!r} on {wf.name} v{wf.version}, "
-                   f"{case.history[0].on.isoformat()}, in {_ids(case.state)}.")
-        for line in _wrap(_allowed_line(case, case.awaiting(on=case.last_on)), 0, 2):
+                   f"{case.history[0].on.isoformat()}, in {ids(case.state)}.")
+        for line in wrap(allowed_line(case, case.awaiting(on=case.last_on)), 0, 2):
             click.echo(line)
 
 
@@ -351,27 +310,27 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
     """Take the step TRIGGER on case CASE_ID, as --actor."""
     from .errors import TransitionRefusedError
 
-    when = on or _today()
+    when = on or dt.date.today()
     with _open(ctx) as store:
         case = store.case(case_id)
         before = case.version
         try:
             event = case.fire(trigger, actor=actor, on=when, note=note, data=data, key=key)
         except TransitionRefusedError as e:
-            raise Failure(f"{e} {_allowed_line(case, case.awaiting(on=when))}") from e
+            raise Failure(f"{e} {allowed_line(case, case.awaiting(on=when))}") from e
         if case.version == before:  # a retry with a known key: the stored event came back
             click.echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
             return
         if event.moved:
-            change = (f"left {_ids(event.source - event.target)}, "
-                      f"now in {_ids(event.target - event.source)}")
+            change = (f"left {ids(event.source - event.target)}, "
+                      f"now in {ids(event.target - event.source)}")
         else:
             change = "ballot recorded; the vote goes on"
         head = (f"Case {case.id!r} event {event.seq}: {event.trigger} by {event.actor} on "
                 f"{event.on.isoformat()}: {change}.")
-        for line in _wrap(head, 0, 2):
+        for line in wrap(head, 0, 2):
             click.echo(line)
-        for line in _wrap(_allowed_line(case, case.awaiting(on=when)), 0, 2):
+        for line in wrap(allowed_line(case, case.awaiting(on=when)), 0, 2):
             click.echo(line)
 
 
@@ -399,29 +358,8 @@ def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: 
         end = ", final" if c.is_final else ""
         head = (f"{c.case_id:<{id_width}}  {c.workflow} v{c.workflow_version}  "
                 f"{c.version} events, last {c.last_on.isoformat()}{end}")
-        for line in _wrap(head, 0, 4) + _wrap(f"state: {', '.join(sorted(c.state))}", 4, 6):
+        for line in wrap(head, 0, 4) + wrap(f"state: {', '.join(sorted(c.state))}", 4, 6):
             click.echo(line)
-
-
-def _event_lines(e: dict[str, Any], *, indent: int = 2) -> list[str]:
-    """An event (as ``Event.to_dict`` gives it) as text: head line, change of state, note."""
-    kind = "" if e["kind"] == "fire" else f"[{e['kind']}] "
-    lines = _wrap(f"{e['seq']:>3}  {e['on']}  {kind}{e['trigger']} by {e['actor']}",
-                  indent, indent + 7)
-    pad = indent + 7
-    source, target = set(e["source"]), set(e["target"])
-    if e["kind"] == "create":
-        lines += _wrap(f"in {_ids(target)}", pad, pad + 2)
-    elif source != target:
-        lines += _wrap(f"left {_ids(source - target)}; now in {_ids(target - source)}",
-                       pad, pad + 2)
-    elif e["kind"] == "fire":
-        lines += _wrap("ballot recorded, no change of state", pad, pad + 2)
-    if e["data"] and e["kind"] != "create":  # the creation's data is the case's: see --json
-        lines += _wrap(f"data: {json.dumps(e['data'], ensure_ascii=False)}", pad, pad + 2)
-    if e["note"]:
-        lines += _wrap(f"note: {e['note']}", pad, pad + 2)
-    return lines
 
 
 @cli.command()
@@ -435,294 +373,15 @@ def history(ctx: click.Context, case_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json([e.to_dict() for e in case.history])
         return
-    for line in _wrap(f"Case {case.id!r} on {case.workflow} v{case.workflow_version}, "
+    for line in wrap(f"Case {case.id!r} on {case.workflow} v{case.workflow_version}, "
                       f"{len(case.history)} events:", 0, 2):
         click.echo(line)
     for e in case.history:
-        for line in _event_lines(e.to_dict()):
+        for line in event_lines(e.to_dict()):
             click.echo(line)
 
 
 # --------------------------------------------------------------------------- show
-
-
-class ShowContext(NamedTuple):
-    """What every part of ``show`` may use."""
-
-    case: Case  # the case as loaded (perhaps a view as of a date)
-    on: dt.date  # the date steps are evaluated on
-    awaiting: dict[str, list[str]]  # actor -> triggers allowed on ``on``
-
-
-class ShowPart(NamedTuple):
-    """One part of ``show``: a key of its JSON object and a section of its text."""
-
-    key: str
-    build: Callable[[ShowContext], Any]  # the JSON-ready value under ``key``
-    render: Callable[[Any, dict[str, Any]], list[str]]  # (value, whole object) -> lines
-
-
-def _show_head(ctx: ShowContext) -> dict[str, Any]:
-    case, wf = ctx.case, ctx.case.definition
-    return {
-        "case_id": case.id, "workflow": case.workflow,
-        "workflow_version": case.workflow_version, "workflow_title": wf.title,
-        "workflow_label": wf.label, "title": case.data.get("title"),
-        "state": sorted(case.state), "version": case.version,
-        "last_on": case.last_on.isoformat() if case.last_on else None,
-        "is_final": case.is_final,
-        "as_of": case.as_of.isoformat() if case.as_of else None,
-        "on": ctx.on.isoformat(),
-    }
-
-
-def _head_lines(doc: dict[str, Any]) -> list[str]:
-    lines = _wrap(f"Case {doc['case_id']!r}" + (f": {doc['title']}" if doc["title"] else ""),
-                  0, 2)
-    lines += _wrap(f"Workflow: {doc['workflow']} v{doc['workflow_version']} "
-                   f"({doc['workflow_label']})", 0, 2)
-    end = "; the case has ended" if doc["is_final"] else ""
-    lines += _wrap(f"Events: {doc['version']}, the last dated {doc['last_on']}{end}", 0, 2)
-    if doc["as_of"]:
-        lines += _wrap(f"As of {doc['as_of']}: only events dated on or before it are "
-                       f"counted.", 0, 2)
-    return lines
-
-
-def _event_ref(e: Event | None) -> dict[str, Any] | None:
-    if e is None:
-        return None
-    return {"seq": e.seq, "trigger": e.trigger, "actor": e.actor, "on": e.on.isoformat()}
-
-
-def _build_regions(ctx: ShowContext) -> list[dict[str, Any]]:
-    wf = ctx.case.definition
-    entered = ctx.case.entered_by()
-    out = []
-    for r in ctx.case.regions(on=ctx.on):
-        out.append({
-            "id": r.id, "label": r.label, "state": r.state, "state_label": r.state_label,
-            "done": r.done,
-            "entered_by": _event_ref(entered.get(r.state)),
-            "awaiting": {a: list(ts) for a, ts in sorted(r.awaiting.items())},
-            "actor_labels": {a: wf.actors.get(a, a) for a in sorted(r.awaiting)},
-        })
-    return out
-
-
-def _group_actors(awaiting: Mapping[str, Sequence[str]]) -> list[tuple[list[str], list[str]]]:
-    """Actors that may take the same steps, together: [(actors, triggers)]."""
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for actor, triggers in sorted(awaiting.items()):
-        groups.setdefault(tuple(triggers), []).append(actor)
-    return [(actors, list(triggers)) for triggers, actors in groups.items()]
-
-
-def _region_lines(regions: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
-    lines = ["Regions"]
-    for r in regions:
-        lines += _wrap(r["label"] + (f" [{r['id']}]" if r["id"] else ""), 2, 4)
-        lines += _wrap(f"{r['state_label']} [{r['state']}]" + (", done" if r["done"] else ""),
-                       4, 6)
-        by = r["entered_by"]
-        if by and r["done"]:
-            lines += _wrap(f"decided by {by['actor']} on {by['on']} ({by['trigger']}, event "
-                           f"{by['seq']})", 4, 6)
-        elif by:
-            lines += _wrap(f"since {by['on']} ({by['trigger']} by {by['actor']}, event "
-                           f"{by['seq']})", 4, 6)
-        for actors, triggers in _group_actors(r["awaiting"]):
-            lines += _wrap(f"awaited: {', '.join(actors)} ({', '.join(triggers)})", 4, 6)
-    return lines
-
-
-def _build_decided(ctx: ShowContext) -> list[dict[str, Any]]:
-    wf = ctx.case.definition
-    return [{"seq": e.seq, "on": e.on.isoformat(), "actor": e.actor,
-             "actor_label": wf.actors.get(e.actor, e.actor), "trigger": e.trigger,
-             "moved": e.moved} for e in ctx.case.decisions()]
-
-
-def _decided_lines(decided: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
-    lines = ["Decided"]
-    if not decided:
-        return lines + ["  nobody yet"]
-    for d in decided:
-        lines += _wrap(f"{d['on']}  {d['actor']} ({d['actor_label']}): {d['trigger']}", 2, 14)
-    return lines
-
-
-def _build_awaited(ctx: ShowContext) -> list[dict[str, Any]]:
-    wf = ctx.case.definition
-    return [{"actor": a, "actor_label": wf.actors.get(a, a), "triggers": list(ts)}
-            for a, ts in sorted(ctx.awaiting.items())]
-
-
-def _awaited_lines(awaited: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
-    if doc["is_final"]:
-        return ["Awaited", "  nobody: the case has ended"]
-    lines = [f"Awaited on {doc['on']}"]
-    if not awaited:
-        return lines + _wrap("nobody may take a step on this date; 'approvalflow allowed "
-                             f"{doc['case_id']}' says why", 2, 4)
-    for a in awaited:
-        lines += _wrap(f"{a['actor']} ({a['actor_label']})", 2, 4)
-    return lines
-
-
-def _build_votes(ctx: ShowContext) -> list[dict[str, Any]]:
-    case = ctx.case
-    wf = case.definition
-    active = case.active_states
-    ballots = case.ballots()
-    withdrawn = case.withdrawn()
-    out = []
-    for vg in wf.votes.values():
-        if vg.state not in active:
-            continue
-        cast = dict(ballots.get(vg.id, {}))
-        gone = sorted(withdrawn.get(vg.id, frozenset()))
-        electorate = [v for v in vg.voters if v not in gone]
-        out.append({
-            "id": vg.id, "label": vg.label, "voters": list(vg.voters),
-            "need": vg.required(len(electorate)),
-            "ballots": {v: cast[v] for v in vg.voters if v in cast},
-            "withdrawn": gone,
-            "awaited": [v for v in electorate if v not in cast],
-        })
-    return out
-
-
-def _vote_lines(votes: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
-    if not votes:
-        return []
-    lines = ["Open votes"]
-    for v in votes:
-        yes = sum(1 for b in v["ballots"].values() if b == "yes")
-        lines += _wrap(f"{v['label']} [{v['id']}]: {yes} yes of {v['need']} needed", 2, 4)
-        for voter, ballot in v["ballots"].items():
-            lines += _wrap(f"{voter}: {ballot}", 4, 6)
-        for voter in v["withdrawn"]:
-            lines += _wrap(f"{voter}: withdrew", 4, 6)
-        if v["awaited"]:
-            lines += _wrap(f"not yet voted: {', '.join(v['awaited'])}", 4, 6)
-    return lines
-
-
-def _build_allowed(ctx: ShowContext) -> list[dict[str, Any]]:
-    wf = ctx.case.definition
-    return [{"trigger": t, "label": _step_label(wf, t, ctx.case), "actors": actors}
-            for t, actors in _by_trigger(ctx.awaiting).items()]
-
-
-def _allowed_lines(allowed: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
-    if doc["is_final"]:
-        return []
-    lines = [f"Allowed on {doc['on']}"]
-    if not allowed:
-        return lines + ["  nothing"]
-    for a in allowed:
-        label = f": {a['label']}" if a["label"] else ""
-        lines += _wrap(f"{a['trigger']} by {', '.join(a['actors'])}{label}", 2, 6)
-    return lines
-
-
-def _build_history(ctx: ShowContext) -> list[dict[str, Any]]:
-    return [e.to_dict() for e in ctx.case.history]
-
-
-def _history_lines(history: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
-    shown = history[-LAST_EVENTS:]
-    title = "Last events" if len(history) > len(shown) else "Events"
-    lines = _wrap(f"{title} ({len(shown)} of {len(history)}; all: approvalflow history "
-                  f"{doc['case_id']})", 0, 2)
-    for e in shown:
-        lines += _event_lines(e)
-    return lines
-
-
-def _build_deadlines(ctx: ShowContext) -> list[dict[str, Any]]:
-    return [d.to_dict() for d in ctx.case.deadlines(on=ctx.on)]
-
-
-def _deadline_lines(deadlines: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
-    if not deadlines:
-        return []
-    lines = [f"Deadlines on {doc['on']}"]
-    for d in deadlines:
-        when = d["due"] or "unknown"
-        days = "" if d["days_left"] is None else f", {d['days_left']} days left" \
-            if d["taken_on"] is None else f", taken {d['taken_on']}"
-        forecast = f", forecast {d['forecast']}" if d["forecast"] else ""
-        lines += _wrap(f"{d['status']:<7}  {d['step']} by {when} ({d['rule']}{days}"
-                       f"{forecast})" + (f"; {d['note']}" if d["note"] else ""), 2, 11)
-    return lines
-
-
-def _build_forecast(ctx: ShowContext) -> dict[str, Any]:
-    return ctx.case.forecast(on=ctx.on).to_dict()
-
-
-def _forecast_lines(fc: dict[str, Any], doc: dict[str, Any]) -> list[str]:
-    """The forecast section (docs/forecast.md)."""
-    if fc["goal"] is None:
-        return []
-    goal = f"{fc['goal_label']} [{fc['goal']}]"
-    target = f", target {fc['target']} ({fc['target_rule']})" if fc["target"] else ""
-    lines = [f"Forecast on {fc['on']}"]
-    if fc["reached"]:
-        return lines + _wrap(f"reached {goal} on {fc['date']}{target}", 2, 4)
-    if not fc["reachable"]:
-        return lines + _wrap(f"{goal} can no longer be reached{target}", 2, 4)
-    verdict = "" if fc["on_time"] is None else ": on time" if fc["on_time"] else ": LATE"
-    slack = "" if fc["slack_days"] is None else f", slack {fc['slack_days']} days"
-    lines += _wrap(f"{goal} expected {fc['date']}{target}{verdict}{slack}", 2, 4)
-    if fc["critical_path"]:
-        lines += _wrap(f"critical path: {' -> '.join(fc['critical_path'])}", 2, 4)
-    groups: dict[tuple[str, str, bool], list[str]] = {}
-    for p in fc["holding_up"]:
-        groups.setdefault((p["step"], p["date"], p["late"]), []).append(p["actor"])
-    for (step, date, late), actors in groups.items():
-        lines += _wrap(f"waiting for: {', '.join(actors)} on {step} (expected {date}"
-                       f"{', date passed' if late else ''})", 2, 4)
-    for s in fc["steps"]:
-        mark = "*" if s["critical"] else " "
-        lines += _wrap(f"{mark} {s['date']}  {s['step']} ({s['basis']}, set by {s['set_by']})",
-                       2, 17)
-    return lines
-
-
-#: The parts of ``show``, in order. Each adds ``key`` to the JSON object and renders
-#: one section of the text (an empty list of lines leaves the section out).
-SHOW_PARTS: list[ShowPart] = [
-    ShowPart("regions", _build_regions, _region_lines),
-    ShowPart("decided", _build_decided, _decided_lines),
-    ShowPart("awaited", _build_awaited, _awaited_lines),
-    ShowPart("votes", _build_votes, _vote_lines),
-    ShowPart("allowed", _build_allowed, _allowed_lines),
-    ShowPart("deadlines", _build_deadlines, _deadline_lines),
-    ShowPart("forecast", _build_forecast, _forecast_lines),
-    ShowPart("history", _build_history, _history_lines),
-]
-
-
-def show_document(case: Case, *, on: dt.date | None = None) -> dict[str, Any]:
-    """The JSON object of ``approvalflow show`` (documented in docs/cli.md)."""
-    when = on or case.as_of or _today()
-    ctx = ShowContext(case=case, on=when, awaiting=case.awaiting(on=when))
-    doc = _show_head(ctx)
-    for part in SHOW_PARTS:
-        doc[part.key] = part.build(ctx)
-    return doc
-
-
-def show_text(doc: dict[str, Any]) -> str:
-    """The text of ``approvalflow show``, rendered from its JSON object."""
-    sections = [_head_lines(doc)]
-    sections += [part.render(doc[part.key], doc) for part in SHOW_PARTS]
-    return "\n\n".join("\n".join(lines) for lines in sections if lines)
-
-
 @cli.command()
 @click.argument("case_id")
 @click.option("--as-of", "as_of", type=DATE, default=None,
@@ -736,11 +395,11 @@ def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | 
     """Where a case stands: regions, decisions, who is awaited, what may happen next."""
     with _open(ctx) as store:
         case = store.case(case_id, as_of=as_of)
-        doc = show_document(case, on=on)
+        doc = case_summary(case, on=on)
     if as_json:
         _echo_json(doc)
     else:
-        click.echo(show_text(doc))
+        click.echo(summary_text(doc))
 
 
 # --------------------------------------------------------------------------- due
@@ -768,7 +427,7 @@ def due(ctx: click.Context, on: dt.date | None, within: int, as_of: dt.date | No
     for i in items:
         left = f"{-i.days_left} days overdue" if i.days_left < 0 else f"{i.days_left} days left"
         click.echo(f"{i.due.isoformat()}  {i.case_id}  {i.kind} {i.step}: {i.status}, {left}")
-        for line in _wrap(f"by {', '.join(i.actors)}: {i.label}", 12, 14):
+        for line in wrap(f"by {', '.join(i.actors)}: {i.label}", 12, 14):
             click.echo(line)
 
 
@@ -794,7 +453,7 @@ def _leaving_triggers(case: Case) -> list[str]:
 def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | None,
             as_json: bool) -> None:
     """What may happen next on a case, and why the other steps may not."""
-    when = on or _today()
+    when = on or dt.date.today()
     from .engine import engine_for
 
     with _open(ctx) as store:
@@ -807,8 +466,8 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
             permitted = case.allowed(actor=actor, on=when)
             steps = {t: [actor] for t in permitted}
         else:
-            steps = _by_trigger(case.awaiting(on=when))
-        allowed_out = [{"trigger": t, "label": _step_label(wf, t, case), "actors": actors}
+            steps = by_trigger(case.awaiting(on=when))
+        allowed_out = [{"trigger": t, "label": step_label(wf, t, case), "actors": actors}
                        for t, actors in steps.items()]
         refused_out: list[dict[str, Any]] = []
         for trigger in _leaving_triggers(case):
@@ -817,7 +476,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
             t = engine_for(wf).enabled_transition(case.state, trigger)
             actors = [actor] if actor is not None else list(t.actors if t else ())
             refused_out.append({
-                "trigger": trigger, "label": _step_label(wf, trigger, case),
+                "trigger": trigger, "label": step_label(wf, trigger, case),
                 "why_not": {a: case.why_not(trigger, actor=a, on=when) for a in actors},
             })
     if as_json:
@@ -826,7 +485,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
                     "allowed": allowed_out, "not_allowed": refused_out})
         return
     who = f" for {actor}" if actor else ""
-    for line in _wrap(f"Case {case.id!r} on {when.isoformat()}{who}, in "
+    for line in wrap(f"Case {case.id!r} on {when.isoformat()}{who}, in "
                       f"{', '.join(sorted(case.state))}.", 0, 2):
         click.echo(line)
     if case.is_final:
@@ -837,7 +496,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
         click.echo("  nothing")
     for a in allowed_out:
         label = f": {a['label']}" if a["label"] else ""
-        for line in _wrap(f"{a['trigger']} by {', '.join(a['actors'])}{label}", 2, 6):
+        for line in wrap(f"{a['trigger']} by {', '.join(a['actors'])}{label}", 2, 6):
             click.echo(line)
     if refused_out:
         click.echo("Not allowed:")
@@ -846,7 +505,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
         for a, reasons in r["why_not"].items():
             groups.setdefault(tuple(reasons), []).append(a)
         for reasons, actors in groups.items():
-            for line in _wrap(f"{r['trigger']} by {', '.join(actors)}: {'; '.join(reasons)}",
+            for line in wrap(f"{r['trigger']} by {', '.join(actors)}: {'; '.join(reasons)}",
                               2, 6):
                 click.echo(line)
 
@@ -891,7 +550,7 @@ def verify(ctx: click.Context, heads_file: str | None, as_json: bool) -> None:
         click.echo(f"ok: {report.cases} cases, {report.events} events, no problems{extra}.")
     else:
         for problem in report.problems:
-            for line in _wrap(problem, 0, 2):
+            for line in wrap(problem, 0, 2):
                 click.echo(line)
     if not report.ok:
         n = len(report.problems)
