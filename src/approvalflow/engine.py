@@ -294,21 +294,27 @@ class Engine:
               target: frozenset[str], data: Mapping[str, Any]) -> CaseState:
         """The state after a recorded event: the log is the truth, so ``target`` is taken as is."""
         t = self.enabled_transition(state.config, trigger)
-        ballots = {k: dict(v) for k, v in state.ballots.items()}
-        withdrawn = dict(state.withdrawn)
+        # copied only when they change: a state's mappings are never changed in place, so an
+        # unchanged one is shared with the state before
+        ballots: Mapping[str, Mapping[str, str]] = state.ballots
+        withdrawn: Mapping[str, frozenset[str]] = state.withdrawn
         if t is not None and t.vote:
             vg = self.workflow.votes[t.vote]
             if t.ballot == "withdraw":
-                withdrawn[vg.id] = withdrawn.get(vg.id, frozenset()) | {actor}
+                left_for_good = dict(withdrawn)
+                left_for_good[vg.id] = left_for_good.get(vg.id, frozenset()) | {actor}
+                withdrawn = left_for_good
             else:
-                ballots.setdefault(vg.id, {})[actor] = t.ballot
+                cast = {k: dict(v) for k, v in ballots.items()}
+                cast.setdefault(vg.id, {})[actor] = t.ballot
+                ballots = cast
         if target != state.config:
             for vg in self.workflow.votes.values():
                 left = vg.state in state.config and vg.state not in target
                 reentered = t is not None and t.source in self._lineage[vg.state] \
                     and vg.state in target and not t.vote
-                if left or reentered:
-                    ballots.pop(vg.id, None)
+                if (left or reentered) and vg.id in ballots:
+                    ballots = {k: dict(v) for k, v in ballots.items() if k != vg.id}
         return CaseState(config=target, data=merge_data(state.data, data) if data else
                          state.data, version=seq, last_on=on, ballots=ballots,
                          withdrawn=withdrawn)

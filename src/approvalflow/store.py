@@ -818,7 +818,7 @@ class Store:
                     cur["state"] = engine.apply(
                         state, trigger=trigger, actor=actor, on=when, seq=seq,
                         target=decision.target, data=json.loads(text) if payload else {})
-                digest = sha256_hex(_canonical(list(row)))
+                digest = sha256_hex(_canonical(row))  # a tuple encodes as the same JSON array
                 events.append((*row, digest))
                 cur.update(hash=digest, seq=row[1], last_on=row[5], updated_at=at)
                 count += 1
