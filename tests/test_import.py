@@ -111,3 +111,15 @@ def test_an_existing_case_is_not_created_again(store: af.Store, flagship) -> Non
     with pytest.raises(af.CaseExistsError, match="'b' already exists"):
         store.import_events([twice, twice])
     assert [c.case_id for c in store.cases()] == ["a"]
+
+
+def test_a_bad_record_is_named(store: af.Store, flagship) -> None:
+    """Invalid input is refused with the record's number, and nothing is stored."""
+    create = {"case_id": "a", "trigger": "create", "workflow": flagship, "actor": "tmf"}
+    with pytest.raises(af.InvalidInputError, match=r"record 2: actor must be a string"):
+        store.import_events([create, {"case_id": "a", "trigger": "submit", "actor": 7}])
+    with pytest.raises(af.InvalidInputError, match=r"record 1: a creation needs a 'workflow'"):
+        store.import_events([dict(create, workflow=None)])
+    with pytest.raises(af.InvalidInputError, match=r"record 1 is a list"):
+        store.import_events([["a", "create"]])  # type: ignore[list-item]
+    assert store.cases() == []

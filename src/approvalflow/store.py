@@ -754,23 +754,30 @@ class Store:
                 if not isinstance(record, dict) and not isinstance(record, Mapping):
                     raise InvalidInputError(f"record {number} is a {type(record).__name__} "
                                             f"({record!r}); records are mappings.")
-                case_id = record.get("case_id")
-                if cur is None or case_id != cur["id"]:  # the current case's id was checked
-                    case_id = _check_case_id(case_id)
-                trigger = check_text(record.get("trigger"), "trigger", max_length=MAX_ID_LENGTH)
-                actor = check_actor(record.get("actor"))
-                on = record.get("on")
-                when = _DATES.get(on) if type(on) is str else None  # a date seen before
-                if when is None:
-                    when = dt.date.today() if on is None else to_date(on, "on")
-                payload = dict(check_data(record.get("data")))
-                note = record.get("note")
-                if note is not None:
-                    check_text(note, "note", max_length=MAX_NOTE_LENGTH)
+                try:
+                    case_id = record.get("case_id")
+                    if cur is None or case_id != cur["id"]:  # the current one was checked
+                        case_id = _check_case_id(case_id)
+                    trigger = check_text(record.get("trigger"), "trigger",
+                                         max_length=MAX_ID_LENGTH)
+                    actor = check_actor(record.get("actor"))
+                    on = record.get("on")
+                    when = _DATES.get(on) if type(on) is str else None  # a date seen before
+                    if when is None:
+                        when = dt.date.today() if on is None else to_date(on, "on")
+                    payload = dict(check_data(record.get("data")))
+                    note = record.get("note")
+                    if note is not None:
+                        check_text(note, "note", max_length=MAX_NOTE_LENGTH)
+                    wf: Any = record.get("workflow")
+                    if trigger == "create" and not isinstance(wf, Workflow | str | os.PathLike):
+                        raise InvalidInputError(f"a creation needs a 'workflow' (a Workflow, "
+                                                f"a bundled name or a path), not {wf!r}.")
+                except InvalidInputError as e:
+                    raise InvalidInputError(f"record {number}: {e}") from e
                 at = _now().isoformat()
                 if trigger == "create":
                     close_case()
-                    wf = record.get("workflow")
                     wf = wf if isinstance(wf, Workflow) else load_workflow(wf)
                     if actor not in wf.actors:
                         raise InvalidInputError(
