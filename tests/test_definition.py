@@ -363,3 +363,11 @@ def test_definition_error_is_value_error() -> None:
     """DefinitionError subclasses ValueError and ApprovalflowError."""
     assert issubclass(af.DefinitionError, ValueError)
     assert issubclass(af.DefinitionError, af.ApprovalflowError)
+
+
+@pytest.mark.parametrize("value", ["0", "false", '"text"', "[1, 2]"])
+def test_workflow_table_of_the_wrong_type(value: str) -> None:
+    """[workflow] given as a number, a boolean, a string or a list is a DefinitionError."""
+    text = MINI.replace('[workflow]\nname = "mini"\nversion = 1\ninitial = "a"\n',
+                        f"workflow = {value}\n")
+    assert "[workflow] must be a table" in refused(text)

@@ -409,7 +409,7 @@ class _Builder:
         head = self._keys("[workflow]", doc.get("workflow", {}), _WORKFLOW_KEYS)
         if "workflow" not in doc:
             self.problem("missing the [workflow] table (name, version, initial).")
-        else:
+        elif isinstance(doc["workflow"], dict):
             for key in _WORKFLOW_REQUIRED:
                 if key not in head and key not in doc["workflow"]:
                     self.problem(f"[workflow] needs {key!r}.")
