@@ -271,3 +271,30 @@ def test_data_is_stored_canonically(store, flagship) -> None:
     with pytest.raises(af.InvalidInputError, match="only JSON values"):
         store.create_case(flagship, "s", actor="tmf", on="2021-11-01", data={"x": {1, 2}})
     assert [c.case_id for c in store.cases()] == ["d"]
+
+
+def test_bulk_keeps_going_after_a_caught_refusal(store, flagship) -> None:
+    """A step refused and caught inside bulk() leaves nothing behind; the rest is stored."""
+    with store.bulk():
+        case = store.create_case(flagship, "c1", actor="tmf", on="2021-11-01")
+        with pytest.raises(af.TransitionRefusedError):
+            case.fire("lbf.grant", actor="lbf", on="2021-11-01")
+        case.fire("submit", actor="tmf", on="2021-11-01")
+    assert store.case("c1").version == 2
+    assert store.verify().ok
+
+
+def test_bulk_after_sqlite_rolled_back_stores_nothing(tmp_path: Path, flagship) -> None:
+    """When a full disk makes SQLite end the bulk transaction, later steps are refused and
+    the block raises: none of it is stored, not even what came after the error."""
+    with af.open_store(tmp_path / "full.db", max_pages=40) as store:
+        with pytest.raises(af.StoreError, match="rolled back by SQLite"), store.bulk():
+            for n in range(10_000):
+                try:
+                    store.create_case(flagship, f"x{n}", actor="tmf", on="2021-11-01",
+                                      note="x" * 2000)
+                except af.StoreError:
+                    break
+            store.create_case(flagship, "after", actor="tmf", on="2021-11-01")
+        assert store.cases() == []
+        assert store.verify().ok

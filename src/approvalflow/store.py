@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION"]
 
+#: What a bulk block says when SQLite itself rolled its transaction back (a full disk).
+_BULK_ENDED = ("The bulk transaction was rolled back by SQLite after an earlier error (such as "
+               "a full disk); nothing of it was stored. Leave the bulk block and start again.")
 #: The schema this version writes. 1: events, cases, workflows tables with hash chain.
 #: 2: a ``store_meta`` table recording when and by which approvalflow the file was
 #: created or last migrated.
@@ -370,7 +373,19 @@ class Store:
             raise StoreError("The store is closed.")
         with _translate(what):
             if self._bulk_depth:
-                yield
+                if not self._conn.in_transaction:
+                    raise StoreError(_BULK_ENDED)
+                # A savepoint per step: a step that fails half-way and is caught inside
+                # the bulk block leaves nothing of itself behind.
+                self._conn.execute("SAVEPOINT step")
+                try:
+                    yield
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK TO step")
+                        self._conn.execute("RELEASE step")
+                    raise
+                self._conn.execute("RELEASE step")
                 return
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -400,6 +415,8 @@ class Store:
                 self._rollback()
                 raise
             self._bulk_depth = 0
+            if not self._conn.in_transaction:
+                raise StoreError(_BULK_ENDED)
             self._conn.execute("COMMIT")
 
     # -- workflows ----------------------------------------------------------------------
