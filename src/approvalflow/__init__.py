@@ -8,22 +8,55 @@
     ['3b_pending', 'aab_pending']
 """
 
-from .case import Case, Event, Region
-from .definition import Workflow, bundled_workflows, load_workflow, loads_workflow
-from .errors import (
-    ApprovalflowError,
-    CaseExistsError,
-    CaseNotFoundError,
-    ConcurrencyError,
-    DefinitionError,
-    InvalidInputError,
-    MissingDependencyError,
-    SchemaVersionError,
-    StoreError,
-    TransitionRefusedError,
-)
-from .guards import GuardContext, guard
-from .store import CaseSummary, Store, VerifyReport, open_store
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .case import Case, Event, Region
+    from .definition import Workflow, bundled_workflows, load_workflow, loads_workflow
+    from .errors import (
+        ApprovalflowError,
+        CaseExistsError,
+        CaseNotFoundError,
+        ConcurrencyError,
+        DefinitionError,
+        InvalidInputError,
+        MissingDependencyError,
+        SchemaVersionError,
+        StoreError,
+        TransitionRefusedError,
+    )
+    from .guards import GuardContext, guard
+    from .store import CaseSummary, Store, VerifyReport, open_store
+
+#: Where each public name lives. They are imported on first use, so that a program
+#: (the command line, above all) pays only for the parts it touches.
+_EXPORTS = {
+    "Case": "case", "Event": "case", "Region": "case",
+    "Workflow": "definition", "bundled_workflows": "definition",
+    "load_workflow": "definition", "loads_workflow": "definition",
+    "ApprovalflowError": "errors", "CaseExistsError": "errors",
+    "CaseNotFoundError": "errors", "ConcurrencyError": "errors",
+    "DefinitionError": "errors", "InvalidInputError": "errors",
+    "MissingDependencyError": "errors", "SchemaVersionError": "errors",
+    "StoreError": "errors", "TransitionRefusedError": "errors",
+    "GuardContext": "guards", "guard": "guards",
+    "CaseSummary": "store", "Store": "store", "VerifyReport": "store", "open_store": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'approvalflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,6 @@ import re
 import tomllib
 from collections import deque
 from collections.abc import Iterator, Mapping
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -241,6 +240,8 @@ class Workflow:
 
 
 def _workflows_dir() -> Path:
+    from importlib import resources  # only when a bundled workflow is looked up
+
     packaged = resources.files("approvalflow") / "workflows"
     if packaged.is_dir():
         return Path(str(packaged))
