@@ -26,7 +26,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 
 def test_importing_the_cli_loads_no_engine_or_database_code() -> None:
-    """`import approvalflow.cli` loads neither transitions nor sqlite3 until a command needs them."""
+    """Importing the CLI loads neither transitions nor sqlite3 until a command needs them."""
     code = ("import sys, approvalflow.cli; "
             "print(sorted(m for m in ('transitions', 'sqlite3', 'sqlite_utils', "
             "'approvalflow.store', 'approvalflow.engine') if m in sys.modules))")

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     import pandas
 
     from .html import HistoryTable
-    from .store import Store
 
 __all__ = ["Case", "Event", "Region", "MAX_NOTE_LENGTH", "check_actor"]
 
@@ -93,6 +92,11 @@ class _Appender(Protocol):
     def _append_expect(self, case: Case, *, actor: str, on: dt.date, note: str | None,
                        data: dict[str, Any], key: str | None) -> Event: ...
 
+    def _find_key(self, case: Case, key: str) -> Event | None: ...
+
+    def _check_retry(self, stored: Event, *, trigger: str, actor: str, on: dt.date,
+                     note: str | None, data: Mapping[str, Any]) -> None: ...
+
 
 def check_actor(actor: object) -> str:
     text = check_text(actor, "actor", max_length=MAX_ID_LENGTH)
@@ -108,7 +112,7 @@ def _default_on(on: object) -> dt.date:
 class Case:
     """A case as its events left it. Created and loaded by a Store; ``fire`` moves it on."""
 
-    def __init__(self, store: Store | _Appender | None, workflow: Workflow, case_id: str,
+    def __init__(self, store: _Appender | None, workflow: Workflow, case_id: str,
                  state: CaseState, history: tuple[Event, ...], *,
                  as_of: dt.date | None = None) -> None:
         self._store = store
@@ -328,9 +332,9 @@ class Case:
             check_text(key, "key", max_length=MAX_ID_LENGTH)
         payload = dict(check_data(data))
         if key is not None and self._store is not None and self._as_of is None:
-            stored = self._store._find_key(self, key)  # type: ignore[union-attr]
+            stored = self._store._find_key(self, key)
             if stored is not None:
-                self._store._check_retry(stored, trigger=trigger, actor=actor,  # type: ignore
+                self._store._check_retry(stored, trigger=trigger, actor=actor,
                                          on=self._on(on), note=note, data=payload)
                 return stored
         decision = self._decide(trigger, actor=actor, on=on, data=payload, checked=True)
@@ -394,15 +398,15 @@ class Case:
         if voter is not None:
             body["voter"] = voter
         if key is not None and self._store is not None and self._as_of is None:
-            stored = self._store._find_key(self, key)  # type: ignore[union-attr]
+            stored = self._store._find_key(self, key)
             if stored is not None:
-                self._store._check_retry(stored, trigger="expect", actor=actor,  # type: ignore
+                self._store._check_retry(stored, trigger="expect", actor=actor,
                                          on=said, note=note, data={"expect": body})
                 return stored
         if self._store is None:
             raise TransitionRefusedError("This case is not attached to a store.",
                                          ["the case is not attached to a store"])
-        return self._store._append_expect(self, actor=actor, on=said, note=note,  # type: ignore
+        return self._store._append_expect(self, actor=actor, on=said, note=note,
                                           data={"expect": body}, key=key)
 
     def _advance(self, event: Event) -> None:

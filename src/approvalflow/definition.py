@@ -509,7 +509,7 @@ class _Builder:
                 if voters and not 1 <= need <= len(voters):
                     self.problem(f"{where}.need is {need}; with {len(voters)} voters it must "
                                  f"be between 1 and {len(voters)}, or \"all\".")
-            out[vote_id] = VoteGroup(id=vote_id, label=keys.get("label", vote_id),
+            out[vote_id] = VoteGroup(id=vote_id, label=str(keys.get("label", vote_id)),
                                      state=keys.get("state", ""), voters=tuple(voters),
                                      need=need, description=keys.get("description", ""))
         return out
@@ -670,11 +670,11 @@ class _Builder:
             if not actor_list:
                 self.problem(f"{where}: no actor may fire {trigger!r}; list its 'actors' "
                              f"(or make it a ballot of a vote group).")
-            key = (trigger, source)
-            if key in seen:
-                self.problem(f"{where} duplicates {seen[key]}: trigger {trigger!r} from "
+            pair = (trigger, source)
+            if pair in seen:
+                self.problem(f"{where} duplicates {seen[pair]}: trigger {trigger!r} from "
                              f"{source!r} is defined twice.")
-            seen[key] = where
+            seen[pair] = where
             join = body.get("join")
             if source in defs:
                 if join and defs[source].kind != "parallel":

@@ -37,7 +37,7 @@ class _State(NestedState):
     separator = _SEP
 
 
-class _Machine(HierarchicalMachine):  # type: ignore[misc]
+class _Machine(HierarchicalMachine):
     state_cls = _State
 
 
@@ -45,6 +45,7 @@ class _Cursor:
     """The one model the machine moves: set to a case's configuration, triggered, read back."""
 
     state: Any
+    trigger: Any  # added by the machine
 
 
 def merge_data(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -200,9 +200,9 @@ def _row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Eve
 
 
 def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
-    db["workflows"].create({"name": str, "version": int, "digest": str, "source": str,
+    db.table("workflows").create({"name": str, "version": int, "digest": str, "source": str,
                             "stored_at": str}, pk=("name", "version"))
-    db["events"].create({
+    db.table("events").create({
         "case_id": str, "seq": int, "kind": str, "trigger": str, "actor": str, "on_date": str,
         "recorded_at": str, "source": str, "target": str, "note": str, "data": str,
         "workflow": str, "workflow_version": int, "key": str, "prev_hash": str, "hash": str,
@@ -211,7 +211,7 @@ def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
                                          "workflow_version", "prev_hash", "hash"})
     db.execute("CREATE UNIQUE INDEX events_key ON events (case_id, key) WHERE key IS NOT NULL")
     db.execute("CREATE INDEX events_on ON events (on_date)")
-    db["cases"].create({
+    db.table("cases").create({
         "case_id": str, "workflow": str, "workflow_version": int, "state": str, "seq": int,
         "last_on": str, "head_hash": str, "is_final": int, "created_at": str, "updated_at": str,
     }, pk="case_id", not_null={"workflow", "workflow_version", "state", "seq", "last_on",
@@ -601,6 +601,7 @@ class Store:
     def events(self, case_id: str | None = None) -> Iterator[Event]:
         """Every event (of one case, or of all cases by case and sequence)."""
         with _translate("read events"):
+            rows: Iterable[sqlite3.Row]
             if case_id is not None:
                 rows = self._events(case_id, None)
             else:
@@ -922,7 +923,7 @@ class Store:
         return problems
 
     def _verify_case(self, case_id: str, rows: list[tuple[Any, ...]],
-                     head: sqlite3.Row | None) -> list[str]:
+                     head: Mapping[str, Any] | None) -> list[str]:
         problems: list[str] = []
         prev_hash = GENESIS
         last_on: str | None = None
@@ -963,7 +964,8 @@ class Store:
             problems.append(f"{where}: the cases table's head hash does not match the hash of "
                             f"event {len(rows)}")
         if frozenset(json.loads(head["state"])) != state.config:
-            problems.append(f"{where}: the cases table says state {sorted(json.loads(head['state']))}"
+            table_state = sorted(json.loads(head["state"]))
+            problems.append(f"{where}: the cases table says state {table_state}"
                             f", the replay of its events gives {sorted(state.config)}")
         return problems
 
