@@ -837,3 +837,19 @@ def test_every_command_is_documented() -> None:
     assert not missing, f"commands without a section in docs/cli.md: {missing}"
     missing = sorted(set(cli.commands) - used)
     assert not missing, f"commands without a console example in docs/cli.md: {missing}"
+
+
+def test_refused_backdated_fire_still_lists_what_is_allowed(tmp_path) -> None:
+    """A step dated before the last event is refused, and the message lists the steps allowed
+    from the last event's date on, not 'nothing'."""
+    db = tmp_path / "c.db"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", str(db), "new", "boligsocial-helhedsplan", "c",
+                               "--actor", "tmf", "--on", "2021-11-01"]).exit_code == 0
+    assert runner.invoke(cli, ["--db", str(db), "fire", "c", "submit", "--actor", "tmf",
+                               "--on", "2021-11-05"]).exit_code == 0
+    result = runner.invoke(cli, ["--db", str(db), "fire", "c", "tmu.approve", "--actor", "tmu",
+                                 "--on", "2021-11-01"])
+    assert result.exit_code == 1
+    assert "dates may not go backwards" in result.output
+    assert "Allowed now: 3b.approve (by 3b)" in result.output

@@ -317,7 +317,10 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
         try:
             event = case.fire(trigger, actor=actor, on=when, note=note, data=data, key=key)
         except TransitionRefusedError as e:
-            raise Failure(f"{e} {allowed_line(case, case.awaiting(on=when))}") from e
+            # Say what is allowed on a date that can be allowed: not one before the last event.
+            last = case.last_on
+            options_on = max(when, last) if last is not None else when
+            raise Failure(f"{e} {allowed_line(case, case.awaiting(on=options_on))}") from e
         if case.version == before:  # a retry with a known key: the stored event came back
             click.echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
             return

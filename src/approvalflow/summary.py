@@ -324,7 +324,8 @@ def _forecast_lines(fc: dict[str, Any], doc: dict[str, Any]) -> list[str]:
     if not fc["reachable"]:
         return lines + wrap(f"{goal} can no longer be reached{target}", 2, 4)
     verdict = "" if fc["on_time"] is None else ": on time" if fc["on_time"] else ": LATE"
-    slack = "" if fc["slack_days"] is None else f", slack {fc['slack_days']} days"
+    days = fc["slack_days"]
+    slack = "" if days is None else f", slack {days} day{'' if abs(days) == 1 else 's'}"
     lines += wrap(f"{goal} expected {fc['date']}{target}{verdict}{slack}", 2, 4)
     if fc["critical_path"]:
         lines += wrap(f"critical path: {' -> '.join(fc['critical_path'])}", 2, 4)
