@@ -20,9 +20,9 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
@@ -947,9 +947,12 @@ class Store:
                                 f"event's {last_on}")
             prev_hash, last_on = digest, on_date
         try:
-            events = [_row_to_event(r) for r in rows]
-            wf = self.workflow(events[0].workflow, events[0].workflow_version)
-            state = replay(engine_for(wf), events, check=problems)
+            # Replay needs no timestamps, notes or Event objects: lean records are enough.
+            steps = [_Recorded(r[0], r[1], r[2], r[3], r[4], _date(r[5]), _state_set(r[7]),
+                               _state_set(r[8]), {} if r[10] == "{}" else json.loads(r[10]))
+                     for r in rows]
+            wf = self.workflow(rows[0][11], rows[0][12])
+            state = replay(engine_for(wf), steps, check=problems)
         except (ApprovalflowError, ValueError, KeyError) as e:
             problems.append(f"{where}: can't be replayed: {e}")
             return problems
@@ -970,7 +973,22 @@ class Store:
         return problems
 
 
-def replay(engine: Engine, events: list[Event], *, check: list[str] | None = None) -> CaseState:
+class _Recorded(NamedTuple):
+    """What replay reads of an event; an :class:`Event` has the same attributes."""
+
+    case_id: str
+    seq: int
+    kind: str
+    trigger: str
+    actor: str
+    on: dt.date
+    source: frozenset[str]
+    target: frozenset[str]
+    data: Mapping[str, Any]
+
+
+def replay(engine: Engine, events: Sequence[Event] | Sequence[_Recorded], *,
+           check: list[str] | None = None) -> CaseState:
     """Rebuild a case's state from its events. With ``check``, also re-derive each step
     from the definition and append every disagreement to ``check``."""
     first = events[0]
@@ -992,7 +1010,8 @@ def replay(engine: Engine, events: list[Event], *, check: list[str] | None = Non
     return state
 
 
-def _check_step(engine: Engine, state: CaseState, e: Event, check: list[str]) -> None:
+def _check_step(engine: Engine, state: CaseState, e: Event | _Recorded,
+                check: list[str]) -> None:
     # each message starts f"case {e.case_id!r} event {e.seq}: ", built only when needed
     if e.source != state.config:
         check.append(f"case {e.case_id!r} event {e.seq}: recorded as leaving "
