@@ -51,9 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION"]
 
-#: What a bulk block says when SQLite itself rolled its transaction back (a full disk).
-_BULK_ENDED = ("The bulk transaction was rolled back by SQLite after an earlier error (such as "
-               "a full disk); nothing of it was stored. Leave the bulk block and start again.")
+#: What a bulk block says once the database failed inside it (a full disk, say).
+_BULK_FAILED = ("A step inside this bulk block failed in the database (such as a full disk); "
+                "nothing of the block is stored. Leave the block and start again.")
 #: The schema this version writes. 1: events, cases, workflows tables with hash chain.
 #: 2: a ``store_meta`` table recording when and by which approvalflow the file was
 #: created or last migrated.
@@ -283,6 +283,7 @@ class Store:
             self._migrate()
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._bulk_depth = 0
+        self._bulk_failed = False
         self._closed = False
 
     @property
@@ -368,24 +369,21 @@ class Store:
 
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[None]:
-        """One IMMEDIATE transaction (or a savepoint inside ``bulk``); all or nothing."""
+        """One IMMEDIATE transaction, all or nothing; inside ``bulk``, part of the bulk's."""
         if self._closed:
             raise StoreError("The store is closed.")
         with _translate(what):
             if self._bulk_depth:
-                if not self._conn.in_transaction:
-                    raise StoreError(_BULK_ENDED)
-                # A savepoint per step: a step that fails half-way and is caught inside
-                # the bulk block leaves nothing of itself behind.
-                self._conn.execute("SAVEPOINT step")
+                if self._bulk_failed or not self._conn.in_transaction:
+                    raise StoreError(_BULK_FAILED)
                 try:
                     yield
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK TO step")
-                        self._conn.execute("RELEASE step")
+                except sqlite3.Error:
+                    # The database failed part-way through a step (our own refusals come
+                    # before any write): the block can no longer be all or nothing, so
+                    # none of it will be stored.
+                    self._bulk_failed = True
                     raise
-                self._conn.execute("RELEASE step")
                 return
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -412,11 +410,14 @@ class Store:
                 yield self
             except BaseException:
                 self._bulk_depth = 0
+                self._bulk_failed = False
                 self._rollback()
                 raise
             self._bulk_depth = 0
-            if not self._conn.in_transaction:
-                raise StoreError(_BULK_ENDED)
+            if self._bulk_failed or not self._conn.in_transaction:
+                self._bulk_failed = False
+                self._rollback()
+                raise StoreError(_BULK_FAILED)
             self._conn.execute("COMMIT")
 
     # -- workflows ----------------------------------------------------------------------
