@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import approvalflow as af
 from approvalflow.demo import SEED_DATA
 
 FLAGSHIP = "boligsocial-helhedsplan"
+
+# No timing in tests: these machines are shared and noisy, so Hypothesis' per-example
+# deadline is off. Under CI the examples are derived from each test, not drawn at random,
+# so a run on CI is the run that was made before submitting; random exploration happens
+# on developers' machines (and with --hypothesis-seed).
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("dev"), derandomize=True,
+                          database=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from tests.strategies import (
 )
 
 HANG = 20  # seconds one input may take before it counts as a hang
-FUZZ = settings(max_examples=150, deadline=None, derandomize=False,
+FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 
