@@ -853,3 +853,15 @@ def test_refused_backdated_fire_still_lists_what_is_allowed(tmp_path) -> None:
     assert result.exit_code == 1
     assert "dates may not go backwards" in result.output
     assert "Allowed now: 3b.approve (by 3b)" in result.output
+
+
+def test_cases_with_an_unknown_state_fails(tmp_path) -> None:
+    """cases --state with a state no workflow has is an error naming the states, exit 1."""
+    db = tmp_path / "c.db"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", str(db), "new", "medfinansiering-restbeloeb", "r",
+                               "--actor", "tmf", "--on", "2022-01-10"]).exit_code == 0
+    result = runner.invoke(cli, ["--db", str(db), "cases", "--state", "nowhere"])
+    assert result.exit_code == 1
+    assert "Error: No workflow of these cases has a state 'nowhere'; states: " in result.output
+    assert "br_decision" in result.output

@@ -298,3 +298,33 @@ def test_bulk_after_a_database_failure_stores_nothing(tmp_path: Path, flagship) 
             store.create_case(flagship, "after", actor="tmf", on="2021-11-01")
         assert store.cases() == []
         assert store.verify().ok
+
+
+def test_events_are_hashable_values(submitted) -> None:
+    """Events can be put in sets and compared; equal events from two loads are equal."""
+    assert len({*submitted.history, *submitted.history}) == 2
+
+
+def test_cases_with_an_unknown_state_is_an_error(store, submitted) -> None:
+    """Filtering by a state no workflow of the store's cases has names the known states."""
+    with pytest.raises(af.InvalidInputError, match="'nowhere'; states: .*'approval'|approval"):
+        store.cases(state="nowhere")
+
+
+def test_a_store_belongs_to_its_thread(store, submitted) -> None:
+    """Using a store from another thread is a clear StoreError, not a corrupted transaction."""
+    import threading
+
+    errors: list[Exception] = []
+
+    def other() -> None:
+        try:
+            store.case("mimerskvarteret")
+        except Exception as e:  # collected and checked below
+            errors.append(e)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and isinstance(errors[0], af.StoreError)
+    assert "thread" in str(errors[0])

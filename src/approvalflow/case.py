@@ -48,7 +48,7 @@ class Event:
     source: frozenset[str]
     target: frozenset[str]
     note: str | None
-    data: Mapping[str, Any]
+    data: Mapping[str, Any] = attrs.field(hash=False)
     workflow: str
     workflow_version: int
     kind: str = "fire"  # "create", "fire" or "expect"

@@ -268,7 +268,7 @@ class Store:
                              f"'approvalflow new' or approvalflow.open_store().")
         with _translate(f"open the database {self.path!r}"):
             self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout,
-                                         check_same_thread=False)
+                                         check_same_thread=True)
             self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             if self.path != ":memory:":
@@ -549,10 +549,12 @@ class Store:
         with _translate("list cases"):
             rows = self._conn.execute(sql, params).fetchall()
         out = []
+        known: set[str] = set()  # the states of the workflows these cases run on
         for r in rows:
             leaves = frozenset(json.loads(r["state"]))
             if state is not None:
                 wf = self.workflow(r["workflow"], r["workflow_version"])
+                known |= wf.states
                 if state not in engine_for(wf).active(leaves):
                     continue
             out.append(CaseSummary(
@@ -560,6 +562,10 @@ class Store:
                 workflow_version=r["workflow_version"], state=leaves, version=r["seq"],
                 last_on=dt.date.fromisoformat(r["last_on"]), is_final=bool(r["is_final"]),
                 updated_at=dt.datetime.fromisoformat(r["updated_at"])))
+        if state is not None and rows and state not in known:
+            raise InvalidInputError(
+                f"No workflow of these cases has a state {state!r}; states: "
+                f"{', '.join(sorted(known))}.")
         return out
 
     def due(self, on: object = None, within_days: int = 14, *, as_of: object = None,
