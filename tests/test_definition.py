@@ -371,3 +371,33 @@ def test_workflow_table_of_the_wrong_type(value: str) -> None:
     text = MINI.replace('[workflow]\nname = "mini"\nversion = 1\ninitial = "a"\n',
                         f"workflow = {value}\n")
     assert "[workflow] must be a table" in refused(text)
+
+
+def test_join_needs_a_final_state_in_every_region() -> None:
+    """A join from a parallel state whose region can never finish is refused."""
+    text = PARALLEL.replace('[states.l2]\nparent = "left"\nfinal = true',
+                            '[states.l2]\nparent = "left"')
+    text += ('\n[[transitions]]\ntrigger = "left.back"\nsource = "l2"\ntarget = "l1"\n'
+             'actors = ["x"]\n')
+    message = refused(text)
+    assert "'finish' leaves 'both' when every region is done, but region 'left' has no " \
+           "final state" in message
+
+
+def test_a_join_is_no_way_out_of_an_unfinished_state() -> None:
+    """A region state whose only exit is the parent's join is a trap."""
+    text = PARALLEL.replace('[[transitions]]\ntrigger = "left.ok"\nsource = "l1"\n'
+                            'target = "l2"\nactors = ["x"]\n', '')
+    text = text.replace('[states.l2]\nparent = "left"\nfinal = true\n', '')
+    text = text.replace('initial = "l1"', 'initial = "l1"\n[states.l1b]\nparent = "left"\n'
+                        'final = true\n', 1)
+    message = refused(text)
+    assert "state 'l1' is not final but has no way out" in message
+
+
+def test_final_state_inside_a_composite_needs_an_exit() -> None:
+    """A final leaf inside a composite that nothing leaves would strand the case."""
+    text = MINI.replace('[states.b]\nlabel = "B"\nfinal = true',
+                        '[states.b]\nlabel = "B"\ninitial = "b1"\n[states.b1]\nparent = "b"\n'
+                        'final = true')
+    assert "state 'b1' is final within 'b', but no transition leaves 'b'" in refused(text)

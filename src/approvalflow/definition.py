@@ -726,13 +726,32 @@ class _Builder:
             self.problem(f"states {_ids(unreachable)} are unreachable from initial state "
                          f"{initial!r}.")
         for sid, d in defs.items():
-            if not d.is_leaf or d.final:
+            if not d.is_leaf:
                 continue
-            lineage = [sid, *self._ancestors(defs, sid)]
-            if not any(s in by_source for s in lineage):
+            ancestors = self._ancestors(defs, sid)
+            if d.final:
+                # A final leaf inside a composite ends only that composite: something must
+                # leave the composite (or a state containing it), or a case stays there.
+                if ancestors and not any(s in by_source for s in ancestors):
+                    self.problem(f"state {sid!r} is final within {ancestors[0]!r}, but no "
+                                 f"transition leaves {ancestors[0]!r} or a state containing "
+                                 f"it: a case that gets there is stuck.")
+                continue
+            # A join waits for every region to finish, so it is no way out of a state
+            # that is not final.
+            if not any(t.source in (sid, *ancestors) and not t.join for t in trans):
                 self.problem(f"state {sid!r} is not final but has no way out (no transition "
-                             f"leaves it or a state containing it); mark it final = true or add "
-                             f"a transition.")
+                             f"leaves it or a state containing it, other than a join that "
+                             f"waits for it to finish); mark it final = true or add a "
+                             f"transition.")
+        for t in trans:
+            if not t.join:
+                continue
+            for region in defs[t.source].children:
+                if not any(defs[leaf].final for leaf in self._leaves(defs, region)):
+                    self.problem(f"{t.trigger!r} leaves {t.source!r} when every region is "
+                                 f"done, but region {region!r} has no final state: it can "
+                                 f"never fire.")
         # One trigger may not have two transitions that can be enabled at once: they would
         # move two regions (or two levels) together.
         by_trigger: dict[str, list[TransitionDef]] = {}
@@ -823,6 +842,16 @@ class _Builder:
                 self.problem(f"{where}: 'after' names {ref.step!r}, which is not a step; "
                              f"steps: {_ids(triggers)}.")
         return goal, target
+
+    @staticmethod
+    def _leaves(defs: dict[str, StateDef], sid: str) -> list[str]:
+        stack, out = [sid], []
+        while stack:
+            d = defs[stack.pop()]
+            if d.is_leaf:
+                out.append(d.id)
+            stack.extend(d.children)
+        return out
 
     @staticmethod
     def _ancestors(defs: dict[str, StateDef], sid: str) -> list[str]:
