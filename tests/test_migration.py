@@ -10,7 +10,7 @@ import pytest
 import sqlite_utils
 
 import approvalflow as af
-from approvalflow.store import _MIGRATIONS, SCHEMA_VERSION
+from approvalflow.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema-1.db"
 
@@ -94,7 +94,7 @@ def test_migration_runs_once(v1_file):
 def test_empty_schema_1_file_built_by_the_v1_migration_is_migrated(db_path):
     """A file made by running only the schema-1 migration opens as a schema-2 store."""
     conn = sqlite3.connect(db_path, isolation_level=None)
-    _MIGRATIONS[0](sqlite_utils.Database(conn))
+    MIGRATIONS[0](sqlite_utils.Database(conn))
     conn.execute("PRAGMA user_version = 1")
     conn.close()
     with af.open_store(db_path) as store:

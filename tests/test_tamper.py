@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import approvalflow as af
-from approvalflow.store import _event_hash
+from approvalflow.store.rows import event_hash
 from tests.conftest import approve_all
 
 LOOP = "medfinansiering-restbeloeb"
@@ -82,7 +82,7 @@ def _rehash_from(conn: sqlite3.Connection, case_id: str, seq: int) -> None:
     prev = rows[seq - 2]["hash"] if seq > 1 else "0" * 64
     for row in rows[seq - 1:]:
         row["prev_hash"] = prev
-        row["hash"] = prev = _event_hash(row)
+        row["hash"] = prev = event_hash(row)
         conn.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE case_id = ? AND seq = ?",
                      (row["prev_hash"], row["hash"], case_id, row["seq"]))
     last = rows[-1]
@@ -141,7 +141,7 @@ def test_inserted_event_is_named(log):
     forged = dict(conn.execute("SELECT * FROM events WHERE case_id = 'restbeloeb' AND seq = 2")
                   .fetchone())
     forged.update(seq=3, note="forged", prev_hash=forged["hash"])
-    forged["hash"] = _event_hash(forged)
+    forged["hash"] = event_hash(forged)
     conn.execute(f"INSERT INTO events ({', '.join(forged)}) VALUES "
                  f"({', '.join('?' * len(forged))})", list(forged.values()))
     problems = _only(_problems(log), "restbeloeb")
@@ -157,7 +157,7 @@ def test_event_appended_behind_the_stores_back_is_named(log):
                              "ORDER BY seq DESC LIMIT 1").fetchone())
     last.update(seq=last["seq"] + 1, trigger="propose", actor="tmf", source=last["target"],
                 target='["tmu_review"]', prev_hash=last["hash"], note="slipped in")
-    last["hash"] = _event_hash(last)
+    last["hash"] = event_hash(last)
     conn.execute(f"INSERT INTO events ({', '.join(last)}) VALUES "
                  f"({', '.join('?' * len(last))})", list(last.values()))
     problems = _only(_problems(log), "restbeloeb")

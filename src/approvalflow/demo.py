@@ -29,8 +29,9 @@ from .definition import load_workflow
 from .engine import engine_for
 from .errors import ApprovalflowError, StoreError
 from .forecast import Forecast, forecast
+from .replay import replay
 from .rules import financing_problems
-from .store import Store, open_store, replay
+from .store import Store, open_store
 
 __all__ = ["CASE_ID", "DEFAULT_DB", "SEED_DATA", "build_demo", "describe", "run_demo"]
 

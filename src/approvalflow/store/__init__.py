@@ -9,7 +9,7 @@
 
 One fire is one ``BEGIN IMMEDIATE`` transaction: expected-version check, event insert,
 current-state update, commit; or rollback and nothing written. sqlite3 errors are
-translated into :class:`~approvalflow.errors.StoreError` in one place, ``_translate``.
+translated into :class:`~approvalflow.errors.StoreError` in one place, ``translate``.
 """
 
 from __future__ import annotations
@@ -19,21 +19,17 @@ import datetime as dt
 import json
 import os
 import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-if TYPE_CHECKING:  # imported when first needed (Store.db): it imports pandas where installed
-    import sqlite_utils
-
-from .canonical import canonical_json, check_data, check_text, sha256_hex, to_date
-from .case import MAX_ID_LENGTH, MAX_NOTE_LENGTH, Case, Event, check_actor
-from .definition import Workflow, load_workflow, loads_workflow
-from .engine import CaseState, Decision, Engine, engine_for
-from .errors import (
+from ..canonical import canonical_json, check_data, check_text, to_date
+from ..case import MAX_ID_LENGTH, Case, Event, check_actor
+from ..definition import Workflow, load_workflow, loads_workflow
+from ..engine import Decision, engine_for
+from ..errors import (
     ApprovalflowError,
     CaseExistsError,
     CaseNotFoundError,
@@ -42,23 +38,32 @@ from .errors import (
     InvalidInputError,
     SchemaVersionError,
     StoreError,
-    TransitionRefusedError,
 )
-from .forecast import DueItem, due_items, sort_due
+from ..forecast import DueItem, due_items, sort_due
+from ..replay import Recorded, replay
+from .rows import (
+    EVENT_COLUMNS,
+    GENESIS,
+    event_hash,
+    json_list,
+    parse_date,
+    row_to_event,
+    selected_hash,
+    state_set,
+    translate,
+    utc_now,
+)
+from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
 
 if TYPE_CHECKING:
     import pandas
+    import sqlite_utils  # imported when first needed (Store.db): it imports pandas
 
-__all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION"]
+__all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION", "replay"]
 
 #: What a bulk block says once the database failed inside it (a full disk, say).
 _BULK_FAILED = ("A step inside this bulk block failed in the database (such as a full disk); "
                 "nothing of the block is stored. Leave the block and start again.")
-#: The schema this version writes. 1: events, cases, workflows tables with hash chain.
-#: 2: a ``store_meta`` table recording when and by which approvalflow the file was
-#: created or last migrated.
-SCHEMA_VERSION = 2
-GENESIS = "0" * 64
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 
 
@@ -95,159 +100,6 @@ class VerifyReport:
         return not self.problems
 
 
-@contextlib.contextmanager
-def _translate(what: str) -> Iterator[None]:
-    """Turn sqlite3's errors into StoreError with a message that says what to do."""
-    try:
-        yield
-    except ApprovalflowError:
-        raise
-    except sqlite3.Error as e:
-        text = str(e)
-        if "full" in text:
-            hint = "the database or the disk is full; free space (or raise max_page_count)"
-        elif "locked" in text or "busy" in text:
-            hint = "another process held the database longer than the busy timeout; retry"
-        elif "not a database" in text or "malformed" in text:
-            hint = "the file is not an approvalflow database, or it is damaged"
-        elif "readonly" in text or "read-only" in text:
-            hint = "the database file or its folder is read-only"
-        elif "append-only" in text:
-            hint = "recorded events are never changed or deleted"
-        else:
-            hint = "nothing was written"
-        raise StoreError(f"Could not {what}: {text} ({hint}).") from e
-
-
-# Hot-path helpers. _canonical is canonical_json without json.dumps' per-call set-up (the
-# same encoder settings, so the same bytes); states and dates repeat across events, so
-# their parsed and printed forms are memoised (immutable values, bounded caches).
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False).encode
-_STATE_TEXT: dict[frozenset[str], str] = {}
-_STATE_SET: dict[str, frozenset[str]] = {}
-_DATES: dict[str, dt.date] = {}
-_MEMO_LIMIT = 10_000
-
-
-def _json_list(states: frozenset[str]) -> str:
-    text = _STATE_TEXT.get(states)
-    if text is None:
-        if len(_STATE_TEXT) > _MEMO_LIMIT:
-            _STATE_TEXT.clear()
-        text = _STATE_TEXT[states] = _canonical(sorted(states))
-    return text
-
-
-def _state_set(text: str) -> frozenset[str]:
-    states = _STATE_SET.get(text)
-    if states is None:
-        if len(_STATE_SET) > _MEMO_LIMIT:
-            _STATE_SET.clear()
-        states = _STATE_SET[text] = frozenset(json.loads(text))
-    return states
-
-
-def _date(text: str) -> dt.date:
-    day = _DATES.get(text)
-    if day is None:
-        if len(_DATES) > _MEMO_LIMIT:
-            _DATES.clear()
-        day = _DATES[text] = dt.date.fromisoformat(text)
-    return day
-
-
-def _selected_hash(row: sqlite3.Row | tuple[Any, ...]) -> str:
-    """:func:`_event_hash` of a row selected as ``SELECT {_EVENT_COLUMNS}`` (the hashed
-    fields are its first 15 columns, in the same order), without a lookup by name."""
-    return sha256_hex(_canonical(row[:15]))  # a tuple encodes as the same JSON array
-
-
-def _event_hash(row: Mapping[str, Any]) -> str:
-    """SHA-256 over the canonical bytes of an event row (everything but the hash itself)."""
-    return sha256_hex(_canonical([
-        row["case_id"], row["seq"], row["kind"], row["trigger"], row["actor"], row["on_date"],
-        row["recorded_at"], row["source"], row["target"], row["note"], row["data"],
-        row["workflow"], row["workflow_version"], row["key"], row["prev_hash"],
-    ]))
-
-
-_EVENT_COLUMNS = ("case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, "
-                  "note, data, workflow, workflow_version, key, prev_hash, hash")
-
-
-def _row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Event:
-    """An Event from a dict row, or from a row selected as ``SELECT {_EVENT_COLUMNS}`` (read
-    by position: a lookup by name on sqlite3.Row scans the column names)."""
-    if isinstance(row, (sqlite3.Row, tuple)):  # noqa: UP038 (faster than a union)
-        (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
-         workflow, workflow_version, key, prev_hash, hash_) = row[:16]
-    else:
-        case_id, seq, kind, trigger, actor = (row["case_id"], row["seq"], row["kind"],
-                                              row["trigger"], row["actor"])
-        on_date, recorded_at, source, target = (row["on_date"], row["recorded_at"],
-                                                row["source"], row["target"])
-        note, data, workflow, workflow_version = (row["note"], row["data"], row["workflow"],
-                                                  row["workflow_version"])
-        key, prev_hash, hash_ = row["key"], row["prev_hash"], row["hash"]
-    return Event(
-        case_id=case_id, seq=seq, trigger=trigger, actor=actor, on=_date(on_date),
-        recorded_at=dt.datetime.fromisoformat(recorded_at), source=_state_set(source),
-        target=_state_set(target), note=note, data={} if data == "{}" else json.loads(data),
-        workflow=workflow, workflow_version=workflow_version, kind=kind, key=key,
-        prev_hash=prev_hash, hash=hash_,
-    )
-
-
-def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
-    db.table("workflows").create({"name": str, "version": int, "digest": str, "source": str,
-                            "stored_at": str}, pk=("name", "version"))
-    db.table("events").create({
-        "case_id": str, "seq": int, "kind": str, "trigger": str, "actor": str, "on_date": str,
-        "recorded_at": str, "source": str, "target": str, "note": str, "data": str,
-        "workflow": str, "workflow_version": int, "key": str, "prev_hash": str, "hash": str,
-    }, pk=("case_id", "seq"), not_null={"kind", "trigger", "actor", "on_date", "recorded_at",
-                                         "source", "target", "data", "workflow",
-                                         "workflow_version", "prev_hash", "hash"})
-    db.execute("CREATE UNIQUE INDEX events_key ON events (case_id, key) WHERE key IS NOT NULL")
-    db.execute("CREATE INDEX events_on ON events (on_date)")
-    db.table("cases").create({
-        "case_id": str, "workflow": str, "workflow_version": int, "state": str, "seq": int,
-        "last_on": str, "head_hash": str, "is_final": int, "created_at": str, "updated_at": str,
-    }, pk="case_id", not_null={"workflow", "workflow_version", "state", "seq", "last_on",
-                               "head_hash", "is_final", "created_at", "updated_at"})
-    db.execute("CREATE INDEX cases_workflow ON cases (workflow)")
-    for op in ("UPDATE", "DELETE"):
-        db.execute(f"CREATE TRIGGER events_no_{op.lower()} BEFORE {op} ON events BEGIN "
-                   f"SELECT RAISE(ABORT, 'events are append-only'); END")
-
-
-def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
-    db.execute("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-
-
-#: migrations[n] brings a database from schema n to n + 1. Every pending migration runs
-#: in one transaction, with the new user_version and the store_meta record.
-_MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
-
-
-def _package_version() -> str:
-    import importlib.metadata  # only when a file is created or migrated: ~7 ms at start-up
-
-    try:
-        return "approvalflow " + importlib.metadata.version("approvalflow")
-    except importlib.metadata.PackageNotFoundError:
-        return "approvalflow (version unknown)"
-
-
-def _record_meta(conn: sqlite3.Connection, *, created: bool, start: int) -> None:
-    now, by = _now().isoformat(), _package_version()
-    rows = ({"created_at": now, "created_by": by} if created else
-            {"migrated_at": now, "migrated_by": by, "migrated_from": str(start)})
-    conn.executemany("INSERT OR REPLACE INTO store_meta (key, value) VALUES (?, ?)",
-                     list(rows.items()))
-
-
 class Store:
     """An event log in one SQLite file. Open it with :func:`open_store`."""
 
@@ -266,13 +118,13 @@ class Store:
         if not create and self.path != ":memory:" and not Path(self.path).is_file():
             raise StoreError(f"There is no database at {self.path!r}; create one with "
                              f"'approvalflow new' or approvalflow.open_store().")
-        with _translate(f"open the database {self.path!r}"):
+        with translate(f"open the database {self.path!r}"):
             self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout,
                                          check_same_thread=True)
             self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             if self.path != ":memory:":
-                mode = _enable_wal(self._conn, timeout)
+                mode = enable_wal(self._conn, timeout)
                 if mode.lower() != "wal":
                     raise StoreError(f"Could not switch {self.path!r} to WAL mode "
                                      f"(it is in {mode!r}).")
@@ -335,10 +187,10 @@ class Store:
                     raise StoreError(f"{self.path!r} holds tables {sorted(tables)} but is not "
                                      f"an approvalflow database; use another file.")
             while current < SCHEMA_VERSION:
-                _MIGRATIONS[current](self.db)
+                MIGRATIONS[current](self.db)
                 current += 1
             if start < SCHEMA_VERSION:
-                _record_meta(self._conn, created=start == 0, start=start)
+                record_meta(self._conn, created=start == 0, start=start)
                 self._conn.execute(f"PRAGMA user_version = {current}")
             self._conn.execute("COMMIT")
         except BaseException:
@@ -349,7 +201,7 @@ class Store:
         if current > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{self.path!r} has schema version {current}, written by a newer approvalflow; "
-                f"this one ({_package_version()}) reads schema versions up to "
+                f"this one ({package_version()}) reads schema versions up to "
                 f"{SCHEMA_VERSION}. Upgrade approvalflow to open it.")
 
     @property
@@ -357,7 +209,7 @@ class Store:
         """What the file records about itself (table ``store_meta``): ``created_at`` and
         ``created_by`` for a file created by schema 2 or later, ``migrated_at``,
         ``migrated_by`` and ``migrated_from`` for one brought up from an older schema."""
-        with _translate("read the store's metadata"):
+        with translate("read the store's metadata"):
             rows = self._conn.execute("SELECT key, value FROM store_meta ORDER BY key")
             return {r["key"]: r["value"] for r in rows}
 
@@ -372,7 +224,7 @@ class Store:
         """One IMMEDIATE transaction, all or nothing; inside ``bulk``, part of the bulk's."""
         if self._closed:
             raise StoreError("The store is closed.")
-        with _translate(what):
+        with translate(what):
             if self._bulk_depth:
                 if self._bulk_failed or not self._conn.in_transaction:
                     raise StoreError(_BULK_FAILED)
@@ -403,7 +255,7 @@ class Store:
             finally:
                 self._bulk_depth -= 1
             return
-        with _translate("run a bulk transaction"):
+        with translate("run a bulk transaction"):
             self._conn.execute("BEGIN IMMEDIATE")
             self._bulk_depth = 1
             try:
@@ -429,7 +281,7 @@ class Store:
             self._conn.execute(
                 "INSERT INTO workflows (name, version, digest, source, stored_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (wf.name, wf.version, wf.digest, wf.source_text, _now().isoformat()))
+                (wf.name, wf.version, wf.digest, wf.source_text, utc_now().isoformat()))
         elif row["digest"] != wf.digest:
             raise DefinitionError(
                 f"Workflow {wf.name!r} version {wf.version} in {self.path!r} has other content "
@@ -441,7 +293,7 @@ class Store:
         found = self._workflows.get((name, version))
         if found is not None:
             return found
-        with _translate("read a workflow"):
+        with translate("read a workflow"):
             row = self._conn.execute("SELECT source FROM workflows WHERE name = ? AND version = ?",
                                      (name, version)).fetchone()
         if row is None:
@@ -458,7 +310,7 @@ class Store:
                     note: str | None = None) -> Case:
         """Start a case in the workflow's initial state; its creation is event 1."""
         wf = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
-        case_id = _check_case_id(case_id)
+        case_id = check_case_id(case_id)
         actor = check_actor(actor)
         if actor not in wf.actors:
             raise InvalidInputError(f"{actor!r} is not an actor of workflow {wf.name!r}; "
@@ -471,12 +323,12 @@ class Store:
         state = engine.initial_state(payload, when)
         event_row = {
             "case_id": case_id, "seq": 1, "kind": "create", "trigger": "create",
-            "actor": actor, "on_date": when.isoformat(), "recorded_at": _now().isoformat(),
-            "source": "[]", "target": _json_list(state.config), "note": note,
+            "actor": actor, "on_date": when.isoformat(), "recorded_at": utc_now().isoformat(),
+            "source": "[]", "target": json_list(state.config), "note": note,
             "data": canonical_json(payload), "workflow": wf.name,
             "workflow_version": wf.version, "key": None, "prev_hash": GENESIS,
         }
-        event_row["hash"] = _event_hash(event_row)
+        event_row["hash"] = event_hash(event_row)
         with self._write(f"create case {case_id!r}"):
             exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
                                         (case_id,)).fetchone()
@@ -491,29 +343,29 @@ class Store:
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
                  event_row["hash"], int(engine.is_final(state.config)),
                  event_row["recorded_at"], event_row["recorded_at"]))
-        event = _row_to_event(event_row)
+        event = row_to_event(event_row)
         return Case(self, wf, case_id, state, (event,))
 
     def _insert_event(self, row: Mapping[str, Any]) -> None:
         self._conn.execute(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
             f"(:case_id, :seq, :kind, :trigger, :actor, :on_date, :recorded_at, :source, "
             f":target, :note, :data, :workflow, :workflow_version, :key, :prev_hash, :hash)",
             row)
 
     def _events(self, case_id: str, as_of: dt.date | None) -> list[sqlite3.Row]:
         if as_of is None:
-            return self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? "
+            return self._conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE case_id = ? "
                                       f"ORDER BY seq", (case_id,)).fetchall()
-        return self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? "
+        return self._conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE case_id = ? "
                                   f"AND on_date <= ? ORDER BY seq",
                                   (case_id, as_of.isoformat())).fetchall()
 
     def case(self, case_id: str, *, as_of: object = None) -> Case:
         """Load a case by replaying its events; ``as_of`` keeps only events dated on or before."""
-        case_id = _check_case_id(case_id)
+        case_id = check_case_id(case_id)
         when = None if as_of is None else to_date(as_of, "as_of")
-        with _translate(f"load case {case_id!r}"):
+        with translate(f"load case {case_id!r}"):
             rows = self._events(case_id, when)
             if not rows and when is not None:
                 exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
@@ -526,7 +378,7 @@ class Store:
                         f"created on {first['on_date'] if first else 'an unknown date'}.")
         if not rows:
             raise CaseNotFoundError(self._not_found(case_id))
-        events = [_row_to_event(r) for r in rows]
+        events = [row_to_event(r) for r in rows]
         wf = self.workflow(events[0].workflow, events[0].workflow_version)
         state = replay(engine_for(wf), events)
         return Case(self, wf, case_id, state, tuple(events), as_of=when)
@@ -546,7 +398,7 @@ class Store:
             sql += " WHERE workflow = ?"
             params.append(workflow)
         sql += " ORDER BY case_id"
-        with _translate("list cases"):
+        with translate("list cases"):
             rows = self._conn.execute(sql, params).fetchall()
         out = []
         known: set[str] = set()  # the states of the workflows these cases run on
@@ -591,7 +443,7 @@ class Store:
             params.append(workflow)
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        with _translate("list the open cases"):
+        with translate("list the open cases"):
             ids = [r[0] for r in self._conn.execute(sql + " ORDER BY case_id", params)]
         items: list[DueItem] = []
         for case_id in ids:
@@ -607,29 +459,29 @@ class Store:
 
     def events(self, case_id: str | None = None) -> Iterator[Event]:
         """Every event (of one case, or of all cases by case and sequence)."""
-        with _translate("read events"):
+        with translate("read events"):
             rows: Iterable[sqlite3.Row]
             if case_id is not None:
                 rows = self._events(case_id, None)
             else:
                 rows = self._conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
+                    f"SELECT {EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
             for r in rows:
-                yield _row_to_event(r)
+                yield row_to_event(r)
 
     def events_frame(self, case_id: str | None = None) -> pandas.DataFrame:
         """:meth:`events` as a pandas DataFrame (needs the ``notebook`` extra)."""
-        from .notebook import events_frame  # pandas is optional, imported when asked
+        from ..notebook import events_frame  # pandas is optional, imported when asked
 
         return events_frame(self.events(case_id))
 
     # -- appending ----------------------------------------------------------------------
 
     def _find_key(self, case: Case, key: str) -> Event | None:
-        with _translate("look up an idempotency key"):
-            row = self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? "
+        with translate("look up an idempotency key"):
+            row = self._conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE case_id = ? "
                                      f"AND key = ?", (case.id, key)).fetchone()
-        return None if row is None else _row_to_event(row)
+        return None if row is None else row_to_event(row)
 
     @staticmethod
     def _check_retry(stored: Event, *, trigger: str, actor: str, on: dt.date,
@@ -651,8 +503,8 @@ class Store:
         row: dict[str, Any] = {
             "case_id": case.id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
             "actor": decision.actor, "on_date": decision.on.isoformat(),
-            "recorded_at": _now().isoformat(), "source": _json_list(case.state),
-            "target": _json_list(decision.target), "note": note, "data": canonical_json(data),
+            "recorded_at": utc_now().isoformat(), "source": json_list(case.state),
+            "target": json_list(decision.target), "note": note, "data": canonical_json(data),
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
         }
         final = int(engine_for(wf).is_final(decision.target))
@@ -663,10 +515,10 @@ class Store:
                        data: dict[str, Any], key: str | None) -> Event:
         """Persist an expectation (kind "expect": no change of state) and advance ``case``."""
         wf = case.definition
-        state = _json_list(case.state)
+        state = json_list(case.state)
         row: dict[str, Any] = {
             "case_id": case.id, "seq": case.version + 1, "kind": "expect", "trigger": "expect",
-            "actor": actor, "on_date": on.isoformat(), "recorded_at": _now().isoformat(),
+            "actor": actor, "on_date": on.isoformat(), "recorded_at": utc_now().isoformat(),
             "source": state, "target": state, "note": note, "data": canonical_json(data),
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
         }
@@ -687,10 +539,10 @@ class Store:
                 raise CaseNotFoundError(self._not_found(case.id))
             if key is not None:
                 stored = self._conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? AND key = ?",
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE case_id = ? AND key = ?",
                     (case.id, key)).fetchone()
                 if stored is not None:
-                    event = _row_to_event(stored)
+                    event = row_to_event(stored)
                     self._check_retry(event, trigger=row["trigger"], actor=row["actor"],
                                       on=dt.date.fromisoformat(row["on_date"]),
                                       note=row["note"], data=data)
@@ -700,14 +552,14 @@ class Store:
                     f"Case {case.id!r} changed since it was read: it is at event {head['seq']}, "
                     f"this copy at {case.version}. Load it again and decide anew.")
             row["prev_hash"] = head["head_hash"]
-            row["hash"] = _event_hash(row)
+            row["hash"] = event_hash(row)
             self._insert_event(row)
             self._conn.execute(
                 "UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
                 "updated_at = ? WHERE case_id = ?",
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
                  case.id))
-        event = _row_to_event(row)
+        event = row_to_event(row)
         case._advance(event)
         return event
 
@@ -732,135 +584,9 @@ class Store:
         TransitionRefusedError naming the record, and nothing of the import is stored.
         Returns the number of events stored.
         """
-        events: list[tuple[Any, ...]] = []
-        new_cases: list[tuple[Any, ...]] = []
-        updates: list[tuple[Any, ...]] = []
-        seen: set[str] = set()  # cases with rows in the buffer (the rest are in the db)
-        registered: set[tuple[str, int]] = set()
-        cur: dict[str, Any] | None = None  # the case being imported
-        count = 0
+        from .importing import import_events
 
-        def close_case() -> None:
-            if cur is None:
-                return
-            final = int(cur["engine"].is_final(cur["state"].config))
-            target = _json_list(cur["state"].config)
-            if cur["new"]:
-                new_cases.append((cur["id"], cur["wf"].name, cur["wf"].version, target,
-                                  cur["seq"], cur["last_on"], cur["hash"], final,
-                                  cur["created_at"], cur["updated_at"]))
-            elif cur["seq"] != cur["loaded_seq"]:
-                updates.append((target, cur["seq"], cur["last_on"], cur["hash"], final,
-                                cur["updated_at"], cur["id"]))
-
-        def flush() -> None:
-            if events:
-                self._conn.executemany(
-                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
-                    f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
-            if new_cases:
-                self._conn.executemany(
-                    "INSERT INTO cases (case_id, workflow, workflow_version, state, seq, "
-                    "last_on, head_hash, is_final, created_at, updated_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?)", new_cases)
-            if updates:
-                self._conn.executemany(
-                    "UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, "
-                    "is_final = ?, updated_at = ? WHERE case_id = ?", updates)
-            events.clear()
-            new_cases.clear()
-            updates.clear()
-            seen.clear()
-            if cur is not None:
-                seen.add(cur["id"])
-
-        with self.bulk(), _translate("import events"):
-            for number, record in enumerate(records, start=1):
-                if not isinstance(record, dict) and not isinstance(record, Mapping):
-                    raise InvalidInputError(f"record {number} is a {type(record).__name__} "
-                                            f"({record!r}); records are mappings.")
-                try:
-                    case_id = record.get("case_id")
-                    if cur is None or case_id != cur["id"]:  # the current one was checked
-                        case_id = _check_case_id(case_id)
-                    trigger = check_text(record.get("trigger"), "trigger",
-                                         max_length=MAX_ID_LENGTH)
-                    actor = check_actor(record.get("actor"))
-                    on = record.get("on")
-                    when = _DATES.get(on) if type(on) is str else None  # a date seen before
-                    if when is None:
-                        when = dt.date.today() if on is None else to_date(on, "on")
-                    payload = dict(check_data(record.get("data")))
-                    note = record.get("note")
-                    if note is not None:
-                        check_text(note, "note", max_length=MAX_NOTE_LENGTH)
-                    wf: Any = record.get("workflow")
-                    if trigger == "create" and not isinstance(wf, Workflow | str | os.PathLike):
-                        raise InvalidInputError(f"a creation needs a 'workflow' (a Workflow, "
-                                                f"a bundled name or a path), not {wf!r}.")
-                except InvalidInputError as e:
-                    raise InvalidInputError(f"record {number}: {e}") from e
-                at = _now().isoformat()
-                if trigger == "create":
-                    close_case()
-                    wf = wf if isinstance(wf, Workflow) else load_workflow(wf)
-                    if actor not in wf.actors:
-                        raise InvalidInputError(
-                            f"record {number}: {actor!r} is not an actor of workflow "
-                            f"{wf.name!r}; actors: {', '.join(sorted(wf.actors))}.")
-                    if case_id in seen or self._conn.execute(
-                            "SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
-                        raise CaseExistsError(f"record {number}: case {case_id!r} already "
-                                              f"exists in {self.path!r}.")
-                    if (wf.name, wf.version) not in registered:
-                        self._register_workflow(wf)
-                        registered.add((wf.name, wf.version))
-                    engine = engine_for(wf)
-                    state = engine.initial_state(payload, when)
-                    row = (case_id, 1, "create", "create", actor, when.isoformat(), at, "[]",
-                           _json_list(state.config), note, _canonical(payload), wf.name,
-                           wf.version, None, GENESIS)
-                    cur = {"id": case_id, "wf": wf, "engine": engine, "state": state,
-                           "new": True, "created_at": at, "loaded_seq": 0}
-                    seen.add(case_id)
-                else:
-                    if cur is None or cur["id"] != case_id:
-                        close_case()
-                        if case_id in seen:
-                            flush()
-                        case = self.case(case_id)
-                        cur = {"id": case_id, "wf": case.definition,
-                               "engine": engine_for(case.definition),
-                               "state": case.engine_state, "new": False,
-                               "hash": case.history[-1].hash, "loaded_seq": case.version}
-                        seen.add(case_id)
-                    state, engine = cur["state"], cur["engine"]
-                    decision = engine.evaluate(state, trigger, actor=actor, on=when,
-                                               data=payload, case_id=case_id)
-                    if decision.reasons:
-                        raise TransitionRefusedError(
-                            f"Can't import record {number}, {trigger!r} on case {case_id!r} "
-                            f"by {actor!r}: " + "; ".join(decision.reasons) + ".",
-                            list(decision.reasons))
-                    wf, seq = cur["wf"], state.version + 1
-                    text = _canonical(payload) if payload else "{}"
-                    row = (case_id, seq, "fire", trigger, actor, when.isoformat(), at,
-                           _json_list(state.config), _json_list(decision.target), note, text,
-                           wf.name, wf.version, None, cur["hash"])
-                    cur["state"] = engine.apply(
-                        state, trigger=trigger, actor=actor, on=when, seq=seq,
-                        target=decision.target, data=json.loads(text) if payload else {})
-                digest = sha256_hex(_canonical(row))  # a tuple encodes as the same JSON array
-                events.append((*row, digest))
-                cur.update(hash=digest, seq=row[1], last_on=row[5], updated_at=at)
-                count += 1
-                if len(events) >= 2000:
-                    close_case()  # its row goes with this batch, and is updated when it ends
-                    flush()
-                    cur["new"], cur["loaded_seq"] = False, cur["seq"]
-            close_case()
-            flush()
-        return count
+        return import_events(self, records)
 
     # -- verification -------------------------------------------------------------------
 
@@ -870,7 +596,7 @@ class Store:
         Export this somewhere the database's writers can't reach; ``verify(heads=...)``
         later proves that no recorded event was rewritten since.
         """
-        with _translate("read the head hashes"):
+        with translate("read the head hashes"):
             rows = self._conn.execute("SELECT case_id, seq, head_hash FROM cases "
                                       "ORDER BY case_id").fetchall()
         return {r["case_id"]: {"seq": r["seq"], "hash": r["head_hash"]} for r in rows}
@@ -886,11 +612,11 @@ class Store:
         if heads is not None:
             problems.extend(self._verify_heads(heads))
         n_cases = n_events = 0
-        with _translate("verify the log"):
+        with translate("verify the log"):
             heads = {r["case_id"]: r for r in self._conn.execute("SELECT * FROM cases")}
             cursor = self._conn.cursor()
             cursor.row_factory = None  # plain tuples: the rows are read by position
-            rows = cursor.execute(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
+            rows = cursor.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
             current: str | None = None
             batch: list[tuple[Any, ...]] = []
             seen: set[str] = set()
@@ -936,7 +662,7 @@ class Store:
         last_on: str | None = None
         where = f"case {case_id!r}"
         for expected_seq, r in enumerate(rows, start=1):
-            # by position, as selected with _EVENT_COLUMNS: seq 1, on_date 5, prev_hash 14, hash 15
+            # by position, as selected with EVENT_COLUMNS: seq 1, on_date 5, prev_hash 14, hash 15
             seq, on_date, prev, digest = r[1], r[5], r[14], r[15]
             if seq != expected_seq:
                 problems.append(f"{where} event {seq}: expected sequence number {expected_seq} "
@@ -946,7 +672,7 @@ class Store:
                 problems.append(f"{where} event {seq}: its previous-hash does not match event "
                                 f"{expected_seq - 1}'s hash (an event before it was changed, "
                                 f"removed or reordered)")
-            if _selected_hash(r) != digest:
+            if selected_hash(r) != digest:
                 problems.append(f"{where} event {seq}: its content does not match its hash "
                                 f"(it was edited)")
             if last_on is not None and on_date < last_on:
@@ -955,8 +681,8 @@ class Store:
             prev_hash, last_on = digest, on_date
         try:
             # Replay needs no timestamps, notes or Event objects: lean records are enough.
-            steps = [_Recorded(r[0], r[1], r[2], r[3], r[4], _date(r[5]), _state_set(r[7]),
-                               _state_set(r[8]), {} if r[10] == "{}" else json.loads(r[10]))
+            steps = [Recorded(r[0], r[1], r[2], r[3], r[4], parse_date(r[5]), state_set(r[7]),
+                               state_set(r[8]), {} if r[10] == "{}" else json.loads(r[10]))
                      for r in rows]
             wf = self.workflow(rows[0][11], rows[0][12])
             state = replay(engine_for(wf), steps, check=problems)
@@ -980,86 +706,7 @@ class Store:
         return problems
 
 
-class _Recorded(NamedTuple):
-    """What replay reads of an event; an :class:`Event` has the same attributes."""
-
-    case_id: str
-    seq: int
-    kind: str
-    trigger: str
-    actor: str
-    on: dt.date
-    source: frozenset[str]
-    target: frozenset[str]
-    data: Mapping[str, Any]
-
-
-def replay(engine: Engine, events: Sequence[Event] | Sequence[_Recorded], *,
-           check: list[str] | None = None) -> CaseState:
-    """Rebuild a case's state from its events. With ``check``, also re-derive each step
-    from the definition and append every disagreement to ``check``."""
-    first = events[0]
-    if first.kind != "create":
-        raise StoreError(f"case {first.case_id!r}: its first event is {first.trigger!r}, "
-                         f"not its creation")
-    state = engine.initial_state(first.data, first.on)
-    if check is not None and first.target != state.config:
-        check.append(f"case {first.case_id!r} event 1: created in {sorted(first.target)}, "
-                     f"the workflow starts in {sorted(state.config)}")
-    for e in events[1:]:
-        if check is not None and e.kind == "fire":
-            _check_step(engine, state, e, check)
-        if e.kind == "fire":
-            state = engine.apply(state, trigger=e.trigger, actor=e.actor, on=e.on, seq=e.seq,
-                                 target=e.target, data=e.data)
-        else:
-            state = attrs.evolve(state, version=e.seq, last_on=e.on)
-    return state
-
-
-def _check_step(engine: Engine, state: CaseState, e: Event | _Recorded,
-                check: list[str]) -> None:
-    # each message starts f"case {e.case_id!r} event {e.seq}: ", built only when needed
-    if e.source != state.config:
-        check.append(f"case {e.case_id!r} event {e.seq}: recorded as leaving "
-                     f"{sorted(e.source)}, but the case was in {sorted(state.config)}")
-        return
-    t = engine.enabled_transition(state.config, e.trigger)
-    if t is None:
-        check.append(f"case {e.case_id!r} event {e.seq}: {e.trigger!r} is not a step the "
-                     f"workflow allows from {sorted(state.config)}")
-        return
-    if e.actor not in t.actors:
-        check.append(f"case {e.case_id!r} event {e.seq}: {e.actor!r} may not take {e.trigger!r}")
-    moves = True
-    if t.vote:
-        moves = engine._ballot_moves(engine.workflow.votes[t.vote], t, state, e.actor)
-    expected = engine.step(state.config, e.trigger) if moves else state.config
-    if e.target != expected:
-        check.append(f"case {e.case_id!r} event {e.seq}: recorded as moving to "
-                     f"{sorted(e.target)}, the workflow moves {e.trigger!r} to "
-                     f"{sorted(expected)}")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _enable_wal(conn: sqlite3.Connection, timeout: float) -> str:
-    """Switch to WAL and return the journal mode. SQLite answers "database is locked" at
-    once, without its busy handler, while another process is switching the same new
-    file; so retry here until ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _check_case_id(case_id: object) -> str:
+def check_case_id(case_id: object) -> str:
     text = check_text(case_id, "case id", max_length=MAX_ID_LENGTH)
     if not text.strip():
         raise InvalidInputError("case id must not be empty.")

@@ -1,0 +1,129 @@
+"""How an event is stored: its columns, its canonical bytes and hash, and back to an Event.
+
+Also the one place where sqlite3's errors become :class:`~approvalflow.errors.StoreError`
+(:func:`translate`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..canonical import sha256_hex
+from ..case import Event
+from ..errors import ApprovalflowError, StoreError
+
+#: The previous-hash of a case's first event.
+GENESIS = "0" * 64
+
+
+@contextlib.contextmanager
+def translate(what: str) -> Iterator[None]:
+    """Turn sqlite3's errors into StoreError with a message that says what to do."""
+    try:
+        yield
+    except ApprovalflowError:
+        raise
+    except sqlite3.Error as e:
+        text = str(e)
+        if "full" in text:
+            hint = "the database or the disk is full; free space (or raise max_page_count)"
+        elif "locked" in text or "busy" in text:
+            hint = "another process held the database longer than the busy timeout; retry"
+        elif "not a database" in text or "malformed" in text:
+            hint = "the file is not an approvalflow database, or it is damaged"
+        elif "readonly" in text or "read-only" in text:
+            hint = "the database file or its folder is read-only"
+        elif "append-only" in text:
+            hint = "recorded events are never changed or deleted"
+        else:
+            hint = "nothing was written"
+        raise StoreError(f"Could not {what}: {text} ({hint}).") from e
+
+
+# Hot-path helpers. encode is canonical_json without json.dumps' per-call set-up (the
+# same encoder settings, so the same bytes); states and dates repeat across events, so
+# their parsed and printed forms are memoised (immutable values, bounded caches).
+encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode
+STATE_TEXT: dict[frozenset[str], str] = {}
+STATE_SET: dict[str, frozenset[str]] = {}
+DATES: dict[str, dt.date] = {}
+MEMO_LIMIT = 10_000
+
+
+def json_list(states: frozenset[str]) -> str:
+    text = STATE_TEXT.get(states)
+    if text is None:
+        if len(STATE_TEXT) > MEMO_LIMIT:
+            STATE_TEXT.clear()
+        text = STATE_TEXT[states] = encode(sorted(states))
+    return text
+
+
+def state_set(text: str) -> frozenset[str]:
+    states = STATE_SET.get(text)
+    if states is None:
+        if len(STATE_SET) > MEMO_LIMIT:
+            STATE_SET.clear()
+        states = STATE_SET[text] = frozenset(json.loads(text))
+    return states
+
+
+def parse_date(text: str) -> dt.date:
+    day = DATES.get(text)
+    if day is None:
+        if len(DATES) > MEMO_LIMIT:
+            DATES.clear()
+        day = DATES[text] = dt.date.fromisoformat(text)
+    return day
+
+
+def selected_hash(row: sqlite3.Row | tuple[Any, ...]) -> str:
+    """:func:`event_hash` of a row selected as ``SELECT {EVENT_COLUMNS}`` (the hashed
+    fields are its first 15 columns, in the same order), without a lookup by name."""
+    return sha256_hex(encode(row[:15]))  # a tuple encodes as the same JSON array
+
+
+def event_hash(row: Mapping[str, Any]) -> str:
+    """SHA-256 over the canonical bytes of an event row (everything but the hash itself)."""
+    return sha256_hex(encode([
+        row["case_id"], row["seq"], row["kind"], row["trigger"], row["actor"], row["on_date"],
+        row["recorded_at"], row["source"], row["target"], row["note"], row["data"],
+        row["workflow"], row["workflow_version"], row["key"], row["prev_hash"],
+    ]))
+
+
+EVENT_COLUMNS = ("case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, "
+                  "note, data, workflow, workflow_version, key, prev_hash, hash")
+
+
+def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Event:
+    """An Event from a dict row, or from a row selected as ``SELECT {EVENT_COLUMNS}`` (read
+    by position: a lookup by name on sqlite3.Row scans the column names)."""
+    if isinstance(row, (sqlite3.Row, tuple)):  # noqa: UP038 (faster than a union)
+        (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
+         workflow, workflow_version, key, prev_hash, hash_) = row[:16]
+    else:
+        case_id, seq, kind, trigger, actor = (row["case_id"], row["seq"], row["kind"],
+                                              row["trigger"], row["actor"])
+        on_date, recorded_at, source, target = (row["on_date"], row["recorded_at"],
+                                                row["source"], row["target"])
+        note, data, workflow, workflow_version = (row["note"], row["data"], row["workflow"],
+                                                  row["workflow_version"])
+        key, prev_hash, hash_ = row["key"], row["prev_hash"], row["hash"]
+    return Event(
+        case_id=case_id, seq=seq, trigger=trigger, actor=actor, on=parse_date(on_date),
+        recorded_at=dt.datetime.fromisoformat(recorded_at), source=state_set(source),
+        target=state_set(target), note=note, data={} if data == "{}" else json.loads(data),
+        workflow=workflow, workflow_version=workflow_version, kind=kind, key=key,
+        prev_hash=prev_hash, hash=hash_,
+    )
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
