@@ -435,7 +435,7 @@ def test_show_is_readable_at_80_columns(runner: CliRunner, case_db: Path) -> Non
         "    decided by tmu on 2021-12-06 (tmu.approve, event 4)",
         "    Afventer 3B's afdelingsmøde [3b_pending]",
         "    awaited: 3b (3b.approve, 3b.reject)",
-        "  2021-12-06  aab (AAB's afdelingsmøde): aab.approve",
+        "  2021-12-06  aab (AAB's afdelingsmøde): aab.approve (exact date unknown)",
         "Awaited on 2021-12-07",
         "  vibo_afd_4 (VIBO, afdeling 4's afdelingsmøde)",
         "  VIBO-afdelingernes afdelingsmøder [vibo]: 0 yes of 4 needed",
@@ -494,7 +494,7 @@ def test_show_json_is_the_documented_object(runner: CliRunner, case_db: Path) ->
                          "state": "tmu_approved", "state_label": "Godkendt af udvalget",
                          "done": True,
                          "entered_by": {"seq": 4, "trigger": "tmu.approve", "actor": "tmu",
-                                        "on": "2021-12-06"},
+                                        "on": "2021-12-06", "date_known": True},
                          "awaiting": {}, "actor_labels": {}}
     assert doc["regions"][2]["awaiting"] == {"3b": ["3b.approve", "3b.reject"]}
     assert [d["trigger"] for d in doc["decided"]] == ["submit", "aab.approve", "tmu.approve"]

@@ -23,6 +23,8 @@ def test_demo_records_only_known_facts(tmp_path: Path) -> None:
         assert tmu.on.isoformat() == "2021-12-06"
         aab = next(e for e in case.history if e.trigger == "aab.approve")
         assert aab.data["dates"]["aab.approve"]["decided_on"] == "unknown"
+        assert not aab.date_known and aab.on_text == "by 2021-12-06 (date unknown)"
+        assert tmu.date_known and tmu.on_text == "2021-12-06"
         assert not any(e.trigger.startswith(("3b.", "vibo.", "lbf.")) for e in case.history)
         assert case._store.verify().ok
     finally:

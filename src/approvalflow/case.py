@@ -57,6 +57,22 @@ class Event:
     hash: str = attrs.field(default="", repr=False)
 
     @property
+    def date_known(self) -> bool:
+        """False when the step's own date is unknown and ``on`` is only the latest date it
+        is known by: recorded as ``data={"dates": {trigger: {"decided_on": "unknown"}}}``."""
+        dates = self.data.get("dates")
+        if not isinstance(dates, Mapping):
+            return True
+        mine = dates.get(self.trigger)
+        return not (isinstance(mine, Mapping) and mine.get("decided_on") == "unknown")
+
+    @property
+    def on_text(self) -> str:
+        """``on`` as ISO text, or 'by YYYY-MM-DD (date unknown)' when the date is unknown."""
+        day = self.on.isoformat()
+        return day if self.date_known else f"by {day} (date unknown)"
+
+    @property
     def moved(self) -> bool:
         """True when the event changed the case's state (a recorded ballot may not)."""
         return self.source != self.target

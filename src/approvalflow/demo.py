@@ -157,10 +157,8 @@ def describe(case: Case, *, width: int = 80) -> str:
     for region in case.regions(on=last):
         event = entered_by.get(region.state)
         if region.done and event is not None:
-            when = event.on.isoformat()
-            dates = event.data.get("dates", {}).get(event.trigger, {})
-            if dates.get("decided_on") == "unknown":
-                when = f"date unknown, known by {dates.get('known_by')}"
+            when = event.on.isoformat() if event.date_known else \
+                f"date unknown, known by {event.on.isoformat()}"
             status = f"{wf.actors[event.actor]} ({event.trigger}, {when})"
         else:
             who = sorted(a for a, ts in region.awaiting.items() if not set(ts) <= _SIDE_STEPS)

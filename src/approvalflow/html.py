@@ -243,7 +243,7 @@ def history_html(events: Sequence[Event], workflow: Workflow | None = None) -> s
         if e.data:
             text = json.dumps(dict(e.data), ensure_ascii=False, sort_keys=True)
             data = f'<div style="{_MUTED}margin-top:2px;">data: {_code(text)}</div>'
-        rows.append([_e(e.seq), _e(e.on.isoformat()),
+        rows.append([_e(e.seq), _e(e.on_text),
                      _code(e.trigger) + ("" if e.moved or e.kind != "fire"
                                          else f' <span style="{_MUTED}">(ballot)</span>'),
                      who, _states(workflow, e.target - e.source),

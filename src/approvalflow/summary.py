@@ -141,7 +141,8 @@ def _head_lines(doc: dict[str, Any]) -> list[str]:
 def _event_ref(e: Event | None) -> dict[str, Any] | None:
     if e is None:
         return None
-    return {"seq": e.seq, "trigger": e.trigger, "actor": e.actor, "on": e.on.isoformat()}
+    return {"seq": e.seq, "trigger": e.trigger, "actor": e.actor, "on": e.on.isoformat(),
+            "date_known": e.date_known}
 
 
 def _build_regions(ctx: SummaryContext) -> list[dict[str, Any]]:
@@ -175,7 +176,9 @@ def _region_lines(regions: list[dict[str, Any]], doc: dict[str, Any]) -> list[st
                        4, 6)
         by = r["entered_by"]
         if by and r["done"]:
-            lines += wrap(f"decided by {by['actor']} on {by['on']} ({by['trigger']}, event "
+            when = (f"on {by['on']}" if by["date_known"]
+                    else f"on an unknown date, by {by['on']}")
+            lines += wrap(f"decided by {by['actor']} {when} ({by['trigger']}, event "
                            f"{by['seq']})", 4, 6)
         elif by:
             lines += wrap(f"since {by['on']} ({by['trigger']} by {by['actor']}, event "
@@ -187,9 +190,9 @@ def _region_lines(regions: list[dict[str, Any]], doc: dict[str, Any]) -> list[st
 
 def _build_decided(ctx: SummaryContext) -> list[dict[str, Any]]:
     wf = ctx.case.definition
-    return [{"seq": e.seq, "on": e.on.isoformat(), "actor": e.actor,
-             "actor_label": wf.actors.get(e.actor, e.actor), "trigger": e.trigger,
-             "moved": e.moved} for e in ctx.case.decisions()]
+    return [{"seq": e.seq, "on": e.on.isoformat(), "date_known": e.date_known,
+             "actor": e.actor, "actor_label": wf.actors.get(e.actor, e.actor),
+             "trigger": e.trigger, "moved": e.moved} for e in ctx.case.decisions()]
 
 
 def _decided_lines(decided: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
@@ -197,7 +200,9 @@ def _decided_lines(decided: list[dict[str, Any]], doc: dict[str, Any]) -> list[s
     if not decided:
         return lines + ["  nobody yet"]
     for d in decided:
-        lines += wrap(f"{d['on']}  {d['actor']} ({d['actor_label']}): {d['trigger']}", 2, 14)
+        unknown = "" if d["date_known"] else " (exact date unknown)"
+        lines += wrap(f"{d['on']}  {d['actor']} ({d['actor_label']}): {d['trigger']}{unknown}",
+                      2, 14)
     return lines
 
 
