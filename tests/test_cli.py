@@ -264,7 +264,7 @@ def test_dates_must_be_iso_days(runner: CliRunner, case_db: Path, value: str) ->
 
 @pytest.mark.parametrize(("data", "expected"), [
     ("{bad", "the value is not valid JSON"),
-    ("[1, 2]", "the value is JSON list, not an object"),
+    ("[1, 2]", "the value is a JSON list, not an object"),
     ('{"a": NaN}', "NaN is not a JSON value"),
     ("@/nonexistent/data.json", "can't read the file '/nonexistent/data.json'"),
     ("[" * 100_000, "nested too deeply"),
@@ -670,7 +670,7 @@ def test_heads_and_verify_heads(runner: CliRunner, case_db: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize(("content", "expected"), [
-    ("[1]", "holds JSON list"),
+    ("[1]", "holds a JSON list"),
     ("{nope", "is not a JSON file written by 'approvalflow heads'"),
     (None, "can't read"),
 ])

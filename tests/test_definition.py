@@ -401,3 +401,38 @@ def test_final_state_inside_a_composite_needs_an_exit() -> None:
                         '[states.b]\nlabel = "B"\ninitial = "b1"\n[states.b1]\nparent = "b"\n'
                         'final = true')
     assert "state 'b1' is final within 'b', but no transition leaves 'b'" in refused(text)
+
+
+def test_a_workflow_needs_an_end() -> None:
+    """A workflow with no top-level final state is refused: a case could never end."""
+    text = MINI.replace('final = true', '') + (
+        '\n[[transitions]]\ntrigger = "back"\nsource = "b"\ntarget = "a"\nactors = ["y"]\n')
+    assert "no top-level state is final: a case could never end" in refused(text)
+
+
+def test_a_loop_with_no_exit_is_refused() -> None:
+    """States that can only go round in a circle, never to a final state, are refused."""
+    text = MINI + """
+[states.c]
+[states.d]
+
+[[transitions]]
+trigger = "detour"
+source = "a"
+target = "c"
+actors = ["x"]
+
+[[transitions]]
+trigger = "round"
+source = "c"
+target = "d"
+actors = ["x"]
+
+[[transitions]]
+trigger = "again"
+source = "d"
+target = "c"
+actors = ["x"]
+"""
+    assert "from states ['c', 'd'] no chain of steps leads to a final top-level state" \
+        in refused(text)

@@ -234,3 +234,68 @@ def test_entered_by_names_who_decided(submitted) -> None:
     entered = submitted.entered_by()
     assert entered["tmu_approved"].actor == "tmu" and entered["tmu_approved"].seq == 3
     assert entered["aab_pending"].trigger == "submit"
+
+
+def test_the_last_voter_cannot_withdraw(submitted) -> None:
+    """Withdrawing may not leave an empty vote (which would pass with no yes): vote no instead."""
+    case = submitted
+    for n in (1, 2, 3):
+        case.fire("vibo.withdraw", actor=f"vibo_afd_{n}", on="2021-11-03")
+    [reason] = case.why_not("vibo.withdraw", actor="vibo_afd_4", on="2021-11-03")
+    assert "can't withdraw from the vote 'vibo'" in reason and "vote no instead" in reason
+    assert "vibo.withdraw" not in case.allowed(actor="vibo_afd_4", on="2021-11-03")
+    case.fire("vibo.reject", actor="vibo_afd_4", on="2021-11-04")
+    assert "vibo_rejected" in case.state
+    case.fire("vibo.withdraw_all", actor="vibo_board", on="2021-11-05")
+    assert "vibo_withdrawn" in case.state
+
+
+def test_a_withdrawal_may_not_make_a_k_of_n_vote_impossible() -> None:
+    """With need = 2 of 3, after one withdrawal a second is refused: 1 voter can't give 2 yes."""
+    text = PARALLEL.replace('[[transitions]]\ntrigger = "right.no"', '''[[transitions]]
+trigger = "right.leave"
+source = "r1"
+target = "r2"
+vote = "panel"
+ballot = "withdraw"
+
+[[transitions]]
+trigger = "right.no"''')
+    wf = load(text)
+    with af.open_store(":memory:") as store:
+        case = store.create_case(wf, "c", actor="x", on="2024-01-01")
+        case.fire("begin", actor="x", on="2024-01-01")
+        assert not case.fire("right.leave", actor="v1", on="2024-01-02").moved
+        [reason] = case.why_not("right.leave", actor="v2", on="2024-01-02")
+        assert "leave 1 voter(s) where 2 yes-vote(s) are needed" in reason
+
+
+def test_a_guard_returning_none_refuses() -> None:
+    """A guard that forgot its return value refuses the step rather than letting it through."""
+    from approvalflow.guards import GuardContext, run_guard
+
+    ctx = GuardContext(case_id="c", trigger="t", actor="a", on=dt.date(2024, 1, 1), data={},
+                       state=frozenset(), workflow="w")
+    [reason] = run_guard("forgetful", lambda c: None, ctx)
+    assert "returned None" in reason
+    assert run_guard("fine", lambda c: True, ctx) == []
+    assert run_guard("listed", lambda c: [], ctx) == []
+
+
+def test_a_guard_name_is_not_silently_taken_over() -> None:
+    """Registering a different function under a taken guard name is an error."""
+
+    @af.guard("only_once")
+    def first(ctx: af.GuardContext) -> bool:
+        return True
+
+    try:
+        with pytest.raises(af.ApprovalflowError, match="already registered"):
+
+            @af.guard("only_once")
+            def second(ctx: af.GuardContext) -> bool:
+                return False
+
+        af.guard("only_once")(first)  # the same function again is fine (a reloaded module)
+    finally:
+        unregister_guard("only_once")

@@ -9,7 +9,7 @@ nothing.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -112,6 +112,12 @@ class _Appender(Protocol):
 
     def _check_retry(self, stored: Event, *, trigger: str, actor: str, on: dt.date,
                      note: str | None, data: Mapping[str, Any]) -> None: ...
+
+
+def reasons_text(reasons: Sequence[str]) -> str:
+    """Reasons joined into one sentence, ending with exactly one full stop."""
+    text = "; ".join(reasons)
+    return text if text.endswith(".") else text + "."
 
 
 def check_actor(actor: object) -> str:
@@ -357,7 +363,7 @@ class Case:
         if decision.reasons:
             raise TransitionRefusedError(
                 f"Can't fire {trigger!r} on case {self._id!r} by {actor!r}: "
-                + "; ".join(decision.reasons) + ".", list(decision.reasons))
+                + reasons_text(decision.reasons), list(decision.reasons))
         if self._store is None:
             raise TransitionRefusedError("This case is not attached to a store.",
                                          ["the case is not attached to a store"])
@@ -409,7 +415,7 @@ class Case:
         if reasons:
             raise TransitionRefusedError(
                 f"Can't record when {step!r} is expected on case {self._id!r}: "
-                + "; ".join(reasons) + ".", reasons)
+                + reasons_text(reasons), reasons)
         body: dict[str, Any] = {"step": step, "on": expected.isoformat(), "given": given}
         if voter is not None:
             body["voter"] = voter

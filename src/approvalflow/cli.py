@@ -144,7 +144,7 @@ class JsonObject(click.ParamType):  # type: ignore[type-arg]
                           param, ctx)
         data = _parse_json(text, what, self, param, ctx)
         if not isinstance(data, dict):
-            self.fail(f"{what} is JSON {type(data).__name__}, not an object; give an object "
+            self.fail(f"{what} is a JSON {type(data).__name__}, not an object; give an object "
                       f"such as '{{\"decided_on\": \"2021-12-06\"}}'.", param, ctx)
         return data
 
@@ -527,7 +527,7 @@ def _read_heads(path: str) -> dict[str, Any]:
         raise click.BadParameter(f"{path!r} is not a JSON file written by "
                                  f"'approvalflow heads': {e}.", param_hint="'--heads'") from e
     if not isinstance(value, dict):
-        raise click.BadParameter(f"{path!r} holds JSON {type(value).__name__}; "
+        raise click.BadParameter(f"{path!r} holds a JSON {type(value).__name__}; "
                                  f"'approvalflow heads' writes an object "
                                  f"{{case_id: {{\"seq\": n, \"hash\": h}}}}.",
                                  param_hint="'--heads'")

@@ -371,7 +371,8 @@ class _Builder:
                              f"{', '.join(sorted(allowed))}.")
                 continue
             kind = allowed[key]
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
                 names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple)
                                                           else (kind,)))
                 self.problem(f"{where}.{key} must be {names}, not "
@@ -415,7 +416,7 @@ class _Builder:
                 if key not in head and key not in doc["workflow"]:
                     self.problem(f"[workflow] needs {key!r}.")
         name = head.get("name", "")
-        if name:
+        if "name" in head:
             self._id("[workflow].name", name)
         version = head.get("version", 0)
         if "version" in head and version < 1:
@@ -744,6 +745,7 @@ class _Builder:
                              f"leaves it or a state containing it, other than a join that "
                              f"waits for it to finish); mark it final = true or add a "
                              f"transition.")
+        self._check_can_end(defs, trans, reached)
         for t in trans:
             if not t.join:
                 continue
@@ -842,6 +844,47 @@ class _Builder:
                 self.problem(f"{where}: 'after' names {ref.step!r}, which is not a step; "
                              f"steps: {_ids(triggers)}.")
         return goal, target
+
+    def _check_can_end(self, defs: dict[str, StateDef], trans: list[TransitionDef],
+                       reached: set[str]) -> None:
+        """From every reachable leaf, some chain of steps must lead to a top-level final state:
+        a loop with no exit, or a workflow with no end, would keep a case open forever."""
+        ends = {s for s, d in defs.items() if d.final and d.parent is None}
+        if not ends:
+            self.problem("no top-level state is final: a case could never end; mark the "
+                         "states where it ends final = true.")
+            return
+        leaves = [s for s, d in defs.items() if d.is_leaf]
+        lineage = {s: {s, *self._ancestors(defs, s)} for s in leaves}
+        successors: dict[str, set[str]] = {s: set() for s in leaves}
+        for t in trans:
+            entered = self._entered_leaves(defs, t.target)
+            for leaf in leaves:
+                # a join fires from a final leaf of each region; any other step from any
+                # leaf at or below its source
+                if t.source in lineage[leaf] and (not t.join or defs[leaf].final):
+                    successors[leaf] |= entered
+        can_end = set(ends)
+        changed = True
+        while changed:
+            changed = False
+            for leaf in leaves:
+                if leaf not in can_end and successors[leaf] & can_end:
+                    can_end.add(leaf)
+                    changed = True
+        stuck = sorted(s for s in leaves if s in reached and s not in can_end)
+        if stuck:
+            self.problem(f"from states {_ids(stuck)} no chain of steps leads to a final "
+                         f"top-level state: a case there could never end.")
+
+    def _entered_leaves(self, defs: dict[str, StateDef], sid: str) -> set[str]:
+        """The leaves that become active when ``sid`` is entered."""
+        d = defs[sid]
+        if d.kind == "atomic":
+            return {sid}
+        if d.kind == "parallel":
+            return set().union(*(self._entered_leaves(defs, r) for r in d.children))
+        return self._entered_leaves(defs, d.initial) if d.initial else set()
 
     @staticmethod
     def _leaves(defs: dict[str, StateDef], sid: str) -> list[str]:

@@ -260,6 +260,16 @@ class Engine:
             elif cast is not None:
                 reasons.append(f"{actor!r} has already voted {cast!r} in the vote {vg.id!r}; "
                                f"each voter votes once")
+            elif t.ballot == "withdraw":
+                # A withdrawal may not leave a vote that can no longer pass (nor an empty
+                # one, which would pass with no one having said yes): vote no instead.
+                gone = state.withdrawn.get(vg.id, frozenset()) | {actor}
+                remaining = sum(1 for v in vg.voters if v not in gone)
+                needed = vg.required(remaining)
+                if remaining == 0 or needed > remaining:
+                    reasons.append(f"{actor!r} can't withdraw from the vote {vg.id!r}: it would "
+                                   f"leave {remaining} voter(s) where {max(needed, 1)} yes-vote(s) "
+                                   f"are needed; vote no instead")
         if t.guards:
             merged = merge_data(state.data, data or {})
             ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,

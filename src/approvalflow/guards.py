@@ -8,9 +8,10 @@ application registers a function under that name::
     def financing_ok(ctx: approvalflow.GuardContext) -> list[str]:
         ...
 
-A guard receives a :class:`GuardContext` and returns what is wrong: ``True``,
-``None`` or an empty list when the step may go ahead; ``False`` (refused, with a
-generic reason), one string, or a list of strings (every reason) when it may not.
+A guard receives a :class:`GuardContext` and returns what is wrong: ``True`` or an
+empty list when the step may go ahead; ``False`` (refused, with a generic reason), one
+string, or a list of strings (every reason) when it may not. ``None`` refuses too: a
+guard that forgot its ``return`` must not let a decision through.
 """
 
 from __future__ import annotations
@@ -50,10 +51,21 @@ def guard(name: str) -> Callable[[GuardFunction], GuardFunction]:
         raise ApprovalflowError(f"A guard needs a non-empty string name, not {name!r}.")
 
     def register(func: GuardFunction) -> GuardFunction:
-        _REGISTRY[name] = func
+        existing = _REGISTRY.get(name)
+        if existing is not None and _qualified(existing) != _qualified(func):
+            raise ApprovalflowError(
+                f"A guard {name!r} is already registered ({_qualified(existing)}); a second "
+                f"one ({_qualified(func)}) would silently change what the workflows check. "
+                f"Choose another name, or call approvalflow.guards.unregister_guard({name!r}) "
+                f"first.")
+        _REGISTRY[name] = func  # the same function again (a reloaded module) replaces it
         return func
 
     return register
+
+
+def _qualified(func: GuardFunction) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
 
 
 def unregister_guard(name: str) -> None:
@@ -76,13 +88,16 @@ def run_guard(name: str, func: GuardFunction | None, ctx: GuardContext) -> list[
     """Call a guard and turn its answer into a list of reasons (empty: passes)."""
     if func is None:
         return [f"guard {name!r} is not registered in this process; register it with "
-                f"@approvalflow.guard({name!r}) before firing."]
+                f"@approvalflow.guard({name!r}) before firing"]
     try:
         result = func(ctx)
     except Exception as e:  # a guard's bug must refuse the step, not crash the caller
         return [f"guard {name!r} failed with {type(e).__name__}: {e}"]
-    if result is True or result is None:
+    if result is True:
         return []
+    if result is None:
+        return [f"guard {name!r} returned None; a guard returns True (or an empty list) when "
+                f"the step may go ahead, else the reasons it may not"]
     if result is False:
         return [f"guard {name!r} does not hold"]
     if isinstance(result, str):

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..canonical import check_data, check_text, sha256_hex, to_date
-from ..case import MAX_ID_LENGTH, MAX_NOTE_LENGTH, check_actor
+from ..case import MAX_ID_LENGTH, MAX_NOTE_LENGTH, check_actor, reasons_text
 from ..definition import Workflow, load_workflow
 from ..engine import engine_for
 from ..errors import CaseExistsError, InvalidInputError, TransitionRefusedError
@@ -131,7 +131,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 if decision.reasons:
                     raise TransitionRefusedError(
                         f"Can't import record {number}, {trigger!r} on case {case_id!r} "
-                        f"by {actor!r}: " + "; ".join(decision.reasons) + ".",
+                        f"by {actor!r}: " + reasons_text(decision.reasons),
                         list(decision.reasons))
                 wf, seq = cur["wf"], state.version + 1
                 text = encode(payload) if payload else "{}"
