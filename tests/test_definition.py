@@ -436,3 +436,14 @@ actors = ["x"]
 """
     assert "from states ['c', 'd'] no chain of steps leads to a final top-level state" \
         in refused(text)
+
+
+def test_booleans_are_not_numbers() -> None:
+    """need = true is refused (a bool is not a count of yes-votes)."""
+    assert "[votes.panel].need must be str or int, not bool True" in refused(
+        PARALLEL.replace("need = 2", "need = true"))
+
+
+def test_workflow_name_may_not_be_empty() -> None:
+    """An empty [workflow].name is refused like any other invalid id."""
+    assert "'' is not a valid id" in refused(MINI.replace('name = "mini"', 'name = ""'))

@@ -299,3 +299,12 @@ def test_a_guard_name_is_not_silently_taken_over() -> None:
         af.guard("only_once")(first)  # the same function again is fine (a reloaded module)
     finally:
         unregister_guard("only_once")
+
+
+def test_steps_lists_every_way_out_allowed_or_not(submitted) -> None:
+    """steps() names every trigger leaving the current states; transition() gives its definition."""
+    steps = submitted.steps()
+    assert {"tmu.approve", "aab.reject", "vibo.withdraw", "send_to_lbf"} <= set(steps)
+    assert "lbf.grant" not in steps
+    assert submitted.transition("send_to_lbf").join is True
+    assert submitted.transition("lbf.grant") is None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from .canonical import check_data, check_text, to_date
-from .definition import Workflow
+from .definition import TransitionDef, Workflow
 from .engine import CaseState, Decision, Engine, engine_for
 from .errors import InvalidInputError, TransitionRefusedError
 from .forecast import Deadline, Expectation, Forecast, parse_expected
@@ -304,6 +304,20 @@ class Case:
                               state=leaf, state_label=wf.label_of(leaf),
                               done=wf.state_defs[leaf].final, awaiting=waiting))
         return out
+
+    def steps(self) -> list[str]:
+        """Triggers of the steps that leave a state the case is in, allowed now or not, in
+        the order of the workflow file (``allowed`` and ``why_not`` tell which may fire)."""
+        active = self.active_states
+        seen: dict[str, None] = {}
+        for t in self._workflow.transitions:
+            if t.source in active:
+                seen.setdefault(t.trigger, None)
+        return list(seen)
+
+    def transition(self, trigger: str) -> TransitionDef | None:
+        """The workflow transition ``trigger`` takes from the case's current state, if any."""
+        return self._engine.enabled_transition(self._state.config, trigger)
 
     def entered_by(self) -> dict[str, Event]:
         """Leaf state id -> the event that last entered it (who decided, and when)."""

@@ -35,7 +35,6 @@ from .summary import (
 )
 
 if TYPE_CHECKING:
-    from .case import Case
     from .definition import Workflow
     from .store import Store
 
@@ -437,16 +436,6 @@ def due(ctx: click.Context, on: dt.date | None, within: int, as_of: dt.date | No
 # --------------------------------------------------------------------------- allowed
 
 
-def _leaving_triggers(case: Case) -> list[str]:
-    """Triggers of the transitions that leave a state the case is in, in file order."""
-    active = case.active_states
-    seen: dict[str, None] = {}
-    for t in case.definition.transitions:
-        if t.source in active:
-            seen.setdefault(t.trigger, None)
-    return list(seen)
-
-
 @cli.command()
 @click.argument("case_id")
 @click.option("--actor", default=None, help="Only what this actor may do.")
@@ -457,8 +446,6 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
             as_json: bool) -> None:
     """What may happen next on a case, and why the other steps may not."""
     when = on or dt.date.today()
-    from .engine import engine_for
-
     with _open(ctx) as store:
         case = store.case(case_id)
         wf = case.definition
@@ -473,10 +460,10 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
         allowed_out = [{"trigger": t, "label": step_label(wf, t, case), "actors": actors}
                        for t, actors in steps.items()]
         refused_out: list[dict[str, Any]] = []
-        for trigger in _leaving_triggers(case):
+        for trigger in case.steps():
             if trigger in steps:
                 continue
-            t = engine_for(wf).enabled_transition(case.state, trigger)
+            t = case.transition(trigger)
             actors = [actor] if actor is not None else list(t.actors if t else ())
             refused_out.append({
                 "trigger": trigger, "label": step_label(wf, trigger, case),

@@ -52,9 +52,7 @@ def by_trigger(awaiting: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
 def step_label(wf: Workflow, trigger: str, case: Case | None = None) -> str:
     """The label of the transition ``trigger`` takes now (or its first one)."""
     if case is not None:
-        from .engine import engine_for
-
-        t = engine_for(wf).enabled_transition(case.state, trigger)
+        t = case.transition(trigger)
         if t is not None:
             return t.label
     found = wf.transitions_for(trigger)
