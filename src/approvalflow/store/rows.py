@@ -36,6 +36,8 @@ def translate(what: str) -> Iterator[None]:
             hint = "another process held the database longer than the busy timeout; retry"
         elif "not a database" in text or "malformed" in text:
             hint = "the file is not an approvalflow database, or it is damaged"
+        elif "unable to open" in text:
+            hint = "the file's folder does not exist, or the file can't be opened there"
         elif "readonly" in text or "read-only" in text:
             hint = "the database file or its folder is read-only"
         elif "append-only" in text:
