@@ -78,8 +78,8 @@ def test_workflow_file_reference_names_every_key() -> None:
     from approvalflow import definition as d
 
     text = (ROOT / "docs" / "workflow-files.md").read_text(encoding="utf-8")
-    keys = {"[workflow]": d._WORKFLOW_KEYS, "[states.ID]": d._STATE_KEYS,
-            "[votes.ID]": d._VOTE_KEYS, "[[transitions]]": d._TRANSITION_KEYS}
+    keys = {"[workflow]": d.WORKFLOW_KEYS, "[states.ID]": d.STATE_KEYS,
+            "[votes.ID]": d.VOTE_KEYS, "[[transitions]]": d.TRANSITION_KEYS}
     for table, allowed in keys.items():
         for key in allowed:
             assert f"`{key}`" in text, f"docs/workflow-files.md does not document {table} {key}"

@@ -1,0 +1,639 @@
+"""Validation of workflow files: a parsed TOML document becomes a sound Workflow, or every
+problem is reported at once (one line each) in a DefinitionError.
+
+The checks: the shape of every table (keys, types, ids), references between states,
+actors, guards, votes and steps, the state tree (composites, parallel regions), and
+soundness: every state reachable from the initial one, every reachable state able to
+lead to a final one, no traps, no final state with a way out, no join that can never
+fire, and no trigger that could move two parts of a case at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import deque
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from . import guards as _guards
+from .canonical import sha256_hex
+from .definition import (
+    BALLOTS,
+    DATE_REF_KEYS,
+    ID_RE,
+    MAX_DAYS,
+    RESERVED_TRIGGERS,
+    STATE_KEYS,
+    TOP_KEYS,
+    TRANSITION_KEYS,
+    TRIGGER_RE,
+    VOTE_KEYS,
+    WORKFLOW_KEYS,
+    WORKFLOW_REQUIRED,
+    DateRef,
+    StateDef,
+    TransitionDef,
+    VoteGroup,
+    Workflow,
+)
+from .errors import DefinitionError
+
+__all__ = ["Builder"]
+
+
+
+def _fail(source: str, problems: list[str]) -> DefinitionError:
+    lines = [f"{source}: {p}" for p in problems]
+    return DefinitionError("\n".join(lines), lines)
+
+
+def _plain_date(value: Any) -> dt.date | None:
+    """A date from a TOML date or a 'YYYY-MM-DD' string; None for anything else."""
+    if isinstance(value, dt.datetime):
+        return None
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _ids(items: Any) -> str:
+    return "[" + ", ".join(repr(i) for i in sorted(items)) + "]"
+
+
+class Builder:
+    """Turns a parsed TOML document into a Workflow, collecting every problem on the way."""
+
+    def __init__(self, doc: dict[str, Any], source: str, strict_guards: bool) -> None:
+        self.doc = doc
+        self.source = source
+        self.strict_guards = strict_guards
+        self.problems: list[str] = []
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+    def check(self) -> None:
+        if self.problems:
+            raise _fail(self.source, self.problems)
+
+    def _keys(self, where: str, table: Any, allowed: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            self.problem(f"{where} must be a table, not {type(table).__name__}.")
+            return {}
+        out = {}
+        for key, value in table.items():
+            if key not in allowed:
+                self.problem(f"{where} has the unknown key {key!r}; allowed keys: "
+                             f"{', '.join(sorted(allowed))}.")
+                continue
+            kind = allowed[key]
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple)
+                                                          else (kind,)))
+                self.problem(f"{where}.{key} must be {names}, not "
+                             f"{type(value).__name__} {value!r}.")
+                continue
+            out[key] = value
+        return out
+
+    def _id(self, where: str, value: str, pattern: re.Pattern[str] = ID_RE) -> bool:
+        if not pattern.match(value):
+            rule = ("lower-case letters, digits, '_' and '-', parts joined by '.'"
+                    if pattern is TRIGGER_RE else "lower-case letters, digits, '_' and '-'")
+            self.problem(f"{where}: {value!r} is not a valid id ({rule}, "
+                         f"starting with a letter or digit, at most 63 characters).")
+            return False
+        return True
+
+    def _str_list(self, where: str, value: list[Any]) -> list[str]:
+        out = []
+        for item in value:
+            if not isinstance(item, str):
+                self.problem(f"{where} must list strings, not {type(item).__name__} {item!r}.")
+            elif item in out:
+                self.problem(f"{where} lists {item!r} twice.")
+            else:
+                out.append(item)
+        return out
+
+    # -- the steps ---------------------------------------------------------------------
+
+    def build(self, text: str) -> Workflow:
+        doc = self.doc
+        for key in doc:
+            if key not in TOP_KEYS:
+                self.problem(f"unknown top-level key {key!r}; allowed: {', '.join(TOP_KEYS)}.")
+        head = self._keys("[workflow]", doc.get("workflow", {}), WORKFLOW_KEYS)
+        if "workflow" not in doc:
+            self.problem("missing the [workflow] table (name, version, initial).")
+        elif isinstance(doc["workflow"], dict):
+            for key in WORKFLOW_REQUIRED:
+                if key not in head and key not in doc["workflow"]:
+                    self.problem(f"[workflow] needs {key!r}.")
+        name = head.get("name", "")
+        if "name" in head:
+            self._id("[workflow].name", name)
+        version = head.get("version", 0)
+        if "version" in head and version < 1:
+            self.problem(f"[workflow].version must be 1 or more, not {version!r}.")
+
+        actors = self._actors(doc.get("actors"))
+        states = self._states(doc.get("states"))
+        votes = self._votes(doc.get("votes"))
+        transitions = self._transitions(doc.get("transitions"))
+        self.check()
+
+        defs = self._state_tree(states, head.get("initial", ""))
+        if not defs:  # a cycle of parents: nothing else can be checked meaningfully
+            self.check()
+        self._check_votes(votes, defs, actors)
+        trans = self._resolve_transitions(transitions, defs, actors, votes)
+        self.check()
+        self._check_soundness(defs, trans, head["initial"])
+        self.check()
+        goal, target = self._check_dates(head, defs, trans)
+        self.check()
+        return Workflow(
+            name=name, version=version, title=head.get("title", name),
+            label=head.get("label", head.get("title", name)),
+            description=head.get("description", ""), initial=head["initial"],
+            actors=MappingProxyType(actors), state_defs=MappingProxyType(defs),
+            transitions=tuple(trans), votes=MappingProxyType(votes),
+            source_text=text, path=None if self.source.startswith("<") else self.source,
+            digest=sha256_hex(text), goal=goal, target=target,
+        )
+
+    def _actors(self, table: Any) -> dict[str, str]:
+        if table is None:
+            self.problem("missing the [actors] table: who may take the steps.")
+            return {}
+        if not isinstance(table, dict):
+            self.problem(f"[actors] must be a table of id = \"Danish name\", "
+                         f"not {type(table).__name__}.")
+            return {}
+        out = {}
+        for actor, label in table.items():
+            if not self._id("[actors]", actor):
+                continue
+            if not isinstance(label, str):
+                self.problem(f"[actors].{actor} must be its name as a string, not {label!r}.")
+                continue
+            out[actor] = label
+        if not out and not self.problems:
+            self.problem("[actors] is empty: no one could take any step.")
+        return out
+
+    def _states(self, table: Any) -> dict[str, dict[str, Any]]:
+        if table is None or table == {}:
+            self.problem("missing the [states] tables: a workflow needs states.")
+            return {}
+        if not isinstance(table, dict):
+            self.problem(f"[states] must be tables, not {type(table).__name__}.")
+            return {}
+        out = {}
+        for state_id, body in table.items():
+            if self._id("[states]", state_id):
+                out[state_id] = self._keys(f"[states.{state_id}]", body, STATE_KEYS)
+        return out
+
+    def _votes(self, table: Any) -> dict[str, VoteGroup]:
+        if table is None:
+            return {}
+        if not isinstance(table, dict):
+            self.problem(f"[votes] must be tables, not {type(table).__name__}.")
+            return {}
+        out = {}
+        for vote_id, body in table.items():
+            where = f"[votes.{vote_id}]"
+            if not self._id("[votes]", vote_id):
+                continue
+            keys = self._keys(where, body, VOTE_KEYS)
+            for required in ("state", "voters"):
+                if required not in keys and isinstance(body, dict) and required not in body:
+                    self.problem(f"{where} needs {required!r}.")
+            voters = self._str_list(f"{where}.voters", keys.get("voters", []))
+            if "voters" in keys and not voters:
+                self.problem(f"{where}.voters is empty: a vote needs voters.")
+            need_raw = keys.get("need", "all")
+            need: int | None = None
+            if isinstance(need_raw, str):
+                if need_raw != "all":
+                    self.problem(f"{where}.need must be \"all\" or a number of yes-votes, "
+                                 f"not {need_raw!r}.")
+            else:
+                need = need_raw
+                if voters and not 1 <= need <= len(voters):
+                    self.problem(f"{where}.need is {need}; with {len(voters)} voters it must "
+                                 f"be between 1 and {len(voters)}, or \"all\".")
+            out[vote_id] = VoteGroup(id=vote_id, label=str(keys.get("label", vote_id)),
+                                     state=keys.get("state", ""), voters=tuple(voters),
+                                     need=need, description=keys.get("description", ""))
+        return out
+
+    def _transitions(self, items: Any) -> list[dict[str, Any]]:
+        if items is None:
+            self.problem("missing [[transitions]]: a workflow needs steps.")
+            return []
+        if not isinstance(items, list):
+            self.problem(f"transitions must be an array of tables ([[transitions]]), "
+                         f"not {type(items).__name__}.")
+            return []
+        out = []
+        for i, body in enumerate(items):
+            trig = body.get("trigger") if isinstance(body, dict) else None
+            where = f"[[transitions]] #{i + 1}" + (f" ({trig!r})" if isinstance(trig, str) else "")
+            keys = self._keys(where, body, TRANSITION_KEYS)
+            keys["_where"] = where
+            for required in ("trigger", "source", "target"):
+                if required not in keys and isinstance(body, dict) and required not in body:
+                    self.problem(f"{where} needs {required!r}.")
+            if "trigger" in keys and self._id(where, keys["trigger"], TRIGGER_RE) and \
+                    keys["trigger"] in RESERVED_TRIGGERS:
+                self.problem(f"{where}: the trigger name {keys['trigger']!r} is reserved "
+                             f"for the event log ({', '.join(sorted(RESERVED_TRIGGERS))}).")
+            keys["actors"] = self._str_list(f"{where}.actors", keys.get("actors", []))
+            keys["guards"] = self._str_list(f"{where}.guards", keys.get("guards", []))
+            ballot = keys.get("ballot")
+            if ballot is not None and ballot not in BALLOTS:
+                self.problem(f"{where}.ballot is {ballot!r}; allowed: {', '.join(BALLOTS)}.")
+            if ballot is not None and "vote" not in keys:
+                self.problem(f"{where} has a ballot but no vote group ('vote').")
+            for date_key in ("deadline", "earliest"):
+                if date_key in keys:
+                    keys[date_key] = self._date_ref(f"{where}.{date_key}", keys[date_key])
+            days = keys.get("duration_days")
+            if days is not None and not 0 <= days <= MAX_DAYS:
+                self.problem(f"{where}.duration_days is {days!r}; it must be a whole number of "
+                             f"days from 0 to {MAX_DAYS}.")
+            out.append(keys)
+        return out
+
+    def _state_tree(self, states: dict[str, dict[str, Any]], initial: str) -> dict[str, StateDef]:
+        children: dict[str | None, list[str]] = {}
+        for sid, body in states.items():
+            parent = body.get("parent")
+            if parent is not None and parent not in states:
+                self.problem(f"[states.{sid}].parent {parent!r} is not a state; states: "
+                             f"{_ids(states)}.")
+                parent = None
+            children.setdefault(parent, []).append(sid)
+        # cycles in parent links: such states are never reached from the top level
+        seen: set[str] = set()
+        stack = list(children.get(None, []))
+        while stack:
+            sid = stack.pop()
+            seen.add(sid)
+            stack.extend(children.get(sid, []))
+        cyclic = sorted(set(states) - seen)
+        if cyclic:
+            self.problem(f"states {_ids(cyclic)} are their own ancestors (a cycle of 'parent').")
+            return {}
+        defs: dict[str, StateDef] = {}
+        for sid, body in states.items():
+            kids = tuple(children.get(sid, []))
+            parallel = body.get("parallel", False)
+            final = body.get("final", False)
+            where = f"[states.{sid}]"
+            if parallel:
+                kind = "parallel"
+                if not kids:
+                    self.problem(f"{where} is parallel but has no regions (child states).")
+                if "initial" in body:
+                    self.problem(f"{where} is parallel: all its regions start together, so it "
+                                 f"takes no 'initial'.")
+            elif kids:
+                kind = "compound"
+                if "initial" not in body:
+                    self.problem(f"{where} has child states {_ids(kids)} but no 'initial'.")
+                elif body["initial"] not in kids:
+                    self.problem(f"{where}.initial {body['initial']!r} is not one of its "
+                                 f"children {_ids(kids)}.")
+            else:
+                kind = "atomic"
+                if "initial" in body:
+                    self.problem(f"{where} has 'initial' but no child states.")
+            if final and kids:
+                self.problem(f"{where} is final but has child states {_ids(kids)}; "
+                             f"only a leaf state can be final.")
+            defs[sid] = StateDef(id=sid, label=body.get("label", sid), parent=body.get("parent"),
+                                 kind=kind, initial=body.get("initial"), final=final,
+                                 children=kids, description=body.get("description", ""))
+        for sid, d in defs.items():
+            if d.kind == "parallel":
+                for region in d.children:
+                    if defs[region].kind == "atomic":
+                        self.problem(f"[states.{region}] is a region of parallel state {sid!r} "
+                                     f"but has no child states; a region needs its own states.")
+        if initial and initial not in defs:
+            self.problem(f"[workflow].initial {initial!r} is not a state; states: {_ids(defs)}.")
+        elif initial and defs[initial].parent is not None:
+            self.problem(f"[workflow].initial {initial!r} must be a top-level state, not a "
+                         f"child of {defs[initial].parent!r}.")
+        return defs
+
+    def _check_votes(self, votes: dict[str, VoteGroup], defs: dict[str, StateDef],
+                     actors: dict[str, str]) -> None:
+        for vg in votes.values():
+            where = f"[votes.{vg.id}]"
+            unknown = [v for v in vg.voters if v not in actors]
+            if unknown:
+                self.problem(f"{where}.voters {_ids(unknown)} are not actors; actors: "
+                             f"{_ids(actors)}.")
+            if vg.state and vg.state not in defs:
+                self.problem(f"{where}.state {vg.state!r} is not a state.")
+            elif vg.state and not defs[vg.state].is_leaf:
+                self.problem(f"{where}.state {vg.state!r} must be a leaf state (votes are "
+                             f"taken while the case waits in it).")
+
+    def _resolve_transitions(self, items: list[dict[str, Any]], defs: dict[str, StateDef],
+                             actors: dict[str, str],
+                             votes: dict[str, VoteGroup]) -> list[TransitionDef]:
+        out: list[TransitionDef] = []
+        seen: dict[tuple[str, str], str] = {}
+        for body in items:
+            where = body["_where"]
+            trigger, source, target = body["trigger"], body["source"], body["target"]
+            for key, ref in (("source", source), ("target", target)):
+                if ref not in defs:
+                    self.problem(f"{where}.{key} {ref!r} is not a state; states: {_ids(defs)}.")
+            unknown = [a for a in body["actors"] if a not in actors]
+            if unknown:
+                self.problem(f"{where}.actors {_ids(unknown)} are not actors; actors: "
+                             f"{_ids(actors)}.")
+            for g in body["guards"]:
+                if self.strict_guards and _guards.lookup_guard(g) is None:
+                    known = sorted(_guards.registered_guards())
+                    self.problem(f"{where}: guard {g!r} is not registered; registered guards: "
+                                 f"{_ids(known)}. Register it with @approvalflow.guard({g!r}) "
+                                 f"before loading.")
+            vote = body.get("vote")
+            actor_list = tuple(body["actors"])
+            if vote is not None:
+                if vote not in votes:
+                    self.problem(f"{where}.vote {vote!r} is not a vote group; groups: "
+                                 f"{_ids(votes)}.")
+                else:
+                    vg = votes[vote]
+                    if source in defs and source != vg.state:
+                        self.problem(f"{where}: a ballot of vote {vote!r} must start from its "
+                                     f"state {vg.state!r}, not {source!r}.")
+                    outsiders = [a for a in actor_list if a not in vg.voters]
+                    if outsiders:
+                        self.problem(f"{where}.actors {_ids(outsiders)} are not voters of "
+                                     f"{vote!r}; voters: {_ids(vg.voters)}.")
+                    if not actor_list:
+                        actor_list = vg.voters
+            if not actor_list:
+                self.problem(f"{where}: no actor may fire {trigger!r}; list its 'actors' "
+                             f"(or make it a ballot of a vote group).")
+            pair = (trigger, source)
+            if pair in seen:
+                self.problem(f"{where} duplicates {seen[pair]}: trigger {trigger!r} from "
+                             f"{source!r} is defined twice.")
+            seen[pair] = where
+            join = body.get("join")
+            if source in defs:
+                if join and defs[source].kind != "parallel":
+                    self.problem(f"{where}.join is true but {source!r} is not a parallel state.")
+                if join is None:
+                    join = defs[source].kind == "parallel"
+            if source in defs and defs[source].final:
+                self.problem(f"{where}: final state {source!r} has an outgoing transition "
+                             f"{trigger!r}; a final state is where a case (or region) ends.")
+            out.append(TransitionDef(
+                trigger=trigger, source=source, target=target, actors=actor_list,
+                guards=tuple(body["guards"]), label=body.get("label", ""), vote=vote,
+                ballot=body.get("ballot", "yes"), join=bool(join),
+                description=body.get("description", ""), deadline=body.get("deadline"),
+                earliest=body.get("earliest"), duration_days=body.get("duration_days")))
+        return out
+
+    def _check_soundness(self, defs: dict[str, StateDef], trans: list[TransitionDef],
+                         initial: str) -> None:
+        def entered(sid: str) -> Iterator[str]:
+            """A state and everything that becomes active with it (ancestors, defaults)."""
+            node = sid
+            while node is not None:
+                yield node
+                node = defs[node].parent  # type: ignore[assignment]
+            stack = [sid]
+            while stack:
+                d = defs[stack.pop()]
+                if d.kind == "parallel":
+                    stack.extend(d.children)
+                    yield from d.children
+                elif d.kind == "compound" and d.initial:
+                    stack.append(d.initial)
+                    yield d.initial
+
+        by_source: dict[str, list[TransitionDef]] = {}
+        for t in trans:
+            by_source.setdefault(t.source, []).append(t)
+        reached: set[str] = set()
+        queue = deque([initial])
+        while queue:
+            sid = queue.popleft()
+            for s in entered(sid):
+                if s not in reached:
+                    reached.add(s)
+                    queue.extend(t.target for t in by_source.get(s, []))
+        unreachable = sorted(set(defs) - reached)
+        if unreachable:
+            self.problem(f"states {_ids(unreachable)} are unreachable from initial state "
+                         f"{initial!r}.")
+        for sid, d in defs.items():
+            if not d.is_leaf:
+                continue
+            ancestors = self._ancestors(defs, sid)
+            if d.final:
+                # A final leaf inside a composite ends only that composite: something must
+                # leave the composite (or a state containing it), or a case stays there.
+                if ancestors and not any(s in by_source for s in ancestors):
+                    self.problem(f"state {sid!r} is final within {ancestors[0]!r}, but no "
+                                 f"transition leaves {ancestors[0]!r} or a state containing "
+                                 f"it: a case that gets there is stuck.")
+                continue
+            # A join waits for every region to finish, so it is no way out of a state
+            # that is not final.
+            if not any(t.source in (sid, *ancestors) and not t.join for t in trans):
+                self.problem(f"state {sid!r} is not final but has no way out (no transition "
+                             f"leaves it or a state containing it, other than a join that "
+                             f"waits for it to finish); mark it final = true or add a "
+                             f"transition.")
+        self._check_can_end(defs, trans, reached)
+        for t in trans:
+            if not t.join:
+                continue
+            for region in defs[t.source].children:
+                if not any(defs[leaf].final for leaf in self._leaves(defs, region)):
+                    self.problem(f"{t.trigger!r} leaves {t.source!r} when every region is "
+                                 f"done, but region {region!r} has no final state: it can "
+                                 f"never fire.")
+        # One trigger may not have two transitions that can be enabled at once: they would
+        # move two regions (or two levels) together.
+        by_trigger: dict[str, list[TransitionDef]] = {}
+        for t in trans:
+            by_trigger.setdefault(t.trigger, []).append(t)
+        for trigger, ts in by_trigger.items():
+            for i, a in enumerate(ts):
+                for b in ts[i + 1:]:
+                    clash = self._can_coexist(defs, a.source, b.source)
+                    if clash:
+                        self.problem(f"trigger {trigger!r} leaves both {a.source!r} and "
+                                     f"{b.source!r}, which can be active together ({clash}); "
+                                     f"give each its own trigger.")
+
+    # -- dates: deadlines, earliest dates, durations, the goal (docs/forecast.md) ----------
+
+    def _date_ref(self, where: str, value: Any) -> DateRef | None:
+        """Parse a date reference; record a problem and return None when it is not one."""
+        forms = ("a date (2022-02-28 or \"2022-02-28\"), \"data:KEY\", "
+                 "{ data = \"KEY\", days = N } or { after = \"TRIGGER\", days = N }")
+        if isinstance(value, dt.datetime):
+            self.problem(f"{where} is {value.isoformat()!r}, a date with a time; give a date "
+                         f"only (YYYY-MM-DD).")
+            return None
+        if isinstance(value, str) and value.startswith("data:") and value[5:].strip():
+            return DateRef(kind="data", key=value[5:])
+        if isinstance(value, str | dt.date):
+            fixed = _plain_date(value)
+            if fixed is None:
+                self.problem(f"{where} is {value!r}; a date reference is {forms}.")
+                return None
+            return DateRef(kind="date", date=fixed)
+        unknown = sorted(k for k in value if k not in DATE_REF_KEYS)
+        if unknown:
+            self.problem(f"{where} has the unknown keys {_ids(unknown)}; allowed keys: "
+                         f"{', '.join(DATE_REF_KEYS)}.")
+            return None
+        bases = [k for k in ("date", "data", "after") if k in value]
+        if len(bases) != 1:
+            self.problem(f"{where} must name exactly one of 'date', 'data' or 'after', not "
+                         f"{bases or 'none'}; a date reference is {forms}.")
+            return None
+        days = value.get("days", 0)
+        if isinstance(days, bool) or not isinstance(days, int) or abs(days) > MAX_DAYS:
+            self.problem(f"{where}.days is {days!r}; it must be a whole number of days "
+                         f"between -{MAX_DAYS} and {MAX_DAYS}.")
+            return None
+        base, ref = bases[0], value[bases[0]]
+        if base == "date":
+            fixed = _plain_date(ref)
+            if fixed is None:
+                self.problem(f"{where}.date is {ref!r}; it must be a date (YYYY-MM-DD).")
+                return None
+            return DateRef(kind="date", date=fixed, days=days)
+        if not isinstance(ref, str) or not ref.strip():
+            self.problem(f"{where}.{base} is {ref!r}; it must be a non-empty string "
+                         f"(a case-data key for 'data', a trigger for 'after').")
+            return None
+        if base == "data":
+            return DateRef(kind="data", key=ref, days=days)
+        return DateRef(kind="after", step=ref, days=days)
+
+    def _check_dates(self, head: dict[str, Any], defs: dict[str, StateDef],
+                     trans: list[TransitionDef]) -> tuple[str | None, DateRef | None]:
+        """The goal and target of [workflow]; every 'after' names a step; one deadline a step."""
+        goal = head.get("goal")
+        if goal is not None and goal not in defs:
+            self.problem(f"[workflow].goal {goal!r} is not a state; states: {_ids(defs)}.")
+        target = self._date_ref("[workflow].target", head["target"]) if "target" in head \
+            else None
+        if target is not None and goal is None:
+            self.problem("[workflow].target is set but there is no [workflow].goal: name the "
+                         "state the target date is for.")
+        triggers = {t.trigger for t in trans}
+        refs: list[tuple[str, DateRef | None]] = [("[workflow].target", target)]
+        deadlines: dict[str, DateRef] = {}
+        for t in trans:
+            where = f"[[transitions]] ({t.trigger!r} from {t.source!r})"
+            refs += [(f"{where}.deadline", t.deadline), (f"{where}.earliest", t.earliest)]
+            if t.deadline is not None:
+                known = deadlines.setdefault(t.trigger, t.deadline)
+                if known != t.deadline:
+                    self.problem(f"the step {t.trigger!r} has two deadlines, "
+                                 f"{known.describe()!r} and {t.deadline.describe()!r}; a step "
+                                 f"has one deadline, give it on one of its transitions.")
+        for where, ref in refs:
+            if ref is not None and ref.kind == "after" and ref.step not in triggers:
+                self.problem(f"{where}: 'after' names {ref.step!r}, which is not a step; "
+                             f"steps: {_ids(triggers)}.")
+        return goal, target
+
+    def _check_can_end(self, defs: dict[str, StateDef], trans: list[TransitionDef],
+                       reached: set[str]) -> None:
+        """From every reachable leaf, some chain of steps must lead to a top-level final state:
+        a loop with no exit, or a workflow with no end, would keep a case open forever."""
+        ends = {s for s, d in defs.items() if d.final and d.parent is None}
+        if not ends:
+            self.problem("no top-level state is final: a case could never end; mark the "
+                         "states where it ends final = true.")
+            return
+        leaves = [s for s, d in defs.items() if d.is_leaf]
+        lineage = {s: {s, *self._ancestors(defs, s)} for s in leaves}
+        successors: dict[str, set[str]] = {s: set() for s in leaves}
+        for t in trans:
+            entered = self._entered_leaves(defs, t.target)
+            for leaf in leaves:
+                # a join fires from a final leaf of each region; any other step from any
+                # leaf at or below its source
+                if t.source in lineage[leaf] and (not t.join or defs[leaf].final):
+                    successors[leaf] |= entered
+        can_end = set(ends)
+        changed = True
+        while changed:
+            changed = False
+            for leaf in leaves:
+                if leaf not in can_end and successors[leaf] & can_end:
+                    can_end.add(leaf)
+                    changed = True
+        stuck = sorted(s for s in leaves if s in reached and s not in can_end)
+        if stuck:
+            self.problem(f"from states {_ids(stuck)} no chain of steps leads to a final "
+                         f"top-level state: a case there could never end.")
+
+    def _entered_leaves(self, defs: dict[str, StateDef], sid: str) -> set[str]:
+        """The leaves that become active when ``sid`` is entered."""
+        d = defs[sid]
+        if d.kind == "atomic":
+            return {sid}
+        if d.kind == "parallel":
+            return set().union(*(self._entered_leaves(defs, r) for r in d.children))
+        return self._entered_leaves(defs, d.initial) if d.initial else set()
+
+    @staticmethod
+    def _leaves(defs: dict[str, StateDef], sid: str) -> list[str]:
+        stack, out = [sid], []
+        while stack:
+            d = defs[stack.pop()]
+            if d.is_leaf:
+                out.append(d.id)
+            stack.extend(d.children)
+        return out
+
+    @staticmethod
+    def _ancestors(defs: dict[str, StateDef], sid: str) -> list[str]:
+        out = []
+        parent = defs[sid].parent
+        while parent is not None:
+            out.append(parent)
+            parent = defs[parent].parent
+        return out
+
+    def _can_coexist(self, defs: dict[str, StateDef], a: str, b: str) -> str:
+        anc_a = [a, *self._ancestors(defs, a)]
+        anc_b = [b, *self._ancestors(defs, b)]
+        if a in anc_b or b in anc_a:
+            return "one contains the other"
+        common = next(s for s in anc_a if s in anc_b) if set(anc_a) & set(anc_b) else None
+        if common is not None and defs[common].kind == "parallel":
+            return f"parallel regions of {common!r}"
+        return ""
