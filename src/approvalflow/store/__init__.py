@@ -43,7 +43,11 @@ from ..forecast import DueItem, due_items, sort_due
 from ..replay import Recorded, replay
 from .rows import (
     EVENT_COLUMNS,
+    EVENT_FIELDS,
     GENESIS,
+    INSERT_CASE,
+    INSERT_EVENT,
+    UPDATE_CASE,
     event_hash,
     json_list,
     parse_date,
@@ -338,8 +342,7 @@ class Store:
             self._register_workflow(wf)
             self._insert_event(event_row)
             self._conn.execute(
-                "INSERT INTO cases (case_id, workflow, workflow_version, state, seq, last_on, "
-                "head_hash, is_final, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                INSERT_CASE,
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
                  event_row["hash"], int(engine.is_final(state.config)),
                  event_row["recorded_at"], event_row["recorded_at"]))
@@ -348,10 +351,7 @@ class Store:
 
     def _insert_event(self, row: Mapping[str, Any]) -> None:
         self._conn.execute(
-            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
-            f"(:case_id, :seq, :kind, :trigger, :actor, :on_date, :recorded_at, :source, "
-            f":target, :note, :data, :workflow, :workflow_version, :key, :prev_hash, :hash)",
-            row)
+            INSERT_EVENT, tuple(row[field] for field in EVENT_FIELDS))
 
     def _events(self, case_id: str, as_of: dt.date | None) -> list[sqlite3.Row]:
         if as_of is None:
@@ -555,8 +555,7 @@ class Store:
             row["hash"] = event_hash(row)
             self._insert_event(row)
             self._conn.execute(
-                "UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
-                "updated_at = ? WHERE case_id = ?",
+                UPDATE_CASE,
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
                  case.id))
         event = row_to_event(row)

@@ -15,7 +15,17 @@ from ..definition import Workflow, load_workflow
 from ..engine import engine_for
 from ..errors import CaseExistsError, InvalidInputError, TransitionRefusedError
 from . import check_case_id
-from .rows import DATES, EVENT_COLUMNS, GENESIS, encode, json_list, translate, utc_now
+from .rows import (
+    DATES,
+    GENESIS,
+    INSERT_CASE,
+    INSERT_EVENT,
+    UPDATE_CASE,
+    encode,
+    json_list,
+    translate,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     from . import Store
@@ -46,18 +56,11 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
 
     def flush() -> None:
         if events:
-            store._conn.executemany(
-                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
-                f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
+            store._conn.executemany(INSERT_EVENT, events)
         if new_cases:
-            store._conn.executemany(
-                "INSERT INTO cases (case_id, workflow, workflow_version, state, seq, "
-                "last_on, head_hash, is_final, created_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)", new_cases)
+            store._conn.executemany(INSERT_CASE, new_cases)
         if updates:
-            store._conn.executemany(
-                "UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, "
-                "is_final = ?, updated_at = ? WHERE case_id = ?", updates)
+            store._conn.executemany(UPDATE_CASE, updates)
         events.clear()
         new_cases.clear()
         updates.clear()

@@ -100,8 +100,18 @@ def event_hash(row: Mapping[str, Any]) -> str:
     ]))
 
 
-EVENT_COLUMNS = ("case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, "
-                  "note, data, workflow, workflow_version, key, prev_hash, hash")
+EVENT_FIELDS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
+                "source", "target", "note", "data", "workflow", "workflow_version", "key",
+                "prev_hash", "hash")
+EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
+
+# The statements every write path uses (a step, a creation, the batched import).
+INSERT_EVENT = (f"INSERT INTO events ({EVENT_COLUMNS}) "
+                f"VALUES ({', '.join('?' * len(EVENT_FIELDS))})")
+INSERT_CASE = ("INSERT INTO cases (case_id, workflow, workflow_version, state, seq, last_on, "
+               "head_hash, is_final, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+UPDATE_CASE = ("UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
+               "updated_at = ? WHERE case_id = ?")
 
 
 def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Event:
