@@ -346,13 +346,19 @@ def test_refused_fire_variants(runner: CliRunner, case_db: Path, args: list[str]
     assert db_bytes(case_db) == before
 
 
-def test_fire_on_an_ended_case(runner: CliRunner, tmp_path: Path) -> None:
-    """A step on a case that has ended says so, and that nothing more can happen."""
+def ended_case(tmp_path: Path) -> Path:
+    """A database with case 'c', which TMU rejected: it has ended."""
     db = tmp_path / "x.db"
     with af.open_store(db) as store:
         case = store.create_case(FLAGSHIP, "c", actor="tmf", on="2021-11-01")
         case.fire("submit", actor="tmf", on="2021-11-01")
         case.fire("tmu.reject", actor="tmu", on="2021-11-02")
+    return db
+
+
+def test_fire_on_an_ended_case(runner: CliRunner, tmp_path: Path) -> None:
+    """A step on a case that has ended says so, and that nothing more can happen."""
+    db = ended_case(tmp_path)
     line = one_error(run(runner, db, "fire", "c", "resubmit", "--actor", "tmf"))
     assert "the case has ended in final state 'rejected'" in line
     assert line.endswith("The case has ended; nothing more can happen.")
@@ -542,11 +548,7 @@ def test_show_before_the_case_existed(runner: CliRunner, case_db: Path) -> None:
 
 def test_show_an_ended_case(runner: CliRunner, tmp_path: Path) -> None:
     """A case in a final state says it has ended and lists no steps."""
-    db = tmp_path / "x.db"
-    with af.open_store(db) as store:
-        case = store.create_case(FLAGSHIP, "c", actor="tmf", on="2021-11-01")
-        case.fire("submit", actor="tmf", on="2021-11-01")
-        case.fire("tmu.reject", actor="tmu", on="2021-11-02")
+    db = ended_case(tmp_path)
     lines = run(runner, db, "show", "c").stdout.splitlines()
     assert "Events: 3, the last dated 2021-11-02; the case has ended" in lines
     assert "  nobody: the case has ended" in lines
@@ -607,11 +609,7 @@ def test_allowed_for_one_actor(runner: CliRunner, case_db: Path) -> None:
 
 def test_allowed_on_an_ended_case(runner: CliRunner, tmp_path: Path) -> None:
     """An ended case has nothing allowed and says so."""
-    db = tmp_path / "x.db"
-    with af.open_store(db) as store:
-        case = store.create_case(FLAGSHIP, "c", actor="tmf", on="2021-11-01")
-        case.fire("submit", actor="tmf", on="2021-11-01")
-        case.fire("tmu.reject", actor="tmu", on="2021-11-02")
+    db = ended_case(tmp_path)
     result = run(runner, db, "allowed", "c")
     assert result.stdout.splitlines()[-1] == "The case has ended: nothing more can happen."
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import InvalidInputError
 
-__all__ = ["canonical_json", "check_data", "sha256_hex", "check_text", "to_date"]
+__all__ = ["canonical_json", "check_data", "sha256_hex", "check_text", "to_date", "date_or_today"]
 
 _MAX_DEPTH = 64
 
@@ -109,3 +109,8 @@ def to_date(value: object, what: str = "date") -> dt.date:
                                 f"YYYY-MM-DD (e.g. '2021-12-06').")
     raise InvalidInputError(f"{what} must be a date or 'YYYY-MM-DD', not "
                             f"{type(value).__name__} {value!r}.")
+
+
+def date_or_today(on: object, what: str = "on") -> dt.date:
+    """``on`` as a date (see :func:`to_date`), or today when it is None."""
+    return dt.date.today() if on is None else to_date(on, what)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from .canonical import check_data, check_text, to_date
+from .canonical import check_data, check_text, date_or_today
 from .definition import TransitionDef, Workflow
 from .engine import CaseState, Decision, Engine, engine_for
 from .errors import InvalidInputError, TransitionRefusedError
@@ -127,10 +127,6 @@ def check_actor(actor: object) -> str:
     return text
 
 
-def _default_on(on: object) -> dt.date:
-    return dt.date.today() if on is None else to_date(on, "on")
-
-
 class Case:
     """A case as its events left it. Created and loaded by a Store; ``fire`` moves it on."""
 
@@ -235,7 +231,7 @@ class Case:
         """The date a question is asked on: ``on``, else the view's date, else today."""
         if on is None and self._as_of is not None:
             return self._as_of
-        return _default_on(on)
+        return date_or_today(on)
 
     def allowed(self, actor: str | None = None, on: object = None) -> list[str]:
         """Triggers that may fire now: by ``actor``, or by anyone when ``actor`` is None."""

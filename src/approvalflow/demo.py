@@ -30,7 +30,7 @@ from .engine import engine_for
 from .errors import ApprovalflowError, StoreError
 from .forecast import Forecast, forecast
 from .replay import replay
-from .rules import financing_problems
+from .rules import financing_problems, kroner
 from .store import Store, open_store
 
 __all__ = ["CASE_ID", "DEFAULT_DB", "SEED_DATA", "build_demo", "describe", "run_demo"]
@@ -117,10 +117,6 @@ def run_demo(path: str | os.PathLike[str] = DEFAULT_DB) -> Case:
 _SIDE_STEPS = {"vibo.withdraw"}
 
 
-def _kr(amount: int) -> str:
-    return f"{amount:,}".replace(",", ".") + " kr."
-
-
 def forecasts(case: Case) -> list[tuple[str, Forecast]]:
     """The forecast as of the recommendation (before TMU's decision), and as the case stands.
 
@@ -181,10 +177,10 @@ def describe(case: Case, *, width: int = 80) -> str:
     if problems:
         lines.extend(f"  - {p}" for p in problems)
     else:
-        lines.append(f"  keeps the rules: total {_kr(budget['total'])} = LBF "
-                     f"{_kr(budget['lbf'])} + municipality {_kr(budget['municipality'])} + "
-                     f"housing organisations {_kr(budget['housing'])} "
-                     f"(earmarked {_kr(budget['earmarked'])}).")
+        lines.append(f"  keeps the rules: total {kroner(budget['total'])} = LBF "
+                     f"{kroner(budget['lbf'])} + municipality {kroner(budget['municipality'])} + "
+                     f"housing organisations {kroner(budget['housing'])} "
+                     f"(earmarked {kroner(budget['earmarked'])}).")
     lines.append("")
     lines.append("What must happen before Landsbyggefonden can decide (send_to_lbf):")
     reasons = case.why_not("send_to_lbf", actor="tmf", on=last)

@@ -187,10 +187,6 @@ class Engine:
         """True when the case has reached a top-level final state: nothing more can happen."""
         return len(config) == 1 and next(iter(config)) in self._finals
 
-    @property
-    def _top_finals(self) -> frozenset[str]:
-        return self._finals
-
     def enabled_transition(self, config: frozenset[str], trigger: str) -> TransitionDef | None:
         active = self.active(config)
         for t in self._by_trigger.get(trigger, ()):

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .canonical import to_date
+from .canonical import date_or_today, to_date
 from .definition import DateRef, TransitionDef, Workflow
 from .engine import CaseState, Engine, engine_for
 from .errors import InvalidInputError
@@ -70,11 +70,6 @@ def _iso(d: dt.date | None) -> str | None:
 
 def _days(n: int) -> str:
     return f"{n} day" if abs(n) == 1 else f"{n} days"
-
-
-def when(on: object) -> dt.date:
-    """The date a question is asked on: ``on`` as a date, today when None."""
-    return dt.date.today() if on is None else to_date(on, "on")
 
 
 def parse_expected(value: object) -> tuple[dt.date, str]:
@@ -638,7 +633,7 @@ def _critical(route: list[_Planned]) -> list[int]:
 def forecast(workflow: Workflow, state: CaseState, history: Sequence[Event], *,
              case_id: str = "", on: object = None) -> Forecast:
     """The case's forecast as of ``on`` (default today); see the module's docstring."""
-    return _forecast(_analyse(workflow, state, history, when(on)), case_id)
+    return _forecast(_analyse(workflow, state, history, date_or_today(on)), case_id)
 
 
 def _forecast(a: _Analysis, case_id: str) -> Forecast:
@@ -723,7 +718,7 @@ def _forecast(a: _Analysis, case_id: str) -> Forecast:
 def deadlines(workflow: Workflow, state: CaseState, history: Sequence[Event], *,
               on: object = None) -> list[Deadline]:
     """Each step's deadline and its status as of ``on`` (default today), by due date."""
-    return _deadlines(_analyse(workflow, state, history, when(on)), state)
+    return _deadlines(_analyse(workflow, state, history, date_or_today(on)), state)
 
 
 def _deadlines(a: _Analysis, state: CaseState) -> list[Deadline]:

@@ -18,12 +18,13 @@ from typing import Any
 
 from .guards import GuardContext, guard
 
-__all__ = ["financing_problems"]
+__all__ = ["financing_problems", "kroner"]
 
 _BUDGET_PARTS = ("total", "lbf", "municipality", "housing", "earmarked")
 
 
-def _kr(amount: int) -> str:
+def kroner(amount: int) -> str:
+    """An amount the Danish way: 4000000 -> '4.000.000 kr.'."""
     return f"{amount:,} kr.".replace(",", ".")
 
 
@@ -47,21 +48,21 @@ def financing_problems(budget: object) -> list[str]:
     municipality, housing = amounts["municipality"], amounts["housing"]
     local = municipality + housing
     if lbf + local != total:
-        problems.append(f"the parts ({_kr(lbf)} LBF + {_kr(municipality)} municipality + "
-                        f"{_kr(housing)} housing organisations = {_kr(lbf + local)}) "
-                        f"do not add up to the total {_kr(total)}")
+        problems.append(f"the parts ({kroner(lbf)} LBF + {kroner(municipality)} municipality + "
+                        f"{kroner(housing)} housing organisations = {kroner(lbf + local)}) "
+                        f"do not add up to the total {kroner(total)}")
     if lbf * 100 > total * 75:
-        problems.append(f"Landsbyggefonden's share {_kr(lbf)} is more than 75 % of "
-                        f"the total {_kr(total)}")
+        problems.append(f"Landsbyggefonden's share {kroner(lbf)} is more than 75 % of "
+                        f"the total {kroner(total)}")
     if local * 100 < total * 25:
-        problems.append(f"the local co-financing {_kr(local)} is less than 25 % of "
-                        f"the total {_kr(total)}")
+        problems.append(f"the local co-financing {kroner(local)} is less than 25 % of "
+                        f"the total {kroner(total)}")
     if municipality > housing:
-        problems.append(f"the municipality's share {_kr(municipality)} is more than the "
-                        f"housing organisations' share {_kr(housing)}")
+        problems.append(f"the municipality's share {kroner(municipality)} is more than the "
+                        f"housing organisations' share {kroner(housing)}")
     if municipality > amounts["earmarked"]:
-        problems.append(f"the municipality's share {_kr(municipality)} is more than the "
-                        f"earmarked {_kr(amounts['earmarked'])}")
+        problems.append(f"the municipality's share {kroner(municipality)} is more than the "
+                        f"earmarked {kroner(amounts['earmarked'])}")
     return problems
 
 
