@@ -561,6 +561,34 @@ def heads(ctx: click.Context) -> None:
         _echo_json(store.heads())
 
 
+# --------------------------------------------------------------------------- timeline
+
+
+@cli.command()
+@click.argument("case_ids", nargs=-1, metavar="[CASE_ID]...")
+@click.option("--all", "all_cases", is_flag=True, help="One row per case in the database.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the SVG to this file (default: standard output).")
+@click.option("--on", type=IsoDate(), default=None, help="The day it is drawn as of.")
+@click.pass_context
+def timeline(ctx: click.Context, case_ids: tuple[str, ...], all_cases: bool,
+             output: str | None, on: dt.date | None) -> None:
+    """Draw a case (or several, one row each) on a date axis, as SVG."""
+    if bool(case_ids) == all_cases:
+        raise click.UsageError("Name a case (or several, one row each), or pass --all; "
+                               "not both.", ctx)
+    with _open(ctx) as store:
+        if len(case_ids) == 1:
+            picture = store.case(case_ids[0]).timeline(on=on)
+        else:
+            picture = store.timeline(list(case_ids) if case_ids else None, on=on)
+    if output is None:
+        click.echo(picture.text, nl=False)
+    else:
+        picture.save(output)
+        click.echo(f"wrote {output}")
+
+
 # --------------------------------------------------------------------------- migrate
 
 

@@ -369,6 +369,21 @@ def case_summary(case: Case, *, on: dt.date | None = None) -> dict[str, Any]:
     return doc
 
 
+def section_lines(case: Case, keys: Sequence[str], *, on: dt.date | None = None
+                  ) -> dict[str, list[str]]:
+    """The text of some sections of ``show`` (by their key in :data:`PARTS`), so other
+    views (the notebook HTML) say exactly what ``show`` says."""
+    when = on or case.as_of or dt.date.today()
+    ctx = SummaryContext(case=case, on=when, awaiting=case.awaiting(on=when))
+    doc = _show_head(ctx)
+    out = {}
+    for part in PARTS:
+        if part.key in keys:
+            doc[part.key] = part.build(ctx)
+            out[part.key] = part.render(doc[part.key], doc)
+    return out
+
+
 def summary_text(doc: dict[str, Any]) -> str:
     """The text of ``approvalflow show``, rendered from its JSON object."""
     sections = [_head_lines(doc)]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..canonical import canonical_json, check_data, check_text, to_date
+from ..canonical import canonical_json, check_data, check_text, date_or_today, to_date
 from ..case import MAX_ID_LENGTH, Case, Event, check_actor
 from ..definition import Workflow, load_workflow, loads_workflow
 from ..engine import Decision, engine_for
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     import pandas
     import sqlite_utils  # imported when first needed (Store.db): it imports pandas
 
+    from ..timeline import Svg
     from ..versioning import MigrationPlan
 
 __all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION", "replay"]
@@ -464,6 +465,13 @@ class Store:
                     f"SELECT {EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
             for r in rows:
                 yield row_to_event(r)
+
+    def timeline(self, cases: Iterable[str] | None = None, *, on: object = None) -> Svg:
+        """A portfolio picture (SVG): one row per case (every case when None), from its
+        creation to its last event, its decided steps and its target date."""
+        from ..timeline import portfolio_svg  # a display layer, imported when asked
+
+        return portfolio_svg(self, cases=cases, on=date_or_today(on))
 
     def events_frame(self, case_id: str | None = None) -> pandas.DataFrame:
         """:meth:`events` as a pandas DataFrame (needs the ``notebook`` extra)."""
