@@ -94,14 +94,20 @@ class IsoDate(click.ParamType):  # type: ignore[type-arg]  # generic since click
                 ctx: click.Context | None) -> dt.date:
         if isinstance(value, dt.date):
             return value
+        from .canonical import date_range_problem
+
         text = str(value)
         try:
-            if _DATE_RE.match(text):
-                return dt.date.fromisoformat(text)
+            date = dt.date.fromisoformat(text) if _DATE_RE.match(text) else None
         except ValueError:
-            pass
-        self.fail(f"{text!r} is not a real date in the form YYYY-MM-DD "
-                  f"(e.g. 2021-12-06).", param, ctx)
+            date = None
+        if date is None:
+            self.fail(f"{text!r} is not a real date in the form YYYY-MM-DD "
+                      f"(e.g. 2021-12-06).", param, ctx)
+        problem = date_range_problem(date, "the date")
+        if problem:
+            self.fail(f"{problem}.", param, ctx)
+        return date
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -118,6 +124,28 @@ def _parse_json(text: str, what: str, param: Any,
         param.fail(f"{what} is not valid JSON: {e}.", p, ctx)
 
 
+#: The largest file --data @FILE reads.
+MAX_DATA_FILE_BYTES = 1_000_000
+#: The largest file verify --heads reads (about a million cases' heads).
+MAX_HEADS_FILE_BYTES = 128_000_000
+
+
+def _read_file(path: str, limit: int, what: str, param: click.Parameter | None,
+               ctx: click.Context | None, *, hint: str | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, else a usage error (exit 2)."""
+    from .errors import InvalidInputError
+    from .files import read_regular_file
+
+    try:
+        return read_regular_file(path, limit=limit, what=what)
+    except InvalidInputError as e:
+        raise click.BadParameter(str(e), ctx, param, hint) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise click.BadParameter(f"can't read {what} {path!r}: "
+                                 f"{getattr(e, 'strerror', None) or e}.", ctx, param,
+                                 hint) from None
+
+
 class JsonObject(click.ParamType):  # type: ignore[type-arg]
     """A JSON object given inline (``'{"a": 1}'``) or read from a file (``@data.json``)."""
 
@@ -131,11 +159,8 @@ class JsonObject(click.ParamType):  # type: ignore[type-arg]
         what = "the value"
         if text.startswith("@"):
             path = text[1:]
+            raw = _read_file(path, MAX_DATA_FILE_BYTES, "the file", param, ctx)
             what = f"the file {path!r}"
-            try:
-                raw = Path(path).read_bytes()
-            except OSError as e:
-                self.fail(f"can't read {what}: {e.strerror or e}.", param, ctx)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -145,7 +170,13 @@ class JsonObject(click.ParamType):  # type: ignore[type-arg]
         if not isinstance(data, dict):
             self.fail(f"{what} is a JSON {type(data).__name__}, not an object; give an object "
                       f"such as '{{\"decided_on\": \"2021-12-06\"}}'.", param, ctx)
-        return data
+        from .canonical import check_data
+        from .errors import InvalidInputError
+
+        try:
+            return check_data(data)  # 1e999 (infinity), a lone surrogate: not storable
+        except InvalidInputError as e:
+            self.fail(f"{what} can't be stored: {e}", param, ctx)
 
 
 DATE = IsoDate()
@@ -189,7 +220,7 @@ def _load_workflow(name_or_path: str) -> Workflow:
     """A bundled workflow by name, or a workflow file by path."""
     from .definition import load_workflow
 
-    if os.path.isfile(name_or_path):
+    if os.path.lexists(name_or_path):  # a file here (or a FIFO, a folder: refused there)
         return load_workflow(Path(name_or_path))
     return load_workflow(name_or_path)
 
@@ -503,22 +534,44 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
 # --------------------------------------------------------------------------- verify, heads
 
 
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_MAX_SEQ = 2**63 - 1
+
+
 def _read_heads(path: str) -> dict[str, Any]:
+    """The heads file written by ``approvalflow heads``, checked; else a usage error (exit 2)."""
+    hint = "'--heads'"
+    raw = _read_file(path, MAX_HEADS_FILE_BYTES, "the heads file", None, None, hint=hint)
     try:
-        raw = Path(path).read_bytes()
-        value = json.loads(raw.decode("utf-8"))
-    except OSError as e:
-        raise click.BadParameter(f"can't read {path!r}: {e.strerror or e}.",
-                                 param_hint="'--heads'") from e
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise click.BadParameter(f"{path!r} is not a JSON file written by "
-                                 f"'approvalflow heads': {e}.", param_hint="'--heads'") from e
+                                 f"'approvalflow heads': {e}.", param_hint=hint) from e
+    shape = "{case_id: {\"seq\": n, \"hash\": h}}"
     if not isinstance(value, dict):
         raise click.BadParameter(f"{path!r} holds a JSON {type(value).__name__}; "
-                                 f"'approvalflow heads' writes an object "
-                                 f"{{case_id: {{\"seq\": n, \"hash\": h}}}}.",
-                                 param_hint="'--heads'")
+                                 f"'approvalflow heads' writes an object {shape}.",
+                                 param_hint=hint)
+    for case_id, head in value.items():
+        seq = head.get("seq") if isinstance(head, dict) else None
+        digest = head.get("hash") if isinstance(head, dict) else None
+        if not isinstance(head, dict) or set(head) != {"seq", "hash"}:
+            problem = f"is {_short(head)}, not an object with exactly 'seq' and 'hash'"
+        elif isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= _MAX_SEQ:
+            problem = (f"has seq {_short(seq)}; a seq is a whole number from 1 to "
+                       f"{_MAX_SEQ}")
+        elif not isinstance(digest, str) or not _HASH_RE.match(digest):
+            problem = f"has hash {_short(digest)}; a hash is 64 lowercase hex digits"
+        else:
+            continue
+        raise click.BadParameter(f"{path!r}: the head of case {_short(case_id)} {problem} "
+                                 f"('approvalflow heads' writes {shape}).", param_hint=hint)
     return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @cli.command()

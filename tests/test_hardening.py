@@ -1,0 +1,391 @@
+"""Input hardening (issue 10): every way a hostile value, file or caller could get past the
+library's checks, tried as an attacker would, with real files and real processes.
+
+Grouped by the issue's items: aliased data (5), dates (6), runnable workflows (7), input
+files (8), heads files (9), only approvalflow errors (10), terminal output (11), read-only
+inspection and identifiers (12), backup (13).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import approvalflow as af
+from approvalflow.canonical import DATE_RANGE, MAX_DATE, MIN_DATE
+from approvalflow.cli import cli
+
+from .conftest import FLAGSHIP, approve_all
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner(env={"APPROVALFLOW_DB": None})
+
+
+def run(runner: CliRunner, db: Path | None, *args: str) -> Result:
+    argv = (["--db", str(db)] if db is not None else []) + list(args)
+    return runner.invoke(cli, argv, catch_exceptions=False)
+
+
+def error_lines(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+
+
+def workflow_text(extra_transition: str = "", *, version: str = "1") -> str:
+    """A small sound workflow: draft -> review -> done, with optional keys on 'approve'."""
+    return f"""
+[workflow]
+name = "tiny"
+version = {version}
+initial = "draft"
+goal = "done"
+
+[actors]
+x = "X"
+
+[states.draft]
+[states.review]
+[states.done]
+final = true
+
+[[transitions]]
+trigger = "submit"
+source = "draft"
+target = "review"
+actors = ["x"]
+
+[[transitions]]
+trigger = "approve"
+source = "review"
+target = "done"
+actors = ["x"]
+{extra_transition}
+"""
+
+
+# --------------------------------------------------------------------------- 5: aliased data
+
+
+def test_mutating_the_callers_data_after_create_changes_nothing(store, flagship, seed_data):
+    """A budget swapped in the caller's dict after create_case does not reach the guard."""
+    bad = copy.deepcopy(seed_data)
+    bad["budget"]["lbf"] = 3_900_000  # more than 75 % of the total: breaks financing_ok
+    case = store.create_case(flagship, "alias", actor="tmf", on="2021-11-01", data=bad)
+    bad["budget"].update(seed_data["budget"])  # now the caller's dict keeps the rules
+    bad["title"] = "changed afterwards"
+    assert case.data["budget"]["lbf"] == 3_900_000
+    assert case.data["title"] == seed_data["title"]
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    approve_all(case)
+    with pytest.raises(af.TransitionRefusedError, match="75 %"):
+        case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
+    assert store.case("alias").data == case.data
+    assert store.verify().ok
+
+
+def test_mutating_the_callers_data_after_fire_changes_nothing(store, flagship, seed_data):
+    """The data given to fire() is copied: the event, case.data and the log agree afterwards."""
+    case = store.create_case(flagship, "alias", actor="tmf", on="2021-11-01", data=seed_data)
+    seed_data["budget"]["lbf"] = 1  # the caller's create data, changed afterwards
+    given = {"dates": {"submit": {"decided_on": "2021-11-01"}}, "list": [1, {"a": 2}]}
+    event = case.fire("submit", actor="tmf", on="2021-11-01", data=given)
+    given["dates"]["submit"]["decided_on"] = "1999-01-01"
+    given["list"][1]["a"] = 99
+    assert event.data["dates"]["submit"]["decided_on"] == "2021-11-01"
+    assert case.data["list"] == [1, {"a": 2}]
+    assert case.data["budget"]["lbf"] == 3_000_000
+    reloaded = store.case("alias")
+    assert reloaded.data == case.data
+    assert reloaded.history[-1].data == event.data
+    assert store.verify().ok
+
+
+def test_imported_data_is_copied_too(store, flagship, seed_data):
+    """import_events copies each record's data; a later change to the records changes nothing."""
+    records: list[dict[str, Any]] = [
+        {"case_id": "imp", "trigger": "create", "workflow": flagship, "actor": "tmf",
+         "on": "2021-11-01", "data": seed_data},
+        {"case_id": "imp", "trigger": "submit", "actor": "tmf", "on": "2021-11-01",
+         "data": {"x": {"y": 1}}},
+    ]
+    assert store.import_events(records) == 2
+    records[0]["data"]["budget"]["total"] = 0
+    records[1]["data"]["x"]["y"] = 2
+    case = store.case("imp")
+    assert case.data["budget"]["total"] == 4_000_000
+    assert case.data["x"] == {"y": 1}
+    assert store.verify().ok
+
+
+def test_check_data_returns_a_fresh_copy():
+    """check_data's result shares no dict or list with its argument, and equals it as JSON."""
+    from approvalflow.canonical import canonical_json, check_data
+
+    given = {"a": [1, {"b": (2, 3)}], "c": {"d": None, "e": 1.5, "f": True}}
+    copied = check_data(given)
+    assert copied == {"a": [1, {"b": [2, 3]}], "c": {"d": None, "e": 1.5, "f": True}}
+    assert copied is not given and copied["a"] is not given["a"]
+    assert copied["a"][1] is not given["a"][1] and copied["c"] is not given["c"]
+    assert canonical_json(copied) == canonical_json(given)
+
+
+# --------------------------------------------------------------------------- 6: dates
+
+
+@pytest.mark.parametrize("on", ["9999-12", "0001-01", "9999-12-31", "1899-12-31",
+                                "3000-01-01", dt.date(1, 1, 1), dt.date.max])
+def test_an_expectation_outside_the_range_is_refused(store, submitted, db_path, on):
+    """case.expect with a date outside the range is refused; due and show keep working."""
+    before = submitted.version
+    with pytest.raises(af.InvalidInputError, match=DATE_RANGE):
+        submitted.expect("3b.approve", on, actor="tmf", said_on="2021-11-02")
+    assert submitted.version == before == store.case(submitted.id).version
+    assert isinstance(store.due(on="2999-12-31", within_days=36_500), list)
+    submitted.forecast(on="2999-12-31")
+
+
+def test_the_range_ends_are_accepted_and_every_read_still_works(store, submitted, runner,
+                                                                 db_path):
+    """An expectation on the last accepted day, due asked on it with the widest window: no
+    read fails (show, forecast, deadlines, due, the CLI)."""
+    submitted.expect("3b.approve", "2999-12", actor="tmf", said_on="2021-11-02")
+    submitted.expect("vibo.approve", MAX_DATE, actor="tmf", said_on="2021-11-02")
+    assert submitted.expectations()[-1].date == MAX_DATE
+    submitted.forecast(on=MAX_DATE)
+    submitted.deadlines(on=MAX_DATE)
+    assert isinstance(store.due(on=MAX_DATE, within_days=36_500), list)
+    assert isinstance(store.due(on=MIN_DATE, within_days=36_500), list)
+    for args in (["show", submitted.id, "--on", "2999-12-31"],
+                 ["due", "--on", "2999-12-31", "--within", "36500"],
+                 ["due", "--on", "1900-01-01", "--within", "36500"]):
+        result = run(runner, db_path, *args)
+        assert result.exit_code == 0, (args, result.stderr)
+
+
+@pytest.mark.parametrize("value", ["0001-01-01", "9999-12-31", "1899-12-31"])
+def test_a_data_date_outside_the_range_is_a_clear_problem(store, flagship, seed_data, runner,
+                                                            db_path, value):
+    """planned_start = '0001-01-01' in the data: forecast, deadlines, due and show explain it,
+    and the guarded step is refused naming the range, never an OverflowError."""
+    seed_data["planned_start"] = value
+    seed_data["expires"] = value
+    case = store.create_case(flagship, "old", actor="tmf", on="2021-11-01", data=seed_data)
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    approve_all(case)
+    case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
+    case.fire("lbf.grant", actor="lbf", on="2022-02-10")
+    notes = " ".join(d.note for d in case.deadlines(on="2022-02-10"))
+    assert DATE_RANGE in notes
+    case.forecast(on="2022-02-10")
+    assert isinstance(store.due(on="2022-02-10", within_days=36_500), list)
+    with pytest.raises(af.TransitionRefusedError, match=DATE_RANGE):
+        case.fire("start", actor="tmf", on="2022-03-02")
+    result = run(runner, db_path, "show", "old", "--on", "2022-02-10")
+    assert result.exit_code == 0, result.stderr
+    assert run(runner, db_path, "due", "--on", "2022-02-10").exit_code == 0
+    assert store.verify().ok
+
+
+@pytest.mark.parametrize("ref", ["{date = 9999-12-31, days = 36500}", "0001-01-01",
+                                 '"9999-12-31"', "{date = 1899-12-31}"])
+def test_a_workflow_date_reference_outside_the_range_is_refused(ref):
+    """A deadline or earliest date outside the range is a DefinitionError naming the range."""
+    for key in ("deadline", "earliest"):
+        with pytest.raises(af.DefinitionError, match=DATE_RANGE):
+            af.loads_workflow(workflow_text(f"{key} = {ref}"))
+
+
+def test_the_widest_accepted_date_reference_still_forecasts():
+    """{date = 2999-12-31, days = 36500} loads, and a case on it forecasts and lists what is due."""
+    wf = af.loads_workflow(workflow_text("deadline = {date = 2999-12-31, days = 36500}\n"
+                                         "duration_days = 36500"))
+    with af.open_store(":memory:") as store:
+        case = store.create_case(wf, "c", actor="x", on="2999-12-31")
+        case.fire("submit", actor="x", on="2999-12-31")
+        assert case.forecast(on="2999-12-31").date is not None
+        assert case.deadlines(on="2999-12-31")[0].due == dt.date(3099, 12, 7)
+        assert store.due(on="2999-12-31", within_days=36_500)[0].step == "approve"
+
+
+def test_a_long_chain_of_long_durations_does_not_overflow():
+    """Eighty steps of 36,500 days each from the last accepted day: the forecast saturates
+    at the last date Python holds instead of raising OverflowError."""
+    n = 80
+    states = "".join(f"[states.s{i}]\n" for i in range(n)) + "[states.end]\nfinal = true\n"
+    steps = "".join(f'[[transitions]]\ntrigger = "t{i}"\nsource = "s{i}"\n'
+                    f'target = "{"s" + str(i + 1) if i < n - 1 else "end"}"\nactors = ["x"]\n'
+                    f"duration_days = 36500\n" for i in range(n))
+    text = (f'[workflow]\nname = "long"\nversion = 1\ninitial = "s0"\ngoal = "end"\n'
+            f'target = 2999-12-31\n[actors]\nx = "X"\n{states}{steps}')
+    wf = af.loads_workflow(text)
+    with af.open_store(":memory:") as store:
+        case = store.create_case(wf, "c", actor="x", on="2999-12-31")
+        fc = case.forecast(on="2999-12-31")
+        assert fc.date == dt.date.max
+        assert fc.on_time is False
+        assert fc.steps[-1].date == dt.date.max
+        assert store.due(on="2999-12-31", within_days=36_500) == []
+        assert case.deadlines(on="2999-12-31") == []
+
+
+@pytest.mark.parametrize("on", ["9999-12-31", "0001-01-01", "1899-12-31", dt.date(3000, 1, 1)])
+def test_a_step_or_creation_outside_the_range_is_refused(store, flagship, submitted, on):
+    """create_case, fire, case(as_of=) and due(on=) refuse a date outside the range."""
+    with pytest.raises(af.InvalidInputError, match=DATE_RANGE):
+        store.create_case(flagship, "x", actor="tmf", on=on)
+    with pytest.raises(af.InvalidInputError, match=DATE_RANGE):
+        submitted.fire("tmu.approve", actor="tmu", on=on)
+    with pytest.raises(af.InvalidInputError, match=DATE_RANGE):
+        store.case(submitted.id, as_of=on)
+    with pytest.raises(af.InvalidInputError, match=DATE_RANGE):
+        store.due(on=on)
+    assert store.verify().ok and store.case(submitted.id).version == 2
+
+
+def test_the_cli_refuses_a_date_outside_the_range_as_a_usage_error(runner, tmp_path):
+    """--on 9999-12-31 is a usage error (exit 2) that names the range."""
+    result = run(runner, tmp_path / "x.db", "new", FLAGSHIP, "c", "--actor", "tmf",
+                 "--on", "9999-12-31")
+    assert result.exit_code == 2
+    assert DATE_RANGE in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+# --------------------------------------------------------------------------- 7: runnable
+
+
+@pytest.mark.parametrize("version", ["9223372036854775808", "99999999999999999999"])
+def test_a_version_sqlite_cannot_store_is_refused(version):
+    """[workflow].version past SQLite's largest integer is a DefinitionError, not a crash later."""
+    with pytest.raises(af.DefinitionError, match="version"):
+        af.loads_workflow(workflow_text(version=version))
+
+
+def test_the_largest_version_sqlite_stores_runs(tmp_path):
+    """version = 2**63 - 1 loads, and a case on it is created, fired and verified."""
+    wf = af.loads_workflow(workflow_text(version=str(2**63 - 1)))
+    with af.open_store(tmp_path / "v.db") as store:
+        case = store.create_case(wf, "c", actor="x", on="2022-01-01")
+        case.fire("submit", actor="x", on="2022-01-01")
+        assert store.case("c").workflow_version == 2**63 - 1
+        assert store.verify().ok
+
+
+def nested_workflow(depth: int) -> str:
+    lines = ['[workflow]\nname = "deep"\nversion = 1\ninitial = "s0"\n[actors]\nx = "X"\n']
+    for i in range(depth):
+        lines.append(f"[states.s{i}]\n" + (f'parent = "s{i - 1}"\n' if i else "")
+                     + (f'initial = "s{i + 1}"\n' if i < depth - 1 else ""))
+    lines.append('[states.end]\nfinal = true\n[[transitions]]\ntrigger = "go"\n'
+                 'source = "s0"\ntarget = "end"\nactors = ["x"]\n')
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("depth", [33, 500, 5000])
+def test_states_nested_too_deeply_are_refused_naming_the_state(depth, runner, tmp_path):
+    """Compound states nested past 32 levels: DefinitionError naming the first state too deep,
+    and 'check' says so (exit 1), with no RecursionError anywhere."""
+    with pytest.raises(af.DefinitionError, match=r"'s32'.*at most 32"):
+        af.loads_workflow(nested_workflow(depth))
+    path = tmp_path / "deep.toml"
+    path.write_text(nested_workflow(depth), encoding="utf-8")
+    result = run(runner, None, "check", str(path))
+    assert result.exit_code == 1
+    assert "'s32'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_states_nested_32_deep_load_run_and_draw(tmp_path):
+    """The deepest nesting allowed is runnable: created, fired, verified, drawn."""
+    wf = af.loads_workflow(nested_workflow(32))
+    with af.open_store(tmp_path / "d.db") as store:
+        case = store.create_case(wf, "c", actor="x", on="2022-01-01")
+        assert "s31" in case.state
+        case.fire("go", actor="x", on="2022-01-01")
+        assert case.is_final and store.verify().ok
+    assert "s31" in wf.diagram()
+
+
+# --------------------------------------------------------------------------- 8: input files
+
+
+def special_files(tmp_path: Path) -> dict[str, str]:
+    """A character device, a FIFO nobody writes to, and a directory."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    return {"character device": "/dev/zero", "FIFO": str(fifo), "directory": str(folder)}
+
+
+def test_load_workflow_reads_only_regular_files(tmp_path):
+    """/dev/zero, a FIFO and a directory are refused by load_workflow, without hanging."""
+    for kind, path in special_files(tmp_path).items():
+        with pytest.raises(af.DefinitionError, match=kind):
+            af.load_workflow(path)
+
+
+def test_the_size_cap_is_enforced_while_reading(tmp_path):
+    """A file over 1 MB is refused however it is reached (a symlink to /dev/zero included)."""
+    link = tmp_path / "zero.toml"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(af.DefinitionError, match="character device"):
+        af.load_workflow(link)
+    big = tmp_path / "big.toml"
+    big.write_bytes(workflow_text().encode() + b"#" * 1_000_001)
+    with pytest.raises(af.DefinitionError, match="at most 1000000 bytes"):
+        af.load_workflow(big)
+    exact = tmp_path / "exact.toml"
+    text = workflow_text().encode()
+    exact.write_bytes(text + b"#" * (1_000_000 - len(text)))
+    assert af.load_workflow(exact).name == "tiny"
+
+
+def test_the_read_stops_at_the_cap(tmp_path):
+    """read_regular_file reads at most limit + 1 bytes of a file that is larger."""
+    from approvalflow.files import read_regular_file
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    assert read_regular_file(path, limit=100) == b"x" * 100
+    with pytest.raises(af.InvalidInputError, match="larger than 99 bytes"):
+        read_regular_file(path, limit=99)
+
+
+@pytest.mark.parametrize("command", ["check", "new", "data", "heads", "diagram"])
+def test_the_cli_reads_only_regular_files(command, runner, tmp_path, case_db_path):
+    """check, new, --data @FILE, verify --heads and diagram: each special file gives one clear
+    error (no hang, no traceback) and the database is unchanged."""
+    before = case_db_path.read_bytes()
+    for kind, path in special_files(tmp_path).items():
+        args = {"check": ["check", path],
+                "new": ["new", path, "c2", "--actor", "tmf"],
+                "data": ["fire", "mimerskvarteret", "tmu.approve", "--actor", "tmu",
+                         "--data", f"@{path}"],
+                "heads": ["verify", "--heads", path],
+                "diagram": ["diagram", path]}[command]
+        result = run(runner, case_db_path, *args)
+        assert result.exit_code in (1, 2), (kind, result.stdout, result.stderr)
+        assert len(error_lines(result)) == 1, (kind, result.stderr)
+        assert kind in result.stderr or "directory" in result.stderr, (kind, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert case_db_path.read_bytes() == before
+
+
+@pytest.fixture
+def case_db_path(tmp_path: Path, seed_data: dict[str, Any]) -> Path:
+    """A database with the flagship case, submitted."""
+    path = tmp_path / "cases.db"
+    with af.open_store(path) as store:
+        case = store.create_case(FLAGSHIP, "mimerskvarteret", actor="tmf", on="2021-12-06",
+                                 data=seed_data)
+        case.fire("submit", actor="tmf", on="2021-12-06")
+    return path
