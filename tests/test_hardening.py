@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -389,3 +392,110 @@ def case_db_path(tmp_path: Path, seed_data: dict[str, Any]) -> Path:
                                  data=seed_data)
         case.fire("submit", actor="tmf", on="2021-12-06")
     return path
+
+
+# --------------------------------------------------------------------------- 11: terminal output
+
+NOTE = "\x1b[31mAPPROVED BY BR\x1b[0m\x1b[1A\x1b[2K"
+TITLE = "\x1b]0;pwned\x07Plan \u202eevil\u202c \x85next\x7f"
+RAW = ("\x1b", "\x07", "\x85", "\x7f", "\u202e", "\u202c", "\r")
+
+
+def hostile_workflow() -> str:
+    """tiny, with escape sequences in its title and in state and step labels (TOML escapes)."""
+    return workflow_text('label = "ok \\u001b[2J\\u001b]0;t\\u0007 \\u202eok"\n'
+                         'deadline = "2022-02-01"').replace(
+        '[states.review]', '[states.review]\nlabel = "in \\u001b[5mreview\\u0085\\r"').replace(
+        'goal = "done"', 'goal = "done"\ntitle = "T \\u001b]0;x\\u0007"')
+
+
+@pytest.fixture
+def hostile_db(tmp_path: Path) -> Path:
+    """A case whose title, notes, data and workflow labels carry terminal escapes."""
+    wf_path = tmp_path / "hostile.toml"
+    wf_path.write_text(hostile_workflow(), encoding="utf-8")
+    path = tmp_path / "hostile.db"
+    with af.open_store(path) as store:
+        case = store.create_case(af.load_workflow(wf_path), "c1", actor="x", on="2022-01-01",
+                                 data={"title": TITLE, "k\x1b[1m": "v\x9b2J"}, note=NOTE)
+        case.fire("submit", actor="x", on="2022-01-02", note=NOTE + "\nsecond line\r",
+                  data={"why": TITLE})
+        case.expect("approve", "2022-01-20", actor="x", note=NOTE, said_on="2022-01-02")
+    return path
+
+
+@pytest.mark.parametrize(("args", "shows"), [
+    (["history", "c1"], True), (["show", "c1", "--on", "2022-01-03"], True),
+    (["cases"], False), (["allowed", "c1", "--on", "2022-01-03"], True),
+    (["due", "--on", "2022-01-25"], True), (["verify"], False),
+    (["fire", "c1", "\x1b[31mnope", "--actor", "x", "--on", "2022-01-03"], True),
+    (["fire", "c1", "approve", "--actor", "\x1b]0;x\x07", "--on", "2022-01-03"], True),
+    (["fire", "c1", "approve", "--actor", "x", "--on", "2022-01-03"], False),
+])
+def test_text_output_escapes_control_characters(runner, hostile_db, args, shows):
+    """No raw C0, DEL, C1 or bidi control from stored text reaches stdout or stderr; where
+    the output shows such text, the escapes show visibly instead."""
+    result = run(runner, hostile_db, *args)
+    out = result.stdout + result.stderr
+    assert out.strip()
+    for char in RAW:
+        assert char not in out, (args, char, out)
+    assert ("\\x1b" in out) == shows, (args, out)
+
+
+def test_history_and_show_show_the_escaped_note_and_title(runner, hostile_db):
+    """The note and title appear with their escapes spelled out, nothing dropped."""
+    history = run(runner, hostile_db, "history", "c1").stdout
+    assert "\\x1b[31mAPPROVED BY BR\\x1b[0m\\x1b[1A\\x1b[2K" in history
+    show = run(runner, hostile_db, "show", "c1", "--on", "2022-01-03").stdout
+    assert "\\x1b]0;pwned\\x07Plan \\u202eevil\\u202c \\x85next\\x7f" in show
+
+
+@pytest.mark.parametrize("args", [["history", "c1", "--json"], ["show", "c1", "--json"],
+                                  ["allowed", "c1", "--json"], ["cases", "--json"]])
+def test_json_output_escapes_as_json_does(runner, hostile_db, args):
+    """--json output holds no raw control character, and parses back to the stored text."""
+    result = run(runner, hostile_db, *args)
+    assert result.exit_code == 0, result.stderr
+    for char in RAW:
+        assert char not in result.stdout, (args, char)
+    doc = json.loads(result.stdout)
+    if args[0] == "history":
+        assert doc[0]["note"] == NOTE and doc[1]["data"]["why"] == TITLE
+    if args[0] == "show":
+        assert doc["title"] == TITLE
+
+
+def test_check_and_diagram_escape_labels_and_file_names(runner, tmp_path):
+    """check's ok line (a file name with an escape) and diagram's labels are escaped too."""
+    path = tmp_path / "evil\x1b[2J.toml"
+    path.write_text(hostile_workflow(), encoding="utf-8")
+    for args in (["check", str(path)], ["diagram", str(path)],
+                 ["diagram", str(path), "--format", "dot"]):
+        result = run(runner, None, *args)
+        assert result.exit_code == 0, (args, result.stderr)
+        for char in RAW:
+            assert char not in result.stdout, (args, char)
+
+
+def test_a_piped_real_process_gets_no_title_escape(hostile_db):
+    """The installed command, piped: the OSC title sequence is not in its output."""
+    exe = Path(sys.executable).with_name("approvalflow")
+    proc = subprocess.run([str(exe), "--db", str(hostile_db), "show", "c1"],
+                          capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert b"\x1b" not in proc.stdout and b"\x07" not in proc.stdout
+    assert b"\\x1b]0;pwned\\x07" in proc.stdout
+
+
+def test_terminal_safe_escapes_every_kind():
+    """terminal_safe: C0 but the newline, DEL, C1, bidi and lone surrogates become escapes."""
+    from approvalflow.summary import terminal_safe
+
+    text = "".join(map(chr, range(0x00, 0xa0))) + "".join(RAW) + "\u2066\u2069\ud800"
+    safe = terminal_safe(text)
+    assert safe.count("\n") == 1
+    assert all(ord(c) >= 0x20 and not 0x7f <= ord(c) < 0xa0 for c in safe if c != "\n")
+    assert not set(safe) & set("\u202e\u202c\u2066\u2069\u061c\u200e\u200f")
+    safe.encode("utf-8")
+    assert terminal_safe("plain text, æøå\nline two") == "plain text, æøå\nline two"

@@ -29,8 +29,10 @@ from .summary import (
     case_summary,
     event_lines,
     ids,
+    json_safe,
     step_label,
     summary_text,
+    terminal_safe,
     wrap,
 )
 
@@ -45,9 +47,9 @@ DEFAULT_DB = "approvalflow.db"
 # --------------------------------------------------------------------------- errors
 
 
-def _printable(text: str) -> str:
-    """``text`` with anything that can't be written as UTF-8 (lone surrogates) escaped."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+def _echo(text: str = "", *, err: bool = False) -> None:
+    """Write one piece of text output; every text output of the CLI goes through here."""
+    click.echo(terminal_safe(text), err=err)
 
 
 class Failure(click.ClickException):
@@ -57,7 +59,7 @@ class Failure(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         for line in self.message.splitlines() or [""]:
-            click.echo(f"Error: {_printable(line)}", err=True)
+            _echo(f"Error: {line}", err=True)
 
 
 class _Group(click.Group):
@@ -190,7 +192,7 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    click.echo(json_safe(json.dumps(value, indent=2, ensure_ascii=False)))
 
 
 def _db_path(ctx: click.Context) -> str:
@@ -259,7 +261,7 @@ def workflows(as_json: bool) -> None:
     for r in rows:
         head = f"{r['name']:<{width}}  v{r['version']}  "
         for line in wrap(head + r["title"], 0, len(head)):
-            click.echo(line)
+            _echo(line)
 
 
 @cli.command()
@@ -276,9 +278,9 @@ def check(items: tuple[str, ...]) -> None:
             failed += 1
             problems = getattr(e, "problems", None) or str(e).splitlines()
             for problem in problems:
-                click.echo(f"Error: {_printable(problem)}", err=True)
+                _echo(f"Error: {problem}", err=True)
             continue
-        click.echo(f"ok: {_printable(item)}: {wf.name} v{wf.version}, "
+        _echo(f"ok: {item}: {wf.name} v{wf.version}, "
                    f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
     if failed:
         raise click.exceptions.Exit(1)
@@ -318,10 +320,10 @@ def new(ctx: click.Context, workflow: str, case_id: str, actor: str, on: dt.date
             _remove_new_database(path)
         raise
     with store:
-        click.echo(f"Created case {case.id!r} on {wf.name} v{wf.version}, "
+        _echo(f"Created case {case.id!r} on {wf.name} v{wf.version}, "
                    f"{case.history[0].on.isoformat()}, in {ids(case.state)}.")
         for line in wrap(allowed_line(case, case.awaiting(on=case.last_on)), 0, 2):
-            click.echo(line)
+            _echo(line)
 
 
 @cli.command()
@@ -352,7 +354,7 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
             options_on = max(when, last) if last is not None else when
             raise Failure(f"{e} {allowed_line(case, case.awaiting(on=options_on))}") from e
         if case.version == before:  # a retry with a known key: the stored event came back
-            click.echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
+            _echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
             return
         if event.moved:
             change = (f"left {ids(event.source - event.target)}, "
@@ -362,9 +364,9 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
         head = (f"Case {case.id!r} event {event.seq}: {event.trigger} by {event.actor} on "
                 f"{event.on.isoformat()}: {change}.")
         for line in wrap(head, 0, 2):
-            click.echo(line)
+            _echo(line)
         for line in wrap(allowed_line(case, case.awaiting(on=when)), 0, 2):
-            click.echo(line)
+            _echo(line)
 
 
 # --------------------------------------------------------------------------- cases, history
@@ -384,7 +386,7 @@ def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: 
         _echo_json([c.to_dict() for c in found])
         return
     if not found:
-        click.echo("No cases.")
+        _echo("No cases.")
         return
     id_width = min(max(len(c.case_id) for c in found), 24)
     for c in found:
@@ -392,7 +394,7 @@ def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: 
         head = (f"{c.case_id:<{id_width}}  {c.workflow} v{c.workflow_version}  "
                 f"{c.version} events, last {c.last_on.isoformat()}{end}")
         for line in wrap(head, 0, 4) + wrap(f"state: {', '.join(sorted(c.state))}", 4, 6):
-            click.echo(line)
+            _echo(line)
 
 
 @cli.command()
@@ -408,10 +410,10 @@ def history(ctx: click.Context, case_id: str, as_json: bool) -> None:
         return
     for line in wrap(f"Case {case.id!r} on {case.workflow} v{case.workflow_version}, "
                       f"{len(case.history)} events:", 0, 2):
-        click.echo(line)
+        _echo(line)
     for e in case.history:
         for line in event_lines(e.to_dict()):
-            click.echo(line)
+            _echo(line)
 
 
 # --------------------------------------------------------------------------- show
@@ -432,7 +434,7 @@ def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | 
     if as_json:
         _echo_json(doc)
     else:
-        click.echo(summary_text(doc))
+        _echo(summary_text(doc))
 
 
 # --------------------------------------------------------------------------- due
@@ -455,13 +457,13 @@ def due(ctx: click.Context, on: dt.date | None, within: int, as_of: dt.date | No
         _echo_json([i.to_dict() for i in items])
         return
     if not items:
-        click.echo(f"Nothing overdue or due within {within} days.")
+        _echo(f"Nothing overdue or due within {within} days.")
         return
     for i in items:
         left = f"{-i.days_left} days overdue" if i.days_left < 0 else f"{i.days_left} days left"
-        click.echo(f"{i.due.isoformat()}  {i.case_id}  {i.kind} {i.step}: {i.status}, {left}")
+        _echo(f"{i.due.isoformat()}  {i.case_id}  {i.kind} {i.step}: {i.status}, {left}")
         for line in wrap(f"by {', '.join(i.actors)}: {i.label}", 12, 14):
-            click.echo(line)
+            _echo(line)
 
 
 # --------------------------------------------------------------------------- allowed
@@ -508,19 +510,19 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
     who = f" for {actor}" if actor else ""
     for line in wrap(f"Case {case.id!r} on {when.isoformat()}{who}, in "
                       f"{', '.join(sorted(case.state))}.", 0, 2):
-        click.echo(line)
+        _echo(line)
     if case.is_final:
-        click.echo("The case has ended: nothing more can happen.")
+        _echo("The case has ended: nothing more can happen.")
         return
-    click.echo("Allowed:")
+    _echo("Allowed:")
     if not allowed_out:
-        click.echo("  nothing")
+        _echo("  nothing")
     for a in allowed_out:
         label = f": {a['label']}" if a["label"] else ""
         for line in wrap(f"{a['trigger']} by {', '.join(a['actors'])}{label}", 2, 6):
-            click.echo(line)
+            _echo(line)
     if refused_out:
-        click.echo("Not allowed:")
+        _echo("Not allowed:")
     for r in refused_out:
         groups: dict[tuple[str, ...], list[str]] = {}
         for a, reasons in r["why_not"].items():
@@ -528,7 +530,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
         for reasons, actors in groups.items():
             for line in wrap(f"{r['trigger']} by {', '.join(actors)}: {'; '.join(reasons)}",
                               2, 6):
-                click.echo(line)
+                _echo(line)
 
 
 # --------------------------------------------------------------------------- verify, heads
@@ -590,11 +592,11 @@ def verify(ctx: click.Context, heads_file: str | None, as_json: bool) -> None:
                     "problems": list(report.problems)})
     elif report.ok:
         extra = f", matching {len(heads)} exported heads" if heads is not None else ""
-        click.echo(f"ok: {report.cases} cases, {report.events} events, no problems{extra}.")
+        _echo(f"ok: {report.cases} cases, {report.events} events, no problems{extra}.")
     else:
         for problem in report.problems:
             for line in wrap(problem, 0, 2):
-                click.echo(line)
+                _echo(line)
     if not report.ok:
         n = len(report.problems)
         raise Failure(f"{n} problem{'s' if n != 1 else ''} in {path!r} "
@@ -626,10 +628,10 @@ def demo(ctx: click.Context) -> None:
     path = ctx.obj["db"] or DEMO_DB
     case = run_demo(path)
     try:
-        click.echo(describe(case))
-        click.echo("")
-        click.echo(f"Recorded in {path}. Explore it with:")
-        click.echo(f"  approvalflow --db {path} show {case.id}")
+        _echo(describe(case))
+        _echo("")
+        _echo(f"Recorded in {path}. Explore it with:")
+        _echo(f"  approvalflow --db {path} show {case.id}")
     finally:
         case._store.close()  # type: ignore[union-attr]
 
@@ -657,7 +659,7 @@ def diagram(ctx: click.Context, workflow: str, case_id: str | None, fmt: str) ->
             raise Failure(f"Case {case.id!r} runs on workflow {case.workflow!r}, not "
                           f"{wf.name!r}; draw {case.workflow!r} to highlight it.")
     draw = drawing.to_dot if fmt == "dot" else drawing.to_mermaid
-    click.echo(draw(wf, case=case))
+    _echo(draw(wf, case=case))
 
 
 # --------------------------------------------------------------------------- entry point
@@ -673,7 +675,7 @@ def main(argv: list[str] | None = None) -> Any:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
     except Exception as e:  # a bug: still one line, never a traceback
-        click.echo(f"Error: unexpected {type(e).__name__}: {_printable(str(e))} (this is a "
+        _echo(f"Error: unexpected {type(e).__name__}: {e} (this is a "
                    f"bug in approvalflow; please report it with the command you ran).",
                    err=True)
         sys.exit(1)
