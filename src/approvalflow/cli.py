@@ -204,8 +204,11 @@ def _db_path(ctx: click.Context) -> str:
     return str(path)
 
 
-def _open(ctx: click.Context, *, create: bool = False) -> Store:
-    """The store at the resolved path; a missing file is an error unless ``create``."""
+def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -> Store:
+    """The store at the resolved path; a missing file is an error unless ``create``.
+
+    ``readonly`` opens it read-only (the commands that only read), so a read-only file
+    or folder can be inspected."""
     from .store import open_store
 
     path = _db_path(ctx)
@@ -215,7 +218,7 @@ def _open(ctx: click.Context, *, create: bool = False) -> Store:
     if not create and os.path.getsize(path) == 0:
         raise Failure(f"{path!r} is an empty file, not an approvalflow database; pass --db "
                       f"with the database's path.")
-    return open_store(path, create=create)
+    return open_store(path, create=create, readonly=readonly)
 
 
 def _load_workflow(name_or_path: str) -> Workflow:
@@ -231,7 +234,7 @@ def _load_workflow(name_or_path: str) -> Workflow:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
+@click.option("--db", "db", type=click.Path(dir_okay=False, readable=False), default=None,
               help=f"The database file (default: ${DB_ENV}, else ./{DEFAULT_DB}).")
 @click.version_option(package_name="approvalflow")
 @click.pass_context
@@ -380,7 +383,7 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
 @click.pass_context
 def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: bool) -> None:
     """List the cases: id, workflow, events, last date and state."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         found = store.cases(workflow=workflow, state=state)
     if as_json:
         _echo_json([c.to_dict() for c in found])
@@ -403,7 +406,7 @@ def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: 
 @click.pass_context
 def history(ctx: click.Context, case_id: str, as_json: bool) -> None:
     """Every event of a case, oldest first."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         case = store.case(case_id)
     if as_json:
         _echo_json([e.to_dict() for e in case.history])
@@ -428,7 +431,7 @@ def history(ctx: click.Context, case_id: str, as_json: bool) -> None:
 def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | None,
          as_json: bool) -> None:
     """Where a case stands: regions, decisions, who is awaited, what may happen next."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         case = store.case(case_id, as_of=as_of)
         doc = case_summary(case, on=on)
     if as_json:
@@ -451,7 +454,7 @@ def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | 
 def due(ctx: click.Context, on: dt.date | None, within: int, as_of: dt.date | None,
         as_json: bool) -> None:
     """What is overdue or due soon across open cases: deadlines and expected steps."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         items = store.due(on=on, within_days=within, as_of=as_of)
     if as_json:
         _echo_json([i.to_dict() for i in items])
@@ -479,7 +482,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
             as_json: bool) -> None:
     """What may happen next on a case, and why the other steps may not."""
     when = on or dt.date.today()
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         case = store.case(case_id)
         wf = case.definition
         if actor is not None:
@@ -584,7 +587,7 @@ def _short(value: object) -> str:
 def verify(ctx: click.Context, heads_file: str | None, as_json: bool) -> None:
     """Check the whole log (hash chains, order, replay); exit 1 on any problem."""
     heads = _read_heads(heads_file) if heads_file is not None else None
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         report = store.verify(heads=heads)
         path = store.path
     if as_json:
@@ -607,8 +610,30 @@ def verify(ctx: click.Context, heads_file: str | None, as_json: bool) -> None:
 @click.pass_context
 def heads(ctx: click.Context) -> None:
     """Print each case's last event number and hash, as JSON, to keep elsewhere."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         _echo_json(store.heads())
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(dir_okay=False, readable=False))
+@click.option("--force", is_flag=True, help="Replace DEST if it exists.")
+@click.pass_context
+def backup(ctx: click.Context, dest: str, force: bool) -> None:
+    """Copy the live database to DEST with SQLite's online backup, then verify the copy."""
+    from .store import open_store
+
+    with _open(ctx, readonly=True) as store:
+        written = store.backup(dest, force=force)
+        source = store.path
+    with open_store(written, readonly=True) as copy:
+        report = copy.verify()
+    if not report.ok:
+        for problem in report.problems:
+            for line in wrap(problem, 0, 2):
+                _echo(line)
+        raise Failure(f"The copy {dest!r} of {source!r} has {len(report.problems)} problems.")
+    _echo(f"Backed up {source!r} to {dest!r}: {report.cases} cases, {report.events} events, "
+          f"verified ok.")
 
 
 # --------------------------------------------------------------------------- demo
@@ -653,7 +678,7 @@ def diagram(ctx: click.Context, workflow: str, case_id: str | None, fmt: str) ->
     wf = _load_workflow(workflow)
     case = None
     if case_id is not None:
-        with _open(ctx) as store:
+        with _open(ctx, readonly=True) as store:
             case = store.case(case_id)
         if case.workflow != wf.name:
             raise Failure(f"Case {case.id!r} runs on workflow {case.workflow!r}, not "
