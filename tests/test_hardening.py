@@ -12,8 +12,10 @@ import copy
 import datetime as dt
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -499,3 +501,447 @@ def test_terminal_safe_escapes_every_kind():
     assert not set(safe) & set("\u202e\u202c\u2066\u2069\u061c\u200e\u200f")
     safe.encode("utf-8")
     assert terminal_safe("plain text, æøå\nline two") == "plain text, æøå\nline two"
+
+
+# --------------------------------------------------------------------------- 9: heads files
+
+
+def write_heads(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "heads.json"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+GOOD_HASH = "0" * 64
+
+
+@pytest.mark.parametrize("text", [
+    '{"mimerskvarteret": {"seq": 1e999, "hash": "' + GOOD_HASH + '"}}',
+    '{"mimerskvarteret": {"seq": 9223372036854775808, "hash": "' + GOOD_HASH + '"}}',
+    '{"mimerskvarteret": {"seq": ' + "9" * 5000 + ', "hash": "' + GOOD_HASH + '"}}',
+    '{"mimerskvarteret": {"seq": -1, "hash": "' + GOOD_HASH + '"}}',
+    '{"mimerskvarteret": {"seq": 0, "hash": "' + GOOD_HASH + '"}}',
+    '{"mimerskvarteret": {"seq": 1.5, "hash": "' + GOOD_HASH + '"}}',
+    '{"mimerskvarteret": {"seq": "2", "hash": "' + GOOD_HASH + '"}}',
+    '{"mimerskvarteret": {"seq": true, "hash": "' + GOOD_HASH + '"}}',
+    '{"mimerskvarteret": {"seq": NaN, "hash": "' + GOOD_HASH + '"}}',
+    '{"mimerskvarteret": {"seq": 2, "hash": 5}}',
+    '{"mimerskvarteret": {"seq": 2, "hash": "xyz"}}',
+    '{"mimerskvarteret": {"seq": 2}}',
+    '{"mimerskvarteret": {"seq": 2, "hash": "' + GOOD_HASH + '", "extra": 1}}',
+    '{"mimerskvarteret": [2, "' + GOOD_HASH + '"]}',
+    '{"mimerskvarteret": null}',
+    "[1, 2]", '"heads"', "1e999", "", "{",
+])
+def test_a_bad_heads_file_is_a_usage_error(runner, tmp_path, case_db_path, text):
+    """verify --heads with 1e999, a seq >= 2**63, a non-integer or a wrong shape: exit 2 and
+    one Error line naming the file, never a crash."""
+    result = run(runner, case_db_path, "verify", "--heads", write_heads(tmp_path, text))
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert len(error_lines(result)) == 1, result.stderr
+    assert "heads" in error_lines(result)[0] and "Traceback" not in result.stderr
+
+
+def test_a_good_heads_file_still_verifies_and_a_moved_head_is_a_problem(runner, tmp_path,
+                                                                       case_db_path):
+    """The heads written by 'heads' pass (exit 0); a well-formed head the log lacks is a
+    reported problem (exit 1)."""
+    heads = run(runner, case_db_path, "heads").stdout
+    result = run(runner, case_db_path, "verify", "--heads", write_heads(tmp_path, heads))
+    assert result.exit_code == 0, result.stderr
+    assert "matching 1 exported heads" in result.stdout
+    doc = json.loads(heads)
+    doc["mimerskvarteret"]["seq"] = 9
+    result = run(runner, case_db_path, "verify", "--heads",
+                 write_heads(tmp_path, json.dumps(doc)))
+    assert result.exit_code == 1
+    assert "event 9: exported earlier, no longer in the log" in result.stdout
+
+
+# --------------------------------------------------------------------------- 10: errors
+
+
+HUGE = 10 ** 5000
+
+
+def test_an_int_too_long_for_text_is_invalid_input_everywhere(store, flagship, seed_data,
+                                                               db_path):
+    """Ints over 4,300 digits in data: InvalidInputError from create_case, fire and
+    import_events, and nothing is written."""
+    with pytest.raises(af.InvalidInputError, match="digits"):
+        store.create_case(flagship, "big", actor="tmf", on="2021-11-01", data={"n": HUGE})
+    case = store.create_case(flagship, "ok", actor="tmf", on="2021-11-01", data=seed_data)
+    with pytest.raises(af.InvalidInputError, match="digits"):
+        case.fire("submit", actor="tmf", on="2021-11-01", data={"deep": [{"n": -HUGE}]})
+    with pytest.raises(af.InvalidInputError, match="digits"):
+        store.import_events([{"case_id": "imp", "trigger": "create", "workflow": flagship,
+                              "actor": "tmf", "on": "2021-11-01", "data": {"n": HUGE}}])
+    assert [c.case_id for c in store.cases()] == ["ok"]
+    assert store.case("ok").version == 1 and store.verify().ok
+    case.fire("submit", actor="tmf", on="2021-11-01", data={"n": 10 ** 4000})
+    assert store.case("ok").data["n"] == 10 ** 4000
+
+
+def test_a_huge_int_on_the_command_line_is_a_usage_error(runner, case_db_path):
+    """--data with a 5,000-digit number is a usage error (exit 2), not a crash."""
+    result = run(runner, case_db_path, "fire", "mimerskvarteret", "tmu.approve", "--actor",
+                 "tmu", "--data", '{"n": %s}' % ("9" * 5000))
+    assert result.exit_code == 2, result.stderr
+    assert len(error_lines(result)) == 1
+
+
+@pytest.mark.parametrize("name", [None, "boligsocial\x00-helhedsplan", "x" * 5000,
+                                  "/tmp/" + "x" * 5000 + ".toml", "a/" + "y" * 300 + ".toml",
+                                  42, b"boligsocial-helhedsplan", "../../etc/passwd"])
+def test_load_workflow_raises_only_definition_error(name):
+    """load_workflow with None, a NUL, a 5,000-character name or a wrong type: DefinitionError."""
+    with pytest.raises(af.DefinitionError):
+        af.load_workflow(name)
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1, "5", True, None, 10**9])
+def test_open_store_refuses_a_bad_timeout(tmp_path, timeout):
+    """open_store(timeout=NaN/inf/str/negative/...) is InvalidInputError and creates no file."""
+    with pytest.raises(af.InvalidInputError, match="timeout"):
+        af.open_store(tmp_path / "t.db", timeout=timeout)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", [None, "a\x00b.db", b"bytes.db", 5, "", "x" * 5000])
+def test_open_store_refuses_a_bad_path(tmp_path, monkeypatch, path):
+    """open_store(None), a NUL in the path, bytes, a number: InvalidInputError, no file made."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(af.InvalidInputError, match="path"):
+        af.open_store(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def in_thread(func: Any) -> BaseException | None:
+    """Run ``func`` in another thread; return what it raised (None if nothing)."""
+    raised: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            func()
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            raised.append(e)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    return raised[0] if raised else None
+
+
+def test_a_store_used_from_another_thread_says_to_open_one_per_thread(store, submitted):
+    """verify, verify(heads=), schema_version, case, fire, heads, backup and close from
+    another thread: a StoreError saying a store belongs to the thread that opened it."""
+    heads = store.heads()
+    calls = {
+        "verify": store.verify, "verify heads": lambda: store.verify(heads=heads),
+        "schema_version": lambda: store.schema_version, "case": lambda: store.case(submitted.id),
+        "heads": store.heads, "cases": store.cases,
+        "fire": lambda: submitted.fire("tmu.approve", actor="tmu", on="2021-11-02"),
+        "close": store.close, "exit": lambda: store.__exit__(None, None, None),
+    }
+    for name, call in calls.items():
+        error = in_thread(call)
+        assert isinstance(error, af.StoreError), (name, error)
+        assert "belongs to the thread that opened it" in str(error), name
+        assert "one store per thread" in str(error), name
+    # close() from the other thread left the store open and usable here
+    assert store.schema_version >= 2
+    submitted.fire("tmu.approve", actor="tmu", on="2021-11-02")
+    assert store.case(submitted.id).version == 3 and store.verify().ok
+    store.close()
+    with pytest.raises(af.StoreError, match="closed"):
+        store.case(submitted.id)
+    with pytest.raises(af.StoreError, match="closed"):
+        _ = store.schema_version
+
+
+def test_one_store_per_thread_works(db_path, submitted):
+    """Each thread opening its own store on the same file reads and writes normally."""
+    def work() -> None:
+        with af.open_store(db_path) as own:
+            case = own.case(submitted.id)
+            case.fire("aab.approve", actor="aab", on="2021-11-03")
+            assert own.verify().ok
+
+    assert in_thread(work) is None
+    with af.open_store(db_path) as again:
+        assert again.case(submitted.id).version == 3
+
+
+# --------------------------------------------------------------------------- 12: read-only
+
+
+def unprivileged(args: list[str]) -> list[str]:
+    """``args`` run without root's power over file permissions (root: in a user namespace
+    where it owns its files but can't override their modes), so chmod means what it says."""
+    if os.geteuid() != 0:
+        return args
+    probe = subprocess.run(["unshare", "--map-user=1000", "--map-group=1000", "true"],
+                           capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("running as root and can't drop the power over file modes (unshare)")
+    return ["unshare", "--map-user=1000", "--map-group=1000", *args]
+
+
+def cli_process(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("approvalflow")
+    return subprocess.run(unprivileged([str(exe), "--db", str(db), *args]),
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "APPROVALFLOW_DB": ""})
+
+
+@pytest.fixture
+def readonly_db(tmp_path: Path, seed_data: dict[str, Any]):
+    """The flagship case in a chmod 444 file inside a chmod 555 folder (closed cleanly)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "cases.db"
+    with af.open_store(path) as store:
+        case = store.create_case(FLAGSHIP, "mimerskvarteret", actor="tmf", on="2021-12-06",
+                                 data=seed_data)
+        case.fire("submit", actor="tmf", on="2021-12-06")
+        case.expect("3b.approve", "2021-12", actor="tmf", said_on="2021-12-06")
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    yield path
+    folder.chmod(0o755)
+    path.chmod(0o644)
+
+
+READ_COMMANDS = [["show", "mimerskvarteret"], ["history", "mimerskvarteret"], ["cases"],
+                 ["allowed", "mimerskvarteret"], ["due", "--on", "2022-01-15"], ["verify"],
+                 ["heads"], ["diagram", FLAGSHIP, "--case", "mimerskvarteret"],
+                 ["show", "mimerskvarteret", "--json"]]
+
+
+@pytest.mark.parametrize("args", READ_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_a_read_only_database_can_be_inspected(readonly_db, args):
+    """Every command that only reads works on a read-only file in a read-only folder."""
+    before = readonly_db.read_bytes()
+    result = cli_process(readonly_db, *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() and not result.stderr
+    assert readonly_db.read_bytes() == before
+    assert sorted(p.name for p in readonly_db.parent.iterdir()) == ["cases.db"]
+
+
+def test_backup_of_a_read_only_database(readonly_db, tmp_path):
+    """backup reads a read-only source, and its copy verifies."""
+    dest = tmp_path / "copy.db"
+    result = cli_process(readonly_db, "backup", str(dest))
+    assert result.returncode == 0, result.stderr
+    assert "verified ok" in result.stdout
+    with af.open_store(dest, readonly=True) as copy:
+        assert copy.verify().ok and copy.case("mimerskvarteret").version == 3
+
+
+def test_a_write_to_a_read_only_database_is_one_clear_error(readonly_db):
+    """fire on a read-only database: exit 1, one Error line saying it is read-only."""
+    before = readonly_db.read_bytes()
+    result = cli_process(readonly_db, "fire", "mimerskvarteret", "tmu.approve", "--actor",
+                         "tmu", "--on", "2021-12-07")
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "read" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert readonly_db.read_bytes() == before
+
+
+def test_an_unreadable_database_exits_1(tmp_path, case_db_path):
+    """A database file nobody may read: exit 1 (a database that can't be used), one Error."""
+    case_db_path.chmod(0o000)
+    try:
+        result = cli_process(case_db_path, "show", "mimerskvarteret")
+    finally:
+        case_db_path.chmod(0o644)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Usage" not in result.stderr, result.stderr
+
+
+def test_a_wal_without_its_shm_in_a_read_only_folder_is_explained(tmp_path, seed_data):
+    """A copied -wal without -shm in a read-only folder: one clear error, not a wrong read."""
+    live = tmp_path / "live.db"
+    folder = tmp_path / "copied"
+    folder.mkdir()
+    with af.open_store(live) as store:
+        store.create_case(FLAGSHIP, "c", actor="tmf", on="2021-12-06", data=seed_data)
+        (folder / "live.db").write_bytes(live.read_bytes())
+        (folder / "live.db-wal").write_bytes(Path(f"{live}-wal").read_bytes())
+    folder.chmod(0o555)
+    try:
+        result = cli_process(folder / "live.db", "cases")
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "-wal" in result.stderr and "-shm" in result.stderr
+
+
+def test_a_read_only_store_refuses_writes(db_path, submitted, flagship):
+    """open_store(readonly=True): reads work; create, fire, expect, bulk and import raise
+    StoreError and write nothing."""
+    with af.open_store(db_path, readonly=True) as ro:
+        assert ro.readonly and ro.verify().ok
+        case = ro.case(submitted.id)
+        assert case.state == submitted.state
+        for write in (
+            lambda: ro.create_case(flagship, "new", actor="tmf", on="2021-11-02"),
+            lambda: case.fire("tmu.approve", actor="tmu", on="2021-11-02"),
+            lambda: case.expect("3b.approve", "2021-12", actor="tmf", said_on="2021-11-02"),
+            lambda: ro.import_events([{"case_id": "i", "trigger": "create",
+                                       "workflow": flagship, "actor": "tmf",
+                                       "on": "2021-11-02"}]),
+        ):
+            with pytest.raises(af.StoreError, match="read"):
+                write()
+        with pytest.raises(af.StoreError), ro.bulk():
+            ro.create_case(flagship, "new", actor="tmf", on="2021-11-02")
+    with af.open_store(db_path) as rw:
+        assert [c.case_id for c in rw.cases()] == [submitted.id]
+        assert rw.case(submitted.id).version == 2
+
+
+def test_read_only_open_refuses_what_is_not_a_database(tmp_path):
+    """readonly=True never creates a file: a missing file or another SQLite file is refused."""
+    with pytest.raises(af.StoreError, match="no database"):
+        af.open_store(tmp_path / "missing.db", readonly=True)
+    assert list(tmp_path.iterdir()) == []
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(af.StoreError, match="not an approvalflow database"):
+        af.open_store(other, readonly=True)
+
+
+@pytest.mark.parametrize("case_id", ["a\x85b", "a\x9bb", "\u202eevil", "a\u200bb", "a\u200db",
+                                     "\ufeffx", "a\u2066b", "a\u2028b", "a\x00b", "a\x7fb"])
+def test_case_ids_with_hidden_characters_are_refused(store, flagship, case_id):
+    """C1 controls, bidi controls, zero-width characters and separators in a case id are
+    refused with an error naming the character."""
+    with pytest.raises(af.InvalidInputError, match=r"U\+[0-9A-F]{4}"):
+        store.create_case(flagship, case_id, actor="tmf", on="2021-11-01")
+    assert store.cases() == []
+
+
+def test_a_decomposed_case_id_is_refused_naming_its_nfc_form(store, flagship):
+    """'Nørrebro' with a combining accent is refused; the error shows the NFC id to use,
+    and the NFC id works."""
+    decomposed = "cafe\u0301-2024"
+    with pytest.raises(af.InvalidInputError, match="NFC") as info:
+        store.create_case(flagship, decomposed, actor="tmf", on="2021-11-01")
+    assert repr("caf\u00e9-2024") in str(info.value)
+    case = store.create_case(flagship, "caf\u00e9-2024", actor="tmf", on="2021-11-01")
+    assert store.case("caf\u00e9-2024").id == case.id
+    with pytest.raises(af.InvalidInputError, match="NFC"):
+        store.case(decomposed)
+
+
+def test_notes_and_data_stay_verbatim(store, flagship):
+    """Notes and data keep C1, bidi and zero-width characters and decomposed text exactly."""
+    odd = "a\x85b \u202eevil\u202c z\u200bw cafe\u0301 \x1b[1m"
+    case = store.create_case(flagship, "verbatim", actor="tmf", on="2021-11-01", note=odd,
+                             data={odd: odd})
+    reloaded = store.case("verbatim")
+    assert reloaded.history[0].note == odd and reloaded.data == {odd: odd} == case.data
+
+
+def test_the_cli_refuses_a_c1_case_id(runner, tmp_path):
+    """approvalflow new with a C1 control in the id: exit 1, no database left behind."""
+    result = run(runner, tmp_path / "n.db", "new", FLAGSHIP, "a\x85b", "--actor", "tmf")
+    assert result.exit_code == 1
+    assert "U+0085" in result.stderr and "\x85" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- 13: backup
+
+
+def test_backup_copies_a_live_log_and_verifies(store, submitted, tmp_path):
+    """store.backup while the store is open: the copy verifies and holds every event."""
+    approve_all(submitted)
+    dest = store.backup(tmp_path / "copy.db")
+    with af.open_store(dest, readonly=True) as copy:
+        assert copy.verify().ok
+        assert [e.hash for e in copy.events()] == [e.hash for e in store.events()]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("copy", ".copy"))) \
+        == ["copy.db"]
+
+
+def test_backup_refuses_an_existing_destination_unless_forced(store, submitted, tmp_path,
+                                                              runner, db_path):
+    """An existing DEST is refused (exit 1, file untouched) unless --force replaces it."""
+    dest = tmp_path / "copy.db"
+    dest.write_bytes(b"keep me")
+    with pytest.raises(af.StoreError, match="already exists"):
+        store.backup(dest)
+    store.close()
+    result = run(runner, db_path, "backup", str(dest))
+    assert result.exit_code == 1 and len(error_lines(result)) == 1
+    assert dest.read_bytes() == b"keep me"
+    result = run(runner, db_path, "backup", str(dest), "--force")
+    assert result.exit_code == 0, result.stderr
+    assert "1 cases, 2 events, verified ok" in result.stdout
+    with af.open_store(dest, readonly=True) as copy:
+        assert copy.case("mimerskvarteret").version == 2
+
+
+def test_backup_refuses_its_own_file_and_a_folder(store, db_path, tmp_path):
+    """Backing a store up onto itself or onto a directory is refused."""
+    with pytest.raises(af.InvalidInputError, match="itself"):
+        store.backup(db_path, force=True)
+    with pytest.raises(af.InvalidInputError, match="directory"):
+        store.backup(tmp_path)
+    assert store.verify().ok
+
+
+WRITER = ROOT / "tests" / "writer_process.py"
+
+
+def read_acks(proc: subprocess.Popen[str], at_least: int) -> list[tuple[int, str]]:
+    """Read the writer's 'ack SEQ HASH RETRIED' lines until it has acknowledged ``at_least``."""
+    acks: list[tuple[int, str]] = []
+    assert proc.stdout is not None
+    while len(acks) < at_least:
+        line = proc.stdout.readline()
+        assert line, f"the writer stopped: {proc.stderr.read() if proc.stderr else ''}"
+        _, seq, digest, _ = line.split()
+        acks.append((int(seq), digest))
+    return acks
+
+
+def test_backup_while_writers_keep_appending(tmp_path):
+    """Two writer processes keep appending while another process runs 'approvalflow backup':
+    the copy verifies, holds a prefix of every case, and every event acknowledged before
+    the backup started."""
+    db = tmp_path / "live.db"
+    dest = tmp_path / "backup.db"
+    writers = [subprocess.Popen([sys.executable, str(WRITER), "crash", str(db), f"w{i}", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=ROOT)
+               for i in range(2)]
+    try:
+        before = [read_acks(w, 30) for w in writers]
+        exe = Path(sys.executable).with_name("approvalflow")
+        backup = subprocess.run([str(exe), "--db", str(db), "backup", str(dest)],
+                                capture_output=True, text=True, check=False)
+        after = [read_acks(w, 10) for w in writers]  # they kept going
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
+    assert backup.returncode == 0, backup.stderr
+    assert "verified ok" in backup.stdout
+    assert all(a[-1][0] > b[-1][0] for a, b in zip(after, before, strict=True))
+    with af.open_store(db) as live, af.open_store(dest, readonly=True) as copy:
+        assert copy.verify().ok and live.verify().ok
+        for i, acked in enumerate(before):
+            copied = [(e.seq, e.hash) for e in copy.events(f"w{i}")]
+            stored = [(e.seq, e.hash) for e in live.events(f"w{i}")]
+            assert copied == stored[:len(copied)]  # a prefix of the live case
+            assert copied[:len(acked)] == acked  # with all acknowledged before the backup

@@ -203,7 +203,7 @@ def _connect_readonly(path: str, timeout: float) -> _Connection:
         return conn
     except sqlite3.OperationalError as e:
         conn.close()
-        if "unable to open" not in str(e):
+        if "unable to open" not in str(e) and "readonly" not in str(e):
             raise
     folder = Path(path).absolute().parent
     if os.path.exists(path + "-wal") and not os.path.exists(path + "-shm"):
