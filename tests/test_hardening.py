@@ -945,3 +945,19 @@ def test_backup_while_writers_keep_appending(tmp_path):
             stored = [(e.seq, e.hash) for e in live.events(f"w{i}")]
             assert copied == stored[:len(copied)]  # a prefix of the live case
             assert copied[:len(acked)] == acked  # with all acknowledged before the backup
+
+
+def test_data_json_cannot_hold_is_a_usage_error_on_fire(runner, case_db_path):
+    """fire --data '{"a": 1e999}': exit 2 (bad --data, as docs/cli.md says), nothing stored."""
+    result = run(runner, case_db_path, "fire", "mimerskvarteret", "tmu.approve", "--actor",
+                 "tmu", "--data", '{"a": 1e999}')
+    assert result.exit_code == 2, result.stderr
+    assert "inf" in error_lines(result)[0]
+    with af.open_store(case_db_path, readonly=True) as store:
+        assert store.case("mimerskvarteret").version == 2
+
+
+def test_read_only_needs_a_file():
+    """open_store(":memory:", readonly=True) is refused: there is nothing to read."""
+    with pytest.raises(af.InvalidInputError, match="readonly"):
+        af.open_store(":memory:", readonly=True)

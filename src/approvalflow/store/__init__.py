@@ -234,6 +234,9 @@ class Store:
         self.path = _check_path(path)
         self.durability = durability
         self.readonly = bool(readonly)
+        if self.readonly and self.path == ":memory:":
+            raise InvalidInputError("readonly=True needs a database file; an in-memory store "
+                                    "starts empty.")
         if (not create or self.readonly) and self.path != ":memory:" \
                 and not Path(self.path).is_file():
             raise StoreError(f"There is no database at {self.path!r}; create one with "
