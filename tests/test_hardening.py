@@ -616,6 +616,27 @@ def test_open_store_refuses_a_bad_path(tmp_path, monkeypatch, path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("value", [None, 2**64, [], {}, b"x", "a\x00b", "x" * 5000])
+def test_lookups_refuse_odd_values_with_approvalflow_errors(store, submitted, flagship, value):
+    """cases, due, events, workflow, transition, Workflow.state/regions and open_store's
+    durability: an odd value is an ApprovalflowError, never OverflowError or TypeError."""
+    calls = [lambda: store.cases(workflow=value), lambda: store.cases(state=value),
+             lambda: store.due(on="2022-01-01", workflow=value),
+             lambda: list(store.events(value)), lambda: store.workflow(value, 1),
+             lambda: store.workflow(FLAGSHIP, value), lambda: submitted.transition(value),
+             lambda: flagship.state(value), lambda: flagship.regions(value),
+             lambda: af.open_store(":memory:", durability=value)]
+    for call in calls:
+        try:
+            call()
+        except af.ApprovalflowError:
+            continue
+        except Exception as e:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"{type(e).__name__}: {e}")
+    assert flagship.label_of(value) == value
+    assert store.verify().ok
+
+
 def in_thread(func: Any) -> BaseException | None:
     """Run ``func`` in another thread; return what it raised (None if nothing)."""
     raised: list[BaseException] = []
@@ -761,6 +782,7 @@ def test_an_unreadable_database_exits_1(tmp_path, case_db_path):
     assert result.returncode == 1, (result.stdout, result.stderr)
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Usage" not in result.stderr, result.stderr
+    assert "permission denied" in errors[0]
 
 
 def test_a_wal_without_its_shm_in_a_read_only_folder_is_explained(tmp_path, seed_data):

@@ -223,10 +223,11 @@ def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -
 
 def _load_workflow(name_or_path: str) -> Workflow:
     """A bundled workflow by name, or a workflow file by path."""
-    from .definition import load_workflow
+    from .definition import bundled_workflows, load_workflow
 
-    if os.path.lexists(name_or_path):  # a file here (or a FIFO, a folder: refused there)
-        return load_workflow(Path(name_or_path))
+    if os.path.lexists(name_or_path) and not (os.path.isdir(name_or_path)
+                                              and name_or_path in bundled_workflows()):
+        return load_workflow(Path(name_or_path))  # a file (a FIFO or a folder: refused there)
     return load_workflow(name_or_path)
 
 

@@ -189,7 +189,7 @@ class Workflow:
         """The definition of ``state_id``."""
         try:
             return self.state_defs[state_id]
-        except KeyError:
+        except (KeyError, TypeError):
             raise DefinitionError(
                 f"Workflow {self.name!r} has no state {state_id!r}; "
                 f"states: {', '.join(sorted(self.state_defs))}."
@@ -197,7 +197,7 @@ class Workflow:
 
     def label_of(self, state_id: str) -> str:
         """The Danish label of a state (its id when it has none)."""
-        d = self.state_defs.get(state_id)
+        d = self.state_defs.get(state_id) if isinstance(state_id, str) else None
         return d.label if d and d.label else state_id
 
     def ancestors(self, state_id: str) -> list[str]:
@@ -213,7 +213,8 @@ class Workflow:
         return tuple(t for t in self.transitions if t.trigger == trigger)
 
     def regions(self, parallel_state: str) -> tuple[str, ...]:
-        return self.state_defs[parallel_state].children
+        """The regions (child states) of ``parallel_state``."""
+        return self.state(parallel_state).children
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.state_defs)} states, " \

@@ -165,6 +165,14 @@ def _remove_database(path: str | os.PathLike[str]) -> None:
             os.unlink(f"{os.fspath(path)}{suffix}")
 
 
+def _check_version(version: object) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or not 1 <= version <= 2**63 - 1:
+        raise InvalidInputError(f"A workflow version is a whole number from 1 to 2**63 - 1, "
+                                f"not {version!r}.")
+    return version
+
+
 def _check_timeout(timeout: object) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
             or not math.isfinite(timeout) or not 0 <= timeout <= MAX_TIMEOUT:
@@ -196,16 +204,24 @@ def _connect_readonly(path: str, timeout: float) -> _Connection:
     ``-shm`` file the events in the ``-wal`` can't be read, and that is said.
     """
     uri = Path(path).absolute().as_uri()
-    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=timeout,
-                           check_same_thread=True, factory=_Connection)
+    conn: _Connection | None = None
     try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
+                               timeout=timeout, check_same_thread=True, factory=_Connection)
         conn.execute("PRAGMA user_version").fetchone()
         return conn
     except sqlite3.OperationalError as e:
-        conn.close()
+        if conn is not None:
+            conn.close()
         if "unable to open" not in str(e) and "readonly" not in str(e):
             raise
     folder = Path(path).absolute().parent
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise StoreError(f"Can't read {path!r}: permission denied (the file is not readable "
+                         f"for this user).") from None
     if os.path.exists(path + "-wal") and not os.path.exists(path + "-shm"):
         raise StoreError(
             f"Can't read {path!r} read-only: its -wal file holds recent events, and SQLite "
@@ -223,7 +239,7 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "full",
                  timeout: float = 30.0, create: bool = True,
                  max_pages: int | None = None, readonly: bool = False) -> None:
-        if durability not in DURABILITY:
+        if not isinstance(durability, str) or durability not in DURABILITY:
             raise InvalidInputError(f"durability must be one of {sorted(DURABILITY)}, "
                                     f"not {durability!r}.")
         if max_pages is not None and (isinstance(max_pages, bool)
@@ -489,6 +505,8 @@ class Store:
 
     def workflow(self, name: str, version: int) -> Workflow:
         """The workflow definition version a case was created with, as stored."""
+        name = check_text(name, "workflow name", max_length=MAX_ID_LENGTH)
+        version = _check_version(version)
         found = self._workflows.get((name, version))
         if found is not None:
             return found
@@ -587,6 +605,10 @@ class Store:
 
     def cases(self, *, workflow: str | None = None, state: str | None = None) -> list[CaseSummary]:
         """Every case's summary, from the current-state table, sorted by id."""
+        if workflow is not None:
+            check_text(workflow, "workflow", max_length=MAX_ID_LENGTH)
+        if state is not None:
+            check_text(state, "state", max_length=MAX_ID_LENGTH)
         sql = "SELECT * FROM cases"
         params: list[Any] = []
         if workflow is not None:
@@ -623,6 +645,8 @@ class Store:
         ``as_of`` loads each case as it was known on that date (cases created later are
         left out). See docs/forecast.md.
         """
+        if workflow is not None:
+            check_text(workflow, "workflow", max_length=MAX_ID_LENGTH)
         when = dt.date.today() if on is None else to_date(on, "on")
         if isinstance(within_days, bool) or not isinstance(within_days, int) \
                 or not 0 <= within_days <= 36_500:
@@ -654,6 +678,8 @@ class Store:
 
     def events(self, case_id: str | None = None) -> Iterator[Event]:
         """Every event (of one case, or of all cases by case and sequence)."""
+        if case_id is not None:
+            case_id = check_case_id(case_id)
         with translate("read events"):
             rows: Iterable[sqlite3.Row]
             if case_id is not None:
