@@ -983,3 +983,21 @@ def test_read_only_needs_a_file():
     """open_store(":memory:", readonly=True) is refused: there is nothing to read."""
     with pytest.raises(af.InvalidInputError, match="readonly"):
         af.open_store(":memory:", readonly=True)
+
+
+def test_an_older_file_is_migrated_by_a_reading_command_but_not_by_a_read_only_store(tmp_path,
+                                                                                     runner):
+    """open_store(readonly=True) on a schema-1 file refuses to migrate it (the file is
+    unchanged); the CLI's reading commands then open it writable and migrate, as before."""
+    from approvalflow.store import SCHEMA_VERSION, MigrationNeededError
+
+    path = tmp_path / "v1.db"
+    path.write_bytes((ROOT / "tests" / "fixtures" / "schema-1.db").read_bytes())
+    before = path.read_bytes()
+    with pytest.raises(MigrationNeededError, match="migrate"):
+        af.open_store(path, readonly=True)
+    assert path.read_bytes() == before
+    result = run(runner, path, "cases")
+    assert result.exit_code == 0, result.stderr
+    with af.open_store(path, readonly=True) as store:
+        assert store.schema_version == SCHEMA_VERSION and store.verify().ok

@@ -218,7 +218,14 @@ def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -
     if not create and os.path.getsize(path) == 0:
         raise Failure(f"{path!r} is an empty file, not an approvalflow database; pass --db "
                       f"with the database's path.")
-    return open_store(path, create=create, readonly=readonly)
+    if readonly:
+        from .store import MigrationNeededError
+
+        try:
+            return open_store(path, readonly=True)
+        except MigrationNeededError:
+            pass  # an older file: open it writable, which migrates it, as before
+    return open_store(path, create=create)
 
 
 def _load_workflow(name_or_path: str) -> Workflow:

@@ -116,6 +116,11 @@ _WRONG_THREAD = ("This store was opened in another thread ({owner}); a store bel
                  "in each; they may share the file).")
 
 
+class MigrationNeededError(StoreError):
+    """A database opened read-only has an older schema: it must be opened writable once
+    to be migrated."""
+
+
 class _Connection(sqlite3.Connection):
     """sqlite3's connection, refusing use from another thread or after close with a
     StoreError (sqlite3 would raise ProgrammingError, and only for some calls)."""
@@ -276,7 +281,11 @@ class Store:
                 self._conn.execute(f"PRAGMA max_page_count = {max_pages}")
             self._db: sqlite_utils.Database | None = None
             if self.readonly:
-                self._check_readable()
+                try:
+                    self._check_readable()
+                except BaseException:
+                    self._conn.close()
+                    raise
             else:
                 self._migrate()
         self._workflows: dict[tuple[str, int], Workflow] = {}
@@ -296,7 +305,8 @@ class Store:
             raise StoreError(f"{self.path!r} is not an approvalflow database (it has no "
                              f"schema); pass the database's path.")
         if current < SCHEMA_VERSION:
-            raise StoreError(f"{self.path!r} has schema version {current}; this approvalflow "
+            raise MigrationNeededError(
+                f"{self.path!r} has schema version {current}; this approvalflow "
                              f"reads version {SCHEMA_VERSION} read-only. Open it once without "
                              f"readonly (any writing command) to migrate it.")
 
