@@ -292,7 +292,7 @@ def check(items: tuple[str, ...]) -> None:
                 _echo(f"Error: {problem}", err=True)
             continue
         _echo(f"ok: {item}: {wf.name} v{wf.version}, "
-                   f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
+              f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
     if failed:
         raise click.exceptions.Exit(1)
 
@@ -332,7 +332,7 @@ def new(ctx: click.Context, workflow: str, case_id: str, actor: str, on: dt.date
         raise
     with store:
         _echo(f"Created case {case.id!r} on {wf.name} v{wf.version}, "
-                   f"{case.history[0].on.isoformat()}, in {ids(case.state)}.")
+              f"{case.history[0].on.isoformat()}, in {ids(case.state)}.")
         for line in wrap(allowed_line(case, case.awaiting(on=case.last_on)), 0, 2):
             _echo(line)
 
@@ -709,6 +709,6 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(0)
     except Exception as e:  # a bug: still one line, never a traceback
         _echo(f"Error: unexpected {type(e).__name__}: {e} (this is a "
-                   f"bug in approvalflow; please report it with the command you ran).",
-                   err=True)
+              f"bug in approvalflow; please report it with the command you ran).",
+              err=True)
         sys.exit(1)
