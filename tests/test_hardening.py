@@ -155,7 +155,7 @@ def test_an_expectation_outside_the_range_is_refused(store, submitted, db_path, 
         submitted.expect("3b.approve", on, actor="tmf", said_on="2021-11-02")
     assert submitted.version == before == store.case(submitted.id).version
     assert isinstance(store.due(on="2999-12-31", within_days=36_500), list)
-    submitted.forecast(on="2999-12-31")
+    assert submitted.forecast(on="2999-12-31").on == dt.date(2999, 12, 31)
 
 
 def test_the_range_ends_are_accepted_and_every_read_still_works(store, submitted, runner,
@@ -165,8 +165,8 @@ def test_the_range_ends_are_accepted_and_every_read_still_works(store, submitted
     submitted.expect("3b.approve", "2999-12", actor="tmf", said_on="2021-11-02")
     submitted.expect("vibo.approve", MAX_DATE, actor="tmf", said_on="2021-11-02")
     assert submitted.expectations()[-1].date == MAX_DATE
-    submitted.forecast(on=MAX_DATE)
-    submitted.deadlines(on=MAX_DATE)
+    assert submitted.forecast(on=MAX_DATE).on == MAX_DATE
+    assert {d.step for d in submitted.deadlines(on=MAX_DATE)} == {"lbf.grant", "start"}
     assert isinstance(store.due(on=MAX_DATE, within_days=36_500), list)
     assert isinstance(store.due(on=MIN_DATE, within_days=36_500), list)
     for args in (["show", submitted.id, "--on", "2999-12-31"],
@@ -190,7 +190,7 @@ def test_a_data_date_outside_the_range_is_a_clear_problem(store, flagship, seed_
     case.fire("lbf.grant", actor="lbf", on="2022-02-10")
     notes = " ".join(d.note for d in case.deadlines(on="2022-02-10"))
     assert DATE_RANGE in notes
-    case.forecast(on="2022-02-10")
+    assert case.forecast(on="2022-02-10").on == dt.date(2022, 2, 10)
     assert isinstance(store.due(on="2022-02-10", within_days=36_500), list)
     with pytest.raises(af.TransitionRefusedError, match=DATE_RANGE):
         case.fire("start", actor="tmf", on="2022-03-02")
