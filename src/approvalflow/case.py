@@ -318,6 +318,7 @@ class Case:
 
     def transition(self, trigger: str) -> TransitionDef | None:
         """The workflow transition ``trigger`` takes from the case's current state, if any."""
+        check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
         return self._engine.enabled_transition(self._state.config, trigger)
 
     def entered_by(self) -> dict[str, Event]:
