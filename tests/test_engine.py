@@ -35,8 +35,8 @@ def test_allowed_why_not_and_fire_agree(submitted) -> None:
             assert (trigger in allowed) == (reasons == []), (actor, trigger, reasons)
     version = case.version
     with pytest.raises(af.TransitionRefusedError) as info:
-        case.fire("lbf.grant", actor="lbf", on=on)
-    assert info.value.reasons == case.why_not("lbf.grant", actor="lbf", on=on)
+        case.fire("lbf.approve", actor="lbf", on=on)
+    assert info.value.reasons == case.why_not("lbf.approve", actor="lbf", on=on)
     assert case.version == version
 
 
@@ -305,6 +305,6 @@ def test_steps_lists_every_way_out_allowed_or_not(submitted) -> None:
     """steps() names every trigger leaving the current states; transition() gives its definition."""
     steps = submitted.steps()
     assert {"tmu.approve", "aab.reject", "vibo.withdraw", "send_to_lbf"} <= set(steps)
-    assert "lbf.grant" not in steps
+    assert "lbf.approve" not in steps
     assert submitted.transition("send_to_lbf").join is True
-    assert submitted.transition("lbf.grant") is None
+    assert submitted.transition("lbf.approve") is None

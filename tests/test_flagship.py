@@ -1,4 +1,8 @@
-"""The flagship workflow walked through the seed's story and the paths the domain allows."""
+"""The flagship workflow walked through the paths the domain allows.
+
+These cases use invented dates on a fictional case id ("example-plan"): the case named
+``mimerskvarteret`` (the demo) carries only the seed's facts.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import pytest
 import approvalflow as af
 from tests.conftest import approve_all
 
+OLD = "old_running"  # the old plan's region: running until the expiry is recorded
+
 
 def test_the_seed_story_to_the_start_on_1_march_2022(store, submitted) -> None:
-    """AAB, 3B, TMU (6 Dec 2021) and VIBO approve, LBF grants, the effort starts on 1 March."""
+    """AAB, 3B, TMU and VIBO approve, LBF approves in its final treatment, the start is 1 March."""
     case = submitted
     case.fire("aab.approve", actor="aab", on="2021-11-05")
     case.fire("3b.approve", actor="3b", on="2021-11-25")
@@ -17,31 +23,58 @@ def test_the_seed_story_to_the_start_on_1_march_2022(store, submitted) -> None:
     for n in range(1, 5):
         case.fire("vibo.approve", actor=f"vibo_afd_{n}", on="2022-01-27")
     case.fire("send_to_lbf", actor="tmf", on="2022-01-31")
-    assert case.state == frozenset({"lbf_review"})
-    assert case.allowed(actor="lbf", on="2022-02-15") == ["lbf.grant", "lbf.refuse",
+    assert case.state == frozenset({"lbf_review", OLD})
+    assert case.allowed(actor="lbf", on="2022-02-15") == ["lbf.approve", "lbf.refuse",
                                                           "lbf.send_back"]
-    case.fire("lbf.grant", actor="lbf", on="2022-02-15")
+    case.fire("lbf.approve", actor="lbf", on="2022-02-15")
     assert case.why_not("start", actor="tmf", on="2022-02-28") == [
         "the planned start 2022-03-01 has not come yet (the step is dated 2022-02-28)"]
     case.fire("start", actor="tmf", on="2022-03-01")
     assert case.state == frozenset({"started"}) and case.is_final
     assert store.verify().ok
     as_of_tmu = store.case(case.id, as_of="2021-12-06")
-    assert {"tmu_approved", "aab_approved", "3b_approved", "vibo_voting"} == as_of_tmu.state
+    assert {"tmu_approved", "aab_approved", "3b_approved", "vibo_voting", OLD} == \
+        as_of_tmu.state
 
 
-def test_no_grant_by_28_february_means_a_gap(submitted) -> None:
-    """Without a grant when the old plan expires, the case enters the gap; a late grant ends it."""
+def test_expiry_takes_the_case_into_the_gap_from_lbf_treatment(submitted) -> None:
+    """Without LBF's approval when the old plan expires, the case is in the gap; LBF goes on."""
     case = submitted
     approve_all(case, on="2022-01-31")
     case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
-    assert case.why_not("old_plan_expires", actor="tmf", on="2022-02-28") == [
-        "the old plan runs until 2022-02-28 (the step is dated 2022-02-28)"]
-    case.fire("old_plan_expires", actor="tmf", on="2022-03-01")
-    assert case.state == frozenset({"gap"})
-    case.fire("lbf.grant", actor="lbf", on="2022-04-20")
+    assert case.why_not("old_plan_expires", actor="tmf", on="2022-02-27") == [
+        "the old plan expires on 2022-02-28 (the step is dated 2022-02-27)"]
+    case.fire("old_plan_expires", actor="tmf", on="2022-02-28")
+    assert case.state == frozenset({"lbf_review", "old_expired"})
+    case.fire("lbf.approve", actor="lbf", on="2022-04-20")
     case.fire("start", actor="tmf", on="2022-05-01")
     assert case.is_final
+
+
+@pytest.mark.parametrize("steps", [[], ["tmu.approve"], ["aab.reject"]])
+def test_expiry_takes_the_case_into_the_gap_from_any_state_of_the_approval(
+        store, flagship, seed_data, steps: list[str]) -> None:
+    """The expiry is recordable in the draft and anywhere in the approval, and keeps its state."""
+    case = store.create_case(flagship, "example-plan", actor="tmf", on="2021-11-01",
+                             data=seed_data)
+    if steps:
+        case.fire("submit", actor="tmf", on="2021-11-01")
+        for step in steps:
+            case.fire(step, actor=step.split(".")[0], on="2021-12-06")
+    before = case.state
+    case.fire("old_plan_expires", actor="tmf", on="2022-03-03")
+    assert case.state == (before - {OLD}) | {"old_expired"}
+    assert "lbf_approved" not in case.state and not case.is_final
+    assert case._store.verify().ok
+
+
+def test_expiry_is_no_step_in_revision_once_recorded(submitted) -> None:
+    """The old plan expires once: a second expiry is refused, in revision as elsewhere."""
+    submitted.fire("tmu.send_back", actor="tmu", on="2021-12-06")
+    submitted.fire("old_plan_expires", actor="tmf", on="2022-02-28")
+    assert submitted.state == frozenset({"revision", "old_expired"})
+    assert "can't be taken" in submitted.why_not("old_plan_expires", actor="tmf",
+                                                 on="2022-03-01")[0]
 
 
 def test_section_37_override_after_a_no(submitted) -> None:
@@ -50,7 +83,12 @@ def test_section_37_override_after_a_no(submitted) -> None:
     case.fire("3b.reject", actor="3b", on="2021-11-25")
     assert "3b_rejected" in case.state
     assert "3b.override" not in case.allowed(actor="3b", on="2021-11-26")
-    case.fire("3b.override", actor="3b_board", on="2021-12-01")
+    assert "3b.override" not in case.allowed(actor="3b_board", on="2021-11-26")
+    case.fire("3b.override", actor="3b_authority", on="2021-12-01")
+    assert "øverste myndighed" in case.definition.actors["3b_authority"]
+    override = case.definition.transitions_for("3b.override")[0]
+    assert "øverste myndighed" in override.label and "trods afdelingens nej" in override.label
+    assert "stk. 5 er ikke modelleret" in override.label
     assert "3b_approved" in case.state
 
 
@@ -64,7 +102,17 @@ def test_department_withdraws_and_the_rest_go_on(submitted) -> None:
     for n in range(1, 5):
         case.fire("vibo.approve", actor=f"vibo_afd_{n}", on="2022-01-20")
     assert "aab_withdrawn" in case.state
-    assert case.why_not("send_to_lbf", actor="tmf", on="2022-01-21") == []
+    assert case.coverage()["aab"] == ((), ("aab",))
+    assert case.coverage()["3b"] == (("3b",), ())
+    assert case.region_outcome("aab") == "not done"
+    # the plan's basis changed: the administration must state the budget again
+    reasons = case.why_not("send_to_lbf", actor="tmf", on="2022-01-21")
+    assert len(reasons) == 1 and "needs 'budget' stated again" in reasons[0]
+    budget = {"total": 3_400_000, "lbf": 2_550_000, "municipality": 425_000,
+              "housing": 425_000}
+    case.fire("send_to_lbf", actor="tmf", on="2022-01-21", data={"budget": budget})
+    assert case.data["budget"]["earmarked"] == 1_100_000
+    assert case._store.verify().ok
 
 
 def test_lbf_sends_back_and_everyone_approves_again(submitted) -> None:
@@ -73,9 +121,9 @@ def test_lbf_sends_back_and_everyone_approves_again(submitted) -> None:
     approve_all(case, on="2022-01-31")
     case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
     case.fire("lbf.send_back", actor="lbf", on="2022-02-10", note="Budget must be specified.")
-    assert case.state == frozenset({"revision"})
+    assert case.state == frozenset({"revision", OLD})
     case.fire("resubmit", actor="tmf", on="2022-02-20")
-    assert {"tmu_pending", "aab_pending", "3b_pending", "vibo_voting"} == case.state
+    assert {"tmu_pending", "aab_pending", "3b_pending", "vibo_voting", OLD} == case.state
     assert case.ballots() == {}
 
 
@@ -90,6 +138,7 @@ def test_lbf_refusal_is_final(submitted) -> None:
     approve_all(submitted)
     submitted.fire("send_to_lbf", actor="tmf", on="2022-02-01")
     submitted.fire("lbf.refuse", actor="lbf", on="2022-02-20")
+    assert "endelige behandling" in submitted.definition.label_of("refused")
     assert submitted.state == frozenset({"refused"}) and submitted.is_final
 
 
@@ -101,7 +150,7 @@ def test_only_tmu_takes_the_committee_step(submitted, actor: str) -> None:
 
 
 def test_remainder_workflow_path(store) -> None:
-    """The 0.6 mio. kr. remainder goes TMF -> TMU -> ØU -> BR."""
+    """The 0.6 mio. kr. remainder goes TMF -> TMU -> ØU (an assumption) -> BR."""
     wf = af.load_workflow("medfinansiering-restbeloeb")
     case = store.create_case(wf, "rest-0.6", actor="tmf", on="2022-01-10")
     assert "positive whole number" in case.why_not("propose", actor="tmf", on="2022-01-10")[0]

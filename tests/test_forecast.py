@@ -72,7 +72,7 @@ def test_flagship_names_goal_target_deadlines_and_durations(flagship: af.Workflo
     """The flagship aims for 'started' by the planned start; LBF has a deadline and four weeks."""
     assert flagship.goal == "started"
     assert flagship.target is not None and flagship.target.describe() == "data:planned_start"
-    grant = next(t for t in flagship.transitions if t.trigger == "lbf.grant"
+    grant = next(t for t in flagship.transitions if t.trigger == "lbf.approve"
                  and t.source == "lbf_review")
     assert grant.duration_days == 28 and grant.deadline is not None
     assert grant.deadline.describe() == "data:expires"
@@ -117,7 +117,7 @@ def test_two_deadlines_for_one_step_are_refused(flagship: af.Workflow) -> None:
     text = flagship.source_text.replace(
         'label = "Landsbyggefonden giver tilsagn (efter udløbet)"',
         'label = "Landsbyggefonden giver tilsagn (efter udløbet)"\ndeadline = 2022-03-31')
-    with pytest.raises(af.DefinitionError, match="'lbf.grant' has two deadlines"):
+    with pytest.raises(af.DefinitionError, match="'lbf.approve' has two deadlines"):
         af.loads_workflow(text)
 
 
@@ -217,8 +217,8 @@ def test_demo_forecast_starts_on_time_with_one_day_to_spare(demo: af.Case) -> No
     assert (fc.goal, fc.reached, fc.reachable) == ("started", False, True)
     assert (fc.date, fc.target, fc.on_time, fc.slack_days) == \
         (D("2022-03-01"), D("2022-03-01"), True, 1)
-    assert fc.critical_path == ("vibo.approve", "send_to_lbf", "lbf.grant", "start")
-    assert fc.step("lbf.grant").date == D("2022-02-28")
+    assert fc.critical_path == ("vibo.approve", "send_to_lbf", "lbf.approve", "start")
+    assert fc.step("lbf.approve").date == D("2022-02-28")
     assert [p.actor for p in fc.holding_up] == [f"vibo_afd_{n}" for n in range(1, 5)]
     three_b = fc.step("3b.approve")
     assert three_b.late and three_b.date == D("2021-12-06") and not three_b.critical
@@ -277,7 +277,7 @@ def test_the_goal_reached_reports_its_date(demo: af.Case) -> None:
     demo.fire("3b.approve", actor="3b", on="2021-12-10")
     vibo_yes(demo, "2022-01-20")
     demo.fire("send_to_lbf", actor="tmf", on="2022-01-21")
-    demo.fire("lbf.grant", actor="lbf", on="2022-02-20")
+    demo.fire("lbf.approve", actor="lbf", on="2022-02-20")
     demo.fire("start", actor="tmf", on="2022-03-01")
     fc = demo.forecast(on="2022-04-01")
     assert (fc.reached, fc.date, fc.on_time, fc.slack_days) == (True, D("2022-03-01"), True, 0)
@@ -319,7 +319,7 @@ def deadline(case: af.Case, step: str, on: str) -> af.forecast.Deadline:
 
 def test_deadline_open(demo: af.Case) -> None:
     """Not yet taken, not yet due and forecast in time: open, with the days left."""
-    d = deadline(demo, "lbf.grant", "2021-12-06")
+    d = deadline(demo, "lbf.approve", "2021-12-06")
     assert (d.status, d.due, d.days_left, d.forecast) == \
         ("open", D("2022-02-28"), 84, D("2022-02-28"))
 
@@ -327,13 +327,13 @@ def test_deadline_open(demo: af.Case) -> None:
 def test_deadline_at_risk(demo: af.Case) -> None:
     """Not yet due, but forecast after the due date: at risk."""
     demo.expect("vibo.approve", "2022-02", actor="vibo_board", said_on="2022-01-10")
-    d = deadline(demo, "lbf.grant", "2022-01-10")
+    d = deadline(demo, "lbf.approve", "2022-01-10")
     assert (d.status, d.forecast, d.days_left) == ("at risk", D("2022-03-28"), 49)
 
 
 def test_deadline_missed_when_not_taken_in_time(demo: af.Case) -> None:
     """Past the due date and not taken: missed, with the days overdue as negative days left."""
-    d = deadline(demo, "lbf.grant", "2022-03-02")
+    d = deadline(demo, "lbf.approve", "2022-03-02")
     assert (d.status, d.days_left, d.taken_on) == ("missed", -2, None)
 
 
@@ -341,8 +341,8 @@ def test_deadline_met_and_missed_when_taken(submitted: af.Case) -> None:
     """Taken on or before the due date: met; taken after it: missed."""
     approve_all(submitted, on="2022-01-10")
     submitted.fire("send_to_lbf", actor="tmf", on="2022-01-10")
-    submitted.fire("lbf.grant", actor="lbf", on="2022-02-20")
-    met = deadline(submitted, "lbf.grant", "2022-02-21")
+    submitted.fire("lbf.approve", actor="lbf", on="2022-02-20")
+    met = deadline(submitted, "lbf.approve", "2022-02-21")
     assert (met.status, met.taken_on, met.days_left) == ("met", D("2022-02-20"), 8)
     submitted.fire("start", actor="tmf", on="2022-03-03")
     late = deadline(submitted, "start", "2022-03-03")
@@ -373,7 +373,7 @@ def test_deadline_from_missing_data_is_open_with_a_note(store: af.Store,
     """Without the data date, the due date is unknown: open, and the note says why."""
     data = {k: v for k, v in copy.deepcopy(SEED_DATA).items() if k != "expires"}
     case = store.create_case(flagship, "x", actor="tmf", on="2021-11-01", data=data)
-    d = deadline(case, "lbf.grant", "2021-11-01")
+    d = deadline(case, "lbf.approve", "2021-11-01")
     assert (d.status, d.due) == ("open", None) and "'expires'" in d.note
 
 
@@ -394,7 +394,7 @@ def test_store_due_lists_overdue_and_soon_across_cases(store: af.Store,
     later = store.due(on="2022-02-20", within_days=14)
     assert [(i.kind, i.step, i.status) for i in later] == [
         ("expected", "3b.approve", "missed"), ("expected", "vibo.approve", "missed"),
-        ("deadline", "lbf.grant", "at risk"), ("deadline", "start", "at risk")]
+        ("deadline", "lbf.approve", "at risk"), ("deadline", "start", "at risk")]
     assert all(i.case_id == demo.id for i in later)
     json.dumps([i.to_dict() for i in later])
 

@@ -73,7 +73,7 @@ def test_refused_fire_leaves_the_file_unchanged(db_path, submitted) -> None:
     """A refused step raises and leaves the database byte-for-byte as it was."""
     before = file_bytes(db_path)
     with pytest.raises(af.TransitionRefusedError):
-        submitted.fire("lbf.grant", actor="lbf", on="2021-11-02")
+        submitted.fire("lbf.approve", actor="lbf", on="2021-11-02")
     with pytest.raises(af.TransitionRefusedError):
         submitted.fire("tmu.approve", actor="aab", on="2021-11-02")
     with pytest.raises(af.InvalidInputError):
@@ -202,7 +202,7 @@ def test_bulk_is_all_or_nothing(store, flagship, seed_data) -> None:
         case = store.create_case(flagship, "b1", actor="tmf", on="2021-11-01",
                                  data=seed_data)
         case.fire("submit", actor="tmf", on="2021-11-01")
-        case.fire("lbf.grant", actor="lbf", on="2021-11-01")
+        case.fire("lbf.approve", actor="lbf", on="2021-11-01")
     assert store.cases() == []
     with store.bulk():
         for n in range(3):
@@ -278,7 +278,7 @@ def test_bulk_keeps_going_after_a_caught_refusal(store, flagship) -> None:
     with store.bulk():
         case = store.create_case(flagship, "c1", actor="tmf", on="2021-11-01")
         with pytest.raises(af.TransitionRefusedError):
-            case.fire("lbf.grant", actor="lbf", on="2021-11-01")
+            case.fire("lbf.approve", actor="lbf", on="2021-11-01")
         case.fire("submit", actor="tmf", on="2021-11-01")
     assert store.case("c1").version == 2
     assert store.verify().ok

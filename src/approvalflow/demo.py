@@ -33,23 +33,57 @@ from .replay import replay
 from .rules import financing_problems, kroner
 from .store import Store, open_store
 
-__all__ = ["CASE_ID", "DEFAULT_DB", "SEED_DATA", "build_demo", "describe", "run_demo"]
+__all__ = ["ASSUMPTIONS", "CASE_ID", "COMMITMENT", "DEFAULT_DB", "GOALS", "SEED_DATA", "build_demo", "describe", "run_demo"]
 
 CASE_ID = "mimerskvarteret"
 DEFAULT_DB = "mimerskvarteret-demo.db"
 WORKFLOW = "boligsocial-helhedsplan"
 TMU_MEETING = dt.date(2021, 12, 6)
 
+#: The seed's words on the commitment already given, and on what TMU's approval means.
+COMMITMENT = ("Landsbyggefonden og Københavns Kommune har givet tilsagn til boligafdelingerne "
+              "til at modtage økonomisk støtte til en boligsocial indsats for "
+              "Mimerskvarteret.")
+GOALS = ("At der skal ske et fagligt løft af børn og unge, så flere bliver skoleparate og "
+         "tager en uddannelse",
+         "At flere bliver tilknyttet arbejdsmarkedet",
+         "At børn og unge støttes i et liv uden kriminalitet, og at områderne opleves trygge",
+         "At flere bliver en del af fællesskabet og deltager aktivt i samfundet")
+GOALS_COMMITMENT = ("Med godkendelse af indsatsen tilkendegiver kommunen, at den på lige fod med "
+                    "boligorganisationerne støtter op om og arbejder for at indfri indsatsens "
+                    "specifikke målsætninger")
+
+#: What the model assumes where the seed is silent: shown wherever the case is shown.
+ASSUMPTIONS: dict[str, str] = {
+    "budget": "the split LBF 3.0 / municipality 0.5 / housing organisations 0.5 mio. kr. is "
+              "derived (it fits 75 / 12.5 / 12.5 %); the budget attachment (bilag 4) is not "
+              "in the seed",
+    "departments": "the split of the six departments (AAB 1, 3B 1, VIBO 4) is an assumption; "
+                   "the seed says only that there are six and that VIBO has several",
+    "dates": "the recommendation's own date and the date of AAB's approval are unknown: "
+             "both are recorded on 2021-12-06 (TMU's meeting, public minutes), the latest "
+             "date they are known by",
+    "lbf": "no duration of Landsbyggefonden's final treatment is given anywhere: none is "
+           "assumed; its deadline is the old plan's expiry (2022-02-28) so that the start "
+           "on 2022-03-01 follows without a gap",
+}
+
 SEED_DATA: dict[str, Any] = {
     "title": "Videreførelse af boligsocial indsats i Mimerskvarteret, Nørrebro",
     "plan": "Nørrebrobyggerne",
     "period": "2022-2024",
+    # whole kroner; total (4.0 mio.) and earmarked (1.1 mio.) and the municipality's 0.5
+    # mio. are the seed's; the LBF / housing organisations split is derived (ASSUMPTIONS)
     "budget": {"total": 4_000_000, "lbf": 3_000_000, "municipality": 500_000,
                "housing": 500_000, "earmarked": 1_100_000},
     "expires": "2022-02-28",
     "planned_start": "2022-03-01",
     "organisations": ["AAB", "3B (KAB)", "VIBO"],
     "departments": 6,
+    "commitment": {"given_by": ["Landsbyggefonden", "Københavns Kommune"],
+                   "to": "boligafdelingerne", "seed": COMMITMENT,
+                   "remaining": "Landsbyggefondens endelige behandling"},
+    "assumptions": ASSUMPTIONS,
 }
 
 #: Expected dates the seed gives, as written there (a month, not a day).
@@ -74,8 +108,10 @@ def build_demo(store: Store) -> Case:
                    "unknown; recorded on the latest date it is known by.")
     for region, (month, text) in SEED_EXPECTATIONS.items():
         case.expect(f"{region}.approve", month, actor="tmf", said_on=TMU_MEETING,
-                    note=f"Indstillingen: \"{text}\".")
+                    note=f"Indstillingen: \"{text}\". Said in the recommendation, whose "
+                         f"date is unknown; recorded on TMU's meeting date.")
     case.fire("tmu.approve", actor="tmu", on=TMU_MEETING,
+              data={"goals_commitment": {"seed": GOALS_COMMITMENT, "goals": list(GOALS)}},
               note="Teknik- og Miljøudvalget godkender indholdet og anbefaler det over for "
                    "Landsbyggefonden (public minutes, 6 December 2021).")
     return case

@@ -73,10 +73,13 @@ def _check_step(engine: Engine, state: CaseState, e: Event | Recorded,
         return
     if e.actor not in t.actors:
         check.append(f"case {e.case_id!r} event {e.seq}: {e.actor!r} may not take {e.trigger!r}")
-    moves = True
-    if t.vote:
-        moves = engine._ballot_moves(engine.workflow.votes[t.vote], t, state, e.actor)
-    expected = engine.step(state.config, e.trigger) if moves else state.config
+    # the rules a file declares beyond the statechart: joins and quorums, which data a
+    # step may carry, what must be stated again after a withdrawal
+    for reason in [*engine.join_reasons(t, state.config),
+                   *engine.data_reasons(state, t, e.data)]:
+        check.append(f"case {e.case_id!r} event {e.seq}: {reason}")
+    expected = engine.step(state.config, e.trigger) if not t.vote else \
+        engine.ballot_target(engine.workflow.votes[t.vote], t, state, e.actor)
     if e.target != expected:
         check.append(f"case {e.case_id!r} event {e.seq}: recorded as moving to "
                      f"{sorted(e.target)}, the workflow moves {e.trigger!r} to "
