@@ -68,13 +68,30 @@ deadline = { after = "go", days = 30 }
 """
 
 
-def test_flagship_names_goal_target_deadlines_and_durations(flagship: af.Workflow) -> None:
-    """The flagship aims for 'started' by the planned start; LBF has a deadline and four weeks."""
+#: The flagship with an ASSUMED 28-day duration of LBF's final treatment. The seed states
+#: no duration and the bundled file assumes none; the forward forecast's arithmetic with a
+#: duration is tested on this variant (a new version, as a changed file must be).
+ASSUMED_LBF_DAYS = 28
+
+
+@pytest.fixture(scope="module")
+def assumed_28() -> af.Workflow:
+    text = af.load_workflow("boligsocial-helhedsplan").source_text
+    text = text.replace('deadline = { data = "expires" }',
+                        f'deadline = {{ data = "expires" }}\nduration_days = {ASSUMED_LBF_DAYS}')
+    text = text.replace("version = 1", "version = 28", 1)
+    return af.loads_workflow(text, source="flagship-with-an-assumed-lbf-duration.toml")
+
+
+def test_flagship_names_goal_target_deadlines_and_no_invented_duration(
+        flagship: af.Workflow) -> None:
+    """The flagship aims for 'started' by the planned start; LBF has a deadline, no duration."""
     assert flagship.goal == "started"
     assert flagship.target is not None and flagship.target.describe() == "data:planned_start"
     grant = next(t for t in flagship.transitions if t.trigger == "lbf.approve"
                  and t.source == "lbf_review")
-    assert grant.duration_days == 28 and grant.deadline is not None
+    assert grant.duration_days is None and grant.deadline is not None
+    assert not any(t.duration_days for t in flagship.transitions)
     assert grant.deadline.describe() == "data:expires"
     start = flagship.transitions_for("start")[0]
     assert start.earliest is not None and start.earliest.key == "planned_start"
@@ -112,12 +129,17 @@ def test_bad_date_keys_are_refused_naming_the_file(old: str, new: str, expected:
     assert "small.toml" in str(info.value) and expected in str(info.value)
 
 
-def test_two_deadlines_for_one_step_are_refused(flagship: af.Workflow) -> None:
+def test_two_deadlines_for_one_step_are_refused() -> None:
     """A step (trigger) has one deadline, whichever transition carries it."""
-    text = flagship.source_text.replace(
-        'label = "Landsbyggefonden giver tilsagn (efter udløbet)"',
-        'label = "Landsbyggefonden giver tilsagn (efter udløbet)"\ndeadline = 2022-03-31')
-    with pytest.raises(af.DefinitionError, match="'lbf.approve' has two deadlines"):
+    text = SMALL + """
+[[transitions]]
+trigger = "done"
+source = "a"
+target = "c"
+actors = ["p"]
+deadline = 2022-03-31
+"""
+    with pytest.raises(af.DefinitionError, match="'done' has two deadlines"):
         af.loads_workflow(text)
 
 
@@ -206,9 +228,10 @@ def test_a_later_expectation_replaces_and_taking_the_step_spends_it(submitted: a
 
 
 @pytest.fixture
-def demo(store: af.Store) -> af.Case:
-    """The demo case: TMU and AAB approved on 6 Dec 2021; 3B (Nov) and VIBO (Jan) expected."""
-    return build_demo(store)
+def demo(store: af.Store, assumed_28: af.Workflow) -> af.Case:
+    """The demo case: TMU and AAB approved on 6 Dec 2021; 3B (Nov) and VIBO (Jan) expected;
+    on the variant that assumes 28 days for LBF's treatment (see ASSUMED_LBF_DAYS)."""
+    return build_demo(store, workflow=assumed_28)
 
 
 def test_demo_forecast_starts_on_time_with_one_day_to_spare(demo: af.Case) -> None:
@@ -381,10 +404,11 @@ def test_deadline_from_missing_data_is_open_with_a_note(store: af.Store,
 
 
 def test_store_due_lists_overdue_and_soon_across_cases(store: af.Store,
-                                                       flagship: af.Workflow) -> None:
-    """Overdue and soon-due items of open cases, earliest first; ended cases are left out."""
-    demo = build_demo(store)
-    other = store.create_case(flagship, "andet", actor="tmf", on="2021-11-01",
+                                                       assumed_28: af.Workflow) -> None:
+    """Overdue and soon-due items of open cases, earliest first; ended cases are left out
+    (with LBF's treatment assumed to take 28 days, so that the deadlines are at risk)."""
+    demo = build_demo(store, workflow=assumed_28)
+    other = store.create_case(assumed_28, "andet", actor="tmf", on="2021-11-01",
                               data=copy.deepcopy(SEED_DATA))
     other.fire("submit", actor="tmf", on="2021-11-01")
     other.fire("tmu.reject", actor="tmu", on="2021-12-01")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .case import Case
-from .definition import load_workflow
+from .definition import Workflow, load_workflow
 from .engine import engine_for
 from .errors import ApprovalflowError, StoreError
 from .forecast import Forecast, forecast
@@ -92,9 +92,10 @@ SEED_EXPECTATIONS = {"3b": ("2021-11", "3B forventer godkendelse i november"),
                                          "i januar 2022")}
 
 
-def build_demo(store: Store) -> Case:
-    """Record the Mimerskvarteret case's known facts in ``store`` and return the case."""
-    wf = load_workflow(WORKFLOW)
+def build_demo(store: Store, *, workflow: Workflow | None = None) -> Case:
+    """Record the Mimerskvarteret case's known facts in ``store`` and return the case
+    (on the bundled flagship workflow, or on ``workflow``, a variant of it)."""
+    wf = workflow or load_workflow(WORKFLOW)
     case = store.create_case(
         wf, CASE_ID, actor="tmf", on=TMU_MEETING, data=SEED_DATA,
         note="Indstilling fra Teknik- og Miljøforvaltningen til Teknik- og Miljøudvalget. "
