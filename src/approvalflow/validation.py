@@ -473,7 +473,12 @@ class Builder:
             if d.final:
                 # A final leaf inside a composite ends only that composite: something must
                 # leave the composite (or a state containing it), or a case stays there.
-                if ancestors and not any(s in by_source for s in ancestors):
+                # A step from elsewhere inside a containing state that leads out of it
+                # counts too (a sibling region of a parallel state may end the whole).
+                if ancestors and not any(s in by_source for s in ancestors) and not any(
+                        a in self._ancestors(defs, t.source) + [t.source]
+                        and a not in [t.target, *self._ancestors(defs, t.target)]
+                        for a in ancestors for t in trans):
                     self.problem(f"state {sid!r} is final within {ancestors[0]!r}, but no "
                                  f"transition leaves {ancestors[0]!r} or a state containing "
                                  f"it: a case that gets there is stuck.")
@@ -597,12 +602,19 @@ class Builder:
         leaves = [s for s, d in defs.items() if d.is_leaf]
         lineage = {s: {s, *self._ancestors(defs, s)} for s in leaves}
         successors: dict[str, set[str]] = {s: set() for s in leaves}
+        parallel_of = {s: [a for a in lineage[s] if defs[a].kind == "parallel"] for s in leaves}
         for t in trans:
             entered = self._entered_leaves(defs, t.target)
+            source_in = {t.source, *self._ancestors(defs, t.source)}
+            target_in = {t.target, *self._ancestors(defs, t.target)}
             for leaf in leaves:
                 # a join fires from a final leaf of each region; any other step from any
                 # leaf at or below its source
                 if t.source in lineage[leaf] and (not t.join or defs[leaf].final):
+                    successors[leaf] |= entered
+                # a step in a sibling region that leaves a parallel state ends this region too
+                elif not t.join and any(p in source_in and p not in target_in
+                                        for p in parallel_of[leaf]):
                     successors[leaf] |= entered
         can_end = set(ends)
         changed = True
