@@ -26,10 +26,8 @@ from typing import Any
 
 from .case import Case
 from .definition import Workflow, load_workflow
-from .engine import engine_for
 from .errors import ApprovalflowError, StoreError
 from .forecast import Forecast, forecast
-from .replay import replay
 from .rules import financing_problems, kroner
 from .store import Store, open_store
 
@@ -155,48 +153,60 @@ _SIDE_STEPS = {"vibo.withdraw"}
 
 
 def forecasts(case: Case) -> list[tuple[str, Forecast]]:
-    """The forecast as of the recommendation (before TMU's decision), and as the case stands.
+    """The forward forecast as the case stands (as of its last event).
 
-    Every event is recorded on TMU's meeting day (the recommendation's own date is
-    unknown), so "as of the recommendation" is the log up to the event before TMU's
-    approval, not a date.
+    The recommendation's own date is unknown, so no forecast is shown "as of the
+    recommendation": the expectations it states are recorded on TMU's meeting day, the
+    first date the case is known by.
     """
-    history = list(case.history)
-    last = history[-1].on
-    out = []
-    tmu = next((i for i, e in enumerate(history) if e.trigger == "tmu.approve"), None)
-    if tmu is not None:
-        before = history[:tmu]
-        state = replay(engine_for(case.definition), before)
-        out.append(("As of the recommendation (before the committee's decision)",
-                    forecast(case.definition, state, before, case_id=case.id,
-                             on=before[-1].on)))
-        title = f"After the committee's approval on {history[tmu].on.isoformat()}"
-    else:
-        title = f"As the case stands on {last.isoformat()}"
-    out.append((title, case.forecast(on=last)))
-    return out
+    last = case.history[-1].on
+    return [(f"As the case stands on {last.isoformat()}", case.forecast(on=last))]
 
 
 def describe(case: Case, *, width: int = 80) -> str:
-    """A plain-text account of where the Mimerskvarteret case stands."""
+    """A plain-text account of where the Mimerskvarteret case stands; every assumption is
+    marked ASSUMPTION, every seed fact is quoted or named as the seed's."""
     wf = case.definition
     last = case.history[-1].on
     lines = [f"{case.data.get('title', case.id)}",
              f"Case {case.id!r} on workflow {wf.name!r} v{wf.version}, "
              f"{len(case.history)} events, last dated {last.isoformat()}.", ""]
+    latest = case.latest_dates(on=last)
+    lines.append(f"For the start on {case.data.get('planned_start')} to hold, working "
+                 f"backwards (no duration assumed):")
+    for step in latest.steps:
+        who = ", ".join(step.actors)
+        lines.append(f"  {step.step} ({who}) must be taken by {step.latest.isoformat()} "
+                     f"[{step.set_by}]" + (" - PASSED" if step.passed else ""))
+    lines.extend(f"  Note: {n}" for n in latest.notes)
+    lines.append("  ASSUMPTION: that LBF's final treatment is due by the old plan's expiry "
+                 "(so the start follows without a gap) links two seed dates; the seed states "
+                 "no such deadline.")
+    lines.append("")
+    commitment = case.data.get("commitment", {})
+    if isinstance(commitment, dict) and commitment.get("seed"):
+        lines.append(f"Already given (seed): \"{commitment['seed']}\"")
+        lines.append("  What remains is Landsbyggefonden's final treatment (endelig "
+                     "behandling): approve, send back, or refuse.")
+        lines.append("")
     entered_by = case.entered_by()
     lines.append("Who has decided, who is awaited:")
     for region in case.regions(on=last):
         event = entered_by.get(region.state)
+        outcome = case.region_outcome(region.id) if region.id else "open"
         if region.done and event is not None:
             when = event.on.isoformat() if event.date_known else \
                 f"date unknown, known by {event.on.isoformat()}"
-            status = f"{wf.actors[event.actor]} ({event.trigger}, {when})"
+            left = " - withdrew, not covered" if outcome == "not done" else ""
+            status = f"{wf.actors[event.actor]} ({event.trigger}, {when}){left}"
         else:
             who = sorted(a for a, ts in region.awaiting.items() if not set(ts) <= _SIDE_STEPS)
             expected = SEED_EXPECTATIONS.get(region.id or "")
             status = "awaited: " + (", ".join(who) if who else "-")
+            if region.id == "old_plan":
+                status = (f"runs until {case.data.get('expires')} (seed); its expiry is a "
+                          f"step recorded on or after that date (automatic once timed "
+                          f"steps exist)")
             if expected:
                 status += f"; expected {expected[0]} (seed: \"{expected[1]}\")"
         lines.append(f"  {region.label}")
@@ -206,11 +216,20 @@ def describe(case: Case, *, width: int = 80) -> str:
         vg = wf.votes[vote]
         lines.append(f"  Vote {vote!r}: {len(ballots)} of {len(vg.voters)} departments have "
                      f"voted.")
+    coverage = case.coverage()
+    if coverage:
+        covered = [p for inside, _ in coverage.values() for p in inside]
+        left = [p for _, out in coverage.values() for p in out]
+        lines.append(f"  Departments in the plan: {', '.join(covered) or 'none'}"
+                     + (f"; withdrawn: {', '.join(left)}" if left else "") + ".")
+        lines.append("  ASSUMPTION: the split of the six departments (AAB 1, 3B 1, VIBO 4) is "
+                     "not in the seed; it says there are six, and that VIBO has several.")
     lines.append("")
     budget = case.data.get("budget", {})
     problems = financing_problems(budget)
     lines.append("Financing (LBF at most 75 %, local share at least 25 %, municipality at most "
-                 "the housing organisations' share and the earmarked amount):")
+                 "12.5 % of the total, at most the housing organisations' share and at most the "
+                 "earmarked amount; whole kroner):")
     if problems:
         lines.extend(f"  - {p}" for p in problems)
     else:
@@ -218,22 +237,30 @@ def describe(case: Case, *, width: int = 80) -> str:
                      f"{kroner(budget['lbf'])} + municipality {kroner(budget['municipality'])} + "
                      f"housing organisations {kroner(budget['housing'])} "
                      f"(earmarked {kroner(budget['earmarked'])}).")
+        lines.append("  Seed: total 4 mio. kr.; 1.1 mio. kr. earmarked, of which the "
+                     "municipality uses 0.5 mio. kr.")
+        lines.append("  ASSUMPTION: the split LBF 3.0 / housing organisations 0.5 mio. kr. is "
+                     "derived (it fits 75 / 12.5 / 12.5 %); the budget attachment (bilag 4) is "
+                     "not in the seed.")
     lines.append("")
-    lines.append("What must happen before Landsbyggefonden can decide (send_to_lbf):")
+    lines.append("What must happen before Landsbyggefonden's final treatment (send_to_lbf):")
     reasons = case.why_not("send_to_lbf", actor="tmf", on=last)
     lines.extend(f"  - {r}" for r in reasons) if reasons else lines.append("  nothing: it can "
                                                                             "be sent now.")
     lines.append("")
-    lines.append(f"The start on {case.data.get('planned_start')}: it needs Landsbyggefonden's "
-                 f"grant (tilsagn) on or before {case.data.get('expires')}, when the old plan "
-                 f"expires; without it the area has a gap.")
+    lines.append(f"The start on {case.data.get('planned_start')} (seed) follows LBF's final "
+                 f"treatment. The old plan expires on {case.data.get('expires')} (seed); "
+                 f"without LBF's approval by then the area has a gap (inferred, not in the "
+                 f"seed).")
     if case.is_final:
         lines.append(f"  The case has ended: {', '.join(sorted(case.state))}.")
     else:
         lines.append("  Not yet possible: " + "; ".join(case.why_not("start", actor="tmf",
                                                                        on=last)) + ".")
     lines.append("")
-    lines.append("Forecast (docs/forecast.md): will the effort start on the planned date?")
+    lines.append("Forward forecast (docs/forecast.md). ASSUMPTION: a step with no expected "
+                 "date is assumed taken as soon as it can be, so its answer is the earliest "
+                 "possible, not a prediction:")
     for title, fc in forecasts(case):
         lines.append(f"{title}:")
         lines.extend(f"  {line}" for line in fc.describe().splitlines())
