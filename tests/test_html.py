@@ -168,3 +168,11 @@ def test_history_html_without_workflow_shows_ids(submitted: af.Case) -> None:
     check_html(markup)
     assert "vibo_approved" in markup and "Godkendt af VIBO" not in markup
     assert "(ballot)" in markup
+
+
+def test_case_html_marks_assumptions_and_coverage(demo_case: af.Case) -> None:
+    """The demo case's HTML lists each assumption marked ASSUMPTION, and who is covered."""
+    text = " ".join(check_html(case_html(demo_case)).text)
+    assert "Assumptions (not facts of the case)" in text
+    assert text.count("ASSUMPTION") == len(demo_case.data["assumptions"])
+    assert "Covered by the plan" in text and "vibo_afd_4" in text
