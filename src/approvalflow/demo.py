@@ -27,11 +27,12 @@ from typing import Any
 from .case import Case
 from .definition import Workflow, load_workflow
 from .errors import ApprovalflowError, StoreError
-from .forecast import Forecast, forecast
+from .forecast import Forecast
 from .rules import financing_problems, kroner
 from .store import Store, open_store
 
-__all__ = ["ASSUMPTIONS", "CASE_ID", "COMMITMENT", "DEFAULT_DB", "GOALS", "SEED_DATA", "build_demo", "describe", "run_demo"]
+__all__ = ["ASSUMPTIONS", "CASE_ID", "COMMITMENT", "DEFAULT_DB", "GOALS", "SEED_DATA",
+           "build_demo", "describe", "run_demo"]
 
 CASE_ID = "mimerskvarteret"
 DEFAULT_DB = "mimerskvarteret-demo.db"
@@ -175,8 +176,8 @@ def describe(case: Case, *, width: int = 80) -> str:
     lines.append(f"For the start on {case.data.get('planned_start')} to hold, working "
                  f"backwards (no duration assumed):")
     for step in latest.steps:
-        who = ", ".join(step.actors)
-        lines.append(f"  {step.step} ({who}) must be taken by {step.latest.isoformat()} "
+        names = ", ".join(step.actors)
+        lines.append(f"  {step.step} ({names}) must be taken by {step.latest.isoformat()} "
                      f"[{step.set_by}]" + (" - PASSED" if step.passed else ""))
     lines.extend(f"  Note: {n}" for n in latest.notes)
     lines.append("  ASSUMPTION: that LBF's final treatment is due by the old plan's expiry "
@@ -197,8 +198,8 @@ def describe(case: Case, *, width: int = 80) -> str:
         if region.done and event is not None:
             when = event.on.isoformat() if event.date_known else \
                 f"date unknown, known by {event.on.isoformat()}"
-            left = " - withdrew, not covered" if outcome == "not done" else ""
-            status = f"{wf.actors[event.actor]} ({event.trigger}, {when}){left}"
+            gone = " - withdrew, not covered" if outcome == "not done" else ""
+            status = f"{wf.actors[event.actor]} ({event.trigger}, {when}){gone}"
         else:
             who = sorted(a for a, ts in region.awaiting.items() if not set(ts) <= _SIDE_STEPS)
             expected = SEED_EXPECTATIONS.get(region.id or "")

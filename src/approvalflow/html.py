@@ -208,7 +208,8 @@ def _assumptions_html(case: Case) -> str:
     found = case.data.get("assumptions")
     if not isinstance(found, Mapping) or not found:
         return ""
-    rows = [[_e(k), f'<span style="font-weight:600;">ASSUMPTION</span>: {_e(v)}'] for k, v in found.items()]
+    mark = '<span style="font-weight:600;">ASSUMPTION</span>'
+    rows = [[_e(k), f"{mark}: {_e(v)}"] for k, v in found.items()]
     return (f'<div style="{_H}">Assumptions (not facts of the case)</div>'
             + _table(["about", "assumption"], rows))
 

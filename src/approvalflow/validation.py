@@ -610,11 +610,12 @@ class Builder:
             for leaf in leaves:
                 # a join fires from a final leaf of each region; any other step from any
                 # leaf at or below its source
-                if t.source in lineage[leaf] and (not t.join or defs[leaf].final):
-                    successors[leaf] |= entered
-                # a step in a sibling region that leaves a parallel state ends this region too
-                elif not t.join and any(p in source_in and p not in target_in
-                                        for p in parallel_of[leaf]):
+                # (and a step in a sibling region that leaves a parallel state ends this
+                # region too)
+                own = t.source in lineage[leaf] and (not t.join or defs[leaf].final)
+                sibling = not t.join and any(p in source_in and p not in target_in
+                                             for p in parallel_of[leaf])
+                if own or sibling:
                     successors[leaf] |= entered
         can_end = set(ends)
         changed = True
