@@ -74,6 +74,8 @@ def test_demo_answers_backwards_first_and_marks_every_assumption(tmp_path: Path)
                    "is assumed taken as soon as it can be"]:
         assert marked in text, marked
     assert "VIBO has four" not in text and "four departments" not in text
+    assert "said on 2021-12-06" not in text
+    assert "(said in the recommendation, date unknown; recorded on 2021-12-06)" in text
     assert 'Already given (seed): "Landsbyggefonden og Københavns Kommune har givet tilsagn' \
         in text
 

@@ -264,7 +264,11 @@ def describe(case: Case, *, width: int = 80) -> str:
                  "possible, not a prediction:")
     for title, fc in forecasts(case):
         lines.append(f"{title}:")
-        lines.extend(f"  {line}" for line in fc.describe().splitlines())
+        # the seed's expectations were said in the recommendation, whose date is unknown
+        said = f"(said on {TMU_MEETING.isoformat()})"
+        honest = f"(said in the recommendation, date unknown; recorded on " \
+                 f"{TMU_MEETING.isoformat()})"
+        lines.extend(f"  {line.replace(said, honest)}" for line in fc.describe().splitlines())
     return "\n".join(wrapped for line in lines for wrapped in _wrap(line, width))
 
 
