@@ -79,7 +79,7 @@ def assumed_28() -> af.Workflow:
     text = af.load_workflow("boligsocial-helhedsplan").source_text
     text = text.replace('deadline = { data = "expires" }',
                         f'deadline = {{ data = "expires" }}\nduration_days = {ASSUMED_LBF_DAYS}')
-    text = text.replace("version = 1", "version = 28", 1)
+    text = text.replace("version = 2", "version = 28", 1)
     return af.loads_workflow(text, source="flagship-with-an-assumed-lbf-duration.toml")
 
 
