@@ -261,3 +261,43 @@ def test_verify_names_a_send_to_lbf_without_the_restated_budget(db_path: Path, f
         problems = store.verify().problems
     assert any(p.startswith(f"case 'example-plan' event {seq}: a party withdrew (event 4)")
                for p in problems), problems
+
+
+def test_a_sibling_region_that_leaves_the_whole_is_a_way_out() -> None:
+    """A final state in one region is not stuck when a step in a sibling region leaves the
+    parallel state; with no such step, it is refused as before."""
+    text = GENERIC.replace('[[transitions]]\ntrigger = "cancel"', '''[[transitions]]
+trigger = "a.abort"
+source = "a_open"
+target = "cancelled"
+actors = ["a"]
+
+[[transitions]]
+trigger = "cancel"''')
+    af.loads_workflow(text, source="with-abort.toml")
+    stuck = GENERIC.replace('[states.planning]\nparallel = true', '[states.outer]\ninitial = '
+                            '"planning"\n\n[states.planning]\nparent = "outer"\nparallel = true')
+    stuck = stuck.replace('initial = "planning"\ncreation_sets', 'initial = "outer"\n'
+                          'creation_sets')
+    stuck = stuck.replace('target = "booked"', 'target = "planning"').replace(
+        'target = "cancelled"', 'target = "planning"')
+    with pytest.raises(af.DefinitionError):
+        af.loads_workflow(stuck, source="stuck.toml")
+
+
+def test_show_and_html_say_a_withdrawn_region_is_not_done(store, flagship, seed_data) -> None:
+    """A department that withdrew is shown as ended without taking part, never as done."""
+    from approvalflow.html import case_html
+    from approvalflow.summary import case_summary, summary_text
+
+    case = store.create_case(flagship, "example-plan", actor="tmf", on="2021-11-01",
+                             data=seed_data)
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    case.fire("aab.reject", actor="aab", on="2021-11-02")
+    case.fire("aab.withdraw", actor="aab_board", on="2021-11-03")
+    doc = case_summary(case, on=case.last_on)
+    aab = next(r for r in doc["regions"] if r["id"] == "aab")
+    assert (aab["done"], aab["outcome"]) == (False, "not done")
+    assert "ended without taking part (not done)" in " ".join(summary_text(doc).split())
+    assert doc["coverage"]["aab"] == {"in": [], "left": ["aab"]}
+    assert "ended without taking part (withdrawn)" in case_html(case)
