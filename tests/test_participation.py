@@ -281,7 +281,7 @@ trigger = "cancel"''')
                           'creation_sets')
     stuck = stuck.replace('target = "booked"', 'target = "planning"').replace(
         'target = "cancelled"', 'target = "planning"')
-    with pytest.raises(af.DefinitionError):
+    with pytest.raises(af.DefinitionError, match="no chain of steps leads to a final"):
         af.loads_workflow(stuck, source="stuck.toml")
 
 
