@@ -30,6 +30,7 @@ __all__ = [
     "TransitionDef",
     "VoteGroup",
     "DateRef",
+    "Quorum",
     "load_workflow",
     "loads_workflow",
     "bundled_workflows",
@@ -48,16 +49,18 @@ MAX_NAME_LENGTH = 4096
 
 DATE_REF = (str, dict, dt.date)
 WORKFLOW_KEYS = {"name": str, "version": int, "title": str, "label": str,
-                  "description": str, "initial": str, "goal": str, "target": DATE_REF}
+                  "description": str, "initial": str, "goal": str, "target": DATE_REF,
+                  "creation_sets": list}
 WORKFLOW_REQUIRED = ("name", "version", "initial")
 STATE_KEYS = {"label": str, "parent": str, "initial": str, "parallel": bool, "final": bool,
-               "description": str}
+               "description": str, "done": list, "covers": list, "quorum": dict}
 VOTE_KEYS = {"label": str, "state": str, "voters": list, "need": (str, int),
-              "description": str}
+              "description": str, "withdrawn": str}
 TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
                     "guards": list, "label": str, "vote": str, "ballot": str, "join": bool,
                     "description": str, "deadline": DATE_REF, "earliest": DATE_REF,
-                    "duration_days": int}
+                    "duration_days": int, "sets": list, "restate_after_withdrawal": list,
+                    "quorum_lost": bool}
 DATE_REF_KEYS = ("date", "data", "after", "days")
 MAX_DAYS = 36_500
 TOP_KEYS = ("workflow", "actors", "states", "votes", "transitions")
@@ -100,6 +103,14 @@ class DateRef:
 
 
 @attrs.frozen
+class Quorum:
+    """A parallel state's quorum: at least ``at_least`` of ``regions`` must end done."""
+
+    regions: tuple[str, ...]
+    at_least: int
+
+
+@attrs.frozen
 class StateDef:
     """One state: atomic (a leaf), compound (exactly one child active) or parallel (all)."""
 
@@ -111,6 +122,11 @@ class StateDef:
     final: bool
     children: tuple[str, ...]
     description: str = ""
+    # a region (child of a parallel state): the final states in which it counts as done;
+    # empty: every final state does. Another final state ends it without it taking part.
+    done: tuple[str, ...] = ()
+    covers: tuple[str, ...] = ()  # a region: the parties it covers while taking part
+    quorum: Quorum | None = None  # a parallel state: regions of which enough must be done
 
     @property
     def is_leaf(self) -> bool:
@@ -127,6 +143,7 @@ class VoteGroup:
     voters: tuple[str, ...]
     need: int | None  # None: all voters still taking part
     description: str = ""
+    withdrawn: str | None = None  # the state the region moves to when every voter withdrew
 
     def required(self, electorate: int) -> int:
         """Yes-votes needed when ``electorate`` voters still take part."""
@@ -150,6 +167,9 @@ class TransitionDef:
     deadline: DateRef | None = None  # the step should be taken on or before this date
     earliest: DateRef | None = None  # the step can't be taken before this date
     duration_days: int | None = None  # typical time from when it can be taken to when it is
+    sets: tuple[str, ...] | None = None  # data keys the step may carry (None: any)
+    restate_after_withdrawal: tuple[str, ...] = ()  # keys to state again after a withdrawal
+    quorum_lost: bool = False  # leaves a parallel state once its quorum can't be met
 
 
 @attrs.frozen(eq=False)
@@ -171,6 +191,7 @@ class Workflow:
     digest: str = attrs.field(default="", repr=False)
     goal: str | None = None  # the state a case aims for (the forecast's goal)
     target: DateRef | None = None  # the date the goal should be reached by
+    creation_sets: tuple[str, ...] | None = None  # data keys a case may start with (None: any)
 
     @property
     def states(self) -> frozenset[str]:

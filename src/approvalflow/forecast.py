@@ -54,6 +54,9 @@ __all__ = [
     "due_items",
     "expectations",
     "forecast",
+    "LatestDate",
+    "LatestDates",
+    "latest_dates",
     "parse_expected",
     "sort_due",
 ]
@@ -443,7 +446,7 @@ def _route(engine: Engine, config: frozenset[str], goal: str) -> list[Transition
             t = engine.enabled_transition(current, trigger)
             if t is None or t.ballot != "yes":
                 continue
-            if t.join and engine.pending_regions(t.source, current):
+            if (t.join or t.quorum_lost) and engine.join_reasons(t, current):
                 continue
             nxt = engine.step(current, trigger)
             if nxt in came_from:
@@ -805,3 +808,102 @@ def due_items(case_id: str, workflow: Workflow, state: CaseState, history: Seque
 def sort_due(items: Iterable[DueItem]) -> list[DueItem]:
     """Overdue first, then by due date, case and step."""
     return sorted(items, key=lambda i: (i.due, i.case_id, i.kind, i.step))
+
+
+# --------------------------------------------------------------------------- latest dates
+# Working backwards from the target: the latest date each step on the route can be taken
+# for the goal to be reached on time. It needs no duration: a date is the latest one
+# possible if the steps after it take no time, and any time they take comes off it.
+
+
+@attrs.frozen
+class LatestDate:
+    """The latest date ``step`` can be taken for the goal to hold on its target date."""
+
+    step: str
+    label: str
+    actors: tuple[str, ...]  # for a vote: the voters still needed
+    latest: dt.date
+    set_by: str  # "target", "deadline: <rule>" or "before '<step>'"
+    passed: bool  # the day asked about is after the latest date
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "label": self.label, "actors": list(self.actors),
+                "latest": self.latest.isoformat(), "set_by": self.set_by,
+                "passed": self.passed}
+
+
+@attrs.frozen
+class LatestDates:
+    """The backward answer: by when must each awaited party act for the target to hold?"""
+
+    case_id: str
+    on: dt.date
+    goal: str | None
+    target: dt.date | None
+    target_rule: str | None
+    steps: tuple[LatestDate, ...]
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case_id": self.case_id, "on": self.on.isoformat(), "goal": self.goal,
+                "target": _iso(self.target), "target_rule": self.target_rule,
+                "steps": [s.to_dict() for s in self.steps], "notes": list(self.notes)}
+
+    def describe(self, names: Mapping[str, str] | None = None) -> str:
+        """One line per awaited step, the step nearest the goal first."""
+        if self.target is None or not self.steps:
+            return "\n".join(self.notes) or "Nothing is awaited."
+        lines = [f"For {self.goal!r} on {self.target.isoformat()} ({self.target_rule}), "
+                 f"working backwards from that date:"]
+        for s in self.steps:
+            who = ", ".join((names or {}).get(a, a) for a in s.actors)
+            flag = " - PASSED" if s.passed else ""
+            lines.append(f"  {s.step} ({who}) must be taken by {s.latest.isoformat()} "
+                         f"[{s.set_by}]{flag}")
+        lines.extend(f"  Note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def latest_dates(workflow: Workflow, state: CaseState, history: Sequence[Event], *,
+                 case_id: str = "", on: object = None) -> LatestDates:
+    """The latest date each step on the route to the goal can be taken, working backwards
+    from the target date and the steps' own deadlines; no duration is assumed."""
+    a = _analyse(workflow, state, history, date_or_today(on))
+    wf = workflow
+    rule = wf.target.describe() if wf.target else None
+    notes = ["no duration is assumed: each date is the latest possible if every step after "
+             "it takes no time; any time a later step takes comes off it"]
+    if a.target is None:
+        return LatestDates(case_id, a.on, wf.goal, None, rule, (),
+                           (f"no target date: {a.target_note or 'the workflow has none'}",))
+    if a.goal_reached_on is not None:
+        return LatestDates(case_id, a.on, wf.goal, a.target, rule, (),
+                           (f"the goal was reached on {a.goal_reached_on.isoformat()}",))
+    if not a.route:
+        return LatestDates(case_id, a.on, wf.goal, a.target, rule, (),
+                           (f"no route leads from where the case stands to {wf.goal!r}",))
+    route = a.route
+    latest: list[tuple[dt.date, str] | None] = [None] * len(route)
+    latest[-1] = (a.target, "target")
+    for i in range(len(route) - 1, -1, -1):
+        p = route[i]
+        if p.t.deadline is not None:
+            due, _, _ = _resolve(p.t.deadline, state.data, a.step_dates)
+            if due is not None and (latest[i] is None or due < latest[i][0]):  # type: ignore[index]
+                latest[i] = (due, f"deadline: {p.t.deadline.describe()}")
+        own = latest[i]
+        if own is None:  # no step after it on the route depends on it: the target holds it
+            own = latest[i] = (a.target, "target")
+        for j in p.preds:
+            found = latest[j]
+            if found is None or own[0] < found[0]:
+                latest[j] = (own[0], f"before {p.t.trigger!r}")
+    steps = []
+    for p, found in zip(route, latest, strict=True):
+        assert found is not None
+        steps.append(LatestDate(step=p.t.trigger, label=p.t.label or p.t.trigger,
+                                actors=tuple(p.actors), latest=found[0], set_by=found[1],
+                                passed=a.on > found[0]))
+    return LatestDates(case_id, a.on, wf.goal, a.target, rule, tuple(reversed(steps)),
+                       tuple(notes))

@@ -125,6 +125,8 @@ def _check_creation(engine: Engine, state: CaseState, first: Event | Recorded,
                      f"{sorted(state.config)}")
     if first.source:
         check.append(f"{where}: a creation leaves no state, this one says {sorted(first.source)}")
+    for reason in engine.creation_reasons(first.data):
+        check.append(f"{where}: the creation breaks the rule 'data': {reason}")
     if first.actor not in engine.workflow.actors:
         check.append(f"{where}: created by {first.actor!r}, who is not an actor of workflow "
                      f"{engine.workflow.name!r}")
