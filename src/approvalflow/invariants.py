@@ -1,0 +1,133 @@
+"""Invariants: what a workflow file says must hold whenever a state is entered.
+
+An ``[[invariants]]`` table (:class:`~approvalflow.definition.Invariant`) names a
+state and what must be true on entering it: states active right after the step, and
+states entered earlier, counted since the case last entered a reset state (``since``),
+so a loop back through revision starts the count again.
+
+:class:`Tracker` follows one case step by step and remembers, per invariant, only the
+states that invariant asks about. The exploration (:mod:`approvalflow.explore`) carries
+that memory in every configuration it visits, and :func:`check_invariants` runs the
+same tracker over a real case's events (``Store.verify`` calls it through replay), so
+both judge a step by one rule.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Protocol
+
+from .definition import Invariant, Workflow
+from .engine import Engine, engine_for
+
+__all__ = ["Tracker", "Memory", "check_invariants", "tracker_for"]
+
+#: Per invariant (in the file's order): the tracked states entered since its reset state.
+Memory = tuple[frozenset[str], ...]
+
+
+class _Recorded(Protocol):
+    case_id: str
+    seq: int
+    kind: str
+    trigger: str
+    source: frozenset[str]
+    target: frozenset[str]
+
+
+class Tracker:
+    """Follows a case's entries into states and judges the workflow's invariants on each."""
+
+    def __init__(self, engine: Engine) -> None:
+        wf = engine.workflow
+        self.engine = engine
+        self.invariants: tuple[Invariant, ...] = wf.invariants
+        self._lineage = {s: frozenset([s, *wf.ancestors(s)]) for s in wf.state_defs}
+        self._tracked = tuple(inv.tracked for inv in self.invariants)
+        self._watched = frozenset(inv.when_entering for inv in self.invariants) | frozenset(
+            inv.since for inv in self.invariants if inv.since) | frozenset().union(
+            *self._tracked)
+
+    def entered(self, before: frozenset[str] | None, after: frozenset[str],
+                trigger: str = "") -> frozenset[str]:
+        """The states a step from ``before`` to ``after`` enters (``before`` None: creation).
+
+        A state is entered when it becomes active, and an explicit step also re-enters its
+        target (and the target's active children) even when it was active already; a ballot
+        that does not decide its vote enters nothing.
+        """
+        active_after = self.engine.active(after)
+        if before is None:
+            return active_after
+        out = active_after - self.engine.active(before)
+        t = self.engine.enabled_transition(before, trigger)
+        if t is not None and (not t.vote or after != before) and t.target in active_after:
+            out |= {s for s in active_after if t.target in self._lineage[s]}
+        return out
+
+    def start(self, config: frozenset[str]) -> tuple[Memory, list[tuple[Invariant, str]]]:
+        """The memory and the broken invariants of a case created in ``config``."""
+        empty: Memory = tuple(frozenset() for _ in self.invariants)
+        return self.advance(empty, self.entered(None, config), config)
+
+    def step(self, memory: Memory, before: frozenset[str], after: frozenset[str],
+             trigger: str) -> tuple[Memory, list[tuple[Invariant, str]]]:
+        """The memory after a step, and every invariant the step breaks (with why)."""
+        if not self.invariants:
+            return memory, []
+        return self.advance(memory, self.entered(before, after, trigger), after)
+
+    def advance(self, memory: Memory, entered: frozenset[str],
+                after: frozenset[str]) -> tuple[Memory, list[tuple[Invariant, str]]]:
+        if not self.invariants or not (entered & self._watched):
+            return memory, []
+        new: list[frozenset[str]] = []
+        broken: list[tuple[Invariant, str]] = []
+        active = self.engine.active(after)
+        for inv, tracked, seen in zip(self.invariants, self._tracked, memory, strict=True):
+            now = entered & tracked
+            seen = now if inv.since is not None and inv.since in entered else seen | now
+            new.append(seen)
+            if inv.when_entering in entered:
+                missing = self._missing(inv, seen, active)
+                if missing:
+                    label = f" ({inv.label})" if inv.label else ""
+                    broken.append((inv, f"entering {inv.when_entering!r} breaks invariant "
+                                        f"{inv.id!r}{label}: {'; '.join(missing)}"))
+        return tuple(new), broken
+
+    @staticmethod
+    def _missing(inv: Invariant, seen: frozenset[str], active: frozenset[str]) -> list[str]:
+        since = f" since {inv.since!r} was last entered" if inv.since else ""
+        out = [f"{s!r} was not entered{since}" for s in inv.requires_entered if s not in seen]
+        if inv.requires_any_entered and not seen & set(inv.requires_any_entered):
+            names = ", ".join(repr(s) for s in inv.requires_any_entered)
+            out.append(f"none of {names} was entered{since}")
+        out += [f"{s!r} is not active" for s in inv.requires_active if s not in active]
+        return out
+
+
+@functools.lru_cache(maxsize=64)
+def tracker_for(engine: Engine) -> Tracker:
+    """The tracker of ``engine``'s workflow, built once per engine."""
+    return Tracker(engine)
+
+
+def check_invariants(workflow: Workflow, events: Sequence[_Recorded]) -> list[str]:
+    """Every invariant a case's recorded events break, one line each naming the case, the
+    event's sequence number and the invariant's id (empty: every invariant held)."""
+    if not workflow.invariants or not events:
+        return []
+    tracker = tracker_for(engine_for(workflow))
+    problems: list[str] = []
+    memory: Memory = ()
+    for e in events:
+        if e.kind == "create":
+            memory, broken = tracker.start(e.target)
+        elif e.kind == "fire" and memory:
+            memory, broken = tracker.step(memory, e.source, e.target, e.trigger)
+        else:
+            continue
+        problems.extend(f"case {e.case_id!r} event {e.seq}: {text}" for _, text in broken)
+    return problems
