@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from typing import Any
 
 import attrs
@@ -231,8 +231,8 @@ def explore_graph(workflow: Workflow, *, limit: int = DEFAULT_LIMIT) -> Graph:
     tracker = Tracker(free)
     index = {id(t): i for i, t in enumerate(free.workflow.transitions)}
     by_source: dict[str, set[str]] = {}
-    for t in free.workflow.transitions:
-        by_source.setdefault(t.source, set()).add(t.trigger)
+    for td in free.workflow.transitions:
+        by_source.setdefault(td.source, set()).add(td.trigger)
 
     start = free.initial_state({}, DAY)
     memory, broken = tracker.start(start.config)

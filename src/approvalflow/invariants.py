@@ -28,12 +28,20 @@ Memory = tuple[frozenset[str], ...]
 
 
 class _Recorded(Protocol):
-    case_id: str
-    seq: int
-    kind: str
-    trigger: str
-    source: frozenset[str]
-    target: frozenset[str]
+    """What the check reads of an event (an Event or replay's Recorded)."""
+
+    @property
+    def case_id(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def trigger(self) -> str: ...
+    @property
+    def source(self) -> frozenset[str]: ...
+    @property
+    def target(self) -> frozenset[str]: ...
 
 
 class Tracker:

@@ -3,8 +3,9 @@
 The log is the truth: :func:`replay` applies each recorded event's target as it is.
 With ``check``, it also re-derives every step from the workflow definition (was the
 step enabled, was the actor allowed, does the statechart move where the event says)
-and reports each disagreement: this is how ``Store.verify`` proves a log is one the
-workflow could have written.
+and reports each disagreement, and every invariant of the workflow file the recorded
+steps break: this is how ``Store.verify`` proves a log is one the workflow could have
+written.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import attrs
 from .case import Event
 from .engine import CaseState, Engine
 from .errors import StoreError
+from .invariants import check_invariants
 
 __all__ = ["Recorded", "replay"]
 
@@ -56,6 +58,8 @@ def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,
                                  target=e.target, data=e.data)
         else:
             state = attrs.evolve(state, version=e.seq, last_on=e.on)
+    if check is not None:  # the workflow file's [[invariants]], judged on the recorded steps
+        check.extend(check_invariants(engine.workflow, events))
     return state
 
 
