@@ -234,6 +234,7 @@ def explore_graph(workflow: Workflow, *, limit: int = DEFAULT_LIMIT) -> Graph:
     for td in free.workflow.transitions:
         by_source.setdefault(td.source, set()).add(td.trigger)
 
+    enabled: dict[frozenset[str], list[tuple[str, TransitionDef, int]]] = {}
     start = free.initial_state({}, DAY)
     memory, broken = tracker.start(start.config)
     key0 = _key(start, memory)
@@ -249,12 +250,14 @@ def explore_graph(workflow: Workflow, *, limit: int = DEFAULT_LIMIT) -> Graph:
         out = g.edges[key] = []
         if free.is_final(state.config):
             continue
-        triggers = sorted({tr for s in free.active(state.config) for tr in by_source.get(s, ())})
-        for trigger in triggers:
-            t = free.enabled_transition(state.config, trigger)
-            if t is None:
-                continue
-            i = index[id(t)]
+        steps = enabled.get(state.config)
+        if steps is None:  # the steps enabled in these active states, in trigger order
+            triggers = sorted({tr for s in free.active(state.config)
+                               for tr in by_source.get(s, ())})
+            steps = enabled[state.config] = [
+                (trigger, t, index[id(t)]) for trigger in triggers
+                if (t := free.enabled_transition(state.config, trigger)) is not None]
+        for trigger, t, i in steps:
             g.first_source.setdefault(i, key)
             for actor in t.actors:
                 d = free.evaluate(state, trigger, actor=actor, on=DAY)

@@ -56,6 +56,9 @@ class Tracker:
         self._watched = frozenset(inv.when_entering for inv in self.invariants) | frozenset(
             inv.since for inv in self.invariants if inv.since) | frozenset().union(
             *self._tracked)
+        self._memo: dict[tuple[frozenset[str] | None, frozenset[str], str], frozenset[str]] = {}
+        self._steps: dict[tuple[Memory, frozenset[str], frozenset[str], str],
+                          tuple[Memory, list[tuple[Invariant, str]]]] = {}
 
     def entered(self, before: frozenset[str] | None, after: frozenset[str],
                 trigger: str = "") -> frozenset[str]:
@@ -74,20 +77,40 @@ class Tracker:
             out |= {s for s in active_after if t.target in self._lineage[s]}
         return out
 
+    def _watched_entries(self, before: frozenset[str] | None, after: frozenset[str],
+                         trigger: str) -> frozenset[str]:
+        # the states an invariant looks at, among those entered; a step is a pure function
+        # of (before, after, trigger), and the same steps repeat across cases: memoised
+        key = (before, after, trigger)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) > 50_000:
+                self._memo.clear()
+            found = self._memo[key] = self.entered(before, after, trigger) & self._watched
+        return found
+
     def start(self, config: frozenset[str]) -> tuple[Memory, list[tuple[Invariant, str]]]:
         """The memory and the broken invariants of a case created in ``config``."""
         empty: Memory = tuple(frozenset() for _ in self.invariants)
-        return self.advance(empty, self.entered(None, config), config)
+        return self.advance(empty, self._watched_entries(None, config, ""), config)
 
     def step(self, memory: Memory, before: frozenset[str], after: frozenset[str],
              trigger: str) -> tuple[Memory, list[tuple[Invariant, str]]]:
         """The memory after a step, and every invariant the step breaks (with why)."""
         if not self.invariants:
             return memory, []
-        return self.advance(memory, self.entered(before, after, trigger), after)
+        key = (memory, before, after, trigger)
+        found = self._steps.get(key)
+        if found is None:  # the same steps from the same memory repeat across cases
+            if len(self._steps) > 50_000:
+                self._steps.clear()
+            found = self._steps[key] = self.advance(
+                memory, self._watched_entries(before, after, trigger), after)
+        return found[0], list(found[1])
 
     def advance(self, memory: Memory, entered: frozenset[str],
                 after: frozenset[str]) -> tuple[Memory, list[tuple[Invariant, str]]]:
+        """The memory after entering ``entered`` (ending in ``after``), and what broke."""
         if not self.invariants or not (entered & self._watched):
             return memory, []
         new: list[frozenset[str]] = []
