@@ -3,6 +3,7 @@ with their shortest counterexamples, in agreement with the engine on real cases.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 import approvalflow as af
 from approvalflow.cli import cli
+from approvalflow.engine import engine_for
 from approvalflow.explore import Graph, Step, as_python, explore_graph
 from approvalflow.invariants import check_invariants
 from approvalflow.store.rows import event_hash
@@ -352,13 +354,15 @@ def _agree(store: af.Store, wf: af.Workflow, graph: Graph, key: Any, case_id: st
     case = _drive(store, wf, case_id, graph.path(key))
     assert case.state == state.config
     assert case.ballots() == {g: dict(b) for g, b in state.ballots.items() if b}
+    engine = engine_for(wf)  # the real one: real guards, on the case's real data
     real = {(trigger, actor) for actor in wf.actors
             for trigger in case.allowed(actor=actor, on=DAY)}
     walked = {(s.trigger, s.actor): nxt for s, nxt in graph.edges[key]}
     assert real == set(walked)
     for (trigger, actor), nxt in walked.items():  # and each step lands where the walk says
-        decision = case._decide(trigger, actor=actor, on=DAY, data=None)
-        assert decision.target == graph.states[nxt][0].config
+        decision = engine.evaluate(case.engine_state, trigger, actor=actor,
+                                   on=dt.date.fromisoformat(DAY))
+        assert decision.ok and decision.target == graph.states[nxt][0].config
 
 
 @pytest.mark.parametrize("text", [DEAD, TRAP, LOOP + REVIEW_SINCE_REWORK.format(since="rework")],
@@ -479,7 +483,6 @@ def test_as_python_is_a_list_of_tuples():
 
 def test_an_explicit_step_re_enters_its_target_and_an_undecided_ballot_enters_nothing():
     """A self-loop enters its state again; a ballot that decides nothing enters nothing."""
-    from approvalflow.engine import engine_for
     from approvalflow.invariants import tracker_for
 
     text = LOOP + """
