@@ -500,3 +500,19 @@ actors = ["boss"]
     trap = af.loads_workflow(TRAP)
     voting = frozenset({"voting"})
     assert tracker_for(engine_for(trap)).entered(voting, voting, "v.yes") == frozenset()
+
+
+def test_an_invariant_broken_at_creation_has_an_empty_path():
+    """An invariant on the initial state is judged when the case is created."""
+    text = """
+[[invariants]]
+id = "born_in_review"
+when_entering = "draft"
+requires_active = ["review"]
+"""
+    report = af.loads_workflow(LOOP + text).explore()
+    [found] = report.violations
+    assert found.path == () and found.python == "[]"
+    assert found.config == {"draft"}
+    assert "entering 'draft' breaks invariant 'born_in_review': 'review' is not active" \
+        in found.why
