@@ -628,7 +628,33 @@ def test_verify_ok(runner: CliRunner, case_db: Path) -> None:
     result = run(runner, case_db, "verify")
     assert (result.exit_code, result.stdout) == (0, "ok: 1 cases, 4 events, no problems.\n")
     doc = json.loads(run(runner, case_db, "verify", "--json").stdout)
-    assert doc == {"ok": True, "cases": 1, "events": 4, "problems": []}
+    assert doc == {"ok": True, "cases": 1, "events": 4, "problems": [], "unchecked": {},
+                   "strict": False}
+
+
+def test_verify_strict_fails_on_a_guard_not_registered(runner: CliRunner,
+                                                      tmp_path: Path) -> None:
+    """A step whose guard this process does not know is listed; --strict makes it fail."""
+    from approvalflow.guards import lookup_guard, unregister_guard
+
+    db = tmp_path / "guarded.db"
+    with af.open_store(db) as store:
+        case = store.create_case("medfinansiering-restbeloeb", "rest", actor="tmf",
+                                 on="2022-01-10", data={"amount": 600_000})
+        case.fire("propose", actor="tmf", on="2022-01-12")  # guarded by proposal_ok
+    func = lookup_guard("proposal_ok")
+    assert func is not None
+    unregister_guard("proposal_ok")
+    try:
+        lenient = run(runner, db, "verify")
+        strict = run(runner, db, "verify", "--strict")
+    finally:
+        af.guard("proposal_ok")(func)
+    assert lenient.exit_code == 0, lenient.output
+    assert "not re-checked: guard 'proposal_ok' (not registered in this process), 1 time" \
+        in lenient.stdout
+    assert strict.exit_code == 1
+    assert "case 'rest': 1 check(s) not made: guard 'proposal_ok'" in strict.stdout
 
 
 def _tamper(db: Path) -> None:

@@ -410,7 +410,7 @@ def test_random_flagship_configurations_agree_with_the_engine(tmp_path_factory, 
 
 def test_verify_reports_a_forged_step_that_breaks_an_invariant(db_path, flagship):
     """An appended, correctly hashed send_to_lbf with only TMU's approval is named by the
-    residents' invariant it breaks (and not by the committee's, which holds)."""
+    join it skips and the residents' invariant it breaks (not the committee's: it holds)."""
     with af.open_store(db_path) as store:
         case = store.create_case(flagship, "forfalsket", actor="tmf", on=DAY, data=DATA)
         case.fire("submit", actor="tmf", on=DAY)
@@ -434,6 +434,8 @@ def test_verify_reports_a_forged_step_that_breaks_an_invariant(db_path, flagship
     assert any("event 4: entering 'lbf_review' breaks invariant 'lbf_after_residents'" in p
                for p in problems), problems
     assert all("lbf_after_tmu" not in p for p in problems), problems
+    assert any("event 4: 'send_to_lbf' by 'tmf'" in p and "breaks the rule 'join'" in p
+               for p in problems), problems
 
 
 # -- the command line ---------------------------------------------------------------------

@@ -86,8 +86,10 @@ def _rehash_from(conn: sqlite3.Connection, case_id: str, seq: int) -> None:
         conn.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE case_id = ? AND seq = ?",
                      (row["prev_hash"], row["hash"], case_id, row["seq"]))
     last = rows[-1]
-    conn.execute("UPDATE cases SET head_hash = ?, seq = ?, state = ? WHERE case_id = ?",
-                 (last["hash"], last["seq"], last["target"], case_id))
+    conn.execute("UPDATE cases SET head_hash = ?, seq = ?, state = ?, last_on = ?, "
+                 "updated_at = ? WHERE case_id = ?",
+                 (last["hash"], last["seq"], last["target"], last["on_date"],
+                  last["recorded_at"], case_id))
 
 
 # -- the triggers ---------------------------------------------------------------------------
@@ -208,7 +210,9 @@ def test_step_the_workflow_does_not_allow_is_named_even_with_a_valid_chain(log):
     conn.execute("UPDATE events SET actor = 'tmf' WHERE case_id = 'restbeloeb' AND seq = 3")
     _rehash_from(conn, "restbeloeb", 3)
     problems = _only(_problems(log), "restbeloeb")
-    assert problems == ["case 'restbeloeb' event 3: 'tmf' may not take 'tmu.send_back'"]
+    assert problems == ["case 'restbeloeb' event 3: 'tmu.send_back' by 'tmf' on 2022-01-13 "
+                        "breaks the rule 'actor': 'tmf' may not take 'tmu.send_back'; only "
+                        "'tmu' may"]
 
 
 # -- a whole chain rebuilt, and the exported heads that catch it ----------------------------

@@ -55,6 +55,8 @@ class Event:
     key: str | None = None
     prev_hash: str = attrs.field(default="", repr=False)
     hash: str = attrs.field(default="", repr=False)
+    #: a creation's commitment to its workflow's text (SHA-256 of it); None otherwise
+    workflow_digest: str | None = attrs.field(default=None, repr=False)
 
     @property
     def date_known(self) -> bool:
@@ -86,6 +88,7 @@ class Event:
             "target": sorted(self.target), "note": self.note, "data": dict(self.data),
             "workflow": self.workflow, "workflow_version": self.workflow_version,
             "key": self.key, "prev_hash": self.prev_hash, "hash": self.hash,
+            "workflow_digest": self.workflow_digest,
         }
 
 
@@ -440,6 +443,18 @@ class Case:
                                          ["the case is not attached to a store"])
         return self._store._append_expect(self, actor=actor, on=said, note=note,
                                           data={"expect": body}, key=key)
+
+    @property
+    def head_hash(self) -> str:
+        """The hash of the case's last event: the log state this copy decides on."""
+        return self._history[-1].hash
+
+    def _snapshot(self) -> tuple[CaseState, tuple[Event, ...]]:
+        return self._state, self._history
+
+    def _restore(self, snapshot: tuple[CaseState, tuple[Event, ...]]) -> None:
+        """Put the case back as it was (the store calls this when a bulk block rolls back)."""
+        self._state, self._history = snapshot
 
     def _advance(self, event: Event) -> None:
         """Called by the store once ``event`` is committed."""

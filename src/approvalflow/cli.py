@@ -564,24 +564,29 @@ def _read_heads(path: str) -> dict[str, Any]:
 @cli.command()
 @click.option("--heads", "heads_file", type=click.Path(dir_okay=False), default=None,
               help="Also check the heads exported earlier with 'approvalflow heads'.")
+@click.option("--strict", is_flag=True,
+              help="Fail when a check can't be made here (a guard not registered).")
 @json_option
 @click.pass_context
-def verify(ctx: click.Context, heads_file: str | None, as_json: bool) -> None:
-    """Check the whole log (hash chains, order, replay); exit 1 on any problem."""
+def verify(ctx: click.Context, heads_file: str | None, strict: bool, as_json: bool) -> None:
+    """Check the whole log (hash chains, workflow texts, every step re-decided, the
+    current-state table); exit 1 on any problem."""
     heads = _read_heads(heads_file) if heads_file is not None else None
     with _open(ctx) as store:
-        report = store.verify(heads=heads)
+        report = store.verify(heads=heads, strict=strict)
         path = store.path
     if as_json:
-        _echo_json({"ok": report.ok, "cases": report.cases, "events": report.events,
-                    "problems": list(report.problems)})
-    elif report.ok:
-        extra = f", matching {len(heads)} exported heads" if heads is not None else ""
-        click.echo(f"ok: {report.cases} cases, {report.events} events, no problems{extra}.")
+        _echo_json(report.to_dict())
     else:
         for problem in report.problems:
             for line in wrap(problem, 0, 2):
                 click.echo(line)
+        for what, n in sorted(report.unchecked.items()):
+            for line in wrap(f"not re-checked: {what}, {n} time{'s' if n != 1 else ''}", 0, 2):
+                click.echo(line)
+        if report.ok:
+            extra = f", matching {len(heads)} exported heads" if heads is not None else ""
+            click.echo(f"ok: {report.cases} cases, {report.events} events, no problems{extra}.")
     if not report.ok:
         n = len(report.problems)
         raise Failure(f"{n} problem{'s' if n != 1 else ''} in {path!r} "

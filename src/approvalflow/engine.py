@@ -82,6 +82,8 @@ class Decision:
     transition: TransitionDef | None = None
     target: frozenset[str] = frozenset()
     moves: bool = False  # False: a ballot recorded without a change of state
+    #: the rule each reason enforces ("actor", "join", "vote: once", "guard NAME", ...)
+    rules: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -211,51 +213,68 @@ class Engine:
     # -- deciding ----------------------------------------------------------------------
 
     def evaluate(self, state: CaseState, trigger: str, *, actor: str, on: dt.date,
-                 data: Mapping[str, Any] | None = None, case_id: str = "") -> Decision:
-        """Decide what firing ``trigger`` would do; every reason it can't is in ``reasons``."""
+                 data: Mapping[str, Any] | None = None, case_id: str = "",
+                 unchecked: list[str] | None = None) -> Decision:
+        """Decide what firing ``trigger`` would do; every reason it can't is in ``reasons``,
+        and the rule each reason enforces at the same index of ``rules``.
+
+        With ``unchecked`` (a list), a guard that is not registered in this process is not
+        run but its name is appended there (``verify`` counts such steps as not
+        re-checked); without it, an unregistered guard refuses the step.
+        """
         wf = self.workflow
         reasons: list[str] = []
+        rules: list[str] = []
+
+        def refuse(rule: str, text: str) -> None:
+            rules.append(rule)
+            reasons.append(text)
+
+        def refused(t: TransitionDef | None = None) -> Decision:
+            return Decision(trigger, actor, on, tuple(reasons), transition=t,
+                            rules=tuple(rules))
+
         if self.is_final(state.config):
-            reasons.append(f"the case has ended in final state {_ids(state.config)}; nothing "
-                           f"more can happen")
-            return Decision(trigger, actor, on, tuple(reasons))
+            refuse("final", f"the case has ended in final state {_ids(state.config)}; nothing "
+                            f"more can happen")
+            return refused()
         candidates = self._by_trigger.get(trigger)
         if not candidates:
-            reasons.append(f"{trigger!r} is not a step of workflow {wf.name!r}; its steps: "
+            refuse("step", f"{trigger!r} is not a step of workflow {wf.name!r}; its steps: "
                            f"{_ids(self._by_trigger)}")
-            return Decision(trigger, actor, on, tuple(reasons))
+            return refused()
         if actor not in wf.actors:
-            reasons.append(f"{actor!r} is not an actor of workflow {wf.name!r}; actors: "
-                           f"{_ids(wf.actors)}")
+            refuse("actor", f"{actor!r} is not an actor of workflow {wf.name!r}; actors: "
+                            f"{_ids(wf.actors)}")
         t = self.enabled_transition(state.config, trigger)
         if t is None:
             sources = _ids({c.source for c in candidates})
-            reasons.append(f"{trigger!r} can't be taken while the case is in "
-                           f"{_ids(state.config)}; it leaves {sources}")
+            refuse("source", f"{trigger!r} can't be taken while the case is in "
+                             f"{_ids(state.config)}; it leaves {sources}")
             permitted = {a for c in candidates for a in c.actors}
         else:
             permitted = set(t.actors)
         if actor in wf.actors and actor not in permitted:
-            reasons.append(f"{actor!r} may not take {trigger!r}; only {_ids(permitted)} may")
+            refuse("actor", f"{actor!r} may not take {trigger!r}; only {_ids(permitted)} may")
         if state.last_on is not None and on < state.last_on:
-            reasons.append(f"the date {on.isoformat()} is before the case's last event on "
-                           f"{state.last_on.isoformat()}; dates may not go backwards")
+            refuse("date order", f"the date {on.isoformat()} is before the case's last event "
+                                 f"on {state.last_on.isoformat()}; dates may not go backwards")
         if t is None:
-            return Decision(trigger, actor, on, tuple(reasons))
+            return refused()
         if t.join:
             waiting = self.pending_regions(t.source, state.config)
             if waiting:
                 labels = ", ".join(f"{r!r} ({wf.label_of(r)})" for r in waiting)
-                reasons.append(f"waiting for {labels}: every region of {t.source!r} must be "
+                refuse("join", f"waiting for {labels}: every region of {t.source!r} must be "
                                f"done before {trigger!r}")
         vg = wf.votes.get(t.vote) if t.vote else None
         if vg is not None and actor in vg.voters:
             cast = state.ballots.get(vg.id, {}).get(actor)
             if actor in state.withdrawn.get(vg.id, frozenset()):
-                reasons.append(f"{actor!r} has withdrawn from the vote {vg.id!r}")
+                refuse("vote: withdrawn", f"{actor!r} has withdrawn from the vote {vg.id!r}")
             elif cast is not None:
-                reasons.append(f"{actor!r} has already voted {cast!r} in the vote {vg.id!r}; "
-                               f"each voter votes once")
+                refuse("vote: once", f"{actor!r} has already voted {cast!r} in the vote "
+                                     f"{vg.id!r}; each voter votes once")
             elif t.ballot == "withdraw":
                 # A withdrawal may not leave a vote that can no longer pass (nor an empty
                 # one, which would pass with no one having said yes): vote no instead.
@@ -263,17 +282,23 @@ class Engine:
                 remaining = sum(1 for v in vg.voters if v not in gone)
                 needed = vg.required(remaining)
                 if remaining == 0 or needed > remaining:
-                    reasons.append(f"{actor!r} can't withdraw from the vote {vg.id!r}: it would "
-                                   f"leave {remaining} voter(s) where {max(needed, 1)} yes-vote(s) "
-                                   f"are needed; vote no instead")
+                    refuse("vote: withdrawal",
+                           f"{actor!r} can't withdraw from the vote {vg.id!r}: it would leave "
+                           f"{remaining} voter(s) where {max(needed, 1)} yes-vote(s) are "
+                           f"needed; vote no instead")
         if t.guards:
             merged = merge_data(state.data, data or {})
             ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
                                        data=merged, state=state.config, workflow=wf.name)
             for g in t.guards:
-                reasons.extend(_guards.run_guard(g, _guards.lookup_guard(g), ctx))
+                func = _guards.lookup_guard(g)
+                if func is None and unchecked is not None:
+                    unchecked.append(g)
+                    continue
+                for reason in _guards.run_guard(g, func, ctx):
+                    refuse(f"guard {g}", reason)
         if reasons:
-            return Decision(trigger, actor, on, tuple(reasons), transition=t)
+            return refused(t)
         moves = True if vg is None else self._ballot_moves(vg, t, state, actor)
         target = self.step(state.config, trigger) if moves else state.config
         return Decision(trigger, actor, on, (), transition=t, target=target, moves=moves)

@@ -30,7 +30,6 @@ from ..case import MAX_ID_LENGTH, Case, Event, check_actor
 from ..definition import Workflow, load_workflow, loads_workflow
 from ..engine import Decision, engine_for
 from ..errors import (
-    ApprovalflowError,
     CaseExistsError,
     CaseNotFoundError,
     ConcurrencyError,
@@ -40,7 +39,7 @@ from ..errors import (
     StoreError,
 )
 from ..forecast import DueItem, due_items, sort_due
-from ..replay import Recorded, replay
+from ..replay import replay
 from .rows import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
@@ -50,14 +49,12 @@ from .rows import (
     UPDATE_CASE,
     event_hash,
     json_list,
-    parse_date,
     row_to_event,
-    selected_hash,
-    state_set,
     translate,
     utc_now,
 )
 from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
+from .verification import VerifyReport, verify_store
 
 if TYPE_CHECKING:
     import pandas
@@ -89,19 +86,6 @@ class CaseSummary:
                 "workflow_version": self.workflow_version, "state": sorted(self.state),
                 "version": self.version, "last_on": self.last_on.isoformat(),
                 "is_final": self.is_final, "updated_at": self.updated_at.isoformat()}
-
-
-@attrs.frozen
-class VerifyReport:
-    """The result of a whole-log check: ``ok`` when ``problems`` is empty."""
-
-    problems: list[str]
-    cases: int
-    events: int
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 class Store:
@@ -140,6 +124,7 @@ class Store:
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._bulk_depth = 0
         self._bulk_failed = False
+        self._bulk_touched: dict[int, tuple[Case, Any]] = {}
         self._closed = False
 
     @property
@@ -244,14 +229,19 @@ class Store:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                self._conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
                 raise
-            self._conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[Store]:
-        """Every create and fire inside is one transaction: all are stored, or none."""
+        """Every create and fire inside is one transaction: all are stored, or none.
+
+        When the block does not commit (it raised, or the database failed inside it),
+        every Case object that took a step inside it is put back exactly as it was
+        before the block, so none of them can decide on a step that was never stored.
+        """
         if self._bulk_depth:
             self._bulk_depth += 1
             try:
@@ -264,17 +254,18 @@ class Store:
             self._bulk_depth = 1
             try:
                 yield self
+                if self._bulk_failed or not self._conn.in_transaction:
+                    raise StoreError(_BULK_FAILED)
+                self._conn.execute("COMMIT")
             except BaseException:
+                self._rollback()
+                for case, snapshot in self._bulk_touched.values():
+                    case._restore(snapshot)
+                raise
+            finally:
                 self._bulk_depth = 0
                 self._bulk_failed = False
-                self._rollback()
-                raise
-            self._bulk_depth = 0
-            if self._bulk_failed or not self._conn.in_transaction:
-                self._bulk_failed = False
-                self._rollback()
-                raise StoreError(_BULK_FAILED)
-            self._conn.execute("COMMIT")
+                self._bulk_touched.clear()
 
     # -- workflows ----------------------------------------------------------------------
 
@@ -331,6 +322,7 @@ class Store:
             "source": "[]", "target": json_list(state.config), "note": note,
             "data": canonical_json(payload), "workflow": wf.name,
             "workflow_version": wf.version, "key": None, "prev_hash": GENESIS,
+            "workflow_digest": wf.digest,
         }
         event_row["hash"] = event_hash(event_row)
         with self._write(f"create case {case_id!r}"):
@@ -506,6 +498,7 @@ class Store:
             "recorded_at": utc_now().isoformat(), "source": json_list(case.state),
             "target": json_list(decision.target), "note": note, "data": canonical_json(data),
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
+            "workflow_digest": None,
         }
         final = int(engine_for(wf).is_final(decision.target))
         return self._append_row(case, row, final=final, data=data,
@@ -521,6 +514,7 @@ class Store:
             "actor": actor, "on_date": on.isoformat(), "recorded_at": utc_now().isoformat(),
             "source": state, "target": state, "note": note, "data": canonical_json(data),
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
+            "workflow_digest": None,
         }
         return self._append_row(case, row, final=int(case.is_final), data=data,
                                 what=f"record an expectation on case {case.id!r}")
@@ -547,10 +541,15 @@ class Store:
                                       on=dt.date.fromisoformat(row["on_date"]),
                                       note=row["note"], data=data)
                     return event
-            if head["seq"] != case.version:
+            if head["seq"] != case.version or head["head_hash"] != case.head_hash:
+                # The decision was made on this copy's state: it may be written only onto
+                # the very log that state came from (same last event, same hash).
                 raise ConcurrencyError(
                     f"Case {case.id!r} changed since it was read: it is at event {head['seq']}, "
-                    f"this copy at {case.version}. Load it again and decide anew.")
+                    f"this copy at {case.version}"
+                    + ("" if head["seq"] != case.version else
+                       " with another history (a step it saw was rolled back)")
+                    + ". Load it again and decide anew.")
             row["prev_hash"] = head["head_hash"]
             row["hash"] = event_hash(row)
             self._insert_event(row)
@@ -559,6 +558,9 @@ class Store:
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
                  case.id))
         event = row_to_event(row)
+        if self._bulk_depth:
+            # remember how the case was, so a block that is rolled back restores it
+            self._bulk_touched.setdefault(id(case), (case, case._snapshot()))
         case._advance(event)
         return event
 
@@ -600,109 +602,21 @@ class Store:
                                       "ORDER BY case_id").fetchall()
         return {r["case_id"]: {"seq": r["seq"], "hash": r["head_hash"]} for r in rows}
 
-    def verify(self, *, heads: Mapping[str, Mapping[str, Any]] | None = None) -> VerifyReport:
-        """Check the whole log: hash chains, sequence, dates, replay, and the current-state table.
+    def verify(self, *, heads: Mapping[str, Mapping[str, Any]] | None = None,
+               strict: bool = False) -> VerifyReport:
+        """Check the whole log: hash chains, the workflow texts, every step re-decided by
+        the engine, and every column of the current-state table (docs/reliability.md).
 
         With ``heads`` (an earlier export of :meth:`heads`), also check that each
         exported head is still in the log with the same hash. Every problem names the
-        case and the sequence number.
+        case, the event and the rule. What can't be re-checked here (a guard that is
+        not registered in this process) is counted in ``report.unchecked``; with
+        ``strict=True`` each of those is a problem too.
         """
-        problems: list[str] = []
-        if heads is not None:
-            problems.extend(self._verify_heads(heads))
-        n_cases = n_events = 0
+        if self._closed:
+            raise StoreError("The store is closed.")
         with translate("verify the log"):
-            heads = {r["case_id"]: r for r in self._conn.execute("SELECT * FROM cases")}
-            cursor = self._conn.cursor()
-            cursor.row_factory = None  # plain tuples: the rows are read by position
-            rows = cursor.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
-            current: str | None = None
-            batch: list[tuple[Any, ...]] = []
-            seen: set[str] = set()
-            for r in rows:
-                n_events += 1
-                if r[0] != current:  # case_id
-                    if current is not None:
-                        problems.extend(self._verify_case(current, batch, heads.get(current)))
-                        n_cases += 1
-                    current, batch = r[0], []
-                    seen.add(current)
-                batch.append(r)
-            if current is not None:
-                problems.extend(self._verify_case(current, batch, heads.get(current)))
-                n_cases += 1
-            for case_id in sorted(set(heads) - seen):
-                problems.append(f"case {case_id!r}: in the cases table but has no events")
-        return VerifyReport(problems=problems, cases=n_cases, events=n_events)
-
-    def _verify_heads(self, heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
-        problems = []
-        for case_id, head in sorted(heads.items()):
-            try:
-                seq, expected = int(head["seq"]), str(head["hash"])
-            except (KeyError, TypeError, ValueError):
-                problems.append(f"case {case_id!r}: the exported head {head!r} has no "
-                                f"'seq' and 'hash'")
-                continue
-            row = self._conn.execute("SELECT hash FROM events WHERE case_id = ? AND seq = ?",
-                                     (case_id, seq)).fetchone()
-            if row is None:
-                problems.append(f"case {case_id!r} event {seq}: exported earlier, no longer in "
-                                f"the log")
-            elif row["hash"] != expected:
-                problems.append(f"case {case_id!r} event {seq}: its hash differs from the "
-                                f"exported head (the chain was rewritten)")
-        return problems
-
-    def _verify_case(self, case_id: str, rows: list[tuple[Any, ...]],
-                     head: Mapping[str, Any] | None) -> list[str]:
-        problems: list[str] = []
-        prev_hash = GENESIS
-        last_on: str | None = None
-        where = f"case {case_id!r}"
-        for expected_seq, r in enumerate(rows, start=1):
-            # by position, as selected with EVENT_COLUMNS: seq 1, on_date 5, prev_hash 14, hash 15
-            seq, on_date, prev, digest = r[1], r[5], r[14], r[15]
-            if seq != expected_seq:
-                problems.append(f"{where} event {seq}: expected sequence number {expected_seq} "
-                                f"(an event is missing or was inserted)")
-                return problems
-            if prev != prev_hash:
-                problems.append(f"{where} event {seq}: its previous-hash does not match event "
-                                f"{expected_seq - 1}'s hash (an event before it was changed, "
-                                f"removed or reordered)")
-            if selected_hash(r) != digest:
-                problems.append(f"{where} event {seq}: its content does not match its hash "
-                                f"(it was edited)")
-            if last_on is not None and on_date < last_on:
-                problems.append(f"{where} event {seq}: dated {on_date}, before the previous "
-                                f"event's {last_on}")
-            prev_hash, last_on = digest, on_date
-        try:
-            # Replay needs no timestamps, notes or Event objects: lean records are enough.
-            steps = [Recorded(r[0], r[1], r[2], r[3], r[4], parse_date(r[5]), state_set(r[7]),
-                               state_set(r[8]), {} if r[10] == "{}" else json.loads(r[10]))
-                     for r in rows]
-            wf = self.workflow(rows[0][11], rows[0][12])
-            state = replay(engine_for(wf), steps, check=problems)
-        except (ApprovalflowError, ValueError, KeyError) as e:
-            problems.append(f"{where}: can't be replayed: {e}")
-            return problems
-        if head is None:
-            problems.append(f"{where}: has events but no row in the cases table")
-            return problems
-        if head["seq"] != len(rows):
-            problems.append(f"{where}: the cases table says event {head['seq']} is the last, "
-                            f"the log ends at event {len(rows)} (the tail was truncated or the "
-                            f"table is stale)")
-        if head["head_hash"] != prev_hash:
-            problems.append(f"{where}: the cases table's head hash does not match the hash of "
-                            f"event {len(rows)}")
-        if frozenset(json.loads(head["state"])) != state.config:
-            table_state = sorted(json.loads(head["state"]))
-            problems.append(f"{where}: the cases table says state {table_state}"
-                            f", the replay of its events gives {sorted(state.config)}")
-        return problems
+            return verify_store(self, heads=heads, strict=strict)
 
 
 def check_case_id(case_id: object) -> str:

@@ -114,6 +114,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 row = (case_id, 1, "create", "create", actor, when.isoformat(), at, "[]",
                        json_list(state.config), note, encode(payload), wf.name,
                        wf.version, None, GENESIS)
+                commits_to = wf.digest  # a creation commits to its workflow's text
                 cur = {"id": case_id, "wf": wf, "engine": engine, "state": state,
                        "new": True, "created_at": at, "loaded_seq": 0}
                 seen.add(case_id)
@@ -141,11 +142,13 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 row = (case_id, seq, "fire", trigger, actor, when.isoformat(), at,
                        json_list(state.config), json_list(decision.target), note, text,
                        wf.name, wf.version, None, cur["hash"])
+                commits_to = None
                 cur["state"] = engine.apply(
                     state, trigger=trigger, actor=actor, on=when, seq=seq,
                     target=decision.target, data=json.loads(text) if payload else {})
-            digest = sha256_hex(encode(row))  # a tuple encodes as the same JSON array
-            events.append((*row, digest))
+            # a tuple encodes as the same JSON array (see rows.event_hash)
+            digest = sha256_hex(encode(row if commits_to is None else (*row, commits_to)))
+            events.append((*row, digest, commits_to))
             cur.update(hash=digest, seq=row[1], last_on=row[5], updated_at=at)
             count += 1
             if len(events) >= 2000:

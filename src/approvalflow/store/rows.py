@@ -41,7 +41,7 @@ def translate(what: str) -> Iterator[None]:
         elif "readonly" in text or "read-only" in text:
             hint = "the database file or its folder is read-only"
         elif "append-only" in text:
-            hint = "recorded events are never changed or deleted"
+            hint = "recorded events and workflows are never changed or deleted"
         else:
             hint = "nothing was written"
         raise StoreError(f"Could not {what}: {text} ({hint}).") from e
@@ -87,22 +87,34 @@ def parse_date(text: str) -> dt.date:
 
 def selected_hash(row: sqlite3.Row | tuple[Any, ...]) -> str:
     """:func:`event_hash` of a row selected as ``SELECT {EVENT_COLUMNS}`` (the hashed
-    fields are its first 15 columns, in the same order), without a lookup by name."""
-    return sha256_hex(encode(row[:15]))  # a tuple encodes as the same JSON array
+    fields are its first 15 columns, in the same order, and the workflow digest at 16),
+    without a lookup by name."""
+    digest = row[16]
+    # a tuple encodes as the same JSON array
+    return sha256_hex(encode(row[:15] if digest is None else (*row[:15], digest)))
 
 
 def event_hash(row: Mapping[str, Any]) -> str:
-    """SHA-256 over the canonical bytes of an event row (everything but the hash itself)."""
-    return sha256_hex(encode([
-        row["case_id"], row["seq"], row["kind"], row["trigger"], row["actor"], row["on_date"],
-        row["recorded_at"], row["source"], row["target"], row["note"], row["data"],
-        row["workflow"], row["workflow_version"], row["key"], row["prev_hash"],
-    ]))
+    """SHA-256 over the canonical bytes of an event row (everything but the hash itself).
+
+    A creation commits to its workflow's text: its ``workflow_digest`` is the last hashed
+    field. Other events, and creations written before schema 3, have none, and hash as
+    the first 15 fields alone (so every hash written before stays valid).
+    """
+    fields = [row["case_id"], row["seq"], row["kind"], row["trigger"], row["actor"],
+              row["on_date"], row["recorded_at"], row["source"], row["target"], row["note"],
+              row["data"], row["workflow"], row["workflow_version"], row["key"],
+              row["prev_hash"]]
+    digest = row.get("workflow_digest")
+    if digest is not None:
+        fields.append(digest)
+    return sha256_hex(encode(fields))
 
 
+#: The hashed fields, in hash order, then the hash, then the creation's workflow digest.
 EVENT_FIELDS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
                 "source", "target", "note", "data", "workflow", "workflow_version", "key",
-                "prev_hash", "hash")
+                "prev_hash", "hash", "workflow_digest")
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 
 # The statements every write path uses (a step, a creation, the batched import).
@@ -119,7 +131,7 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
     by position: a lookup by name on sqlite3.Row scans the column names)."""
     if isinstance(row, (sqlite3.Row, tuple)):  # noqa: UP038 (faster than a union)
         (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
-         workflow, workflow_version, key, prev_hash, hash_) = row[:16]
+         workflow, workflow_version, key, prev_hash, hash_, workflow_digest) = row[:17]
     else:
         case_id, seq, kind, trigger, actor = (row["case_id"], row["seq"], row["kind"],
                                               row["trigger"], row["actor"])
@@ -128,12 +140,13 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
         note, data, workflow, workflow_version = (row["note"], row["data"], row["workflow"],
                                                   row["workflow_version"])
         key, prev_hash, hash_ = row["key"], row["prev_hash"], row["hash"]
+        workflow_digest = row.get("workflow_digest")
     return Event(
         case_id=case_id, seq=seq, trigger=trigger, actor=actor, on=parse_date(on_date),
         recorded_at=dt.datetime.fromisoformat(recorded_at), source=state_set(source),
         target=state_set(target), note=note, data={} if data == "{}" else json.loads(data),
         workflow=workflow, workflow_version=workflow_version, kind=kind, key=key,
-        prev_hash=prev_hash, hash=hash_,
+        prev_hash=prev_hash, hash=hash_, workflow_digest=workflow_digest,
     )
 
 

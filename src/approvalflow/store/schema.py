@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 
 #: The schema this version writes. 1: events, cases, workflows tables with hash chain.
 #: 2: a ``store_meta`` table recording when and by which approvalflow the file was
-#: created or last migrated.
-SCHEMA_VERSION = 2
+#: created or last migrated. 3: the ``workflows`` table is append-only (triggers), and a
+#: case's creation commits to its workflow's text (``events.workflow_digest``, hashed).
+SCHEMA_VERSION = 3
 
 
 def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
@@ -44,9 +45,16 @@ def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE events ADD COLUMN workflow_digest TEXT")
+    for op in ("UPDATE", "DELETE"):
+        db.execute(f"CREATE TRIGGER workflows_no_{op.lower()} BEFORE {op} ON workflows BEGIN "
+                   f"SELECT RAISE(ABORT, 'workflows are append-only'); END")
+
+
 #: migrations[n] brings a database from schema n to n + 1. Every pending migration runs
 #: in one transaction, with the new user_version and the store_meta record.
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def package_version() -> str:

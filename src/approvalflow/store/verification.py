@@ -1,0 +1,325 @@
+"""``verify``: the whole log re-checked from its bytes, every step re-decided.
+
+What it proves, for every case:
+
+- the chain: sequence numbers without gaps, each event's previous-hash the hash of the
+  one before, each hash the SHA-256 of the event's canonical bytes, dates in order;
+- the workflow: every stored workflow text matches its digest, and each case's creation
+  commits (inside its hash) to the digest of the text it runs on;
+- every step, re-decided by the engine on the state and data the case had just before
+  it, as ``fire`` decides: the step leaves the state the case was in, its actor may take
+  it, the join is complete, each voter votes once and withdraws only as allowed, the
+  threshold moves the vote, every guard holds (those registered in this process;
+  the others are counted as not re-checked), and the statechart moves where the event
+  says;
+- the ``cases`` table: every column equals what the log says.
+
+A problem is reported, never raised: a damaged row (wrong types, broken JSON) is a
+problem that names its case and event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ..canonical import sha256_hex
+from ..definition import Workflow, loads_workflow
+from ..engine import engine_for
+from ..errors import ApprovalflowError
+from ..replay import Recorded, replay
+from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, selected_hash
+
+if TYPE_CHECKING:
+    from . import Store
+
+__all__ = ["VerifyReport", "verify_store"]
+
+_MAX_SEQ = 2**63 - 1
+#: What the report counts under ``unchecked`` for a creation that does not commit to its
+#: workflow's text (written before schema 3).
+PRE_SCHEMA_3 = "workflow text (case created before schema 3)"
+
+
+@attrs.frozen
+class VerifyReport:
+    """The result of a whole-log check: ``ok`` when ``problems`` is empty.
+
+    ``unchecked`` counts what could not be re-checked (a guard not registered in the
+    verifying process, a creation that predates the workflow commitment): ``strict``
+    verification turns each of those into a problem.
+    """
+
+    problems: list[str]
+    cases: int
+    events: int
+    unchecked: dict[str, int] = attrs.field(factory=dict)
+    strict: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "cases": self.cases, "events": self.events,
+                "problems": list(self.problems), "unchecked": dict(self.unchecked),
+                "strict": self.strict}
+
+
+def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
+                 strict: bool) -> VerifyReport:
+    """The body of :meth:`Store.verify` (see there)."""
+    conn = store._conn
+    problems: list[str] = []
+    unchecked: Counter[str] = Counter()
+    if heads is not None:
+        problems.extend(_check_heads(conn, heads))
+    n_cases = n_events = 0
+    with _snapshot(conn):
+        workflows = _check_workflows(conn, problems)
+        table = {r["case_id"]: r for r in conn.execute("SELECT * FROM cases")}
+        cursor = conn.cursor()
+        cursor.row_factory = None  # plain tuples: the rows are read by position
+        rows = cursor.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
+        current: Any = None
+        batch: list[tuple[Any, ...]] = []
+        seen: set[Any] = set()
+
+        def finish() -> None:
+            case_problems, case_unchecked = _verify_case(current, batch, table.get(current),
+                                                         workflows)
+            problems.extend(case_problems)
+            unchecked.update(case_unchecked)
+            if strict:
+                for what, n in sorted(case_unchecked.items()):
+                    problems.append(f"case {current!r}: {n} check(s) not made: {what} "
+                                    f"(strict verification requires every check)")
+
+        for r in rows:
+            n_events += 1
+            if r[0] != current or not batch:  # case_id
+                if batch:
+                    finish()
+                    n_cases += 1
+                current, batch = r[0], []
+                seen.add(current)
+            batch.append(r)
+        if batch:
+            finish()
+            n_cases += 1
+        for case_id in sorted(set(table) - seen, key=repr):
+            problems.append(f"case {case_id!r}: in the cases table but has no events")
+    return VerifyReport(problems=problems, cases=n_cases, events=n_events,
+                        unchecked=dict(unchecked), strict=strict)
+
+
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction, so the tables are read as of one commit."""
+    if conn.in_transaction:  # inside bulk(): already one transaction
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def _check_heads(conn: sqlite3.Connection, heads: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if not isinstance(heads, Mapping):
+        return [f"the exported heads are a {type(heads).__name__}, not an object "
+                f"{{case_id: {{'seq': n, 'hash': h}}}}"]
+    for case_id, head in sorted(heads.items(), key=lambda item: repr(item[0])):
+        seq = head.get("seq") if isinstance(head, Mapping) else None
+        expected = head.get("hash") if isinstance(head, Mapping) else None
+        if (not isinstance(case_id, str) or isinstance(seq, bool) or not isinstance(seq, int)
+                or not 1 <= seq <= _MAX_SEQ or not isinstance(expected, str)):
+            problems.append(f"case {case_id!r}: the exported head {_short(head)} is not "
+                            f"{{'seq': a whole number from 1, 'hash': text}}")
+            continue
+        row = conn.execute("SELECT hash FROM events WHERE case_id = ? AND seq = ?",
+                           (case_id, seq)).fetchone()
+        if row is None:
+            problems.append(f"case {case_id!r} event {seq}: exported earlier, no longer in "
+                            f"the log")
+        elif row[0] != expected:
+            problems.append(f"case {case_id!r} event {seq}: its hash differs from the "
+                            f"exported head (the chain was rewritten)")
+    return problems
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_workflows(conn: sqlite3.Connection,
+                     problems: list[str]) -> dict[tuple[str, int], Workflow | str]:
+    """Each stored workflow's text against its digest; (name, version) -> the Workflow,
+    or the reason it can't be used."""
+    out: dict[tuple[str, int], Workflow | str] = {}
+    for name, version, digest, source in conn.execute(
+            "SELECT name, version, digest, source FROM workflows ORDER BY name, version"):
+        where = f"workflow {name!r} version {version!r}"
+        if not isinstance(source, str) or sha256_hex(source) != digest:
+            problems.append(f"{where}: its stored text does not match its digest (the text or "
+                            f"the digest was edited)")
+            out[(name, version)] = "its stored text does not match its digest"
+            continue
+        try:
+            out[(name, version)] = loads_workflow(
+                source, source=f"workflows/{name}@v{version}", strict_guards=False)
+        except ApprovalflowError as e:
+            problems.append(f"{where}: its stored text does not load: {e}")
+            out[(name, version)] = "its stored text does not load"
+    return out
+
+
+# Column checks by position (see rows.EVENT_FIELDS): what each must hold.
+_REQUIRED_TEXT = tuple(EVENT_FIELDS.index(f) for f in (
+    "case_id", "kind", "trigger", "actor", "on_date", "recorded_at", "source", "target",
+    "data", "workflow", "prev_hash", "hash"))
+_OPTIONAL_TEXT = tuple(EVENT_FIELDS.index(f) for f in ("note", "key", "workflow_digest"))
+_INTEGER = tuple(EVENT_FIELDS.index(f) for f in ("seq", "workflow_version"))
+
+
+def _column_problem(r: tuple[Any, ...]) -> str | None:
+    for i in _REQUIRED_TEXT:
+        if type(r[i]) is not str:
+            return f"column {EVENT_FIELDS[i]!r} holds {_kind(r[i])}, not text"
+    for i in _OPTIONAL_TEXT:
+        if r[i] is not None and type(r[i]) is not str:
+            return f"column {EVENT_FIELDS[i]!r} holds {_kind(r[i])}, not text or null"
+    for i in _INTEGER:
+        if type(r[i]) is not int:
+            return f"column {EVENT_FIELDS[i]!r} holds {_kind(r[i])}, not a whole number"
+    return None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"{type(value).__name__} {_short(value)}"
+
+
+def _states(text: str, what: str) -> frozenset[str]:
+    value = json.loads(text)
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ValueError(f"{what} {_short(text)} is not a JSON list of state ids")
+    return frozenset(value)
+
+
+def _record(r: tuple[Any, ...]) -> Recorded:
+    data = {} if r[10] == "{}" else json.loads(r[10])
+    if not isinstance(data, dict):
+        raise ValueError(f"data {_short(r[10])} is not a JSON object")
+    return Recorded(r[0], r[1], r[2], r[3], r[4], dt.date.fromisoformat(r[5]),
+                    _states(r[7], "source"), _states(r[8], "target"), data)
+
+
+def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
+                 workflows: Mapping[tuple[str, int], Workflow | str]
+                 ) -> tuple[list[str], Counter[str]]:
+    problems: list[str] = []
+    unchecked: Counter[str] = Counter()
+    where = f"case {case_id!r}"
+    prev_hash = GENESIS
+    last_on: str | None = None
+    records: list[Recorded] = []
+    for expected_seq, r in enumerate(rows, start=1):
+        bad = _column_problem(r)
+        if bad is not None:
+            problems.append(f"{where} event {r[1]!r}: {bad} (the row was edited)")
+            return problems, unchecked
+        # by position, as selected with EVENT_COLUMNS: seq 1, kind 2, on_date 5,
+        # prev_hash 14, hash 15
+        seq, kind, on_date, prev, digest = r[1], r[2], r[5], r[14], r[15]
+        if seq != expected_seq:
+            problems.append(f"{where} event {seq}: expected sequence number {expected_seq} "
+                            f"(an event is missing or was inserted)")
+            return problems, unchecked
+        if prev != prev_hash:
+            problems.append(f"{where} event {seq}: its previous-hash does not match event "
+                            f"{expected_seq - 1}'s hash (an event before it was changed, "
+                            f"removed or reordered)")
+        if selected_hash(r) != digest:
+            problems.append(f"{where} event {seq}: its content does not match its hash "
+                            f"(it was edited)")
+        # a step's date order is one of the rules the engine re-checks below
+        if kind != "fire" and last_on is not None and on_date < last_on:
+            problems.append(f"{where} event {seq}: dated {on_date}, before the previous "
+                            f"event's {last_on}")
+        if seq > 1 and (r[11], r[12]) != (rows[0][11], rows[0][12]):
+            problems.append(f"{where} event {seq}: recorded on workflow {r[11]!r} version "
+                            f"{r[12]}, the case runs on {rows[0][11]!r} version {rows[0][12]}")
+        if seq > 1 and r[16] is not None:
+            problems.append(f"{where} event {seq}: only a creation commits to a workflow text")
+        try:
+            records.append(_record(r))
+        except (ValueError, TypeError, RecursionError) as e:
+            problems.append(f"{where} event {seq}: can't be read: {e} (the row was edited)")
+            return problems, unchecked
+        prev_hash, last_on = digest, on_date
+    first = rows[0]
+    wf = workflows.get((first[11], first[12]))
+    if not isinstance(wf, Workflow):
+        problems.append(f"{where}: can't be replayed: workflow {first[11]!r} version "
+                        f"{first[12]!r} " + (wf or "is not stored"))
+        return problems, unchecked
+    if first[16] is None:
+        unchecked[PRE_SCHEMA_3] += 1
+    elif first[16] != wf.digest:
+        problems.append(f"{where} event 1: it commits to workflow text {first[16][:12]}..., the "
+                        f"stored workflow {wf.name!r} version {wf.version} is "
+                        f"{wf.digest[:12]}... (the stored workflow was changed)")
+    engine = engine_for(wf)
+    guards: list[str] = []
+    try:
+        state = replay(engine, records, check=problems, unchecked=guards)
+    except (ApprovalflowError, ValueError, KeyError, TypeError) as e:
+        problems.append(f"{where}: can't be replayed: {e}")
+        return problems, unchecked
+    for name in guards:
+        unchecked[f"guard {name!r} (not registered in this process)"] += 1
+    problems.extend(_check_table_row(where, rows, head, prev_hash, engine.is_final(state.config),
+                                     state.config))
+    return problems, unchecked
+
+
+def _check_table_row(where: str, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
+                     head_hash: str, final: bool, config: frozenset[str]) -> list[str]:
+    """Every column of the case's row in ``cases`` against what its events say."""
+    if head is None:
+        return [f"{where}: has events but no row in the cases table"]
+    first, last = rows[0], rows[-1]
+    problems = []
+    if head["seq"] != len(rows):
+        problems.append(f"{where}: the cases table says event {head['seq']!r} is the last, "
+                        f"the log ends at event {len(rows)} (the tail was truncated or the "
+                        f"table is stale)")
+    if head["head_hash"] != head_hash:
+        problems.append(f"{where}: the cases table's head hash does not match the hash of "
+                        f"event {len(rows)}")
+    try:
+        table_state = _states(head["state"], "state")
+    except (ValueError, TypeError) as e:
+        problems.append(f"{where}: the cases table's state can't be read: {e}")
+    else:
+        if table_state != config:
+            problems.append(f"{where}: the cases table says state {sorted(table_state)}, the "
+                            f"replay of its events gives {sorted(config)}")
+    expected = {"workflow": first[11], "workflow_version": first[12], "last_on": last[5],
+                "is_final": int(final), "created_at": first[6], "updated_at": last[6]}
+    for column, value in expected.items():
+        if head[column] != value or type(head[column]) is not type(value):
+            problems.append(f"{where}: the cases table says {column} {head[column]!r}, its "
+                            f"events say {value!r}")
+    return problems
