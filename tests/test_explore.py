@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -518,3 +520,24 @@ requires_active = ["review"]
     assert found.config == {"draft"}
     assert "entering 'draft' breaks invariant 'born_in_review': 'review' is not active" \
         in found.why
+
+
+def test_cli_check_explore_names_a_file_that_does_not_load(tmp_path: Path):
+    """A workflow whose invariant names an unknown state is an Error line, exit 1."""
+    path = tmp_path / "bad.toml"
+    path.write_text(LOOP + REVIEW_SINCE_REWORK.format(since="nowhere"), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", "--explore", str(path)])
+    assert result.exit_code == 1
+    assert "Error: " in result.output and "since 'nowhere' not a state" in result.output
+
+
+def test_check_explore_in_a_real_process():
+    """The command walks the bundled workflows in a process of its own."""
+    done = subprocess.run([sys.executable, "-m", "approvalflow", "check", "--explore", "--json",
+                           "medfinansiering-restbeloeb", "boligsocial-helhedsplan"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    reports = {r["workflow"]: r for r in json.loads(done.stdout)}
+    assert reports["medfinansiering-restbeloeb"]["ok"]
+    assert reports["boligsocial-helhedsplan"]["complete"]
+    assert reports["boligsocial-helhedsplan"]["configurations"] > 1000
+    assert done.returncode == (0 if all(r["ok"] for r in reports.values()) else 1)
