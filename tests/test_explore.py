@@ -541,3 +541,25 @@ def test_check_explore_in_a_real_process():
     assert reports["boligsocial-helhedsplan"]["complete"]
     assert reports["boligsocial-helhedsplan"]["configurations"] > 1000
     assert done.returncode == (0 if all(r["ok"] for r in reports.values()) else 1)
+
+
+def test_a_step_behind_a_dead_one_is_dead_with_no_path():
+    """A state entered only by a dead step is never active: its own step is dead too."""
+    text = DEAD.replace('''trigger = "v.leave"
+source = "voting"
+target = "passed"''', '''trigger = "v.leave"
+source = "voting"
+target = "left"''') + """
+[states.left]
+[[transitions]]
+trigger = "finish"
+source = "left"
+target = "passed"
+actors = ["adm"]
+"""
+    report = af.loads_workflow(text).explore()
+    by_subject = {f.subject: f for f in report.dead}
+    assert set(by_subject) == {"'v.leave' from 'voting' to 'left'",
+                               "'finish' from 'left' to 'passed'"}
+    behind = by_subject["'finish' from 'left' to 'passed'"]
+    assert behind.path == () and "'left' is never active" in behind.why
