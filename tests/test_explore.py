@@ -563,3 +563,23 @@ actors = ["adm"]
                                "'finish' from 'left' to 'passed'"}
     behind = by_subject["'finish' from 'left' to 'passed'"]
     assert behind.path == () and "'left' is never active" in behind.why
+
+
+def test_invariants_follow_a_case_across_a_migration(store):
+    """After a migration to a version with an invariant, what the case entered on the old
+    version counts: one case breaks it, the other (reviewed after its rework) does not."""
+    v1 = af.loads_workflow(LOOP)
+    v2 = af.loads_workflow(LOOP.replace("version = 1", "version = 2")
+                           + REVIEW_SINCE_REWORK.format(since="rework"))
+    for case_id, steps in [("skips", [("submit", "adm"), ("send_back", "boss")]),
+                           ("reviews", [("submit", "adm"), ("send_back", "boss"),
+                                        ("resubmit", "adm")])]:
+        case = store.create_case(v1, case_id, actor="adm", on=DAY)
+        for trigger, actor in steps:
+            case.fire(trigger, actor=actor, on=DAY)
+    store.migrate(v2, actor="adm", on=DAY)
+    store.case("skips").fire("shortcut", actor="adm", on=DAY)
+    store.case("reviews").fire("approve", actor="boss", on=DAY)
+    assert store.verify().problems == [
+        "case 'skips' event 5: entering 'approved' breaks invariant 'reviewed' (approved only "
+        "after a review): 'review' was not entered since 'rework' was last entered"]

@@ -23,6 +23,7 @@ from .forecast import Deadline, Expectation, Forecast, parse_expected
 from .forecast import deadlines as _deadlines
 from .forecast import expectations as _expectations
 from .forecast import forecast as _forecast
+from .versioning import migrated_state
 
 if TYPE_CHECKING:
     import pandas
@@ -449,15 +450,24 @@ class Case:
         """The hash of the case's last event: the log state this copy decides on."""
         return self._history[-1].hash
 
-    def _snapshot(self) -> tuple[CaseState, tuple[Event, ...]]:
-        return self._state, self._history
+    def _snapshot(self) -> tuple[Any, ...]:
+        return self._state, self._history, self._workflow
 
-    def _restore(self, snapshot: tuple[CaseState, tuple[Event, ...]]) -> None:
+    def _restore(self, snapshot: tuple[Any, ...]) -> None:
         """Put the case back as it was (the store calls this when a bulk block rolls back)."""
-        self._state, self._history = snapshot
+        self._state, self._history, self._workflow = snapshot
+        self._engine = engine_for(self._workflow)
 
-    def _advance(self, event: Event) -> None:
-        """Called by the store once ``event`` is committed."""
+    def _advance(self, event: Event, moves_to: Workflow | None = None) -> None:
+        """Called by the store once ``event`` is committed (``moves_to``: the version a
+        ``migrate`` event moved the case to)."""
+        if event.kind == "migrate" and moves_to is not None:
+            self._workflow, self._engine = moves_to, engine_for(moves_to)
+            self._state = migrated_state(self._state, event.target,
+                                         ballots=event.data["migrate"]["ballots"],
+                                         seq=event.seq, on=event.on)
+            self._history = (*self._history, event)
+            return
         if event.kind != "fire":  # an expectation: no state, no case data
             self._state = attrs.evolve(self._state, version=event.seq, last_on=event.on)
             self._history = (*self._history, event)

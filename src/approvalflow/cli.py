@@ -601,6 +601,96 @@ def heads(ctx: click.Context) -> None:
         _echo_json(store.heads())
 
 
+# --------------------------------------------------------------------------- migrate
+
+
+def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        old, eq, new = pair.partition("=")
+        if not eq or not old or not new:
+            raise click.BadParameter(f"{pair!r} is not OLD=NEW (two state ids).",
+                                     param_hint="'--map'")
+        out[old] = new
+    return out
+
+
+@cli.command()
+@click.option("--to", "to", required=True, metavar="WORKFLOW",
+              help="The version to move to: a file, a bundled name, or NAME@VERSION stored "
+                   "in the database (to move back).")
+@click.option("--map", "pairs", multiple=True, metavar="OLD=NEW",
+              help="Map an old state id to a new one (repeatable); others keep their id.")
+@click.option("--case", "case_ids", multiple=True, metavar="ID",
+              help="A case to move (repeatable).")
+@click.option("--all", "all_cases", is_flag=True,
+              help="Every open case of that workflow on another version.")
+@click.option("--ballots", type=click.Choice(["keep", "reset"]), default="keep",
+              show_default=True, help="What happens to the ballots of open votes.")
+@click.option("--dry-run", is_flag=True, help="Only say what would happen; write nothing.")
+@click.option("--actor", default=None, help="Who records the migration.")
+@click.option("--on", type=IsoDate(), default=None, help="Its date (YYYY-MM-DD).")
+@click.option("--note", default=None, help="Why the cases move.")
+@json_option
+@click.pass_context
+def migrate(ctx: click.Context, to: str, pairs: tuple[str, ...], case_ids: tuple[str, ...],
+            all_cases: bool, ballots: str, dry_run: bool, actor: str | None,
+            on: dt.date | None, note: str | None, as_json: bool) -> None:
+    """Move running cases to another version of their workflow (docs/versioning.md)."""
+    if bool(case_ids) == all_cases:
+        raise click.UsageError("Name the cases with --case ID (repeatable), or pass --all.",
+                               ctx)
+    if not dry_run and (actor is None or on is None):
+        raise click.UsageError("A migration is recorded: give --actor and --on (or "
+                               "--dry-run to only plan it).", ctx)
+    target: Any = _load_workflow(to) if os.path.isfile(to) else to
+    mapping = _mapping(pairs)
+    cases = list(case_ids) if case_ids else None
+    with _open(ctx) as store:
+        if dry_run:
+            plan = store.plan_migration(target, cases=cases, mapping=mapping, ballots=ballots)
+        else:
+            assert actor is not None and on is not None
+            with _progress() as progress:
+                plan = store.migrate(target, cases=cases, mapping=mapping, ballots=ballots,
+                                     actor=actor, on=on, note=note, progress=progress)
+    if as_json:
+        _echo_json({**plan.to_dict(), "dry_run": dry_run})
+        return
+    verb = "would move" if dry_run else "moved"
+    for p in plan.cases:
+        if p.can_move:
+            click.echo(f"{p.case_id}: {verb} from version {p.from_version} to "
+                       f"{p.to_version}, in {ids(sorted(p.target or ()))}")
+        else:
+            for line in wrap(f"{p.case_id}: stays: " + "; ".join(p.reasons), 0, 2):
+                click.echo(line)
+    click.echo(f"{len(plan.movable)} case(s) {verb} to {plan.workflow} version "
+               f"{plan.to_version}, {len(plan.refused)} left as they are.")
+
+
+@contextlib.contextmanager
+def _progress() -> Any:
+    """A progress bar on a terminal (stderr) for a long migration; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bar: Any = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="Migrating", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
 # --------------------------------------------------------------------------- demo
 
 

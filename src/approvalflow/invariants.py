@@ -15,8 +15,8 @@ both judge a step by one rule.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from .definition import Invariant, Workflow
 from .engine import Engine, engine_for
@@ -42,6 +42,10 @@ class _Recorded(Protocol):
     def source(self) -> frozenset[str]: ...
     @property
     def target(self) -> frozenset[str]: ...
+    @property
+    def workflow_version(self) -> int: ...
+    @property
+    def data(self) -> Mapping[str, Any]: ...
 
 
 class Tracker:
@@ -145,15 +149,33 @@ def tracker_for(engine: Engine) -> Tracker:
     return Tracker(engine)
 
 
-def check_invariants(workflow: Workflow, events: Sequence[_Recorded]) -> list[str]:
+def check_invariants(workflow: Workflow, events: Sequence[_Recorded], *,
+                     workflows: Callable[[str, int], Workflow] | None = None) -> list[str]:
     """Every invariant a case's recorded events break, one line each naming the case, the
-    event's sequence number and the invariant's id (empty: every invariant held)."""
-    if not workflow.invariants or not events:
+    event's sequence number and the invariant's id (empty: every invariant held).
+
+    ``workflow`` is the version the case was created on. At a ``migrate`` event the check
+    moves on to the version it names (found with ``workflows``; without it, the check
+    stops there), and the new version's invariants count what the case entered before,
+    under the migration's mapping of state ids. A step naming a state the workflow does
+    not have is skipped here (the replay's own check reports it).
+    """
+    if not events:
         return []
     tracker = tracker_for(engine_for(workflow))
     problems: list[str] = []
     memory: Memory = ()
-    for e in events:
+    for k, e in enumerate(events):
+        if e.kind == "migrate":
+            if workflows is None or not e.workflow_version:
+                break
+            tracker = tracker_for(engine_for(workflows(workflow.name, e.workflow_version)))
+            last = _last_entries(workflow, events[:k + 1], workflows)
+            memory = tuple(_remembered(inv, last) for inv in tracker.invariants)
+            continue
+        known = tracker.engine.workflow.state_defs
+        if not all(s in known for s in e.source | e.target):
+            continue
         if e.kind == "create":
             memory, broken = tracker.start(e.target)
         elif e.kind == "fire" and memory:
@@ -162,3 +184,35 @@ def check_invariants(workflow: Workflow, events: Sequence[_Recorded]) -> list[st
             continue
         problems.extend(f"case {e.case_id!r} event {e.seq}: {text}" for _, text in broken)
     return problems
+
+
+def _remembered(inv: Invariant, last: dict[str, int]) -> frozenset[str]:
+    """The tracked states of ``inv`` entered at or after its reset state's last entry."""
+    floor = last.get(inv.since, -1) if inv.since else -1
+    return frozenset(s for s in inv.tracked if last.get(s, -2) >= floor)
+
+
+def _last_entries(workflow: Workflow, events: Sequence[_Recorded],
+                  workflows: Callable[[str, int], Workflow]) -> dict[str, int]:
+    """Per state: the index of the event that last entered it, across migrations (whose
+    mappings rename the states entered before them). Run only at a migration."""
+    tracker = tracker_for(engine_for(workflow))
+    last: dict[str, int] = {}
+    for i, e in enumerate(events):
+        if e.kind == "migrate":
+            info = e.data.get("migrate")
+            mapping = info.get("mapping") if isinstance(info, Mapping) else None
+            renamed: dict[str, int] = {}
+            for state, n in last.items():
+                new = str(mapping.get(state, state)) if isinstance(mapping, Mapping) else state
+                renamed[new] = max(n, renamed.get(new, -1))
+            last = renamed
+            tracker = tracker_for(engine_for(workflows(workflow.name, e.workflow_version)))
+            continue
+        known = tracker.engine.workflow.state_defs
+        if e.kind not in ("create", "fire") or not all(s in known for s in e.source | e.target):
+            continue
+        for state in tracker.entered(None if e.kind == "create" else e.source, e.target,
+                                     e.trigger):
+            last[state] = i
+    return last

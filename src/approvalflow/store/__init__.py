@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,8 @@ from .verification import VerifyReport, verify_store
 if TYPE_CHECKING:
     import pandas
     import sqlite_utils  # imported when first needed (Store.db): it imports pandas
+
+    from ..versioning import MigrationPlan
 
 __all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION", "replay"]
 
@@ -371,8 +373,10 @@ class Store:
         if not rows:
             raise CaseNotFoundError(self._not_found(case_id))
         events = [row_to_event(r) for r in rows]
-        wf = self.workflow(events[0].workflow, events[0].workflow_version)
-        state = replay(engine_for(wf), events)
+        created_on = self.workflow(events[0].workflow, events[0].workflow_version)
+        state = replay(engine_for(created_on), events, workflows=self.workflow)
+        # the version the case runs on now: the one its last event was recorded on
+        wf = self.workflow(events[-1].workflow, events[-1].workflow_version)
         return Case(self, wf, case_id, state, tuple(events), as_of=when)
 
     def _not_found(self, case_id: str) -> str:
@@ -520,7 +524,7 @@ class Store:
                                 what=f"record an expectation on case {case.id!r}")
 
     def _append_row(self, case: Case, row: dict[str, Any], *, final: int,
-                    data: dict[str, Any], what: str) -> Event:
+                    data: dict[str, Any], what: str, moves_to: Workflow | None = None) -> Event:
         """Append ``row`` as ``case``'s next event in one transaction, or raise writing nothing.
 
         A retry with a stored idempotency key returns the stored event instead.
@@ -557,12 +561,45 @@ class Store:
                 UPDATE_CASE,
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
                  case.id))
+            if moves_to is not None:
+                self._conn.execute("UPDATE cases SET workflow_version = ? WHERE case_id = ?",
+                                   (moves_to.version, case.id))
         event = row_to_event(row)
         if self._bulk_depth:
             # remember how the case was, so a block that is rolled back restores it
             self._bulk_touched.setdefault(id(case), (case, case._snapshot()))
-        case._advance(event)
+        case._advance(event, moves_to)
         return event
+
+    # -- moving cases to another workflow version (docs/versioning.md) -------------------
+
+    def plan_migration(self, to: Workflow | str, *, cases: Iterable[str] | None = None,
+                       mapping: Mapping[str, str] | None = None,
+                       ballots: str = "keep") -> MigrationPlan:
+        """Per case: can it move to workflow version ``to``, to which state, or why not.
+
+        ``to`` is a Workflow, a bundled name, a path, or ``"NAME@VERSION"`` for a version
+        stored here (to migrate back). ``cases`` defaults to every open case of that
+        workflow on another version. ``mapping`` maps old leaf state ids to new ones (a
+        state not named keeps its id); ``ballots`` is ``"keep"`` or ``"reset"`` for the
+        ballots of open votes. Nothing is written.
+        """
+        from .migrating import plan
+
+        return plan(self, to, cases=cases, mapping=mapping, ballots=ballots)
+
+    def migrate(self, to: Workflow | str, *, actor: str, on: object,
+                cases: Iterable[str] | None = None, mapping: Mapping[str, str] | None = None,
+                ballots: str = "keep", note: str | None = None,
+                progress: Callable[[int, int], None] | None = None) -> MigrationPlan:
+        """Move every case that can to version ``to``, recording one ``migrate`` event each
+        (in the hash chain); the others are left untouched and listed in the result.
+        Planned and written in one transaction. Arguments as :meth:`plan_migration`;
+        ``progress(done, total)`` is called now and then."""
+        from .migrating import migrate
+
+        return migrate(self, to, cases=cases, mapping=mapping, ballots=ballots, actor=actor,
+                       on=on, note=note, progress=progress)
 
     # -- importing ----------------------------------------------------------------------
 
