@@ -583,3 +583,23 @@ def test_invariants_follow_a_case_across_a_migration(store):
     assert store.verify().problems == [
         "case 'skips' event 5: entering 'approved' breaks invariant 'reviewed' (approved only "
         "after a review): 'review' was not entered since 'rework' was last entered"]
+
+
+def test_check_invariants_skips_a_step_into_a_state_the_workflow_lacks():
+    """A recorded step naming an unknown state is skipped (replay reports it), not a crash;
+    the steps after it are still judged."""
+    from approvalflow.replay import Recorded
+
+    wf = loop("rework")
+    day = dt.date(2022, 3, 1)
+
+    def row(seq: int, kind: str, trigger: str, source: set[str], target: set[str]) -> Recorded:
+        return Recorded("c", seq, kind, trigger, "adm", day, frozenset(source),
+                        frozenset(target), {})
+
+    events = [row(1, "create", "create", set(), {"draft"}),
+              row(2, "fire", "submit", {"draft"}, {"limbo"}),
+              row(3, "fire", "send_back", {"review"}, {"rework"}),
+              row(4, "fire", "shortcut", {"rework"}, {"approved"})]
+    [problem] = check_invariants(wf, events)
+    assert problem.startswith("case 'c' event 4: entering 'approved' breaks invariant 'reviewed'")
