@@ -55,6 +55,7 @@ class Tracker:
         wf = engine.workflow
         self.engine = engine
         self.invariants: tuple[Invariant, ...] = wf.invariants
+        self.states = frozenset(wf.state_defs)  # every state id of the workflow
         self._lineage = {s: frozenset([s, *wf.ancestors(s)]) for s in wf.state_defs}
         self._tracked = tuple(inv.tracked for inv in self.invariants)
         self._watched = frozenset(inv.when_entering for inv in self.invariants) | frozenset(
@@ -110,7 +111,7 @@ class Tracker:
                 self._steps.clear()
             found = self._steps[key] = self.advance(
                 memory, self._watched_entries(before, after, trigger), after)
-        return found[0], list(found[1])
+        return found[0], list(found[1]) if found[1] else []
 
     def advance(self, memory: Memory, entered: frozenset[str],
                 after: frozenset[str]) -> tuple[Memory, list[tuple[Invariant, str]]]:
@@ -173,8 +174,7 @@ def check_invariants(workflow: Workflow, events: Sequence[_Recorded], *,
             last = _last_entries(workflow, events[:k + 1], workflows)
             memory = tuple(_remembered(inv, last) for inv in tracker.invariants)
             continue
-        known = tracker.engine.workflow.state_defs
-        if not all(s in known for s in e.source | e.target):
+        if not (e.target <= tracker.states and e.source <= tracker.states):
             continue
         if e.kind == "create":
             memory, broken = tracker.start(e.target)
@@ -182,7 +182,8 @@ def check_invariants(workflow: Workflow, events: Sequence[_Recorded], *,
             memory, broken = tracker.step(memory, e.source, e.target, e.trigger)
         else:
             continue
-        problems.extend(f"case {e.case_id!r} event {e.seq}: {text}" for _, text in broken)
+        if broken:
+            problems.extend(f"case {e.case_id!r} event {e.seq}: {text}" for _, text in broken)
     return problems
 
 
@@ -209,8 +210,8 @@ def _last_entries(workflow: Workflow, events: Sequence[_Recorded],
             last = renamed
             tracker = tracker_for(engine_for(workflows(workflow.name, e.workflow_version)))
             continue
-        known = tracker.engine.workflow.state_defs
-        if e.kind not in ("create", "fire") or not all(s in known for s in e.source | e.target):
+        if e.kind not in ("create", "fire") or not (e.target <= tracker.states
+                                                      and e.source <= tracker.states):
             continue
         for state in tracker.entered(None if e.kind == "create" else e.source, e.target,
                                      e.trigger):
