@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas
 
     from .html import HistoryTable
+    from .timeline import Svg
 
 __all__ = ["Case", "Event", "Region", "MAX_NOTE_LENGTH", "check_actor"]
 
@@ -317,6 +318,7 @@ class Case:
 
     def transition(self, trigger: str) -> TransitionDef | None:
         """The workflow transition ``trigger`` takes from the case's current state, if any."""
+        check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
         return self._engine.enabled_transition(self._state.config, trigger)
 
     def entered_by(self) -> dict[str, Event]:
@@ -352,6 +354,14 @@ class Case:
         """When the case is expected to reach its goal, on time or not, and who it waits for."""
         return _forecast(self._workflow, self._state, self._history, case_id=self._id,
                          on=self._on(on))
+
+    def timeline(self, on: object = None) -> Svg:
+        """The case as a story in time, an SVG picture (shows inline in a notebook):
+        decided steps on a date axis, awaited steps with their forecast dates and
+        deadlines, the target date and today."""
+        from .timeline import case_svg  # a display layer, imported when asked
+
+        return case_svg(self, on=self._on(on))
 
     # -- acting -------------------------------------------------------------------------
 

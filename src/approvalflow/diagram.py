@@ -50,6 +50,25 @@ def _active(workflow: Workflow, case: Case | None) -> frozenset[str]:
     return frozenset(s for s in case.active_states if s in workflow.state_defs)
 
 
+def edge_words(workflow: Workflow, t: TransitionDef) -> list[str]:
+    """What an edge says besides its trigger: who takes it, the vote's threshold, the
+    guards it needs and its deadline; e.g. ``['by tmf', 'if financing_ok']``."""
+    words = []
+    if t.vote is not None:
+        vg = workflow.votes[t.vote]
+        need = f"all {len(vg.voters)}" if vg.need is None else f"{vg.need} of {len(vg.voters)}"
+        ballot = {"yes": "a yes", "no": "a no", "withdraw": "a withdrawal"}.get(t.ballot,
+                                                                               t.ballot)
+        words.append(f"{ballot} in vote {vg.id} (passes with {need} yes)")
+    else:
+        words.append("by " + ", ".join(t.actors))
+    if t.guards:
+        words.append("if " + ", ".join(t.guards))
+    if t.deadline is not None:
+        words.append("due " + t.deadline.describe())
+    return words
+
+
 def _top_level(workflow: Workflow) -> list[str]:
     return [s for s, d in workflow.state_defs.items() if d.parent is None]
 
@@ -125,7 +144,8 @@ def to_mermaid(workflow: Workflow, case: Case | None = None) -> str:
     lines = ["stateDiagram-v2"]
 
     def edge(t: TransitionDef) -> str:
-        return f"{ids[t.source]} --> {ids[t.target]} : {_mermaid_text(t.trigger)}"
+        label = " · ".join([t.trigger, *edge_words(workflow, t)])
+        return f"{ids[t.source]} --> {ids[t.target]} : {_mermaid_text(label)}"
 
     def block(state_ids: Iterable[str], indent: str, initial: str | None,
               home: str | None) -> None:
@@ -256,7 +276,9 @@ def to_dot(workflow: Workflow, case: Case | None = None) -> str:
 
     for t in workflow.transitions:
         src, dst = defs[t.source], defs[t.target]
-        attrs = [f"label={_dot_text(t.trigger)}"]
+        # one line each: the trigger, then who, the threshold, guards and deadline
+        words = "\\n".join(_dot_text(w)[1:-1] for w in [t.trigger, *edge_words(workflow, t)])
+        attrs = [f'label="{words}"']
         if t.label:
             attrs.append(f"tooltip={_dot_text(t.label)}")
         if src.kind != "atomic":

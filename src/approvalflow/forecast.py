@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .canonical import date_or_today, to_date
+from .canonical import DATE_RANGE, add_days, date_or_today, date_range_problem, to_date
 from .definition import DateRef, TransitionDef, Workflow
 from .engine import CaseState, Engine, engine_for
 from .errors import InvalidInputError
@@ -75,20 +75,27 @@ def _days(n: int) -> str:
 def parse_expected(value: object) -> tuple[dt.date, str]:
     """An expected date and the text it was given as: a date, 'YYYY-MM-DD', or 'YYYY-MM'.
 
-    A month means the end of that month: ``'2021-11'`` is 30 November 2021.
+    A month means the end of that month: ``'2021-11'`` is 30 November 2021. The date
+    must lie in the range every date keeps to (``canonical.DATE_RANGE``).
     """
     if isinstance(value, str) and len(value) == 7 and value[4] == "-":
-        try:
+        month_end: dt.date | None = None
+        if value[:4].isdigit() and value[5:].isdigit() and 1 <= int(value[5:]) <= 12 \
+                and int(value[:4]) >= 1:
             year, month = int(value[:4]), int(value[5:])
-            if value[:4].isdigit() and value[5:].isdigit() and 1 <= month <= 12 and year >= 1:
-                return dt.date(year, month, calendar.monthrange(year, month)[1]), value
-        except ValueError:
-            pass
-        raise InvalidInputError(f"the expected date {value!r} is not a month 'YYYY-MM' "
-                                f"(e.g. '2021-11') nor a date 'YYYY-MM-DD'.")
+            month_end = dt.date(year, month, calendar.monthrange(year, month)[1])
+        if month_end is None:
+            raise InvalidInputError(f"the expected date {value!r} is not a month 'YYYY-MM' "
+                                    f"(e.g. '2021-11') nor a date 'YYYY-MM-DD'.")
+        problem = date_range_problem(month_end, f"the end of the expected month {value!r},")
+        if problem:
+            raise InvalidInputError(f"{problem}.")
+        return month_end, value
     try:
         date = to_date(value, "the expected date")
     except InvalidInputError as e:
+        if DATE_RANGE in str(e):  # a real date, outside the range: the hint would mislead
+            raise
         raise InvalidInputError(f"{e} A month 'YYYY-MM' (e.g. '2021-11') is also accepted: "
                                 f"it means the end of that month.") from None
     return date, date.isoformat()
@@ -353,6 +360,8 @@ def expectations(history: Sequence[Event]) -> list[Expectation]:
             step = str(body["step"])
         except (KeyError, ValueError):
             continue
+        if date_range_problem(date):
+            continue  # not written by Case.expect, which keeps to the range
         voter = body.get("voter")
         latest[(step, voter if isinstance(voter, str) else None)] = Expectation(
             step=step, date=date, given=str(body.get("given", date.isoformat())),
@@ -393,21 +402,26 @@ def _resolve(ref: DateRef, data: Mapping[str, Any],
              step_dates: Mapping[str, tuple[dt.date, bool]]) -> tuple[dt.date | None, bool, str]:
     """A date reference's date, whether it is projected (counts from a forecast), and why
     not when it has none."""
-    days = dt.timedelta(days=ref.days)
     if ref.kind == "date" and ref.date is not None:
-        return ref.date + days, False, ""
+        return add_days(ref.date, ref.days), False, ""
     if ref.kind == "data":
         value = _lookup(data, ref.key or "")
         if not isinstance(value, str):
             return None, False, f"the case data has no date {ref.key!r} (as 'YYYY-MM-DD')"
         try:
-            return dt.date.fromisoformat(value) + days, False, ""
+            date = dt.date.fromisoformat(value) if len(value) == 10 else None
         except ValueError:
+            date = None
+        if date is None:
             return None, False, f"the case data's {ref.key!r} is {value!r}, not a date"
+        problem = date_range_problem(date, f"the case data's {ref.key!r}")
+        if problem:
+            return None, False, problem
+        return add_days(date, ref.days), False, ""
     found = step_dates.get(ref.step or "")
     if found is None:
         return None, False, f"{ref.step!r} has not been taken and is not on the route"
-    return found[0] + days, found[1], ""
+    return add_days(found[0], ref.days), found[1], ""
 
 
 # --------------------------------------------------------------------------- the route
@@ -483,7 +497,7 @@ def _estimate(t: TransitionDef, ready: dt.date, floor: dt.date,
     if exp is not None:
         est, basis, duration = exp.date, "expected", 0
     elif t.duration_days is not None:
-        est, basis, duration = ready + dt.timedelta(days=t.duration_days), "duration", \
+        est, basis, duration = add_days(ready, t.duration_days), "duration", \
             t.duration_days
     else:
         est, basis, duration = ready, "none", 0
@@ -609,7 +623,7 @@ def _slack(route: list[_Planned], end: dt.date) -> None:
         p = route[i]
         if p.latest is None:
             p.latest = end
-        start_by = p.latest - dt.timedelta(days=p.duration)
+        start_by = add_days(p.latest, -p.duration)
         for j in p.preds:
             q = route[j]
             q.latest = start_by if q.latest is None else min(q.latest, start_by)
@@ -764,7 +778,7 @@ def due_items(case_id: str, workflow: Workflow, state: CaseState, history: Seque
               on: dt.date, within_days: int) -> list[DueItem]:
     """What in one case is overdue, or due within ``within_days`` of ``on``."""
     a = _analyse(workflow, state, history, on)
-    horizon = on + dt.timedelta(days=within_days)
+    horizon = add_days(on, within_days)
     out: list[DueItem] = []
     for d in _deadlines(a, state):
         if d.due is None or d.taken_on is not None or d.due > horizon:

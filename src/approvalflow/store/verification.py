@@ -21,7 +21,6 @@ problem that names its case and event.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import sqlite3
 from collections import Counter
@@ -35,7 +34,7 @@ from ..definition import Workflow, loads_workflow
 from ..engine import engine_for
 from ..errors import ApprovalflowError, StoreError
 from ..replay import Recorded, replay
-from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, selected_hash
+from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, parse_date, selected_hash
 
 if TYPE_CHECKING:
     from . import Store
@@ -210,18 +209,31 @@ def _kind(value: Any) -> str:
     return "null" if value is None else f"{type(value).__name__} {_short(value)}"
 
 
+#: State lists repeat across events: each distinct text is decoded and checked once per
+#: verify (a bounded memo of valid ones; frozensets are immutable, so sharing is safe).
+_STATE_MEMO: dict[str, frozenset[str]] = {}
+
+
 def _states(text: str, what: str) -> frozenset[str]:
+    found = _STATE_MEMO.get(text)
+    if found is not None:
+        return found
     value = json.loads(text)
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise ValueError(f"{what} {_short(text)} is not a JSON list of state ids")
-    return frozenset(value)
+    if len(_STATE_MEMO) > 10_000:
+        _STATE_MEMO.clear()
+    found = _STATE_MEMO[text] = frozenset(value)
+    return found
 
 
 def _record(r: tuple[Any, ...]) -> Recorded:
     data = {} if r[10] == "{}" else json.loads(r[10])
     if not isinstance(data, dict):
         raise ValueError(f"data {_short(r[10])} is not a JSON object")
-    return Recorded(r[0], r[1], r[2], r[3], r[4], dt.date.fromisoformat(r[5]),
+    if len(r[5]) != 10:
+        raise ValueError(f"on_date {_short(r[5])} is not a date YYYY-MM-DD")
+    return Recorded(r[0], r[1], r[2], r[3], r[4], parse_date(r[5]),
                     _states(r[7], "source"), _states(r[8], "target"), data, r[11], r[12])
 
 
