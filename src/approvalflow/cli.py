@@ -322,7 +322,7 @@ def _check_explore(items: tuple[str, ...], limit: int | None, as_json: bool) -> 
         except DefinitionError as e:
             failed += 1
             for problem in getattr(e, "problems", None) or str(e).splitlines():
-                click.echo(f"Error: {_printable(problem)}", err=True)
+                _echo(f"Error: {problem}", err=True)
             continue
         report = wf.explore(limit=limit or DEFAULT_LIMIT)
         failed += not report.ok
@@ -330,7 +330,7 @@ def _check_explore(items: tuple[str, ...], limit: int | None, as_json: bool) -> 
             reports.append({"file": item, **report.to_dict()})
         else:
             head = "" if item == wf.name else f"{item}: "
-            click.echo(_printable(head + report.text()))
+            _echo(head + report.text())
     if as_json:
         _echo_json(reports)
     if failed:
