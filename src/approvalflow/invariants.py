@@ -25,6 +25,8 @@ __all__ = ["Tracker", "Memory", "check_invariants", "tracker_for"]
 
 #: Per invariant (in the file's order): the tracked states entered since its reset state.
 Memory = tuple[frozenset[str], ...]
+#: The invariants a step breaks, each with why.
+Broken = tuple[tuple[Invariant, str], ...]
 
 
 class _Recorded(Protocol):
@@ -63,7 +65,7 @@ class Tracker:
             *self._tracked)
         self._memo: dict[tuple[frozenset[str] | None, frozenset[str], str], frozenset[str]] = {}
         self._steps: dict[tuple[Memory, frozenset[str], frozenset[str], str],
-                          tuple[Memory, list[tuple[Invariant, str]]]] = {}
+                          tuple[Memory, Broken]] = {}
 
     def entered(self, before: frozenset[str] | None, after: frozenset[str],
                 trigger: str = "") -> frozenset[str]:
@@ -94,16 +96,16 @@ class Tracker:
             found = self._memo[key] = self.entered(before, after, trigger) & self._watched
         return found
 
-    def start(self, config: frozenset[str]) -> tuple[Memory, list[tuple[Invariant, str]]]:
+    def start(self, config: frozenset[str]) -> tuple[Memory, Broken]:
         """The memory and the broken invariants of a case created in ``config``."""
         empty: Memory = tuple(frozenset() for _ in self.invariants)
         return self.advance(empty, self._watched_entries(None, config, ""), config)
 
     def step(self, memory: Memory, before: frozenset[str], after: frozenset[str],
-             trigger: str) -> tuple[Memory, list[tuple[Invariant, str]]]:
+             trigger: str) -> tuple[Memory, Broken]:
         """The memory after a step, and every invariant the step breaks (with why)."""
         if not self.invariants:
-            return memory, []
+            return memory, ()
         key = (memory, before, after, trigger)
         found = self._steps.get(key)
         if found is None:  # the same steps from the same memory repeat across cases
@@ -111,13 +113,13 @@ class Tracker:
                 self._steps.clear()
             found = self._steps[key] = self.advance(
                 memory, self._watched_entries(before, after, trigger), after)
-        return found[0], list(found[1]) if found[1] else []
+        return found
 
     def advance(self, memory: Memory, entered: frozenset[str],
-                after: frozenset[str]) -> tuple[Memory, list[tuple[Invariant, str]]]:
+                after: frozenset[str]) -> tuple[Memory, Broken]:
         """The memory after entering ``entered`` (ending in ``after``), and what broke."""
         if not self.invariants or not (entered & self._watched):
-            return memory, []
+            return memory, ()
         new: list[frozenset[str]] = []
         broken: list[tuple[Invariant, str]] = []
         active = self.engine.active(after)
@@ -131,7 +133,7 @@ class Tracker:
                     label = f" ({inv.label})" if inv.label else ""
                     broken.append((inv, f"entering {inv.when_entering!r} breaks invariant "
                                         f"{inv.id!r}{label}: {'; '.join(missing)}"))
-        return tuple(new), broken
+        return tuple(new), tuple(broken)
 
     @staticmethod
     def _missing(inv: Invariant, seen: frozenset[str], active: frozenset[str]) -> list[str]:
@@ -164,22 +166,27 @@ def check_invariants(workflow: Workflow, events: Sequence[_Recorded], *,
     if not events:
         return []
     tracker = tracker_for(engine_for(workflow))
+    states, step = tracker.states, tracker.step
     problems: list[str] = []
     memory: Memory = ()
     for k, e in enumerate(events):
-        if e.kind == "migrate":
+        kind = e.kind
+        if kind == "fire":
+            if not (memory and e.target <= states and e.source <= states):
+                continue
+            memory, broken = step(memory, e.source, e.target, e.trigger)
+        elif kind == "create":
+            if not e.target <= states:
+                continue
+            memory, broken = tracker.start(e.target)
+        elif kind == "migrate":
             if workflows is None or not e.workflow_version:
                 break
             tracker = tracker_for(engine_for(workflows(workflow.name, e.workflow_version)))
+            states, step = tracker.states, tracker.step
             last = _last_entries(workflow, events[:k + 1], workflows)
             memory = tuple(_remembered(inv, last) for inv in tracker.invariants)
             continue
-        if not (e.target <= tracker.states and e.source <= tracker.states):
-            continue
-        if e.kind == "create":
-            memory, broken = tracker.start(e.target)
-        elif e.kind == "fire" and memory:
-            memory, broken = tracker.step(memory, e.source, e.target, e.trigger)
         else:
             continue
         if broken:
