@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -349,17 +348,17 @@ def _drive(store: af.Store, wf: af.Workflow, case_id: str, path: tuple[Step, ...
     return case
 
 
-def _agree(store: af.Store, wf: af.Workflow, graph: Graph, key: Any, case_id: str) -> None:
-    """The real case driven to ``key`` is in that configuration, and the steps the engine
+def _agree(store: af.Store, wf: af.Workflow, graph: Graph, node: int, case_id: str) -> None:
+    """The real case driven to ``node`` is in that configuration, and the steps the engine
     allows it are exactly the steps the walk takes from there, to the same configurations."""
-    state, _ = graph.states[key]
-    case = _drive(store, wf, case_id, graph.path(key))
+    state, _ = graph.states[node]
+    case = _drive(store, wf, case_id, graph.path(node))
     assert case.state == state.config
     assert case.ballots() == {g: dict(b) for g, b in state.ballots.items() if b}
     engine = engine_for(wf)  # the real one: real guards, on the case's real data
     real = {(trigger, actor) for actor in wf.actors
             for trigger in case.allowed(actor=actor, on=DAY)}
-    walked = {(s.trigger, s.actor): nxt for s, nxt in graph.edges[key]}
+    walked = {(s.trigger, s.actor): nxt for s, nxt in graph.edges[node]}
     assert real == set(walked)
     for (trigger, actor), nxt in walked.items():  # and each step lands where the walk says
         decision = engine.evaluate(case.engine_state, trigger, actor=actor,
@@ -373,16 +372,16 @@ def test_every_configuration_agrees_with_the_engine(store, text):
     """Exhaustively, for the hand-made workflows: walk and engine allow the same steps."""
     wf = af.loads_workflow(text)
     graph = explore_graph(wf)
-    for n, key in enumerate(graph.states):
-        _agree(store, wf, graph, key, f"c{n}")
+    for node in range(len(graph.states)):
+        _agree(store, wf, graph, node, f"c{node}")
 
 
 def test_every_configuration_of_the_small_bundled_workflow_agrees(store):
     """Exhaustively, for the remainder workflow (its guard passes with real data)."""
     wf = af.load_workflow("medfinansiering-restbeloeb")
     graph = explore_graph(wf)
-    for n, key in enumerate(graph.states):
-        _agree(store, wf, graph, key, f"c{n}")
+    for node in range(len(graph.states)):
+        _agree(store, wf, graph, node, f"c{node}")
 
 
 _FLAGSHIP_GRAPH: list[tuple[af.Workflow, Graph]] = []
@@ -400,11 +399,10 @@ def _flagship_graph() -> tuple[af.Workflow, Graph]:
 def test_random_flagship_configurations_agree_with_the_engine(tmp_path_factory, pick):
     """Over random reachable flagship configurations: walk and engine allow the same steps."""
     wf, graph = _flagship_graph()
-    keys = list(graph.states)
-    key = keys[pick % len(keys)]
+    node = pick % len(graph.states)
     path = tmp_path_factory.mktemp("agree") / "cases.db"
     with af.open_store(path) as store:
-        _agree(store, wf, graph, key, "mimerskvarteret-forsoeg")
+        _agree(store, wf, graph, node, "mimerskvarteret-forsoeg")
 
 
 # -- verify on a forged log ---------------------------------------------------------------

@@ -160,28 +160,31 @@ class ExploreReport:
 
 @attrs.define
 class Graph:
-    """The walk itself: every configuration seen, its state, and the steps between them."""
+    """The walk itself: every configuration seen (numbered in the order the walk met them,
+    so a lower number is never farther from a new case), its state, and the steps between
+    them."""
 
     engine: Engine  # the engine the walk decided with (guards and date rules dropped)
-    states: dict[Key, tuple[CaseState, Memory]]
-    parent: dict[Key, tuple[Key, Step] | None]
-    edges: dict[Key, list[tuple[Step, Key]]]  # only for expanded configurations
-    frontier: set[Key]  # configurations with a step to a configuration over the limit
+    index: dict[Key, int]  # a configuration's key -> its number
+    states: list[tuple[CaseState, Memory]]  # per number: the engine's state, the memory
+    parent: list[tuple[int, Step] | None]  # per number: where the walk first came from
+    edges: dict[int, list[tuple[Step, int]]]  # only for expanded configurations
+    frontier: set[int]  # configurations with a step to a configuration over the limit
     complete: bool
     steps: int
     taken: set[int]  # indexes of transitions taken at least once
-    first_source: dict[int, Key]  # per transition: nearest configuration with it enabled
+    first_source: dict[int, int]  # per transition: nearest configuration with it enabled
     refusals: dict[int, str]  # per transition: a reason it was refused there
-    violations: dict[str, tuple[Key, Step, frozenset[str], str]]
+    violations: dict[str, tuple[int, Step, frozenset[str], str]]
 
-    def path(self, key: Key) -> tuple[Step, ...]:
-        """The shortest sequence of steps from a new case to configuration ``key``."""
+    def path(self, node: int) -> tuple[Step, ...]:
+        """The shortest sequence of steps from a new case to configuration ``node``."""
         out: list[Step] = []
-        link = self.parent[key]
+        link = self.parent[node]
         while link is not None:
-            key, step = link
+            node, step = link
             out.append(step)
-            link = self.parent[key]
+            link = self.parent[node]
         return tuple(reversed(out))
 
 
@@ -242,7 +245,7 @@ def _walk(workflow: Workflow, limit: int) -> Graph:
     engine_for(workflow)  # the real engine: built (and checked) first
     free = _free_engine(workflow)
     tracker = Tracker(free)
-    index = {id(t): i for i, t in enumerate(free.workflow.transitions)}
+    transition_index = {id(t): i for i, t in enumerate(free.workflow.transitions)}
     by_source: dict[str, set[str]] = {}
     for td in free.workflow.transitions:
         by_source.setdefault(td.source, set()).add(td.trigger)
@@ -250,28 +253,28 @@ def _walk(workflow: Workflow, limit: int) -> Graph:
     enabled: dict[frozenset[str], list[tuple[str, TransitionDef, int]]] = {}
     start = free.initial_state({}, DAY)
     memory, broken = tracker.start(start.config)
-    key0 = _key(start, memory)
-    g = Graph(engine=free, states={key0: (start, memory)}, parent={key0: None}, edges={},
-              frontier=set(), complete=True, steps=0, taken=set(), first_source={},
-              refusals={}, violations={})
+    g = Graph(engine=free, index={_key(start, memory): 0}, states=[(start, memory)],
+              parent=[None], edges={}, frontier=set(), complete=True, steps=0, taken=set(),
+              first_source={}, refusals={}, violations={})
     for inv, text in broken:
-        g.violations.setdefault(inv.id, (key0, Step("create", ""), start.config, text))
-    queue = deque([key0])
-    while queue:
-        key = queue.popleft()
-        state, memory = g.states[key]
-        out = g.edges[key] = []
+        g.violations.setdefault(inv.id, (0, Step("create", ""), start.config, text))
+    index, states, parent = g.index, g.states, g.parent
+    node = 0
+    while node < len(states):  # breadth-first: the numbers are the queue
+        state, memory = states[node]
+        out = g.edges[node] = []
         if free.is_final(state.config):
+            node += 1
             continue
         steps = enabled.get(state.config)
         if steps is None:  # the steps enabled in these active states, in trigger order
             triggers = sorted({tr for s in free.active(state.config)
                                for tr in by_source.get(s, ())})
             steps = enabled[state.config] = [
-                (trigger, t, index[id(t)]) for trigger in triggers
+                (trigger, t, transition_index[id(t)]) for trigger in triggers
                 if (t := free.enabled_transition(state.config, trigger)) is not None]
         for trigger, t, i in steps:
-            g.first_source.setdefault(i, key)
+            g.first_source.setdefault(i, node)
             for actor in t.actors:
                 d = free.evaluate(state, trigger, actor=actor, on=DAY)
                 if not d.ok:
@@ -284,17 +287,19 @@ def _walk(workflow: Workflow, limit: int) -> Graph:
                                    seq=state.version, target=d.target, data={})
                 new_memory, broken = tracker.step(memory, state.config, d.target, trigger)
                 for inv, text in broken:
-                    g.violations.setdefault(inv.id, (key, step, d.target, text))
+                    g.violations.setdefault(inv.id, (node, step, d.target, text))
                 new_key = _key(after, new_memory)
-                if new_key not in g.states:
-                    if len(g.states) >= limit:
+                nxt = index.get(new_key)
+                if nxt is None:
+                    if len(states) >= limit:
                         g.complete = False
-                        g.frontier.add(key)
+                        g.frontier.add(node)
                         continue
-                    g.states[new_key] = (after, new_memory)
-                    g.parent[new_key] = (key, step)
-                    queue.append(new_key)
-                out.append((step, new_key))
+                    nxt = index[new_key] = len(states)
+                    states.append((after, new_memory))
+                    parent.append((node, step))
+                out.append((step, nxt))
+        node += 1
     return g
 
 
@@ -306,22 +311,24 @@ def explore(workflow: Workflow, *, limit: int = DEFAULT_LIMIT) -> ExploreReport:
     wf = workflow
     # stuck: expanded configurations from which no final one (nor the unwalked frontier)
     # can be reached
-    preds: dict[Key, list[Key]] = {}
-    for key, out in g.edges.items():
+    preds: list[list[int]] = [[] for _ in g.states]
+    for node, out in g.edges.items():
         for _, nxt in out:
-            preds.setdefault(nxt, []).append(key)
-    finals = [k for k, (s, _) in g.states.items() if free.is_final(s.config)]
-    can_end = set(finals) | g.frontier
-    todo = deque(can_end)
+            preds[nxt].append(node)
+    finals = [n for n, (s, _) in enumerate(g.states) if free.is_final(s.config)]
+    can_end = [False] * len(g.states)
+    todo = deque([*finals, *g.frontier])
+    for n in todo:
+        can_end[n] = True
     while todo:
-        for p in preds.get(todo.popleft(), ()):
-            if p not in can_end:
-                can_end.add(p)
+        for p in preds[todo.popleft()]:
+            if not can_end[p]:
+                can_end[p] = True
                 todo.append(p)
-    stuck = tuple(Finding("stuck", describe(g.states[k][0]),
+    stuck = tuple(Finding("stuck", describe(g.states[n][0]),
                           "no final state can be reached from this configuration",
-                          g.path(k), g.states[k][0].config)
-                  for k in g.states if k not in can_end and k in g.edges)
+                          g.path(n), g.states[n][0].config)
+                  for n in range(len(g.states)) if not can_end[n] and n in g.edges)
     dead: list[Finding] = []
     unseen: list[str] = []
     for i, t in enumerate(wf.transitions):
@@ -343,11 +350,11 @@ def explore(workflow: Workflow, *, limit: int = DEFAULT_LIMIT) -> ExploreReport:
     for inv in wf.invariants:
         found = g.violations.get(inv.id)
         if found is not None:
-            key, step, config, text = found
-            path = () if step.trigger == "create" else (*g.path(key), step)
+            node, step, config, text = found
+            path = () if step.trigger == "create" else (*g.path(node), step)
             violations.append(Finding("violation", inv.id, text, path, config))
     violated = {f.subject for f in violations}
-    reached = {next(iter(g.states[k][0].config)) for k in finals}
+    reached = {next(iter(g.states[n][0].config)) for n in finals}
     top_finals = sorted(s for s, d in wf.state_defs.items() if d.final and d.parent is None)
     return ExploreReport(
         workflow=wf.name, version=wf.version, limit=limit, complete=g.complete,
