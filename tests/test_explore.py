@@ -171,14 +171,19 @@ def test_dead_transition_found_with_the_path_to_where_it_is_refused():
     assert not report.stuck and not report.ok
 
 
-def test_trap_found_with_the_shortest_path_into_it():
-    """A vote that waits for a voter with no ballot is stuck after the other's yes."""
+def test_trap_found_with_the_shortest_path_into_it(store):
+    """A vote that waits for a voter with no ballot is stuck after the other's yes; a real
+    case driven along the path can do nothing more and has not ended."""
     report = af.loads_workflow(TRAP).explore()
     assert report.complete and not report.dead
     assert [f.python for f in report.stuck] == ["[('open', 'adm'), ('v.yes', 'a')]"]
     assert report.stuck[0].subject == "{voting} ballots v: a=yes"
     assert report.finals_reached == ("failed",)
     assert report.finals_unreached == ("passed",)
+    case = store.create_case(af.loads_workflow(TRAP), "fast", actor="adm", on=DAY)
+    for step in report.stuck[0].path:
+        case.fire(step.trigger, actor=step.actor, on=DAY)
+    assert case.allowed(on=DAY) == [] and not case.is_final
 
 
 def test_invariant_violation_found_with_the_shortest_counterexample():
