@@ -208,6 +208,22 @@ def test_the_last_vibo_department_withdrawing_is_vibo_withdrawn(submitted) -> No
     assert "vibo_withdrawn" in case.state and case.region_outcome("vibo") == "not done"
 
 
+def test_a_vote_everyone_left_stays_withdrawn_after_a_revision(submitted, store) -> None:
+    """All four VIBO departments withdraw, TMU sends the plan back and it is resubmitted:
+    VIBO's vote does not restart with nobody left to vote (the case would be stuck), it
+    ends as it ended before, and the rest can go on."""
+    case = submitted
+    for n in range(1, 5):
+        case.fire("vibo.withdraw", actor=f"vibo_afd_{n}", on="2021-11-25")
+    case.fire("tmu.send_back", actor="tmu", on="2021-12-06")
+    case.fire("resubmit", actor="tmf", on="2021-12-10")
+    assert "vibo_withdrawn" in case.state and "vibo_voting" not in case.state
+    case.fire("tmu.approve", actor="tmu", on="2021-12-13")
+    case.fire("aab.approve", actor="aab", on="2021-12-13")
+    case.fire("3b.approve", actor="3b", on="2021-12-13")
+    assert "send_to_lbf" in case.steps() and store.verify().ok
+
+
 def test_a_residents_vote_may_not_change_the_budget(submitted) -> None:
     """aab.approve carrying a budget is refused with the key named; the case is unchanged."""
     before = submitted.data["budget"]

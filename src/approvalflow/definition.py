@@ -31,6 +31,7 @@ __all__ = [
     "VoteGroup",
     "DateRef",
     "Quorum",
+    "Invariant",
     "load_workflow",
     "loads_workflow",
     "bundled_workflows",
@@ -63,7 +64,10 @@ TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
                     "quorum_lost": bool}
 DATE_REF_KEYS = ("date", "data", "after", "days")
 MAX_DAYS = 36_500
-TOP_KEYS = ("workflow", "actors", "states", "votes", "transitions")
+INVARIANT_KEYS = {"id": str, "label": str, "description": str, "when_entering": str,
+                  "since": str, "requires_entered": list, "requires_any_entered": list,
+                  "requires_active": list}
+TOP_KEYS = ("workflow", "actors", "states", "votes", "transitions", "invariants")
 
 
 @attrs.frozen
@@ -172,6 +176,49 @@ class TransitionDef:
     quorum_lost: bool = False  # leaves a parallel state once its quorum can't be met
 
 
+@attrs.frozen
+class Invariant:
+    """What must hold whenever ``when_entering`` is entered (``[[invariants]]`` in a file).
+
+    ``requires_active``: states active right after that step. ``requires_entered`` (all
+    of them) and ``requires_any_entered`` (at least one): states entered at or before that
+    step, counted since the case last entered ``since`` (from its creation when unset),
+    so a loop back through ``since`` starts the count again.
+    """
+
+    id: str
+    when_entering: str
+    label: str = ""
+    description: str = ""
+    since: str | None = None
+    requires_entered: tuple[str, ...] = ()
+    requires_any_entered: tuple[str, ...] = ()
+    requires_active: tuple[str, ...] = ()
+
+    @property
+    def tracked(self) -> frozenset[str]:
+        """The states whose entries this invariant remembers."""
+        return frozenset(self.requires_entered) | frozenset(self.requires_any_entered)
+
+    def describe(self) -> str:
+        """The invariant in words, e.g. ``entering 'b' requires 'a' entered since 'x'``."""
+        parts = []
+        if self.requires_entered:
+            parts.append(f"{', '.join(map(repr, self.requires_entered))} entered")
+        if self.requires_any_entered:
+            parts.append(f"one of {', '.join(map(repr, self.requires_any_entered))} entered")
+        if self.requires_active:
+            parts.append(f"{', '.join(map(repr, self.requires_active))} active")
+        since = f" (since {self.since!r} was last entered)" if self.since else ""
+        return f"entering {self.when_entering!r} requires {' and '.join(parts)}{since}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "label": self.label, "when_entering": self.when_entering,
+                "since": self.since, "requires_entered": list(self.requires_entered),
+                "requires_any_entered": list(self.requires_any_entered),
+                "requires_active": list(self.requires_active)}
+
+
 @attrs.frozen(eq=False)
 class Workflow:
     """A loaded, validated workflow definition. Immutable; share it freely."""
@@ -192,6 +239,7 @@ class Workflow:
     goal: str | None = None  # the state a case aims for (the forecast's goal)
     target: DateRef | None = None  # the date the goal should be reached by
     creation_sets: tuple[str, ...] | None = None  # data keys a case may start with (None: any)
+    invariants: tuple[Invariant, ...] = ()  # what must hold whenever a state is entered
 
     @property
     def states(self) -> frozenset[str]:
@@ -250,6 +298,14 @@ class Workflow:
         from .diagram import render  # drawing is an optional layer, imported when asked
 
         return render(self, case, format=format)
+
+    def explore(self, *, limit: int = 200_000) -> Any:
+        """Walk every reachable configuration (at most ``limit``) and report what was found:
+        dead transitions, configurations with no way to a final state, invariants proven
+        or broken, each with its shortest counterexample. See docs/concepts.md."""
+        from .explore import explore  # the exploration sits above the engine
+
+        return explore(self, limit=limit)
 
     def _repr_html_(self) -> str:
         from .html import workflow_html  # optional display layer, imported when shown

@@ -348,6 +348,18 @@ class Engine:
             return self.step(state.config, t.trigger)
         return state.config
 
+    def settle_votes(self, config: frozenset[str],
+                     withdrawn: Mapping[str, frozenset[str]]) -> frozenset[str]:
+        """``config`` with every vote that is entered again, but that all of its voters
+        have left for good, moved straight to its 'withdrawn' state: a vote nobody can
+        cast a ballot in ends as it ended before (after a revision, say)."""
+        for vote_id, trigger in self._all_withdrawn.items():
+            vg = self.workflow.votes[vote_id]
+            gone = withdrawn.get(vote_id)
+            if gone and vg.state in config and all(v in gone for v in vg.voters):
+                config = self.step(config, trigger)
+        return config
+
     def creation_reasons(self, data: Mapping[str, Any]) -> list[str]:
         """What is wrong with a case's creation data: keys the workflow does not let it set."""
         stray = undeclared_keys(data, self.workflow.creation_sets)
@@ -452,6 +464,7 @@ class Engine:
             return refused(t)
         target = self.step(state.config, trigger) if vg is None else \
             self.ballot_target(vg, t, state, actor)
+        target = self.settle_votes(target, state.withdrawn)
         moves = target != state.config or vg is None
         return Decision(trigger, actor, on, (), transition=t, target=target, moves=moves)
 

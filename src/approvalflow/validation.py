@@ -23,6 +23,7 @@ from .definition import (
     BALLOTS,
     DATE_REF_KEYS,
     ID_RE,
+    INVARIANT_KEYS,
     MAX_DAYS,
     RESERVED_TRIGGERS,
     STATE_KEYS,
@@ -33,6 +34,7 @@ from .definition import (
     WORKFLOW_KEYS,
     WORKFLOW_REQUIRED,
     DateRef,
+    Invariant,
     Quorum,
     StateDef,
     TransitionDef,
@@ -170,6 +172,7 @@ class Builder:
         self._check_soundness(defs, trans + self._withdrawal_steps(votes), head["initial"])
         self.check()
         goal, target = self._check_dates(head, defs, trans)
+        invariants = self._invariants(doc.get("invariants"), defs)
         self.check()
         return Workflow(
             name=name, version=version, title=head.get("title", name),
@@ -178,7 +181,7 @@ class Builder:
             actors=MappingProxyType(actors), state_defs=MappingProxyType(defs),
             transitions=tuple(trans), votes=MappingProxyType(votes),
             source_text=text, path=None if self.source.startswith("<") else self.source,
-            digest=sha256_hex(text), goal=goal, target=target,
+            digest=sha256_hex(text), goal=goal, target=target, invariants=invariants,
             creation_sets=None if creation_sets is None else tuple(creation_sets),
         )
 
@@ -290,6 +293,49 @@ class Builder:
                              f"days from 0 to {MAX_DAYS}.")
             out.append(keys)
         return out
+
+    def _invariants(self, items: Any, defs: dict[str, StateDef]) -> tuple[Invariant, ...]:
+        """``[[invariants]]``: ids valid and unique, every named state a state of the file."""
+        if items is None:
+            return ()
+        if not isinstance(items, list):
+            self.problem(f"invariants must be an array of tables ([[invariants]]), "
+                         f"not {type(items).__name__}.")
+            return ()
+        out: list[Invariant] = []
+        seen: set[str] = set()
+        for i, body in enumerate(items):
+            given = body.get("id") if isinstance(body, dict) else None
+            where = f"[[invariants]] #{i + 1}" + (f" ({given!r})" if isinstance(given, str)
+                                                 else "")
+            keys = self._keys(where, body, INVARIANT_KEYS)
+            for required in ("id", "when_entering"):
+                if required not in keys and isinstance(body, dict) and required not in body:
+                    self.problem(f"{where} needs {required!r}.")
+            inv_id = keys.get("id", "")
+            if "id" in keys and self._id(f"{where}.id", inv_id):
+                if inv_id in seen:
+                    self.problem(f"{where}: the invariant id {inv_id!r} is used twice.")
+                seen.add(inv_id)
+            lists = {k: self._str_list(f"{where}.{k}", keys.get(k, []))
+                     for k in ("requires_entered", "requires_any_entered", "requires_active")}
+            if not any(lists.values()):
+                self.problem(f"{where} requires nothing; give requires_entered, "
+                             f"requires_any_entered or requires_active.")
+            named = [("when_entering", keys.get("when_entering")), ("since", keys.get("since"))]
+            named += [(k, s) for k, values in lists.items() for s in values]
+            unknown = [f"{k} {s!r}" for k, s in named if s is not None and s not in defs]
+            if unknown:
+                self.problem(f"{where}: {', '.join(unknown)} not a state; states: "
+                             f"{_ids(defs)}.")
+            if "id" in keys and "when_entering" in keys:
+                out.append(Invariant(
+                    id=inv_id, when_entering=keys["when_entering"], label=keys.get("label", ""),
+                    description=keys.get("description", ""), since=keys.get("since"),
+                    requires_entered=tuple(lists["requires_entered"]),
+                    requires_any_entered=tuple(lists["requires_any_entered"]),
+                    requires_active=tuple(lists["requires_active"])))
+        return tuple(out)
 
     def _state_tree(self, states: dict[str, dict[str, Any]], initial: str) -> dict[str, StateDef]:
         children: dict[str | None, list[str]] = {}
