@@ -54,7 +54,7 @@ VOTE_KEYS = {"label": str, "state": str, "voters": list, "need": (str, int),
 TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
                     "guards": list, "label": str, "vote": str, "ballot": str, "join": bool,
                     "description": str, "deadline": DATE_REF, "earliest": DATE_REF,
-                    "duration_days": int}
+                    "duration_days": int, "not_by": list, "awaited": bool}
 DATE_REF_KEYS = ("date", "data", "after", "days")
 MAX_DAYS = 36_500
 TOP_KEYS = ("workflow", "actors", "states", "votes", "transitions")
@@ -147,6 +147,10 @@ class TransitionDef:
     deadline: DateRef | None = None  # the step should be taken on or before this date
     earliest: DateRef | None = None  # the step can't be taken before this date
     duration_days: int | None = None  # typical time from when it can be taken to when it is
+    #: triggers whose latest taker (``by``) may not take this step too (four eyes)
+    not_by: tuple[str, ...] = ()
+    #: False: a step anyone may take at any time; its actors are not listed as awaited
+    awaited: bool = True
 
 
 @attrs.frozen(eq=False)
