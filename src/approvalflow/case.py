@@ -292,6 +292,8 @@ class Case:
 
     def awaiting(self, on: object = None) -> dict[str, list[str]]:
         """Who may act and on what: actor id -> triggers, for every actor of the workflow.
+        Steps marked ``awaited = false`` (one anyone may take at any time) are left out:
+        nobody is waiting for them (:meth:`permitted` includes them).
 
         On a view taken ``as_of`` a date, this describes who was awaited then (``on``
         defaults to that date); the view itself still refuses to take steps.
@@ -302,6 +304,17 @@ class Case:
             triggers = [t for t in self._engine.allowed(self._state, actor=actor, on=when,
                                                         case_id=self._id)
                         if self._awaited(t)]
+            if triggers:
+                out[actor] = triggers
+        return out
+
+    def permitted(self, on: object = None) -> dict[str, list[str]]:
+        """Who may take a step now and which: actor id -> triggers, like :meth:`awaiting`
+        but with the steps marked ``awaited = false`` too (a withdrawal anyone may make)."""
+        when = self._on(on)
+        out: dict[str, list[str]] = {}
+        for actor in self._workflow.actors:
+            triggers = self._engine.allowed(self._state, actor=actor, on=when, case_id=self._id)
             if triggers:
                 out[actor] = triggers
         return out

@@ -3,9 +3,9 @@
 The log is the truth: :func:`replay` applies each recorded event's target as it is.
 With ``check``, it also re-decides every step with the engine, exactly as ``fire``
 decided it (the step enabled from that state, the actor, the date order, the join,
-each vote's rules, four eyes (``not_by``), every guard on the data as of that step, and where the statechart
-moves) and reports each disagreement, naming the rule: this is how ``Store.verify``
-proves a log is one the workflow could have written.
+each vote's rules, four eyes (``not_by``), every guard on the data as of that step, and
+where the statechart moves) and reports each disagreement, naming the rule: this is how
+``Store.verify`` proves a log is one the workflow could have written.
 """
 
 from __future__ import annotations

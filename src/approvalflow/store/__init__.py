@@ -42,6 +42,7 @@ from ..errors import (
 )
 from ..forecast import DueItem, due_items, sort_due
 from ..replay import replay
+from .feed import Subscriber, notify, read_feed
 from .rows import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
@@ -55,7 +56,6 @@ from .rows import (
     translate,
     utc_now,
 )
-from .feed import Subscriber, notify, read_feed
 from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
 from .verification import VerifyReport, verify_store
 

@@ -40,6 +40,9 @@ def translate(what: str) -> Iterator[None]:
             hint = "the file's folder does not exist, or the file can't be opened there"
         elif "readonly" in text or "read-only" in text:
             hint = "the database file or its folder is read-only"
+        elif "thread" in text:
+            hint = ("a Store belongs to the thread that opened it; open one store per thread "
+                    "or per request (approvalflow.open_store), see docs/integration.md")
         elif "append-only" in text:
             hint = "recorded events and workflows are never changed or deleted"
         else:
