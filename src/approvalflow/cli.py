@@ -236,7 +236,11 @@ def _load_guards(given: tuple[str, ...]) -> None:
     plugins are loaded the first time a workflow names a guard not registered."""
     from . import guards, plugins
 
-    for spec in [*plugins.guard_modules_from_env(), *given]:
+    specs = [*plugins.guard_modules_from_env(), *given]
+    if specs and "" not in sys.path and os.getcwd() not in sys.path:
+        # a module in the current folder is importable by name, as with ``python -m``
+        sys.path.append(os.getcwd())
+    for spec in specs:
         plugins.load_guard_module(spec)
     guards.load_on_first_miss(plugins.load_guard_plugins)
 

@@ -320,7 +320,7 @@ class Engine:
                        refuse: Callable[[str, str], None]) -> None:
         """Four eyes: ``by`` is not the person who took any step ``t.not_by`` names."""
         if by is None:
-            refuse("not_by", f"{t.trigger!r} must be taken by another person than "
+            refuse("not_by", f"{t.trigger!r} must be taken by another person than who took "
                              f"{_ids(t.not_by)}; say who takes it (by)")
             return
         for named in t.not_by:
