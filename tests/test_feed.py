@@ -37,7 +37,7 @@ def test_feed_is_every_event_in_commit_order(store: af.Store) -> None:
     """Positions run 1..n in the order events were committed, across cases; after and
     limit page through them."""
     a = _loop_case(store, "a")
-    b = _loop_case(store, "b", steps=1)
+    _loop_case(store, "b", steps=1)
     a.fire("propose", actor="tmf", on=wp.ON)
     feed = store.feed()
     assert [(e.case_id, e.seq) for e in feed] == [("a", 1), ("b", 1), ("b", 2), ("a", 2)]
