@@ -459,7 +459,7 @@ def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | 
     if as_json:
         _echo_json(doc)
     else:
-        click.echo(summary_text(doc))
+        click.echo(cli_advice(summary_text(doc)))
 
 
 # --------------------------------------------------------------------------- due
@@ -553,8 +553,8 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
         for a, reasons in r["why_not"].items():
             groups.setdefault(tuple(reasons), []).append(a)
         for reasons, actors in groups.items():
-            for line in wrap(f"{r['trigger']} by {', '.join(actors)}: {'; '.join(reasons)}",
-                              2, 6):
+            for line in wrap(cli_advice(f"{r['trigger']} by {', '.join(actors)}: "
+                                        f"{'; '.join(reasons)}"), 2, 6):
                 click.echo(line)
 
 
