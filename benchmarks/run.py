@@ -867,7 +867,8 @@ def main(argv: list[str] | None = None) -> int:
 
         step("bulk_import", bulk)
         big = holder.get("big")
-        if big is None:  # a later benchmark needs the big database
+        if big is None and (only is None or only & {"load_case", "verify", "cli"}):
+            # a later benchmark needs the big database
             big = tmp / "big.db"
             af_bulk(big, size["bulk_cases"])
         step("load_case", lambda: bench_load(tmp, big, size["bulk_cases"], size["small_cases"],

@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,6 +131,8 @@ class Store:
         self._bulk_touched: dict[int, tuple[Case, Any]] = {}
         self._subscribers: list[Subscriber] = []
         self._committed_mark: int | None = None
+        self._timeout = timeout
+        self._writer_lock = _writer_lock(self.path)
         self._closed = False
 
     @property
@@ -231,16 +234,39 @@ class Store:
                     self._bulk_failed = True
                     raise
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                mark = self._feed_mark()
-                yield
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
+            with self._writer_turn(what):
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    mark = self._feed_mark()
+                    yield
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
         # the callbacks run once the caller has advanced its Case (see _after_commit)
         self._committed_mark = mark
+
+    @contextlib.contextmanager
+    def _writer_turn(self, what: str) -> Iterator[None]:
+        """Wait for the other writers of this process to the same file, on a lock.
+
+        SQLite's busy handler sleeps in growing steps (1, 2, 5, 10 ... ms) while another
+        connection holds the write lock; threads of one process queue here instead and
+        are woken the moment the writer before them is done. Writers in other processes
+        still wait in SQLite.
+        """
+        lock = self._writer_lock
+        if lock is None:
+            yield
+            return
+        if not lock.acquire(timeout=self._timeout):
+            raise StoreError(f"Could not {what}: another writer of this process held "
+                             f"{self.path!r} longer than the timeout of {self._timeout} s "
+                             f"(retry, or open the store with a longer timeout).")
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[Store]:
@@ -257,7 +283,7 @@ class Store:
             finally:
                 self._bulk_depth -= 1
             return
-        with translate("run a bulk transaction"):
+        with translate("run a bulk transaction"), self._writer_turn("run a bulk transaction"):
             self._conn.execute("BEGIN IMMEDIATE")
             self._bulk_depth = 1
             try:
@@ -730,6 +756,22 @@ class Store:
             raise StoreError("The store is closed.")
         with translate("verify the log"):
             return verify_store(self, heads=heads, strict=strict)
+
+
+#: One lock per database file, shared by the writers of this process (Store._writer_turn).
+_WRITER_LOCKS: dict[str, threading.RLock] = {}
+_WRITER_LOCKS_LOCK = threading.Lock()
+
+
+def _writer_lock(path: str) -> threading.RLock | None:
+    if path == ":memory:" or path.startswith("file:"):
+        return None  # each :memory: connection is its own database
+    key = os.path.realpath(path)
+    with _WRITER_LOCKS_LOCK:
+        lock = _WRITER_LOCKS.get(key)
+        if lock is None:
+            lock = _WRITER_LOCKS[key] = threading.RLock()
+        return lock
 
 
 def check_case_id(case_id: object) -> str:
