@@ -145,3 +145,37 @@ def test_one_store_shared_by_threads_says_what_to_do(store: af.Store) -> None:
     t.join(JOIN)
     assert len(errors) == 1 and isinstance(errors[0], af.StoreError)
     assert "open one store per thread or per request" in str(errors[0])
+
+
+def test_writer_threads_of_one_process_take_turns(db_path: Path, grant: str) -> None:
+    """A thread that wants to write while another thread's bulk block holds the file waits
+    its turn and then writes; with a timeout shorter than the block, it fails with a
+    StoreError that names the timeout and writes nothing."""
+    outcomes: list[str] = []
+    started = threading.Event()
+
+    def write(timeout: float) -> None:
+        try:
+            with af.open_store(db_path, timeout=timeout) as store:
+                case = store.case("g")
+                started.set()
+                case.fire("ethics.yes", actor="e2", on="2024-01-10", retries=2)
+                outcomes.append("stored")
+        except af.StoreError as e:
+            outcomes.append(str(e))
+
+    with af.open_store(db_path) as store, store.bulk():
+        store.case("g").fire("ethics.yes", actor="e1", on="2024-01-10")
+        impatient = threading.Thread(target=write, args=(0.05,))
+        impatient.start()
+        impatient.join(JOIN)  # it gives up while the block is still open
+        started.clear()
+        patient = threading.Thread(target=write, args=(60.0,))
+        patient.start()
+        assert started.wait(JOIN)
+    patient.join(JOIN)
+    assert "another writer of this process held" in outcomes[0]
+    assert "timeout of 0.05 s" in outcomes[0]
+    assert outcomes[1:] == ["stored"]
+    with af.open_store(db_path) as store:
+        assert [e.actor for e in store.case("g").history[2:]] == ["e1", "e2"]
