@@ -764,7 +764,7 @@ _WRITER_LOCKS_LOCK = threading.Lock()
 
 
 def _writer_lock(path: str) -> threading.RLock | None:
-    if path == ":memory:" or path.startswith("file:"):
+    if path == ":memory:":
         return None  # each :memory: connection is its own database
     key = os.path.realpath(path)
     with _WRITER_LOCKS_LOCK:
