@@ -173,7 +173,8 @@ def forge(path: Path, trigger: str, actor: str, on: str, *, data: dict[str, Any]
            "source": canonical_json(sorted(source)), "target": canonical_json(sorted(target)),
            "note": None, "data": canonical_json(data or {}), "workflow": last["workflow"],
            "workflow_version": last["workflow_version"], "key": None,
-           "prev_hash": last["hash"], "workflow_digest": None}
+           "prev_hash": last["hash"], "workflow_digest": None, "by": None,
+           "position": conn.execute("SELECT MAX(position) + 1 FROM events").fetchone()[0]}
     row["hash"] = event_hash(row)
     columns = ", ".join(row)
     conn.execute(f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(row))})",

@@ -61,7 +61,7 @@ TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
                     "guards": list, "label": str, "vote": str, "ballot": str, "join": bool,
                     "description": str, "deadline": DATE_REF, "earliest": DATE_REF,
                     "duration_days": int, "sets": list, "restate_after_withdrawal": list,
-                    "quorum_lost": bool}
+                    "quorum_lost": bool, "not_by": list, "awaited": bool}
 DATE_REF_KEYS = ("date", "data", "after", "days")
 MAX_DAYS = 36_500
 INVARIANT_KEYS = {"id": str, "label": str, "description": str, "when_entering": str,
@@ -174,6 +174,10 @@ class TransitionDef:
     sets: tuple[str, ...] | None = None  # data keys the step may carry (None: any)
     restate_after_withdrawal: tuple[str, ...] = ()  # keys to state again after a withdrawal
     quorum_lost: bool = False  # leaves a parallel state once its quorum can't be met
+    #: triggers whose latest taker (``by``) may not take this step too (four eyes)
+    not_by: tuple[str, ...] = ()
+    #: False: a step anyone may take at any time; its actors are not listed as awaited
+    awaited: bool = True
 
 
 @attrs.frozen

@@ -444,8 +444,8 @@ def _route(engine: Engine, config: frozenset[str], goal: str) -> list[Transition
             continue
         for trigger in order:
             t = engine.enabled_transition(current, trigger)
-            if t is None or t.ballot != "yes":
-                continue
+            if t is None or t.ballot != "yes" or not t.awaited:
+                continue  # a step nobody is awaited for (awaited = false) is no plan
             if (t.join or t.quorum_lost) and engine.join_reasons(t, current):
                 continue
             nxt = engine.step(current, trigger)
