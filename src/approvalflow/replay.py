@@ -35,6 +35,7 @@ class Recorded(NamedTuple):
     source: frozenset[str]
     target: frozenset[str]
     data: Mapping[str, Any]
+    note: str | None = None
 
 
 def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,

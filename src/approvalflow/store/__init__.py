@@ -53,6 +53,7 @@ from .rows import (
     translate,
     utc_now,
 )
+from . import projections
 from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
 from .verification import VerifyReport, verify_store
 
@@ -325,6 +326,7 @@ class Store:
             "workflow_digest": wf.digest,
         }
         event_row["hash"] = event_hash(event_row)
+        event = row_to_event(event_row)
         with self._write(f"create case {case_id!r}"):
             exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
                                         (case_id,)).fetchone()
@@ -338,7 +340,7 @@ class Store:
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
                  event_row["hash"], int(engine.is_final(state.config)),
                  event_row["recorded_at"], event_row["recorded_at"]))
-        event = row_to_event(event_row)
+            projections.insert(self._conn, case_id, projections.compute(engine, state, [event]))
         return Case(self, wf, case_id, state, (event,))
 
     def _insert_event(self, row: Mapping[str, Any]) -> None:
@@ -557,11 +559,15 @@ class Store:
                 UPDATE_CASE,
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
                  case.id))
-        event = row_to_event(row)
+            event = row_to_event(row)
+            before = case.engine_state
+            after = projections.state_after(case._engine, before, event)
+            projections.advance(self._conn, case._engine, case.id, before, after,
+                                (*case.history, event))
         if self._bulk_depth:
             # remember how the case was, so a block that is rolled back restores it
             self._bulk_touched.setdefault(id(case), (case, case._snapshot()))
-        case._advance(event)
+        case._advance(event, after)
         return event
 
     # -- importing ----------------------------------------------------------------------

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 #: 2: a ``store_meta`` table recording when and by which approvalflow the file was
 #: created or last migrated. 3: the ``workflows`` table is append-only (triggers), and a
 #: case's creation commits to its workflow's text (``events.workflow_digest``, hashed).
-SCHEMA_VERSION = 3
+#: 4: the projection tables (store/projections.py: ``case_awaiting``, ``case_due``,
+#: ``case_data``, ``case_fields``, index ``cases_last_on``), filled from the log.
+SCHEMA_VERSION = 4
 
 
 def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
@@ -52,9 +54,18 @@ def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
                    f"SELECT RAISE(ABORT, 'workflows are append-only'); END")
 
 
+def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
+    # The projections, all in this one function (other migrations may be numbered
+    # around it): create the tables, then fill them by replaying every case.
+    from .projections import create_tables, fill
+
+    create_tables(db.conn)
+    fill(db.conn)
+
+
 #: migrations[n] brings a database from schema n to n + 1. Every pending migration runs
 #: in one transaction, with the new user_version and the store_meta record.
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
 
 
 def package_version() -> str:

@@ -1,0 +1,409 @@
+"""Projections: tables derived from the log, written in the same transaction as each event,
+so that questions across many cases read indexes instead of replaying every case.
+
+- ``case_awaiting (actor, case_id, trigger, guarded)``: who may act on what, as the
+  engine decides it from the case's state alone: the step leaves an active state, the
+  actor may take it, the join is complete, the vote still takes this voter. What is left
+  depends on the day asked and the data (the date order and the guards):
+  :meth:`Store.awaiting` re-checks those for the matching rows only (``guarded`` says
+  which have guards), so its answer is exactly :meth:`Case.awaiting`'s.
+- ``case_due (case_id, n, kind, step, label, due, fixed, risk, actors)``: each deadline
+  not yet met and each expected step of an open case, as ``due`` computes them on the
+  day of the case's last event. ``fixed = 0`` marks a row whose date or actors move
+  with the day asked (a deadline counted from a forecast date, a vote's voters): its
+  ``due`` is then the earliest it can be. ``risk = 1`` marks a deadline on the route
+  to the goal, which may be "at risk" before it is due. :meth:`Store.due` replays only
+  the cases whose rows it can't answer from the columns.
+- ``case_data (case_id, data)``: the case data as replay merges it (canonical JSON).
+- ``case_fields (path, value, case_id)``: every leaf of the case data by its dotted path
+  (``budget.total``); strings as they are, other values as canonical JSON.
+- the last event's date is ``cases.last_on``, indexed (``cases_last_on``).
+
+Every table is derived: :func:`fill` recomputes them all from the log (``rebuild`` and
+the schema migration), and :func:`check_projections` compares them with what replay
+says (``verify``). No table here is hashed or append-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ..definition import Workflow, loads_workflow
+from ..engine import CaseState, Engine, engine_for
+from ..errors import ApprovalflowError
+from ..forecast import _analyse, _deadlines
+from ..replay import Recorded, replay
+from .rows import encode, parse_date, state_set
+
+if TYPE_CHECKING:
+    from ..case import Event
+
+__all__ = ["Projection", "ImportProjections", "compute", "fill", "check_projections",
+           "create_tables", "field_value", "TABLES"]
+
+#: The projection tables, in the order rebuild and verify report them.
+TABLES = ("case_awaiting", "case_due", "case_data", "case_fields")
+
+INSERT_AWAITING = "INSERT INTO case_awaiting (actor, case_id, trigger, guarded) VALUES (?,?,?,?)"
+DELETE_AWAITING = "DELETE FROM case_awaiting WHERE actor = ? AND case_id = ? AND trigger = ?"
+INSERT_DUE = ("INSERT INTO case_due (case_id, n, kind, step, label, due, fixed, risk, actors) "
+              "VALUES (?,?,?,?,?,?,?,?,?)")
+INSERT_DATA = "INSERT INTO case_data (case_id, data) VALUES (?, ?)"
+INSERT_FIELD = "INSERT INTO case_fields (path, value, case_id) VALUES (?,?,?)"
+DELETE_FIELD = "DELETE FROM case_fields WHERE path = ? AND value = ? AND case_id = ?"
+
+AwaitRow = tuple[str, str, int]  # actor, trigger, guarded
+DueRow = tuple[int, str, str, str, str, int, int, str]  # n, kind, step, label, due, ...
+FieldRow = tuple[str, str]  # path, value
+
+
+def create_tables(conn: sqlite3.Connection | Any) -> None:
+    """The projection tables and their indexes (schema migration 3 -> 4)."""
+    for sql in (
+        "CREATE TABLE case_awaiting (actor TEXT NOT NULL, case_id TEXT NOT NULL, "
+        "trigger TEXT NOT NULL, guarded INTEGER NOT NULL, "
+        "PRIMARY KEY (actor, case_id, trigger)) WITHOUT ROWID",
+        "CREATE TABLE case_due (case_id TEXT NOT NULL, n INTEGER NOT NULL, kind TEXT NOT NULL, "
+        "step TEXT NOT NULL, label TEXT NOT NULL, due TEXT NOT NULL, fixed INTEGER NOT NULL, "
+        "risk INTEGER NOT NULL, actors TEXT NOT NULL, PRIMARY KEY (case_id, n)) WITHOUT ROWID",
+        "CREATE INDEX case_due_due ON case_due (due)",
+        "CREATE TABLE case_data (case_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+        "CREATE TABLE case_fields (path TEXT NOT NULL, value TEXT NOT NULL, "
+        "case_id TEXT NOT NULL, PRIMARY KEY (path, value, case_id)) WITHOUT ROWID",
+        "CREATE INDEX cases_last_on ON cases (last_on)",
+    ):
+        conn.execute(sql)
+
+
+# --------------------------------------------------------------------------- computing
+
+
+def field_value(value: Any) -> str:
+    """How a data value is kept in ``case_fields`` and compared: text as it is, anything
+    else as canonical JSON (``6``, ``true``, ``null``, ``["a","b"]``)."""
+    return value if isinstance(value, str) else encode(value)
+
+
+def fields(data: Mapping[str, Any], prefix: str = "") -> list[FieldRow]:
+    """Every leaf of ``data`` by dotted path; an object is walked into, a list is a leaf."""
+    out: list[FieldRow] = []
+    for key, value in data.items():
+        path = prefix + key
+        if isinstance(value, Mapping):
+            out.extend(fields(value, path + "."))
+        else:
+            out.append((path, field_value(value)))
+    return out
+
+
+_AWAIT_MEMO: dict[tuple[Any, ...], tuple[AwaitRow, ...]] = {}
+
+
+def awaiting_rows(engine: Engine, state: CaseState) -> tuple[AwaitRow, ...]:
+    """(actor, trigger, guarded) for every step an actor may take now, as ``evaluate``
+    decides it on the state alone (guards and the date left out: see the module)."""
+    key: tuple[Any, ...] = (id(engine), state.config)
+    if engine.workflow.votes:
+        key += (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in state.ballots.items())),
+                tuple(sorted((g, tuple(sorted(w))) for g, w in state.withdrawn.items())))
+    found = _AWAIT_MEMO.get(key)
+    if found is not None:
+        return found
+    rows: list[AwaitRow] = []
+    if not engine.is_final(state.config):
+        bare = attrs.evolve(state, data={})
+        when = state.last_on or dt.date.min
+        wf = engine.workflow
+        for trigger in sorted({t.trigger for t in wf.transitions}):
+            t = engine.enabled_transition(state.config, trigger)
+            if t is None:
+                continue
+            for actor in t.actors:
+                if actor not in wf.actors:
+                    continue
+                decision = engine.evaluate(bare, trigger, actor=actor, on=when, unchecked=[])
+                if all(rule.startswith("guard ") for rule in decision.rules):
+                    rows.append((actor, trigger, int(bool(t.guards))))
+    result = tuple(sorted(rows))
+    if len(_AWAIT_MEMO) > 50_000:
+        _AWAIT_MEMO.clear()
+    _AWAIT_MEMO[key] = result
+    return result
+
+
+def _has_deadlines(wf: Workflow) -> bool:
+    return any(t.deadline is not None for t in wf.transitions)
+
+
+def due_rows(engine: Engine, state: CaseState,
+             history: Sequence[Event] | Sequence[Recorded]) -> tuple[DueRow, ...]:
+    """The due items of an open case as of the day of its last event, with what ``due``
+    needs to answer for any later day (see the module)."""
+    wf = engine.workflow
+    if engine.is_final(state.config) or state.last_on is None:
+        return ()
+    if not _has_deadlines(wf) and not any(e.kind == "expect" for e in history):
+        return ()
+    a = _analyse(wf, state, history, state.last_on)  # type: ignore[arg-type]
+    planned = {p.t.trigger: p for p in a.route or []}
+    rows: list[DueRow] = []
+    for d in _deadlines(a, state):
+        if d.due is None or d.taken_on is not None:
+            continue
+        p = planned.get(d.step)
+        fixed = not d.projected and not (p is not None and p.t.vote)
+        rows.append((len(rows), "deadline", d.step, d.label, d.due.isoformat(), int(fixed),
+                     int(p is not None), encode(list(d.actors))))
+    for p in a.route or []:
+        known = [x.date for x in (p.expected, *(v.expected for v in p.voters)) if x is not None]
+        if not known or p.preds:
+            continue
+        rows.append((len(rows), "expected", p.t.trigger, p.t.label or p.t.trigger,
+                     max(known).isoformat(), int(not p.t.vote), 0, encode(list(p.actors))))
+    return tuple(rows)
+
+
+@attrs.frozen
+class Projection:
+    """What the projection tables hold for one case."""
+
+    awaiting: tuple[AwaitRow, ...]
+    due: tuple[DueRow, ...]
+    data: str
+    fields: tuple[FieldRow, ...]
+
+
+def compute(engine: Engine, state: CaseState,
+            history: Sequence[Event] | Sequence[Recorded]) -> Projection:
+    """Every projection row of a case, from its replayed state and its events."""
+    return Projection(awaiting_rows(engine, state), due_rows(engine, state, history),
+                      encode(dict(state.data)), tuple(sorted(fields(state.data))))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def state_after(engine: Engine, state: CaseState, event: Event | Recorded) -> CaseState:
+    """The state once ``event`` is applied (as replay applies it)."""
+    if event.kind == "fire":
+        return engine.apply(state, trigger=event.trigger, actor=event.actor, on=event.on,
+                            seq=event.seq, target=event.target, data=event.data)
+    return attrs.evolve(state, version=event.seq, last_on=event.on)
+
+
+
+def insert(conn: sqlite3.Connection, case_id: str, p: Projection) -> None:
+    """Write a new case's rows."""
+    if p.awaiting:
+        conn.executemany(INSERT_AWAITING, [(a, case_id, t, g) for a, t, g in p.awaiting])
+    if p.due:
+        conn.executemany(INSERT_DUE, [(case_id, *r) for r in p.due])
+    conn.execute(INSERT_DATA, (case_id, p.data))
+    if p.fields:
+        conn.executemany(INSERT_FIELD, [(path, v, case_id) for path, v in p.fields])
+
+
+def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: CaseState,
+            after: CaseState, history: Sequence[Event] | Sequence[Recorded]) -> None:
+    """Bring a case's rows from ``before`` to ``after`` (its state once the new events are
+    applied; ``history`` ends with them). Only what changed is written."""
+    old, new = awaiting_rows(engine, before), awaiting_rows(engine, after)
+    if old != new:
+        gone, added = set(old) - set(new), set(new) - set(old)
+        if gone:
+            conn.executemany(DELETE_AWAITING, [(a, case_id, t) for a, t, _ in gone])
+        if added:
+            conn.executemany(INSERT_AWAITING, [(a, case_id, t, g) for a, t, g in added])
+    rows = due_rows(engine, after, history)
+    if rows or _has_deadlines(engine.workflow) or any(e.kind == "expect" for e in history):
+        conn.execute("DELETE FROM case_due WHERE case_id = ?", (case_id,))
+        if rows:
+            conn.executemany(INSERT_DUE, [(case_id, *r) for r in rows])
+    if after.data is not before.data and after.data != before.data:
+        conn.execute("UPDATE case_data SET data = ? WHERE case_id = ?",
+                     (encode(dict(after.data)), case_id))
+        was, now = set(fields(before.data)), set(fields(after.data))
+        if was - now:
+            conn.executemany(DELETE_FIELD, [(p, v, case_id) for p, v in was - now])
+        if now - was:
+            conn.executemany(INSERT_FIELD, [(p, v, case_id) for p, v in now - was])
+
+
+class ImportProjections:
+    """Rows of the cases an import creates, written in batches with its events."""
+
+    def __init__(self) -> None:
+        self.awaiting: list[tuple[Any, ...]] = []
+        self.due: list[tuple[Any, ...]] = []
+        self.data: list[tuple[Any, ...]] = []
+        self.fields: list[tuple[Any, ...]] = []
+
+    def add(self, case_id: str, engine: Engine, state: CaseState,
+            history: Sequence[Event] | Sequence[Recorded]) -> None:
+        self.awaiting.extend((a, case_id, t, g) for a, t, g in awaiting_rows(engine, state))
+        self.due.extend((case_id, *r) for r in due_rows(engine, state, history))
+        self.data.append((case_id, encode(dict(state.data))))
+        self.fields.extend((path, v, case_id) for path, v in fields(state.data))
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        for sql, rows in ((INSERT_AWAITING, self.awaiting), (INSERT_DUE, self.due),
+                          (INSERT_DATA, self.data), (INSERT_FIELD, self.fields)):
+            if rows:
+                conn.executemany(sql, rows)
+                rows.clear()
+
+
+# --------------------------------------------------------------------------- from the log
+
+
+def _recorded(r: Sequence[Any]) -> Recorded:
+    """A row selected as ``case_id, seq, kind, trigger, actor, on_date, source, target,
+    data, note`` as replay reads it."""
+    return Recorded(r[0], r[1], r[2], r[3], r[4], parse_date(r[5]), state_set(r[6]),
+                    state_set(r[7]), {} if r[8] == "{}" else json.loads(r[8]), r[9])
+
+
+def _cases_from_log(conn: sqlite3.Connection
+                    ) -> Iterable[tuple[str, Engine, CaseState, list[Recorded]]]:
+    """Every case replayed from its events, by id (cases that can't be replayed are left
+    out: ``verify`` reports them)."""
+    engines: dict[tuple[str, int], Engine | None] = {}
+    for name, version, source in conn.execute("SELECT name, version, source FROM workflows"):
+        try:
+            engines[(name, version)] = engine_for(loads_workflow(
+                source, source=f"workflows/{name}@v{version}", strict_guards=False))
+        except ApprovalflowError:
+            engines[(name, version)] = None
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    rows = cursor.execute("SELECT case_id, seq, kind, trigger, actor, on_date, source, target, "
+                          "data, note, workflow, workflow_version FROM events "
+                          "ORDER BY case_id, seq")
+    batch: list[Recorded] = []
+    key: tuple[str, int] | None = None
+
+    def done() -> tuple[str, Engine, CaseState, list[Recorded]] | None:
+        engine = engines.get(key) if key is not None else None
+        if engine is None:
+            return None
+        try:
+            return batch[0].case_id, engine, replay(engine, batch), batch
+        except (ApprovalflowError, ValueError, KeyError, TypeError):
+            return None
+
+    for r in rows:
+        if batch and r[0] != batch[0].case_id:
+            found = done()
+            if found is not None:
+                yield found
+            batch = []
+        if not batch:
+            key = (r[10], r[11])
+        batch.append(_recorded(r))
+    if batch:
+        found = done()
+        if found is not None:
+            yield found
+
+
+def fill(conn: sqlite3.Connection) -> int:
+    """Empty every projection table and recompute it from the log; the number of cases.
+    Runs inside the caller's transaction (``rebuild``, the migration to schema 4)."""
+    for table in TABLES:
+        conn.execute(f"DELETE FROM {table}")
+    rows = ImportProjections()
+    n = 0
+    for case_id, engine, state, history in _cases_from_log(conn):
+        rows.add(case_id, engine, state, history)
+        n += 1
+        if len(rows.fields) > 20_000:
+            rows.flush(conn)
+    rows.flush(conn)
+    return n
+
+
+# --------------------------------------------------------------------------- checking
+
+
+class ExpectedRows:
+    """What replay says each case's projection rows are, collected by ``verify``."""
+
+    def __init__(self) -> None:
+        self.cases: dict[str, Projection] = {}
+
+    def add(self, case_id: str, engine: Engine, state: CaseState,
+            history: Sequence[Recorded]) -> None:
+        p = compute(engine, state, history)
+        # the data is checked by a digest: a case's data can be large
+        self.cases[case_id] = attrs.evolve(p, data=str(hash(p.data)),
+                                           fields=(("#", str(hash(p.fields))),))
+
+
+def _grouped(conn: sqlite3.Connection, sql: str) -> dict[Any, list[tuple[Any, ...]]]:
+    out: dict[Any, list[tuple[Any, ...]]] = {}
+    for r in conn.execute(sql):
+        out.setdefault(r[0], []).append(tuple(r)[1:])
+    return out
+
+
+def _rows_text(rows: Iterable[tuple[Any, ...]]) -> str:
+    listed = sorted(rows, key=repr)
+    text = ", ".join(repr(r) for r in listed[:3])
+    return text + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
+
+
+def check_projections(conn: sqlite3.Connection, expected: ExpectedRows) -> list[str]:
+    """Every projection row against what replay gives; a problem names the case, the
+    table and the rows that differ. Called once per ``verify``."""
+    problems: list[str] = []
+    hint = " (rebuild the projections with 'approvalflow rebuild')"
+    awaiting = _grouped(conn, "SELECT case_id, actor, trigger, guarded FROM case_awaiting")
+    due = _grouped(conn, "SELECT case_id, n, kind, step, label, due, fixed, risk, actors "
+                         "FROM case_due ORDER BY case_id, n")
+    data = {r[0]: r[1] for r in conn.execute("SELECT case_id, data FROM case_data")}
+    field_rows = _grouped(conn, "SELECT case_id, path, value FROM case_fields")
+    for case_id in sorted(set(awaiting) | set(due) | set(data) | set(field_rows)
+                          | set(expected.cases), key=repr):
+        want = expected.cases.get(case_id)
+        where = f"case {case_id!r}"
+        if want is None:
+            for table, held in (("case_awaiting", awaiting), ("case_due", due),
+                                ("case_data", data), ("case_fields", field_rows)):
+                if case_id in held:
+                    problems.append(f"{where}: the {table} table has rows for it, but the log "
+                                    f"has no such case (or it can't be replayed){hint}")
+            continue
+        for table, have, exp in (
+                ("case_awaiting", set(awaiting.get(case_id, ())), set(want.awaiting)),
+                ("case_due", set(due.get(case_id, ())), set(want.due))):
+            if have != exp:
+                extra, missing = have - exp, exp - have
+                problems.append(
+                    f"{where}: the {table} table differs from what replay gives"
+                    + (f"; rows not in the replay: {_rows_text(extra)}" if extra else "")
+                    + (f"; rows missing: {_rows_text(missing)}" if missing else "") + hint)
+        stored = data.get(case_id)
+        if stored is None or str(hash(stored)) != want.data:
+            problems.append(f"{where}: the case_data table holds "
+                            f"{'no row' if stored is None else repr(_short(stored))}, not the "
+                            f"data replay gives{hint}")
+        have_fields = tuple(sorted((p, v) for p, v in field_rows.get(case_id, ())))
+        if str(hash(have_fields)) != want.fields[0][1]:
+            text = f"{where}: the case_fields table differs from the case data replay gives"
+            if stored is not None and str(hash(stored)) == want.data:
+                have, exp = set(have_fields), set(fields(json.loads(stored)))
+                text += (f"; rows not in the data: {_rows_text(have - exp)}" if have - exp
+                         else "") + (f"; rows missing: {_rows_text(exp - have)}"
+                                     if exp - have else "")
+            problems.append(text + hint)
+    return problems
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
