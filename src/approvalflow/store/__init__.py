@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,6 +39,10 @@ from ..errors import (
 )
 from ..forecast import DueItem, due_items, sort_due
 from ..replay import replay
+from . import projections
+from .queries import Awaited, CaseList, find_cases
+from .queries import awaiting as awaiting_cases
+from .queries import due as due_from_tables
 from .rows import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
@@ -53,7 +56,6 @@ from .rows import (
     translate,
     utc_now,
 )
-from . import projections
 from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
 from .verification import VerifyReport, verify_store
 
@@ -61,7 +63,8 @@ if TYPE_CHECKING:
     import pandas
     import sqlite_utils  # imported when first needed (Store.db): it imports pandas
 
-__all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION", "replay"]
+__all__ = ["Store", "open_store", "CaseSummary", "CaseList", "Awaited", "VerifyReport",
+           "SCHEMA_VERSION", "replay"]
 
 #: What a bulk block says once the database failed inside it (a full disk, say).
 _BULK_FAILED = ("A step inside this bulk block failed in the database (such as a full disk); "
@@ -384,43 +387,57 @@ class Store:
         return (f"There is no case {case_id!r} in {self.path!r}; "
                 + (f"cases: {known}." if ids else "the store holds no cases."))
 
-    def cases(self, *, workflow: str | None = None, state: str | None = None) -> list[CaseSummary]:
-        """Every case's summary, from the current-state table, sorted by id."""
-        sql = "SELECT * FROM cases"
-        params: list[Any] = []
-        if workflow is not None:
-            sql += " WHERE workflow = ?"
-            params.append(workflow)
-        sql += " ORDER BY case_id"
-        with translate("list cases"):
-            rows = self._conn.execute(sql, params).fetchall()
-        out = []
-        known: set[str] = set()  # the states of the workflows these cases run on
-        for r in rows:
-            leaves = frozenset(json.loads(r["state"]))
-            if state is not None:
-                wf = self.workflow(r["workflow"], r["workflow_version"])
-                known |= wf.states
-                if state not in engine_for(wf).active(leaves):
-                    continue
-            out.append(CaseSummary(
-                case_id=r["case_id"], workflow=r["workflow"],
-                workflow_version=r["workflow_version"], state=leaves, version=r["seq"],
-                last_on=dt.date.fromisoformat(r["last_on"]), is_final=bool(r["is_final"]),
-                updated_at=dt.datetime.fromisoformat(r["updated_at"])))
-        if state is not None and rows and state not in known:
-            raise InvalidInputError(
-                f"No workflow of these cases has a state {state!r}; states: "
-                f"{', '.join(sorted(known))}.")
-        return out
+    def cases(self, *, workflow: str | None = None, state: str | None = None,
+              awaiting: str | None = None, overdue: bool = False, final: bool | None = None,
+              data: Mapping[str, Any] | None = None, since: object = None,
+              until: object = None, limit: int | None = None, offset: int = 0,
+              on: object = None) -> CaseList:
+        """The cases' summaries, sorted by id, from the current-state and projection tables
+        (no replay). A list with ``total``: how many cases match, whatever the page.
+
+        Every filter given must hold: ``workflow`` (its name); ``state`` active (a leaf or
+        a composite state); ``awaiting`` names an actor who may act now (as
+        :meth:`awaiting`); ``overdue``: a deadline or expected step passed (as :meth:`due`
+        reports it "missed"); ``final`` True for ended cases, False for open ones;
+        ``data`` maps key paths (``"budget.total"``) to values, compared as text (a
+        number or true/false as JSON: ``6``, ``true``); ``since`` / ``until``: the last
+        event's date, inclusive. ``on`` is the day ``awaiting`` and ``overdue`` are asked
+        on (default today). ``limit`` and ``offset`` page through the result.
+        """
+        when = dt.date.today() if on is None else to_date(on, "on")
+        return find_cases(
+            self, workflow=workflow, state=state,
+            awaiting_actor=awaiting, overdue=overdue, final=final, data=data,
+            since=None if since is None else to_date(since, "since"),
+            until=None if until is None else to_date(until, "until"),
+            limit=limit, offset=offset, on=when)
+
+    def awaiting(self, actor: str, *, on: object = None) -> list[Awaited]:
+        """Every case where ``actor`` may act on ``on`` (default today), with the steps they
+        may take: what each case's :meth:`Case.awaiting` says for them, read from the
+        ``case_awaiting`` table (guards are re-run only for the rows that have them).
+        Sorted by case id."""
+        when = dt.date.today() if on is None else to_date(on, "on")
+        return awaiting_cases(self, actor, when)
+
+    def rebuild(self) -> dict[str, int]:
+        """Recompute every projection table from the log, in one transaction; returns the
+        number of cases replayed and of rows in each table."""
+        with self._write("rebuild the projections"):
+            counts = {"cases": projections.fill(self._conn)}
+            for table in projections.TABLES:
+                counts[table] = self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        return counts
 
     def due(self, on: object = None, within_days: int = 14, *, as_of: object = None,
             workflow: str | None = None) -> list[DueItem]:
         """Across all open cases: deadlines and expected steps overdue or due within
         ``within_days`` of ``on`` (default today), the earliest first.
 
-        ``as_of`` loads each case as it was known on that date (cases created later are
-        left out). See docs/forecast.md.
+        Read from the ``case_due`` table; a case is replayed only when its answer moves
+        with the day asked (a deadline counted from a forecast date, or one that may be
+        at risk). ``as_of`` loads each case as it was known on that date by replaying
+        every case (cases created later are left out). See docs/forecast.md.
         """
         when = dt.date.today() if on is None else to_date(on, "on")
         if isinstance(within_days, bool) or not isinstance(within_days, int) \
@@ -428,6 +445,8 @@ class Store:
             raise InvalidInputError(f"within_days must be a whole number of days from 0 to "
                                     f"36500, not {within_days!r}.")
         known = None if as_of is None else to_date(as_of, "as_of")
+        if known is None:
+            return due_from_tables(self, when, within_days, workflow)
         sql = "SELECT case_id FROM cases"
         clauses, params = [], []
         if known is None:

@@ -373,15 +373,16 @@ def check_projections(conn: sqlite3.Connection, expected: ExpectedRows) -> list[
         want = expected.cases.get(case_id)
         where = f"case {case_id!r}"
         if want is None:
-            for table, held in (("case_awaiting", awaiting), ("case_due", due),
+            for table, rows in (("case_awaiting", awaiting), ("case_due", due),
                                 ("case_data", data), ("case_fields", field_rows)):
-                if case_id in held:
+                if case_id in rows:
                     problems.append(f"{where}: the {table} table has rows for it, but the log "
                                     f"has no such case (or it can't be replayed){hint}")
             continue
-        for table, have, exp in (
-                ("case_awaiting", set(awaiting.get(case_id, ())), set(want.awaiting)),
-                ("case_due", set(due.get(case_id, ())), set(want.due))):
+        compared: tuple[tuple[str, set[Any], set[Any]], ...] = (
+            ("case_awaiting", set(awaiting.get(case_id, ())), set(want.awaiting)),
+            ("case_due", set(due.get(case_id, ())), set(want.due)))
+        for table, have, exp in compared:
             if have != exp:
                 extra, missing = have - exp, exp - have
                 problems.append(
@@ -397,10 +398,10 @@ def check_projections(conn: sqlite3.Connection, expected: ExpectedRows) -> list[
         if str(hash(have_fields)) != want.fields[0][1]:
             text = f"{where}: the case_fields table differs from the case data replay gives"
             if stored is not None and str(hash(stored)) == want.data:
-                have, exp = set(have_fields), set(fields(json.loads(stored)))
-                text += (f"; rows not in the data: {_rows_text(have - exp)}" if have - exp
-                         else "") + (f"; rows missing: {_rows_text(exp - have)}"
-                                     if exp - have else "")
+                held, given = set(have_fields), set(fields(json.loads(stored)))
+                text += (f"; rows not in the data: {_rows_text(held - given)}"
+                         if held - given else "") + (
+                    f"; rows missing: {_rows_text(given - held)}" if given - held else "")
             problems.append(text + hint)
     return problems
 

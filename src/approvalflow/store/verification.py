@@ -12,7 +12,9 @@ What it proves, for every case:
   threshold moves the vote, every guard holds (those registered in this process;
   the others are counted as not re-checked), and the statechart moves where the event
   says;
-- the ``cases`` table: every column equals what the log says.
+- the ``cases`` table: every column equals what the log says;
+- the projection tables (store/projections.py): every row equals what replay gives
+  (:func:`~approvalflow.store.projections.check_projections`, once per verify).
 
 A problem is reported, never raised: a damaged row (wrong types, broken JSON) is a
 problem that names its case and event.
@@ -35,6 +37,7 @@ from ..definition import Workflow, loads_workflow
 from ..engine import engine_for
 from ..errors import ApprovalflowError
 from ..replay import Recorded, replay
+from .projections import ExpectedRows, check_projections
 from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, selected_hash
 
 if TYPE_CHECKING:
@@ -91,10 +94,11 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
         current: Any = None
         batch: list[tuple[Any, ...]] = []
         seen: set[Any] = set()
+        expected = ExpectedRows()
 
         def finish() -> None:
             case_problems, case_unchecked = _verify_case(current, batch, table.get(current),
-                                                         workflows)
+                                                         workflows, expected)
             problems.extend(case_problems)
             unchecked.update(case_unchecked)
             if strict:
@@ -116,6 +120,7 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
             n_cases += 1
         for case_id in sorted(set(table) - seen, key=repr):
             problems.append(f"case {case_id!r}: in the cases table but has no events")
+        problems.extend(check_projections(conn, expected))
     return VerifyReport(problems=problems, cases=n_cases, events=n_events,
                         unchecked=dict(unchecked), strict=strict)
 
@@ -226,8 +231,8 @@ def _record(r: tuple[Any, ...]) -> Recorded:
 
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
-                 workflows: Mapping[tuple[str, int], Workflow | str]
-                 ) -> tuple[list[str], Counter[str]]:
+                 workflows: Mapping[tuple[str, int], Workflow | str],
+                 expected: ExpectedRows) -> tuple[list[str], Counter[str]]:
     problems: list[str] = []
     unchecked: Counter[str] = Counter()
     where = f"case {case_id!r}"
@@ -291,6 +296,7 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         unchecked[f"guard {name!r} (not registered in this process)"] += 1
     problems.extend(_check_table_row(where, rows, head, prev_hash, engine.is_final(state.config),
                                      state.config))
+    expected.add(case_id, engine, state, records)
     return problems, unchecked
 
 
