@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         TransitionRefusedError,
     )
     from .guards import GuardContext, guard
-    from .store import CaseSummary, Store, VerifyReport, open_store
+    from .store import Awaited, CaseList, CaseSummary, Store, VerifyReport, open_store
 
 #: Where each public name lives. They are imported on first use, so that a program
 #: (the command line, above all) pays only for the parts it touches.
@@ -41,6 +41,7 @@ _EXPORTS = {
     "MissingDependencyError": "errors", "SchemaVersionError": "errors",
     "StoreError": "errors", "TransitionRefusedError": "errors",
     "GuardContext": "guards", "guard": "guards",
+    "Awaited": "store", "CaseList": "store",
     "CaseSummary": "store", "Store": "store", "VerifyReport": "store", "open_store": "store",
 }
 
@@ -62,8 +63,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApprovalflowError",
+    "Awaited",
     "Case",
     "CaseExistsError",
+    "CaseList",
     "CaseNotFoundError",
     "CaseSummary",
     "ConcurrencyError",

@@ -418,7 +418,8 @@ def inbox(ctx: click.Context, actor: str, on: dt.date | None, as_json: bool) -> 
         for line in wrap(f"{a.case_id:<{id_width}}  {a.workflow} v{a.workflow_version}  "
                          f"last {a.last_on.isoformat()}: {', '.join(a.triggers)}", 0, 4):
             click.echo(line)
-    click.echo(f"{len(found)} case{'s' if len(found) != 1 else ''} await {actor} on {when}.")
+    n = len(found)
+    click.echo(f"{n} case{'s await' if n != 1 else ' awaits'} {actor} on {when}.")
 
 
 @cli.command()
