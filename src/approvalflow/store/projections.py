@@ -37,7 +37,7 @@ import attrs
 from ..definition import Workflow, loads_workflow
 from ..engine import CaseState, Engine, engine_for
 from ..errors import ApprovalflowError
-from ..forecast import _analyse, _deadlines
+from ..forecast import _analyse, _deadlines, _lookup
 from ..replay import Recorded, replay
 from .rows import encode, parse_date, state_set
 
@@ -90,15 +90,20 @@ def field_value(value: Any) -> str:
     return value if isinstance(value, str) else encode(value)
 
 
+_LEAVES = (str, int, float, bool, list, type(None))
+
+
 def fields(data: Mapping[str, Any], prefix: str = "") -> list[FieldRow]:
     """Every leaf of ``data`` by dotted path; an object is walked into, a list is a leaf."""
     out: list[FieldRow] = []
     for key, value in data.items():
-        path = prefix + key
-        if isinstance(value, Mapping):
-            out.extend(fields(value, path + "."))
+        kind = type(value)
+        if kind is str:
+            out.append((prefix + key, value))
+        elif kind is dict or (kind not in _LEAVES and isinstance(value, Mapping)):
+            out.extend(fields(value, prefix + key + "."))
         else:
-            out.append((path, field_value(value)))
+            out.append((prefix + key, encode(value)))
     return out
 
 
@@ -110,8 +115,7 @@ def awaiting_rows(engine: Engine, state: CaseState) -> tuple[AwaitRow, ...]:
     decides it on the state alone (guards and the date left out: see the module)."""
     key: tuple[Any, ...] = (id(engine), state.config)
     if engine.workflow.votes:
-        key += (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in state.ballots.items())),
-                tuple(sorted((g, tuple(sorted(w))) for g, w in state.withdrawn.items())))
+        key += _votes_key(state)
     found = _AWAIT_MEMO.get(key)
     if found is not None:
         return found
@@ -148,8 +152,54 @@ def due_rows(engine: Engine, state: CaseState,
     wf = engine.workflow
     if engine.is_final(state.config) or state.last_on is None:
         return ()
-    if not _has_deadlines(wf) and not any(e.kind == "expect" for e in history):
+    expects = any(e.kind == "expect" for e in history)
+    if not _has_deadlines(wf) and not expects:
         return ()
+    # The rows depend on nothing but what this key holds (see forecast._analyse): the
+    # state's configuration and votes, the last event's date, what each event did and
+    # when (each step's last firing, when each active state was entered, what each
+    # expectation said), and the data dates the workflow names. Cases that share
+    # them share their rows.
+    key = (id(engine), state.config, state.last_on,
+           tuple((e.seq, e.kind, e.trigger, e.on, e.source, e.target) if e.kind != "expect"
+                 else (e.seq, e.kind, e.on, e.actor, encode(dict(e.data)))
+                 for e in history),
+           tuple(encode(_lookup(state.data, k)) for k in _data_keys(wf)),
+           _votes_key(state) if wf.votes else ())
+    found = _DUE_MEMO.get(key)
+    if found is None:
+        found = _due_rows(engine, state, history)
+        if len(_DUE_MEMO) > 20_000:
+            _DUE_MEMO.clear()
+        _DUE_MEMO[key] = found
+    return found
+
+
+_DUE_MEMO: dict[tuple[Any, ...], tuple[DueRow, ...]] = {}
+_DATA_KEYS: dict[int, tuple[str, ...]] = {}
+
+
+def _data_keys(wf: Workflow) -> tuple[str, ...]:
+    """The case-data keys the workflow's dates read (deadlines, earliest dates, target)."""
+    found = _DATA_KEYS.get(id(wf))
+    if found is None:
+        refs = [r for t in wf.transitions for r in (t.deadline, t.earliest) if r is not None]
+        if wf.target is not None:
+            refs.append(wf.target)
+        found = _DATA_KEYS[id(wf)] = tuple(sorted({r.key or "" for r in refs
+                                                   if r.kind == "data"}))
+    return found
+
+
+def _votes_key(state: CaseState) -> tuple[Any, ...]:
+    return (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in state.ballots.items())),
+            tuple(sorted((g, tuple(sorted(w))) for g, w in state.withdrawn.items())))
+
+
+def _due_rows(engine: Engine, state: CaseState,
+              history: Sequence[Event] | Sequence[Recorded]) -> tuple[DueRow, ...]:
+    wf = engine.workflow
+    assert state.last_on is not None
     a = _analyse(wf, state, history, state.last_on)  # type: ignore[arg-type]
     planned = {p.t.trigger: p for p in a.route or []}
     rows: list[DueRow] = []
