@@ -30,8 +30,10 @@ from .test_properties import CREATION_DATA
 START = dt.date(2021, 11, 1)
 FLAGSHIP = "boligsocial-helhedsplan"
 #: Days the questions are asked on: before, during and long after the random runs.
-ASK_ON = (START, START + dt.timedelta(days=40), START + dt.timedelta(days=120),
-          START + dt.timedelta(days=400))
+#: The flagship's LBF grant (28 days' typical duration, due by data:expires, 2022-02-28)
+#: turns "at risk" on 2022-02-01 when nothing holds it up: asked around that day too.
+ASK_ON = (START, START + dt.timedelta(days=40), dt.date(2022, 1, 31), dt.date(2022, 2, 1),
+          dt.date(2022, 2, 14), START + dt.timedelta(days=120), START + dt.timedelta(days=400))
 
 #: One action: (what, a choice index, days to move on, a number for data).
 actions = st.lists(st.tuples(st.sampled_from(["fire", "fire", "fire", "data", "expect"]),
@@ -167,6 +169,22 @@ def test_import_writes_the_same_projections(tmp_path: Path, seed_data: dict[str,
         assert store.import_events(records[1:]) == len(records) - 1
         assert store.verify().ok
     assert snapshot(tmp_path / "imported.db") == snapshot(tmp_path / "api.db")
+
+
+def test_due_turns_at_risk_on_the_day_replay_says(store: af.Store, submitted: af.Case) -> None:
+    """A deadline whose step is forecast later as the day asked moves on is "open", then
+    "at risk" from the first day replay says so, read from the table. (Submitted on
+    2021-11-01: the approvals and the move to LBF are forecast on the day asked, the
+    grant 28 days later, and it is due by 2022-02-28.)"""
+    statuses = {}
+    for day in range(25, 35):
+        on = dt.date(2022, 1, day) if day <= 31 else dt.date(2022, 2, day - 31)
+        got = [i for i in store.due(on=on, within_days=60) if i.step == "lbf.grant"]
+        replayed = [i for i in store.due(on=on, within_days=60, as_of="2100-01-01")
+                    if i.step == "lbf.grant"]
+        assert got == replayed
+        statuses[on.isoformat()] = got[0].status
+    assert statuses["2022-01-31"] == "open" and statuses["2022-02-01"] == "at risk"
 
 
 def test_rolled_back_bulk_leaves_no_projection_rows(store: af.Store, submitted: af.Case) -> None:

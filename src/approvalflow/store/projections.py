@@ -7,13 +7,14 @@ so that questions across many cases read indexes instead of replaying every case
   depends on the day asked and the data (the date order and the guards):
   :meth:`Store.awaiting` re-checks those for the matching rows only (``guarded`` says
   which have guards), so its answer is exactly :meth:`Case.awaiting`'s.
-- ``case_due (case_id, n, kind, step, label, due, fixed, risk, actors)``: each deadline
-  not yet met and each expected step of an open case, as ``due`` computes them on the
-  day of the case's last event. ``fixed = 0`` marks a row whose date or actors move
-  with the day asked (a deadline counted from a forecast date, a vote's voters): its
-  ``due`` is then the earliest it can be. ``risk = 1`` marks a deadline on the route
-  to the goal, which may be "at risk" before it is due. :meth:`Store.due` replays only
-  the cases whose rows it can't answer from the columns.
+- ``case_due (case_id, n, kind, step, label, due, fixed, at_risk_from, actors)``: each
+  deadline not yet met and each expected step of an open case, as ``due`` computes them
+  on the day of the case's last event. ``fixed = 0`` marks a row whose date or actors
+  move with the day asked (a deadline counted from a forecast date, a vote's voters):
+  its ``due`` is then the earliest it can be, and :meth:`Store.due` replays that case.
+  ``at_risk_from`` is the first day asked on which the deadline is "at risk" (its
+  step forecast after its due date; every forecast date only moves later as the day
+  asked does, so it is at risk from that day until it is missed), or null.
 - ``case_data (case_id, data)``: the case data as replay merges it (canonical JSON).
 - ``case_fields (path, value, case_id)``: every leaf of the case data by its dotted path
   (``budget.total``); strings as they are, other values as canonical JSON.
@@ -52,14 +53,14 @@ TABLES = ("case_awaiting", "case_due", "case_data", "case_fields")
 
 INSERT_AWAITING = "INSERT INTO case_awaiting (actor, case_id, trigger, guarded) VALUES (?,?,?,?)"
 DELETE_AWAITING = "DELETE FROM case_awaiting WHERE actor = ? AND case_id = ? AND trigger = ?"
-INSERT_DUE = ("INSERT INTO case_due (case_id, n, kind, step, label, due, fixed, risk, actors) "
-              "VALUES (?,?,?,?,?,?,?,?,?)")
+INSERT_DUE = ("INSERT INTO case_due (case_id, n, kind, step, label, due, fixed, at_risk_from, "
+              "actors) VALUES (?,?,?,?,?,?,?,?,?)")
 INSERT_DATA = "INSERT INTO case_data (case_id, data) VALUES (?, ?)"
 INSERT_FIELD = "INSERT INTO case_fields (path, value, case_id) VALUES (?,?,?)"
 DELETE_FIELD = "DELETE FROM case_fields WHERE path = ? AND value = ? AND case_id = ?"
 
 AwaitRow = tuple[str, str, int]  # actor, trigger, guarded
-DueRow = tuple[int, str, str, str, str, int, int, str]  # n, kind, step, label, due, ...
+DueRow = tuple[int, str, str, str, str, int, str | None, str]  # n, kind, step, label, due...
 FieldRow = tuple[str, str]  # path, value
 
 
@@ -71,7 +72,7 @@ def create_tables(conn: sqlite3.Connection | Any) -> None:
         "PRIMARY KEY (actor, case_id, trigger)) WITHOUT ROWID",
         "CREATE TABLE case_due (case_id TEXT NOT NULL, n INTEGER NOT NULL, kind TEXT NOT NULL, "
         "step TEXT NOT NULL, label TEXT NOT NULL, due TEXT NOT NULL, fixed INTEGER NOT NULL, "
-        "risk INTEGER NOT NULL, actors TEXT NOT NULL, PRIMARY KEY (case_id, n)) WITHOUT ROWID",
+        "at_risk_from TEXT, actors TEXT NOT NULL, PRIMARY KEY (case_id, n)) WITHOUT ROWID",
         "CREATE INDEX case_due_due ON case_due (due)",
         "CREATE TABLE case_data (case_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
         "CREATE TABLE case_fields (path TEXT NOT NULL, value TEXT NOT NULL, "
@@ -141,8 +142,14 @@ def awaiting_rows(engine: Engine, state: CaseState) -> tuple[AwaitRow, ...]:
     return result
 
 
+_DEADLINES: dict[int, bool] = {}
+
+
 def _has_deadlines(wf: Workflow) -> bool:
-    return any(t.deadline is not None for t in wf.transitions)
+    found = _DEADLINES.get(id(wf))
+    if found is None:
+        found = _DEADLINES[id(wf)] = any(t.deadline is not None for t in wf.transitions)
+    return found
 
 
 def due_rows(engine: Engine, state: CaseState,
@@ -192,6 +199,8 @@ def _data_keys(wf: Workflow) -> tuple[str, ...]:
 
 
 def _votes_key(state: CaseState) -> tuple[Any, ...]:
+    if not state.ballots and not state.withdrawn:
+        return ()
     return (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in state.ballots.items())),
             tuple(sorted((g, tuple(sorted(w))) for g, w in state.withdrawn.items())))
 
@@ -208,15 +217,45 @@ def _due_rows(engine: Engine, state: CaseState,
             continue
         p = planned.get(d.step)
         fixed = not d.projected and not (p is not None and p.t.vote)
+        risk_from = None
+        if fixed and p is not None:
+            risk_from = _at_risk_from(wf, state, history, d.step, d.due, p.date)
         rows.append((len(rows), "deadline", d.step, d.label, d.due.isoformat(), int(fixed),
-                     int(p is not None), encode(list(d.actors))))
+                     risk_from, encode(list(d.actors))))
     for p in a.route or []:
         known = [x.date for x in (p.expected, *(v.expected for v in p.voters)) if x is not None]
         if not known or p.preds:
             continue
         rows.append((len(rows), "expected", p.t.trigger, p.t.label or p.t.trigger,
-                     max(known).isoformat(), int(not p.t.vote), 0, encode(list(p.actors))))
+                     max(known).isoformat(), int(not p.t.vote), None, encode(list(p.actors))))
     return tuple(rows)
+
+
+def _at_risk_from(wf: Workflow, state: CaseState,
+                  history: Sequence[Event] | Sequence[Recorded], step: str, due: dt.date,
+                  forecast: dt.date) -> str | None:
+    """The first day asked on which ``step`` is forecast after ``due`` (None: not before it
+    is due). ``forecast`` is its date asked on the last event's day; a forecast date never
+    moves earlier as the day asked moves later, so the days at risk are one run."""
+    assert state.last_on is not None
+    if forecast > due:
+        return dt.date.min.isoformat()
+
+    def late(on: dt.date) -> bool:
+        a = _analyse(wf, state, history, on)  # type: ignore[arg-type]
+        p = {p.t.trigger: p for p in a.route or []}.get(step)  # as _deadlines reads it
+        return p is not None and p.date > due
+
+    if due <= state.last_on or not late(due):
+        return None
+    ok, bad = state.last_on, due  # not at risk on ok, at risk on bad
+    while (bad - ok).days > 1:
+        mid = ok + (bad - ok) // 2
+        if late(mid):
+            bad = mid
+        else:
+            ok = mid
+    return bad.isoformat()
 
 
 @attrs.frozen
@@ -266,12 +305,13 @@ def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: Case
     old, new = awaiting_rows(engine, before), awaiting_rows(engine, after)
     if old != new:
         gone, added = set(old) - set(new), set(new) - set(old)
-        if gone:
-            conn.executemany(DELETE_AWAITING, [(a, case_id, t) for a, t, _ in gone])
-        if added:
-            conn.executemany(INSERT_AWAITING, [(a, case_id, t, g) for a, t, g in added])
+        for a, t, _ in gone:
+            conn.execute(DELETE_AWAITING, (a, case_id, t))
+        for a, t, g in added:
+            conn.execute(INSERT_AWAITING, (a, case_id, t, g))
     rows = due_rows(engine, after, history)
-    if rows or _has_deadlines(engine.workflow) or any(e.kind == "expect" for e in history):
+    if rows != due_rows(engine, before, history[:len(history) - (after.version -
+                                                                  before.version)]):
         conn.execute("DELETE FROM case_due WHERE case_id = ?", (case_id,))
         if rows:
             conn.executemany(INSERT_DUE, [(case_id, *r) for r in rows])
@@ -414,7 +454,7 @@ def check_projections(conn: sqlite3.Connection, expected: ExpectedRows) -> list[
     problems: list[str] = []
     hint = " (rebuild the projections with 'approvalflow rebuild')"
     awaiting = _grouped(conn, "SELECT case_id, actor, trigger, guarded FROM case_awaiting")
-    due = _grouped(conn, "SELECT case_id, n, kind, step, label, due, fixed, risk, actors "
+    due = _grouped(conn, "SELECT case_id, n, kind, step, label, due, fixed, at_risk_from, actors "
                          "FROM case_due ORDER BY case_id, n")
     data = {r[0]: r[1] for r in conn.execute("SELECT case_id, data FROM case_data")}
     field_rows = _grouped(conn, "SELECT case_id, path, value FROM case_fields")

@@ -120,10 +120,10 @@ def _check_known_actor(store: Store, actor: str) -> None:
 
 def due(store: Store, on: dt.date, within_days: int, workflow: str | None) -> list[DueItem]:
     """The body of :meth:`Store.due` without ``as_of``: rows of ``case_due`` due by the
-    horizon, each answered from its columns, or its case replayed when the answer moves
-    with the day (see store/projections.py)."""
+    horizon, each answered from its columns, or its case replayed when its date or
+    actors move with the day (see store/projections.py)."""
     horizon = on + dt.timedelta(days=within_days)
-    sql = ("SELECT d.case_id, d.kind, d.step, d.label, d.due, d.fixed, d.risk, d.actors "
+    sql = ("SELECT d.case_id, d.kind, d.step, d.label, d.due, d.fixed, d.at_risk_from, d.actors "
            "FROM case_due d")
     params: list[Any] = []
     if workflow is not None:
@@ -137,15 +137,23 @@ def due(store: Store, on: dt.date, within_days: int, workflow: str | None) -> li
         rows = store._conn.execute(sql, params).fetchall()
     items: list[DueItem] = []
     replayed: set[str] = set()
-    for case_id, kind, step, label, due_text, fixed, risk, actors in (tuple(r) for r in rows):
+    today = on.isoformat()
+    for case_id, kind, step, label, due_text, fixed, risk_from, actors in (
+            tuple(r) for r in rows):
         if case_id in replayed:
             continue
-        day = parse_date(due_text)
-        if not fixed or (risk and day >= on):
-            replayed.add(case_id)  # the date, the actors or the status move with the day
+        if not fixed:
+            replayed.add(case_id)  # its date or actors move with the day asked
             continue
+        day = parse_date(due_text)
+        if day < on:
+            status = "missed"
+        elif risk_from is not None and today >= risk_from:
+            status = "at risk"
+        else:
+            status = "open"
         items.append(DueItem(case_id=case_id, kind=kind, step=step, label=label, due=day,
-                             status="missed" if day < on else "open",
+                             status=status,
                              days_left=(day - on).days, actors=tuple(json.loads(actors))))
     if replayed:
         items = [i for i in items if i.case_id not in replayed]
