@@ -212,6 +212,7 @@ def _due_rows(engine: Engine, state: CaseState,
     a = _analyse(wf, state, history, state.last_on)  # type: ignore[arg-type]
     planned = {p.t.trigger: p for p in a.route or []}
     rows: list[DueRow] = []
+    plans: dict[dt.date, dict[str, dt.date]] = {}
     for d in _deadlines(a, state):
         if d.due is None or d.taken_on is not None:
             continue
@@ -219,7 +220,7 @@ def _due_rows(engine: Engine, state: CaseState,
         fixed = not d.projected and not (p is not None and p.t.vote)
         risk_from = None
         if fixed and p is not None:
-            risk_from = _at_risk_from(wf, state, history, d.step, d.due, p.date)
+            risk_from = _at_risk_from(wf, state, history, d.step, d.due, p.date, plans)
         rows.append((len(rows), "deadline", d.step, d.label, d.due.isoformat(), int(fixed),
                      risk_from, encode(list(d.actors))))
     for p in a.route or []:
@@ -231,24 +232,53 @@ def _due_rows(engine: Engine, state: CaseState,
     return tuple(rows)
 
 
+#: Two days asked far beyond any case's dates (shared by every row, so one route each).
+_FAR = (dt.date(9000, 1, 1), dt.date(9500, 1, 1))
+
+
 def _at_risk_from(wf: Workflow, state: CaseState,
                   history: Sequence[Event] | Sequence[Recorded], step: str, due: dt.date,
-                  forecast: dt.date) -> str | None:
+                  forecast: dt.date, plans: dict[dt.date, dict[str, dt.date]]) -> str | None:
     """The first day asked on which ``step`` is forecast after ``due`` (None: not before it
-    is due). ``forecast`` is its date asked on the last event's day; a forecast date never
-    moves earlier as the day asked moves later, so the days at risk are one run."""
-    assert state.last_on is not None
+    is due). ``forecast`` is its date asked on the last event's day. A forecast date never
+    moves earlier as the day asked moves later, so the days at risk are one run: its
+    first day is found by a guess (a route date is mostly "the day asked plus a fixed
+    number of days", or a fixed date) checked on the day before and on the day, else
+    by bisection. ``plans`` keeps the route dates per day asked, for the other rows."""
+    last = state.last_on
+    assert last is not None
     if forecast > due:
         return dt.date.min.isoformat()
+    if due <= last:
+        return None
 
     def late(on: dt.date) -> bool:
-        a = _analyse(wf, state, history, on)  # type: ignore[arg-type]
-        p = {p.t.trigger: p for p in a.route or []}.get(step)  # as _deadlines reads it
-        return p is not None and p.date > due
+        if on not in plans:
+            a = _analyse(wf, state, history, on)  # type: ignore[arg-type]
+            plans[on] = {p.t.trigger: p.date for p in a.route or []}  # as _deadlines reads
+        found = plans[on].get(step)
+        return found is not None and found > due
 
-    if due <= state.last_on or not late(due):
+    far, farther = _FAR
+    late(far)  # the route dates asked on far days: how far after the day asked it is
+    late(farther)
+    at_far, at_farther = plans[far].get(step), plans[farther].get(step)
+    guess = None if at_far is None else due + dt.timedelta(days=1) - (at_far - far)
+    if (at_far is not None and guess is not None and at_farther is not None
+            and at_far - far == at_farther - farther
+            and not any(e.kind == "expect" for e in history)):
+        # Without expectations, every route date is max(a fixed date, day asked + a fixed
+        # number of days) (voters of a vote then share their dates), and the two far days
+        # give that number: the guess is the day.
+        return guess.isoformat() if guess <= due else None
+    if guess is not None and last < guess <= due:
+        if late(guess) and not late(guess - dt.timedelta(days=1)):
+            return guess.isoformat()
+    elif guess is not None and guess > due and not late(due):
         return None
-    ok, bad = state.last_on, due  # not at risk on ok, at risk on bad
+    if not late(due):
+        return None
+    ok, bad = last, due  # not at risk on ok, at risk on bad
     while (bad - ok).days > 1:
         mid = ok + (bad - ok) // 2
         if late(mid):
