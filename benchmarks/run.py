@@ -55,7 +55,7 @@ FLAGSHIP = "boligsocial-helhedsplan"
 #: Every key the JSON's "benchmarks" object has (the smoke test checks them all).
 BENCHMARK_KEYS = ("fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
                   "peer_eventsourcing_full", "peer_eventsourcing_normal",
-                  "engine_vs_transitions")
+                  "engine_vs_transitions", "queries")
 #: The steps a case takes in the benchmarks: creation is event 1, these are 2..10.
 STEPS: tuple[tuple[str, str], ...] = (
     ("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.approve", "aab"), ("3b.approve", "3b"),
@@ -70,10 +70,10 @@ DAY = "2021-12-06"
 SIZES = {
     "full": {"fire_normal": 3000, "fire_full": 700, "rounds": 5, "bulk_cases": 100_000,
              "small_cases": 1_000, "loads": 2000, "cli_runs": 5, "peer_normal": 3000,
-             "peer_full": 700, "engine_triggers": 30_000},
+             "peer_full": 700, "engine_triggers": 30_000, "query_repeats": 5},
     "quick": {"fire_normal": 70, "fire_full": 35, "rounds": 2, "bulk_cases": 300,
               "small_cases": 30, "loads": 60, "cli_runs": 1, "peer_normal": 60,
-              "peer_full": 30, "engine_triggers": 700},
+              "peer_full": 30, "engine_triggers": 700, "query_repeats": 2},
 }
 
 EVENT_COLUMNS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
@@ -602,6 +602,97 @@ def _version(dist: str) -> str | None:
         return None
 
 
+# -- 9. questions across cases: inbox, due, a filtered list ----------------------------------
+
+#: The day the questions are asked on; the queries database's cases lead up to it.
+ASK_DAY = dt.date(2024, 6, 3)
+
+
+def _query_records(n_cases: int) -> Iterator[dict[str, Any]]:
+    """Cases opened over the ~1,000 days before ASK_DAY: those older than 120 days (and one
+    in 50 of the rest) ended (TMU rejected them), the others stand at every stage from
+    draft to LBF; each has its own dates (plan expiry 60-150 days after it opened) and one
+    of 1,000 plan names."""
+    wf = flagship()
+    for i in range(n_cases):
+        age = (i * 7919) % 1000
+        opened = ASK_DAY - dt.timedelta(days=age)
+        expires = opened + dt.timedelta(days=60 + i % 90)
+        case_id = f"q-{i:07d}"
+        data = {**SEED_DATA, "plan": f"plan-{i % 1000:04d}", "expires": expires.isoformat(),
+                "planned_start": (expires + dt.timedelta(days=1 + i % 30)).isoformat()}
+        on = opened.isoformat()
+        yield {"case_id": case_id, "trigger": "create", "workflow": wf, "actor": "tmf",
+               "on": on, "data": data}
+        if age >= 120 or i % 50 == 0:
+            steps: tuple[tuple[str, str], ...] = (("submit", "tmf"), ("tmu.reject", "tmu"))
+        else:
+            steps = STEPS[: i % 10]
+        for trigger, actor in steps:
+            yield {"case_id": case_id, "trigger": trigger, "actor": actor, "on": on}
+
+
+def bench_queries(tmp: Path, n_cases: int, n_rounds: int, repeats: int) -> dict[str, Any]:
+    """inbox, due and a filtered ``cases`` on a database of ``n_cases``, each against the raw
+    indexed SQL that reads the same rows of the same tables (and nothing else)."""
+    path = tmp / "queries.db"
+    t0 = time.perf_counter()
+    with af.open_store(path, durability="normal") as store:
+        events = store.import_events(_query_records(n_cases))
+    build_s = time.perf_counter() - t0
+    store = af.open_store(path)
+    conn = sqlite3.connect(path)
+    day, horizon = ASK_DAY.isoformat(), (ASK_DAY + dt.timedelta(days=14)).isoformat()
+    plan = "plan-0042"
+    questions: dict[str, tuple[Callable[[], int], Callable[[], int]]] = {
+        "inbox": (
+            lambda: len(store.awaiting("tmu", on=ASK_DAY)),
+            lambda: len(conn.execute(
+                "SELECT a.case_id, a.trigger, a.guarded FROM case_awaiting a JOIN cases c "
+                "ON c.case_id = a.case_id WHERE a.actor = ? AND c.last_on <= ? "
+                "ORDER BY a.case_id, a.trigger", ("tmu", day)).fetchall())),
+        "due": (
+            lambda: len(store.due(on=ASK_DAY, within_days=14)),
+            lambda: len(conn.execute(
+                "SELECT case_id, n, kind, step, label, due, fixed, at_risk_from, actors "
+                "FROM case_due WHERE due <= ?", (horizon,)).fetchall())),
+        "cases_filtered": (
+            lambda: store.cases(final=False, data={"plan": plan}, since="2024-01-01",
+                                limit=50).total,
+            lambda: (len(conn.execute(
+                "SELECT * FROM cases WHERE is_final = 0 AND last_on >= ? AND case_id IN "
+                "(SELECT case_id FROM case_fields WHERE path = ? AND value = ?) "
+                "ORDER BY case_id LIMIT 50", ("2024-01-01", "plan", plan)).fetchall()),
+                conn.execute(
+                "SELECT COUNT(*) FROM cases WHERE is_final = 0 AND last_on >= ? AND case_id "
+                "IN (SELECT case_id FROM case_fields WHERE path = ? AND value = ?)",
+                ("2024-01-01", "plan", plan)).fetchone()[0])[1]),
+    }
+    out: dict[str, Any] = {"cases": n_cases, "events": events, "build_s": round(build_s, 1),
+                           "ask_day": day}
+    for name, (mine, raw) in questions.items():
+        answers = (mine(), raw())  # warm both (and the page cache) once
+        times: dict[str, list[float]] = {"approvalflow": [], "raw": []}
+        for r in range(n_rounds * repeats):
+            order = [("approvalflow", mine), ("raw", raw)]
+            for side, fn in (order if r % 2 == 0 else order[::-1]):
+                gc.collect()
+                start = time.perf_counter()
+                fn()
+                times[side].append(time.perf_counter() - start)
+        ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        ratio = ms["approvalflow"] / ms["raw"]
+        out[name] = {"approvalflow_ms": round(ms["approvalflow"], 3),
+                     "raw_ms": round(ms["raw"], 3), "ratio": round(ratio, 3),
+                     "answer": answers[0], "raw_rows": answers[1],
+                     "met": ms["approvalflow"] <= 50.0 and ratio <= 3.0}
+    out["ratio"] = max(out[q]["ratio"] for q in questions)
+    out["met"] = all(out[q]["met"] for q in questions)
+    store.close()
+    conn.close()
+    return out
+
+
 def bench_engine(n: int, n_rounds: int) -> dict[str, Any]:
     from transitions import Machine
 
@@ -716,6 +807,14 @@ def table(results: dict[str, Any]) -> str:
     r = b["engine_vs_transitions"]
     add("engine per trigger vs flat transitions", f"{r['approvalflow_engine_us']} µs",
         f"transitions {r['transitions_flat_us']} µs", r["ratio"], "<= 3x", r["met"])
+    r = b.get("queries", {})
+    labels = {"inbox": "inbox (`awaiting`)", "due": "`due`, 14 days",
+              "cases_filtered": "`cases` filtered, a page + total"}
+    for key, label in labels.items():
+        if key in r:
+            q = r[key]
+            add(f"{label}, {r['cases']:,} cases", f"{q['approvalflow_ms']} ms",
+                f"raw indexed SQL {q['raw_ms']} ms", q["ratio"], "<= 50 ms, <= 3x", q["met"])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
              for row in rows]
@@ -784,6 +883,8 @@ def main(argv: list[str] | None = None) -> int:
              lambda: bench_eventsourcing(tmp, "normal", size["peer_normal"], n_rounds))
         step("engine_vs_transitions",
              lambda: bench_engine(size["engine_triggers"], n_rounds))
+        step("queries", lambda: bench_queries(tmp, size["bulk_cases"], n_rounds,
+                                              size["query_repeats"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["finished"] = now()

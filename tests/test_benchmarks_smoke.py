@@ -13,9 +13,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
-        "peer_eventsourcing_full", "peer_eventsourcing_normal", "engine_vs_transitions"}
+        "peer_eventsourcing_full", "peer_eventsourcing_normal", "engine_vs_transitions",
+        "queries"}
 RATIO_KEYS = {"fire_full", "fire_normal", "bulk_import", "verify", "cli",
-              "engine_vs_transitions"}
+              "engine_vs_transitions", "queries"}
 
 
 def test_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
@@ -38,4 +39,6 @@ def test_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
     assert bench["bulk_import"]["events"] == bench["bulk_import"]["cases"] * 10
     for key in ("peer_eventsourcing_full", "peer_eventsourcing_normal"):
         assert "ratio" in bench[key] or "skipped" in bench[key], key
+    for question in ("inbox", "due", "cases_filtered"):
+        assert bench["queries"][question]["ratio"] > 0, question
     assert not any(tmp_path.glob("approvalflow-bench-*")), "scratch databases were left"
