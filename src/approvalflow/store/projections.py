@@ -234,6 +234,8 @@ def _due_rows(engine: Engine, state: CaseState,
 
 #: Two days asked far beyond any case's dates (shared by every row, so one route each).
 _FAR = (dt.date(9000, 1, 1), dt.date(9500, 1, 1))
+#: (workflow, configuration, votes) -> step -> days after the day asked it is forecast on.
+_OFFSETS: dict[tuple[Any, ...], dict[str, dt.timedelta]] = {}
 
 
 def _at_risk_from(wf: Workflow, state: CaseState,
@@ -260,17 +262,29 @@ def _at_risk_from(wf: Workflow, state: CaseState,
         return found is not None and found > due
 
     far, farther = _FAR
-    late(far)  # the route dates asked on far days: how far after the day asked it is
-    late(farther)
-    at_far, at_farther = plans[far].get(step), plans[farther].get(step)
+    if last < far and not any(e.kind == "expect" for e in history) and all(
+            not isinstance(v := _lookup(state.data, k), str) or v < far.isoformat()
+            for k in _data_keys(wf)):
+        # Without expectations, every route date is max(a fixed date, the day asked + a
+        # fixed number of days) (the voters of a vote then share their dates): the guess
+        # is the day. That number is the date asked on a day beyond every fixed date,
+        # minus that day, and depends on nothing but where the case stands.
+        key = (id(wf), state.config, _votes_key(state) if wf.votes else ())
+        offsets = _OFFSETS.get(key)
+        if offsets is None:
+            late(far)
+            late(farther)
+            offsets = {s: d - far for s, d in plans[far].items()
+                       if plans[farther].get(s, far) - farther == d - far}
+            if len(_OFFSETS) > 20_000:
+                _OFFSETS.clear()
+            _OFFSETS[key] = offsets
+        if step in offsets:
+            first = due + dt.timedelta(days=1) - offsets[step]
+            return first.isoformat() if first <= due else None
+    late(far)  # the route dates asked on a far day: how far after the day asked it is
+    at_far = plans[far].get(step)
     guess = None if at_far is None else due + dt.timedelta(days=1) - (at_far - far)
-    if (at_far is not None and guess is not None and at_farther is not None
-            and at_far - far == at_farther - farther
-            and not any(e.kind == "expect" for e in history)):
-        # Without expectations, every route date is max(a fixed date, day asked + a fixed
-        # number of days) (voters of a vote then share their dates), and the two far days
-        # give that number: the guess is the day.
-        return guess.isoformat() if guess <= due else None
     if guess is not None and last < guess <= due:
         if late(guess) and not late(guess - dt.timedelta(days=1)):
             return guess.isoformat()
