@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -486,6 +486,23 @@ def _grouped(conn: sqlite3.Connection, sql: str) -> dict[Any, list[tuple[Any, ..
     return out
 
 
+def _per_case(conn: sqlite3.Connection,
+              sql: str) -> Iterator[tuple[Any, list[tuple[Any, ...]]]]:
+    """(case_id, its rows without the case id) from rows selected ordered by case id."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    current: Any = None
+    batch: list[tuple[Any, ...]] = []
+    for r in cursor.execute(sql):
+        if r[0] != current and batch:
+            yield current, batch
+            batch = []
+        current = r[0]
+        batch.append(tuple(r[1:]))
+    if batch:
+        yield current, batch
+
+
 def _rows_text(rows: Iterable[tuple[Any, ...]]) -> str:
     listed = sorted(rows, key=repr)
     text = ", ".join(repr(r) for r in listed[:3])
@@ -500,8 +517,11 @@ def check_projections(conn: sqlite3.Connection, expected: ExpectedRows) -> list[
     awaiting = _grouped(conn, "SELECT case_id, actor, trigger, guarded FROM case_awaiting")
     due = _grouped(conn, "SELECT case_id, n, kind, step, label, due, fixed, at_risk_from, actors "
                          "FROM case_due ORDER BY case_id, n")
-    data = {r[0]: r[1] for r in conn.execute("SELECT case_id, data FROM case_data")}
-    field_rows = _grouped(conn, "SELECT case_id, path, value FROM case_fields")
+    # the data and its leaves are the big tables: only a digest per case is kept
+    data = {case_id: str(hash(rows[0][0])) for case_id, rows in _per_case(
+        conn, "SELECT case_id, data FROM case_data ORDER BY case_id")}
+    field_rows = {case_id: str(hash(tuple(sorted(rows)))) for case_id, rows in _per_case(
+        conn, "SELECT case_id, path, value FROM case_fields ORDER BY case_id")}
     for case_id in sorted(set(awaiting) | set(due) | set(data) | set(field_rows)
                           | set(expected.cases), key=repr):
         want = expected.cases.get(case_id)
@@ -523,16 +543,21 @@ def check_projections(conn: sqlite3.Connection, expected: ExpectedRows) -> list[
                     f"{where}: the {table} table differs from what replay gives"
                     + (f"; rows not in the replay: {_rows_text(extra)}" if extra else "")
                     + (f"; rows missing: {_rows_text(missing)}" if missing else "") + hint)
-        stored = data.get(case_id)
-        if stored is None or str(hash(stored)) != want.data:
+        data_ok = data.get(case_id) == want.data
+        stored = None if data_ok else conn.execute(
+            "SELECT data FROM case_data WHERE case_id = ?", (case_id,)).fetchone()
+        if not data_ok:
             problems.append(f"{where}: the case_data table holds "
-                            f"{'no row' if stored is None else repr(_short(stored))}, not the "
-                            f"data replay gives{hint}")
-        have_fields = tuple(sorted((p, v) for p, v in field_rows.get(case_id, ())))
-        if str(hash(have_fields)) != want.fields[0][1]:
+                            f"{'no row' if stored is None else repr(_short(stored[0]))}, not "
+                            f"the data replay gives{hint}")
+        if field_rows.get(case_id, str(hash(()))) != want.fields[0][1]:
             text = f"{where}: the case_fields table differs from the case data replay gives"
-            if stored is not None and str(hash(stored)) == want.data:
-                held, given = set(have_fields), set(fields(json.loads(stored)))
+            if data_ok:
+                text_data = conn.execute("SELECT data FROM case_data WHERE case_id = ?",
+                                         (case_id,)).fetchone()[0]
+                held = {(p, v) for p, v in conn.execute(
+                    "SELECT path, value FROM case_fields WHERE case_id = ?", (case_id,))}
+                given = set(fields(json.loads(text_data)))
                 text += (f"; rows not in the data: {_rows_text(held - given)}"
                          if held - given else "") + (
                     f"; rows missing: {_rows_text(given - held)}" if given - held else "")
