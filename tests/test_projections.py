@@ -97,6 +97,8 @@ def check_against_replay(store: af.Store, wf: af.Workflow) -> None:
         for within in (0, 14, 365):
             replayed = store.due(on=on, within_days=within, as_of=dt.date(2100, 1, 1))
             assert store.due(on=on, within_days=within) == replayed, (on, within)
+            assert store.due(on=on, within_days=within, workflow=wf.name) == replayed
+        assert store.due(on=on, within_days=365, workflow="another") == []
         overdue = {i.case_id for i in store.due(on=on, within_days=0, as_of="2100-01-01")
                    if i.status == "missed"}
         assert {c.case_id for c in store.cases(overdue=True, on=on)} == overdue

@@ -6,6 +6,10 @@
   transaction as the event that changes it.
 - ``workflows`` keeps the exact text of every workflow version a case was created
   with, so replay uses the definition the case ran on, whatever the files say now.
+- the projection tables (``projections.py``: who may act, what is due, the case data
+  and its key paths) are derived from the log, written in the same transaction as
+  each event, checked by ``verify`` and recomputed by ``rebuild``; ``queries.py``
+  answers questions across cases from them.
 
 One fire is one ``BEGIN IMMEDIATE`` transaction: expected-version check, event insert,
 current-state update, commit; or rollback and nothing written. sqlite3 errors are
