@@ -256,8 +256,12 @@ def _at_risk_from(wf: Workflow, state: CaseState,
 
     def late(on: dt.date) -> bool:
         if on not in plans:
-            a = _analyse(wf, state, history, on)  # type: ignore[arg-type]
-            plans[on] = {p.t.trigger: p.date for p in a.route or []}  # as _deadlines reads
+            try:
+                a = _analyse(wf, state, history, on)  # type: ignore[arg-type]
+            except OverflowError:  # a far day plus centuries of durations: no guess then
+                plans[on] = {}
+            else:
+                plans[on] = {p.t.trigger: p.date for p in a.route or []}  # as _deadlines
         found = plans[on].get(step)
         return found is not None and found > due
 
