@@ -425,6 +425,11 @@ class Case:
         if last is not None and said < last:
             reasons.append(f"the date {said.isoformat()} is before the case's last event on "
                            f"{last.isoformat()}; dates may not go backwards")
+        late = self._engine.overdue(self._state, said, case_id=self._id)
+        if late:
+            reasons.append(f"the clock's step {late[0][1].trigger!r} fell due on "
+                           f"{late[0][0].isoformat()} and has not been recorded; nothing dated "
+                           f"after it can be recorded before it (run 'approvalflow tick')")
         if reasons:
             raise TransitionRefusedError(
                 f"Can't record when {step!r} is expected on case {self._id!r}: "

@@ -26,7 +26,8 @@ import attrs
 from transitions.extensions.nesting import HierarchicalMachine, NestedState
 
 from . import guards as _guards
-from .definition import TransitionDef, VoteGroup, Workflow
+from .clock import resolve as _resolve_date
+from .definition import CLOCK, DateRef, TransitionDef, VoteGroup, Workflow
 
 __all__ = ["Engine", "CaseState", "Decision", "engine_for", "merge_data"]
 
@@ -69,6 +70,13 @@ class CaseState:
     last_on: dt.date | None
     ballots: Mapping[str, Mapping[str, str]]  # vote group -> voter -> "yes"/"no"
     withdrawn: Mapping[str, frozenset[str]]  # vote group -> voters who left for good
+    # What timed steps count from, kept only for a workflow with timed steps (the
+    # engine's ``timed``): (seq, date) of each step's latest event, of each active
+    # state's latest entry, and of the day every region of an active parallel state
+    # was done.
+    taken: Mapping[str, tuple[int, dt.date]] = attrs.field(factory=dict)
+    entered: Mapping[str, tuple[int, dt.date]] = attrs.field(factory=dict)
+    joined: Mapping[str, tuple[int, dt.date]] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -115,7 +123,9 @@ class Engine:
             model=self._cursor,
             states=[self._spec(s) for s, d in wf.state_defs.items() if d.parent is None],
             transitions=[{"trigger": t.trigger, "source": self._path[t.source],
-                          "dest": self._path[t.target]} for t in wf.transitions],
+                          # a reminder changes no state: an internal transition
+                       "dest": None if t.reminder else self._path[t.target]}
+                         for t in wf.transitions],
             initial=self._path[wf.initial],
             auto_transitions=False,
             ignore_invalid_triggers=False,
@@ -126,6 +136,16 @@ class Engine:
         self._finals = frozenset(s for s, d in wf.state_defs.items()
                                  if d.final and d.parent is None)
         self.initial_config = self._read_cursor()
+        #: the steps the clock takes, in file order (empty: nothing here depends on time)
+        self.timed = wf.timed_transitions
+        self._parallel = tuple(s for s, d in wf.state_defs.items() if d.kind == "parallel")
+        self._deadline_of: dict[str, DateRef] = {}
+        for t in wf.transitions:
+            if t.deadline is not None:
+                self._deadline_of.setdefault(t.trigger, t.deadline)
+        for sid, d in wf.state_defs.items():
+            if d.deadline is not None:
+                self._deadline_of.setdefault(sid, d.deadline)
 
     # -- building and driving the transitions machine ----------------------------------
 
@@ -207,14 +227,90 @@ class Engine:
         return waiting
 
     def initial_state(self, data: Mapping[str, Any], on: dt.date) -> CaseState:
-        return CaseState(config=self.initial_config, data=dict(data), version=1, last_on=on,
-                         ballots={}, withdrawn={})
+        state = CaseState(config=self.initial_config, data=dict(data), version=1, last_on=on,
+                          ballots={}, withdrawn={})
+        if not self.timed:
+            return state
+        return attrs.evolve(state, entered={s: (1, on) for s in self.active(state.config)},
+                            joined=self._joined({}, state.config, 1, on))
+
+    # -- time: the steps the clock takes ---------------------------------------------------
+
+    def _joined(self, before: Mapping[str, tuple[int, dt.date]], config: frozenset[str],
+                seq: int, on: dt.date) -> Mapping[str, tuple[int, dt.date]]:
+        """When every region of each active parallel state was done (kept from ``before``)."""
+        active = self.active(config)
+        out = {}
+        for p in self._parallel:
+            if p in active and not self.pending_regions(p, config):
+                out[p] = before.get(p, (seq, on))
+        return out
+
+    def deadline_of(self, step_or_state: str) -> DateRef | None:
+        """The deadline of a step (its trigger) or of a state, if it has one."""
+        return self._deadline_of.get(step_or_state)
+
+    def date_of(self, ref: DateRef, state: CaseState) -> tuple[dt.date | None, str]:
+        """The date ``ref`` names from the case's facts so far, or (None, why not)."""
+        return _resolve_date(ref, data=state.data, taken=state.taken, entered=state.entered,
+                             joined=state.joined, deadline_of=self.deadline_of)
+
+    def timer_date(self, state: CaseState, t: TransitionDef) -> tuple[dt.date | None, str]:
+        """The date the clock takes ``t`` on, or (None, why it is not armed).
+
+        A timed step is armed while its source is active and it has not been taken since
+        the case last entered its source (and, for a join, once every region is done).
+        Its date is its timer's date, or the case's last event when that is later (a
+        step is never dated before the case's last event).
+        """
+        if t.timer is None:
+            return None, f"{t.trigger!r} is not a timed step"
+        src = state.entered.get(t.source)
+        if src is None or t.source not in self.active(state.config):
+            return None, f"the case is not in {t.source!r}"
+        last = state.taken.get(t.trigger)
+        if last is not None and last[0] > src[0]:
+            return None, (f"the clock took it on {last[1].isoformat()}, since the case last "
+                          f"entered {t.source!r}")
+        if t.join and self.pending_regions(t.source, state.config):
+            return None, f"not every region of {t.source!r} is done"
+        day, why = self.date_of(t.timer, state)
+        if day is None:
+            return None, why
+        if state.last_on is not None and state.last_on > day:
+            day = state.last_on
+        return day, ""
+
+    def timers(self, state: CaseState) -> list[tuple[dt.date, TransitionDef]]:
+        """The armed timed steps, by date then file order (guards not yet asked)."""
+        if not self.timed or self.is_final(state.config):
+            return []
+        out = []
+        for t in self.timed:
+            day, _ = self.timer_date(state, t)
+            if day is not None:
+                out.append((day, t))
+        out.sort(key=lambda item: item[0])
+        return out
+
+    def overdue(self, state: CaseState, on: dt.date, *,
+                case_id: str = "") -> list[tuple[dt.date, TransitionDef]]:
+        """Armed timed steps the clock could take, dated before ``on``: until the clock has
+        taken them, no one may record anything dated after their date."""
+        out = []
+        for day, t in self.timers(state):
+            if day >= on:
+                break
+            if self.evaluate(state, t.trigger, actor=CLOCK, on=day, case_id=case_id,
+                             _overdue=False).ok:
+                out.append((day, t))
+        return out
 
     # -- deciding ----------------------------------------------------------------------
 
     def evaluate(self, state: CaseState, trigger: str, *, actor: str, on: dt.date,
                  data: Mapping[str, Any] | None = None, case_id: str = "",
-                 unchecked: list[str] | None = None) -> Decision:
+                 unchecked: list[str] | None = None, _overdue: bool = True) -> Decision:
         """Decide what firing ``trigger`` would do; every reason it can't is in ``reasons``,
         and the rule each reason enforces at the same index of ``rules``.
 
@@ -243,7 +339,11 @@ class Engine:
             refuse("step", f"{trigger!r} is not a step of workflow {wf.name!r}; its steps: "
                            f"{_ids(self._by_trigger)}")
             return refused()
-        if actor not in wf.actors:
+        timed = candidates[0].timed  # a step is timed on all its transitions or on none
+        if actor == CLOCK and not timed:
+            refuse("clock", f"{CLOCK!r} takes only timed steps; {trigger!r} has no date "
+                            f"(at, after or escalates): a person takes it")
+        elif actor not in wf.actors and not (actor == CLOCK and timed):
             refuse("actor", f"{actor!r} is not an actor of workflow {wf.name!r}; actors: "
                             f"{_ids(wf.actors)}")
         t = self.enabled_transition(state.config, trigger)
@@ -255,10 +355,29 @@ class Engine:
         else:
             permitted = set(t.actors)
         if actor in wf.actors and actor not in permitted:
-            refuse("actor", f"{actor!r} may not take {trigger!r}; only {_ids(permitted)} may")
+            refuse("actor", f"{actor!r} may not take {trigger!r}; only {_ids(permitted)} may"
+                            + (" (a timed step, taken when its date comes)" if timed else ""))
         if state.last_on is not None and on < state.last_on:
             refuse("date order", f"the date {on.isoformat()} is before the case's last event "
                                  f"on {state.last_on.isoformat()}; dates may not go backwards")
+        if t is not None and t.timer is not None and actor == CLOCK:
+            due, why = self.timer_date(state, t)
+            if due is None:
+                refuse("timer", f"the clock can't take {trigger!r}: {why}")
+            elif on < due:
+                refuse("timer", f"{trigger!r} is not due before {due.isoformat()} "
+                                f"({t.timer.describe()}); {on.isoformat()} is too early")
+            elif on != due:
+                refuse("timer", f"{trigger!r} fell due on {due.isoformat()}; the clock's step "
+                                f"is dated with that date, not {on.isoformat()}")
+        if _overdue and self.timed and not reasons:
+            late = self.overdue(state, on, case_id=case_id)
+            if late:
+                day, first = late[0]
+                refuse("timer overdue",
+                       f"the clock's step {first.trigger!r} fell due on {day.isoformat()} and "
+                       f"has not been recorded; nothing dated after it can be recorded before "
+                       f"it (run 'approvalflow tick')")
         if t is None:
             return refused()
         if t.join:
@@ -299,7 +418,7 @@ class Engine:
                     refuse(f"guard {g}", reason)
         if reasons:
             return refused(t)
-        moves = True if vg is None else self._ballot_moves(vg, t, state, actor)
+        moves = not t.reminder if vg is None else self._ballot_moves(vg, t, state, actor)
         target = self.step(state.config, trigger) if moves else state.config
         return Decision(trigger, actor, on, (), transition=t, target=target, moves=moves)
 
@@ -347,9 +466,27 @@ class Engine:
                     and vg.state in target and not t.vote
                 if (left or reentered) and vg.id in ballots:
                     ballots = {k: dict(v) for k, v in ballots.items() if k != vg.id}
-        return CaseState(config=target, data=merge_data(state.data, data) if data else
-                         state.data, version=seq, last_on=on, ballots=ballots,
-                         withdrawn=withdrawn)
+        out = CaseState(config=target, data=merge_data(state.data, data) if data else
+                        state.data, version=seq, last_on=on, ballots=ballots,
+                        withdrawn=withdrawn, taken=state.taken, entered=state.entered,
+                        joined=state.joined)
+        if not self.timed:
+            return out
+        taken = {**state.taken, trigger: (seq, on)}
+        entered = state.entered
+        joined = state.joined
+        if target != state.config:
+            before, after = self.active(state.config), self.active(target)
+            entered = {s: v for s, v in state.entered.items() if s in after}
+            for s in after - before:
+                entered[s] = (seq, on)
+            if t is not None and not t.reminder and t.target in after:
+                # the step's target (and all within it) is entered anew, even if it was active
+                for s in after:
+                    if s == t.target or t.target in self._lineage[s]:
+                        entered[s] = (seq, on)
+            joined = self._joined(state.joined, target, seq, on)
+        return attrs.evolve(out, taken=taken, entered=entered, joined=joined)
 
     def allowed(self, state: CaseState, *, actor: str | None, on: dt.date,
                 case_id: str = "") -> list[str]:

@@ -85,6 +85,11 @@ def _check_event(engine: Engine, state: CaseState, e: Event | Recorded, check: l
         elif engine.is_final(state.config):
             check.append(f"case {e.case_id!r} event {e.seq}: an expectation recorded after the "
                          f"case ended in {sorted(state.config)}")
+        elif engine.timed and (late := engine.overdue(state, e.on, case_id=e.case_id)):
+            check.append(f"case {e.case_id!r} event {e.seq}: an expectation dated "
+                         f"{e.on.isoformat()} breaks the rule 'timer overdue': the clock's "
+                         f"step {late[0][1].trigger!r} fell due on {late[0][0].isoformat()} "
+                         f"and was not recorded before it")
         return
     if e.kind != "fire":
         check.append(f"case {e.case_id!r} event {e.seq}: of kind {e.kind!r}; after the "

@@ -54,13 +54,16 @@ from .rows import (
     utc_now,
 )
 from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
+from .timers import TickReport, rebuild_timers, sync_timers
+from .timers import tick as _tick
 from .verification import VerifyReport, verify_store
 
 if TYPE_CHECKING:
     import pandas
     import sqlite_utils  # imported when first needed (Store.db): it imports pandas
 
-__all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION", "replay"]
+__all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "TickReport", "SCHEMA_VERSION",
+           "replay"]
 
 #: What a bulk block says once the database failed inside it (a full disk, say).
 _BULK_FAILED = ("A step inside this bulk block failed in the database (such as a full disk); "
@@ -338,6 +341,7 @@ class Store:
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
                  event_row["hash"], int(engine.is_final(state.config)),
                  event_row["recorded_at"], event_row["recorded_at"]))
+            sync_timers(self._conn, case_id, engine, state)
         event = row_to_event(event_row)
         return Case(self, wf, case_id, state, (event,))
 
@@ -557,12 +561,48 @@ class Store:
                 UPDATE_CASE,
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
                  case.id))
+            self._sync_timers(case, row, data)
         event = row_to_event(row)
         if self._bulk_depth:
             # remember how the case was, so a block that is rolled back restores it
             self._bulk_touched.setdefault(id(case), (case, case._snapshot()))
         case._advance(event)
         return event
+
+    def _sync_timers(self, case: Case, row: Mapping[str, Any], data: dict[str, Any]) -> None:
+        """Keep the case's ``timers`` rows with the state this event leaves it in."""
+        engine = engine_for(case.definition)
+        if not engine.timed:
+            return
+        on = dt.date.fromisoformat(row["on_date"])
+        state = case.engine_state
+        if row["kind"] == "fire":
+            after = engine.apply(state, trigger=row["trigger"], actor=row["actor"], on=on,
+                                 seq=row["seq"], target=frozenset(json.loads(row["target"])),
+                                 data=data)
+        else:
+            after = attrs.evolve(state, version=row["seq"], last_on=on)
+        sync_timers(self._conn, case.id, engine, after)
+
+    # -- time -----------------------------------------------------------------------------
+
+    def tick(self, on: object = None) -> TickReport:
+        """Let the clock take every timed step that has fallen due on or before ``on``
+        (default today), across all cases, in date order; each exactly once.
+
+        Each step is its own transaction, dated with its timer's own date (not ``on``),
+        so a late tick writes the same log as a punctual one; a step that makes another
+        fall due (a chain) is followed in the same call. Running it again, or in
+        several processes at once, takes nothing twice. See docs/workflow-files.md.
+        """
+        if self._closed:
+            raise StoreError("The store is closed.")
+        when = dt.date.today() if on is None else to_date(on, "on")
+        return _tick(self, when)
+
+    def rebuild_timers(self) -> int:
+        """Recompute the ``timers`` table from the log (one transaction); returns its rows."""
+        return rebuild_timers(self)
 
     # -- importing ----------------------------------------------------------------------
 

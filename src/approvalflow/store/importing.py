@@ -26,6 +26,7 @@ from .rows import (
     translate,
     utc_now,
 )
+from .timers import timer_rows, write_timer_rows
 
 if TYPE_CHECKING:
     from . import Store
@@ -38,12 +39,15 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     updates: list[tuple[Any, ...]] = []
     seen: set[str] = set()  # cases with rows in the buffer (the rest are in the db)
     registered: set[tuple[str, int]] = set()
+    timers: dict[str, list[tuple[str, str]]] = {}  # cases of timed workflows -> their rows
     cur: dict[str, Any] | None = None  # the case being imported
     count = 0
 
     def close_case() -> None:
         if cur is None:
             return
+        if cur["engine"].timed:
+            timers[cur["id"]] = timer_rows(cur["engine"], cur["state"])
         final = int(cur["engine"].is_final(cur["state"].config))
         target = json_list(cur["state"].config)
         if cur["new"]:
@@ -61,6 +65,8 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             store._conn.executemany(INSERT_CASE, new_cases)
         if updates:
             store._conn.executemany(UPDATE_CASE, updates)
+        write_timer_rows(store._conn, timers)
+        timers.clear()
         events.clear()
         new_cases.clear()
         updates.clear()

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .rows import utc_now
+from .timers import migrate_3_to_4
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 #: 2: a ``store_meta`` table recording when and by which approvalflow the file was
 #: created or last migrated. 3: the ``workflows`` table is append-only (triggers), and a
 #: case's creation commits to its workflow's text (``events.workflow_digest``, hashed).
-SCHEMA_VERSION = 3
+#: 4: a ``timers`` table (case, timed step, due date) kept with every event.
+SCHEMA_VERSION = 4
 
 
 def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
@@ -54,7 +56,7 @@ def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
 
 #: migrations[n] brings a database from schema n to n + 1. Every pending migration runs
 #: in one transaction, with the new user_version and the store_meta record.
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: migrate_3_to_4}
 
 
 def package_version() -> str:
