@@ -36,6 +36,7 @@ from ..engine import engine_for
 from ..errors import ApprovalflowError
 from ..replay import Recorded, replay
 from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, selected_hash
+from .timers import read_timer_table, timer_rows
 
 if TYPE_CHECKING:
     from . import Store
@@ -85,6 +86,7 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
     with _snapshot(conn):
         workflows = _check_workflows(conn, problems)
         table = {r["case_id"]: r for r in conn.execute("SELECT * FROM cases")}
+        timer_table = read_timer_table(conn)
         cursor = conn.cursor()
         cursor.row_factory = None  # plain tuples: the rows are read by position
         rows = cursor.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
@@ -94,7 +96,8 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
 
         def finish() -> None:
             case_problems, case_unchecked = _verify_case(current, batch, table.get(current),
-                                                         workflows)
+                                                         workflows,
+                                                         timer_table.get(current, {}))
             problems.extend(case_problems)
             unchecked.update(case_unchecked)
             if strict:
@@ -116,6 +119,8 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
             n_cases += 1
         for case_id in sorted(set(table) - seen, key=repr):
             problems.append(f"case {case_id!r}: in the cases table but has no events")
+        for case_id in sorted(set(timer_table) - seen, key=repr):
+            problems.append(f"case {case_id!r}: in the timers table but has no events")
     return VerifyReport(problems=problems, cases=n_cases, events=n_events,
                         unchecked=dict(unchecked), strict=strict)
 
@@ -226,8 +231,8 @@ def _record(r: tuple[Any, ...]) -> Recorded:
 
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
-                 workflows: Mapping[tuple[str, int], Workflow | str]
-                 ) -> tuple[list[str], Counter[str]]:
+                 workflows: Mapping[tuple[str, int], Workflow | str],
+                 timers: Mapping[str, Any]) -> tuple[list[str], Counter[str]]:
     problems: list[str] = []
     unchecked: Counter[str] = Counter()
     where = f"case {case_id!r}"
@@ -291,6 +296,10 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         unchecked[f"guard {name!r} (not registered in this process)"] += 1
     problems.extend(_check_table_row(where, rows, head, prev_hash, engine.is_final(state.config),
                                      state.config))
+    expected = dict(timer_rows(engine, state))
+    if dict(timers) != expected:
+        problems.append(f"{where}: the timers table says {_short(dict(sorted(timers.items())))}, "
+                        f"the replay of its events gives {_short(dict(sorted(expected.items())))}")
     return problems, unchecked
 
 
