@@ -163,3 +163,18 @@ if __name__ == "__main__":
         crash_writer(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         raise SystemExit("usage: python tests/writer_process.py crash DB CASE FIRST")
+
+
+# -- timers: several tickers at once ---------------------------------------------------------
+
+
+def tick_once(path: str, workflow_text: str, on: str, start: Any, results: Any) -> None:
+    """Wait for the start signal, run one tick, report how many steps it took."""
+    try:
+        af.loads_workflow(workflow_text)  # the same definition the cases were made with
+        start.wait(60)
+        with af.open_store(path, durability="normal") as store:
+            report = store.tick(on=on)
+        results.put({"taken": len(report.taken), "already": report.already_taken})
+    except BaseException:
+        results.put({"error": traceback.format_exc()})
