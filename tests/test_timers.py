@@ -54,7 +54,7 @@ def timer_table(store: af.Store) -> list[tuple[str, str, str]]:
 
 
 def test_timed_steps_load_with_their_dates(wf: af.Workflow) -> None:
-    """at, after (state) and escalates load as timers taken by the clock; no target is a reminder."""
+    """at, after and escalates load as timers the clock takes; no target makes a reminder."""
     timed = {t.trigger: t for t in wf.timed_transitions}
     assert sorted(timed) == ["escalate", "expire", "lapse", "remind"]
     assert all(t.actors == ("clock",) for t in timed.values())
@@ -352,10 +352,9 @@ def test_racing_tickers_record_each_timer_event_once(tmp_path: Path, wf: af.Work
     """Four tickers in four processes at once: every timed step is stored exactly once."""
     db = tmp_path / "race.db"
     n_cases = 40
-    with af.open_store(db, durability="normal") as store:
-        with store.bulk():
-            for i in range(n_cases):
-                submitted(store, wf, f"r{i:03}")
+    with af.open_store(db, durability="normal") as store, store.bulk():
+        for i in range(n_cases):
+            submitted(store, wf, f"r{i:03}")
     start = CTX.Event()
     results = CTX.Queue()
     procs = [CTX.Process(target=wp.tick_once, args=(str(db), tw.TEXT, "2024-06-01", start,
