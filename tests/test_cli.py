@@ -601,7 +601,7 @@ def test_allowed_for_one_actor(runner: CliRunner, case_db: Path) -> None:
     why = {r["trigger"]: r["why_not"] for r in doc["not_allowed"]}
     assert why["3b.approve"] == {"tmu": ["'tmu' may not take '3b.approve'; only '3b' may"]}
     assert set(why) == {"3b.approve", "3b.reject", "vibo.approve", "vibo.reject",
-                        "vibo.withdraw", "send_to_lbf"}
+                        "vibo.withdraw", "send_to_lbf", "expire"}
     mine = json.loads(run(runner, case_db, "allowed", "mimerskvarteret", "--actor", "3b",
                           "--on", "2021-12-07", "--json").stdout)
     assert [a["trigger"] for a in mine["allowed"]] == ["3b.approve", "3b.reject"]

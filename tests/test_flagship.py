@@ -30,16 +30,21 @@ def test_the_seed_story_to_the_start_on_1_march_2022(store, submitted) -> None:
     assert {"tmu_approved", "aab_approved", "3b_approved", "vibo_voting"} == as_of_tmu.state
 
 
-def test_no_grant_by_28_february_means_a_gap(submitted) -> None:
-    """Without a grant when the old plan expires, the case enters the gap; a late grant ends it."""
+def test_no_grant_by_28_february_means_a_gap(store, submitted) -> None:
+    """Without a grant when the old plan expires, the clock takes the case into the gap on
+    the expiry date; no one can record a step dated after it first; a late grant ends it."""
     case = submitted
     approve_all(case, on="2022-01-31")
     case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
     assert case.why_not("old_plan_expires", actor="tmf", on="2022-02-28") == [
         "the old plan runs until 2022-02-28 (the step is dated 2022-02-28)"]
-    case.fire("old_plan_expires", actor="tmf", on="2022-03-01")
-    assert case.state == frozenset({"gap"})
-    case.fire("lbf.grant", actor="lbf", on="2022-04-20")
+    assert "fell due on 2022-02-28" in case.why_not("lbf.grant", actor="lbf",
+                                                    on="2022-03-01")[0]
+    report = store.tick(on="2022-03-15")
+    assert [(s.trigger, s.on.isoformat()) for s in report.taken] == [("expire", "2022-02-28")]
+    case = store.case(case.id)
+    assert case.state == frozenset({"gap"}) and case.history[-1].actor == "clock"
+    case.fire("lbf.grant", actor="lbf", on="2022-04-20")  # after the gap
     case.fire("start", actor="tmf", on="2022-05-01")
     assert case.is_final
 

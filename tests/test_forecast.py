@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import approvalflow as af
 from approvalflow.demo import SEED_DATA, build_demo
+from approvalflow.engine import engine_for
 from approvalflow.forecast import DEADLINE_STATUSES, parse_expected
 
 from .conftest import approve_all
@@ -394,7 +395,8 @@ def test_store_due_lists_overdue_and_soon_across_cases(store: af.Store,
     later = store.due(on="2022-02-20", within_days=14)
     assert [(i.kind, i.step, i.status) for i in later] == [
         ("expected", "3b.approve", "missed"), ("expected", "vibo.approve", "missed"),
-        ("deadline", "lbf.grant", "at risk"), ("deadline", "start", "at risk")]
+        ("deadline", "lbf.grant", "at risk"), ("timer", "expire", "upcoming"),
+        ("deadline", "start", "at risk")]
     assert all(i.case_id == demo.id for i in later)
     json.dumps([i.to_dict() for i in later])
 
@@ -430,6 +432,11 @@ def drive(store: af.Store, plan: list[tuple[str, int, int, int]]) -> af.Case:
         if case.is_final:
             break
         day = day + dt.timedelta(days=gap)
+        if engine_for(_FLAGSHIP).overdue(case.engine_state, day):  # the clock acts first
+            store.tick(on=day)
+            case = store.case(case.id)
+            if case.is_final:
+                break
         if kind == "fire":
             options = sorted((a, t) for a, ts in case.awaiting(on=day).items() for t in ts)
             if options:
@@ -484,11 +491,13 @@ def test_a_later_expectation_on_a_critical_step_never_makes_it_earlier(
     """Expecting a critical step later than forecast can only move the goal later."""
     case = drive(prop_store, plan)
     on = DAY0 + dt.timedelta(days=ask)
+    said = max(on, case.last_on or on)
+    prop_store.tick(on=said)  # the clock acts on what has fallen due before anything is said
+    case = prop_store.case(case.id)
     before = case.forecast(on=on)
     if before.date is None or before.reached or not before.critical_path:
         return
     step = before.step(before.critical_path[which % len(before.critical_path)])
-    said = max(on, case.last_on or on)
     case.expect(step.step, step.date + dt.timedelta(days=later), actor="tmf", said_on=said)
     after = case.forecast(on=on)
     assert after.date is not None and after.date >= before.date

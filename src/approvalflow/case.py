@@ -19,10 +19,11 @@ from .canonical import check_data, check_text, date_or_today
 from .definition import TransitionDef, Workflow
 from .engine import CaseState, Decision, Engine, engine_for
 from .errors import InvalidInputError, TransitionRefusedError
-from .forecast import Deadline, Expectation, Forecast, parse_expected
+from .forecast import Deadline, Expectation, Forecast, Timer, parse_expected
 from .forecast import deadlines as _deadlines
 from .forecast import expectations as _expectations
 from .forecast import forecast as _forecast
+from .forecast import timers as _timers
 
 if TYPE_CHECKING:
     import pandas
@@ -346,6 +347,11 @@ class Case:
     def deadlines(self, on: object = None) -> list[Deadline]:
         """Each step's deadline with its due date and status (met / open / at risk / missed)."""
         return _deadlines(self._workflow, self._state, self._history, on=self._on(on))
+
+    def timers(self, on: object = None) -> list[Timer]:
+        """The timed steps armed now, the earliest first: what the clock will do by itself
+        (``approvalflow tick``), and when; ``status`` is "due" once the date has come."""
+        return _timers(self._workflow, self._state, on=self._on(on))
 
     def forecast(self, on: object = None) -> Forecast:
         """When the case is expected to reach its goal, on time or not, and who it waits for."""

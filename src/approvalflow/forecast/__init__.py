@@ -23,7 +23,7 @@ Everything here is computed from a workflow, a case's state and its events: no S
 no writing. ``Case.forecast`` / ``Case.deadlines`` and ``Store.due`` call it.
 """
 
-from .due import deadlines, due_items, sort_due
+from .due import deadlines, due_items, sort_due, timers
 from .expected import expectations, parse_expected
 from .outlook import forecast
 from .results import (
@@ -34,6 +34,7 @@ from .results import (
     Forecast,
     Party,
     StepForecast,
+    Timer,
     VoterForecast,
 )
 from .route import MAX_ROUTE_SEARCH
@@ -47,6 +48,7 @@ __all__ = [
     "Forecast",
     "Party",
     "StepForecast",
+    "Timer",
     "VoterForecast",
     "deadlines",
     "due_items",
@@ -54,4 +56,5 @@ __all__ = [
     "forecast",
     "parse_expected",
     "sort_due",
+    "timers",
 ]

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import attrs
+
 from ..canonical import date_or_today
 from ..definition import Workflow
-from ..engine import CaseState
+from ..engine import CaseState, engine_for
+from .due import timers
 from .results import Forecast, Party, StepForecast, VoterForecast
 from .route import _analyse, _Analysis, _critical, _slack
 
@@ -19,7 +22,26 @@ if TYPE_CHECKING:
 def forecast(workflow: Workflow, state: CaseState, history: Sequence[Event], *,
              case_id: str = "", on: object = None) -> Forecast:
     """The case's forecast as of ``on`` (default today); see the module's docstring."""
-    return _forecast(_analyse(workflow, state, history, date_or_today(on)), case_id)
+    when = date_or_today(on)
+    analysis = _analyse(workflow, state, history, when)
+    result = _forecast(analysis, case_id)
+    armed = tuple(timers(workflow, state, on=when))
+    engine = engine_for(workflow)
+    notes = list(result.notes)
+    for timer in armed:
+        if timer.target is None:
+            continue
+        # the route's step that takes the case out of the timer's state
+        leaving = next((p for p in analysis.route or []
+                        if timer.source in engine.active(p.config)
+                        and timer.source not in engine.active(engine.step(p.config,
+                                                                          p.t.trigger))), None)
+        if leaving is not None and leaving.date > timer.due:
+            notes.append(f"the clock takes {timer.step!r} on {timer.due.isoformat()} "
+                         f"({timer.source} -> {timer.target}) before {leaving.t.trigger!r}, "
+                         f"forecast for {leaving.date.isoformat()}: unless that comes first, "
+                         f"the case goes to {timer.target!r}")
+    return attrs.evolve(result, timers=armed, notes=tuple(dict.fromkeys(notes)))
 
 
 def _forecast(a: _Analysis, case_id: str) -> Forecast:

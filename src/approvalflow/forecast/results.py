@@ -134,6 +134,8 @@ class Forecast:
     holding_up: tuple[Party, ...]
     steps: tuple[StepForecast, ...]
     notes: tuple[str, ...]
+    #: the timed steps armed now: what the clock will do by itself, and when
+    timers: tuple[Timer, ...] = ()
 
     def step(self, trigger: str) -> StepForecast:
         """The route's step ``trigger``."""
@@ -151,7 +153,8 @@ class Forecast:
                 "on_time": self.on_time, "slack_days": self.slack_days,
                 "critical_path": list(self.critical_path),
                 "holding_up": [p.to_dict() for p in self.holding_up],
-                "steps": [s.to_dict() for s in self.steps], "notes": list(self.notes)}
+                "steps": [s.to_dict() for s in self.steps], "notes": list(self.notes),
+                "timers": [t.to_dict() for t in self.timers]}
 
     def describe(self) -> str:
         """The forecast in a few plain-text lines."""
@@ -182,12 +185,13 @@ class Forecast:
             for s in self.steps:
                 why = {"expected": f"expected {s.expected.given}" if s.expected else "expected",
                        "duration": f"typically {s.duration_days} days",
-                       "none": "no estimate"}[s.basis]
+                       "none": "no estimate", "timer": "taken by the clock"}[s.basis]
                 mark = "*" if s.critical else " "
                 slack = "" if s.slack_days is None else f", slack {s.slack_days}"
                 late = ", expected date passed" if s.late else ""
                 lines.append(f"  {mark} {s.date.isoformat()}  {s.step:<16} ({why}; set by "
                              f"{s.set_by}{slack}{late})")
+        lines.extend(f"  Timer: {t.describe()}" for t in self.timers)
         lines.extend(f"  Note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -215,12 +219,14 @@ class Deadline:
     projected: bool  # the due date counts from a step not taken yet (its forecast date)
     actors: tuple[str, ...]
     note: str = ""
+    kind: str = "step"  # "step": a step's deadline; "state": leave the state by then
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "label": self.label, "rule": self.rule,
                 "due": _iso(self.due), "status": self.status, "days_left": self.days_left,
                 "taken_on": _iso(self.taken_on), "forecast": _iso(self.forecast),
-                "projected": self.projected, "actors": list(self.actors), "note": self.note}
+                "projected": self.projected, "actors": list(self.actors), "note": self.note,
+                "kind": self.kind}
 
 
 @attrs.frozen
@@ -240,3 +246,39 @@ class DueItem:
         return {"case_id": self.case_id, "kind": self.kind, "step": self.step,
                 "label": self.label, "due": self.due.isoformat(), "status": self.status,
                 "days_left": self.days_left, "actors": list(self.actors)}
+
+
+@attrs.frozen
+class Timer:
+    """A timed step armed in a case: the clock takes it on ``due`` unless the case has
+    left ``source`` by then (or a guard refuses it that day).
+
+    ``target`` is None for a reminder (recorded, no change of state); ``escalates``
+    names the step or state whose missed deadline it acts on. ``status`` is ``"due"``
+    when ``due`` is on or before the day asked (the next tick takes it), else
+    ``"upcoming"``.
+    """
+
+    step: str
+    label: str
+    source: str
+    target: str | None
+    due: dt.date
+    rule: str
+    status: str
+    days_left: int
+    escalates: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "label": self.label, "source": self.source,
+                "target": self.target, "due": self.due.isoformat(), "rule": self.rule,
+                "status": self.status, "days_left": self.days_left,
+                "escalates": self.escalates}
+
+    def describe(self) -> str:
+        """One line: when, what, and where to."""
+        where = "a reminder, no change of state" if self.target is None else \
+            f"{self.source} -> {self.target}"
+        why = f"; the deadline of {self.escalates} is missed" if self.escalates else ""
+        return (f"{self.due.isoformat()}  the clock takes {self.step} ({where}; "
+                f"{self.rule}{why}){' - due now' if self.status == 'due' else ''}")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..clock import lookup as _lookup
 from ..definition import DateRef, TransitionDef, Workflow
 from ..engine import CaseState, Engine, engine_for
 from .expected import _taken, expectations
@@ -39,22 +40,48 @@ def _entered(engine: Engine, history: Sequence[Event]) -> dict[str, tuple[dt.dat
     return out
 
 
-def _lookup(data: Mapping[str, Any], key: str) -> Any:
-    if key in data:
-        return data[key]
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+def _stays(engine: Engine, history: Sequence[Event]
+           ) -> tuple[dict[str, tuple[dt.date, bool]], dict[str, tuple[dt.date, bool]]]:
+    """Each state's latest entry, and when the case left it after that entry (if it did):
+    state -> (date, False); the False says these are facts, not projections."""
+    entered: dict[str, tuple[dt.date, bool]] = {}
+    left: dict[str, tuple[dt.date, bool]] = {}
+    for e in history:
+        if e.kind == "create":
+            for s in engine.active(e.target):
+                entered[s] = (e.on, False)
+        elif e.kind == "fire" and e.source != e.target:
+            before, after = engine.active(e.source), engine.active(e.target)
+            for s in before - after:
+                left[s] = (e.on, False)
+            for s in after - before:
+                entered[s] = (e.on, False)
+                left.pop(s, None)
+    return entered, left
 
 
 def _resolve(ref: DateRef, data: Mapping[str, Any],
-             step_dates: Mapping[str, tuple[dt.date, bool]]) -> tuple[dt.date | None, bool, str]:
+             step_dates: Mapping[str, tuple[dt.date, bool]],
+             state_dates: Mapping[str, tuple[dt.date, bool]] | None = None,
+             deadline_of: Callable[[str], DateRef | None] | None = None,
+             ) -> tuple[dt.date | None, bool, str]:
     """A date reference's date, whether it is projected (counts from a forecast), and why
     not when it has none."""
     days = dt.timedelta(days=ref.days)
+    if ref.kind == "state":
+        found = (state_dates or {}).get(ref.state or "")
+        if found is None:
+            return None, False, f"the case has not entered {ref.state!r} and the route does " \
+                                f"not enter it"
+        return found[0] + days, found[1], ""
+    if ref.kind == "join":
+        return None, False, f"the day every region of {ref.state!r} is done is not known yet"
+    if ref.kind == "missed":
+        inner = deadline_of(ref.step or "") if deadline_of else None
+        if inner is None or inner.kind == "missed":
+            return None, False, f"{ref.step!r} has no deadline"
+        due, projected, why = _resolve(inner, data, step_dates, state_dates)
+        return (None, False, why) if due is None else (due + days, projected, "")
     if ref.kind == "date" and ref.date is not None:
         return ref.date + days, False, ""
     if ref.kind == "data":
@@ -85,7 +112,8 @@ def _route(engine: Engine, config: frozenset[str], goal: str) -> list[Transition
             continue
         for trigger in order:
             t = engine.enabled_transition(current, trigger)
-            if t is None or t.ballot != "yes":
+            # the route is what people do; the clock's steps are what happens if they don't
+            if t is None or t.ballot != "yes" or t.timed:
                 continue
             if t.join and engine.pending_regions(t.source, current):
                 continue
@@ -167,6 +195,9 @@ class _Analysis:
     step_dates: dict[str, tuple[dt.date, bool]]
     target: dt.date | None
     target_note: str
+    #: each state's latest entry, and its leaving after it (facts, then the route's dates)
+    state_dates: dict[str, tuple[dt.date, bool]] = attrs.field(factory=dict)
+    left_dates: dict[str, tuple[dt.date, bool]] = attrs.field(factory=dict)
 
 
 def _analyse(workflow: Workflow, state: CaseState, history: Sequence[Event],
@@ -177,6 +208,7 @@ def _analyse(workflow: Workflow, state: CaseState, history: Sequence[Event],
     taken = _taken(history)
     step_dates: dict[str, tuple[dt.date, bool]] = {k: (d, False) for k, (_, d) in taken.items()}
     entered = _entered(engine, history)
+    state_dates, left_dates = _stays(engine, history)
     goal = wf.goal
     reached_on = None
     route: list[_Planned] | None = None
@@ -186,16 +218,20 @@ def _analyse(workflow: Workflow, state: CaseState, history: Sequence[Event],
     elif goal is not None and not engine.is_final(state.config):
         transitions = _route(engine, state.config, goal)
         if transitions is not None:
-            route = _plan(engine, state, history, transitions, entered, floor, step_dates)
+            route = _plan(engine, state, history, transitions, entered, floor, step_dates,
+                          state_dates, left_dates)
     target, _, target_note = (None, False, "") if wf.target is None else \
         _resolve(wf.target, state.data, step_dates)
     return _Analysis(workflow=wf, on=on, floor=floor, goal_reached_on=reached_on, route=route,
-                     taken=taken, step_dates=step_dates, target=target, target_note=target_note)
+                     taken=taken, step_dates=step_dates, target=target, target_note=target_note,
+                     state_dates=state_dates, left_dates=left_dates)
 
 
 def _plan(engine: Engine, state: CaseState, history: Sequence[Event],
           transitions: list[TransitionDef], entered: dict[str, tuple[dt.date, int]],
-          floor: dt.date, step_dates: dict[str, tuple[dt.date, bool]]) -> list[_Planned]:
+          floor: dt.date, step_dates: dict[str, tuple[dt.date, bool]],
+          state_dates: dict[str, tuple[dt.date, bool]],
+          left_dates: dict[str, tuple[dt.date, bool]]) -> list[_Planned]:
     wf = engine.workflow
     said: dict[tuple[str, str | None], Expectation] = {
         (x.step, x.voter): x for x in expectations(history)}
@@ -245,6 +281,11 @@ def _plan(engine: Engine, state: CaseState, history: Sequence[Event],
             actors = t.actors
         if earliest is not None and earliest > date:
             date, set_by = earliest, "earliest"
+        if t.timer is not None:  # the clock takes it on its own date, no earlier
+            at, _, _ = _resolve(t.timer, state.data, step_dates, state_dates,
+                                engine.deadline_of)
+            if at is not None and at >= date:
+                date, set_by, basis = at, "timer", "timer"
         out.append(_Planned(t=t, config=config, ready=ready, date=date, basis=basis,
                             set_by=set_by, expected=exp, duration=duration, late=late,
                             preds=preds, actors=actors, voters=voters))
@@ -253,8 +294,11 @@ def _plan(engine: Engine, state: CaseState, history: Sequence[Event],
         before, after = active, engine.active(nxt)
         for s in before - after:
             came.pop(s, None)
+            left_dates[s] = (date, True)
         for s in after - before:
             came[s] = (date, i)
+            state_dates[s] = (date, True)
+            left_dates.pop(s, None)
         config = nxt
     return out
 
