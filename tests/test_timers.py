@@ -20,6 +20,7 @@ from approvalflow.engine import engine_for
 from approvalflow.guards import unregister_guard
 from tests import timed_workflow as tw
 from tests import writer_process as wp
+from tests.conftest import approve_all
 from tests.test_forgery import forge
 
 CTX = multiprocessing.get_context("spawn")
@@ -445,3 +446,75 @@ def test_an_old_store_is_migrated_with_a_timers_table(tmp_path: Path) -> None:
         assert timer_table(store) == []
         assert store.tick(on="2030-01-01").taken == ()
         assert store.verify().ok
+
+
+# --------------------------------------------------------------------------- the flagship
+
+
+def test_flagship_expiry_takes_an_unfinished_approval_into_the_gap(store: af.Store,
+                                                                   submitted: af.Case) -> None:
+    """A case still in the approval on 28 February 2022 is in the gap after a tick, by the
+    clock, dated the expiry; show and the forecast said so before."""
+    case = submitted
+    case.fire("tmu.approve", actor="tmu", on="2021-12-06")
+    timers = case.timers(on="2022-02-01")
+    assert [(t.step, t.due.isoformat(), t.source, t.target, t.status) for t in timers] == [
+        ("expire", "2022-02-28", "approval", "gap", "upcoming")]
+    assert "Timer: 2022-02-28  the clock takes expire (approval -> gap; data:expires)" in \
+        case.forecast(on="2022-02-01").describe()
+    report = store.tick(on="2022-03-02")
+    assert [(s.case_id, s.trigger, s.on.isoformat()) for s in report.taken] == [
+        ("mimerskvarteret", "expire", "2022-02-28")]
+    case = store.case("mimerskvarteret")
+    assert case.state == {"gap"} and case.history[-1].actor == "clock"
+    assert store.verify().ok
+
+
+def test_flagship_expiry_during_lbf_treatment_and_the_forecast_warns(store: af.Store,
+                                                                    submitted: af.Case) -> None:
+    """At LBF, the forecast warns that the clock acts the day the grant is forecast; without
+    the grant by then, the tick takes the case into the gap."""
+    case = submitted
+    approve_all(case, on="2022-01-31")
+    notes = case.forecast(on="2022-01-31").notes  # the route enters lbf_review on 01-31
+    assert "the clock takes 'expire' on 2022-02-28 (lbf_review -> gap), the day 'lbf.grant' " \
+           "is forecast (2022-02-28): unless 'lbf.grant' is recorded first, the case goes to " \
+           "'gap'" in notes
+    case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
+    notes = case.forecast(on="2022-02-01").notes
+    assert "the clock takes 'expire' on 2022-02-28 (lbf_review -> gap), before 'lbf.grant' " \
+           "is forecast (2022-03-01): unless 'lbf.grant' is recorded first, the case goes to " \
+           "'gap'" in notes
+    assert store.tick(on="2022-02-27").taken == ()
+    assert [s.trigger for s in store.tick(on="2022-02-28").taken] == ["expire"]
+    assert store.case(case.id).state == {"gap"}
+
+
+def test_flagship_grant_in_time_disarms_the_expiry(store: af.Store, submitted: af.Case) -> None:
+    """A grant recorded on or before the expiry leaves nothing for the clock to take."""
+    case = submitted
+    approve_all(case, on="2022-01-31")
+    case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
+    case.fire("lbf.grant", actor="lbf", on="2022-02-28")
+    assert case.timers() == [] and store.tick(on="2022-06-01").taken == ()
+    assert timer_table(store) == []
+
+
+def test_show_lists_the_timers(tmp_path: Path, flagship: af.Workflow, seed_data: Any) -> None:
+    """approvalflow show has a Timers section and a 'timers' key."""
+    db = tmp_path / "show.db"
+    with af.open_store(db) as store:
+        case = store.create_case(flagship, "m", actor="tmf", on="2021-11-01", data=seed_data)
+        case.fire("submit", actor="tmf", on="2021-11-01")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--db", str(db), "show", "m", "--on", "2022-01-10"])
+    assert result.exit_code == 0, result.output
+    assert "Timers on 2022-01-10 (taken by the clock: approvalflow tick)" in result.output
+    assert "upcoming 2022-02-28  expire (approval -> gap; data:expires)" in result.output
+    doc = json.loads(runner.invoke(cli, ["--db", str(db), "show", "m", "--on", "2022-01-10",
+                                         "--json"]).output)
+    assert [(t["step"], t["due"], t["days_left"]) for t in doc["timers"]] == [
+        ("expire", "2022-02-28", 49)]
+    due = json.loads(runner.invoke(cli, ["--db", str(db), "due", "--on", "2022-02-20",
+                                         "--json"]).output)
+    assert ("timer", "expire", "upcoming") in [(i["kind"], i["step"], i["status"]) for i in due]

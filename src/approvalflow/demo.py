@@ -190,6 +190,8 @@ def describe(case: Case, *, width: int = 80) -> str:
     lines.append(f"The start on {case.data.get('planned_start')}: it needs Landsbyggefonden's "
                  f"grant (tilsagn) on or before {case.data.get('expires')}, when the old plan "
                  f"expires; without it the area has a gap.")
+    for timer in case.timers(on=last):
+        lines.append(f"  By itself: {timer.describe()}.")
     if case.is_final:
         lines.append(f"  The case has ended: {', '.join(sorted(case.state))}.")
     else:

@@ -3,6 +3,7 @@ date, and who is holding it up."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -12,8 +13,8 @@ from ..canonical import date_or_today
 from ..definition import Workflow
 from ..engine import CaseState, engine_for
 from .due import timers
-from .results import Forecast, Party, StepForecast, VoterForecast
-from .route import _analyse, _Analysis, _critical, _slack
+from .results import Forecast, Party, StepForecast, Timer, VoterForecast
+from .route import _analyse, _Analysis, _critical, _resolve, _slack
 
 if TYPE_CHECKING:
     from ..case import Event
@@ -26,22 +27,53 @@ def forecast(workflow: Workflow, state: CaseState, history: Sequence[Event], *,
     analysis = _analyse(workflow, state, history, when)
     result = _forecast(analysis, case_id)
     armed = tuple(timers(workflow, state, on=when))
-    engine = engine_for(workflow)
-    notes = list(result.notes)
-    for timer in armed:
-        if timer.target is None:
-            continue
-        # the route's step that takes the case out of the timer's state
-        leaving = next((p for p in analysis.route or []
-                        if timer.source in engine.active(p.config)
-                        and timer.source not in engine.active(engine.step(p.config,
-                                                                          p.t.trigger))), None)
-        if leaving is not None and leaving.date > timer.due:
-            notes.append(f"the clock takes {timer.step!r} on {timer.due.isoformat()} "
-                         f"({timer.source} -> {timer.target}) before {leaving.t.trigger!r}, "
-                         f"forecast for {leaving.date.isoformat()}: unless that comes first, "
-                         f"the case goes to {timer.target!r}")
+    notes = list(result.notes) + _timer_notes(analysis, state, armed)
     return attrs.evolve(result, timers=armed, notes=tuple(dict.fromkeys(notes)))
+
+
+def _timer_notes(a: _Analysis, state: CaseState, armed: tuple[Timer, ...]) -> list[str]:
+    """What the clock will do along the route: for each timed step that moves the case
+    out of a state the route is in (now, or once a step on it enters the state), a note
+    when its date comes on or before the day the route leaves that state."""
+    engine = engine_for(a.workflow)
+    now = {t.step: t.due for t in armed}
+    route = a.route or []
+    notes = []
+    for t in engine.timed:
+        if t.reminder or t.timer is None:
+            continue
+        # the stretch of the route spent in t.source: entered (now or by step i), left by j
+        configs = [state.config] + [engine.step(p.config, p.t.trigger) for p in route]
+        inside = [k for k, c in enumerate(configs) if t.source in engine.active(c)]
+        if not inside:
+            continue
+        first, last = inside[0], _run(inside)[-1]
+        leaving = route[last] if last < len(route) else None  # the step that leaves it
+        if first == 0 and t.trigger in now:
+            due: dt.date | None = now[t.trigger]
+        elif first == 0:
+            continue  # in the state now, but not armed (spent, or waiting for its join)
+        else:
+            due, _, _ = _resolve(t.timer, state.data, a.step_dates, a.state_dates,
+                                 engine.deadline_of)
+        if due is None or leaving is None or leaving.date < due:
+            continue
+        when = "the day" if leaving.date == due else "before"
+        notes.append(f"the clock takes {t.trigger!r} on {due.isoformat()} ({t.source} -> "
+                     f"{t.target}), {when} {leaving.t.trigger!r} is forecast "
+                     f"({leaving.date.isoformat()}): unless {leaving.t.trigger!r} is recorded "
+                     f"first, the case goes to {t.target!r}")
+    return notes
+
+
+def _run(indexes: list[int]) -> list[int]:
+    """The first run of consecutive numbers in ``indexes``."""
+    out = indexes[:1]
+    for k in indexes[1:]:
+        if k != out[-1] + 1:
+            break
+        out.append(k)
+    return out
 
 
 def _forecast(a: _Analysis, case_id: str) -> Forecast:
