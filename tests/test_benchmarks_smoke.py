@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
-        "peer_eventsourcing_full", "peer_eventsourcing_normal", "engine_vs_transitions"}
+        "peer_eventsourcing_full", "peer_eventsourcing_normal", "engine_vs_transitions",
+        "tick"}
 RATIO_KEYS = {"fire_full", "fire_normal", "bulk_import", "verify", "cli",
               "engine_vs_transitions"}
 
@@ -36,6 +37,8 @@ def test_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
     assert bench["load_case"]["growth"] > 0
     assert bench["cli"]["show_exit_code"] == 0, bench["cli"]["show_error"]
     assert bench["bulk_import"]["events"] == bench["bulk_import"]["cases"] * 10
+    assert bench["tick"]["due"] == bench["tick"]["cases"] // 100
+    assert bench["tick"]["timer_rows"] == bench["tick"]["cases"]
     for key in ("peer_eventsourcing_full", "peer_eventsourcing_normal"):
         assert "ratio" in bench[key] or "skipped" in bench[key], key
     assert not any(tmp_path.glob("approvalflow-bench-*")), "scratch databases were left"

@@ -146,6 +146,16 @@ class Engine:
         for sid, d in wf.state_defs.items():
             if d.deadline is not None:
                 self._deadline_of.setdefault(sid, d.deadline)
+        # the facts the timers count from: only these are kept in a CaseState
+        refs = [t.timer for t in self.timed if t.timer is not None]
+        refs += [r for r in self._deadline_of.values() if r is not None]
+        self._watch_steps = frozenset([t.trigger for t in self.timed]
+                                      + [r.step for r in refs if r.kind == "after" and r.step])
+        self._watch_states = frozenset([t.source for t in self.timed]
+                                       + [r.state for r in refs if r.kind == "state"
+                                          and r.state])
+        self._watch_joins = tuple(p for p in self._parallel
+                                  if any(r.kind == "join" and r.state == p for r in refs))
 
     # -- building and driving the transitions machine ----------------------------------
 
@@ -231,7 +241,8 @@ class Engine:
                           ballots={}, withdrawn={})
         if not self.timed:
             return state
-        return attrs.evolve(state, entered={s: (1, on) for s in self.active(state.config)},
+        return attrs.evolve(state, entered={s: (1, on) for s in self.active(state.config)
+                                            if s in self._watch_states},
                             joined=self._joined({}, state.config, 1, on))
 
     # -- time: the steps the clock takes ---------------------------------------------------
@@ -241,7 +252,7 @@ class Engine:
         """When every region of each active parallel state was done (kept from ``before``)."""
         active = self.active(config)
         out = {}
-        for p in self._parallel:
+        for p in self._watch_joins:
             if p in active and not self.pending_regions(p, config):
                 out[p] = before.get(p, (seq, on))
         return out
@@ -370,7 +381,9 @@ class Engine:
             elif on != due:
                 refuse("timer", f"{trigger!r} fell due on {due.isoformat()}; the clock's step "
                                 f"is dated with that date, not {on.isoformat()}")
-        if _overdue and self.timed and not reasons:
+        # a timer's date is never before the last event, so only a later date can pass one
+        if _overdue and self.timed and not reasons and \
+                (state.last_on is None or on > state.last_on):
             late = self.overdue(state, on, case_id=case_id)
             if late:
                 day, first = late[0]
@@ -466,27 +479,28 @@ class Engine:
                     and vg.state in target and not t.vote
                 if (left or reentered) and vg.id in ballots:
                     ballots = {k: dict(v) for k, v in ballots.items() if k != vg.id}
-        out = CaseState(config=target, data=merge_data(state.data, data) if data else
-                        state.data, version=seq, last_on=on, ballots=ballots,
-                        withdrawn=withdrawn, taken=state.taken, entered=state.entered,
-                        joined=state.joined)
-        if not self.timed:
-            return out
-        taken = {**state.taken, trigger: (seq, on)}
-        entered = state.entered
-        joined = state.joined
-        if target != state.config:
-            before, after = self.active(state.config), self.active(target)
-            entered = {s: v for s, v in state.entered.items() if s in after}
-            for s in after - before:
-                entered[s] = (seq, on)
-            if t is not None and not t.reminder and t.target in after:
-                # the step's target (and all within it) is entered anew, even if it was active
-                for s in after:
-                    if s == t.target or t.target in self._lineage[s]:
+        taken, entered, joined = state.taken, state.entered, state.joined
+        if self.timed:
+            if trigger in self._watch_steps:
+                taken = {**state.taken, trigger: (seq, on)}
+            if target != state.config:
+                watch = self._watch_states
+                before, after = self.active(state.config), self.active(target)
+                fresh = (after - before) & watch
+                if t is not None and not t.reminder and t.target in after:
+                    # the step's target (and all within it) is entered anew, even if active
+                    fresh |= {s for s in after & watch
+                              if s == t.target or t.target in self._lineage[s]}
+                gone = [s for s in state.entered if s not in after]
+                if fresh or gone:
+                    entered = {s: v for s, v in state.entered.items() if s in after}
+                    for s in fresh:
                         entered[s] = (seq, on)
-            joined = self._joined(state.joined, target, seq, on)
-        return attrs.evolve(out, taken=taken, entered=entered, joined=joined)
+                if self._watch_joins:
+                    joined = self._joined(state.joined, target, seq, on)
+        return CaseState(config=target, data=merge_data(state.data, data) if data else
+                         state.data, version=seq, last_on=on, ballots=ballots,
+                         withdrawn=withdrawn, taken=taken, entered=entered, joined=joined)
 
     def allowed(self, state: CaseState, *, actor: str | None, on: dt.date,
                 case_id: str = "") -> list[str]:
