@@ -518,3 +518,108 @@ def test_show_lists_the_timers(tmp_path: Path, flagship: af.Workflow, seed_data:
     due = json.loads(runner.invoke(cli, ["--db", str(db), "due", "--on", "2022-02-20",
                                          "--json"]).output)
     assert ("timer", "expire", "upcoming") in [(i["kind"], i["step"], i["status"]) for i in due]
+
+
+# --------------------------------------------------------------------------- joins, deadlines
+
+PARALLEL = '''
+[workflow]
+name = "two-signatures"
+version = 1
+initial = "signing"
+
+[actors]
+a = "A"
+b = "B"
+clerk = "Sekretær"
+
+[states.signing]
+parallel = true
+deadline = { date = 2024-03-01 }
+[states.left]
+parent = "signing"
+initial = "left_open"
+[states.left_open]
+parent = "left"
+[states.left_done]
+parent = "left"
+final = true
+[states.right]
+parent = "signing"
+initial = "right_open"
+[states.right_open]
+parent = "right"
+[states.right_done]
+parent = "right"
+final = true
+[states.filed]
+[states.archived]
+final = true
+[states.dropped]
+final = true
+
+[[transitions]]
+trigger = "a.sign"
+source = "left_open"
+target = "left_done"
+actors = ["a"]
+
+[[transitions]]
+trigger = "b.sign"
+source = "right_open"
+target = "right_done"
+actors = ["b"]
+
+[[transitions]]
+trigger = "file"
+source = "signing"
+target = "filed"
+after = { join = "signing", days = 5 }
+
+[[transitions]]
+trigger = "drop"
+source = "signing"
+target = "dropped"
+actors = ["clerk"]
+join = false
+
+[[transitions]]
+trigger = "archive"
+source = "filed"
+target = "archived"
+after = { step = "file", days = 30 }
+'''
+
+
+def test_a_join_timer_counts_from_the_day_every_region_was_done(store: af.Store) -> None:
+    """after = { join = ID } is armed when the last region is done, and counts from that day;
+    the step after = { step = ID } counts from that step's event."""
+    wf = af.loads_workflow(PARALLEL)
+    case = store.create_case(wf, "p", actor="clerk", on="2024-01-01")
+    assert case.timers() == []  # the join is not complete: nothing to count from
+    case.fire("a.sign", actor="a", on="2024-01-05")
+    assert case.timers() == []
+    case.fire("b.sign", actor="b", on="2024-01-20")
+    assert [(t.step, t.due.isoformat()) for t in case.timers(on="2024-01-20")] == [
+        ("file", "2024-01-25")]
+    report = store.tick(on="2024-03-31")
+    assert [(s.trigger, s.on.isoformat()) for s in report.taken] == [
+        ("file", "2024-01-25"), ("archive", "2024-02-24")]
+    assert store.case("p").is_final and store.verify().ok
+
+
+def test_a_state_deadline_is_listed_once_and_met_by_any_exit(store: af.Store) -> None:
+    """A state's deadline appears once (not once per exit), open while in the state, met
+    when any exit leaves it in time, missed when it is left late or not left."""
+    wf = af.loads_workflow(PARALLEL)
+    case = store.create_case(wf, "d", actor="clerk", on="2024-01-01")
+    listed = [(d.kind, d.step, d.status, d.due.isoformat()) for d in case.deadlines(on="2024-01-02")
+              if d.kind == "state"]
+    assert listed == [("state", "signing", "open", "2024-03-01")]
+    late = store.create_case(wf, "late", actor="clerk", on="2024-01-01")
+    assert [d.status for d in late.deadlines(on="2024-03-02") if d.kind == "state"] == ["missed"]
+    case.fire("drop", actor="clerk", on="2024-02-01")  # an exit other than the join
+    # a case that has ended lists the deadlines of states it left
+    met = [(d.step, d.status, d.taken_on.isoformat()) for d in case.deadlines(on="2024-04-01")
+           if d.kind == "state"]
+    assert met == [("signing", "met", "2024-02-01")]
