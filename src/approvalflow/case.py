@@ -467,8 +467,13 @@ class Case:
         """Put the case back as it was (the store calls this when a bulk block rolls back)."""
         self._state, self._history = snapshot
 
-    def _advance(self, event: Event) -> None:
-        """Called by the store once ``event`` is committed."""
+    def _advance(self, event: Event, state: CaseState | None = None) -> None:
+        """Called by the store once ``event`` is committed (with the state it leads to,
+        when the store has already computed it)."""
+        if state is not None:
+            self._state = state
+            self._history = (*self._history, event)
+            return
         if event.kind != "fire":  # an expectation: no state, no case data
             self._state = attrs.evolve(self._state, version=event.seq, last_on=event.on)
             self._history = (*self._history, event)

@@ -154,6 +154,7 @@ class Engine:
         self._watch_states = frozenset([t.source for t in self.timed]
                                        + [r.state for r in refs if r.kind == "state"
                                           and r.state])
+        self._timed_joins = any(t.join for t in self.timed)
         self._watch_joins = tuple(p for p in self._parallel
                                   if any(r.kind == "join" and r.state == p for r in refs))
 
@@ -291,6 +292,14 @@ class Engine:
         if state.last_on is not None and state.last_on > day:
             day = state.last_on
         return day, ""
+
+    def same_timers(self, before: CaseState, after: CaseState) -> bool:
+        """True when ``after`` certainly arms the same timers, on the same dates, as
+        ``before`` (nothing a timer depends on changed); False when it may not."""
+        return (after.entered is before.entered and after.taken is before.taken
+                and after.joined is before.joined and after.data is before.data
+                and after.last_on == before.last_on and not self._timed_joins
+                and self.is_final(after.config) == self.is_final(before.config))
 
     def timers(self, state: CaseState) -> list[tuple[dt.date, TransitionDef]]:
         """The armed timed steps, by date then file order (guards not yet asked)."""

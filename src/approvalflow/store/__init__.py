@@ -28,7 +28,7 @@ import attrs
 from ..canonical import canonical_json, check_data, check_text, to_date
 from ..case import MAX_ID_LENGTH, Case, Event, check_actor
 from ..definition import Workflow, load_workflow, loads_workflow
-from ..engine import Decision, engine_for
+from ..engine import CaseState, Decision, engine_for
 from ..errors import (
     CaseExistsError,
     CaseNotFoundError,
@@ -54,7 +54,7 @@ from .rows import (
     utc_now,
 )
 from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
-from .timers import TickReport, rebuild_timers, sync_timers
+from .timers import TickReport, rebuild_timers, sync_timers, timer_rows
 from .timers import tick as _tick
 from .verification import VerifyReport, verify_store
 
@@ -561,19 +561,21 @@ class Store:
                 UPDATE_CASE,
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
                  case.id))
-            self._sync_timers(case, row, data)
+            after = self._sync_timers(case, row, data)
         event = row_to_event(row)
         if self._bulk_depth:
             # remember how the case was, so a block that is rolled back restores it
             self._bulk_touched.setdefault(id(case), (case, case._snapshot()))
-        case._advance(event)
+        case._advance(event, after)
         return event
 
-    def _sync_timers(self, case: Case, row: Mapping[str, Any], data: dict[str, Any]) -> None:
-        """Keep the case's ``timers`` rows with the state this event leaves it in."""
+    def _sync_timers(self, case: Case, row: Mapping[str, Any],
+                     data: dict[str, Any]) -> CaseState | None:
+        """Keep the case's ``timers`` rows with the state this event leaves it in (and
+        return that state, so the case need not compute it again)."""
         engine = engine_for(case.definition)
         if not engine.timed:
-            return
+            return None
         on = dt.date.fromisoformat(row["on_date"])
         state = case.engine_state
         if row["kind"] == "fire":
@@ -582,7 +584,12 @@ class Store:
                                  data=data)
         else:
             after = attrs.evolve(state, version=row["seq"], last_on=on)
-        sync_timers(self._conn, case.id, engine, after)
+        if engine.same_timers(state, after):
+            return after
+        # the table holds what the case's state before this event says (the head check
+        # proved this copy is the log's latest): write only what changes
+        sync_timers(self._conn, case.id, engine, after, before=timer_rows(engine, state))
+        return after
 
     # -- time -----------------------------------------------------------------------------
 

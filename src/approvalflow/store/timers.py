@@ -52,15 +52,16 @@ def timer_rows(engine: Engine, state: CaseState) -> list[tuple[str, str]]:
 
 
 def sync_timers(conn: sqlite3.Connection, case_id: str, engine: Engine,
-                state: CaseState) -> None:
+                state: CaseState, *, before: list[tuple[str, str]] | None = None) -> None:
     """Make the case's rows in ``timers`` those of ``state`` (inside the caller's
-    transaction). A workflow without timed steps has no rows and costs nothing."""
+    transaction); ``before`` is what the table holds for the case, when known (else it is
+    read). A workflow without timed steps has no rows and costs nothing."""
     if not engine.timed:
         return
     rows = timer_rows(engine, state)
-    stored = conn.execute("SELECT trigger, due_on FROM timers WHERE case_id = ?",
-                          (case_id,)).fetchall()
-    if sorted(tuple(r) for r in stored) == sorted(rows):
+    stored = before if before is not None else [tuple(r) for r in conn.execute(
+        "SELECT trigger, due_on FROM timers WHERE case_id = ?", (case_id,))]
+    if sorted(stored) == sorted(rows):
         return  # most steps leave the timers as they were: no write
     if stored:
         conn.execute("DELETE FROM timers WHERE case_id = ?", (case_id,))
