@@ -623,3 +623,16 @@ def test_a_state_deadline_is_listed_once_and_met_by_any_exit(store: af.Store) ->
     met = [(d.step, d.status, d.taken_on.isoformat()) for d in case.deadlines(on="2024-04-01")
            if d.kind == "state"]
     assert met == [("signing", "met", "2024-02-01")]
+
+
+def test_forged_second_reminder_is_named(tmp_path: Path, wf: af.Workflow) -> None:
+    """A reminder recorded twice in one stay breaks the rule 'timer': it was already taken."""
+    path = tmp_path / "remind.db"
+    with af.open_store(path) as store:
+        submitted(store, wf, "x")
+        store.tick(on="2024-02-01")  # the reminder, on 2024-01-30
+    forge(path, "remind", "clock", "2024-01-30", target=["review"])
+    found = _problems(path)
+    assert any("'remind' by 'clock' on 2024-01-30 breaks the rule 'timer': the clock can't "
+               "take 'remind': the clock took it on 2024-01-30, since the case last entered "
+               "'review'" in p for p in found), found
