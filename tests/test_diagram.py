@@ -112,8 +112,8 @@ def test_mermaid_declares_every_state_and_transition(name: str) -> None:
     ids = _mermaid_ids(text)
     assert len(ids) == len(wf.state_defs)
     assert text.count("-->") >= len(wf.transitions)
-    for t in wf.transitions:
-        assert f": {t.trigger}\n" in text
+    for t in wf.transitions:  # a timed step is marked as the clock's
+        assert f": {t.trigger}{' (clock)' if t.timed else ''}\n" in text
     assert text.count("{") == text.count("}")
 
 

@@ -58,6 +58,13 @@ def _lineage(workflow: Workflow, state_id: str) -> list[str]:
     return [state_id, *workflow.ancestors(state_id)]
 
 
+def _edge_text(t: TransitionDef) -> str:
+    """An edge's text: the trigger, and for a timed step when the clock takes it."""
+    if t.timer is None:
+        return t.trigger
+    return f"{t.trigger} (clock: {t.timer.describe()})"
+
+
 def _edge_home(workflow: Workflow, t: TransitionDef) -> str | None:
     """The compound state whose block holds the edge: the common parent, or None (top)."""
     src = workflow.state_defs[t.source].parent
@@ -125,7 +132,8 @@ def to_mermaid(workflow: Workflow, case: Case | None = None) -> str:
     lines = ["stateDiagram-v2"]
 
     def edge(t: TransitionDef) -> str:
-        return f"{ids[t.source]} --> {ids[t.target]} : {_mermaid_text(t.trigger)}"
+        text = t.trigger if t.timer is None else f"{t.trigger} (clock)"
+        return f"{ids[t.source]} --> {ids[t.target]} : {_mermaid_text(text)}"
 
     def block(state_ids: Iterable[str], indent: str, initial: str | None,
               home: str | None) -> None:
@@ -256,7 +264,9 @@ def to_dot(workflow: Workflow, case: Case | None = None) -> str:
 
     for t in workflow.transitions:
         src, dst = defs[t.source], defs[t.target]
-        attrs = [f"label={_dot_text(t.trigger)}"]
+        attrs = [f"label={_dot_text(_edge_text(t))}"]
+        if t.timed:
+            attrs.append('style="dotted"')
         if t.label:
             attrs.append(f"tooltip={_dot_text(t.label)}")
         if src.kind != "atomic":
