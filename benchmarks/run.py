@@ -58,7 +58,7 @@ FLAGSHIP = "boligsocial-helhedsplan"
 #: Every key the JSON's "benchmarks" object has (the smoke test checks them all).
 BENCHMARK_KEYS = ("fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
                   "peer_eventsourcing_full", "peer_eventsourcing_normal",
-                  "engine_vs_transitions", "tick")
+                  "engine_vs_transitions", "migrate", "tick")
 #: The steps a case takes in the benchmarks: creation is event 1, these are 2..10.
 STEPS: tuple[tuple[str, str], ...] = (
     ("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.approve", "aab"), ("3b.approve", "3b"),
@@ -73,10 +73,12 @@ DAY = "2021-12-06"
 SIZES = {
     "full": {"fire_normal": 3000, "fire_full": 700, "rounds": 5, "bulk_cases": 100_000,
              "small_cases": 1_000, "loads": 2000, "cli_runs": 5, "peer_normal": 3000,
-             "peer_full": 700, "engine_triggers": 30_000, "tick_cases": 100_000},
+             "peer_full": 700, "engine_triggers": 30_000, "migrate_cases": 10_000,
+             "tick_cases": 100_000},
     "quick": {"fire_normal": 70, "fire_full": 35, "rounds": 2, "bulk_cases": 300,
               "small_cases": 30, "loads": 60, "cli_runs": 1, "peer_normal": 60,
-              "peer_full": 30, "engine_triggers": 700, "tick_cases": 500},
+              "peer_full": 30, "engine_triggers": 700, "migrate_cases": 50,
+              "tick_cases": 500},
 }
 
 EVENT_COLUMNS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
@@ -455,7 +457,7 @@ def bench_verify(big: Path) -> dict[str, Any]:
             "met": ratio <= 2.0}
 
 
-# -- 4b. tick -----------------------------------------------------------------------------------
+# -- 4c. tick -----------------------------------------------------------------------------------
 
 def bench_tick(tmp: Path, n_cases: int) -> dict[str, Any]:
     """``store.tick`` over ``n_cases`` submitted flagship cases, 1 % of them with an expiry
@@ -502,6 +504,63 @@ def bench_tick(tmp: Path, n_cases: int) -> dict[str, Any]:
             "repeat_ms": round(repeat * 1000, 2),
             "target": "about 1 s for 1,000 due of 100,000; a few ms with none due",
             "met": busy <= 1.5 * n_due / 1000 and idle_ms <= 10}
+
+
+# -- 4b. migrate running cases to a new workflow version -------------------------------------
+
+MIGRATE_STEPS = (("submit", "tmf"), ("tmu.approve", "tmu"), ("vibo.approve", "vibo_afd_1"))
+
+
+def bench_migrate(tmp: Path, n_cases: int) -> dict[str, Any]:
+    """``store.migrate`` of every open case to the next version (the same text, version
+    bumped: every case can move, ballots kept), one command; against raw SQL that
+    appends one hashed event per case and updates its row, in one transaction."""
+    wf = flagship()
+    v2 = af.loads_workflow(wf.source_text.replace(f"version = {wf.version}",
+                                                  f"version = {wf.version + 1}", 1))
+
+    def build(path: Path) -> None:
+        def records() -> Iterator[dict[str, Any]]:
+            for i in range(n_cases):
+                case_id = f"case-{i:07d}"
+                yield {"case_id": case_id, "trigger": "create", "workflow": wf, "actor": "tmf",
+                       "on": DAY, "data": SEED_DATA}
+                for trigger, actor in MIGRATE_STEPS:
+                    yield {"case_id": case_id, "trigger": trigger, "actor": actor, "on": DAY}
+
+        with af.open_store(path, durability="full") as store:
+            store.import_events(records())
+
+    mine, raw = tmp / "migrate.db", tmp / "migrate-raw.db"
+    build(mine)
+    build(raw)
+    with af.open_store(mine, durability="full") as store:
+        t0 = time.perf_counter()
+        result = store.migrate(v2, actor="tmf", on=DAY)
+        t_af = time.perf_counter() - t0
+        assert len(result.movable) == n_cases, result.refused[:3]
+        assert store.verify().ok
+
+    conn = raw_connect(raw, "full")
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    heads = conn.execute("SELECT case_id, seq, head_hash, state FROM cases").fetchall()
+    at = now()
+    for case_id, seq, head, state in heads:
+        row = (case_id, seq + 1, "migrate", "migrate", "tmf", DAY, at, state, state, None,
+               canonical({"migrate": {"ballots": "keep", "from_version": 1, "mapping": {},
+                                      "to_version": 2}}), wf.name, 2, None, head)
+        digest = row_hash((*row, v2.digest))
+        conn.execute(INSERT_EVENT.replace(") VALUES", ", workflow_digest) VALUES")
+                     .replace("?)", "?, ?)"), (*row, digest, v2.digest))
+        conn.execute("UPDATE cases SET seq = ?, head_hash = ?, workflow_version = 2, "
+                     "updated_at = ? WHERE case_id = ?", (seq + 1, digest, at, case_id))
+    conn.execute("COMMIT")
+    t_raw = time.perf_counter() - t0
+    conn.close()
+    return {"cases": n_cases, "approvalflow_s": round(t_af, 2), "raw_s": round(t_raw, 3),
+            "cases_per_s": round(n_cases / t_af), "ratio": round(t_af / t_raw, 1),
+            "target_s": 10.0 * n_cases / 10_000, "met": t_af <= 10.0 * n_cases / 10_000}
 
 
 # -- 5. CLI -----------------------------------------------------------------------------------
@@ -752,6 +811,9 @@ def table(results: dict[str, Any]) -> str:
     add("verify", f"{r['approvalflow_events_per_s']:,} events/s",
         f"plain hashing {r['plain_hash_events_per_s']:,} events/s", r["ratio"], "<= 2x",
         r["met"])
+    r = b["migrate"]
+    add(f"migrate {r['cases']:,} open cases to a new version", f"{r['approvalflow_s']} s",
+        f"raw append + update {r['raw_s']} s", r["ratio"], f"<= {r['target_s']:g} s", r["met"])
     r = b["cli"]
     add("CLI `show`, cold process", f"{r['show_ms']} ms" + (
         "" if r["show_exit_code"] == 0 else f" (exit {r['show_exit_code']})"),
@@ -834,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         step("load_case", lambda: bench_load(tmp, big, size["bulk_cases"], size["small_cases"],
                                              size["loads"], n_rounds))
         step("verify", lambda: bench_verify(big))
+        step("migrate", lambda: bench_migrate(tmp, size["migrate_cases"]))
         step("cli", lambda: bench_cli(big, f"case-{size['bulk_cases'] // 2:07d}",
                                       size["cli_runs"]))
         step("peer_eventsourcing_full",

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
         "peer_eventsourcing_full", "peer_eventsourcing_normal", "engine_vs_transitions",
-        "tick"}
+        "migrate", "tick"}
 RATIO_KEYS = {"fire_full", "fire_normal", "bulk_import", "verify", "cli",
               "engine_vs_transitions"}
 

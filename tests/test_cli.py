@@ -219,15 +219,15 @@ def test_new_accepts_a_workflow_file_without_toml_suffix(runner: CliRunner,
     assert "on medfinansiering-restbeloeb v1" in result.stdout
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--actor", "nobody"], "'nobody' is not an actor of workflow"),
-    (["--actor", "tmf", "--data", '{"x": 1e999}'], "data['x'] is inf"),
+@pytest.mark.parametrize(("args", "expected", "code"), [
+    (["--actor", "nobody"], "'nobody' is not an actor of workflow", 1),
+    (["--actor", "tmf", "--data", '{"x": 1e999}'], "data['x'] is inf", 2),  # bad --data
 ])
 def test_failed_new_leaves_no_database(runner: CliRunner, tmp_path: Path, args: list[str],
-                                       expected: str) -> None:
+                                       expected: str, code: int) -> None:
     """A refused 'new' on a missing file leaves no file behind."""
     db = tmp_path / "new.db"
-    line = one_error(run(runner, db, "new", FLAGSHIP, "c1", *args))
+    line = one_error(run(runner, db, "new", FLAGSHIP, "c1", *args), code)
     assert expected in line
     assert list(tmp_path.iterdir()) == []
 

@@ -112,8 +112,8 @@ def test_mermaid_declares_every_state_and_transition(name: str) -> None:
     ids = _mermaid_ids(text)
     assert len(ids) == len(wf.state_defs)
     assert text.count("-->") >= len(wf.transitions)
-    for t in wf.transitions:  # a timed step is marked as the clock's
-        assert f": {t.trigger}{' (clock)' if t.timed else ''}\n" in text
+    for t in wf.transitions:
+        assert f": {t.trigger} · " in text
     assert text.count("{") == text.count("}")
 
 
@@ -258,3 +258,56 @@ def test_missing_dependency_error_is_an_approvalflow_error() -> None:
     """MissingDependencyError is caught by ApprovalflowError and by ImportError."""
     assert issubclass(MissingDependencyError, af.ApprovalflowError)
     assert issubclass(MissingDependencyError, ImportError)
+
+
+def test_edges_say_who_the_threshold_guards_and_deadline() -> None:
+    """Mermaid and DOT edges name the actors, a vote's threshold, guards and deadlines."""
+    wf = af.load_workflow("boligsocial-helhedsplan")
+    mermaid, dot = wf.diagram(), wf.diagram(format="dot")
+    send = next(t for t in wf.transitions if t.trigger == "send_to_lbf")
+    assert f"send_to_lbf · by {', '.join(send.actors)} · if {', '.join(send.guards)}" in mermaid
+    assert f"send_to_lbf\\nby {', '.join(send.actors)}\\nif {', '.join(send.guards)}" in dot
+    vibo = wf.votes["vibo"]
+    need = "all" if vibo.need is None else str(vibo.need)
+    assert f"vibo.approve · a yes in vote vibo (passes with {need} " in mermaid
+    due = next(t for t in wf.transitions if t.deadline is not None)
+    assert f"due {due.deadline.describe()}" in dot
+
+
+def test_custom_workflow_edges_show_two_of_three() -> None:
+    """A 2-of-3 vote on a small workflow is drawn as 'passes with 2 of 3 yes'."""
+    wf = af.loads_workflow(_TWO_OF_THREE)
+    assert "a yes in vote panel (passes with 2 of 3 yes)" in wf.diagram()
+    assert "by clerk" in wf.diagram(format="dot")
+
+
+_TWO_OF_THREE = """
+[workflow]
+name = "panel"
+version = 1
+initial = "voting"
+[actors]
+clerk = "Clerk"
+a = "A"
+b = "B"
+c = "C"
+[states.voting]
+[states.passed]
+final = true
+[states.closed]
+final = true
+[votes.panel]
+state = "voting"
+voters = ["a", "b", "c"]
+need = 2
+[[transitions]]
+trigger = "yes"
+source = "voting"
+target = "passed"
+vote = "panel"
+[[transitions]]
+trigger = "close"
+source = "voting"
+target = "closed"
+actors = ["clerk"]
+"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 
@@ -169,3 +170,18 @@ def test_history_html_without_workflow_shows_ids(submitted: af.Case) -> None:
     check_html(markup)
     assert "vibo_approved" in markup and "Godkendt af VIBO" not in markup
     assert "(ballot)" in markup
+
+
+def test_case_html_has_the_deadlines_and_forecast_of_show(store, seed_data) -> None:
+    """The case HTML carries the same deadline and forecast lines as 'approvalflow show'."""
+    from approvalflow.summary import section_lines
+
+    case = store.create_case("boligsocial-helhedsplan", "fictional-html", actor="tmf",
+                             on="2021-11-01", data=seed_data)
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    page = case._repr_html_()
+    sections = section_lines(case, ("deadlines", "forecast"))
+    assert sections["forecast"], "the flagship names a goal, so show has a forecast"
+    for lines in sections.values():
+        for line in lines:
+            assert html.escape(line) in page, line

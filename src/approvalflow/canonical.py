@@ -12,13 +12,25 @@ import datetime as dt
 import hashlib
 import json
 import math
+import sys
 from typing import Any
 
 from .errors import InvalidInputError
 
-__all__ = ["canonical_json", "check_data", "sha256_hex", "check_text", "to_date", "date_or_today"]
+__all__ = ["canonical_json", "check_data", "sha256_hex", "check_text", "to_date", "date_or_today",
+           "MIN_DATE", "MAX_DATE", "DATE_RANGE", "date_range_problem", "add_days"]
 
 _MAX_DEPTH = 64
+#: Ints longer than this many bits may be over Python's int/str digit limit (4,300).
+_BIG_INT_BITS = 14_000
+
+#: Every date the library accepts lies in this range (docs/api.md, "Dates"): steps,
+#: expectations, dates read from case data and workflow date references. It leaves
+#: room on both sides for the day arithmetic of deadlines and forecasts (a workflow
+#: may add up to 36,500 days), which Python's dates would refuse past year 9999.
+MIN_DATE = dt.date(1900, 1, 1)
+MAX_DATE = dt.date(2999, 12, 31)
+DATE_RANGE = f"{MIN_DATE.isoformat()} to {MAX_DATE.isoformat()}"
 
 
 def check_text(value: object, what: str, *, max_length: int | None = None) -> str:
@@ -38,31 +50,41 @@ def check_text(value: object, what: str, *, max_length: int | None = None) -> st
     return value
 
 
-def _check(value: Any, path: str, depth: int) -> None:
+def _copy(value: Any, path: str, depth: int) -> Any:
+    """A fresh copy of ``value`` made while checking it: plain dicts, lists and scalars."""
     if depth > _MAX_DEPTH:
         raise InvalidInputError(f"data is nested deeper than {_MAX_DEPTH} levels at {path}.")
-    if value is None or isinstance(value, bool | int):
-        return
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() > _BIG_INT_BITS:
+            try:
+                str(value)
+            except ValueError:
+                raise InvalidInputError(
+                    f"data{path} is a whole number of about {value.bit_length() * 3 // 10} "
+                    f"digits; at most {sys.get_int_max_str_digits()} digits can be stored: "
+                    f"write such a number as a string.") from None
+        return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInputError(
                 f"data{path} is {value!r}; JSON has no NaN or Infinity: use null or a string."
             )
-        return
+        return float(value)
     if isinstance(value, str):
         check_text(value, f"data{path}")
-        return
+        return value
     if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _check(item, f"{path}[{i}]", depth + 1)
-        return
+        return [_copy(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict):
+        out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInputError(f"data{path} has the key {key!r}; keys must be strings.")
             check_text(key, f"a key in data{path}")
-            _check(item, f"{path}[{key!r}]", depth + 1)
-        return
+            out[key] = _copy(item, f"{path}[{key!r}]", depth + 1)
+        return out
     raise InvalidInputError(
         f"data{path} is a {type(value).__name__} ({value!r}); only JSON values are allowed:"
         " null, true/false, numbers, strings, lists and objects (write dates as 'YYYY-MM-DD')."
@@ -70,15 +92,20 @@ def _check(value: Any, path: str, depth: int) -> None:
 
 
 def check_data(data: object) -> dict[str, Any]:
-    """Return ``data`` (None becomes {}) if it is a JSON object that can be stored exactly."""
+    """A fresh copy of ``data`` (None becomes {}) if it is a JSON object that can be stored
+    exactly, else InvalidInputError.
+
+    The copy is built while the value is checked, so what is stored, hashed and shown to
+    guards never aliases the caller's objects: changing them afterwards changes nothing.
+    """
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise InvalidInputError(
             f"data must be a JSON object (a dict), not {type(data).__name__} {data!r}."
         )
-    _check(data, "", 0)
-    return data
+    copied: dict[str, Any] = _copy(data, "", 0)
+    return copied
 
 
 def canonical_json(value: Any) -> str:
@@ -92,23 +119,51 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def date_range_problem(value: dt.date, what: str = "date") -> str | None:
+    """Why ``value`` is outside :data:`MIN_DATE`..:data:`MAX_DATE`, or None when it is inside."""
+    if MIN_DATE <= value <= MAX_DATE:
+        return None
+    return (f"{what} {value.isoformat()!r} is outside the dates approvalflow accepts, "
+            f"{DATE_RANGE}")
+
+
+def add_days(value: dt.date, days: int) -> dt.date:
+    """``value`` moved by ``days``, held within what ``datetime.date`` can represent.
+
+    Day arithmetic on accepted dates stays far from the ends; this keeps a long chain of
+    forecast durations from ever raising OverflowError.
+    """
+    try:
+        return value + dt.timedelta(days=days)
+    except OverflowError:
+        return dt.date.max if days > 0 else dt.date.min
+
+
 def to_date(value: object, what: str = "date") -> dt.date:
-    """A ``datetime.date`` from a date or an ISO ``YYYY-MM-DD`` string, else a clear error."""
+    """A ``datetime.date`` from a date or an ISO ``YYYY-MM-DD`` string within
+    :data:`DATE_RANGE`, else a clear error."""
     if isinstance(value, dt.datetime):
         raise InvalidInputError(f"{what} must be a date, not a datetime {value!r}; "
                                 f"pass value.date().")
+    date: dt.date | None = None
     if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
+        date = value
+    elif isinstance(value, str):
         try:
             if len(value) == 10:
-                return dt.date.fromisoformat(value)
+                date = dt.date.fromisoformat(value)
         except ValueError:
             pass
-        raise InvalidInputError(f"{what} {value[:40]!r} is not a real date in the form "
-                                f"YYYY-MM-DD (e.g. '2021-12-06').")
-    raise InvalidInputError(f"{what} must be a date or 'YYYY-MM-DD', not "
-                            f"{type(value).__name__} {value!r}.")
+        if date is None:
+            raise InvalidInputError(f"{what} {value[:40]!r} is not a real date in the form "
+                                    f"YYYY-MM-DD (e.g. '2021-12-06').")
+    else:
+        raise InvalidInputError(f"{what} must be a date or 'YYYY-MM-DD', not "
+                                f"{type(value).__name__} {value!r}.")
+    problem = date_range_problem(date, what)
+    if problem:
+        raise InvalidInputError(f"{problem}.")
+    return date
 
 
 def date_or_today(on: object, what: str = "on") -> dt.date:

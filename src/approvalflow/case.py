@@ -24,11 +24,13 @@ from .forecast import deadlines as _deadlines
 from .forecast import expectations as _expectations
 from .forecast import forecast as _forecast
 from .forecast import timers as _timers
+from .versioning import migrated_state
 
 if TYPE_CHECKING:
     import pandas
 
     from .html import HistoryTable
+    from .timeline import Svg
 
 __all__ = ["Case", "Event", "Region", "MAX_NOTE_LENGTH", "check_actor"]
 
@@ -317,6 +319,7 @@ class Case:
 
     def transition(self, trigger: str) -> TransitionDef | None:
         """The workflow transition ``trigger`` takes from the case's current state, if any."""
+        check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
         return self._engine.enabled_transition(self._state.config, trigger)
 
     def entered_by(self) -> dict[str, Event]:
@@ -357,6 +360,14 @@ class Case:
         """When the case is expected to reach its goal, on time or not, and who it waits for."""
         return _forecast(self._workflow, self._state, self._history, case_id=self._id,
                          on=self._on(on))
+
+    def timeline(self, on: object = None) -> Svg:
+        """The case as a story in time, an SVG picture (shows inline in a notebook):
+        decided steps on a date axis, awaited steps with their forecast dates and
+        deadlines, the target date and today."""
+        from .timeline import case_svg  # a display layer, imported when asked
+
+        return case_svg(self, on=self._on(on))
 
     # -- acting -------------------------------------------------------------------------
 
@@ -460,16 +471,25 @@ class Case:
         """The hash of the case's last event: the log state this copy decides on."""
         return self._history[-1].hash
 
-    def _snapshot(self) -> tuple[CaseState, tuple[Event, ...]]:
-        return self._state, self._history
+    def _snapshot(self) -> tuple[Any, ...]:
+        return self._state, self._history, self._workflow
 
-    def _restore(self, snapshot: tuple[CaseState, tuple[Event, ...]]) -> None:
+    def _restore(self, snapshot: tuple[Any, ...]) -> None:
         """Put the case back as it was (the store calls this when a bulk block rolls back)."""
-        self._state, self._history = snapshot
+        self._state, self._history, self._workflow = snapshot
+        self._engine = engine_for(self._workflow)
 
-    def _advance(self, event: Event, state: CaseState | None = None) -> None:
-        """Called by the store once ``event`` is committed (with the state it leads to,
-        when the store has already computed it)."""
+    def _advance(self, event: Event, moves_to: Workflow | None = None,
+                 state: CaseState | None = None) -> None:
+        """Called by the store once ``event`` is committed (``moves_to``: the version a
+        ``migrate`` event moved the case to; ``state``: the state the event leads to, when
+        the store has already computed it)."""
+        if event.kind == "migrate" and moves_to is not None:
+            self._workflow, self._engine = moves_to, engine_for(moves_to)
+            if state is None:
+                state = self._engine.rebase(migrated_state(
+                    self._state, event.target, ballots=event.data["migrate"]["ballots"],
+                    seq=event.seq, on=event.on))
         if state is not None:
             self._state = state
             self._history = (*self._history, event)

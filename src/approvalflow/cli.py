@@ -29,8 +29,10 @@ from .summary import (
     case_summary,
     event_lines,
     ids,
+    json_safe,
     step_label,
     summary_text,
+    terminal_safe,
     wrap,
 )
 
@@ -45,9 +47,9 @@ DEFAULT_DB = "approvalflow.db"
 # --------------------------------------------------------------------------- errors
 
 
-def _printable(text: str) -> str:
-    """``text`` with anything that can't be written as UTF-8 (lone surrogates) escaped."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+def _echo(text: str = "", *, err: bool = False) -> None:
+    """Write one piece of text output; every text output of the CLI goes through here."""
+    click.echo(terminal_safe(text), err=err)
 
 
 class Failure(click.ClickException):
@@ -57,7 +59,7 @@ class Failure(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         for line in self.message.splitlines() or [""]:
-            click.echo(f"Error: {_printable(line)}", err=True)
+            _echo(f"Error: {line}", err=True)
 
 
 class _Group(click.Group):
@@ -94,14 +96,20 @@ class IsoDate(click.ParamType):  # type: ignore[type-arg]  # generic since click
                 ctx: click.Context | None) -> dt.date:
         if isinstance(value, dt.date):
             return value
+        from .canonical import date_range_problem
+
         text = str(value)
         try:
-            if _DATE_RE.match(text):
-                return dt.date.fromisoformat(text)
+            date = dt.date.fromisoformat(text) if _DATE_RE.match(text) else None
         except ValueError:
-            pass
-        self.fail(f"{text!r} is not a real date in the form YYYY-MM-DD "
-                  f"(e.g. 2021-12-06).", param, ctx)
+            date = None
+        if date is None:
+            self.fail(f"{text!r} is not a real date in the form YYYY-MM-DD "
+                      f"(e.g. 2021-12-06).", param, ctx)
+        problem = date_range_problem(date, "the date")
+        if problem:
+            self.fail(f"{problem}.", param, ctx)
+        return date
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -118,6 +126,28 @@ def _parse_json(text: str, what: str, param: Any,
         param.fail(f"{what} is not valid JSON: {e}.", p, ctx)
 
 
+#: The largest file --data @FILE reads.
+MAX_DATA_FILE_BYTES = 1_000_000
+#: The largest file verify --heads reads (about a million cases' heads).
+MAX_HEADS_FILE_BYTES = 128_000_000
+
+
+def _read_file(path: str, limit: int, what: str, param: click.Parameter | None,
+               ctx: click.Context | None, *, hint: str | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, else a usage error (exit 2)."""
+    from .errors import InvalidInputError
+    from .files import read_regular_file
+
+    try:
+        return read_regular_file(path, limit=limit, what=what)
+    except InvalidInputError as e:
+        raise click.BadParameter(str(e), ctx, param, hint) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise click.BadParameter(f"can't read {what} {path!r}: "
+                                 f"{getattr(e, 'strerror', None) or e}.", ctx, param,
+                                 hint) from None
+
+
 class JsonObject(click.ParamType):  # type: ignore[type-arg]
     """A JSON object given inline (``'{"a": 1}'``) or read from a file (``@data.json``)."""
 
@@ -131,11 +161,8 @@ class JsonObject(click.ParamType):  # type: ignore[type-arg]
         what = "the value"
         if text.startswith("@"):
             path = text[1:]
+            raw = _read_file(path, MAX_DATA_FILE_BYTES, "the file", param, ctx)
             what = f"the file {path!r}"
-            try:
-                raw = Path(path).read_bytes()
-            except OSError as e:
-                self.fail(f"can't read {what}: {e.strerror or e}.", param, ctx)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -145,7 +172,13 @@ class JsonObject(click.ParamType):  # type: ignore[type-arg]
         if not isinstance(data, dict):
             self.fail(f"{what} is a JSON {type(data).__name__}, not an object; give an object "
                       f"such as '{{\"decided_on\": \"2021-12-06\"}}'.", param, ctx)
-        return data
+        from .canonical import check_data
+        from .errors import InvalidInputError
+
+        try:
+            return check_data(data)  # 1e999 (infinity), a lone surrogate: not storable
+        except InvalidInputError as e:
+            self.fail(f"{what} can't be stored: {e}", param, ctx)
 
 
 DATE = IsoDate()
@@ -159,7 +192,7 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    click.echo(json_safe(json.dumps(value, indent=2, ensure_ascii=False)))
 
 
 def _db_path(ctx: click.Context) -> str:
@@ -171,8 +204,11 @@ def _db_path(ctx: click.Context) -> str:
     return str(path)
 
 
-def _open(ctx: click.Context, *, create: bool = False) -> Store:
-    """The store at the resolved path; a missing file is an error unless ``create``."""
+def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -> Store:
+    """The store at the resolved path; a missing file is an error unless ``create``.
+
+    ``readonly`` opens it read-only (the commands that only read), so a read-only file
+    or folder can be inspected."""
     from .store import open_store
 
     path = _db_path(ctx)
@@ -182,15 +218,23 @@ def _open(ctx: click.Context, *, create: bool = False) -> Store:
     if not create and os.path.getsize(path) == 0:
         raise Failure(f"{path!r} is an empty file, not an approvalflow database; pass --db "
                       f"with the database's path.")
+    if readonly:
+        from .store import MigrationNeededError
+
+        try:
+            return open_store(path, readonly=True)
+        except MigrationNeededError:
+            pass  # an older file: open it writable, which migrates it, as before
     return open_store(path, create=create)
 
 
 def _load_workflow(name_or_path: str) -> Workflow:
     """A bundled workflow by name, or a workflow file by path."""
-    from .definition import load_workflow
+    from .definition import bundled_workflows, load_workflow
 
-    if os.path.isfile(name_or_path):
-        return load_workflow(Path(name_or_path))
+    if os.path.lexists(name_or_path) and not (os.path.isdir(name_or_path)
+                                              and name_or_path in bundled_workflows()):
+        return load_workflow(Path(name_or_path))  # a file (a FIFO or a folder: refused there)
     return load_workflow(name_or_path)
 
 
@@ -198,7 +242,7 @@ def _load_workflow(name_or_path: str) -> Workflow:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
+@click.option("--db", "db", type=click.Path(dir_okay=False, readable=False), default=None,
               help=f"The database file (default: ${DB_ENV}, else ./{DEFAULT_DB}).")
 @click.version_option(package_name="approvalflow")
 @click.pass_context
@@ -228,7 +272,7 @@ def workflows(as_json: bool) -> None:
     for r in rows:
         head = f"{r['name']:<{width}}  v{r['version']}  "
         for line in wrap(head + r["title"], 0, len(head)):
-            click.echo(line)
+            _echo(line)
 
 
 @cli.command()
@@ -245,10 +289,10 @@ def check(items: tuple[str, ...]) -> None:
             failed += 1
             problems = getattr(e, "problems", None) or str(e).splitlines()
             for problem in problems:
-                click.echo(f"Error: {_printable(problem)}", err=True)
+                _echo(f"Error: {problem}", err=True)
             continue
-        click.echo(f"ok: {_printable(item)}: {wf.name} v{wf.version}, "
-                   f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
+        _echo(f"ok: {item}: {wf.name} v{wf.version}, "
+              f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
     if failed:
         raise click.exceptions.Exit(1)
 
@@ -287,10 +331,10 @@ def new(ctx: click.Context, workflow: str, case_id: str, actor: str, on: dt.date
             _remove_new_database(path)
         raise
     with store:
-        click.echo(f"Created case {case.id!r} on {wf.name} v{wf.version}, "
-                   f"{case.history[0].on.isoformat()}, in {ids(case.state)}.")
+        _echo(f"Created case {case.id!r} on {wf.name} v{wf.version}, "
+              f"{case.history[0].on.isoformat()}, in {ids(case.state)}.")
         for line in wrap(allowed_line(case, case.awaiting(on=case.last_on)), 0, 2):
-            click.echo(line)
+            _echo(line)
 
 
 @cli.command()
@@ -321,7 +365,7 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
             options_on = max(when, last) if last is not None else when
             raise Failure(f"{e} {allowed_line(case, case.awaiting(on=options_on))}") from e
         if case.version == before:  # a retry with a known key: the stored event came back
-            click.echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
+            _echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
             return
         if event.moved:
             change = (f"left {ids(event.source - event.target)}, "
@@ -331,9 +375,9 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
         head = (f"Case {case.id!r} event {event.seq}: {event.trigger} by {event.actor} on "
                 f"{event.on.isoformat()}: {change}.")
         for line in wrap(head, 0, 2):
-            click.echo(line)
+            _echo(line)
         for line in wrap(allowed_line(case, case.awaiting(on=when)), 0, 2):
-            click.echo(line)
+            _echo(line)
 
 
 # --------------------------------------------------------------------------- cases, history
@@ -347,13 +391,13 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
 @click.pass_context
 def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: bool) -> None:
     """List the cases: id, workflow, events, last date and state."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         found = store.cases(workflow=workflow, state=state)
     if as_json:
         _echo_json([c.to_dict() for c in found])
         return
     if not found:
-        click.echo("No cases.")
+        _echo("No cases.")
         return
     id_width = min(max(len(c.case_id) for c in found), 24)
     for c in found:
@@ -361,7 +405,7 @@ def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: 
         head = (f"{c.case_id:<{id_width}}  {c.workflow} v{c.workflow_version}  "
                 f"{c.version} events, last {c.last_on.isoformat()}{end}")
         for line in wrap(head, 0, 4) + wrap(f"state: {', '.join(sorted(c.state))}", 4, 6):
-            click.echo(line)
+            _echo(line)
 
 
 @cli.command()
@@ -370,17 +414,17 @@ def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: 
 @click.pass_context
 def history(ctx: click.Context, case_id: str, as_json: bool) -> None:
     """Every event of a case, oldest first."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         case = store.case(case_id)
     if as_json:
         _echo_json([e.to_dict() for e in case.history])
         return
     for line in wrap(f"Case {case.id!r} on {case.workflow} v{case.workflow_version}, "
                       f"{len(case.history)} events:", 0, 2):
-        click.echo(line)
+        _echo(line)
     for e in case.history:
         for line in event_lines(e.to_dict()):
-            click.echo(line)
+            _echo(line)
 
 
 # --------------------------------------------------------------------------- show
@@ -395,13 +439,13 @@ def history(ctx: click.Context, case_id: str, as_json: bool) -> None:
 def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | None,
          as_json: bool) -> None:
     """Where a case stands: regions, decisions, who is awaited, what may happen next."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         case = store.case(case_id, as_of=as_of)
         doc = case_summary(case, on=on)
     if as_json:
         _echo_json(doc)
     else:
-        click.echo(summary_text(doc))
+        _echo(summary_text(doc))
 
 
 # --------------------------------------------------------------------------- due
@@ -418,19 +462,19 @@ def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | 
 def due(ctx: click.Context, on: dt.date | None, within: int, as_of: dt.date | None,
         as_json: bool) -> None:
     """What is overdue or due soon across open cases: deadlines and expected steps."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         items = store.due(on=on, within_days=within, as_of=as_of)
     if as_json:
         _echo_json([i.to_dict() for i in items])
         return
     if not items:
-        click.echo(f"Nothing overdue or due within {within} days.")
+        _echo(f"Nothing overdue or due within {within} days.")
         return
     for i in items:
         left = f"{-i.days_left} days overdue" if i.days_left < 0 else f"{i.days_left} days left"
-        click.echo(f"{i.due.isoformat()}  {i.case_id}  {i.kind} {i.step}: {i.status}, {left}")
+        _echo(f"{i.due.isoformat()}  {i.case_id}  {i.kind} {i.step}: {i.status}, {left}")
         for line in wrap(f"by {', '.join(i.actors)}: {i.label}", 12, 14):
-            click.echo(line)
+            _echo(line)
 
 
 # --------------------------------------------------------------------------- tick
@@ -467,7 +511,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
             as_json: bool) -> None:
     """What may happen next on a case, and why the other steps may not."""
     when = on or dt.date.today()
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         case = store.case(case_id)
         wf = case.definition
         if actor is not None:
@@ -498,19 +542,19 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
     who = f" for {actor}" if actor else ""
     for line in wrap(f"Case {case.id!r} on {when.isoformat()}{who}, in "
                       f"{', '.join(sorted(case.state))}.", 0, 2):
-        click.echo(line)
+        _echo(line)
     if case.is_final:
-        click.echo("The case has ended: nothing more can happen.")
+        _echo("The case has ended: nothing more can happen.")
         return
-    click.echo("Allowed:")
+    _echo("Allowed:")
     if not allowed_out:
-        click.echo("  nothing")
+        _echo("  nothing")
     for a in allowed_out:
         label = f": {a['label']}" if a["label"] else ""
         for line in wrap(f"{a['trigger']} by {', '.join(a['actors'])}{label}", 2, 6):
-            click.echo(line)
+            _echo(line)
     if refused_out:
-        click.echo("Not allowed:")
+        _echo("Not allowed:")
     for r in refused_out:
         groups: dict[tuple[str, ...], list[str]] = {}
         for a, reasons in r["why_not"].items():
@@ -518,28 +562,50 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
         for reasons, actors in groups.items():
             for line in wrap(f"{r['trigger']} by {', '.join(actors)}: {'; '.join(reasons)}",
                               2, 6):
-                click.echo(line)
+                _echo(line)
 
 
 # --------------------------------------------------------------------------- verify, heads
 
 
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_MAX_SEQ = 2**63 - 1
+
+
 def _read_heads(path: str) -> dict[str, Any]:
+    """The heads file written by ``approvalflow heads``, checked; else a usage error (exit 2)."""
+    hint = "'--heads'"
+    raw = _read_file(path, MAX_HEADS_FILE_BYTES, "the heads file", None, None, hint=hint)
     try:
-        raw = Path(path).read_bytes()
-        value = json.loads(raw.decode("utf-8"))
-    except OSError as e:
-        raise click.BadParameter(f"can't read {path!r}: {e.strerror or e}.",
-                                 param_hint="'--heads'") from e
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise click.BadParameter(f"{path!r} is not a JSON file written by "
-                                 f"'approvalflow heads': {e}.", param_hint="'--heads'") from e
+                                 f"'approvalflow heads': {e}.", param_hint=hint) from e
+    shape = "{case_id: {\"seq\": n, \"hash\": h}}"
     if not isinstance(value, dict):
         raise click.BadParameter(f"{path!r} holds a JSON {type(value).__name__}; "
-                                 f"'approvalflow heads' writes an object "
-                                 f"{{case_id: {{\"seq\": n, \"hash\": h}}}}.",
-                                 param_hint="'--heads'")
+                                 f"'approvalflow heads' writes an object {shape}.",
+                                 param_hint=hint)
+    for case_id, head in value.items():
+        seq = head.get("seq") if isinstance(head, dict) else None
+        digest = head.get("hash") if isinstance(head, dict) else None
+        if not isinstance(head, dict) or set(head) != {"seq", "hash"}:
+            problem = f"is {_short(head)}, not an object with exactly 'seq' and 'hash'"
+        elif isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= _MAX_SEQ:
+            problem = (f"has seq {_short(seq)}; a seq is a whole number from 1 to "
+                       f"{_MAX_SEQ}")
+        elif not isinstance(digest, str) or not _HASH_RE.match(digest):
+            problem = f"has hash {_short(digest)}; a hash is 64 lowercase hex digits"
+        else:
+            continue
+        raise click.BadParameter(f"{path!r}: the head of case {_short(case_id)} {problem} "
+                                 f"('approvalflow heads' writes {shape}).", param_hint=hint)
     return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @cli.command()
@@ -553,7 +619,7 @@ def verify(ctx: click.Context, heads_file: str | None, strict: bool, as_json: bo
     """Check the whole log (hash chains, workflow texts, every step re-decided, the
     current-state table); exit 1 on any problem."""
     heads = _read_heads(heads_file) if heads_file is not None else None
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         report = store.verify(heads=heads, strict=strict)
         path = store.path
     if as_json:
@@ -561,13 +627,13 @@ def verify(ctx: click.Context, heads_file: str | None, strict: bool, as_json: bo
     else:
         for problem in report.problems:
             for line in wrap(problem, 0, 2):
-                click.echo(line)
+                _echo(line)
         for what, n in sorted(report.unchecked.items()):
             for line in wrap(f"not re-checked: {what}, {n} time{'s' if n != 1 else ''}", 0, 2):
-                click.echo(line)
+                _echo(line)
         if report.ok:
             extra = f", matching {len(heads)} exported heads" if heads is not None else ""
-            click.echo(f"ok: {report.cases} cases, {report.events} events, no problems{extra}.")
+            _echo(f"ok: {report.cases} cases, {report.events} events, no problems{extra}.")
     if not report.ok:
         n = len(report.problems)
         raise Failure(f"{n} problem{'s' if n != 1 else ''} in {path!r} "
@@ -578,8 +644,146 @@ def verify(ctx: click.Context, heads_file: str | None, strict: bool, as_json: bo
 @click.pass_context
 def heads(ctx: click.Context) -> None:
     """Print each case's last event number and hash, as JSON, to keep elsewhere."""
-    with _open(ctx) as store:
+    with _open(ctx, readonly=True) as store:
         _echo_json(store.heads())
+
+
+# --------------------------------------------------------------------------- timeline
+
+
+@cli.command()
+@click.argument("case_ids", nargs=-1, metavar="[CASE_ID]...")
+@click.option("--all", "all_cases", is_flag=True, help="One row per case in the database.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the SVG to this file (default: standard output).")
+@click.option("--on", type=IsoDate(), default=None, help="The day it is drawn as of.")
+@click.pass_context
+def timeline(ctx: click.Context, case_ids: tuple[str, ...], all_cases: bool,
+             output: str | None, on: dt.date | None) -> None:
+    """Draw a case (or several, one row each) on a date axis, as SVG."""
+    if bool(case_ids) == all_cases:
+        raise click.UsageError("Name a case (or several, one row each), or pass --all; "
+                               "not both.", ctx)
+    with _open(ctx, readonly=True) as store:
+        if len(case_ids) == 1:
+            picture = store.case(case_ids[0]).timeline(on=on)
+        else:
+            picture = store.timeline(list(case_ids) if case_ids else None, on=on)
+    if output is None:
+        click.echo(picture.text, nl=False)
+    else:
+        picture.save(output)
+        click.echo(f"wrote {output}")
+
+
+# --------------------------------------------------------------------------- migrate
+
+
+def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        old, eq, new = pair.partition("=")
+        if not eq or not old or not new:
+            raise click.BadParameter(f"{pair!r} is not OLD=NEW (two state ids).",
+                                     param_hint="'--map'")
+        out[old] = new
+    return out
+
+
+@cli.command()
+@click.option("--to", "to", required=True, metavar="WORKFLOW",
+              help="The version to move to: a file, a bundled name, or NAME@VERSION stored "
+                   "in the database (to move back).")
+@click.option("--map", "pairs", multiple=True, metavar="OLD=NEW",
+              help="Map an old state id to a new one (repeatable); others keep their id.")
+@click.option("--case", "case_ids", multiple=True, metavar="ID",
+              help="A case to move (repeatable).")
+@click.option("--all", "all_cases", is_flag=True,
+              help="Every open case of that workflow on another version.")
+@click.option("--ballots", type=click.Choice(["keep", "reset"]), default="keep",
+              show_default=True, help="What happens to the ballots of open votes.")
+@click.option("--dry-run", is_flag=True, help="Only say what would happen; write nothing.")
+@click.option("--actor", default=None, help="Who records the migration.")
+@click.option("--on", type=IsoDate(), default=None, help="Its date (YYYY-MM-DD).")
+@click.option("--note", default=None, help="Why the cases move.")
+@json_option
+@click.pass_context
+def migrate(ctx: click.Context, to: str, pairs: tuple[str, ...], case_ids: tuple[str, ...],
+            all_cases: bool, ballots: str, dry_run: bool, actor: str | None,
+            on: dt.date | None, note: str | None, as_json: bool) -> None:
+    """Move running cases to another version of their workflow (docs/versioning.md)."""
+    if bool(case_ids) == all_cases:
+        raise click.UsageError("Name the cases with --case ID (repeatable), or pass --all.",
+                               ctx)
+    if not dry_run and (actor is None or on is None):
+        raise click.UsageError("A migration is recorded: give --actor and --on (or "
+                               "--dry-run to only plan it).", ctx)
+    target: Any = _load_workflow(to) if os.path.isfile(to) else to
+    mapping = _mapping(pairs)
+    cases = list(case_ids) if case_ids else None
+    with _open(ctx, readonly=dry_run) as store:
+        if dry_run:
+            plan = store.plan_migration(target, cases=cases, mapping=mapping, ballots=ballots)
+        else:
+            assert actor is not None and on is not None
+            with _progress() as progress:
+                plan = store.migrate(target, cases=cases, mapping=mapping, ballots=ballots,
+                                     actor=actor, on=on, note=note, progress=progress)
+    if as_json:
+        _echo_json({**plan.to_dict(), "dry_run": dry_run})
+        return
+    verb = "would move" if dry_run else "moved"
+    for p in plan.cases:
+        if p.can_move:
+            _echo(f"{p.case_id}: {verb} from version {p.from_version} to "
+                       f"{p.to_version}, in {ids(sorted(p.target or ()))}")
+        else:
+            for line in wrap(f"{p.case_id}: stays: " + "; ".join(p.reasons), 0, 2):
+                _echo(line)
+    _echo(f"{len(plan.movable)} case(s) {verb} to {plan.workflow} version "
+               f"{plan.to_version}, {len(plan.refused)} left as they are.")
+
+
+@contextlib.contextmanager
+def _progress() -> Any:
+    """A progress bar on a terminal (stderr) for a long migration; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bar: Any = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="Migrating", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+@cli.command()
+@click.argument("dest", type=click.Path(dir_okay=False, readable=False))
+@click.option("--force", is_flag=True, help="Replace DEST if it exists.")
+@click.pass_context
+def backup(ctx: click.Context, dest: str, force: bool) -> None:
+    """Copy the live database to DEST with SQLite's online backup, then verify the copy."""
+    from .store import open_store
+
+    with _open(ctx, readonly=True) as store:
+        written = store.backup(dest, force=force)
+        source = store.path
+    with open_store(written, readonly=True) as copy:
+        report = copy.verify()
+    if not report.ok:
+        for problem in report.problems:
+            for line in wrap(problem, 0, 2):
+                _echo(line)
+        raise Failure(f"The copy {dest!r} of {source!r} has {len(report.problems)} problems.")
+    _echo(f"Backed up {source!r} to {dest!r}: {report.cases} cases, {report.events} events, "
+          f"verified ok.")
 
 
 # --------------------------------------------------------------------------- demo
@@ -599,10 +803,10 @@ def demo(ctx: click.Context) -> None:
     path = ctx.obj["db"] or DEMO_DB
     case = run_demo(path)
     try:
-        click.echo(describe(case))
-        click.echo("")
-        click.echo(f"Recorded in {path}. Explore it with:")
-        click.echo(f"  approvalflow --db {path} show {case.id}")
+        _echo(describe(case))
+        _echo("")
+        _echo(f"Recorded in {path}. Explore it with:")
+        _echo(f"  approvalflow --db {path} show {case.id}")
     finally:
         case._store.close()  # type: ignore[union-attr]
 
@@ -624,13 +828,13 @@ def diagram(ctx: click.Context, workflow: str, case_id: str | None, fmt: str) ->
     wf = _load_workflow(workflow)
     case = None
     if case_id is not None:
-        with _open(ctx) as store:
+        with _open(ctx, readonly=True) as store:
             case = store.case(case_id)
         if case.workflow != wf.name:
             raise Failure(f"Case {case.id!r} runs on workflow {case.workflow!r}, not "
                           f"{wf.name!r}; draw {case.workflow!r} to highlight it.")
     draw = drawing.to_dot if fmt == "dot" else drawing.to_mermaid
-    click.echo(draw(wf, case=case))
+    _echo(draw(wf, case=case))
 
 
 # --------------------------------------------------------------------------- entry point
@@ -646,7 +850,7 @@ def main(argv: list[str] | None = None) -> Any:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
     except Exception as e:  # a bug: still one line, never a traceback
-        click.echo(f"Error: unexpected {type(e).__name__}: {_printable(str(e))} (this is a "
-                   f"bug in approvalflow; please report it with the command you ran).",
-                   err=True)
+        _echo(f"Error: unexpected {type(e).__name__}: {e} (this is a "
+              f"bug in approvalflow; please report it with the command you ran).",
+              err=True)
         sys.exit(1)

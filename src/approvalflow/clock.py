@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .canonical import date_range_problem
 from .definition import DateRef
 
 __all__ = ["lookup", "resolve", "Facts"]
@@ -54,9 +55,14 @@ def resolve(ref: DateRef, *, data: Mapping[str, Any], taken: Facts, entered: Fac
         if not isinstance(value, str):
             return None, f"the case data has no date {ref.key!r} (as 'YYYY-MM-DD')"
         try:
-            base = dt.date.fromisoformat(value)
+            base = dt.date.fromisoformat(value) if len(value) == 10 else None
         except ValueError:
+            base = None
+        if base is None:
             return None, f"the case data's {ref.key!r} is {value!r}, not a date"
+        problem = date_range_problem(base, f"the case data's {ref.key!r}")
+        if problem:
+            return None, problem
     elif ref.kind == "after":
         found = taken.get(ref.step or "")
         if found is None:

@@ -21,7 +21,8 @@ from typing import Any
 
 import attrs
 
-from .errors import DefinitionError
+from .errors import DefinitionError, InvalidInputError
+from .files import read_regular_file
 
 __all__ = [
     "Workflow",
@@ -46,6 +47,8 @@ RESERVED_TRIGGERS = frozenset({"create", "expect"})
 CLOCK = "clock"
 BALLOTS = ("yes", "no", "withdraw")
 MAX_FILE_BYTES = 1_000_000
+#: The longest workflow name or path load_workflow takes (PATH_MAX on Linux).
+MAX_NAME_LENGTH = 4096
 
 DATE_REF = (str, dict, dt.date)
 WORKFLOW_KEYS = {"name": str, "version": int, "title": str, "label": str,
@@ -224,7 +227,7 @@ class Workflow:
         """The definition of ``state_id``."""
         try:
             return self.state_defs[state_id]
-        except KeyError:
+        except (KeyError, TypeError):
             raise DefinitionError(
                 f"Workflow {self.name!r} has no state {state_id!r}; "
                 f"states: {', '.join(sorted(self.state_defs))}."
@@ -232,7 +235,7 @@ class Workflow:
 
     def label_of(self, state_id: str) -> str:
         """The Danish label of a state (its id when it has none)."""
-        d = self.state_defs.get(state_id)
+        d = self.state_defs.get(state_id) if isinstance(state_id, str) else None
         return d.label if d and d.label else state_id
 
     def ancestors(self, state_id: str) -> list[str]:
@@ -248,7 +251,8 @@ class Workflow:
         return tuple(t for t in self.transitions if t.trigger == trigger)
 
     def regions(self, parallel_state: str) -> tuple[str, ...]:
-        return self.state_defs[parallel_state].children
+        """The regions (child states) of ``parallel_state``."""
+        return self.state(parallel_state).children
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.state_defs)} states, " \
@@ -308,21 +312,32 @@ def load_workflow(name_or_path: str | os.PathLike[str], *, strict_guards: bool =
     ``strict_guards=False`` accepts guard names that are not registered yet; such a
     guard refuses its step with a reason until it is registered.
     """
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise DefinitionError(f"A workflow is named by a bundled name or a path, not "
+                              f"{type(name_or_path).__name__} {name_or_path!r}.")
     text_name = os.fspath(name_or_path)
+    if not isinstance(text_name, str):
+        text_name = os.fsdecode(text_name)
+    if "\x00" in text_name or len(text_name) > MAX_NAME_LENGTH:
+        shown = text_name if len(text_name) <= 80 else text_name[:80] + "..."
+        raise DefinitionError(f"{shown!r} can't name a workflow: a name or path has no NUL "
+                              f"character and at most {MAX_NAME_LENGTH} characters.")
     looks_like_path = (
         isinstance(name_or_path, os.PathLike) or text_name.endswith(".toml")
         or os.sep in text_name or "/" in text_name
     )
+    if not looks_like_path and not ID_RE.match(text_name):
+        raise DefinitionError(
+            f"There is no bundled workflow {text_name!r}; bundled: "
+            f"{', '.join(bundled_workflows()) or '(none)'}. Pass a path to load your own file.")
     path = Path(text_name) if looks_like_path else bundled_workflow_path(text_name)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise DefinitionError(f"{path}: the file is {size} bytes; a workflow file may "
-                                  f"be at most {MAX_FILE_BYTES} bytes.")
-        raw = path.read_bytes()
+        raw = read_regular_file(path, limit=MAX_FILE_BYTES, what="the workflow file")
     except FileNotFoundError:
         raise DefinitionError(f"{path}: no such workflow file. Bundled workflows: "
                               f"{', '.join(bundled_workflows())}.") from None
+    except InvalidInputError as e:
+        raise DefinitionError(f"{path}: {e}") from None
     except OSError as e:
         raise DefinitionError(f"{path}: can't read the file: {e.strerror or e}.") from e
     try:

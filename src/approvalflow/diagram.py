@@ -50,19 +50,33 @@ def _active(workflow: Workflow, case: Case | None) -> frozenset[str]:
     return frozenset(s for s in case.active_states if s in workflow.state_defs)
 
 
+def edge_words(workflow: Workflow, t: TransitionDef) -> list[str]:
+    """What an edge says besides its trigger: who takes it, the vote's threshold, the
+    guards it needs and its deadline; e.g. ``['by tmf', 'if financing_ok']``."""
+    words = []
+    if t.vote is not None:
+        vg = workflow.votes[t.vote]
+        need = f"all {len(vg.voters)}" if vg.need is None else f"{vg.need} of {len(vg.voters)}"
+        ballot = {"yes": "a yes", "no": "a no", "withdraw": "a withdrawal"}.get(t.ballot,
+                                                                               t.ballot)
+        words.append(f"{ballot} in vote {vg.id} (passes with {need} yes)")
+    else:
+        words.append("by " + ", ".join(t.actors))
+    if t.guards:
+        words.append("if " + ", ".join(t.guards))
+    if t.deadline is not None:
+        words.append("due " + t.deadline.describe())
+    if t.timer is not None:  # a timed step: the clock takes it on this date
+        words.append("on " + t.timer.describe())
+    return words
+
+
 def _top_level(workflow: Workflow) -> list[str]:
     return [s for s, d in workflow.state_defs.items() if d.parent is None]
 
 
 def _lineage(workflow: Workflow, state_id: str) -> list[str]:
     return [state_id, *workflow.ancestors(state_id)]
-
-
-def _edge_text(t: TransitionDef) -> str:
-    """An edge's text: the trigger, and for a timed step when the clock takes it."""
-    if t.timer is None:
-        return t.trigger
-    return f"{t.trigger} (clock: {t.timer.describe()})"
 
 
 def _edge_home(workflow: Workflow, t: TransitionDef) -> str | None:
@@ -132,8 +146,8 @@ def to_mermaid(workflow: Workflow, case: Case | None = None) -> str:
     lines = ["stateDiagram-v2"]
 
     def edge(t: TransitionDef) -> str:
-        text = t.trigger if t.timer is None else f"{t.trigger} (clock)"
-        return f"{ids[t.source]} --> {ids[t.target]} : {_mermaid_text(text)}"
+        label = " · ".join([t.trigger, *edge_words(workflow, t)])
+        return f"{ids[t.source]} --> {ids[t.target]} : {_mermaid_text(label)}"
 
     def block(state_ids: Iterable[str], indent: str, initial: str | None,
               home: str | None) -> None:
@@ -264,9 +278,9 @@ def to_dot(workflow: Workflow, case: Case | None = None) -> str:
 
     for t in workflow.transitions:
         src, dst = defs[t.source], defs[t.target]
-        attrs = [f"label={_dot_text(_edge_text(t))}"]
-        if t.timed:
-            attrs.append('style="dotted"')
+        # one line each: the trigger, then who, the threshold, guards and deadline
+        words = "\\n".join(_dot_text(w)[1:-1] for w in [t.trigger, *edge_words(workflow, t)])
+        attrs = [f'label="{words}"']
         if t.label:
             attrs.append(f"tooltip={_dot_text(t.label)}")
         if src.kind != "atomic":

@@ -258,6 +258,20 @@ class Engine:
                 out[p] = before.get(p, (seq, on))
         return out
 
+    def rebase(self, state: CaseState) -> CaseState:
+        """``state`` (a case moved onto this workflow from another version) with the facts
+        this workflow's timers count from: a state it keeps counts from when it was
+        entered, a state new to it from the move (``state.version``, ``state.last_on``);
+        steps keep their dates."""
+        if not self.timed:
+            return attrs.evolve(state, taken={}, entered={}, joined={})
+        seq, on = state.version, state.last_on or dt.date.min
+        entered = {s: state.entered.get(s, (seq, on)) for s in self.active(state.config)
+                   if s in self._watch_states}
+        taken = {k: v for k, v in state.taken.items() if k in self._watch_steps}
+        return attrs.evolve(state, taken=taken, entered=entered,
+                            joined=self._joined(state.joined, state.config, seq, on))
+
     def deadline_of(self, step_or_state: str) -> DateRef | None:
         """The deadline of a step (its trigger) or of a state, if it has one."""
         return self._deadline_of.get(step_or_state)

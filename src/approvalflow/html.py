@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, overload
 
 import attrs
 
+from .summary import section_lines
+
 if TYPE_CHECKING:
     from .case import Case, Event
     from .definition import Workflow
@@ -220,9 +222,23 @@ def case_html(case: Case) -> str:
     return (f'<div style="{_ROOT}">{head}'
             f'<div style="{_H}">Who has decided, who is awaited</div>{_standing_html(case)}'
             f'<div style="{_H}">States</div>{_tree_html(wf, case.active_states)}'
+            + _plan_html(case)
             + _details(f"Events ({len(case.history)})", history_html(case.history, wf),
                        open_=True)
             + "</div>")
+
+
+def _plan_html(case: Case) -> str:
+    """The deadlines and the forecast, in the words of ``approvalflow show``."""
+    out = ""
+    for lines in section_lines(case, ("deadlines", "forecast")).values():
+        if not lines:
+            continue
+        title, body = lines[0], lines[1:]
+        out += (f'<div style="{_H}">{_e(title)}</div><div style="font-family:monospace;'
+                f'white-space:pre-wrap;">' + "<br>".join(_e(line) for line in body)
+                + "</div>")
+    return out
 
 
 # ----------------------------------------------------------------- history

@@ -11,14 +11,16 @@ proves a log is one the workflow could have written.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import attrs
 
 from .case import Event
-from .engine import CaseState, Engine
-from .errors import StoreError
+from .definition import Workflow
+from .engine import CaseState, Engine, engine_for
+from .errors import ApprovalflowError, StoreError
+from .versioning import BALLOTS, migrated_state, plan_case
 
 __all__ = ["Recorded", "replay"]
 
@@ -35,14 +37,25 @@ class Recorded(NamedTuple):
     source: frozenset[str]
     target: frozenset[str]
     data: Mapping[str, Any]
+    workflow: str = ""
+    workflow_version: int = 0
+
+
+#: Where replay finds the workflow version a ``migrate`` event moved the case to.
+Workflows = Callable[[str, int], Workflow]
 
 
 def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,
-           check: list[str] | None = None, unchecked: list[str] | None = None) -> CaseState:
+           check: list[str] | None = None, unchecked: list[str] | None = None,
+           workflows: Workflows | None = None) -> CaseState:
     """Rebuild a case's state from its events. With ``check``, also re-decide each step
     with the engine, on the state and data the case had just before it, and append every
     disagreement to ``check``; guards not registered in this process are then named in
-    ``unchecked`` (once per step they could not re-check)."""
+    ``unchecked`` (once per step they could not re-check).
+
+    ``engine`` is the engine of the version the case was created on; a ``migrate``
+    event moves the replay on to the version it names, found with ``workflows``.
+    """
     first = events[0]
     if first.kind != "create":
         raise StoreError(f"case {first.case_id!r}: its first event is {first.trigger!r}, "
@@ -51,6 +64,9 @@ def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,
     if check is not None:
         _check_creation(engine, state, first, check)
     for e in events[1:]:
+        if e.kind == "migrate":
+            engine, state = _migrate(engine, state, e, check, workflows)
+            continue
         if check is not None:
             _check_event(engine, state, e, check, unchecked)
         if e.kind == "fire":
@@ -59,6 +75,49 @@ def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,
         else:
             state = attrs.evolve(state, version=e.seq, last_on=e.on)
     return state
+
+
+def _migrate(engine: Engine, state: CaseState, e: Event | Recorded, check: list[str] | None,
+             workflows: Workflows | None) -> tuple[Engine, CaseState]:
+    """Apply a recorded migration (re-deciding it first when checking)."""
+    where = f"case {e.case_id!r} event {e.seq}"
+    info = e.data.get("migrate")
+    if (not isinstance(info, Mapping) or info.get("ballots") not in BALLOTS
+            or not isinstance(info.get("mapping"), Mapping)):
+        raise StoreError(f"{where}: a migration without its 'migrate' record (mapping, "
+                         f"ballots)")
+    if workflows is None:
+        raise StoreError(f"{where}: a migration, and no way to find workflow "
+                         f"{e.workflow!r} version {e.workflow_version}")
+    try:
+        new = workflows(e.workflow, e.workflow_version)
+    except ApprovalflowError as err:
+        raise StoreError(f"{where}: migrates to a workflow that can't be loaded: {err}") from err
+    if check is not None:
+        old = engine.workflow
+        plan = plan_case(e.case_id, old, new, state, mapping=info["mapping"],
+                         ballots=info["ballots"])
+        if e.source != state.config:
+            check.append(f"{where}: the migration is recorded as leaving {sorted(e.source)}, "
+                         f"but the case was in {sorted(state.config)}")
+        elif plan.reasons:
+            check.append(f"{where}: 'migrate' by {e.actor!r} on {e.on.isoformat()} breaks the "
+                         f"rule 'migration': " + "; ".join(plan.reasons))
+        elif plan.target != e.target:
+            check.append(f"{where}: the migration is recorded as moving to {sorted(e.target)}, "
+                         f"its mapping moves the case to {sorted(plan.target or ())}")
+        if (info.get("from_version"), info.get("to_version")) != (old.version, new.version):
+            check.append(f"{where}: the migration says version {info.get('from_version')!r} "
+                         f"-> {info.get('to_version')!r}, the case went {old.version} -> "
+                         f"{new.version}")
+        if state.last_on is not None and e.on < state.last_on:
+            check.append(f"{where}: dated {e.on.isoformat()}, before the case's last event on "
+                         f"{state.last_on.isoformat()}")
+    moved = engine_for(new)
+    # what the new version's timers count from (engine.rebase): kept states keep their dates
+    state = moved.rebase(migrated_state(state, e.target, ballots=info["ballots"], seq=e.seq,
+                                        on=e.on))
+    return moved, state
 
 
 def _check_creation(engine: Engine, state: CaseState, first: Event | Recorded,

@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from .canonical import date_range_problem
 from .guards import GuardContext, guard
 
 __all__ = ["financing_problems", "kroner"]
@@ -71,9 +72,13 @@ def _date_in(data: Mapping[str, Any], key: str) -> tuple[dt.date | None, str | N
     if not isinstance(value, str):
         return None, f"the case data has no date {key!r} (write it as 'YYYY-MM-DD')"
     try:
-        return dt.date.fromisoformat(value), None
+        date = dt.date.fromisoformat(value) if len(value) == 10 else None
     except ValueError:
-        return None, f"the case data's {key!r} is {value!r}, not a date 'YYYY-MM-DD'"
+        date = None
+    if date is None:
+        return None, f"the case data's {key!r} is {value[:40]!r}, not a date 'YYYY-MM-DD'"
+    return (None, problem) if (problem := date_range_problem(date, f"the case data's {key!r}")) \
+        else (date, None)
 
 
 @guard("financing_ok")

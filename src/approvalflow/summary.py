@@ -22,7 +22,34 @@ if TYPE_CHECKING:
     from .case import Case, Event
     from .definition import Workflow
 
-__all__ = ["PARTS", "SummaryPart", "case_summary", "summary_text"]
+__all__ = ["PARTS", "SummaryPart", "case_summary", "summary_text", "terminal_safe",
+           "json_safe", "BIDI_CONTROLS"]
+
+#: Unicode's bidirectional formatting characters: they reorder what a terminal shows.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
+_UNSAFE = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7f, 0xa0)] if c != 0x0a}
+_UNSAFE.update({ord(c): f"\\u{ord(c):04x}" for c in BIDI_CONTROLS})
+_JSON_UNSAFE = {c: f"\\u{c:04x}" for c in [*range(0x7f, 0xa0), *map(ord, BIDI_CONTROLS)]}
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` as it may be written to a terminal: control characters (C0 except the
+    newline, DEL, C1) and bidi controls shown as visible escapes (``\\x1b``, ``\\u202e``),
+    and anything UTF-8 can't hold (a lone surrogate) as ``\\udcxx``. Every text output
+    of the command line passes through here, so stored text can't drive the terminal."""
+    safe = text.translate(_UNSAFE)
+    try:
+        safe.encode("utf-8")
+    except UnicodeEncodeError:
+        safe = safe.encode("utf-8", "backslashreplace").decode("utf-8")
+    return safe
+
+
+def json_safe(text: str) -> str:
+    """JSON text with DEL, C1 and bidi controls also written as ``\\uXXXX`` escapes (JSON
+    escapes C0 itself): the same JSON value, but nothing in it can drive a terminal."""
+    return terminal_safe(text.translate(_JSON_UNSAFE))
 
 WIDTH = 80
 #: How many of the last events the text shows (the document has them all).
@@ -386,6 +413,21 @@ def case_summary(case: Case, *, on: dt.date | None = None) -> dict[str, Any]:
     for part in PARTS:
         doc[part.key] = part.build(ctx)
     return doc
+
+
+def section_lines(case: Case, keys: Sequence[str], *, on: dt.date | None = None
+                  ) -> dict[str, list[str]]:
+    """The text of some sections of ``show`` (by their key in :data:`PARTS`), so other
+    views (the notebook HTML) say exactly what ``show`` says."""
+    when = on or case.as_of or dt.date.today()
+    ctx = SummaryContext(case=case, on=when, awaiting=case.awaiting(on=when))
+    doc = _show_head(ctx)
+    out = {}
+    for part in PARTS:
+        if part.key in keys:
+            doc[part.key] = part.build(ctx)
+            out[part.key] = part.render(doc[part.key], doc)
+    return out
 
 
 def summary_text(doc: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import guards as _guards
-from .canonical import sha256_hex
+from .canonical import DATE_RANGE, date_range_problem, sha256_hex
 from .definition import (
     AFTER_BASES,
     BALLOTS,
@@ -43,7 +43,12 @@ from .definition import (
 )
 from .errors import DefinitionError
 
-__all__ = ["Builder"]
+__all__ = ["Builder", "MAX_VERSION", "MAX_NESTING"]
+
+#: The largest [workflow].version: SQLite's largest integer.
+MAX_VERSION = 2**63 - 1
+#: How deeply states may nest (a top-level state is at depth 1).
+MAX_NESTING = 32
 
 
 
@@ -145,8 +150,9 @@ class Builder:
         if "name" in head:
             self._id("[workflow].name", name)
         version = head.get("version", 0)
-        if "version" in head and version < 1:
-            self.problem(f"[workflow].version must be 1 or more, not {version!r}.")
+        if "version" in head and not 1 <= version <= MAX_VERSION:
+            self.problem(f"[workflow].version must be a whole number from 1 to {MAX_VERSION} "
+                         f"(what SQLite can store), not {version!r}.")
 
         actors = self._actors(doc.get("actors"))
         states = self._states(doc.get("states"))
@@ -325,6 +331,20 @@ class Builder:
         cyclic = sorted(set(states) - seen)
         if cyclic:
             self.problem(f"states {_ids(cyclic)} are their own ancestors (a cycle of 'parent').")
+            return {}
+        depth = {sid: 1 for sid in children.get(None, [])}
+        level = list(children.get(None, []))
+        while level:
+            nxt = []
+            for sid in level:
+                for kid in children.get(sid, []):
+                    depth[kid] = depth[sid] + 1
+                    nxt.append(kid)
+            level = nxt
+        too_deep = sorted(sid for sid, d in depth.items() if d == MAX_NESTING + 1)
+        if too_deep:
+            self.problem(f"states {_ids(too_deep)} are nested {MAX_NESTING + 1} levels deep; "
+                         f"states may nest at most {MAX_NESTING} levels.")
             return {}
         defs: dict[str, StateDef] = {}
         for sid, body in states.items():
@@ -548,6 +568,10 @@ class Builder:
             if fixed is None:
                 self.problem(f"{where} is {value!r}; a date reference is {forms}.")
                 return None
+            if date_range_problem(fixed):
+                self.problem(f"{where} is {fixed.isoformat()!r}; a date must lie in "
+                             f"{DATE_RANGE}.")
+                return None
             return DateRef(kind="date", date=fixed)
         unknown = sorted(k for k in value if k not in DATE_REF_KEYS)
         if unknown:
@@ -571,6 +595,10 @@ class Builder:
             fixed = _plain_date(ref)
             if fixed is None:
                 self.problem(f"{where}.date is {ref!r}; it must be a date (YYYY-MM-DD).")
+                return None
+            if date_range_problem(fixed):
+                self.problem(f"{where}.date is {fixed.isoformat()!r}; a date must lie in "
+                             f"{DATE_RANGE}.")
                 return None
             return DateRef(kind="date", date=fixed, days=days)
         if not isinstance(ref, str) or not ref.strip():

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from ..canonical import date_or_today
+from ..canonical import add_days, date_or_today
 from ..definition import Workflow
 from ..engine import CaseState, engine_for
 from .results import Deadline, DueItem, Timer
@@ -124,7 +124,7 @@ def due_items(case_id: str, workflow: Workflow, state: CaseState, history: Seque
               on: dt.date, within_days: int) -> list[DueItem]:
     """What in one case is overdue, or due within ``within_days`` of ``on``."""
     a = _analyse(workflow, state, history, on)
-    horizon = on + dt.timedelta(days=within_days)
+    horizon = add_days(on, within_days)
     out: list[DueItem] = []
     for d in _deadlines(a, state):
         if d.due is None or d.taken_on is not None or d.due > horizon:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..canonical import add_days, date_range_problem
 from ..clock import lookup as _lookup
 from ..definition import DateRef, TransitionDef, Workflow
 from ..engine import CaseState, Engine, engine_for
@@ -67,13 +68,12 @@ def _resolve(ref: DateRef, data: Mapping[str, Any],
              ) -> tuple[dt.date | None, bool, str]:
     """A date reference's date, whether it is projected (counts from a forecast), and why
     not when it has none."""
-    days = dt.timedelta(days=ref.days)
     if ref.kind == "state":
         found = (state_dates or {}).get(ref.state or "")
         if found is None:
             return None, False, f"the case has not entered {ref.state!r} and the route does " \
                                 f"not enter it"
-        return found[0] + days, found[1], ""
+        return add_days(found[0], ref.days), found[1], ""
     if ref.kind == "join":
         return None, False, f"the day every region of {ref.state!r} is done is not known yet"
     if ref.kind == "missed":
@@ -81,21 +81,27 @@ def _resolve(ref: DateRef, data: Mapping[str, Any],
         if inner is None or inner.kind == "missed":
             return None, False, f"{ref.step!r} has no deadline"
         due, projected, why = _resolve(inner, data, step_dates, state_dates)
-        return (None, False, why) if due is None else (due + days, projected, "")
+        return (None, False, why) if due is None else (add_days(due, ref.days), projected, "")
     if ref.kind == "date" and ref.date is not None:
-        return ref.date + days, False, ""
+        return add_days(ref.date, ref.days), False, ""
     if ref.kind == "data":
         value = _lookup(data, ref.key or "")
         if not isinstance(value, str):
             return None, False, f"the case data has no date {ref.key!r} (as 'YYYY-MM-DD')"
         try:
-            return dt.date.fromisoformat(value) + days, False, ""
+            date = dt.date.fromisoformat(value) if len(value) == 10 else None
         except ValueError:
+            date = None
+        if date is None:
             return None, False, f"the case data's {ref.key!r} is {value!r}, not a date"
+        problem = date_range_problem(date, f"the case data's {ref.key!r}")
+        if problem:
+            return None, False, problem
+        return add_days(date, ref.days), False, ""
     found = step_dates.get(ref.step or "")
     if found is None:
         return None, False, f"{ref.step!r} has not been taken and is not on the route"
-    return found[0] + days, found[1], ""
+    return add_days(found[0], ref.days), found[1], ""
 
 
 def _route(engine: Engine, config: frozenset[str], goal: str) -> list[TransitionDef] | None:
@@ -169,7 +175,7 @@ def _estimate(t: TransitionDef, ready: dt.date, floor: dt.date,
     if exp is not None:
         est, basis, duration = exp.date, "expected", 0
     elif t.duration_days is not None:
-        est, basis, duration = ready + dt.timedelta(days=t.duration_days), "duration", \
+        est, basis, duration = add_days(ready, t.duration_days), "duration", \
             t.duration_days
     else:
         est, basis, duration = ready, "none", 0
@@ -311,7 +317,7 @@ def _slack(route: list[_Planned], end: dt.date) -> None:
         p = route[i]
         if p.latest is None:
             p.latest = end
-        start_by = p.latest - dt.timedelta(days=p.duration)
+        start_by = add_days(p.latest, -p.duration)
         for j in p.preds:
             q = route[j]
             q.latest = start_by if q.latest is None else min(q.latest, start_by)

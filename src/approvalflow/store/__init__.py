@@ -17,15 +17,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..canonical import canonical_json, check_data, check_text, to_date
+from ..canonical import canonical_json, check_data, check_text, date_or_today, to_date
 from ..case import MAX_ID_LENGTH, Case, Event, check_actor
 from ..definition import Workflow, load_workflow, loads_workflow
 from ..engine import CaseState, Decision, engine_for
@@ -40,6 +43,7 @@ from ..errors import (
 )
 from ..forecast import DueItem, due_items, sort_due
 from ..replay import replay
+from ..versioning import migrated_state
 from .rows import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
@@ -62,6 +66,9 @@ if TYPE_CHECKING:
     import pandas
     import sqlite_utils  # imported when first needed (Store.db): it imports pandas
 
+    from ..timeline import Svg
+    from ..versioning import MigrationPlan
+
 __all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "TickReport", "SCHEMA_VERSION",
            "replay"]
 
@@ -69,6 +76,10 @@ __all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "TickReport", "
 _BULK_FAILED = ("A step inside this bulk block failed in the database (such as a full disk); "
                 "nothing of the block is stored. Leave the block and start again.")
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+#: The longest busy timeout open_store takes, in seconds (a day).
+MAX_TIMEOUT = 86_400
+#: The longest database path open_store takes (PATH_MAX on Linux).
+MAX_PATH_LENGTH = 4096
 
 
 @attrs.frozen
@@ -91,44 +102,205 @@ class CaseSummary:
                 "is_final": self.is_final, "updated_at": self.updated_at.isoformat()}
 
 
+_WRONG_THREAD = ("This store was opened in another thread ({owner}); a store belongs to the "
+                 "thread that opened it. Open one store per thread (approvalflow.open_store "
+                 "in each; they may share the file).")
+
+
+class MigrationNeededError(StoreError):
+    """A database opened read-only has an older schema: it must be opened writable once
+    to be migrated."""
+
+
+class _Connection(sqlite3.Connection):
+    """sqlite3's connection, refusing use from another thread or after close with a
+    StoreError (sqlite3 would raise ProgrammingError, and only for some calls)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owner = threading.get_ident()
+        self._owner_name = threading.current_thread().name
+        self._is_closed = False
+
+    def check_thread(self) -> None:
+        if threading.get_ident() != self._owner:
+            raise StoreError(_WRONG_THREAD.format(owner=repr(self._owner_name)))
+        if self._is_closed:
+            raise StoreError("The store is closed.")
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        self.check_thread()
+        return super().execute(*args)
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        self.check_thread()
+        return super().executemany(*args)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        self.check_thread()
+        cursor: sqlite3.Cursor = super().cursor(*args, **kwargs)
+        return cursor
+
+    def backup(self, *args: Any, **kwargs: Any) -> None:
+        self.check_thread()
+        super().backup(*args, **kwargs)
+
+    def close(self) -> None:
+        self.check_thread()
+        super().close()
+        self._is_closed = True
+
+
+_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def _remove_database(path: str | os.PathLike[str]) -> None:
+    """Delete a database file and its -wal, -shm and -journal files, where they exist."""
+    for suffix in _FILE_SUFFIXES:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{os.fspath(path)}{suffix}")
+
+
+def _check_version(version: object) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or not 1 <= version <= 2**63 - 1:
+        raise InvalidInputError(f"A workflow version is a whole number from 1 to 2**63 - 1, "
+                                f"not {version!r}.")
+    return version
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+            or not math.isfinite(timeout) or not 0 <= timeout <= MAX_TIMEOUT:
+        raise InvalidInputError(f"timeout must be a number of seconds from 0 to {MAX_TIMEOUT}, "
+                                f"not {timeout!r}.")
+    return float(timeout)
+
+
+def _check_path(path: object) -> str:
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidInputError(f"The database path must be a string or a path, not "
+                                f"{type(path).__name__} {path!r}.")
+    text = os.fspath(path)
+    if not isinstance(text, str) or "\x00" in text or not text \
+            or len(text) > MAX_PATH_LENGTH:
+        shown = repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+        raise InvalidInputError(f"The database path {shown} can't name a file: give text "
+                                f"without NUL characters, at most {MAX_PATH_LENGTH} long, "
+                                f"or ':memory:'.")
+    return text
+
+
+def _connect_readonly(path: str, timeout: float) -> _Connection:
+    """Open ``path`` read-only (SQLite's ``mode=ro``), so a read-only file or folder can be read.
+
+    A WAL database read-only needs its ``-shm`` file, or a folder where SQLite may create
+    it. In a read-only folder without a ``-wal`` file (the database was closed cleanly)
+    nobody can write, so the file is opened as ``immutable``; with a ``-wal`` file and no
+    ``-shm`` file the events in the ``-wal`` can't be read, and that is said.
+    """
+    uri = Path(path).absolute().as_uri()
+    conn: _Connection | None = None
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
+                               timeout=timeout, check_same_thread=True, factory=_Connection)
+        conn.execute("PRAGMA user_version").fetchone()
+        return conn
+    except sqlite3.OperationalError as e:
+        if conn is not None:
+            conn.close()
+        if "unable to open" not in str(e) and "readonly" not in str(e):
+            raise
+    folder = Path(path).absolute().parent
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise StoreError(f"Can't read {path!r}: permission denied (the file is not readable "
+                         f"for this user).") from None
+    if os.path.exists(path + "-wal") and not os.path.exists(path + "-shm"):
+        raise StoreError(
+            f"Can't read {path!r} read-only: its -wal file holds recent events, and SQLite "
+            f"needs a -shm file beside it (or a writable folder) to read them. Copy the "
+            f"database together with its -wal file to a writable folder, or open it where "
+            f"it is from an account that may write to {str(folder)!r}.")
+    conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None,
+                           timeout=timeout, check_same_thread=True, factory=_Connection)
+    return conn
+
+
 class Store:
     """An event log in one SQLite file. Open it with :func:`open_store`."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "full",
                  timeout: float = 30.0, create: bool = True,
-                 max_pages: int | None = None) -> None:
-        if durability not in DURABILITY:
+                 max_pages: int | None = None, readonly: bool = False) -> None:
+        if not isinstance(durability, str) or durability not in DURABILITY:
             raise InvalidInputError(f"durability must be one of {sorted(DURABILITY)}, "
                                     f"not {durability!r}.")
         if max_pages is not None and (isinstance(max_pages, bool)
                                       or not isinstance(max_pages, int) or max_pages < 1):
             raise InvalidInputError(f"max_pages must be a whole number of pages (1 or more) "
                                     f"or None, not {max_pages!r}.")
-        self.path = os.fspath(path)
+        timeout = _check_timeout(timeout)
+        self.path = _check_path(path)
         self.durability = durability
-        if not create and self.path != ":memory:" and not Path(self.path).is_file():
+        self.readonly = bool(readonly)
+        if self.readonly and self.path == ":memory:":
+            raise InvalidInputError("readonly=True needs a database file; an in-memory store "
+                                    "starts empty.")
+        if (not create or self.readonly) and self.path != ":memory:" \
+                and not Path(self.path).is_file():
             raise StoreError(f"There is no database at {self.path!r}; create one with "
                              f"'approvalflow new' or approvalflow.open_store().")
         with translate(f"open the database {self.path!r}"):
-            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout,
-                                         check_same_thread=True)
+            if self.readonly:
+                self._conn = _connect_readonly(self.path, timeout)
+            else:
+                self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout,
+                                             check_same_thread=True, factory=_Connection)
             self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if self.path != ":memory:":
+            if self.path != ":memory:" and not self.readonly:
                 mode = enable_wal(self._conn, timeout)
                 if mode.lower() != "wal":
                     raise StoreError(f"Could not switch {self.path!r} to WAL mode "
                                      f"(it is in {mode!r}).")
-            self._conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
+            if not self.readonly:
+                self._conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
             if max_pages is not None:
                 self._conn.execute(f"PRAGMA max_page_count = {max_pages}")
             self._db: sqlite_utils.Database | None = None
-            self._migrate()
+            if self.readonly:
+                try:
+                    self._check_readable()
+                except BaseException:
+                    self._conn.close()
+                    raise
+            else:
+                self._migrate()
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._bulk_depth = 0
         self._bulk_failed = False
         self._bulk_touched: dict[int, tuple[Case, Any]] = {}
         self._closed = False
+
+    def _check_readable(self) -> None:
+        """A store opened read-only can't migrate: its schema must be this version's."""
+        try:
+            current = self.schema_version
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path!r} is not an approvalflow database, or it is "
+                             f"damaged: {e}.") from e
+        self._check_not_newer(current)
+        if current == 0:
+            raise StoreError(f"{self.path!r} is not an approvalflow database (it has no "
+                             f"schema); pass the database's path.")
+        if current < SCHEMA_VERSION:
+            raise MigrationNeededError(
+                f"{self.path!r} has schema version {current}; this approvalflow "
+                             f"reads version {SCHEMA_VERSION} read-only. Open it once without "
+                             f"readonly (any writing command) to migrate it.")
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -142,9 +314,12 @@ class Store:
     # -- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the connection. Only the thread that opened the store may close it."""
         if not self._closed:
-            self._closed = True
+            if isinstance(self._conn, _Connection):
+                self._conn.check_thread()
             self._conn.close()
+            self._closed = True
 
     def __enter__(self) -> Store:
         return self
@@ -157,6 +332,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
+        """The schema version of the file (SQLite's ``user_version``)."""
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
@@ -216,6 +392,9 @@ class Store:
         """One IMMEDIATE transaction, all or nothing; inside ``bulk``, part of the bulk's."""
         if self._closed:
             raise StoreError("The store is closed.")
+        if self.readonly:
+            raise StoreError(f"Can't {what}: the store {self.path!r} was opened read-only "
+                             f"(readonly=True); open it without readonly to write.")
         with translate(what):
             if self._bulk_depth:
                 if self._bulk_failed or not self._conn.in_transaction:
@@ -270,6 +449,52 @@ class Store:
                 self._bulk_failed = False
                 self._bulk_touched.clear()
 
+    # -- copying ------------------------------------------------------------------------
+
+    def backup(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Copy the whole log, as it is at one moment, to a new database file at ``path``.
+
+        Uses SQLite's online backup (``sqlite3.Connection.backup``), so it is safe while
+        other processes keep writing, and the copy includes what is still in the
+        ``-wal`` file (copying the database file alone can miss it). The copy is written
+        beside ``path`` and renamed into place when complete: ``path`` is either the whole
+        copy or untouched. An existing ``path`` is refused unless ``force=True``.
+        Returns the path of the copy.
+        """
+        if self._closed:
+            raise StoreError("The store is closed.")
+        if self._bulk_depth:
+            raise StoreError("Can't back up inside a bulk block: leave the block first.")
+        dest = Path(_check_path(path))
+        if str(dest) == ":memory:":
+            raise InvalidInputError("backup needs a file path, not ':memory:'.")
+        if dest.is_dir():
+            raise InvalidInputError(f"The backup path {str(dest)!r} is a directory; give a "
+                                    f"file name.")
+        if self.path != ":memory:" and dest.exists() and dest.samefile(self.path):
+            raise InvalidInputError(f"Can't back up {self.path!r} onto itself.")
+        if not force and any(os.path.lexists(f"{dest}{suffix}") for suffix in _FILE_SUFFIXES):
+            raise StoreError(f"{str(dest)!r} already exists; give a new path, or force=True "
+                             f"(--force) to replace it.")
+        partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+        _remove_database(partial)
+        try:
+            with translate(f"back up {self.path!r} to {str(dest)!r}"):
+                target = sqlite3.connect(partial, isolation_level=None)
+                try:
+                    self._conn.backup(target)
+                    target.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+                finally:
+                    target.close()
+            if force:
+                _remove_database(dest)
+            os.replace(partial, dest)
+        except OSError as e:
+            raise StoreError(f"Could not back up to {str(dest)!r}: {e.strerror or e}.") from e
+        finally:
+            _remove_database(partial)
+        return dest
+
     # -- workflows ----------------------------------------------------------------------
 
     def _register_workflow(self, wf: Workflow) -> None:
@@ -288,6 +513,8 @@ class Store:
 
     def workflow(self, name: str, version: int) -> Workflow:
         """The workflow definition version a case was created with, as stored."""
+        name = check_text(name, "workflow name", max_length=MAX_ID_LENGTH)
+        version = _check_version(version)
         found = self._workflows.get((name, version))
         if found is not None:
             return found
@@ -375,8 +602,10 @@ class Store:
         if not rows:
             raise CaseNotFoundError(self._not_found(case_id))
         events = [row_to_event(r) for r in rows]
-        wf = self.workflow(events[0].workflow, events[0].workflow_version)
-        state = replay(engine_for(wf), events)
+        created_on = self.workflow(events[0].workflow, events[0].workflow_version)
+        state = replay(engine_for(created_on), events, workflows=self.workflow)
+        # the version the case runs on now: the one its last event was recorded on
+        wf = self.workflow(events[-1].workflow, events[-1].workflow_version)
         return Case(self, wf, case_id, state, tuple(events), as_of=when)
 
     def _not_found(self, case_id: str) -> str:
@@ -388,6 +617,10 @@ class Store:
 
     def cases(self, *, workflow: str | None = None, state: str | None = None) -> list[CaseSummary]:
         """Every case's summary, from the current-state table, sorted by id."""
+        if workflow is not None:
+            check_text(workflow, "workflow", max_length=MAX_ID_LENGTH)
+        if state is not None:
+            check_text(state, "state", max_length=MAX_ID_LENGTH)
         sql = "SELECT * FROM cases"
         params: list[Any] = []
         if workflow is not None:
@@ -424,6 +657,8 @@ class Store:
         ``as_of`` loads each case as it was known on that date (cases created later are
         left out). See docs/forecast.md.
         """
+        if workflow is not None:
+            check_text(workflow, "workflow", max_length=MAX_ID_LENGTH)
         when = dt.date.today() if on is None else to_date(on, "on")
         if isinstance(within_days, bool) or not isinstance(within_days, int) \
                 or not 0 <= within_days <= 36_500:
@@ -455,6 +690,8 @@ class Store:
 
     def events(self, case_id: str | None = None) -> Iterator[Event]:
         """Every event (of one case, or of all cases by case and sequence)."""
+        if case_id is not None:
+            case_id = check_case_id(case_id)
         with translate("read events"):
             rows: Iterable[sqlite3.Row]
             if case_id is not None:
@@ -464,6 +701,13 @@ class Store:
                     f"SELECT {EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
             for r in rows:
                 yield row_to_event(r)
+
+    def timeline(self, cases: Iterable[str] | None = None, *, on: object = None) -> Svg:
+        """A portfolio picture (SVG): one row per case (every case when None), from its
+        creation to its last event, its decided steps and its target date."""
+        from ..timeline import portfolio_svg  # a display layer, imported when asked
+
+        return portfolio_svg(self, cases=cases, on=date_or_today(on))
 
     def events_frame(self, case_id: str | None = None) -> pandas.DataFrame:
         """:meth:`events` as a pandas DataFrame (needs the ``notebook`` extra)."""
@@ -524,7 +768,7 @@ class Store:
                                 what=f"record an expectation on case {case.id!r}")
 
     def _append_row(self, case: Case, row: dict[str, Any], *, final: int,
-                    data: dict[str, Any], what: str) -> Event:
+                    data: dict[str, Any], what: str, moves_to: Workflow | None = None) -> Event:
         """Append ``row`` as ``case``'s next event in one transaction, or raise writing nothing.
 
         A retry with a stored idempotency key returns the stored event instead.
@@ -561,23 +805,35 @@ class Store:
                 UPDATE_CASE,
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
                  case.id))
-            after = self._sync_timers(case, row, data)
+            if moves_to is not None:
+                self._conn.execute("UPDATE cases SET workflow_version = ? WHERE case_id = ?",
+                                   (moves_to.version, case.id))
+            after = self._sync_timers(case, row, data, moves_to)
         event = row_to_event(row)
         if self._bulk_depth:
             # remember how the case was, so a block that is rolled back restores it
             self._bulk_touched.setdefault(id(case), (case, case._snapshot()))
-        case._advance(event, after)
+        case._advance(event, moves_to, after)
         return event
 
-    def _sync_timers(self, case: Case, row: Mapping[str, Any],
-                     data: dict[str, Any]) -> CaseState | None:
+    def _sync_timers(self, case: Case, row: Mapping[str, Any], data: dict[str, Any],
+                     moves_to: Workflow | None = None) -> CaseState | None:
         """Keep the case's ``timers`` rows with the state this event leaves it in (and
         return that state, so the case need not compute it again)."""
         engine = engine_for(case.definition)
-        if not engine.timed:
-            return None
         on = dt.date.fromisoformat(row["on_date"])
         state = case.engine_state
+        if moves_to is not None:  # a migration: the new version's timers replace the old
+            new = engine_for(moves_to)
+            after = new.rebase(migrated_state(state, frozenset(json.loads(row["target"])),
+                                              ballots=data["migrate"]["ballots"],
+                                              seq=row["seq"], on=on))
+            if engine.timed or new.timed:
+                sync_timers(self._conn, case.id, new, after,
+                            before=timer_rows(engine, state) if engine.timed else [])
+            return after
+        if not engine.timed:
+            return None
         if row["kind"] == "fire":
             after = engine.apply(state, trigger=row["trigger"], actor=row["actor"], on=on,
                                  seq=row["seq"], target=frozenset(json.loads(row["target"])),
@@ -610,6 +866,36 @@ class Store:
     def rebuild_timers(self) -> int:
         """Recompute the ``timers`` table from the log (one transaction); returns its rows."""
         return rebuild_timers(self)
+
+    # -- moving cases to another workflow version (docs/versioning.md) -------------------
+
+    def plan_migration(self, to: Workflow | str, *, cases: Iterable[str] | None = None,
+                       mapping: Mapping[str, str] | None = None,
+                       ballots: str = "keep") -> MigrationPlan:
+        """Per case: can it move to workflow version ``to``, to which state, or why not.
+
+        ``to`` is a Workflow, a bundled name, a path, or ``"NAME@VERSION"`` for a version
+        stored here (to migrate back). ``cases`` defaults to every open case of that
+        workflow on another version. ``mapping`` maps old leaf state ids to new ones (a
+        state not named keeps its id); ``ballots`` is ``"keep"`` or ``"reset"`` for the
+        ballots of open votes. Nothing is written.
+        """
+        from .migrating import plan
+
+        return plan(self, to, cases=cases, mapping=mapping, ballots=ballots)
+
+    def migrate(self, to: Workflow | str, *, actor: str, on: object,
+                cases: Iterable[str] | None = None, mapping: Mapping[str, str] | None = None,
+                ballots: str = "keep", note: str | None = None,
+                progress: Callable[[int, int], None] | None = None) -> MigrationPlan:
+        """Move every case that can to version ``to``, recording one ``migrate`` event each
+        (in the hash chain); the others are left untouched and listed in the result.
+        Planned and written in one transaction. Arguments as :meth:`plan_migration`;
+        ``progress(done, total)`` is called now and then."""
+        from .migrating import migrate
+
+        return migrate(self, to, cases=cases, mapping=mapping, ballots=ballots, actor=actor,
+                       on=on, note=note, progress=progress)
 
     # -- importing ----------------------------------------------------------------------
 
@@ -666,19 +952,40 @@ class Store:
             return verify_store(self, heads=heads, strict=strict)
 
 
+#: Unicode categories a case id may not contain: controls (C0, DEL, C1), format
+#: characters (bidi controls, zero-width characters, soft hyphens) and line separators.
+_HIDDEN_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formatting character",
+                      "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
 def check_case_id(case_id: object) -> str:
+    """``case_id`` if it is an unambiguous id: NFC text without hidden characters.
+
+    Two ids that look the same are the same id: an id must be in Unicode's composed form
+    (NFC) and may not contain control characters, bidi controls or zero-width
+    characters. Notes and data are stored verbatim; only ids are held to this.
+    """
     text = check_text(case_id, "case id", max_length=MAX_ID_LENGTH)
     if not text.strip():
         raise InvalidInputError("case id must not be empty.")
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise InvalidInputError(f"case id {text!r} contains control characters; use printable "
-                                f"text.")
+    for i, c in enumerate(text):
+        kind = _HIDDEN_CATEGORIES.get(unicodedata.category(c))
+        if kind is not None:
+            raise InvalidInputError(
+                f"case id {text!r} contains {kind} (U+{ord(c):04X}, "
+                f"{unicodedata.name(c, 'unnamed')}) at position {i}; a case id is visible "
+                f"text only, so that two ids that look alike are the same id.")
+    nfc = unicodedata.normalize("NFC", text)
+    if nfc != text:
+        raise InvalidInputError(
+            f"case id {text!r} is not in Unicode's composed form (NFC); write it as "
+            f"{nfc!r}, which looks the same (e.g. unicodedata.normalize('NFC', case_id)).")
     return text
 
 
 def open_store(path: str | os.PathLike[str] = ":memory:", *, durability: str = "full",
                timeout: float = 30.0, create: bool = True,
-               max_pages: int | None = None) -> Store:
+               max_pages: int | None = None, readonly: bool = False) -> Store:
     """Open (and create or migrate) the event log at ``path``; ``":memory:"`` for a scratch one.
 
     ``durability="full"`` (the default) syncs every commit to disk; ``"normal"`` is
@@ -687,6 +994,11 @@ def open_store(path: str | os.PathLike[str] = ":memory:", *, durability: str = "
     ``max_pages`` caps the file at that many pages (SQLite's ``max_page_count``, for
     this connection only): a write that would grow it further raises ``StoreError``
     and stores nothing. It is how the tests simulate a full disk.
+
+    ``readonly=True`` opens an existing file read-only (SQLite's ``mode=ro``): it never
+    creates, migrates or writes, so a read-only file or folder can be inspected; a write
+    through it raises ``StoreError``. ``timeout`` (seconds to wait for another writer)
+    is a number from 0 to 86400. A store belongs to the thread that opened it.
     """
     return Store(path, durability=durability, timeout=timeout, create=create,
-                 max_pages=max_pages)
+                 max_pages=max_pages, readonly=readonly)

@@ -21,7 +21,6 @@ problem that names its case and event.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import sqlite3
 from collections import Counter
@@ -33,9 +32,9 @@ import attrs
 from ..canonical import sha256_hex
 from ..definition import Workflow, loads_workflow
 from ..engine import engine_for
-from ..errors import ApprovalflowError
+from ..errors import ApprovalflowError, StoreError
 from ..replay import Recorded, replay
-from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, selected_hash
+from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, parse_date, selected_hash
 from .timers import read_timer_table, timer_rows
 
 if TYPE_CHECKING:
@@ -215,19 +214,32 @@ def _kind(value: Any) -> str:
     return "null" if value is None else f"{type(value).__name__} {_short(value)}"
 
 
+#: State lists repeat across events: each distinct text is decoded and checked once per
+#: verify (a bounded memo of valid ones; frozensets are immutable, so sharing is safe).
+_STATE_MEMO: dict[str, frozenset[str]] = {}
+
+
 def _states(text: str, what: str) -> frozenset[str]:
+    found = _STATE_MEMO.get(text)
+    if found is not None:
+        return found
     value = json.loads(text)
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise ValueError(f"{what} {_short(text)} is not a JSON list of state ids")
-    return frozenset(value)
+    if len(_STATE_MEMO) > 10_000:
+        _STATE_MEMO.clear()
+    found = _STATE_MEMO[text] = frozenset(value)
+    return found
 
 
 def _record(r: tuple[Any, ...]) -> Recorded:
     data = {} if r[10] == "{}" else json.loads(r[10])
     if not isinstance(data, dict):
         raise ValueError(f"data {_short(r[10])} is not a JSON object")
-    return Recorded(r[0], r[1], r[2], r[3], r[4], dt.date.fromisoformat(r[5]),
-                    _states(r[7], "source"), _states(r[8], "target"), data)
+    if len(r[5]) != 10:
+        raise ValueError(f"on_date {_short(r[5])} is not a date YYYY-MM-DD")
+    return Recorded(r[0], r[1], r[2], r[3], r[4], parse_date(r[5]),
+                    _states(r[7], "source"), _states(r[8], "target"), data, r[11], r[12])
 
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
@@ -239,6 +251,7 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
     prev_hash = GENESIS
     last_on: str | None = None
     records: list[Recorded] = []
+    running = (rows[0][11], rows[0][12])
     for expected_seq, r in enumerate(rows, start=1):
         bad = _column_problem(r)
         if bad is not None:
@@ -262,11 +275,15 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         if kind != "fire" and last_on is not None and on_date < last_on:
             problems.append(f"{where} event {seq}: dated {on_date}, before the previous "
                             f"event's {last_on}")
-        if seq > 1 and (r[11], r[12]) != (rows[0][11], rows[0][12]):
+        if kind == "migrate":  # the case runs on the version it moved to from here on
+            running = (r[11], r[12])
+            _check_commitment(where, r, workflows, problems)
+        elif seq > 1 and (r[11], r[12]) != running:
             problems.append(f"{where} event {seq}: recorded on workflow {r[11]!r} version "
-                            f"{r[12]}, the case runs on {rows[0][11]!r} version {rows[0][12]}")
-        if seq > 1 and r[16] is not None:
-            problems.append(f"{where} event {seq}: only a creation commits to a workflow text")
+                            f"{r[12]}, the case runs on {running[0]!r} version {running[1]}")
+        if seq > 1 and r[16] is not None and kind != "migrate":
+            problems.append(f"{where} event {seq}: only a creation or a migration commits to a "
+                            f"workflow text")
         try:
             records.append(_record(r))
         except (ValueError, TypeError, RecursionError) as e:
@@ -281,30 +298,54 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         return problems, unchecked
     if first[16] is None:
         unchecked[PRE_SCHEMA_3] += 1
-    elif first[16] != wf.digest:
-        problems.append(f"{where} event 1: it commits to workflow text {first[16][:12]}..., the "
-                        f"stored workflow {wf.name!r} version {wf.version} is "
-                        f"{wf.digest[:12]}... (the stored workflow was changed)")
-    engine = engine_for(wf)
+    else:
+        _check_commitment(where, first, workflows, problems)
     guards: list[str] = []
+
+    def version(name: str, number: int) -> Workflow:
+        found = workflows.get((name, number))
+        if not isinstance(found, Workflow):
+            raise StoreError(f"workflow {name!r} version {number!r} "
+                             + (found or "is not stored"))
+        return found
+
     try:
-        state = replay(engine, records, check=problems, unchecked=guards)
+        state = replay(engine_for(wf), records, check=problems, unchecked=guards,
+                       workflows=version)
+        final = engine_for(version(*running)).is_final(state.config)
     except (ApprovalflowError, ValueError, KeyError, TypeError) as e:
         problems.append(f"{where}: can't be replayed: {e}")
         return problems, unchecked
     for name in guards:
         unchecked[f"guard {name!r} (not registered in this process)"] += 1
-    problems.extend(_check_table_row(where, rows, head, prev_hash, engine.is_final(state.config),
-                                     state.config))
-    expected = dict(timer_rows(engine, state))
+    problems.extend(_check_table_row(where, rows, head, prev_hash, final, state.config,
+                                     running))
+    expected = dict(timer_rows(engine_for(version(*running)), state))
     if dict(timers) != expected:
         problems.append(f"{where}: the timers table says {_short(dict(sorted(timers.items())))}, "
                         f"the replay of its events gives {_short(dict(sorted(expected.items())))}")
     return problems, unchecked
 
 
+def _check_commitment(where: str, r: tuple[Any, ...],
+                      workflows: Mapping[tuple[str, int], Workflow | str],
+                      problems: list[str]) -> None:
+    """A creation's or migration's workflow digest against the stored text of its version."""
+    wf = workflows.get((r[11], r[12]))
+    if not isinstance(wf, Workflow):
+        return  # reported once, where the case is replayed
+    if r[16] is None and r[2] == "migrate":
+        problems.append(f"{where} event {r[1]}: a migration that does not commit to the text of "
+                        f"version {r[12]}")
+    elif r[16] is not None and r[16] != wf.digest:
+        problems.append(f"{where} event {r[1]}: it commits to workflow text {r[16][:12]}..., "
+                        f"the stored workflow {wf.name!r} version {wf.version} is "
+                        f"{wf.digest[:12]}... (the stored workflow was changed)")
+
+
 def _check_table_row(where: str, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
-                     head_hash: str, final: bool, config: frozenset[str]) -> list[str]:
+                     head_hash: str, final: bool, config: frozenset[str],
+                     running: tuple[str, int]) -> list[str]:
     """Every column of the case's row in ``cases`` against what its events say."""
     if head is None:
         return [f"{where}: has events but no row in the cases table"]
@@ -325,7 +366,7 @@ def _check_table_row(where: str, rows: list[tuple[Any, ...]], head: Mapping[str,
         if table_state != config:
             problems.append(f"{where}: the cases table says state {sorted(table_state)}, the "
                             f"replay of its events gives {sorted(config)}")
-    expected = {"workflow": first[11], "workflow_version": first[12], "last_on": last[5],
+    expected = {"workflow": running[0], "workflow_version": running[1], "last_on": last[5],
                 "is_final": int(final), "created_at": first[6], "updated_at": last[6]}
     for column, value in expected.items():
         if head[column] != value or type(head[column]) is not type(value):

@@ -1,0 +1,340 @@
+"""Moving running cases to another workflow version: plan, migrate, replay, verify, revert."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import approvalflow as af
+from approvalflow.canonical import canonical_json
+from approvalflow.cli import cli
+from approvalflow.store.rows import event_hash
+
+V1 = """
+[workflow]
+name = "grant"
+version = 1
+initial = "draft"
+
+[actors]
+clerk = "Clerk"
+dean = "Dean"
+a = "Reviewer A"
+b = "Reviewer B"
+c = "Reviewer C"
+
+[states.draft]
+[states.review]
+parallel = true
+[states.panel]
+parent = "review"
+initial = "voting"
+[states.voting]
+parent = "panel"
+[states.panel_yes]
+parent = "panel"
+final = true
+[states.office]
+parent = "review"
+initial = "checking"
+[states.checking]
+parent = "office"
+[states.checked]
+parent = "office"
+final = true
+[states.granted]
+final = true
+[states.declined]
+final = true
+
+[votes.panel]
+state = "voting"
+voters = ["a", "b", "c"]
+need = 2
+
+[[transitions]]
+trigger = "submit"
+source = "draft"
+target = "review"
+actors = ["clerk"]
+
+[[transitions]]
+trigger = "panel.yes"
+source = "voting"
+target = "panel_yes"
+vote = "panel"
+
+[[transitions]]
+trigger = "panel.no"
+source = "voting"
+target = "declined"
+vote = "panel"
+ballot = "no"
+
+[[transitions]]
+trigger = "check"
+source = "checking"
+target = "checked"
+actors = ["clerk"]
+
+[[transitions]]
+trigger = "grant"
+source = "review"
+target = "granted"
+actors = ["dean"]
+
+[[transitions]]
+trigger = "decline"
+source = "review"
+target = "declined"
+actors = ["dean"]
+"""
+
+
+def version(n: int, text: str = V1) -> af.Workflow:
+    return af.loads_workflow(text.replace("version = 1", f"version = {n}", 1))
+
+
+#: version 2: reviewer C leaves the panel, 'checking' is renamed 'audit'
+V2_TEXT = (V1.replace('voters = ["a", "b", "c"]', 'voters = ["a", "b"]')
+           .replace("checking", "audit"))
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with af.open_store(tmp_path / "grants.db") as s:
+        yield s
+
+
+def _case(store: af.Store, case_id: str = "g-1", steps: tuple[tuple[str, str], ...] = ()):
+    case = store.create_case(version(1), case_id, actor="clerk", on="2024-01-01",
+                             data={"amount": 10})
+    case.fire("submit", actor="clerk", on="2024-01-02")
+    for trigger, actor in steps:
+        case.fire(trigger, actor=actor, on="2024-01-03")
+    return case
+
+
+def _count(store: af.Store) -> int:
+    return sum(1 for _ in store.events())
+
+
+def _observable(case: af.Case) -> dict[str, Any]:
+    return {"state": case.state, "data": dict(case.data), "ballots": case.ballots(),
+            "withdrawn": case.withdrawn(), "awaiting": case.awaiting(on="2024-02-01"),
+            "final": case.is_final}
+
+
+def test_plan_writes_nothing_and_says_why_not(store: af.Store) -> None:
+    """A plan lists, per case, the target or every reason it can't move; nothing is written."""
+    _case(store, "ok")
+    _case(store, "voted", (("panel.yes", "c"),))
+    before = _count(store)
+    plan = store.plan_migration(version(2, V2_TEXT), mapping={"checking": "audit"})
+    assert _count(store) == before
+    by_id = {p.case_id: p for p in plan.cases}
+    assert by_id["ok"].can_move and by_id["ok"].target == {"voting", "audit"}
+    assert not by_id["voted"].can_move
+    assert "['c'] cast a ballot or withdrew but are not voters in version 2" \
+        in by_id["voted"].reasons[0]
+
+
+def test_unmapped_state_without_counterpart_is_refused(store: af.Store) -> None:
+    """A state that no longer exists must be mapped; the reason names it."""
+    _case(store)
+    (p,) = store.plan_migration(version(2, V2_TEXT)).cases
+    assert not p.can_move
+    assert "map ['checking'] to states of version 2" in p.reasons[0]
+
+
+def test_bad_mapping_is_one_clear_error(store: af.Store) -> None:
+    """A mapping naming states that exist in neither version is refused before anything."""
+    _case(store)
+    with pytest.raises(af.InvalidInputError, match="'nowhere' is not a leaf state of version 2"):
+        store.plan_migration(version(2, V2_TEXT), mapping={"checking": "nowhere"})
+
+
+def test_migrate_moves_records_and_verifies(store: af.Store) -> None:
+    """A migration is one event per case, in the chain; the case runs on the new version."""
+    _case(store, steps=(("panel.yes", "a"),))
+    result = store.migrate(version(2, V2_TEXT), mapping={"checking": "audit"}, actor="clerk",
+                           on="2024-01-04", note="The office renamed its check")
+    assert [p.can_move for p in result.cases] == [True]
+    case = store.case("g-1")
+    assert case.workflow_version == 2 and case.state == {"voting", "audit"}
+    event = case.history[-1]
+    assert (event.kind, event.trigger, event.workflow_version) == ("migrate", "migrate", 2)
+    assert event.data["migrate"] == {"from_version": 1, "to_version": 2,
+                                     "mapping": {"checking": "audit"}, "ballots": "keep"}
+    assert case.ballots() == {"panel": {"a": "yes"}}
+    assert store.verify().ok
+    case.fire("panel.yes", actor="b", on="2024-01-05")  # the new version's rules from here
+    case.fire("check", actor="clerk", on="2024-01-05")
+    case.fire("grant", actor="dean", on="2024-01-06")
+    assert case.is_final and store.verify().ok
+    assert store.cases()[0].workflow_version == 2
+
+
+def test_as_of_before_the_migration_shows_the_old_version(store: af.Store) -> None:
+    """Time travel to before a migration gives the old version's view."""
+    _case(store)
+    store.migrate(version(2, V2_TEXT), mapping={"checking": "audit"}, actor="clerk",
+                  on="2024-01-10")
+    old = store.case("g-1", as_of="2024-01-09")
+    assert old.workflow_version == 1 and "checking" in old.state
+
+
+def test_refused_migration_stores_nothing(store: af.Store) -> None:
+    """Cases that can't move are left untouched, and nothing at all is written for them."""
+    case = _case(store, steps=(("panel.yes", "c"),))
+    before = _count(store)
+    result = store.migrate(version(2, V2_TEXT), mapping={"checking": "audit"}, actor="clerk",
+                           on="2024-01-04")
+    assert result.refused and not result.movable
+    assert _count(store) == before
+    assert store.case("g-1").workflow_version == 1 and store.case("g-1").state == case.state
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT count(*) FROM workflows").fetchone()[0] == 1
+
+
+def test_backdated_migration_is_refused_for_that_case(store: af.Store) -> None:
+    """A migration dated before a case's last event leaves that case where it is."""
+    _case(store)
+    result = store.migrate(version(2, V2_TEXT), mapping={"checking": "audit"}, actor="clerk",
+                           on="2023-12-31")
+    assert "dates may not go backwards" in result.refused[0].reasons[0]
+
+
+def test_reset_ballots_when_the_voters_changed(store: af.Store) -> None:
+    """With ballots='reset' a vote whose voters changed starts its round again."""
+    _case(store, steps=(("panel.yes", "c"),))
+    store.migrate(version(2, V2_TEXT), mapping={"checking": "audit"}, ballots="reset",
+                  actor="clerk", on="2024-01-04")
+    case = store.case("g-1")
+    assert case.ballots() == {}
+    assert store.verify().ok
+
+
+def test_migrate_then_revert_restores_the_state(store: af.Store) -> None:
+    """Moving back with the inverse mapping is a new event and gives the old state back."""
+    case = _case(store, steps=(("panel.yes", "a"),))
+    before = _observable(case)
+    store.migrate(version(2, V2_TEXT), mapping={"checking": "audit"}, actor="clerk",
+                  on="2024-01-04")
+    store.migrate("grant@1", mapping={"audit": "checking"}, actor="clerk", on="2024-01-05")
+    back = store.case("g-1")
+    assert back.workflow_version == 1 and _observable(back) == before
+    assert [e.kind for e in back.history][-2:] == ["migrate", "migrate"]
+    assert store.verify().ok
+
+
+@settings(max_examples=25)
+@given(st.lists(st.sampled_from([("panel.yes", "a"), ("panel.yes", "b"), ("panel.no", "c"),
+                                 ("check", "clerk"), ("grant", "dean")]), max_size=5))
+def test_identity_migration_changes_nothing_observable(tmp_path_factory, steps) -> None:
+    """To an equivalent version with the identity mapping, nothing observable changes."""
+    path = tmp_path_factory.mktemp("identity") / "cases.db"
+    with af.open_store(path) as store:
+        case = store.create_case(version(1), "g", actor="clerk", on="2024-01-01",
+                                 data={"amount": 1})
+        case.fire("submit", actor="clerk", on="2024-01-02")
+        for trigger, actor in steps:
+            if trigger in case.allowed(actor, on="2024-01-03"):
+                case.fire(trigger, actor=actor, on="2024-01-03")
+        before = _observable(store.case("g"))
+        result = store.migrate(version(2), cases=["g"], actor="clerk", on="2024-01-04")
+        after = store.case("g")
+        if before["final"]:
+            assert "has ended" in result.refused[0].reasons[0]
+        else:
+            assert after.workflow_version == 2
+        assert _observable(after) == before
+        assert store.verify().ok
+
+
+def test_forged_migration_is_caught_by_verify(store: af.Store) -> None:
+    """A migration row appended behind the library's back to a state its mapping does not
+    give is reported, naming the case and the event."""
+    _case(store)
+    wf2 = version(2, V2_TEXT)
+    store.migrate(wf2, mapping={"checking": "audit"}, actor="clerk", on="2024-01-04")
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    last = dict(conn.execute("SELECT * FROM events ORDER BY seq DESC LIMIT 1").fetchone())
+    row = {**last, "seq": 4, "kind": "migrate", "trigger": "migrate", "prev_hash": last["hash"],
+           "source": last["target"], "target": canonical_json(["granted"]),
+           "data": canonical_json({"migrate": {"from_version": 2, "to_version": 1,
+                                               "mapping": {"audit": "checking"},
+                                               "ballots": "keep"}}),
+           "workflow_version": 1,
+           "workflow_digest": conn.execute("SELECT digest FROM workflows WHERE version = 1")
+           .fetchone()[0]}
+    row["hash"] = event_hash(row)
+    conn.execute(f"INSERT INTO events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                 tuple(row.values()))
+    conn.execute("UPDATE cases SET state = ?, seq = 4, head_hash = ?, workflow_version = 1, "
+                 "is_final = 1, updated_at = ? WHERE case_id = 'g-1'",
+                 (row["target"], row["hash"], row["recorded_at"]))
+    conn.close()
+    problems = store.verify().problems
+    assert any(p.startswith("case 'g-1' event 4:") and "moving to ['granted']" in p
+               for p in problems), problems
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_db(tmp_path: Path) -> tuple[Path, Path]:
+    path = tmp_path / "grants.db"
+    with af.open_store(path) as s:
+        _case(s, "g-1")
+        _case(s, "g-2", (("panel.yes", "c"),))
+    v2 = tmp_path / "grant-v2.toml"
+    v2.write_text(V2_TEXT.replace("version = 1", "version = 2", 1), encoding="utf-8")
+    return path, v2
+
+
+def _run(db: Path, *args: str) -> Any:
+    return CliRunner().invoke(cli, ["--db", str(db), *args], catch_exceptions=False)
+
+
+def test_cli_dry_run_then_migrate_then_revert(cli_db) -> None:
+    """migrate --dry-run writes nothing; migrate moves what it can; NAME@VERSION moves back."""
+    db, v2 = cli_db
+    dry = _run(db, "migrate", "--to", str(v2), "--map", "checking=audit", "--all", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "g-1: would move from version 1 to 2" in dry.output
+    assert "g-2: stays: the voters of 'panel' changed" in dry.output
+    with af.open_store(db) as s:
+        assert s.case("g-1").workflow_version == 1
+    done = _run(db, "migrate", "--to", str(v2), "--map", "checking=audit", "--all",
+                "--actor", "clerk", "--on", "2024-01-04", "--json")
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.output)
+    assert (doc["movable"], doc["refused"], doc["dry_run"]) == (1, 1, False)
+    back = _run(db, "migrate", "--to", "grant@1", "--map", "audit=checking", "--case", "g-1",
+                "--actor", "clerk", "--on", "2024-01-05")
+    assert back.exit_code == 0 and "1 case(s) moved to grant version 1" in back.output
+    assert _run(db, "verify").exit_code == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--to", "grant@1", "--dry-run"), "Name the cases with --case ID"),
+    (("--to", "grant@1", "--all"), "give --actor and --on"),
+    (("--to", "grant@1", "--all", "--dry-run", "--map", "nonsense"), "is not OLD=NEW"),
+    (("--to", "grant@7", "--all", "--dry-run"), "version 7 is not in"),
+])
+def test_cli_migrate_errors_are_one_line(cli_db, args, message) -> None:
+    """Bad migrate arguments give one clear error and no traceback."""
+    db, _ = cli_db
+    result = _run(db, "migrate", *args)
+    assert result.exit_code in (1, 2) and message in result.output, result.output
+    assert "Traceback" not in result.output
