@@ -636,3 +636,22 @@ def test_forged_second_reminder_is_named(tmp_path: Path, wf: af.Workflow) -> Non
     assert any("'remind' by 'clock' on 2024-01-30 breaks the rule 'timer': the clock can't "
                "take 'remind': the clock took it on 2024-01-30, since the case last entered "
                "'review'" in p for p in found), found
+
+
+def test_a_migrated_case_keeps_its_timers_and_verifies(store: af.Store,
+                                                       submitted: af.Case) -> None:
+    """Moved to another version of the flagship, the case keeps its expiry timer (the
+    approval it stays in keeps its entry date), the timers table follows, verify agrees."""
+    wf = submitted.definition
+    v2 = af.loads_workflow(wf.source_text.replace(f"version = {wf.version}",
+                                                  f"version = {wf.version + 1}", 1))
+    result = store.migrate(v2, actor="tmf", on="2021-12-01")
+    assert [p.case_id for p in result.movable] == ["mimerskvarteret"]
+    case = store.case("mimerskvarteret")
+    assert case.workflow_version == wf.version + 1
+    assert [(t.step, t.due.isoformat()) for t in case.timers(on="2021-12-01")] == [
+        ("expire", "2022-02-28")]
+    assert timer_table(store) == [("mimerskvarteret", "expire", "2022-02-28")]
+    assert store.verify().ok
+    assert [s.trigger for s in store.tick(on="2022-03-01").taken] == ["expire"]
+    assert store.case("mimerskvarteret").state == {"gap"} and store.verify().ok
