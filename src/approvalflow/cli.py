@@ -495,7 +495,7 @@ def tick(ctx: click.Context, on: dt.date | None, as_json: bool) -> None:
     if as_json:
         _echo_json(report.to_dict())
         return
-    click.echo(report.describe())
+    _echo(report.describe())
 
 
 # --------------------------------------------------------------------------- allowed
