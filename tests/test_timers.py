@@ -656,12 +656,3 @@ def test_a_migrated_case_keeps_its_timers_and_verifies(store: af.Store,
     assert [s.trigger for s in store.tick(on="2022-03-01").taken] == ["expire"]
     assert store.case("mimerskvarteret").state == {"gap"} and store.verify().ok
 
-
-def test_tick_output_escapes_control_characters(tmp_path: Path, wf: af.Workflow) -> None:
-    """A case id with a terminal escape is printed escaped by approvalflow tick."""
-    db = tmp_path / "esc.db"
-    with af.open_store(db) as store:
-        submitted(store, wf, "evil\x1b[2J")
-    result = CliRunner().invoke(cli, ["--db", str(db), "tick", "--on", "2024-02-01"])
-    assert result.exit_code == 0, result.output
-    assert "\x1b" not in result.output and "evil" in result.output
