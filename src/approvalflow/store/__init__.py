@@ -53,7 +53,9 @@ from .rows import (
     UPDATE_CASE,
     event_hash,
     json_list,
+    parse_date,
     row_to_event,
+    state_set,
     translate,
     utc_now,
 )
@@ -821,23 +823,22 @@ class Store:
         """Keep the case's ``timers`` rows with the state this event leaves it in (and
         return that state, so the case need not compute it again)."""
         engine = engine_for(case.definition)
-        on = dt.date.fromisoformat(row["on_date"])
+        if moves_to is None and not engine.timed:
+            return None
+        on = parse_date(row["on_date"])
         state = case.engine_state
         if moves_to is not None:  # a migration: the new version's timers replace the old
             new = engine_for(moves_to)
-            after = new.rebase(migrated_state(state, frozenset(json.loads(row["target"])),
+            after = new.rebase(migrated_state(state, state_set(row["target"]),
                                               ballots=data["migrate"]["ballots"],
                                               seq=row["seq"], on=on))
             if engine.timed or new.timed:
                 sync_timers(self._conn, case.id, new, after,
                             before=timer_rows(engine, state) if engine.timed else [])
             return after
-        if not engine.timed:
-            return None
         if row["kind"] == "fire":
             after = engine.apply(state, trigger=row["trigger"], actor=row["actor"], on=on,
-                                 seq=row["seq"], target=frozenset(json.loads(row["target"])),
-                                 data=data)
+                                 seq=row["seq"], target=state_set(row["target"]), data=data)
         else:
             after = attrs.evolve(state, version=row["seq"], last_on=on)
         if engine.same_timers(state, after):
