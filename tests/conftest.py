@@ -48,8 +48,8 @@ def seed_data() -> dict[str, Any]:
 
 @pytest.fixture
 def submitted(store, flagship, seed_data):
-    """The flagship case, created and submitted on 2021-11-01: every region is pending."""
-    case = store.create_case(flagship, "mimerskvarteret", actor="tmf", on="2021-11-01",
+    """A fictional flagship case (invented dates), submitted on 2021-11-01: all pending."""
+    case = store.create_case(flagship, "example-plan", actor="tmf", on="2021-11-01",
                              data=seed_data)
     case.fire("submit", actor="tmf", on="2021-11-01")
     return case

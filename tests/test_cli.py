@@ -101,10 +101,10 @@ def test_workflows_lists_the_bundled_ones(runner: CliRunner) -> None:
     """Each bundled workflow is listed with its version and title, as text and as JSON."""
     result = run(runner, None, "workflows")
     assert result.exit_code == 0
-    assert result.stdout.startswith(f"{FLAGSHIP}     v1  Housing-social plan")
+    assert result.stdout.startswith(f"{FLAGSHIP}     v3  Housing-social plan")
     rows = json.loads(run(runner, None, "workflows", "--json").stdout)
     assert [r["name"] for r in rows] == af.bundled_workflows()
-    assert rows[0] == {"name": FLAGSHIP, "version": 1, "title": af.load_workflow(FLAGSHIP).title,
+    assert rows[0] == {"name": FLAGSHIP, "version": 3, "title": af.load_workflow(FLAGSHIP).title,
                        "label": "Boligsocial helhedsplan"}
 
 
@@ -115,7 +115,7 @@ def test_check_accepts_bundled_names_and_files(runner: CliRunner) -> None:
     assert result.exit_code == 0
     flagship, rest = af.load_workflow(FLAGSHIP), af.load_workflow(path)
     assert result.stdout.splitlines() == [
-        f"ok: {FLAGSHIP}: {FLAGSHIP} v1, {len(flagship.state_defs)} states, "
+        f"ok: {FLAGSHIP}: {FLAGSHIP} v3, {len(flagship.state_defs)} states, "
         f"{len(flagship.transitions)} transitions",
         f"ok: {path}: medfinansiering-restbeloeb v1, {len(rest.state_defs)} states, "
         f"{len(rest.transitions)} transitions",
@@ -189,7 +189,7 @@ def test_new_creates_the_database_and_the_case(runner: CliRunner, tmp_path: Path
                  "--data", '{"title": "T"}', "--note", "first")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"Created case 'c1' on {FLAGSHIP} v1, 2021-10-01, in draft.",
+        f"Created case 'c1' on {FLAGSHIP} v3, 2021-10-01, in draft, old_running.",
         "Allowed now: submit (by tmf).",
     ]
     with af.open_store(db, create=False) as store:
@@ -398,8 +398,8 @@ def test_cases_lists_each_case(runner: CliRunner, case_db: Path) -> None:
     result = run(runner, case_db, "cases")
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
-        f"mimerskvarteret  {FLAGSHIP} v1  4 events, last 2021-12-06",
-        "    state: 3b_pending, aab_approved, tmu_approved, vibo_voting",
+        f"mimerskvarteret  {FLAGSHIP} v3  4 events, last 2021-12-06",
+        "    state: 3b_pending, aab_approved, old_running, tmu_approved, vibo_voting",
     ]
 
 
@@ -410,7 +410,8 @@ def test_cases_json_and_filters(runner: CliRunner, case_db: Path) -> None:
     rows = json.loads(run(runner, case_db, "cases", "--json").stdout)
     assert [r["case_id"] for r in rows] == ["mimerskvarteret", "rest"]
     assert rows[0]["workflow"] == FLAGSHIP
-    assert rows[0]["state"] == ["3b_pending", "aab_approved", "tmu_approved", "vibo_voting"]
+    assert rows[0]["state"] == ["3b_pending", "aab_approved", "old_running", "tmu_approved",
+                                "vibo_voting"]
     assert set(rows[0]) >= {"case_id", "workflow", "workflow_version", "state", "version",
                             "last_on", "is_final", "updated_at"}
     only = json.loads(run(runner, case_db, "cases", "--workflow", FLAGSHIP, "--json").stdout)
@@ -434,10 +435,11 @@ def test_show_is_readable_at_80_columns(runner: CliRunner, case_db: Path) -> Non
     assert max(len(line) for line in lines) <= 80
     assert lines[0] == ("Case 'mimerskvarteret': Videreførelse af boligsocial indsats i "
                         "Mimerskvarteret,")
-    assert f"Workflow: {FLAGSHIP} v1 (Boligsocial helhedsplan)" in lines
+    assert f"Workflow: {FLAGSHIP} v3 (Boligsocial helhedsplan)" in lines
     for expected in [
         "  Teknik- og Miljøudvalget [committee]",
-        "    Godkendt af udvalget [tmu_approved], done",
+        "    Godkendt af udvalget; kommunen støtter op om indsatsens fire målsætninger",
+        "      [tmu_approved], done",
         "    decided by tmu on 2021-12-06 (tmu.approve, event 4)",
         "    Afventer 3B's afdelingsmøde [3b_pending]",
         "    awaited: 3b (3b.approve, 3b.reject)",
@@ -493,16 +495,24 @@ def test_show_json_is_the_documented_object(runner: CliRunner, case_db: Path) ->
             "decided", "awaited", "votes", "allowed", "history"]
     assert [k for k in doc if k in keys] == keys  # in this order; later parts may add keys
     assert list(doc)[:12] == keys[:12] and list(doc)[-1] == "history"
-    assert doc["state"] == ["3b_pending", "aab_approved", "tmu_approved", "vibo_voting"]
+    assert doc["state"] == ["3b_pending", "aab_approved", "old_running", "tmu_approved",
+                            "vibo_voting"]
     assert (doc["version"], doc["as_of"], doc["on"]) == (4, None, "2021-12-07")
-    committee = doc["regions"][0]
+    regions = {r["id"]: r for r in doc["regions"]}
+    committee = regions["committee"]
     assert committee == {"id": "committee", "label": "Teknik- og Miljøudvalget",
-                         "state": "tmu_approved", "state_label": "Godkendt af udvalget",
-                         "done": True,
+                         "state": "tmu_approved",
+                         "state_label": "Godkendt af udvalget; kommunen støtter op om "
+                                        "indsatsens fire målsætninger",
+                         "done": True, "outcome": "done",
                          "entered_by": {"seq": 4, "trigger": "tmu.approve", "actor": "tmu",
                                         "on": "2021-12-06", "date_known": True},
                          "awaiting": {}, "actor_labels": {}}
-    assert doc["regions"][2]["awaiting"] == {"3b": ["3b.approve", "3b.reject"]}
+    assert regions["3b"]["awaiting"] == {"3b": ["3b.approve", "3b.reject"]}
+    assert doc["coverage"]["vibo"] == {"in": ["vibo_afd_1", "vibo_afd_2", "vibo_afd_3",
+                                              "vibo_afd_4"], "left": []}
+    assert doc["latest_dates"]["steps"][1]["step"] == "lbf.approve"
+    assert set(doc["assumptions"]) == {"budget", "departments", "dates", "lbf"}
     assert [d["trigger"] for d in doc["decided"]] == ["submit", "aab.approve", "tmu.approve"]
     assert [a["actor"] for a in doc["awaited"]] == ["3b", "vibo_afd_1", "vibo_afd_2",
                                                      "vibo_afd_3", "vibo_afd_4"]
@@ -527,7 +537,8 @@ def test_show_as_of_a_date(runner: CliRunner, tmp_path: Path,
         case.fire("submit", actor="tmf", on="2021-11-02")
         approve_all(case, on="2022-01-31")
     doc = json.loads(run(runner, db, "show", "c", "--as-of", "2021-11-01", "--json").stdout)
-    assert (doc["state"], doc["as_of"], doc["on"]) == (["draft"], "2021-11-01", "2021-11-01")
+    assert (doc["state"], doc["as_of"], doc["on"]) == (["draft", "old_running"], "2021-11-01",
+                                                       "2021-11-01")
     assert doc["awaited"] == [{"actor": "tmf", "actor_label": "Teknik- og Miljøforvaltningen",
                                "triggers": ["submit"]}]
     assert len(doc["history"]) == 1
@@ -569,7 +580,7 @@ def test_history_text_and_json(runner: CliRunner, case_db: Path) -> None:
     result = run(runner, case_db, "history", "mimerskvarteret")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == f"Case 'mimerskvarteret' on {FLAGSHIP} v1, 4 events:"
+    assert lines[0] == f"Case 'mimerskvarteret' on {FLAGSHIP} v3, 4 events:"
     assert "    2  2021-12-06  submit by tmf" in lines
     assert "         left draft; now in 3b_pending, aab_pending, tmu_pending, vibo_voting" in lines
     assert '         data: {"dates": {"aab.approve": {"decided_on": "unknown"}}}' in lines
@@ -601,7 +612,8 @@ def test_allowed_for_one_actor(runner: CliRunner, case_db: Path) -> None:
     why = {r["trigger"]: r["why_not"] for r in doc["not_allowed"]}
     assert why["3b.approve"] == {"tmu": ["'tmu' may not take '3b.approve'; only '3b' may"]}
     assert set(why) == {"3b.approve", "3b.reject", "vibo.approve", "vibo.reject",
-                        "vibo.withdraw", "send_to_lbf", "expire"}
+                        "vibo.withdraw", "send_to_lbf", "no_departments_left",
+                        "old_plan_expires"}
     mine = json.loads(run(runner, case_db, "allowed", "mimerskvarteret", "--actor", "3b",
                           "--on", "2021-12-07", "--json").stdout)
     assert [a["trigger"] for a in mine["allowed"]] == ["3b.approve", "3b.reject"]

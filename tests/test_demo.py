@@ -18,7 +18,8 @@ def test_demo_records_only_known_facts(tmp_path: Path) -> None:
     """TMU (6 Dec 2021) and AAB have approved; 3B and VIBO are awaited; nothing is invented."""
     case = run_demo(tmp_path / "demo.db")
     try:
-        assert {"tmu_approved", "aab_approved", "3b_pending", "vibo_voting"} == case.state
+        assert {"tmu_approved", "aab_approved", "3b_pending", "vibo_voting",
+                "old_running"} == case.state
         tmu = next(e for e in case.history if e.trigger == "tmu.approve")
         assert tmu.on.isoformat() == "2021-12-06"
         aab = next(e for e in case.history if e.trigger == "aab.approve")
@@ -26,6 +27,10 @@ def test_demo_records_only_known_facts(tmp_path: Path) -> None:
         assert not aab.date_known and aab.on_text == "by 2021-12-06 (date unknown)"
         assert tmu.date_known and tmu.on_text == "2021-12-06"
         assert not any(e.trigger.startswith(("3b.", "vibo.", "lbf.")) for e in case.history)
+        assert tmu.data["goals_commitment"]["goals"][1] == \
+            "At flere bliver tilknyttet arbejdsmarkedet"
+        assert "har givet tilsagn til boligafdelingerne" in case.data["commitment"]["seed"]
+        assert set(case.data["assumptions"]) == {"budget", "departments", "dates", "lbf"}
         assert case._store.verify().ok
     finally:
         case._store.close()
@@ -45,6 +50,34 @@ def test_demo_text_says_who_is_awaited(tmp_path: Path) -> None:
     assert "keeps the rules: total 4.000.000 kr." in text
     assert "waiting for '3b'" in text and "'vibo'" in text
     assert "2022-03-01" in text and "2022-02-28" in text
+
+
+def test_demo_answers_backwards_first_and_marks_every_assumption(tmp_path: Path) -> None:
+    """The latest dates come first; the budget split, the department split, LBF's deadline
+    and the forward forecast's as-soon-as-possible steps are each marked ASSUMPTION."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        text = describe(case, width=1000)
+    finally:
+        case._store.close()
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if "must be taken by" in line)
+    assert first < next(i for i, line in enumerate(lines) if line.startswith("Who has"))
+    assert "lbf.approve (lbf) must be taken by 2022-02-28" in text
+    assert "vibo.approve (vibo_afd_1, vibo_afd_2, vibo_afd_3, vibo_afd_4) must be taken by " \
+           "2022-02-28" in text
+    assert "typically" not in text and "28 days" not in text
+    for marked in ["ASSUMPTION: the split LBF 3.0 / housing organisations 0.5 mio. kr. is "
+                   "derived", "ASSUMPTION: the split of the six departments (AAB 1, 3B 1, "
+                   "VIBO 4) is not in the seed", "ASSUMPTION: that LBF's final treatment is "
+                   "due by the old plan's expiry", "ASSUMPTION: a step with no expected date "
+                   "is assumed taken as soon as it can be"]:
+        assert marked in text, marked
+    assert "VIBO has four" not in text and "four departments" not in text
+    assert "said on 2021-12-06" not in text
+    assert "(said in the recommendation, date unknown; recorded on 2021-12-06)" in text
+    assert 'Already given (seed): "Landsbyggefonden og Københavns Kommune har givet tilsagn' \
+        in text
 
 
 def test_demo_rebuilds_its_own_file(tmp_path: Path) -> None:

@@ -69,13 +69,30 @@ deadline = { after = "go", days = 30 }
 """
 
 
-def test_flagship_names_goal_target_deadlines_and_durations(flagship: af.Workflow) -> None:
-    """The flagship aims for 'started' by the planned start; LBF has a deadline and four weeks."""
+#: The flagship with an ASSUMED 28-day duration of LBF's final treatment. The seed states
+#: no duration and the bundled file assumes none; the forward forecast's arithmetic with a
+#: duration is tested on this variant (a new version, as a changed file must be).
+ASSUMED_LBF_DAYS = 28
+
+
+@pytest.fixture(scope="module")
+def assumed_28() -> af.Workflow:
+    text = af.load_workflow("boligsocial-helhedsplan").source_text
+    text = text.replace('deadline = { data = "expires" }',
+                        f'deadline = {{ data = "expires" }}\nduration_days = {ASSUMED_LBF_DAYS}')
+    text = text.replace("version = 2", "version = 28", 1)
+    return af.loads_workflow(text, source="flagship-with-an-assumed-lbf-duration.toml")
+
+
+def test_flagship_names_goal_target_deadlines_and_no_invented_duration(
+        flagship: af.Workflow) -> None:
+    """The flagship aims for 'started' by the planned start; LBF has a deadline, no duration."""
     assert flagship.goal == "started"
     assert flagship.target is not None and flagship.target.describe() == "data:planned_start"
-    grant = next(t for t in flagship.transitions if t.trigger == "lbf.grant"
+    grant = next(t for t in flagship.transitions if t.trigger == "lbf.approve"
                  and t.source == "lbf_review")
-    assert grant.duration_days == 28 and grant.deadline is not None
+    assert grant.duration_days is None and grant.deadline is not None
+    assert not any(t.duration_days for t in flagship.transitions)
     assert grant.deadline.describe() == "data:expires"
     start = flagship.transitions_for("start")[0]
     assert start.earliest is not None and start.earliest.key == "planned_start"
@@ -113,12 +130,17 @@ def test_bad_date_keys_are_refused_naming_the_file(old: str, new: str, expected:
     assert "small.toml" in str(info.value) and expected in str(info.value)
 
 
-def test_two_deadlines_for_one_step_are_refused(flagship: af.Workflow) -> None:
+def test_two_deadlines_for_one_step_are_refused() -> None:
     """A step (trigger) has one deadline, whichever transition carries it."""
-    text = flagship.source_text.replace(
-        'label = "Landsbyggefonden giver tilsagn (efter udløbet)"',
-        'label = "Landsbyggefonden giver tilsagn (efter udløbet)"\ndeadline = 2022-03-31')
-    with pytest.raises(af.DefinitionError, match="'lbf.grant' has two deadlines"):
+    text = SMALL + """
+[[transitions]]
+trigger = "done"
+source = "a"
+target = "c"
+actors = ["p"]
+deadline = 2022-03-31
+"""
+    with pytest.raises(af.DefinitionError, match="'done' has two deadlines"):
         af.loads_workflow(text)
 
 
@@ -207,9 +229,10 @@ def test_a_later_expectation_replaces_and_taking_the_step_spends_it(submitted: a
 
 
 @pytest.fixture
-def demo(store: af.Store) -> af.Case:
-    """The demo case: TMU and AAB approved on 6 Dec 2021; 3B (Nov) and VIBO (Jan) expected."""
-    return build_demo(store)
+def demo(store: af.Store, assumed_28: af.Workflow) -> af.Case:
+    """The demo case: TMU and AAB approved on 6 Dec 2021; 3B (Nov) and VIBO (Jan) expected;
+    on the variant that assumes 28 days for LBF's treatment (see ASSUMED_LBF_DAYS)."""
+    return build_demo(store, workflow=assumed_28)
 
 
 def test_demo_forecast_starts_on_time_with_one_day_to_spare(demo: af.Case) -> None:
@@ -218,8 +241,8 @@ def test_demo_forecast_starts_on_time_with_one_day_to_spare(demo: af.Case) -> No
     assert (fc.goal, fc.reached, fc.reachable) == ("started", False, True)
     assert (fc.date, fc.target, fc.on_time, fc.slack_days) == \
         (D("2022-03-01"), D("2022-03-01"), True, 1)
-    assert fc.critical_path == ("vibo.approve", "send_to_lbf", "lbf.grant", "start")
-    assert fc.step("lbf.grant").date == D("2022-02-28")
+    assert fc.critical_path == ("vibo.approve", "send_to_lbf", "lbf.approve", "start")
+    assert fc.step("lbf.approve").date == D("2022-02-28")
     assert [p.actor for p in fc.holding_up] == [f"vibo_afd_{n}" for n in range(1, 5)]
     three_b = fc.step("3b.approve")
     assert three_b.late and three_b.date == D("2021-12-06") and not three_b.critical
@@ -278,7 +301,8 @@ def test_the_goal_reached_reports_its_date(demo: af.Case) -> None:
     demo.fire("3b.approve", actor="3b", on="2021-12-10")
     vibo_yes(demo, "2022-01-20")
     demo.fire("send_to_lbf", actor="tmf", on="2022-01-21")
-    demo.fire("lbf.grant", actor="lbf", on="2022-02-20")
+    demo.fire("lbf.approve", actor="lbf", on="2022-02-20")
+    demo.fire("old_plan_expires", actor="clock", on="2022-02-28")  # the clock's step
     demo.fire("start", actor="tmf", on="2022-03-01")
     fc = demo.forecast(on="2022-04-01")
     assert (fc.reached, fc.date, fc.on_time, fc.slack_days) == (True, D("2022-03-01"), True, 0)
@@ -320,7 +344,7 @@ def deadline(case: af.Case, step: str, on: str) -> af.forecast.Deadline:
 
 def test_deadline_open(demo: af.Case) -> None:
     """Not yet taken, not yet due and forecast in time: open, with the days left."""
-    d = deadline(demo, "lbf.grant", "2021-12-06")
+    d = deadline(demo, "lbf.approve", "2021-12-06")
     assert (d.status, d.due, d.days_left, d.forecast) == \
         ("open", D("2022-02-28"), 84, D("2022-02-28"))
 
@@ -328,13 +352,13 @@ def test_deadline_open(demo: af.Case) -> None:
 def test_deadline_at_risk(demo: af.Case) -> None:
     """Not yet due, but forecast after the due date: at risk."""
     demo.expect("vibo.approve", "2022-02", actor="vibo_board", said_on="2022-01-10")
-    d = deadline(demo, "lbf.grant", "2022-01-10")
+    d = deadline(demo, "lbf.approve", "2022-01-10")
     assert (d.status, d.forecast, d.days_left) == ("at risk", D("2022-03-28"), 49)
 
 
 def test_deadline_missed_when_not_taken_in_time(demo: af.Case) -> None:
     """Past the due date and not taken: missed, with the days overdue as negative days left."""
-    d = deadline(demo, "lbf.grant", "2022-03-02")
+    d = deadline(demo, "lbf.approve", "2022-03-02")
     assert (d.status, d.days_left, d.taken_on) == ("missed", -2, None)
 
 
@@ -342,8 +366,9 @@ def test_deadline_met_and_missed_when_taken(submitted: af.Case) -> None:
     """Taken on or before the due date: met; taken after it: missed."""
     approve_all(submitted, on="2022-01-10")
     submitted.fire("send_to_lbf", actor="tmf", on="2022-01-10")
-    submitted.fire("lbf.grant", actor="lbf", on="2022-02-20")
-    met = deadline(submitted, "lbf.grant", "2022-02-21")
+    submitted.fire("lbf.approve", actor="lbf", on="2022-02-20")
+    submitted.fire("old_plan_expires", actor="clock", on="2022-02-28")  # the clock's step
+    met = deadline(submitted, "lbf.approve", "2022-02-21")
     assert (met.status, met.taken_on, met.days_left) == ("met", D("2022-02-20"), 8)
     submitted.fire("start", actor="tmf", on="2022-03-03")
     late = deadline(submitted, "start", "2022-03-03")
@@ -374,7 +399,7 @@ def test_deadline_from_missing_data_is_open_with_a_note(store: af.Store,
     """Without the data date, the due date is unknown: open, and the note says why."""
     data = {k: v for k, v in copy.deepcopy(SEED_DATA).items() if k != "expires"}
     case = store.create_case(flagship, "x", actor="tmf", on="2021-11-01", data=data)
-    d = deadline(case, "lbf.grant", "2021-11-01")
+    d = deadline(case, "lbf.approve", "2021-11-01")
     assert (d.status, d.due) == ("open", None) and "'expires'" in d.note
 
 
@@ -382,10 +407,11 @@ def test_deadline_from_missing_data_is_open_with_a_note(store: af.Store,
 
 
 def test_store_due_lists_overdue_and_soon_across_cases(store: af.Store,
-                                                       flagship: af.Workflow) -> None:
-    """Overdue and soon-due items of open cases, earliest first; ended cases are left out."""
-    demo = build_demo(store)
-    other = store.create_case(flagship, "andet", actor="tmf", on="2021-11-01",
+                                                       assumed_28: af.Workflow) -> None:
+    """Overdue and soon-due items of open cases, earliest first; ended cases are left out
+    (with LBF's treatment assumed to take 28 days, so that the deadlines are at risk)."""
+    demo = build_demo(store, workflow=assumed_28)
+    other = store.create_case(assumed_28, "andet", actor="tmf", on="2021-11-01",
                               data=copy.deepcopy(SEED_DATA))
     other.fire("submit", actor="tmf", on="2021-11-01")
     other.fire("tmu.reject", actor="tmu", on="2021-12-01")
@@ -395,7 +421,7 @@ def test_store_due_lists_overdue_and_soon_across_cases(store: af.Store,
     later = store.due(on="2022-02-20", within_days=14)
     assert [(i.kind, i.step, i.status) for i in later] == [
         ("expected", "3b.approve", "missed"), ("expected", "vibo.approve", "missed"),
-        ("deadline", "lbf.grant", "at risk"), ("timer", "expire", "upcoming"),
+        ("deadline", "lbf.approve", "at risk"), ("timer", "old_plan_expires", "upcoming"),
         ("deadline", "start", "at risk")]
     assert all(i.case_id == demo.id for i in later)
     json.dumps([i.to_dict() for i in later])

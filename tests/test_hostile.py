@@ -62,7 +62,10 @@ def _drive(wf: af.Workflow, steps: int = 12) -> None:
     """A loaded workflow is sound: a case starts and can be walked along allowed steps."""
     with af.open_store(":memory:") as store:
         actor = sorted(wf.actors)[0]
-        case = store.create_case(wf, "c", actor=actor, on="2022-01-01", data={"amount": 5})
+        # a workflow may say which data a case starts with (creation_sets)
+        data = {"amount": 5} if wf.creation_sets is None or "amount" in wf.creation_sets \
+            else {}
+        case = store.create_case(wf, "c", actor=actor, on="2022-01-01", data=data)
         for _ in range(steps):
             options = [(a, t) for a, ts in sorted(case.awaiting(on="2022-01-02").items())
                        for t in ts]

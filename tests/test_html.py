@@ -96,7 +96,8 @@ def test_workflow_html_marks_regions_of_the_parallel_state(flagship: af.Workflow
     """The parallel approval state is marked, and each region is a dashed box."""
     markup = workflow_html(flagship)
     assert "parallel: all regions at once" in markup
-    assert markup.count("border:1px dashed") == len(flagship.regions("approval"))
+    parallel = [s for s, d in flagship.state_defs.items() if d.kind == "parallel"]
+    assert markup.count("border:1px dashed") == sum(len(flagship.regions(s)) for s in parallel)
 
 
 def test_case_html_highlights_active_states(demo_case: af.Case) -> None:
@@ -122,7 +123,7 @@ def test_case_html_escapes_notes_and_data(demo_case: af.Case) -> None:
     """A note and data holding markup are shown as text."""
     demo_case.fire("3b.approve", actor="3b", on="2021-12-10",
                    note="<script>alert('x')</script> & <b>bold</b>",
-                   data={"<img src=x onerror=alert(1)>": "<i>"})
+                   data={"dates": {"3b.approve": {"<img src=x onerror=alert(1)>": "<i>"}}})
     markup = demo_case._repr_html_()
     checker = check_html(markup)
     text = " ".join(checker.text)
@@ -185,3 +186,14 @@ def test_case_html_has_the_deadlines_and_forecast_of_show(store, seed_data) -> N
     for lines in sections.values():
         for line in lines:
             assert html.escape(line) in page, line
+def test_case_html_marks_assumptions_and_coverage(demo_case: af.Case) -> None:
+    """The demo case's HTML lists each assumption marked ASSUMPTION, and who is covered."""
+    text = " ".join(check_html(case_html(demo_case)).text)
+    assert "Assumptions (not facts of the case)" in text
+    # every assumption of the case data is marked (the forecast section, from 'show', may
+    # mark more of its own)
+    assert text.count("ASSUMPTION") >= len(demo_case.data["assumptions"])
+    page = case_html(demo_case)
+    for value in demo_case.data["assumptions"].values():
+        assert f"ASSUMPTION</span>: {html.escape(value)}" in page
+    assert "Covered by the plan" in text and "vibo_afd_4" in text

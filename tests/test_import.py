@@ -56,7 +56,7 @@ def test_import_writes_the_log_that_fire_writes(tmp_path: Path, flagship, seed_d
     """Imported records give the same events, states and summaries as create_case + fire."""
     records = _records(flagship, seed_data, 480)  # 2,640 events: batches split mid-case
     # cases that come back: one long written (case 9), one still in the batch (case 469)
-    records += [{"case_id": c, "trigger": "lbf.grant", "actor": "lbf", "on": "2022-02-01"}
+    records += [{"case_id": c, "trigger": "lbf.approve", "actor": "lbf", "on": "2022-02-01"}
                 for c in ("case-0009", "case-0469")]
     with af.open_store(tmp_path / "imported.db") as imported, \
             af.open_store(tmp_path / "fired.db") as fired:
@@ -69,32 +69,35 @@ def test_import_writes_the_log_that_fire_writes(tmp_path: Path, flagship, seed_d
         assert report.ok, report.problems[:3]
         assert report.events == len(records)
         case = imported.case("case-0009")
-        assert sorted(case.state) == ["granted"]
+        assert sorted(case.state) == ["lbf_approved", "old_running"]
         assert case.history[0].note == "created 9"
-        assert sorted(imported.case("case-0469").state) == ["granted"]
+        assert sorted(imported.case("case-0469").state) == ["lbf_approved", "old_running"]
 
 
 def test_import_continues_stored_cases(store: af.Store, flagship, seed_data) -> None:
     """Records may continue stored cases, and a case may come back after another one."""
     store.import_events(_records(flagship, seed_data, 20))
     added = store.import_events([
-        {"case_id": "case-0009", "trigger": "lbf.grant", "actor": "lbf", "on": "2022-02-01"},
-        {"case_id": "case-0019", "trigger": "lbf.grant", "actor": "lbf", "on": "2022-02-01"},
+        {"case_id": "case-0009", "trigger": "lbf.approve", "actor": "lbf", "on": "2022-02-01"},
+        {"case_id": "case-0019", "trigger": "lbf.approve", "actor": "lbf", "on": "2022-02-01"},
+        # the old plan's expiry is the clock's step, recorded on its own date
+        {"case_id": "case-0009", "trigger": "old_plan_expires", "actor": "clock",
+         "on": "2022-02-28"},
         {"case_id": "case-0009", "trigger": "start", "actor": "tmf", "on": "2022-03-01"},
     ])
-    assert added == 3
+    assert added == 4
     assert sorted(store.case("case-0009").state) == ["started"]
     assert store.case("case-0009").is_final
-    assert sorted(store.case("case-0019").state) == ["granted"]
+    assert sorted(store.case("case-0019").state) == ["lbf_approved", "old_running"]
     assert store.verify().ok
 
 
 def test_a_refused_record_stores_nothing(store: af.Store, flagship, seed_data) -> None:
     """One refused step rolls the whole import back, and the error names the record."""
     records = _records(flagship, seed_data, 3)
-    records.append({"case_id": "case-0002", "trigger": "lbf.grant", "actor": "lbf", "on": DAY})
+    records.append({"case_id": "case-0002", "trigger": "lbf.approve", "actor": "lbf", "on": DAY})
     with pytest.raises(af.TransitionRefusedError,
-                       match=rf"record {len(records)}, 'lbf.grant'") as info:
+                       match=rf"record {len(records)}, 'lbf.approve'") as info:
         store.import_events(records)
     assert info.value.reasons
     assert store.cases() == []

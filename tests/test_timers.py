@@ -451,53 +451,47 @@ def test_an_old_store_is_migrated_with_a_timers_table(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the flagship
 
 
-def test_flagship_expiry_takes_an_unfinished_approval_into_the_gap(store: af.Store,
-                                                                   submitted: af.Case) -> None:
-    """A case still in the approval on 28 February 2022 is in the gap after a tick, by the
-    clock, dated the expiry; show and the forecast said so before."""
+def test_flagship_expiry_happens_by_itself_during_the_approval(store: af.Store,
+                                                              submitted: af.Case) -> None:
+    """A case still in the approval on 28 February 2022: after a tick, its old plan has
+    expired (the clock's step, dated the expiry) and the approval's progress is kept;
+    show's timers and the forecast said so before."""
     case = submitted
     case.fire("tmu.approve", actor="tmu", on="2021-12-06")
     timers = case.timers(on="2022-02-01")
     assert [(t.step, t.due.isoformat(), t.source, t.target, t.status) for t in timers] == [
-        ("expire", "2022-02-28", "approval", "gap", "upcoming")]
-    assert "Timer: 2022-02-28  the clock takes expire (approval -> gap; data:expires)" in \
-        case.forecast(on="2022-02-01").describe()
+        ("old_plan_expires", "2022-02-28", "old_running", "old_expired", "upcoming")]
+    assert "Timer: 2022-02-28  the clock takes old_plan_expires (old_running -> old_expired; " \
+           "data:expires)" in case.forecast(on="2022-02-01").describe()
+    before = case.state
     report = store.tick(on="2022-03-02")
     assert [(s.case_id, s.trigger, s.on.isoformat()) for s in report.taken] == [
-        ("mimerskvarteret", "expire", "2022-02-28")]
-    case = store.case("mimerskvarteret")
-    assert case.state == {"gap"} and case.history[-1].actor == "clock"
+        ("example-plan", "old_plan_expires", "2022-02-28")]
+    case = store.case(case.id)
+    assert case.state == (before - {"old_running"}) | {"old_expired"}
+    assert case.history[-1].actor == "clock"
     assert store.verify().ok
 
 
-def test_flagship_expiry_during_lbf_treatment_and_the_forecast_warns(store: af.Store,
-                                                                    submitted: af.Case) -> None:
-    """At LBF, the forecast warns that the clock acts the day the grant is forecast; without
-    the grant by then, the tick takes the case into the gap."""
+def test_flagship_forecast_warns_and_the_case_goes_on_after_the_expiry(
+        store: af.Store, submitted: af.Case) -> None:
+    """At LBF, the forecast warns that the clock takes the expiry before the start; nothing
+    dated after the expiry is recorded before the tick; after it, LBF and the start go on."""
     case = submitted
     approve_all(case, on="2022-01-31")
-    notes = case.forecast(on="2022-01-31").notes  # the route enters lbf_review on 01-31
-    assert "the clock takes 'expire' on 2022-02-28 (lbf_review -> gap), the day 'lbf.grant' " \
-           "is forecast (2022-02-28): unless 'lbf.grant' is recorded first, the case goes to " \
-           "'gap'" in notes
     case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
     notes = case.forecast(on="2022-02-01").notes
-    assert "the clock takes 'expire' on 2022-02-28 (lbf_review -> gap), before 'lbf.grant' " \
-           "is forecast (2022-03-01): unless 'lbf.grant' is recorded first, the case goes to " \
-           "'gap'" in notes
+    assert any(n.startswith("the clock takes 'old_plan_expires' on 2022-02-28 (old_running "
+                            "-> old_expired), before 'start'") for n in notes), notes
+    assert "fell due on 2022-02-28" in case.why_not("lbf.approve", actor="lbf",
+                                                    on="2022-03-01")[0]
     assert store.tick(on="2022-02-27").taken == ()
-    assert [s.trigger for s in store.tick(on="2022-02-28").taken] == ["expire"]
-    assert store.case(case.id).state == {"gap"}
-
-
-def test_flagship_grant_in_time_disarms_the_expiry(store: af.Store, submitted: af.Case) -> None:
-    """A grant recorded on or before the expiry leaves nothing for the clock to take."""
-    case = submitted
-    approve_all(case, on="2022-01-31")
-    case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
-    case.fire("lbf.grant", actor="lbf", on="2022-02-28")
-    assert case.timers() == [] and store.tick(on="2022-06-01").taken == ()
-    assert timer_table(store) == []
+    assert [s.trigger for s in store.tick(on="2022-03-01").taken] == ["old_plan_expires"]
+    case = store.case(case.id)
+    case.fire("lbf.approve", actor="lbf", on="2022-03-01")
+    case.fire("start", actor="tmf", on="2022-03-01")
+    assert case.is_final and store.case(case.id).timers() == [] and timer_table(store) == []
+    assert store.verify().ok
 
 
 def test_show_lists_the_timers(tmp_path: Path, flagship: af.Workflow, seed_data: Any) -> None:
@@ -510,14 +504,15 @@ def test_show_lists_the_timers(tmp_path: Path, flagship: af.Workflow, seed_data:
     result = runner.invoke(cli, ["--db", str(db), "show", "m", "--on", "2022-01-10"])
     assert result.exit_code == 0, result.output
     assert "Timers on 2022-01-10 (taken by the clock: approvalflow tick)" in result.output
-    assert "upcoming 2022-02-28  expire (approval -> gap; data:expires)" in result.output
+    assert "upcoming 2022-02-28  old_plan_expires (old_running -> old_expired;" in result.output
     doc = json.loads(runner.invoke(cli, ["--db", str(db), "show", "m", "--on", "2022-01-10",
                                          "--json"]).output)
     assert [(t["step"], t["due"], t["days_left"]) for t in doc["timers"]] == [
-        ("expire", "2022-02-28", 49)]
+        ("old_plan_expires", "2022-02-28", 49)]
     due = json.loads(runner.invoke(cli, ["--db", str(db), "due", "--on", "2022-02-20",
                                          "--json"]).output)
-    assert ("timer", "expire", "upcoming") in [(i["kind"], i["step"], i["status"]) for i in due]
+    assert ("timer", "old_plan_expires", "upcoming") in [(i["kind"], i["step"], i["status"])
+                                                         for i in due]
 
 
 # --------------------------------------------------------------------------- joins, deadlines
@@ -641,18 +636,18 @@ def test_forged_second_reminder_is_named(tmp_path: Path, wf: af.Workflow) -> Non
 def test_a_migrated_case_keeps_its_timers_and_verifies(store: af.Store,
                                                        submitted: af.Case) -> None:
     """Moved to another version of the flagship, the case keeps its expiry timer (the
-    approval it stays in keeps its entry date), the timers table follows, verify agrees."""
+    old plan's region keeps its entry date), the timers table follows, verify agrees."""
     wf = submitted.definition
     v2 = af.loads_workflow(wf.source_text.replace(f"version = {wf.version}",
                                                   f"version = {wf.version + 1}", 1))
     result = store.migrate(v2, actor="tmf", on="2021-12-01")
-    assert [p.case_id for p in result.movable] == ["mimerskvarteret"]
-    case = store.case("mimerskvarteret")
+    assert [p.case_id for p in result.movable] == [submitted.id]
+    case = store.case(submitted.id)
     assert case.workflow_version == wf.version + 1
     assert [(t.step, t.due.isoformat()) for t in case.timers(on="2021-12-01")] == [
-        ("expire", "2022-02-28")]
-    assert timer_table(store) == [("mimerskvarteret", "expire", "2022-02-28")]
+        ("old_plan_expires", "2022-02-28")]
+    assert timer_table(store) == [("example-plan", "old_plan_expires", "2022-02-28")]
     assert store.verify().ok
-    assert [s.trigger for s in store.tick(on="2022-03-01").taken] == ["expire"]
-    assert store.case("mimerskvarteret").state == {"gap"} and store.verify().ok
+    assert [s.trigger for s in store.tick(on="2022-03-01").taken] == ["old_plan_expires"]
+    assert "old_expired" in store.case(submitted.id).state and store.verify().ok
 

@@ -19,10 +19,11 @@ from .canonical import check_data, check_text, date_or_today
 from .definition import TransitionDef, Workflow
 from .engine import CaseState, Decision, Engine, engine_for
 from .errors import InvalidInputError, TransitionRefusedError
-from .forecast import Deadline, Expectation, Forecast, Timer, parse_expected
+from .forecast import Deadline, Expectation, Forecast, LatestDates, Timer, parse_expected
 from .forecast import deadlines as _deadlines
 from .forecast import expectations as _expectations
 from .forecast import forecast as _forecast
+from .forecast import latest_dates as _latest_dates
 from .forecast import timers as _timers
 from .versioning import migrated_state
 
@@ -341,6 +342,15 @@ class Case:
     def withdrawn(self) -> dict[str, frozenset[str]]:
         return dict(self._state.withdrawn)
 
+    def coverage(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Who the plan still covers: region -> (parties in the plan, parties that left),
+        for each region whose file lists the parties it ``covers``."""
+        return self._engine.coverage(self._state)
+
+    def region_outcome(self, region: str) -> str:
+        """A region's outcome: "done", "not done" (ended without taking part) or "open"."""
+        return self._engine.region_outcome(region, self._state.config)
+
     # -- expectations, deadlines and the forecast (docs/forecast.md) --------------------
 
     def expectations(self) -> list[Expectation]:
@@ -368,6 +378,10 @@ class Case:
         from .timeline import case_svg  # a display layer, imported when asked
 
         return case_svg(self, on=self._on(on))
+    def latest_dates(self, on: object = None) -> LatestDates:
+        """Working backwards from the target: the latest date each awaited step can be taken."""
+        return _latest_dates(self._workflow, self._state, self._history, case_id=self._id,
+                             on=self._on(on))
 
     # -- acting -------------------------------------------------------------------------
 

@@ -277,10 +277,22 @@ def workflows(as_json: bool) -> None:
 
 @cli.command()
 @click.argument("items", metavar="FILE_OR_NAME...", nargs=-1, required=True)
-def check(items: tuple[str, ...]) -> None:
+@click.option("--explore", "explore", is_flag=True,
+              help="Also walk every reachable configuration: dead steps, stuck "
+                   "configurations, invariants (exit 1 unless all is proven).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="With --explore: stop after this many configurations (default 200000).")
+@click.option("--json", "as_json", is_flag=True, help="With --explore: print the reports "
+              "as a JSON list.")
+def check(items: tuple[str, ...], explore: bool, limit: int | None, as_json: bool) -> None:
     """Validate workflow files (or bundled names); one Error line per problem."""
     from .errors import DefinitionError
 
+    if (as_json or limit is not None) and not explore:
+        raise click.UsageError("--json and --limit go with --explore.")
+    if explore:
+        _check_explore(items, limit, as_json)
+        return
     failed = 0
     for item in items:
         try:
@@ -293,6 +305,34 @@ def check(items: tuple[str, ...]) -> None:
             continue
         _echo(f"ok: {item}: {wf.name} v{wf.version}, "
               f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _check_explore(items: tuple[str, ...], limit: int | None, as_json: bool) -> None:
+    """``check --explore``: load each workflow, walk it whole, print the report."""
+    from .errors import DefinitionError
+    from .explore import DEFAULT_LIMIT
+
+    failed = 0
+    reports: list[dict[str, Any]] = []
+    for item in items:
+        try:
+            wf = _load_workflow(item)
+        except DefinitionError as e:
+            failed += 1
+            for problem in getattr(e, "problems", None) or str(e).splitlines():
+                _echo(f"Error: {problem}", err=True)
+            continue
+        report = wf.explore(limit=limit or DEFAULT_LIMIT)
+        failed += not report.ok
+        if as_json:
+            reports.append({"file": item, **report.to_dict()})
+        else:
+            head = "" if item == wf.name else f"{item}: "
+            _echo(head + report.text())
+    if as_json:
+        _echo_json(reports)
     if failed:
         raise click.exceptions.Exit(1)
 

@@ -30,6 +30,8 @@ __all__ = [
     "TransitionDef",
     "VoteGroup",
     "DateRef",
+    "Quorum",
+    "Invariant",
     "load_workflow",
     "loads_workflow",
     "bundled_workflows",
@@ -52,23 +54,29 @@ MAX_NAME_LENGTH = 4096
 
 DATE_REF = (str, dict, dt.date)
 WORKFLOW_KEYS = {"name": str, "version": int, "title": str, "label": str,
-                  "description": str, "initial": str, "goal": str, "target": DATE_REF}
+                  "description": str, "initial": str, "goal": str, "target": DATE_REF,
+                  "creation_sets": list}
 WORKFLOW_REQUIRED = ("name", "version", "initial")
 STATE_KEYS = {"label": str, "parent": str, "initial": str, "parallel": bool, "final": bool,
-               "description": str, "deadline": DATE_REF}
+               "description": str, "deadline": DATE_REF, "done": list, "covers": list,
+               "quorum": dict}
 VOTE_KEYS = {"label": str, "state": str, "voters": list, "need": (str, int),
-              "description": str}
+              "description": str, "withdrawn": str}
 TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
                     "guards": list, "label": str, "vote": str, "ballot": str, "join": bool,
                     "description": str, "deadline": DATE_REF, "earliest": DATE_REF,
-                    "duration_days": int, "at": DATE_REF, "after": dict, "escalates": str}
+                    "duration_days": int, "sets": list, "restate_after_withdrawal": list,
+                    "quorum_lost": bool, "at": DATE_REF, "after": dict, "escalates": str}
 #: The keys that make a transition timed (taken by the clock when its date comes).
 TIMER_KEYS = ("at", "after", "escalates")
 #: What ``after = { ... }`` (a timer, or a date reference's ``after``) may count from.
 AFTER_BASES = ("step", "state", "join")
 DATE_REF_KEYS = ("date", "data", "after", "days")
 MAX_DAYS = 36_500
-TOP_KEYS = ("workflow", "actors", "states", "votes", "transitions")
+INVARIANT_KEYS = {"id": str, "label": str, "description": str, "when_entering": str,
+                  "since": str, "requires_entered": list, "requires_any_entered": list,
+                  "requires_active": list}
+TOP_KEYS = ("workflow", "actors", "states", "votes", "transitions", "invariants")
 
 
 @attrs.frozen
@@ -123,6 +131,14 @@ class DateRef:
 
 
 @attrs.frozen
+class Quorum:
+    """A parallel state's quorum: at least ``at_least`` of ``regions`` must end done."""
+
+    regions: tuple[str, ...]
+    at_least: int
+
+
+@attrs.frozen
 class StateDef:
     """One state: atomic (a leaf), compound (exactly one child active) or parallel (all)."""
 
@@ -134,6 +150,11 @@ class StateDef:
     final: bool
     children: tuple[str, ...]
     description: str = ""
+    # a region (child of a parallel state): the final states in which it counts as done;
+    # empty: every final state does. Another final state ends it without it taking part.
+    done: tuple[str, ...] = ()
+    covers: tuple[str, ...] = ()  # a region: the parties it covers while taking part
+    quorum: Quorum | None = None  # a parallel state: regions of which enough must be done
     deadline: DateRef | None = None  # the case should leave the state by this date
 
     @property
@@ -151,6 +172,7 @@ class VoteGroup:
     voters: tuple[str, ...]
     need: int | None  # None: all voters still taking part
     description: str = ""
+    withdrawn: str | None = None  # the state the region moves to when every voter withdrew
 
     def required(self, electorate: int) -> int:
         """Yes-votes needed when ``electorate`` voters still take part."""
@@ -174,6 +196,9 @@ class TransitionDef:
     deadline: DateRef | None = None  # the step should be taken on or before this date
     earliest: DateRef | None = None  # the step can't be taken before this date
     duration_days: int | None = None  # typical time from when it can be taken to when it is
+    sets: tuple[str, ...] | None = None  # data keys the step may carry (None: any)
+    restate_after_withdrawal: tuple[str, ...] = ()  # keys to state again after a withdrawal
+    quorum_lost: bool = False  # leaves a parallel state once its quorum can't be met
     #: when the clock takes the step (``at``, ``after`` or ``escalates``); None: a person does
     timer: DateRef | None = None
     #: a timed step with no target: a reminder, recorded without a change of state
@@ -183,6 +208,49 @@ class TransitionDef:
     def timed(self) -> bool:
         """True when the clock takes this step by itself when its date comes."""
         return self.timer is not None
+
+
+@attrs.frozen
+class Invariant:
+    """What must hold whenever ``when_entering`` is entered (``[[invariants]]`` in a file).
+
+    ``requires_active``: states active right after that step. ``requires_entered`` (all
+    of them) and ``requires_any_entered`` (at least one): states entered at or before that
+    step, counted since the case last entered ``since`` (from its creation when unset),
+    so a loop back through ``since`` starts the count again.
+    """
+
+    id: str
+    when_entering: str
+    label: str = ""
+    description: str = ""
+    since: str | None = None
+    requires_entered: tuple[str, ...] = ()
+    requires_any_entered: tuple[str, ...] = ()
+    requires_active: tuple[str, ...] = ()
+
+    @property
+    def tracked(self) -> frozenset[str]:
+        """The states whose entries this invariant remembers."""
+        return frozenset(self.requires_entered) | frozenset(self.requires_any_entered)
+
+    def describe(self) -> str:
+        """The invariant in words, e.g. ``entering 'b' requires 'a' entered since 'x'``."""
+        parts = []
+        if self.requires_entered:
+            parts.append(f"{', '.join(map(repr, self.requires_entered))} entered")
+        if self.requires_any_entered:
+            parts.append(f"one of {', '.join(map(repr, self.requires_any_entered))} entered")
+        if self.requires_active:
+            parts.append(f"{', '.join(map(repr, self.requires_active))} active")
+        since = f" (since {self.since!r} was last entered)" if self.since else ""
+        return f"entering {self.when_entering!r} requires {' and '.join(parts)}{since}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "label": self.label, "when_entering": self.when_entering,
+                "since": self.since, "requires_entered": list(self.requires_entered),
+                "requires_any_entered": list(self.requires_any_entered),
+                "requires_active": list(self.requires_active)}
 
 
 @attrs.frozen(eq=False)
@@ -204,6 +272,8 @@ class Workflow:
     digest: str = attrs.field(default="", repr=False)
     goal: str | None = None  # the state a case aims for (the forecast's goal)
     target: DateRef | None = None  # the date the goal should be reached by
+    creation_sets: tuple[str, ...] | None = None  # data keys a case may start with (None: any)
+    invariants: tuple[Invariant, ...] = ()  # what must hold whenever a state is entered
 
     @property
     def states(self) -> frozenset[str]:
@@ -267,6 +337,14 @@ class Workflow:
         from .diagram import render  # drawing is an optional layer, imported when asked
 
         return render(self, case, format=format)
+
+    def explore(self, *, limit: int = 200_000) -> Any:
+        """Walk every reachable configuration (at most ``limit``) and report what was found:
+        dead transitions, configurations with no way to a final state, invariants proven
+        or broken, each with its shortest counterexample. See docs/concepts.md."""
+        from .explore import explore  # the exploration sits above the engine
+
+        return explore(self, limit=limit)
 
     def _repr_html_(self) -> str:
         from .html import workflow_html  # optional display layer, imported when shown

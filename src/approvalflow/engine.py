@@ -29,7 +29,8 @@ from . import guards as _guards
 from .clock import resolve as _resolve_date
 from .definition import CLOCK, DateRef, TransitionDef, VoteGroup, Workflow
 
-__all__ = ["Engine", "CaseState", "Decision", "engine_for", "merge_data"]
+__all__ = ["Engine", "CaseState", "Decision", "engine_for", "merge_data", "data_paths",
+           "undeclared_keys"]
 
 _SEP = "\u241f"  # a separator no state id can contain
 
@@ -60,6 +61,34 @@ def merge_data(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def data_paths(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Every key path ``data`` sets: ``{"budget": {"total": 1}}`` -> ``["budget.total"]``."""
+    out: list[str] = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(data_paths(value, path + "."))
+        else:
+            out.append(path)
+    return out
+
+
+def undeclared_keys(data: Mapping[str, Any], allowed: Iterable[str] | None,
+                    trigger: str | None = None) -> list[str]:
+    """Key paths in ``data`` that ``allowed`` (a file's ``sets``) does not cover.
+
+    ``None`` allows anything. A listed key covers itself and everything below it. A
+    step's record of its own date (``dates.<trigger>``) is always allowed.
+    """
+    if allowed is None:
+        return []
+    keys = tuple(allowed)
+    own = f"dates.{trigger}" if trigger else None
+    return [p for p in data_paths(data)
+            if not any(p == k or p.startswith(k + ".") for k in keys)
+            and not (own and (p == own or p.startswith(own + ".")))]
+
+
 @attrs.frozen
 class CaseState:
     """Everything the engine knows about a case, rebuilt by applying its events in order."""
@@ -70,6 +99,8 @@ class CaseState:
     last_on: dt.date | None
     ballots: Mapping[str, Mapping[str, str]]  # vote group -> voter -> "yes"/"no"
     withdrawn: Mapping[str, frozenset[str]]  # vote group -> voters who left for good
+    withdrew_at: int = 0  # seq of the last withdrawal (a withdraw ballot, a region not done)
+    set_at: Mapping[str, int] = attrs.field(factory=dict)  # top-level data key -> seq set
     # What timed steps count from, kept only for a workflow with timed steps (the
     # engine's ``timed``): (seq, date) of each step's latest event, of each active
     # state's latest entry, and of the day every region of an active parallel state
@@ -119,13 +150,26 @@ class Engine:
         for t in wf.transitions:
             self._by_trigger[t.trigger] = (*self._by_trigger.get(t.trigger, ()), t)
         self._cursor = _Cursor()
+        # a vote every voter has withdrawn from moves its region to the vote's 'withdrawn'
+        # state: a move of its own, under a trigger no file can name
+        self._all_withdrawn = {vg.id: f"{_SEP}withdrawn{_SEP}{vg.id}"
+                               for vg in wf.votes.values() if vg.withdrawn}
+        extra: list[dict[str, str | None]] = [
+            {"trigger": self._all_withdrawn[vg.id], "source": self._path[vg.state],
+             "dest": self._path[vg.withdrawn]}
+            for vg in wf.votes.values() if vg.withdrawn]
+        # final leaves that end their region without it being done (a withdrawal)
+        self._not_done: frozenset[str] = frozenset(
+            leaf for leaf, d in wf.state_defs.items()
+            if d.is_leaf and d.final and (r := self._region(leaf)) is not None
+            and wf.state_defs[r].done and leaf not in wf.state_defs[r].done)
         self._machine = _Machine(
             model=self._cursor,
             states=[self._spec(s) for s, d in wf.state_defs.items() if d.parent is None],
             transitions=[{"trigger": t.trigger, "source": self._path[t.source],
                           # a reminder changes no state: an internal transition
-                       "dest": None if t.reminder else self._path[t.target]}
-                         for t in wf.transitions],
+                          "dest": None if t.reminder else self._path[t.target]}
+                         for t in wf.transitions] + extra,
             initial=self._path[wf.initial],
             auto_transitions=False,
             ignore_invalid_triggers=False,
@@ -159,6 +203,17 @@ class Engine:
                                   if any(r.kind == "join" and r.state == p for r in refs))
 
     # -- building and driving the transitions machine ----------------------------------
+
+    def _region(self, sid: str) -> str | None:
+        """The region (a child of a parallel state) ``sid`` lies in, nearest first."""
+        defs = self.workflow.state_defs
+        node: str | None = sid
+        while node is not None:
+            parent = defs[node].parent
+            if parent is not None and defs[parent].kind == "parallel":
+                return node
+            node = parent
+        return None
 
     def _spec(self, sid: str) -> Any:
         d = self.workflow.state_defs[sid]
@@ -237,9 +292,118 @@ class Engine:
                 waiting.append(region)
         return waiting
 
+    def region_outcome(self, region: str, config: frozenset[str]) -> str:
+        """``"done"``, ``"not done"`` (ended without taking part) or ``"open"``."""
+        defs = self.workflow.state_defs
+        leaves = [s for s in config if region in self._lineage[s]]
+        if not leaves or not all(defs[s].final for s in leaves):
+            return "open"
+        if any(s in self._not_done for s in leaves):
+            return "not done"
+        return "done"
+
+    def join_reasons(self, t: TransitionDef, config: frozenset[str]) -> list[str]:
+        """Why a join (or a quorum-lost step) can't leave its parallel state now; [] if it can."""
+        wf = self.workflow
+        source = wf.state_defs[t.source]
+        quorum = source.quorum
+        if t.join:
+            waiting = self.pending_regions(t.source, config)
+            if waiting:
+                labels = ", ".join(f"{r!r} ({wf.label_of(r)})" for r in waiting)
+                return [f"waiting for {labels}: every region of {t.source!r} must be done "
+                        f"before {t.trigger!r}"]
+            out = [f"region {r!r} ({wf.label_of(r)}) ended without being done; it is needed "
+                   f"before {t.trigger!r}" for r in source.children
+                   if (quorum is None or r not in quorum.regions)
+                   and self.region_outcome(r, config) == "not done"]
+            if quorum is not None:
+                done = [r for r in quorum.regions if self.region_outcome(r, config) == "done"]
+                if len(done) < quorum.at_least:
+                    out.append(f"only {len(done)} of the regions {_ids(quorum.regions)} ended "
+                               f"done (the others withdrew); {t.trigger!r} needs at least "
+                               f"{quorum.at_least}")
+            return out
+        if t.quorum_lost and quorum is not None:
+            outcomes = [self.region_outcome(r, config) for r in quorum.regions]
+            possible = sum(1 for o in outcomes if o != "not done")
+            if possible >= quorum.at_least:
+                return [f"{t.trigger!r} is for when the regions {_ids(quorum.regions)} can no "
+                        f"longer reach {quorum.at_least} done; {possible} still can"]
+        return []
+
+    def coverage(self, state: CaseState) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """For each region that declares ``covers``: (parties still in the plan, parties out)."""
+        wf = self.workflow
+        out: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        for sid, d in wf.state_defs.items():
+            if not d.covers:
+                continue
+            if self.region_outcome(sid, state.config) == "not done":
+                out[sid] = ((), d.covers)
+                continue
+            gone: set[str] = set()
+            for vg in wf.votes.values():
+                if sid in self._lineage[vg.state]:
+                    gone |= state.withdrawn.get(vg.id, frozenset())
+            out[sid] = (tuple(p for p in d.covers if p not in gone),
+                        tuple(p for p in d.covers if p in gone))
+        return out
+
+    def data_reasons(self, state: CaseState, t: TransitionDef,
+                     data: Mapping[str, Any]) -> list[str]:
+        """What is wrong with a step's data: keys it may not set, keys it must state again."""
+        reasons = []
+        stray = undeclared_keys(data, t.sets, t.trigger)
+        if stray:
+            allowed = ", ".join(repr(k) for k in t.sets or ()) or "none"
+            reasons.append(f"{t.trigger!r} may not set the data {_ids(stray)}; it may set: "
+                           f"{allowed}")
+        if state.withdrew_at and t.restate_after_withdrawal:
+            missing = [k for k in t.restate_after_withdrawal
+                       if k.split(".")[0] not in data
+                       and state.set_at.get(k.split(".")[0], 0) <= state.withdrew_at]
+            if missing:
+                reasons.append(f"a party withdrew (event {state.withdrew_at}), so the basis of "
+                               f"the plan changed: {t.trigger!r} needs {_ids(missing)} stated "
+                               f"again, by this step or a step after the withdrawal")
+        return reasons
+
+    def ballot_target(self, vg: VoteGroup, t: TransitionDef, state: CaseState,
+                      actor: str) -> frozenset[str]:
+        """Where a ballot leaves the case: its target, the vote's withdrawn state, or as is."""
+        if t.ballot == "withdraw" and vg.id in self._all_withdrawn:
+            gone = state.withdrawn.get(vg.id, frozenset()) | {actor}
+            if all(v in gone for v in vg.voters):
+                return self.step(state.config, self._all_withdrawn[vg.id])
+        if self._ballot_moves(vg, t, state, actor):
+            return self.step(state.config, t.trigger)
+        return state.config
+
+    def settle_votes(self, config: frozenset[str],
+                     withdrawn: Mapping[str, frozenset[str]]) -> frozenset[str]:
+        """``config`` with every vote that is entered again, but that all of its voters
+        have left for good, moved straight to its 'withdrawn' state: a vote nobody can
+        cast a ballot in ends as it ended before (after a revision, say)."""
+        for vote_id, trigger in self._all_withdrawn.items():
+            vg = self.workflow.votes[vote_id]
+            gone = withdrawn.get(vote_id)
+            if gone and vg.state in config and all(v in gone for v in vg.voters):
+                config = self.step(config, trigger)
+        return config
+
+    def creation_reasons(self, data: Mapping[str, Any]) -> list[str]:
+        """What is wrong with a case's creation data: keys the workflow does not let it set."""
+        stray = undeclared_keys(data, self.workflow.creation_sets)
+        if not stray:
+            return []
+        allowed = ", ".join(repr(k) for k in self.workflow.creation_sets or ()) or "none"
+        return [f"a case of workflow {self.workflow.name!r} may not start with the data "
+                f"{_ids(stray)}; it may start with: {allowed}"]
+
     def initial_state(self, data: Mapping[str, Any], on: dt.date) -> CaseState:
         state = CaseState(config=self.initial_config, data=dict(data), version=1, last_on=on,
-                          ballots={}, withdrawn={})
+                          ballots={}, withdrawn={}, set_at={k: 1 for k in data})
         if not self.timed:
             return state
         return attrs.evolve(state, entered={s: (1, on) for s in self.active(state.config)
@@ -416,12 +580,11 @@ class Engine:
                        f"it (run 'approvalflow tick')")
         if t is None:
             return refused()
-        if t.join:
-            waiting = self.pending_regions(t.source, state.config)
-            if waiting:
-                labels = ", ".join(f"{r!r} ({wf.label_of(r)})" for r in waiting)
-                refuse("join", f"waiting for {labels}: every region of {t.source!r} must be "
-                               f"done before {trigger!r}")
+        if t.join or t.quorum_lost:
+            for reason in self.join_reasons(t, state.config):
+                refuse("join", reason)
+        for reason in self.data_reasons(state, t, data or {}):
+            refuse("data", reason)
         vg = wf.votes.get(t.vote) if t.vote else None
         if vg is not None and actor in vg.voters:
             cast = state.ballots.get(vg.id, {}).get(actor)
@@ -436,7 +599,8 @@ class Engine:
                 gone = state.withdrawn.get(vg.id, frozenset()) | {actor}
                 remaining = sum(1 for v in vg.voters if v not in gone)
                 needed = vg.required(remaining)
-                if remaining == 0 or needed > remaining:
+                empty_ok = remaining == 0 and vg.id in self._all_withdrawn
+                if not empty_ok and (remaining == 0 or needed > remaining):
                     refuse("vote: withdrawal",
                            f"{actor!r} can't withdraw from the vote {vg.id!r}: it would leave "
                            f"{remaining} voter(s) where {max(needed, 1)} yes-vote(s) are "
@@ -454,8 +618,12 @@ class Engine:
                     refuse(f"guard {g}", reason)
         if reasons:
             return refused(t)
-        moves = not t.reminder if vg is None else self._ballot_moves(vg, t, state, actor)
-        target = self.step(state.config, trigger) if moves else state.config
+        target = self.step(state.config, trigger) if vg is None else \
+            self.ballot_target(vg, t, state, actor)
+        target = self.settle_votes(target, state.withdrawn)
+        moves = target != state.config or vg is None
+        if t.reminder:  # a reminder is recorded without a change of state
+            target, moves = state.config, False
         return Decision(trigger, actor, on, (), transition=t, target=target, moves=moves)
 
     def _ballot_moves(self, vg: VoteGroup, t: TransitionDef, state: CaseState,
@@ -521,9 +689,18 @@ class Engine:
                         entered[s] = (seq, on)
                 if self._watch_joins:
                     joined = self._joined(state.joined, target, seq, on)
+
+        withdrew_at = state.withdrew_at
+        if (t is not None and t.vote and t.ballot == "withdraw") or \
+                any(s in self._not_done for s in target - state.config):
+            withdrew_at = seq
+        set_at = state.set_at
+        if data:
+            set_at = {**set_at, **{k: seq for k in data}}
         return CaseState(config=target, data=merge_data(state.data, data) if data else
                          state.data, version=seq, last_on=on, ballots=ballots,
-                         withdrawn=withdrawn, taken=taken, entered=entered, joined=joined)
+                         withdrawn=withdrawn, withdrew_at=withdrew_at, set_at=set_at,
+                         taken=taken, entered=entered, joined=joined)
 
     def allowed(self, state: CaseState, *, actor: str | None, on: dt.date,
                 case_id: str = "") -> list[str]:

@@ -14,7 +14,7 @@ The library never imports this module except when something is displayed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, overload
 
@@ -173,7 +173,9 @@ def _standing_html(case: Case) -> str:
     rows = []
     for region in case.regions():
         event = entered.get(region.state)
-        if region.done:
+        if region.done and region.id and case.region_outcome(region.id) == "not done":
+            status = f'<span style="{_MUTED}">ended without taking part (withdrawn)</span>'
+        elif region.done:
             status = f'<span style="{_DONE}">done</span>'
             if event is not None and event.kind == "fire":
                 status += (f" · {_actor(wf, event.actor)} fired {_code(event.trigger)} on "
@@ -203,6 +205,28 @@ def _standing_html(case: Case) -> str:
     return out
 
 
+def _assumptions_html(case: Case) -> str:
+    """The case data's 'assumptions' (what the seed does not say), each marked as such."""
+    found = case.data.get("assumptions")
+    if not isinstance(found, Mapping) or not found:
+        return ""
+    mark = '<span style="font-weight:600;">ASSUMPTION</span>'
+    rows = [[_e(k), f"{mark}: {_e(v)}"] for k, v in found.items()]
+    return (f'<div style="{_H}">Assumptions (not facts of the case)</div>'
+            + _table(["about", "assumption"], rows))
+
+
+def _coverage_html(case: Case) -> str:
+    """Who the plan still covers, region by region (for regions that declare 'covers')."""
+    coverage = case.coverage()
+    if not coverage:
+        return ""
+    rows = [[_e(r), ", ".join(_code(p) for p in inside) or "nobody",
+             ", ".join(_code(p) for p in left) or "-"] for r, (inside, left) in coverage.items()]
+    return (f'<div style="{_H}">Covered by the plan</div>'
+            + _table(["region", "in the plan", "withdrawn"], rows))
+
+
 def case_html(case: Case) -> str:
     """A case as HTML: where it stands, its states highlighted, and its events."""
     wf = case.definition
@@ -221,6 +245,7 @@ def case_html(case: Case) -> str:
              f"active: {', '.join(_code(s) for s in sorted(case.state))}</div>")
     return (f'<div style="{_ROOT}">{head}'
             f'<div style="{_H}">Who has decided, who is awaited</div>{_standing_html(case)}'
+            + _coverage_html(case) + _assumptions_html(case) +
             f'<div style="{_H}">States</div>{_tree_html(wf, case.active_states)}'
             + _plan_html(case)
             + _details(f"Events ({len(case.history)})", history_html(case.history, wf),

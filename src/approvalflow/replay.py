@@ -4,8 +4,9 @@ The log is the truth: :func:`replay` applies each recorded event's target as it 
 With ``check``, it also re-decides every step with the engine, exactly as ``fire``
 decided it (the step enabled from that state, the actor, the date order, the join,
 each vote's rules, every guard on the data as of that step, and where the statechart
-moves) and reports each disagreement, naming the rule: this is how ``Store.verify``
-proves a log is one the workflow could have written.
+moves) and reports each disagreement, naming the rule, and every invariant of the
+workflow file the recorded steps break: this is how ``Store.verify`` proves a log is
+one the workflow could have written.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .case import Event
 from .definition import Workflow
 from .engine import CaseState, Engine, engine_for
 from .errors import ApprovalflowError, StoreError
+from .invariants import check_invariants
 from .versioning import BALLOTS, migrated_state, plan_case
 
 __all__ = ["Recorded", "replay"]
@@ -61,6 +63,7 @@ def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,
         raise StoreError(f"case {first.case_id!r}: its first event is {first.trigger!r}, "
                          f"not its creation")
     state = engine.initial_state(first.data, first.on)
+    created = engine.workflow
     if check is not None:
         _check_creation(engine, state, first, check)
     for e in events[1:]:
@@ -74,6 +77,8 @@ def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,
                                  target=e.target, data=e.data)
         else:
             state = attrs.evolve(state, version=e.seq, last_on=e.on)
+    if check is not None:  # the workflow file's [[invariants]], judged on the recorded steps
+        check.extend(check_invariants(created, events, workflows=workflows))
     return state
 
 
@@ -128,6 +133,8 @@ def _check_creation(engine: Engine, state: CaseState, first: Event | Recorded,
                      f"{sorted(state.config)}")
     if first.source:
         check.append(f"{where}: a creation leaves no state, this one says {sorted(first.source)}")
+    for reason in engine.creation_reasons(first.data):
+        check.append(f"{where}: the creation breaks the rule 'data': {reason}")
     if first.actor not in engine.workflow.actors:
         check.append(f"{where}: created by {first.actor!r}, who is not an actor of workflow "
                      f"{engine.workflow.name!r}")

@@ -177,7 +177,8 @@ def _build_regions(ctx: SummaryContext) -> list[dict[str, Any]]:
     for r in ctx.case.regions(on=ctx.on):
         out.append({
             "id": r.id, "label": r.label, "state": r.state, "state_label": r.state_label,
-            "done": r.done,
+            "done": r.done and (r.id is None or ctx.case.region_outcome(r.id) != "not done"),
+            "outcome": ctx.case.region_outcome(r.id) if r.id else None,
             "entered_by": _event_ref(entered.get(r.state)),
             "awaiting": {a: list(ts) for a, ts in sorted(r.awaiting.items())},
             "actor_labels": {a: wf.actors.get(a, a) for a in sorted(r.awaiting)},
@@ -197,8 +198,9 @@ def _region_lines(regions: list[dict[str, Any]], doc: dict[str, Any]) -> list[st
     lines = ["Regions"]
     for r in regions:
         lines += wrap(r["label"] + (f" [{r['id']}]" if r["id"] else ""), 2, 4)
-        lines += wrap(f"{r['state_label']} [{r['state']}]" + (", done" if r["done"] else ""),
-                       4, 6)
+        ended = ", done" if r["done"] else \
+            ", ended without taking part (not done)" if r["outcome"] == "not done" else ""
+        lines += wrap(f"{r['state_label']} [{r['state']}]{ended}", 4, 6)
         by = r["entered_by"]
         if by and r["done"]:
             when = (f"on {by['on']}" if by["date_known"]
@@ -387,6 +389,58 @@ def _forecast_lines(fc: dict[str, Any], doc: dict[str, Any]) -> list[str]:
         mark = "*" if s["critical"] else " "
         lines += wrap(f"{mark} {s['date']}  {s['step']} ({s['basis']}, set by {s['set_by']})",
                        2, 17)
+    if any(s["basis"] == "none" and s["set_by"] != "earliest" for s in fc["steps"]):
+        lines += wrap("ASSUMPTION: a step marked 'none' has no expected date and no duration; "
+                      "it is assumed taken as soon as it can be (see the latest dates for "
+                      "an answer that assumes nothing)", 2, 4)
+    return lines
+
+
+def _build_latest(ctx: SummaryContext) -> dict[str, Any]:
+    return ctx.case.latest_dates(on=ctx.on).to_dict()
+
+
+def _latest_lines(latest: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    """Working backwards from the target: by when each awaited step must be taken."""
+    if not latest["steps"]:
+        return []
+    lines = [f"Latest dates for the target {latest['target']} ({latest['target_rule']})"]
+    for s in latest["steps"]:
+        late = ", PASSED" if s["passed"] else ""
+        lines += wrap(f"{s['step']} by {s['latest']} ({', '.join(s['actors'])}; "
+                      f"{s['set_by']}{late})", 2, 4)
+    lines += [w for n in latest["notes"] for w in wrap(f"note: {n}", 2, 4)]
+    return lines
+
+
+def _build_coverage(ctx: SummaryContext) -> dict[str, Any]:
+    return {region: {"in": list(inside), "left": list(left)}
+            for region, (inside, left) in ctx.case.coverage().items()}
+
+
+def _coverage_lines(coverage: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    if not coverage:
+        return []
+    lines = ["Covered by the plan"]
+    for region, c in coverage.items():
+        left = f"; left: {', '.join(c['left'])}" if c["left"] else ""
+        lines += wrap(f"{region}: {', '.join(c['in']) or 'nobody'}{left}", 2, 4)
+    return lines
+
+
+def _build_assumptions(ctx: SummaryContext) -> dict[str, str]:
+    found = ctx.case.data.get("assumptions")
+    if not isinstance(found, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in found.items()}
+
+
+def _assumption_lines(assumptions: dict[str, str], doc: dict[str, Any]) -> list[str]:
+    if not assumptions:
+        return []
+    lines = ["Assumptions (not facts of the case; see the case data's 'assumptions')"]
+    for key, text in assumptions.items():
+        lines += wrap(f"ASSUMPTION ({key}): {text}", 2, 4)
     return lines
 
 
@@ -398,9 +452,12 @@ PARTS: list[SummaryPart] = [
     SummaryPart("awaited", _build_awaited, _awaited_lines),
     SummaryPart("votes", _build_votes, _vote_lines),
     SummaryPart("allowed", _build_allowed, _allowed_lines),
+    SummaryPart("coverage", _build_coverage, _coverage_lines),
     SummaryPart("deadlines", _build_deadlines, _deadline_lines),
+    SummaryPart("latest_dates", _build_latest, _latest_lines),
     SummaryPart("timers", _build_timers, _timer_lines),
     SummaryPart("forecast", _build_forecast, _forecast_lines),
+    SummaryPart("assumptions", _build_assumptions, _assumption_lines),
     SummaryPart("history", _build_history, _history_lines),
 ]
 

@@ -25,6 +25,7 @@ from .definition import (
     CLOCK,
     DATE_REF_KEYS,
     ID_RE,
+    INVARIANT_KEYS,
     MAX_DAYS,
     RESERVED_TRIGGERS,
     STATE_KEYS,
@@ -36,6 +37,8 @@ from .definition import (
     WORKFLOW_KEYS,
     WORKFLOW_REQUIRED,
     DateRef,
+    Invariant,
+    Quorum,
     StateDef,
     TransitionDef,
     VoteGroup,
@@ -165,10 +168,14 @@ class Builder:
             self.check()
         self._check_votes(votes, defs, actors)
         trans = self._resolve_transitions(transitions, defs, actors, votes)
+        creation_sets = self._data_keys("[workflow].creation_sets", head["creation_sets"]) \
+            if "creation_sets" in head else None
+        self._check_participation(defs, votes, trans, actors)
         self.check()
-        self._check_soundness(defs, trans, head["initial"])
+        self._check_soundness(defs, trans + self._withdrawal_steps(votes), head["initial"])
         self.check()
         goal, target = self._check_dates(head, defs, trans)
+        invariants = self._invariants(doc.get("invariants"), defs)
         self.check()
         return Workflow(
             name=name, version=version, title=head.get("title", name),
@@ -177,7 +184,8 @@ class Builder:
             actors=MappingProxyType(actors), state_defs=MappingProxyType(defs),
             transitions=tuple(trans), votes=MappingProxyType(votes),
             source_text=text, path=None if self.source.startswith("<") else self.source,
-            digest=sha256_hex(text), goal=goal, target=target,
+            digest=sha256_hex(text), goal=goal, target=target, invariants=invariants,
+            creation_sets=None if creation_sets is None else tuple(creation_sets),
         )
 
     def _actors(self, table: Any) -> dict[str, str]:
@@ -252,7 +260,8 @@ class Builder:
                                  f"be between 1 and {len(voters)}, or \"all\".")
             out[vote_id] = VoteGroup(id=vote_id, label=str(keys.get("label", vote_id)),
                                      state=keys.get("state", ""), voters=tuple(voters),
-                                     need=need, description=keys.get("description", ""))
+                                     need=need, description=keys.get("description", ""),
+                                     withdrawn=keys.get("withdrawn"))
         return out
 
     def _transitions(self, items: Any) -> list[dict[str, Any]]:
@@ -305,12 +314,58 @@ class Builder:
             for date_key in ("deadline", "earliest"):
                 if date_key in keys:
                     keys[date_key] = self._date_ref(f"{where}.{date_key}", keys[date_key])
+            for list_key in ("sets", "restate_after_withdrawal"):
+                if list_key in keys:
+                    keys[list_key] = self._data_keys(f"{where}.{list_key}", keys[list_key])
             days = keys.get("duration_days")
             if days is not None and not 0 <= days <= MAX_DAYS:
                 self.problem(f"{where}.duration_days is {days!r}; it must be a whole number of "
                              f"days from 0 to {MAX_DAYS}.")
             out.append(keys)
         return out
+
+    def _invariants(self, items: Any, defs: dict[str, StateDef]) -> tuple[Invariant, ...]:
+        """``[[invariants]]``: ids valid and unique, every named state a state of the file."""
+        if items is None:
+            return ()
+        if not isinstance(items, list):
+            self.problem(f"invariants must be an array of tables ([[invariants]]), "
+                         f"not {type(items).__name__}.")
+            return ()
+        out: list[Invariant] = []
+        seen: set[str] = set()
+        for i, body in enumerate(items):
+            given = body.get("id") if isinstance(body, dict) else None
+            where = f"[[invariants]] #{i + 1}" + (f" ({given!r})" if isinstance(given, str)
+                                                 else "")
+            keys = self._keys(where, body, INVARIANT_KEYS)
+            for required in ("id", "when_entering"):
+                if required not in keys and isinstance(body, dict) and required not in body:
+                    self.problem(f"{where} needs {required!r}.")
+            inv_id = keys.get("id", "")
+            if "id" in keys and self._id(f"{where}.id", inv_id):
+                if inv_id in seen:
+                    self.problem(f"{where}: the invariant id {inv_id!r} is used twice.")
+                seen.add(inv_id)
+            lists = {k: self._str_list(f"{where}.{k}", keys.get(k, []))
+                     for k in ("requires_entered", "requires_any_entered", "requires_active")}
+            if not any(lists.values()):
+                self.problem(f"{where} requires nothing; give requires_entered, "
+                             f"requires_any_entered or requires_active.")
+            named = [("when_entering", keys.get("when_entering")), ("since", keys.get("since"))]
+            named += [(k, s) for k, values in lists.items() for s in values]
+            unknown = [f"{k} {s!r}" for k, s in named if s is not None and s not in defs]
+            if unknown:
+                self.problem(f"{where}: {', '.join(unknown)} not a state; states: "
+                             f"{_ids(defs)}.")
+            if "id" in keys and "when_entering" in keys:
+                out.append(Invariant(
+                    id=inv_id, when_entering=keys["when_entering"], label=keys.get("label", ""),
+                    description=keys.get("description", ""), since=keys.get("since"),
+                    requires_entered=tuple(lists["requires_entered"]),
+                    requires_any_entered=tuple(lists["requires_any_entered"]),
+                    requires_active=tuple(lists["requires_active"])))
+        return tuple(out)
 
     def _state_tree(self, states: dict[str, dict[str, Any]], initial: str) -> dict[str, StateDef]:
         children: dict[str | None, list[str]] = {}
@@ -373,9 +428,14 @@ class Builder:
             if final and kids:
                 self.problem(f"{where} is final but has child states {_ids(kids)}; "
                              f"only a leaf state can be final.")
+            done = self._str_list(f"{where}.done", body.get("done", []))
+            covers = self._str_list(f"{where}.covers", body.get("covers", []))
+            quorum = self._quorum(f"{where}.quorum", body["quorum"]) if "quorum" in body \
+                else None
             defs[sid] = StateDef(id=sid, label=body.get("label", sid), parent=body.get("parent"),
                                  kind=kind, initial=body.get("initial"), final=final,
                                  children=kids, description=body.get("description", ""),
+                                 done=tuple(done), covers=tuple(covers), quorum=quorum,
                                  deadline=body.get("deadline"))
         for sid, d in defs.items():
             if d.kind == "parallel":
@@ -463,7 +523,7 @@ class Builder:
                 if join and defs[source].kind != "parallel":
                     self.problem(f"{where}.join is true but {source!r} is not a parallel state.")
                 if join is None:
-                    join = defs[source].kind == "parallel"
+                    join = defs[source].kind == "parallel" and not body.get("quorum_lost")
             if source in defs and defs[source].final:
                 self.problem(f"{where}: final state {source!r} has an outgoing transition "
                              f"{trigger!r}; a final state is where a case (or region) ends.")
@@ -473,6 +533,9 @@ class Builder:
                 ballot=body.get("ballot", "yes"), join=bool(join),
                 description=body.get("description", ""), deadline=body.get("deadline"),
                 earliest=body.get("earliest"), duration_days=body.get("duration_days"),
+                sets=tuple(body["sets"]) if "sets" in body else None,
+                restate_after_withdrawal=tuple(body.get("restate_after_withdrawal", ())),
+                quorum_lost=bool(body.get("quorum_lost", False)),
                 timer=timer, reminder=reminder))
         return out
 
@@ -516,7 +579,12 @@ class Builder:
             if d.final:
                 # A final leaf inside a composite ends only that composite: something must
                 # leave the composite (or a state containing it), or a case stays there.
-                if ancestors and not any(s in by_source for s in ancestors):
+                # A step from elsewhere inside a containing state that leads out of it
+                # counts too (a sibling region of a parallel state may end the whole).
+                if ancestors and not any(s in by_source for s in ancestors) and not any(
+                        a in self._ancestors(defs, t.source) + [t.source]
+                        and a not in [t.target, *self._ancestors(defs, t.target)]
+                        for a in ancestors for t in trans):
                     self.problem(f"state {sid!r} is final within {ancestors[0]!r}, but no "
                                  f"transition leaves {ancestors[0]!r} or a state containing "
                                  f"it: a case that gets there is stuck.")
@@ -712,12 +780,20 @@ class Builder:
         leaves = [s for s, d in defs.items() if d.is_leaf]
         lineage = {s: {s, *self._ancestors(defs, s)} for s in leaves}
         successors: dict[str, set[str]] = {s: set() for s in leaves}
+        parallel_of = {s: [a for a in lineage[s] if defs[a].kind == "parallel"] for s in leaves}
         for t in trans:
             entered = self._entered_leaves(defs, t.target)
+            source_in = {t.source, *self._ancestors(defs, t.source)}
+            target_in = {t.target, *self._ancestors(defs, t.target)}
             for leaf in leaves:
                 # a join fires from a final leaf of each region; any other step from any
                 # leaf at or below its source
-                if t.source in lineage[leaf] and (not t.join or defs[leaf].final):
+                # (and a step in a sibling region that leaves a parallel state ends this
+                # region too)
+                own = t.source in lineage[leaf] and (not t.join or defs[leaf].final)
+                sibling = not t.join and any(p in source_in and p not in target_in
+                                             for p in parallel_of[leaf])
+                if own or sibling:
                     successors[leaf] |= entered
         can_end = set(ends)
         changed = True
@@ -769,3 +845,123 @@ class Builder:
         if common is not None and defs[common].kind == "parallel":
             return f"parallel regions of {common!r}"
         return ""
+
+
+    # -- taking part: who may set which data, regions that end done or not, quorums --------
+
+    def _data_keys(self, where: str, value: list[Any]) -> list[str]:
+        """Data keys as listed in a file: ``key`` or a dotted path ``key.sub``."""
+        out = []
+        for key in self._str_list(where, value):
+            parts = key.split(".")
+            if not all(p.strip() and p == p.strip() for p in parts):
+                self.problem(f"{where}: {key!r} is not a data key (a key, or keys joined by "
+                             f"'.' for a nested one, e.g. \"budget.total\").")
+                continue
+            out.append(key)
+        return out
+
+    def _quorum(self, where: str, value: Any) -> Quorum | None:
+        """``{ regions = [...], at_least = N }``; the regions are checked with the tree."""
+        unknown = sorted(k for k in value if k not in ("regions", "at_least"))
+        if unknown:
+            self.problem(f"{where} has the unknown keys {_ids(unknown)}; allowed keys: "
+                         f"at_least, regions.")
+            return None
+        regions = value.get("regions")
+        at_least = value.get("at_least", 1)
+        if not isinstance(regions, list) or not regions:
+            self.problem(f"{where}.regions must list the regions it counts, not {regions!r}.")
+            return None
+        names = self._str_list(f"{where}.regions", regions)
+        if isinstance(at_least, bool) or not isinstance(at_least, int) or \
+                not 1 <= at_least <= len(names):
+            self.problem(f"{where}.at_least is {at_least!r}; it must be a whole number from 1 "
+                         f"to {len(names)} (the regions listed).")
+            return None
+        return Quorum(regions=tuple(names), at_least=at_least)
+
+    @staticmethod
+    def _region_of(defs: dict[str, StateDef], sid: str) -> str | None:
+        """The region (a child of a parallel state) ``sid`` lies in, nearest first."""
+        node: str | None = sid
+        while node is not None:
+            parent = defs[node].parent
+            if parent is not None and defs[parent].kind == "parallel":
+                return node
+            node = parent
+        return None
+
+    def _withdrawal_steps(self, votes: dict[str, VoteGroup]) -> list[TransitionDef]:
+        """The moves a vote makes by itself when every voter has withdrawn (for soundness)."""
+        return [TransitionDef(trigger=f"({vg.id}: all withdrawn)", source=vg.state,
+                              target=vg.withdrawn, actors=vg.voters, guards=())
+                for vg in votes.values() if vg.withdrawn]
+
+    def _check_participation(self, defs: dict[str, StateDef], votes: dict[str, VoteGroup],
+                             trans: list[TransitionDef], actors: dict[str, str]) -> None:
+        for sid, d in defs.items():
+            where = f"[states.{sid}]"
+            parent = defs.get(d.parent) if d.parent else None
+            is_region = parent is not None and parent.kind == "parallel"
+            if (d.done or d.covers) and not is_region:
+                key = "done" if d.done else "covers"
+                self.problem(f"{where}.{key} is only for a region (a child of a parallel "
+                             f"state); {sid!r} is not one.")
+            if is_region:
+                finals = {leaf for leaf in self._leaves(defs, sid) if defs[leaf].final}
+                wrong = [s for s in d.done if s not in finals]
+                if wrong:
+                    self.problem(f"{where}.done {_ids(wrong)} are not final states of region "
+                                 f"{sid!r}; its final states: {_ids(finals)}.")
+            unknown = [a for a in d.covers if a not in actors]
+            if unknown:
+                self.problem(f"{where}.covers {_ids(unknown)} are not actors; actors: "
+                             f"{_ids(actors)}.")
+            if d.quorum is not None:
+                if d.kind != "parallel":
+                    self.problem(f"{where}.quorum is only for a parallel state; {sid!r} is "
+                                 f"{d.kind}.")
+                else:
+                    stray = [r for r in d.quorum.regions if r not in d.children]
+                    if stray:
+                        self.problem(f"{where}.quorum.regions {_ids(stray)} are not regions of "
+                                     f"{sid!r}; its regions: {_ids(d.children)}.")
+        for vg in votes.values():
+            if vg.withdrawn is None:
+                continue
+            where = f"[votes.{vg.id}].withdrawn"
+            w = defs.get(vg.withdrawn)
+            if w is None:
+                self.problem(f"{where} {vg.withdrawn!r} is not a state; states: {_ids(defs)}.")
+                continue
+            if not (w.is_leaf and w.final):
+                self.problem(f"{where} {vg.withdrawn!r} must be a final leaf state (the "
+                             f"region's outcome when every voter has withdrawn).")
+            region = self._region_of(defs, vg.withdrawn)
+            if vg.state in defs and region != self._region_of(defs, vg.state):
+                self.problem(f"{where} {vg.withdrawn!r} must lie in the same region as the "
+                             f"vote's state {vg.state!r}.")
+            elif region is not None and (not defs[region].done or
+                                         vg.withdrawn in defs[region].done):
+                self.problem(f"{where} {vg.withdrawn!r} would count as done: list the states "
+                             f"in which region {region!r} is done in its 'done', without "
+                             f"{vg.withdrawn!r} (everyone withdrawn is never an approval).")
+        settable_any = any(t.sets is None for t in trans)
+        settable = {k for t in trans for k in (t.sets or ())}
+        for t in trans:
+            where = f"[[transitions]] ({t.trigger!r} from {t.source!r})"
+            if t.quorum_lost:
+                src = defs.get(t.source)
+                if src is None or src.kind != "parallel" or src.quorum is None:
+                    self.problem(f"{where}.quorum_lost is true but {t.source!r} is not a "
+                                 f"parallel state with a 'quorum'.")
+                elif t.join:
+                    self.problem(f"{where}: quorum_lost and join exclude each other; set "
+                                 f"join = false.")
+            for key in t.restate_after_withdrawal:
+                if not settable_any and not any(s == key or s.startswith(key + ".") or
+                                                key.startswith(s + ".") for s in settable):
+                    self.problem(f"{where}.restate_after_withdrawal names {key!r}, but no step "
+                                 f"may set it (no 'sets' lists it): the step could never be "
+                                 f"taken after a withdrawal.")

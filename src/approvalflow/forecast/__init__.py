@@ -25,6 +25,7 @@ no writing. ``Case.forecast`` / ``Case.deadlines`` and ``Store.due`` call it.
 
 from .due import deadlines, due_items, sort_due, timers
 from .expected import expectations, parse_expected
+from .latest import latest_dates
 from .outlook import forecast
 from .results import (
     DEADLINE_STATUSES,
@@ -32,6 +33,8 @@ from .results import (
     DueItem,
     Expectation,
     Forecast,
+    LatestDate,
+    LatestDates,
     Party,
     StepForecast,
     Timer,
@@ -46,6 +49,8 @@ __all__ = [
     "DueItem",
     "Expectation",
     "Forecast",
+    "LatestDate",
+    "LatestDates",
     "Party",
     "StepForecast",
     "Timer",
@@ -54,6 +59,7 @@ __all__ = [
     "due_items",
     "expectations",
     "forecast",
+    "latest_dates",
     "parse_expected",
     "sort_due",
     "timers",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -282,3 +283,52 @@ class Timer:
         why = f"; the deadline of {self.escalates} is missed" if self.escalates else ""
         return (f"{self.due.isoformat()}  the clock takes {self.step} ({where}; "
                 f"{self.rule}{why}){' - due now' if self.status == 'due' else ''}")
+
+
+@attrs.frozen
+class LatestDate:
+    """The latest date ``step`` can be taken for the goal to hold on its target date."""
+
+    step: str
+    label: str
+    actors: tuple[str, ...]  # for a vote: the voters still needed
+    latest: dt.date
+    set_by: str  # "target", "deadline: <rule>" or "before '<step>'"
+    passed: bool  # the day asked about is after the latest date
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "label": self.label, "actors": list(self.actors),
+                "latest": self.latest.isoformat(), "set_by": self.set_by,
+                "passed": self.passed}
+
+
+@attrs.frozen
+class LatestDates:
+    """The backward answer: by when must each awaited party act for the target to hold?"""
+
+    case_id: str
+    on: dt.date
+    goal: str | None
+    target: dt.date | None
+    target_rule: str | None
+    steps: tuple[LatestDate, ...]
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case_id": self.case_id, "on": self.on.isoformat(), "goal": self.goal,
+                "target": _iso(self.target), "target_rule": self.target_rule,
+                "steps": [s.to_dict() for s in self.steps], "notes": list(self.notes)}
+
+    def describe(self, names: Mapping[str, str] | None = None) -> str:
+        """One line per awaited step, the step nearest the goal first."""
+        if self.target is None or not self.steps:
+            return "\n".join(self.notes) or "Nothing is awaited."
+        lines = [f"For {self.goal!r} on {self.target.isoformat()} ({self.target_rule}), "
+                 f"working backwards from that date:"]
+        for s in self.steps:
+            who = ", ".join((names or {}).get(a, a) for a in s.actors)
+            flag = " - PASSED" if s.passed else ""
+            lines.append(f"  {s.step} ({who}) must be taken by {s.latest.isoformat()} "
+                         f"[{s.set_by}]{flag}")
+        lines.extend(f"  Note: {n}" for n in self.notes)
+        return "\n".join(lines)

@@ -121,7 +121,7 @@ def _route(engine: Engine, config: frozenset[str], goal: str) -> list[Transition
             # the route is what people do; the clock's steps are what happens if they don't
             if t is None or t.ballot != "yes" or t.timed:
                 continue
-            if t.join and engine.pending_regions(t.source, current):
+            if (t.join or t.quorum_lost) and engine.join_reasons(t, current):
                 continue
             nxt = engine.step(current, trigger)
             if nxt in came_from:

@@ -547,6 +547,9 @@ class Store:
         if note is not None:
             check_text(note, "note", max_length=10_000)
         engine = engine_for(wf)
+        stray = engine.creation_reasons(payload)
+        if stray:
+            raise InvalidInputError(f"Can't create case {case_id!r}: {stray[0]}.")
         state = engine.initial_state(payload, when)
         event_row = {
             "case_id": case_id, "seq": 1, "kind": "create", "trigger": "create",
