@@ -14,9 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
         "peer_eventsourcing_full", "peer_eventsourcing_normal", "engine_vs_transitions",
-        "migrate", "tick"}
+        "migrate", "concurrent_ballots", "tick"}
 RATIO_KEYS = {"fire_full", "fire_normal", "bulk_import", "verify", "cli",
-              "engine_vs_transitions"}
+              "engine_vs_transitions", "concurrent_ballots"}
 
 
 def test_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
@@ -37,6 +37,9 @@ def test_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
     assert bench["load_case"]["growth"] > 0
     assert bench["cli"]["show_exit_code"] == 0, bench["cli"]["show_error"]
     assert bench["bulk_import"]["events"] == bench["bulk_import"]["cases"] * 10
+    ballots = bench["concurrent_ballots"]
+    assert ballots["all_stored"] and ballots["verified"], ballots
+    assert ballots["ballots_stored"] == ballots["ballots"] == 8 * ballots["cases"]
     assert bench["tick"]["due"] == bench["tick"]["cases"] // 100
     assert bench["tick"]["timer_rows"] == bench["tick"]["cases"]
     for key in ("peer_eventsourcing_full", "peer_eventsourcing_normal"):

@@ -442,7 +442,8 @@ def test_verify_reports_a_forged_step_that_breaks_an_invariant(db_path, flagship
     target = engine_for(flagship).step(frozenset(json.loads(last["target"])), "send_to_lbf")
     forged = dict(last, seq=last["seq"] + 1, trigger="send_to_lbf", actor="tmf",
                   source=last["target"], target=json.dumps(sorted(target)),
-                  prev_hash=last["hash"], note="forged", key=None)
+                  prev_hash=last["hash"], note="forged", key=None,
+                  position=conn.execute("SELECT max(position) + 1 FROM events").fetchone()[0])
     forged["hash"] = event_hash(forged)
     conn.execute(f"INSERT INTO events ({', '.join(forged)}) VALUES "
                  f"({', '.join('?' * len(forged))})", list(forged.values()))

@@ -48,7 +48,7 @@ def test_fixture_is_schema_1():
 def test_new_store_records_its_creation(db_path):
     """A new file is at the current schema and records when and by what it was created."""
     with af.open_store(db_path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         meta = store.meta
     assert meta["created_by"].startswith("approvalflow ")
     assert meta["created_at"][:4].isdigit()
@@ -78,9 +78,12 @@ def test_schema_1_file_is_migrated_and_keeps_its_events(v1_file):
     conn = sqlite3.connect(v1_file)
     after = conn.execute("SELECT * FROM events ORDER BY case_id, seq").fetchall()
     conn.close()
-    # every schema-1 row, byte for byte (the columns added later are null on them)
-    assert set(before) <= {row[:len(before[0])] for row in after}
-    assert all(row[len(before[0]):] == (None,) for row in after[:len(before)])
+    # every schema-1 row, byte for byte (the columns added later are null on them, but
+    # for the feed position schema 4 gives every event)
+    width = len(before[0])
+    assert set(before) <= {row[:width] for row in after}
+    assert all(row[width:width + 2] == (None, None) for row in after[:len(before)])
+    assert sorted(row[-1] for row in after) == list(range(1, len(after) + 1))
     assert len(after) == len(before) + 1
     assert len(cases_before) == 2
 

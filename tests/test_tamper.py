@@ -68,10 +68,18 @@ def _heads(path: Path) -> dict[str, Any]:
 
 
 def _only(problems: list[str], case_id: str) -> list[str]:
-    """Every problem names the tampered case and no other."""
+    """Every problem names the tampered case and no other (a problem with the feed's
+    positions names it beside its neighbour in the feed)."""
     assert problems, "the tampering went unnoticed"
-    assert all(p.startswith(f"case {case_id!r}") for p in problems), problems
+    assert all(p.startswith(f"case {case_id!r}")
+               or (p.startswith("the feed: ") and f"case {case_id!r}" in p)
+               for p in problems), problems
     return problems
+
+
+def _next_position(conn: sqlite3.Connection) -> int:
+    """The feed position a forger who knows the format gives an event slipped in."""
+    return int(conn.execute("SELECT MAX(position) + 1 FROM events").fetchone()[0])
 
 
 def _rehash_from(conn: sqlite3.Connection, case_id: str, seq: int) -> None:
@@ -142,7 +150,8 @@ def test_inserted_event_is_named(log):
                      (seq,))
     forged = dict(conn.execute("SELECT * FROM events WHERE case_id = 'restbeloeb' AND seq = 2")
                   .fetchone())
-    forged.update(seq=3, note="forged", prev_hash=forged["hash"])
+    forged.update(seq=3, note="forged", prev_hash=forged["hash"],
+                  position=_next_position(conn))
     forged["hash"] = event_hash(forged)
     conn.execute(f"INSERT INTO events ({', '.join(forged)}) VALUES "
                  f"({', '.join('?' * len(forged))})", list(forged.values()))
@@ -158,7 +167,8 @@ def test_event_appended_behind_the_stores_back_is_named(log):
     last = dict(conn.execute("SELECT * FROM events WHERE case_id = 'restbeloeb' "
                              "ORDER BY seq DESC LIMIT 1").fetchone())
     last.update(seq=last["seq"] + 1, trigger="propose", actor="tmf", source=last["target"],
-                target='["tmu_review"]', prev_hash=last["hash"], note="slipped in")
+                target='["tmu_review"]', prev_hash=last["hash"], note="slipped in",
+                position=_next_position(conn))
     last["hash"] = event_hash(last)
     conn.execute(f"INSERT INTO events ({', '.join(last)}) VALUES "
                  f"({', '.join('?' * len(last))})", list(last.values()))
@@ -233,19 +243,23 @@ def test_rebuilt_chain_passes_verify_but_not_against_exported_heads(log):
 
 
 def test_truncation_with_the_cases_table_fixed_is_caught_by_exported_heads(log):
-    """Cutting the last events and fixing the cases table to match fools verify(), but
-    the exported head is no longer in the log."""
+    """Cutting a case's last events and fixing the cases table to match leaves a gap in
+    the feed (events of other cases came after them), and the exported head is no
+    longer in the log."""
     heads = _heads(log)
     conn = _attacker(log)
     conn.execute("DELETE FROM events WHERE case_id = 'restbeloeb' AND seq > 5")
     _rehash_from(conn, "restbeloeb", 5)
-    assert _problems(log) == []
+    gap = ["the feed: positions 15..16 are missing, between case 'restbeloeb' event 5 and "
+           "case 'untouched' event 1 (events were removed, or their positions changed)"]
+    assert _problems(log) == gap
     assert _problems(log, heads) == ["case 'restbeloeb' event 7: exported earlier, no longer "
-                                     "in the log"]
+                                     "in the log", *gap]
 
 
 def test_deleted_case_is_caught_by_exported_heads(log):
-    """A whole case removed (events and row) is missing from the exported heads."""
+    """A whole case removed (events and row) is missing from the exported heads; it was the
+    last in the feed, so no gap in the feed's positions shows it."""
     heads = _heads(log)
     conn = _attacker(log)
     conn.execute("DELETE FROM events WHERE case_id = 'untouched'")

@@ -442,7 +442,7 @@ def test_an_old_store_is_migrated_with_a_timers_table(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     path.write_bytes(source.read_bytes())
     with af.open_store(path) as store:
-        assert store.schema_version == 4
+        assert store.schema_version == 5
         assert timer_table(store) == []
         assert store.tick(on="2030-01-01").taken == ()
         assert store.verify().ok

@@ -274,6 +274,7 @@ def test_forged_migration_is_caught_by_verify(store: af.Store) -> None:
                                                "mapping": {"audit": "checking"},
                                                "ballots": "keep"}}),
            "workflow_version": 1,
+           "position": conn.execute("SELECT max(position) + 1 FROM events").fetchone()[0],
            "workflow_digest": conn.execute("SELECT digest FROM workflows WHERE version = 1")
            .fetchone()[0]}
     row["hash"] = event_hash(row)

@@ -165,6 +165,41 @@ if __name__ == "__main__":
         raise SystemExit("usage: python tests/writer_process.py crash DB CASE FIRST")
 
 
+# -- the feed: writers whose transactions sometimes roll back -------------------------------
+
+
+class RolledBack(Exception):
+    """Raised inside a bulk block on purpose, so the block stores nothing."""
+
+
+def feed_writer(path: str, proc: int, steps: int, start: Any, results: Any) -> None:
+    """Create a case and take ``steps`` steps on it; before every third step, take one
+    inside a bulk block that then raises (rolled back: it must leave no trace in the
+    feed). Report every acknowledged (case, seq)."""
+    acks: list[tuple[str, int]] = []
+    try:
+        store = af.open_store(path)
+        start.wait()
+        case = create_or_load(store, f"feed-{proc}")
+        acks.append((case.id, 1))
+        for i in range(steps):
+            if i % 3 == 0:
+                try:
+                    with store.bulk():
+                        trigger, actor = next_step(case)
+                        case.fire(trigger, actor=actor, on=ON, note="rolled back")
+                        raise RolledBack
+                except RolledBack:
+                    pass
+            trigger, actor = next_step(case)
+            e = case.fire(trigger, actor=actor, on=ON, note=f"p{proc} {i}")
+            acks.append((case.id, e.seq))
+        store.close()
+        results.put({"proc": proc, "acks": acks, "error": None})
+    except BaseException:
+        results.put({"proc": proc, "acks": acks, "error": traceback.format_exc()})
+
+
 # -- timers: several tickers at once ---------------------------------------------------------
 
 

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
         DefinitionError,
         InvalidInputError,
         MissingDependencyError,
+        PluginError,
         SchemaVersionError,
         StoreError,
         TransitionRefusedError,
     )
     from .guards import GuardContext, guard
+    from .plugins import load_guard_module, load_guard_plugins
     from .store import CaseSummary, Store, VerifyReport, open_store
 
 #: Where each public name lives. They are imported on first use, so that a program
@@ -38,9 +40,11 @@ _EXPORTS = {
     "ApprovalflowError": "errors", "CaseExistsError": "errors",
     "CaseNotFoundError": "errors", "ConcurrencyError": "errors",
     "DefinitionError": "errors", "InvalidInputError": "errors",
-    "MissingDependencyError": "errors", "SchemaVersionError": "errors",
+    "MissingDependencyError": "errors", "PluginError": "errors",
+    "SchemaVersionError": "errors",
     "StoreError": "errors", "TransitionRefusedError": "errors",
     "GuardContext": "guards", "guard": "guards",
+    "load_guard_module": "plugins", "load_guard_plugins": "plugins",
     "CaseSummary": "store", "Store": "store", "VerifyReport": "store", "open_store": "store",
 }
 
@@ -72,6 +76,7 @@ __all__ = [
     "GuardContext",
     "InvalidInputError",
     "MissingDependencyError",
+    "PluginError",
     "Region",
     "SchemaVersionError",
     "Store",
@@ -81,6 +86,8 @@ __all__ = [
     "Workflow",
     "bundled_workflows",
     "guard",
+    "load_guard_module",
+    "load_guard_plugins",
     "load_workflow",
     "loads_workflow",
     "open_store",

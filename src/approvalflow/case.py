@@ -18,7 +18,7 @@ import attrs
 from .canonical import check_data, check_text, date_or_today
 from .definition import TransitionDef, Workflow
 from .engine import CaseState, Decision, Engine, engine_for
-from .errors import InvalidInputError, TransitionRefusedError
+from .errors import ConcurrencyError, InvalidInputError, TransitionRefusedError
 from .forecast import Deadline, Expectation, Forecast, LatestDates, Timer, parse_expected
 from .forecast import deadlines as _deadlines
 from .forecast import expectations as _expectations
@@ -37,6 +37,8 @@ __all__ = ["Case", "Event", "Region", "MAX_NOTE_LENGTH", "check_actor"]
 
 MAX_NOTE_LENGTH = 10_000
 MAX_ID_LENGTH = 200
+#: The most times ``fire(..., retries=N)`` decides a step anew after a conflict.
+MAX_RETRIES = 1000
 
 
 @attrs.frozen
@@ -61,6 +63,10 @@ class Event:
     hash: str = attrs.field(default="", repr=False)
     #: a creation's commitment to its workflow's text (SHA-256 of it); None otherwise
     workflow_digest: str | None = attrs.field(default=None, repr=False)
+    #: the person who acted for the actor, as the application said (hashed); or None
+    by: str | None = None
+    #: the event's place in the store's feed (gap-free, in commit order; not hashed)
+    position: int | None = attrs.field(default=None, repr=False)
 
     @property
     def date_known(self) -> bool:
@@ -92,7 +98,7 @@ class Event:
             "target": sorted(self.target), "note": self.note, "data": dict(self.data),
             "workflow": self.workflow, "workflow_version": self.workflow_version,
             "key": self.key, "prev_hash": self.prev_hash, "hash": self.hash,
-            "workflow_digest": self.workflow_digest,
+            "workflow_digest": self.workflow_digest, "by": self.by, "position": self.position,
         }
 
 
@@ -110,7 +116,9 @@ class Region:
 
 class _Appender(Protocol):
     def _append(self, case: Case, decision: Decision, *, note: str | None,
-                data: dict[str, Any], key: str | None) -> Event: ...
+                data: dict[str, Any], key: str | None, by: str | None = None) -> Event: ...
+
+    def case(self, case_id: str) -> Case: ...
 
     def _append_expect(self, case: Case, *, actor: str, on: dt.date, note: str | None,
                        data: dict[str, Any], key: str | None) -> Event: ...
@@ -118,13 +126,23 @@ class _Appender(Protocol):
     def _find_key(self, case: Case, key: str) -> Event | None: ...
 
     def _check_retry(self, stored: Event, *, trigger: str, actor: str, on: dt.date,
-                     note: str | None, data: Mapping[str, Any]) -> None: ...
+                     note: str | None, data: Mapping[str, Any],
+                     by: str | None = None) -> None: ...
 
 
 def reasons_text(reasons: Sequence[str]) -> str:
     """Reasons joined into one sentence, ending with exactly one full stop."""
     text = "; ".join(reasons)
     return text if text.endswith(".") else text + "."
+
+
+def check_person(by: object) -> str:
+    """The person who acts for an actor (``by``): printable text, 1 to 200 characters."""
+    text = check_text(by, "by", max_length=MAX_ID_LENGTH)
+    if not text.strip() or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidInputError(f"by {text!r} must name a person: printable text, not empty "
+                                f"or blank.")
+    return text
 
 
 def check_actor(actor: object) -> str:
@@ -249,18 +267,27 @@ class Case:
         return self._engine.allowed(self._state, actor=actor, on=self._on(on), case_id=self._id)
 
     def why_not(self, trigger: str, *, actor: str, on: object = None,
-                data: Mapping[str, Any] | None = None) -> list[str]:
-        """Every reason ``actor`` firing ``trigger`` would be refused; [] if it would fire."""
-        return list(self._decide(trigger, actor=actor, on=on, data=data).reasons)
+                data: Mapping[str, Any] | None = None, by: str | None = None) -> list[str]:
+        """Every reason ``actor`` firing ``trigger`` would be refused; [] if it would fire.
+
+        With ``by`` (the person), four-eyes rules (``not_by``) are asked too; without it
+        they are left out, as no particular person is meant.
+        """
+        return list(self._decide(trigger, actor=actor, on=on, data=data, by=by,
+                                 check_persons=by is not None).reasons)
 
     def _decide(self, trigger: str, *, actor: str, on: object,
-                data: Mapping[str, Any] | None, checked: bool = False) -> Decision:
+                data: Mapping[str, Any] | None, checked: bool = False,
+                by: str | None = None, check_persons: bool = True) -> Decision:
         trigger = check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
         actor = check_actor(actor)
+        if by is not None:
+            by = check_person(by)
         when = self._on(on)
         decision = self._engine.evaluate(self._state, trigger, actor=actor, on=when,
                                          data=data if checked else check_data(data),
-                                         case_id=self._id)
+                                         case_id=self._id, by=by,
+                                         check_persons=check_persons)
         if self._as_of is not None:
             reason = (f"this is a view of the case as of {self._as_of.isoformat()}; "
                       f"load the case without as_of to take a step")
@@ -269,6 +296,8 @@ class Case:
 
     def awaiting(self, on: object = None) -> dict[str, list[str]]:
         """Who may act and on what: actor id -> triggers, for every actor of the workflow.
+        Steps marked ``awaited = false`` (one anyone may take at any time) are left out:
+        nobody is waiting for them (:meth:`permitted` includes them).
 
         On a view taken ``as_of`` a date, this describes who was awaited then (``on``
         defaults to that date); the view itself still refuses to take steps.
@@ -276,10 +305,28 @@ class Case:
         when = self._on(on)
         out: dict[str, list[str]] = {}
         for actor in self._workflow.actors:
+            triggers = [t for t in self._engine.allowed(self._state, actor=actor, on=when,
+                                                        case_id=self._id)
+                        if self._awaited(t)]
+            if triggers:
+                out[actor] = triggers
+        return out
+
+    def permitted(self, on: object = None) -> dict[str, list[str]]:
+        """Who may take a step now and which: actor id -> triggers, like :meth:`awaiting`
+        but with the steps marked ``awaited = false`` too (a withdrawal anyone may make)."""
+        when = self._on(on)
+        out: dict[str, list[str]] = {}
+        for actor in self._workflow.actors:
             triggers = self._engine.allowed(self._state, actor=actor, on=when, case_id=self._id)
             if triggers:
                 out[actor] = triggers
         return out
+
+    def _awaited(self, trigger: str) -> bool:
+        """False for a step marked ``awaited = false`` (one anyone may take at any time)."""
+        t = self._engine.enabled_transition(self._state.config, trigger)
+        return t is None or t.awaited
 
     def regions(self, on: object = None) -> list[Region]:
         """Each independently moving part, its active state, and who may move it now."""
@@ -386,24 +433,59 @@ class Case:
     # -- acting -------------------------------------------------------------------------
 
     def fire(self, trigger: str, *, actor: str, on: object = None, note: str | None = None,
-             data: Mapping[str, Any] | None = None, key: str | None = None) -> Event:
+             data: Mapping[str, Any] | None = None, key: str | None = None,
+             by: str | None = None, retries: int = 0) -> Event:
         """Take a step: append its event and move the case, or raise and write nothing.
 
         ``key`` is an idempotency key: a retry with the same key returns the event
-        already stored instead of storing it again.
+        already stored instead of storing it again. ``by`` records the person who acts
+        for ``actor`` (the application's authenticated user: approvalflow does not
+        authenticate anyone); it is stored, hashed, and what ``not_by`` rules compare.
+
+        ``retries``: when another writer changed the case since this copy was read
+        (:class:`~approvalflow.errors.ConcurrencyError`), load the case again and decide
+        the step anew on what is stored now, up to ``retries`` times. A decision made on
+        an older state is never written: the step may now be refused (for instance a
+        ballot when the vote has just closed). Either way this Case object is left at
+        the state it was decided on.
         """
+        if isinstance(retries, bool) or not isinstance(retries, int) \
+                or not 0 <= retries <= MAX_RETRIES:
+            raise InvalidInputError(f"retries must be a whole number from 0 to {MAX_RETRIES}, "
+                                    f"not {retries!r}.")
+        while True:
+            try:
+                return self._fire_once(trigger, actor=actor, on=on, note=note, data=data,
+                                       key=key, by=by)
+            except ConcurrencyError:
+                if retries <= 0 or self._store is None:
+                    raise
+                retries -= 1
+                self._reload()
+
+    def _reload(self) -> None:
+        """Take the state and history the store holds now (after a ConcurrencyError)."""
+        assert self._store is not None
+        fresh = self._store.case(self._id)
+        self._state, self._history = fresh._state, fresh._history
+
+    def _fire_once(self, trigger: str, *, actor: str, on: object, note: str | None,
+                   data: Mapping[str, Any] | None, key: str | None,
+                   by: str | None) -> Event:
         if note is not None:
             check_text(note, "note", max_length=MAX_NOTE_LENGTH)
         if key is not None:
             check_text(key, "key", max_length=MAX_ID_LENGTH)
         payload = dict(check_data(data))
+        if by is not None:
+            by = check_person(by)
         if key is not None and self._store is not None and self._as_of is None:
             stored = self._store._find_key(self, key)
             if stored is not None:
                 self._store._check_retry(stored, trigger=trigger, actor=actor,
-                                         on=self._on(on), note=note, data=payload)
+                                         on=self._on(on), note=note, data=payload, by=by)
                 return stored
-        decision = self._decide(trigger, actor=actor, on=on, data=payload, checked=True)
+        decision = self._decide(trigger, actor=actor, on=on, data=payload, checked=True, by=by)
         if decision.reasons:
             raise TransitionRefusedError(
                 f"Can't fire {trigger!r} on case {self._id!r} by {actor!r}: "
@@ -411,7 +493,7 @@ class Case:
         if self._store is None:
             raise TransitionRefusedError("This case is not attached to a store.",
                                          ["the case is not attached to a store"])
-        return self._store._append(self, decision, note=note, data=payload, key=key)
+        return self._store._append(self, decision, note=note, data=payload, key=key, by=by)
 
     def expect(self, step: str, on: object, *, actor: str, said_on: object = None,
                voter: str | None = None, note: str | None = None,
@@ -514,5 +596,5 @@ class Case:
             return
         self._state = self._engine.apply(self._state, trigger=event.trigger, actor=event.actor,
                                          on=event.on, seq=event.seq, target=event.target,
-                                         data=event.data)
+                                         data=event.data, by=event.by)
         self._history = (*self._history, event)

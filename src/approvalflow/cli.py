@@ -74,11 +74,31 @@ class _Group(click.Group):
             from .errors import ApprovalflowError
 
             if isinstance(e, ApprovalflowError):
-                raise Failure(str(e)) from e
+                raise Failure(cli_advice(str(e))) from e
             if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):
                 where = f" {os.fsdecode(e.filename)!r}" if e.filename else ""
                 raise Failure(f"Could not use{where}: {e.strerror or e}.") from e
             raise
+
+
+#: Advice the library gives Python callers, and what to do instead on the command line.
+_PYTHON_ADVICE = (
+    (re.compile(r"([Rr])egister it with @approvalflow\.guard\(('[^']*'|\"[^\"]*\")\) "
+                r"before (?:loading|firing)"),
+     r"\1egister it: give the module that defines guard \2 with --guards MODULE (a module "
+     r"name or a .py file) or $APPROVALFLOW_GUARDS"),
+    (re.compile(r"choose another id or load it with store\.case\(\)"),
+     "choose another id, or see that case with 'approvalflow show ID'"),
+    (re.compile(r"create one with 'approvalflow new' or approvalflow\.open_store\(\)"),
+     "create one with 'approvalflow new'"),
+)
+
+
+def cli_advice(text: str) -> str:
+    """A library message with its Python advice turned into command-line advice."""
+    for pattern, replacement in _PYTHON_ADVICE:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 # --------------------------------------------------------------------------- parameter types
@@ -244,11 +264,29 @@ def _load_workflow(name_or_path: str) -> Workflow:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "db", type=click.Path(dir_okay=False, readable=False), default=None,
               help=f"The database file (default: ${DB_ENV}, else ./{DEFAULT_DB}).")
+@click.option("--guards", "guard_modules", multiple=True, metavar="MODULE",
+              help="Import this guard module first: a module name or a .py file "
+                   "(repeatable; also $APPROVALFLOW_GUARDS, comma-separated).")
 @click.version_option(package_name="approvalflow")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, guard_modules: tuple[str, ...]) -> None:
     """Inspect and drive approval cases recorded in an SQLite event log."""
     ctx.obj = {"db": db}
+    _load_guards(guard_modules)
+
+
+def _load_guards(given: tuple[str, ...]) -> None:
+    """Guard modules from $APPROVALFLOW_GUARDS, then --guards; installed packages' guard
+    plugins are loaded the first time a workflow names a guard not registered."""
+    from . import guards, plugins
+
+    specs = [*plugins.guard_modules_from_env(), *given]
+    if specs and "" not in sys.path and os.getcwd() not in sys.path:
+        # a module in the current folder is importable by name, as with ``python -m``
+        sys.path.append(os.getcwd())
+    for spec in specs:
+        plugins.load_guard_module(spec)
+    guards.load_on_first_miss(plugins.load_guard_plugins)
 
 
 # --------------------------------------------------------------------------- workflows
@@ -301,7 +339,7 @@ def check(items: tuple[str, ...], explore: bool, limit: int | None, as_json: boo
             failed += 1
             problems = getattr(e, "problems", None) or str(e).splitlines()
             for problem in problems:
-                _echo(f"Error: {problem}", err=True)
+                _echo(f"Error: {cli_advice(problem)}", err=True)
             continue
         _echo(f"ok: {item}: {wf.name} v{wf.version}, "
               f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
@@ -354,26 +392,39 @@ def _remove_new_database(path: str) -> None:
 @click.option("--data", type=JSON_OBJECT, default=None,
               help="The case's data: a JSON object, or @FILE to read one.")
 @click.option("--note", default=None, help="A note recorded with the creation.")
+@click.option("--by", default=None, help="The person who creates it for --actor (recorded).")
 @click.pass_context
 def new(ctx: click.Context, workflow: str, case_id: str, actor: str, on: dt.date | None,
-        data: dict[str, Any] | None, note: str | None) -> None:
-    """Create case CASE_ID on WORKFLOW (a bundled name or a .toml file)."""
-    wf = _load_workflow(workflow)  # before the database is touched
+        data: dict[str, Any] | None, note: str | None, by: str | None) -> None:
+    """Create case CASE_ID on WORKFLOW (a bundled name, a .toml file, or the name of a
+    workflow stored in the database: its latest version)."""
+    from .errors import CaseExistsError, DefinitionError
+
     path = _db_path(ctx)
     existed = os.path.exists(path)
+    try:
+        wf: Workflow | str = _load_workflow(workflow)  # before the database is touched
+    except DefinitionError:
+        if not existed or workflow.endswith(".toml") or "/" in workflow or os.sep in workflow:
+            raise
+        wf = workflow  # perhaps stored in the database: create_case looks it up there
     store = _open(ctx, create=True)
     try:
         case = store.create_case(wf, case_id, actor=actor, on=on or dt.date.today(), data=data,
-                                 note=note)
+                                 note=note, by=by)
+    except CaseExistsError as e:
+        store.close()
+        raise Failure(f"Case {case_id!r} already exists in {path!r}; choose another id, or "
+                      f"see that case with 'approvalflow show {case_id}'.") from e
     except BaseException:
         store.close()
         if not existed:  # a failed command leaves no database behind
             _remove_new_database(path)
         raise
     with store:
-        _echo(f"Created case {case.id!r} on {wf.name} v{wf.version}, "
+        _echo(f"Created case {case.id!r} on {case.workflow} v{case.workflow_version}, "
               f"{case.history[0].on.isoformat()}, in {ids(case.state)}.")
-        for line in wrap(allowed_line(case, case.awaiting(on=case.last_on)), 0, 2):
+        for line in wrap(allowed_line(case, case.permitted(on=case.last_on)), 0, 2):
             _echo(line)
 
 
@@ -387,9 +438,13 @@ def new(ctx: click.Context, workflow: str, case_id: str, actor: str, on: dt.date
               help="Data recorded with the step (merged into the case's data): JSON or @FILE.")
 @click.option("--key", default=None,
               help="An idempotency key: a retry with the same key records nothing new.")
+@click.option("--by", default=None,
+              help="The person who takes the step for --actor (recorded; four-eyes rules "
+                   "compare it).")
 @click.pass_context
 def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date | None,
-         note: str | None, data: dict[str, Any] | None, key: str | None) -> None:
+         note: str | None, data: dict[str, Any] | None, key: str | None,
+         by: str | None) -> None:
     """Take the step TRIGGER on case CASE_ID, as --actor."""
     from .errors import TransitionRefusedError
 
@@ -398,12 +453,14 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
         case = store.case(case_id)
         before = case.version
         try:
-            event = case.fire(trigger, actor=actor, on=when, note=note, data=data, key=key)
+            event = case.fire(trigger, actor=actor, on=when, note=note, data=data, key=key,
+                              by=by)
         except TransitionRefusedError as e:
             # Say what is allowed on a date that can be allowed: not one before the last event.
             last = case.last_on
             options_on = max(when, last) if last is not None else when
-            raise Failure(f"{e} {allowed_line(case, case.awaiting(on=options_on))}") from e
+            options = allowed_line(case, case.permitted(on=options_on))
+            raise Failure(cli_advice(f"{e} {options}")) from e
         if case.version == before:  # a retry with a known key: the stored event came back
             _echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
             return
@@ -412,11 +469,12 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
                       f"now in {ids(event.target - event.source)}")
         else:
             change = "ballot recorded; the vote goes on"
-        head = (f"Case {case.id!r} event {event.seq}: {event.trigger} by {event.actor} on "
-                f"{event.on.isoformat()}: {change}.")
+        person = f" ({event.by})" if event.by else ""
+        head = (f"Case {case.id!r} event {event.seq}: {event.trigger} by {event.actor}{person} "
+                f"on {event.on.isoformat()}: {change}.")
         for line in wrap(head, 0, 2):
             _echo(line)
-        for line in wrap(allowed_line(case, case.awaiting(on=when)), 0, 2):
+        for line in wrap(allowed_line(case, case.permitted(on=when)), 0, 2):
             _echo(line)
 
 
@@ -485,7 +543,7 @@ def show(ctx: click.Context, case_id: str, as_of: dt.date | None, on: dt.date | 
     if as_json:
         _echo_json(doc)
     else:
-        _echo(summary_text(doc))
+        _echo(cli_advice(summary_text(doc)))
 
 
 # --------------------------------------------------------------------------- due
@@ -561,7 +619,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
             permitted = case.allowed(actor=actor, on=when)
             steps = {t: [actor] for t in permitted}
         else:
-            steps = by_trigger(case.awaiting(on=when))
+            steps = by_trigger(case.permitted(on=when))
         allowed_out = [{"trigger": t, "label": step_label(wf, t, case), "actors": actors}
                        for t, actors in steps.items()]
         refused_out: list[dict[str, Any]] = []
@@ -600,8 +658,8 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
         for a, reasons in r["why_not"].items():
             groups.setdefault(tuple(reasons), []).append(a)
         for reasons, actors in groups.items():
-            for line in wrap(f"{r['trigger']} by {', '.join(actors)}: {'; '.join(reasons)}",
-                              2, 6):
+            for line in wrap(cli_advice(f"{r['trigger']} by {', '.join(actors)}: "
+                                        f"{'; '.join(reasons)}"), 2, 6):
                 _echo(line)
 
 
@@ -824,6 +882,48 @@ def backup(ctx: click.Context, dest: str, force: bool) -> None:
         raise Failure(f"The copy {dest!r} of {source!r} has {len(report.problems)} problems.")
     _echo(f"Backed up {source!r} to {dest!r}: {report.cases} cases, {report.events} events, "
           f"verified ok.")
+
+
+# --------------------------------------------------------------------------- tail
+
+
+def _tail_line(e: Any) -> str:
+    person = f" ({e.by})" if e.by else ""
+    kind = "" if e.kind == "fire" else f"[{e.kind}] "
+    return (f"{e.position:>6}  {e.case_id} #{e.seq}  {e.on.isoformat()}  {kind}{e.trigger} "
+            f"by {e.actor}{person}: {', '.join(sorted(e.target)) or '-'}")
+
+
+@cli.command()
+@click.option("--after", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Start after this feed position (the last one you handled).")
+@click.option("--follow", is_flag=True,
+              help="Keep running: print each new event as it is committed (Ctrl-C ends).")
+@json_option
+@click.pass_context
+def tail(ctx: click.Context, after: int, follow: bool, as_json: bool) -> None:
+    """Print the events of every case in commit order (the feed), one line each."""
+    from .store.feed import follow as follow_feed
+
+    def emit(e: Any) -> None:
+        if as_json:
+            click.echo(json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True))
+        else:
+            _echo(_tail_line(e))
+        sys.stdout.flush()  # a reader at the other end of a pipe sees each event at once
+
+    with _open(ctx, readonly=True) as store:
+        if not follow:
+            while events := store.feed(after=after, limit=1000):
+                for e in events:
+                    emit(e)
+                after = events[-1].position or after
+            return
+        try:
+            for e in follow_feed(store, after):
+                emit(e)
+        except KeyboardInterrupt:  # Ctrl-C is how a follower is meant to end
+            return
 
 
 # --------------------------------------------------------------------------- demo

@@ -66,7 +66,8 @@ TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
                     "guards": list, "label": str, "vote": str, "ballot": str, "join": bool,
                     "description": str, "deadline": DATE_REF, "earliest": DATE_REF,
                     "duration_days": int, "sets": list, "restate_after_withdrawal": list,
-                    "quorum_lost": bool, "at": DATE_REF, "after": dict, "escalates": str}
+                    "quorum_lost": bool, "not_by": list, "awaited": bool, "at": DATE_REF,
+                    "after": dict, "escalates": str}
 #: The keys that make a transition timed (taken by the clock when its date comes).
 TIMER_KEYS = ("at", "after", "escalates")
 #: What ``after = { ... }`` (a timer, or a date reference's ``after``) may count from.
@@ -199,6 +200,10 @@ class TransitionDef:
     sets: tuple[str, ...] | None = None  # data keys the step may carry (None: any)
     restate_after_withdrawal: tuple[str, ...] = ()  # keys to state again after a withdrawal
     quorum_lost: bool = False  # leaves a parallel state once its quorum can't be met
+    #: triggers whose latest taker (``by``) may not take this step too (four eyes)
+    not_by: tuple[str, ...] = ()
+    #: False: a step anyone may take at any time; its actors are not listed as awaited
+    awaited: bool = True
     #: when the clock takes the step (``at``, ``after`` or ``escalates``); None: a person does
     timer: DateRef | None = None
     #: a timed step with no target: a reminder, recorded without a change of state

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -108,6 +108,9 @@ class CaseState:
     taken: Mapping[str, tuple[int, dt.date]] = attrs.field(factory=dict)
     entered: Mapping[str, tuple[int, dt.date]] = attrs.field(factory=dict)
     joined: Mapping[str, tuple[int, dt.date]] = attrs.field(factory=dict)
+    #: trigger -> the person (``by``) of its latest event, None when it recorded none;
+    #: "create" for the creation. What ``not_by`` (four eyes) compares against.
+    persons: Mapping[str, str | None] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -401,9 +404,11 @@ class Engine:
         return [f"a case of workflow {self.workflow.name!r} may not start with the data "
                 f"{_ids(stray)}; it may start with: {allowed}"]
 
-    def initial_state(self, data: Mapping[str, Any], on: dt.date) -> CaseState:
+    def initial_state(self, data: Mapping[str, Any], on: dt.date,
+                      by: str | None = None) -> CaseState:
         state = CaseState(config=self.initial_config, data=dict(data), version=1, last_on=on,
-                          ballots={}, withdrawn={}, set_at={k: 1 for k in data})
+                          ballots={}, withdrawn={}, set_at={k: 1 for k in data},
+                          persons={"create": by})
         if not self.timed:
             return state
         return attrs.evolve(state, entered={s: (1, on) for s in self.active(state.config)
@@ -508,13 +513,19 @@ class Engine:
 
     def evaluate(self, state: CaseState, trigger: str, *, actor: str, on: dt.date,
                  data: Mapping[str, Any] | None = None, case_id: str = "",
-                 unchecked: list[str] | None = None, _overdue: bool = True) -> Decision:
+                 unchecked: list[str] | None = None, by: str | None = None,
+                 check_persons: bool = True, _overdue: bool = True) -> Decision:
         """Decide what firing ``trigger`` would do; every reason it can't is in ``reasons``,
         and the rule each reason enforces at the same index of ``rules``.
 
         With ``unchecked`` (a list), a guard that is not registered in this process is not
         run but its name is appended there (``verify`` counts such steps as not
         re-checked); without it, an unregistered guard refuses the step.
+
+        ``by`` is the person taking the step for ``actor``. A transition with ``not_by``
+        needs one, different from the person of the latest event of each named step;
+        ``check_persons=False`` leaves that rule out (to ask what an actor may do, with
+        no particular person in mind).
         """
         wf = self.workflow
         reasons: list[str] = []
@@ -605,6 +616,8 @@ class Engine:
                            f"{actor!r} can't withdraw from the vote {vg.id!r}: it would leave "
                            f"{remaining} voter(s) where {max(needed, 1)} yes-vote(s) are "
                            f"needed; vote no instead")
+        if t.not_by and check_persons:
+            self._check_persons(t, state, by, refuse)
         if t.guards:
             merged = merge_data(state.data, data or {})
             ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
@@ -626,6 +639,28 @@ class Engine:
             target, moves = state.config, False
         return Decision(trigger, actor, on, (), transition=t, target=target, moves=moves)
 
+    @staticmethod
+    def _check_persons(t: TransitionDef, state: CaseState, by: str | None,
+                       refuse: Callable[[str, str], None]) -> None:
+        """Four eyes: ``by`` is not the person who took any step ``t.not_by`` names."""
+        if by is None:
+            refuse("not_by", f"{t.trigger!r} must be taken by another person than who took "
+                             f"{_ids(t.not_by)}; say who takes it (by)")
+            return
+        for named in t.not_by:
+            if named not in state.persons:
+                continue  # not taken (yet) in this case: nothing to compare with
+            earlier = state.persons[named]
+            if earlier is None:
+                refuse(f"not_by {named}",
+                       f"{named!r} was taken without recording who took it, so it can't be "
+                       f"shown that {by!r} is another person; {t.trigger!r} needs "
+                       f"{named!r} taken again with its person (by)")
+            elif earlier == by:
+                refuse(f"not_by {named}",
+                       f"{by!r} took {named!r}, so another person must take {t.trigger!r} "
+                       f"(four eyes: not_by = [{named!r}])")
+
     def _ballot_moves(self, vg: VoteGroup, t: TransitionDef, state: CaseState,
                       actor: str) -> bool:
         """Does this ballot decide the vote (so the region moves to the ballot's target)?"""
@@ -646,7 +681,8 @@ class Engine:
     # -- applying ----------------------------------------------------------------------
 
     def apply(self, state: CaseState, *, trigger: str, actor: str, on: dt.date, seq: int,
-              target: frozenset[str], data: Mapping[str, Any]) -> CaseState:
+              target: frozenset[str], data: Mapping[str, Any],
+              by: str | None = None) -> CaseState:
         """The state after a recorded event: the log is the truth, so ``target`` is taken as is."""
         t = self.enabled_transition(state.config, trigger)
         # copied only when they change: a state's mappings are never changed in place, so an
@@ -697,10 +733,13 @@ class Engine:
         set_at = state.set_at
         if data:
             set_at = {**set_at, **{k: seq for k in data}}
+        persons = state.persons
+        if persons.get(trigger, ...) != by:  # copied only when it changes, as above
+            persons = {**persons, trigger: by}
         return CaseState(config=target, data=merge_data(state.data, data) if data else
                          state.data, version=seq, last_on=on, ballots=ballots,
                          withdrawn=withdrawn, withdrew_at=withdrew_at, set_at=set_at,
-                         taken=taken, entered=entered, joined=joined)
+                         persons=persons, taken=taken, entered=entered, joined=joined)
 
     def allowed(self, state: CaseState, *, actor: str | None, on: dt.date,
                 case_id: str = "") -> list[str]:
@@ -711,7 +750,8 @@ class Engine:
             if t is None:
                 continue
             actors = [actor] if actor is not None else list(t.actors)
-            if any(self.evaluate(state, trigger, actor=a, on=on, case_id=case_id).ok
+            if any(self.evaluate(state, trigger, actor=a, on=on, case_id=case_id,
+                                 check_persons=False).ok
                    for a in actors):
                 out.append(trigger)
         return out

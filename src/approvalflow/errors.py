@@ -13,6 +13,7 @@ __all__ = [
     "SchemaVersionError",
     "InvalidInputError",
     "MissingDependencyError",
+    "PluginError",
 ]
 
 
@@ -63,3 +64,8 @@ class SchemaVersionError(StoreError):
 class MissingDependencyError(ApprovalflowError, ImportError):
     """An optional feature needs a package or program that is not installed; the message
     names what to install."""
+
+
+class PluginError(ApprovalflowError, ImportError):
+    """A guard module (``--guards``, ``$APPROVALFLOW_GUARDS``, an installed package's entry
+    point) could not be found or imported; the message names it."""

@@ -81,7 +81,22 @@ def registered_guards() -> dict[str, GuardFunction]:
 
 def lookup_guard(name: str) -> GuardFunction | None:
     _load_builtin_guards()
-    return _REGISTRY.get(name)
+    found = _REGISTRY.get(name)
+    if found is None and _ON_MISSING:
+        _ON_MISSING.pop()()  # once: e.g. the command line loads installed guard plugins
+        found = _REGISTRY.get(name)
+    return found
+
+
+#: What to call (once) the first time a guard is looked up and not found.
+_ON_MISSING: list[Callable[[], object]] = []
+
+
+def load_on_first_miss(loader: Callable[[], object]) -> None:
+    """Call ``loader`` the first time a guard is not found, then look again. The command
+    line uses it to import installed guard plugins only when a workflow needs one
+    (reading the installed packages' entry points takes a tenth of a second)."""
+    _ON_MISSING[:] = [loader]
 
 
 def run_guard(name: str, func: GuardFunction | None, ctx: GuardContext) -> list[str]:

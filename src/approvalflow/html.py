@@ -178,8 +178,9 @@ def _standing_html(case: Case) -> str:
         elif region.done:
             status = f'<span style="{_DONE}">done</span>'
             if event is not None and event.kind == "fire":
-                status += (f" · {_actor(wf, event.actor)} fired {_code(event.trigger)} on "
-                           f"{_e(event.on.isoformat())}")
+                person = f" ({_e(event.by)})" if event.by else ""
+                status += (f" · {_actor(wf, event.actor)}{person} fired "
+                           f"{_code(event.trigger)} on {_e(event.on.isoformat())}")
         elif region.awaiting:
             who = "; ".join(f"{_actor(wf, a)}: {', '.join(_code(t) for t in ts)}"
                             for a, ts in region.awaiting.items())
@@ -280,6 +281,8 @@ def history_html(events: Sequence[Event], workflow: Workflow | None = None) -> s
     rows = []
     for e in events:
         who = _actor(workflow, e.actor) if workflow is not None else _code(e.actor)
+        if e.by:
+            who += f' <span style="{_MUTED}">({_e(e.by)})</span>'
         data = ""
         if e.data:
             text = json.dumps(dict(e.data), ensure_ascii=False, sort_keys=True)

@@ -3,10 +3,10 @@
 The log is the truth: :func:`replay` applies each recorded event's target as it is.
 With ``check``, it also re-decides every step with the engine, exactly as ``fire``
 decided it (the step enabled from that state, the actor, the date order, the join,
-each vote's rules, every guard on the data as of that step, and where the statechart
-moves) and reports each disagreement, naming the rule, and every invariant of the
-workflow file the recorded steps break: this is how ``Store.verify`` proves a log is
-one the workflow could have written.
+each vote's rules, four eyes (``not_by``), every guard on the data as of that step, and
+where the statechart moves) and reports each disagreement, naming the rule, and every
+invariant of the workflow file the recorded steps break: this is how ``Store.verify``
+proves a log is one the workflow could have written.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Recorded(NamedTuple):
     data: Mapping[str, Any]
     workflow: str = ""
     workflow_version: int = 0
+    by: str | None = None
 
 
 #: Where replay finds the workflow version a ``migrate`` event moved the case to.
@@ -62,7 +63,7 @@ def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,
     if first.kind != "create":
         raise StoreError(f"case {first.case_id!r}: its first event is {first.trigger!r}, "
                          f"not its creation")
-    state = engine.initial_state(first.data, first.on)
+    state = engine.initial_state(first.data, first.on, first.by)
     created = engine.workflow
     if check is not None:
         _check_creation(engine, state, first, check)
@@ -74,7 +75,7 @@ def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,
             _check_event(engine, state, e, check, unchecked)
         if e.kind == "fire":
             state = engine.apply(state, trigger=e.trigger, actor=e.actor, on=e.on, seq=e.seq,
-                                 target=e.target, data=e.data)
+                                 target=e.target, data=e.data, by=e.by)
         else:
             state = attrs.evolve(state, version=e.seq, last_on=e.on)
     if check is not None:  # the workflow file's [[invariants]], judged on the recorded steps
@@ -166,7 +167,7 @@ def _check_event(engine: Engine, state: CaseState, e: Event | Recorded, check: l
                      f"{sorted(e.source)}, but the case was in {sorted(state.config)}")
         return
     decision = engine.evaluate(state, e.trigger, actor=e.actor, on=e.on, data=e.data,
-                               case_id=e.case_id, unchecked=unchecked)
+                               case_id=e.case_id, unchecked=unchecked, by=e.by)
     step = f"case {e.case_id!r} event {e.seq}: {e.trigger!r} by {e.actor!r} on {e.on.isoformat()}"
     for rule, reason in zip(decision.rules, decision.reasons, strict=True):
         check.append(f"{step} breaks the rule '{rule}': {reason}")

@@ -100,7 +100,8 @@ def allowed_line(case: Case, awaiting: Mapping[str, Sequence[str]]) -> str:
 def event_lines(e: dict[str, Any], *, indent: int = 2) -> list[str]:
     """An event (as ``Event.to_dict`` gives it) as text: head line, change of state, note."""
     kind = "" if e["kind"] == "fire" else f"[{e['kind']}] "
-    lines = wrap(f"{e['seq']:>3}  {e['on']}  {kind}{e['trigger']} by {e['actor']}",
+    person = f" ({e['by']})" if e.get("by") else ""
+    lines = wrap(f"{e['seq']:>3}  {e['on']}  {kind}{e['trigger']} by {e['actor']}{person}",
                   indent, indent + 7)
     pad = indent + 7
     source, target = set(e["source"]), set(e["target"])
@@ -218,7 +219,7 @@ def _region_lines(regions: list[dict[str, Any]], doc: dict[str, Any]) -> list[st
 def _build_decided(ctx: SummaryContext) -> list[dict[str, Any]]:
     wf = ctx.case.definition
     return [{"seq": e.seq, "on": e.on.isoformat(), "date_known": e.date_known,
-             "actor": e.actor, "actor_label": wf.actors.get(e.actor, e.actor),
+             "actor": e.actor, "actor_label": wf.actors.get(e.actor, e.actor), "by": e.by,
              "trigger": e.trigger, "moved": e.moved} for e in ctx.case.decisions()]
 
 
@@ -228,8 +229,9 @@ def _decided_lines(decided: list[dict[str, Any]], doc: dict[str, Any]) -> list[s
         return lines + ["  nobody yet"]
     for d in decided:
         unknown = "" if d["date_known"] else " (exact date unknown)"
-        lines += wrap(f"{d['on']}  {d['actor']} ({d['actor_label']}): {d['trigger']}{unknown}",
-                      2, 14)
+        person = f", {d['by']}" if d.get("by") else ""
+        lines += wrap(f"{d['on']}  {d['actor']} ({d['actor_label']}{person}): "
+                      f"{d['trigger']}{unknown}", 2, 14)
     return lines
 
 
@@ -292,8 +294,9 @@ def _vote_lines(votes: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
 
 def _build_allowed(ctx: SummaryContext) -> list[dict[str, Any]]:
     wf = ctx.case.definition
+    # every step that may be taken, also those nobody is awaited for (awaited = false)
     return [{"trigger": t, "label": step_label(wf, t, ctx.case), "actors": actors}
-            for t, actors in by_trigger(ctx.awaiting).items()]
+            for t, actors in by_trigger(ctx.case.permitted(on=ctx.on)).items()]
 
 
 def _allowed_lines(allowed: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:

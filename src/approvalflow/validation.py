@@ -86,13 +86,14 @@ class Builder:
         self.source = source
         self.strict_guards = strict_guards
         self.problems: list[str] = []
+        self.unregistered: list[str] = []  # guards named but not registered
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
 
-    def check(self) -> None:
-        if self.problems:
-            raise _fail(self.source, self.problems)
+    def check(self, *, last: bool = False) -> None:
+        if self.problems or (last and self.unregistered):
+            raise _fail(self.source, self.problems + self.unregistered)
 
     def _keys(self, where: str, table: Any, allowed: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(table, dict):
@@ -176,7 +177,7 @@ class Builder:
         self.check()
         goal, target = self._check_dates(head, defs, trans)
         invariants = self._invariants(doc.get("invariants"), defs)
-        self.check()
+        self.check(last=True)
         return Workflow(
             name=name, version=version, title=head.get("title", name),
             label=head.get("label", head.get("title", name)),
@@ -306,6 +307,16 @@ class Builder:
                              f"for the event log ({', '.join(sorted(RESERVED_TRIGGERS))}).")
             keys["actors"] = self._str_list(f"{where}.actors", keys.get("actors", []))
             keys["guards"] = self._str_list(f"{where}.guards", keys.get("guards", []))
+            keys["not_by"] = self._str_list(f"{where}.not_by", keys.get("not_by", []))
+            for g in keys["guards"]:
+                if self.strict_guards and _guards.lookup_guard(g) is None:
+                    # reported with whatever else is wrong, but it does not stop the
+                    # checks that follow (the file's structure does not depend on it)
+                    known = sorted(_guards.registered_guards())
+                    self.unregistered.append(
+                        f"{where}: guard {g!r} is not registered; registered guards: "
+                        f"{_ids(known)}. Register it with @approvalflow.guard({g!r}) before "
+                        f"loading.")
             ballot = keys.get("ballot")
             if ballot is not None and ballot not in BALLOTS:
                 self.problem(f"{where}.ballot is {ballot!r}; allowed: {', '.join(BALLOTS)}.")
@@ -487,12 +498,6 @@ class Builder:
             if unknown:
                 self.problem(f"{where}.actors {_ids(unknown)} are not actors; actors: "
                              f"{_ids(actors)}.")
-            for g in body["guards"]:
-                if self.strict_guards and _guards.lookup_guard(g) is None:
-                    known = sorted(_guards.registered_guards())
-                    self.problem(f"{where}: guard {g!r} is not registered; registered guards: "
-                                 f"{_ids(known)}. Register it with @approvalflow.guard({g!r}) "
-                                 f"before loading.")
             vote = body.get("vote")
             actor_list = (CLOCK,) if timed else tuple(body["actors"])
             if vote is not None and not timed:
@@ -536,7 +541,14 @@ class Builder:
                 sets=tuple(body["sets"]) if "sets" in body else None,
                 restate_after_withdrawal=tuple(body.get("restate_after_withdrawal", ())),
                 quorum_lost=bool(body.get("quorum_lost", False)),
+                not_by=tuple(body["not_by"]), awaited=body.get("awaited", True),
                 timer=timer, reminder=reminder))
+        steps = {t.trigger for t in out} | {"create"}
+        for body in items:
+            unknown = [s for s in body["not_by"] if s not in steps]
+            if unknown:
+                self.problem(f"{body['_where']}.not_by {_ids(unknown)} are not steps of this "
+                             f"workflow; steps: {_ids(steps)}.")
         return out
 
     def _check_soundness(self, defs: dict[str, StateDef], trans: list[TransitionDef],

@@ -119,8 +119,8 @@ def _route(engine: Engine, config: frozenset[str], goal: str) -> list[Transition
         for trigger in order:
             t = engine.enabled_transition(current, trigger)
             # the route is what people do; the clock's steps are what happens if they don't
-            if t is None or t.ballot != "yes" or t.timed:
-                continue
+            if t is None or t.ballot != "yes" or t.timed or not t.awaited:
+                continue  # nor a step nobody is awaited for (awaited = false): no plan
             if (t.join or t.quorum_lost) and engine.join_reasons(t, current):
                 continue
             nxt = engine.step(current, trigger)

@@ -8,7 +8,9 @@
   with, so replay uses the definition the case ran on, whatever the files say now.
 
 One fire is one ``BEGIN IMMEDIATE`` transaction: expected-version check, event insert,
-current-state update, commit; or rollback and nothing written. sqlite3 errors are
+current-state update, commit; or rollback and nothing written. Every event takes the
+next feed position inside that transaction (:mod:`.feed`); after each commit, the
+callbacks given to :meth:`Store.subscribe` hear of the events it stored. sqlite3 errors are
 translated into :class:`~approvalflow.errors.StoreError` in one place, ``translate``.
 """
 
@@ -29,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..canonical import canonical_json, check_data, check_text, date_or_today, to_date
-from ..case import MAX_ID_LENGTH, Case, Event, check_actor
-from ..definition import Workflow, load_workflow, loads_workflow
+from ..case import MAX_ID_LENGTH, Case, Event, check_actor, check_person
+from ..definition import Workflow, bundled_workflows, load_workflow, loads_workflow
 from ..engine import CaseState, Decision, engine_for
 from ..errors import (
     CaseExistsError,
@@ -44,6 +46,7 @@ from ..errors import (
 from ..forecast import DueItem, due_items, sort_due
 from ..replay import replay
 from ..versioning import migrated_state
+from .feed import Subscriber, notify, read_feed
 from .rows import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
@@ -105,8 +108,8 @@ class CaseSummary:
 
 
 _WRONG_THREAD = ("This store was opened in another thread ({owner}); a store belongs to the "
-                 "thread that opened it. Open one store per thread (approvalflow.open_store "
-                 "in each; they may share the file).")
+                 "thread that opened it. Open one store per thread or per request "
+                 "(approvalflow.open_store in each; they may share the file).")
 
 
 class MigrationNeededError(StoreError):
@@ -285,6 +288,10 @@ class Store:
         self._bulk_depth = 0
         self._bulk_failed = False
         self._bulk_touched: dict[int, tuple[Case, Any]] = {}
+        self._subscribers: list[Subscriber] = []
+        self._committed_mark: int | None = None
+        self._timeout = timeout
+        self._writer_lock = _writer_lock(self.path)
         self._closed = False
 
     def _check_readable(self) -> None:
@@ -410,13 +417,39 @@ class Store:
                     self._bulk_failed = True
                     raise
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
+            with self._writer_turn(what):
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    mark = self._feed_mark()
+                    yield
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+        # the callbacks run once the caller has advanced its Case (see _after_commit)
+        self._committed_mark = mark
+
+    @contextlib.contextmanager
+    def _writer_turn(self, what: str) -> Iterator[None]:
+        """Wait for the other writers of this process to the same file, on a lock.
+
+        SQLite's busy handler sleeps in growing steps (1, 2, 5, 10 ... ms) while another
+        connection holds the write lock; threads of one process queue here instead and
+        are woken the moment the writer before them is done. Writers in other processes
+        still wait in SQLite.
+        """
+        lock = self._writer_lock
+        if lock is None:
+            yield
+            return
+        if not lock.acquire(timeout=self._timeout):
+            raise StoreError(f"Could not {what}: another writer of this process held "
+                             f"{self.path!r} longer than the timeout of {self._timeout} s "
+                             f"(retry, or open the store with a longer timeout).")
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[Store]:
@@ -433,10 +466,11 @@ class Store:
             finally:
                 self._bulk_depth -= 1
             return
-        with translate("run a bulk transaction"):
+        with translate("run a bulk transaction"), self._writer_turn("run a bulk transaction"):
             self._conn.execute("BEGIN IMMEDIATE")
             self._bulk_depth = 1
             try:
+                mark = self._feed_mark()
                 yield self
                 if self._bulk_failed or not self._conn.in_transaction:
                     raise StoreError(_BULK_FAILED)
@@ -450,6 +484,60 @@ class Store:
                 self._bulk_depth = 0
                 self._bulk_failed = False
                 self._bulk_touched.clear()
+        self._notify(mark)
+
+    # -- the feed and subscriptions (store/feed.py) ---------------------------------------
+
+    def feed(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Events of every case in commit order: those with a feed ``position`` greater
+        than ``after``, at most ``limit`` of them.
+
+        Positions run 1, 2, 3 ... without gaps, in the order the events were committed,
+        so a consumer that keeps the last position it handled reads on from there
+        (docs/integration.md).
+        """
+        if self._closed:
+            raise StoreError("The store is closed.")
+        with translate("read the feed"):
+            return read_feed(self._conn, after, limit)
+
+    def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event this store commits, after the commit.
+
+        Never inside the transaction: a step is stored, then its callbacks run, in feed
+        order, once the commit is done (for a bulk block: once the block commits; a
+        block rolled back calls nothing). A callback that raises neither undoes nor
+        blocks anything: the error is logged (logger ``approvalflow.store``, level
+        ERROR, with its traceback) and the next callbacks still run. Events committed
+        by other Store objects or processes are not seen here: read :meth:`feed` for
+        those. Returns a function that ends the subscription.
+        """
+        if not callable(callback):
+            raise InvalidInputError(f"subscribe() takes a function of one event, not "
+                                    f"{callback!r}.")
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _feed_mark(self) -> int | None:
+        """The last feed position before this transaction wrote (only when someone listens)."""
+        if not self._subscribers:
+            return None
+        row = self._conn.execute("SELECT MAX(position) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def _notify(self, mark: int | None) -> None:
+        if mark is not None and self._subscribers:
+            notify(self, mark)
+
+    def _after_commit(self) -> None:
+        """Tell the subscribers about what the last ``_write`` committed."""
+        mark, self._committed_mark = self._committed_mark, None
+        self._notify(mark)
 
     # -- copying ------------------------------------------------------------------------
 
@@ -532,13 +620,21 @@ class Store:
 
     # -- cases --------------------------------------------------------------------------
 
-    def create_case(self, workflow: Workflow | str, case_id: str, *, actor: str,
-                    on: object = None, data: Mapping[str, Any] | None = None,
-                    note: str | None = None) -> Case:
-        """Start a case in the workflow's initial state; its creation is event 1."""
-        wf = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
+    def create_case(self, workflow: Workflow | str | os.PathLike[str], case_id: str, *,
+                    actor: str, on: object = None, data: Mapping[str, Any] | None = None,
+                    note: str | None = None, by: str | None = None,
+                    version: int | None = None) -> Case:
+        """Start a case in the workflow's initial state; its creation is event 1.
+
+        ``workflow`` is a Workflow, a bundled name, a path to a file, or the name of a
+        workflow stored in this store (its latest version, or ``version``). ``by`` is the
+        person who created it for ``actor`` (recorded and hashed; docs/integration.md).
+        """
+        wf = self._resolve_workflow(workflow, version)
         case_id = check_case_id(case_id)
         actor = check_actor(actor)
+        if by is not None:
+            by = check_person(by)
         if actor not in wf.actors:
             raise InvalidInputError(f"{actor!r} is not an actor of workflow {wf.name!r}; "
                                     f"actors: {', '.join(sorted(wf.actors))}.")
@@ -550,14 +646,14 @@ class Store:
         stray = engine.creation_reasons(payload)
         if stray:
             raise InvalidInputError(f"Can't create case {case_id!r}: {stray[0]}.")
-        state = engine.initial_state(payload, when)
-        event_row = {
+        state = engine.initial_state(payload, when, by)
+        event_row: dict[str, Any] = {
             "case_id": case_id, "seq": 1, "kind": "create", "trigger": "create",
             "actor": actor, "on_date": when.isoformat(), "recorded_at": utc_now().isoformat(),
             "source": "[]", "target": json_list(state.config), "note": note,
             "data": canonical_json(payload), "workflow": wf.name,
             "workflow_version": wf.version, "key": None, "prev_hash": GENESIS,
-            "workflow_digest": wf.digest,
+            "workflow_digest": wf.digest, "by": by,
         }
         event_row["hash"] = event_hash(event_row)
         with self._write(f"create case {case_id!r}"):
@@ -567,7 +663,7 @@ class Store:
                 raise CaseExistsError(f"Case {case_id!r} already exists in {self.path!r}; "
                                       f"choose another id or load it with store.case().")
             self._register_workflow(wf)
-            self._insert_event(event_row)
+            event_row["position"] = self._insert_event(event_row)
             self._conn.execute(
                 INSERT_CASE,
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
@@ -575,11 +671,51 @@ class Store:
                  event_row["recorded_at"], event_row["recorded_at"]))
             sync_timers(self._conn, case_id, engine, state)
         event = row_to_event(event_row)
-        return Case(self, wf, case_id, state, (event,))
+        case = Case(self, wf, case_id, state, (event,))
+        self._after_commit()
+        return case
 
-    def _insert_event(self, row: Mapping[str, Any]) -> None:
-        self._conn.execute(
-            INSERT_EVENT, tuple(row[field] for field in EVENT_FIELDS))
+    def _insert_event(self, row: Mapping[str, Any]) -> int:
+        """Insert one event row; its feed position (assigned in the statement) comes back."""
+        found = self._conn.execute(INSERT_EVENT + " RETURNING position",
+                                   tuple(row[field] for field in EVENT_FIELDS)).fetchone()
+        return int(found[0])
+
+    def _resolve_workflow(self, workflow: Workflow | str | os.PathLike[str],
+                          version: int | None) -> Workflow:
+        """A Workflow; a bundled name or a path; else a name stored here (latest or version)."""
+        if isinstance(workflow, Workflow):
+            if version is not None and version != workflow.version:
+                raise InvalidInputError(f"version={version!r} was given with workflow "
+                                        f"{workflow.name!r} version {workflow.version}; give "
+                                        f"one or the other.")
+            return workflow
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise InvalidInputError(f"version must be a whole number, not {version!r}.")
+            return self.workflow(check_text(workflow, "workflow", max_length=MAX_ID_LENGTH),
+                                 version)
+        name = os.fspath(workflow)
+        if (isinstance(workflow, os.PathLike) or name.endswith(".toml") or "/" in name
+                or os.sep in name or name in bundled_workflows()):
+            return load_workflow(workflow)
+        with translate("look up a stored workflow"):
+            row = self._conn.execute("SELECT MAX(version) FROM workflows WHERE name = ?",
+                                     (name,)).fetchone()
+        if row is None or row[0] is None:
+            stored = self.workflow_names()
+            raise DefinitionError(
+                f"There is no workflow {name!r}: not a bundled one ("
+                f"{', '.join(bundled_workflows()) or 'none'}), not a file, and not stored in "
+                f"{self.path!r} (" + (f"stored: {', '.join(stored)}" if stored else
+                                      "it stores none") + ").")
+        return self.workflow(name, int(row[0]))
+
+    def workflow_names(self) -> list[str]:
+        """The names of the workflows stored here (each case's workflow is), sorted."""
+        with translate("list the stored workflows"):
+            return [r[0] for r in self._conn.execute(
+                "SELECT DISTINCT name FROM workflows ORDER BY name")]
 
     def _events(self, case_id: str, as_of: dt.date | None) -> list[sqlite3.Row]:
         if as_of is None:
@@ -730,10 +866,10 @@ class Store:
 
     @staticmethod
     def _check_retry(stored: Event, *, trigger: str, actor: str, on: dt.date,
-                     note: str | None, data: Mapping[str, Any]) -> None:
-        given = (trigger, actor, on, note, canonical_json(dict(data)))
+                     note: str | None, data: Mapping[str, Any], by: str | None = None) -> None:
+        given = (trigger, actor, on, note, canonical_json(dict(data)), by)
         kept = (stored.trigger, stored.actor, stored.on, stored.note,
-                canonical_json(dict(stored.data)))
+                canonical_json(dict(stored.data)), stored.by)
         if given != kept:
             raise InvalidInputError(
                 f"The idempotency key {stored.key!r} of case {stored.case_id!r} was used for "
@@ -741,7 +877,7 @@ class Store:
                 f"{stored.on.isoformat()}) with other content; a key names one event only.")
 
     def _append(self, case: Case, decision: Decision, *, note: str | None,
-                data: dict[str, Any], key: str | None) -> Event:
+                data: dict[str, Any], key: str | None, by: str | None = None) -> Event:
         """Persist one decided step atomically and advance ``case``; or raise, writing nothing."""
         wf = case.definition
         seq = case.version + 1
@@ -751,7 +887,7 @@ class Store:
             "recorded_at": utc_now().isoformat(), "source": json_list(case.state),
             "target": json_list(decision.target), "note": note, "data": canonical_json(data),
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
-            "workflow_digest": None,
+            "workflow_digest": None, "by": by,
         }
         final = int(engine_for(wf).is_final(decision.target))
         return self._append_row(case, row, final=final, data=data,
@@ -767,7 +903,7 @@ class Store:
             "actor": actor, "on_date": on.isoformat(), "recorded_at": utc_now().isoformat(),
             "source": state, "target": state, "note": note, "data": canonical_json(data),
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
-            "workflow_digest": None,
+            "workflow_digest": None, "by": None,
         }
         return self._append_row(case, row, final=int(case.is_final), data=data,
                                 what=f"record an expectation on case {case.id!r}")
@@ -792,7 +928,7 @@ class Store:
                     event = row_to_event(stored)
                     self._check_retry(event, trigger=row["trigger"], actor=row["actor"],
                                       on=dt.date.fromisoformat(row["on_date"]),
-                                      note=row["note"], data=data)
+                                      note=row["note"], data=data, by=row["by"])
                     return event
             if head["seq"] != case.version or head["head_hash"] != case.head_hash:
                 # The decision was made on this copy's state: it may be written only onto
@@ -805,7 +941,7 @@ class Store:
                     + ". Load it again and decide anew.")
             row["prev_hash"] = head["head_hash"]
             row["hash"] = event_hash(row)
-            self._insert_event(row)
+            row["position"] = self._insert_event(row)
             self._conn.execute(
                 UPDATE_CASE,
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
@@ -819,6 +955,7 @@ class Store:
             # remember how the case was, so a block that is rolled back restores it
             self._bulk_touched.setdefault(id(case), (case, case._snapshot()))
         case._advance(event, moves_to, after)
+        self._after_commit()
         return event
 
     def _sync_timers(self, case: Case, row: Mapping[str, Any], data: dict[str, Any],
@@ -841,7 +978,8 @@ class Store:
             return after
         if row["kind"] == "fire":
             after = engine.apply(state, trigger=row["trigger"], actor=row["actor"], on=on,
-                                 seq=row["seq"], target=state_set(row["target"]), data=data)
+                                 seq=row["seq"], target=state_set(row["target"]), data=data,
+                                 by=row.get("by"))
         else:
             after = attrs.evolve(state, version=row["seq"], last_on=on)
         if engine.same_timers(state, after):
@@ -912,9 +1050,10 @@ class Store:
         batches, so the import runs a few times faster and its memory stays flat however
         many records there are. A record is a mapping:
 
-        - ``{"case_id", "trigger": "create", "workflow", "actor", "on", "data", "note"}``
+        - ``{"case_id", "trigger": "create", "workflow", "actor", "on", "data", "note",
+          "by"}``
           starts a case (``workflow`` is a Workflow or a bundled name or a path);
-        - ``{"case_id", "trigger", "actor", "on", "data", "note"}`` fires a step.
+        - ``{"case_id", "trigger", "actor", "on", "data", "note", "by"}`` fires a step.
 
         ``on`` defaults to today, ``data`` and ``note`` are optional; idempotency keys
         are not taken here. Keep each case's records together and in order: a case that
@@ -960,6 +1099,22 @@ class Store:
 #: characters (bidi controls, zero-width characters, soft hyphens) and line separators.
 _HIDDEN_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formatting character",
                       "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
+#: One lock per database file, shared by the writers of this process (Store._writer_turn).
+_WRITER_LOCKS: dict[str, threading.RLock] = {}
+_WRITER_LOCKS_LOCK = threading.Lock()
+
+
+def _writer_lock(path: str) -> threading.RLock | None:
+    if path == ":memory:":
+        return None  # each :memory: connection is its own database
+    key = os.path.realpath(path)
+    with _WRITER_LOCKS_LOCK:
+        lock = _WRITER_LOCKS.get(key)
+        if lock is None:
+            lock = _WRITER_LOCKS[key] = threading.RLock()
+        return lock
 
 
 def check_case_id(case_id: object) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..canonical import check_data, check_text, sha256_hex, to_date
-from ..case import MAX_ID_LENGTH, MAX_NOTE_LENGTH, check_actor, reasons_text
+from ..case import MAX_ID_LENGTH, MAX_NOTE_LENGTH, check_actor, check_person, reasons_text
 from ..definition import Workflow, load_workflow
 from ..engine import engine_for
 from ..errors import CaseExistsError, InvalidInputError, TransitionRefusedError
@@ -94,6 +94,9 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 note = record.get("note")
                 if note is not None:
                     check_text(note, "note", max_length=MAX_NOTE_LENGTH)
+                by = record.get("by")
+                if by is not None:
+                    by = check_person(by)
                 wf: Any = record.get("workflow")
                 if trigger == "create" and not isinstance(wf, Workflow | str | os.PathLike):
                     raise InvalidInputError(f"a creation needs a 'workflow' (a Workflow, "
@@ -116,7 +119,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     store._register_workflow(wf)
                     registered.add((wf.name, wf.version))
                 engine = engine_for(wf)
-                state = engine.initial_state(payload, when)
+                state = engine.initial_state(payload, when, by)
                 row = (case_id, 1, "create", "create", actor, when.isoformat(), at, "[]",
                        json_list(state.config), note, encode(payload), wf.name,
                        wf.version, None, GENESIS)
@@ -137,7 +140,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     seen.add(case_id)
                 state, engine = cur["state"], cur["engine"]
                 decision = engine.evaluate(state, trigger, actor=actor, on=when,
-                                           data=payload, case_id=case_id)
+                                           data=payload, case_id=case_id, by=by)
                 if decision.reasons:
                     raise TransitionRefusedError(
                         f"Can't import record {number}, {trigger!r} on case {case_id!r} "
@@ -151,10 +154,11 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 commits_to = None
                 cur["state"] = engine.apply(
                     state, trigger=trigger, actor=actor, on=when, seq=seq,
-                    target=decision.target, data=json.loads(text) if payload else {})
+                    target=decision.target, data=json.loads(text) if payload else {}, by=by)
             # a tuple encodes as the same JSON array (see rows.event_hash)
-            digest = sha256_hex(encode(row if commits_to is None else (*row, commits_to)))
-            events.append((*row, digest, commits_to))
+            hashed = row if commits_to is None else (*row, commits_to)
+            digest = sha256_hex(encode(hashed if by is None else (*hashed, {"by": by})))
+            events.append((*row, digest, commits_to, by))
             cur.update(hash=digest, seq=row[1], last_on=row[5], updated_at=at)
             count += 1
             if len(events) >= 2000:

@@ -145,7 +145,7 @@ def migrate(store: Store, to: Workflow | str, *, cases: Iterable[str] | None,
                 "recorded_at": utc_now().isoformat(), "source": json_list(p.source),
                 "target": json_list(p.target), "note": note, "data": canonical_json(data),
                 "workflow": new.name, "workflow_version": new.version, "key": None,
-                "workflow_digest": new.digest,
+                "workflow_digest": new.digest, "by": None,
             }
             store._append_row(case, row, final=0, data=data, moves_to=new,
                               what=f"migrate case {case.id!r} to version {new.version}")

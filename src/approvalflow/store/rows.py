@@ -40,6 +40,9 @@ def translate(what: str) -> Iterator[None]:
             hint = "the file's folder does not exist, or the file can't be opened there"
         elif "readonly" in text or "read-only" in text:
             hint = "the database file or its folder is read-only"
+        elif "thread" in text:
+            hint = ("a Store belongs to the thread that opened it; open one store per thread "
+                    "or per request (approvalflow.open_store), see docs/integration.md")
         elif "append-only" in text:
             hint = "recorded events and workflows are never changed or deleted"
         else:
@@ -87,19 +90,28 @@ def parse_date(text: str) -> dt.date:
 
 def selected_hash(row: sqlite3.Row | tuple[Any, ...]) -> str:
     """:func:`event_hash` of a row selected as ``SELECT {EVENT_COLUMNS}`` (the hashed
-    fields are its first 15 columns, in the same order, and the workflow digest at 16),
-    without a lookup by name."""
-    digest = row[16]
+    fields are its first 15 columns, in the same order, the workflow digest at 16 and
+    the person at 17), without a lookup by name."""
+    fields: tuple[Any, ...] = row[:15]
+    digest, by = row[16], row[17]
+    if digest is not None:
+        fields = (*fields, digest)
+    if by is not None:
+        fields = (*fields, {"by": by})
     # a tuple encodes as the same JSON array
-    return sha256_hex(encode(row[:15] if digest is None else (*row[:15], digest)))
+    return sha256_hex(encode(fields))
 
 
 def event_hash(row: Mapping[str, Any]) -> str:
     """SHA-256 over the canonical bytes of an event row (everything but the hash itself).
 
-    A creation commits to its workflow's text: its ``workflow_digest`` is the last hashed
-    field. Other events, and creations written before schema 3, have none, and hash as
-    the first 15 fields alone (so every hash written before stays valid).
+    A creation commits to its workflow's text: its ``workflow_digest`` is the next hashed
+    field. Other events, and creations written before schema 3, have none. An event that
+    records the person who acted (``by``, schema 4) ends with ``{"by": person}``: an
+    object, so it can never be read as a workflow digest (a string). An event with
+    neither hashes as the first 15 fields alone (so every hash written before stays
+    valid). The feed ``position`` is not hashed: the store assigns it, and a copy into
+    another store numbers the events anew.
     """
     fields = [row["case_id"], row["seq"], row["kind"], row["trigger"], row["actor"],
               row["on_date"], row["recorded_at"], row["source"], row["target"], row["note"],
@@ -108,18 +120,27 @@ def event_hash(row: Mapping[str, Any]) -> str:
     digest = row.get("workflow_digest")
     if digest is not None:
         fields.append(digest)
+    by = row.get("by")
+    if by is not None:
+        fields.append({"by": by})
     return sha256_hex(encode(fields))
 
 
-#: The hashed fields, in hash order, then the hash, then the creation's workflow digest.
+#: The hashed fields, in hash order, then the hash, then the creation's workflow digest
+#: and the person who acted (both hashed when present).
 EVENT_FIELDS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
                 "source", "target", "note", "data", "workflow", "workflow_version", "key",
-                "prev_hash", "hash", "workflow_digest")
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
+                "prev_hash", "hash", "workflow_digest", "by")
+#: What a read selects: the fields, then the feed position (assigned by the store).
+EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", position"
 
-# The statements every write path uses (a step, a creation, the batched import).
-INSERT_EVENT = (f"INSERT INTO events ({EVENT_COLUMNS}) "
-                f"VALUES ({', '.join('?' * len(EVENT_FIELDS))})")
+# The statements every write path uses (a step, a creation, the batched import). The
+# feed position is the next one after the highest: writers hold SQLite's write lock for
+# the whole transaction, so positions are assigned in commit order, and a transaction
+# that rolls back takes none with it (no gaps).
+INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
+                f"VALUES ({', '.join('?' * len(EVENT_FIELDS))}, "
+                f"(SELECT COALESCE(MAX(position), 0) + 1 FROM events))")
 INSERT_CASE = ("INSERT INTO cases (case_id, workflow, workflow_version, state, seq, last_on, "
                "head_hash, is_final, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
 UPDATE_CASE = ("UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
@@ -131,7 +152,8 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
     by position: a lookup by name on sqlite3.Row scans the column names)."""
     if isinstance(row, (sqlite3.Row, tuple)):  # noqa: UP038 (faster than a union)
         (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
-         workflow, workflow_version, key, prev_hash, hash_, workflow_digest) = row[:17]
+         workflow, workflow_version, key, prev_hash, hash_, workflow_digest, by,
+         position) = row[:19]
     else:
         case_id, seq, kind, trigger, actor = (row["case_id"], row["seq"], row["kind"],
                                               row["trigger"], row["actor"])
@@ -140,13 +162,15 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
         note, data, workflow, workflow_version = (row["note"], row["data"], row["workflow"],
                                                   row["workflow_version"])
         key, prev_hash, hash_ = row["key"], row["prev_hash"], row["hash"]
-        workflow_digest = row.get("workflow_digest")
+        workflow_digest, by = row.get("workflow_digest"), row.get("by")
+        position = row.get("position")
     return Event(
         case_id=case_id, seq=seq, trigger=trigger, actor=actor, on=parse_date(on_date),
         recorded_at=dt.datetime.fromisoformat(recorded_at), source=state_set(source),
         target=state_set(target), note=note, data={} if data == "{}" else json.loads(data),
         workflow=workflow, workflow_version=workflow_version, kind=kind, key=key,
-        prev_hash=prev_hash, hash=hash_, workflow_digest=workflow_digest,
+        prev_hash=prev_hash, hash=hash_, workflow_digest=workflow_digest, by=by,
+        position=position,
     )
 
 

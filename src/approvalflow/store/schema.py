@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .rows import utc_now
-from .timers import migrate_3_to_4
+from .timers import migrate_4_to_5
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 #: 2: a ``store_meta`` table recording when and by which approvalflow the file was
 #: created or last migrated. 3: the ``workflows`` table is append-only (triggers), and a
 #: case's creation commits to its workflow's text (``events.workflow_digest``, hashed).
-#: 4: a ``timers`` table (case, timed step, due date) kept with every event.
-SCHEMA_VERSION = 4
+#: 4: every event has a feed ``position`` (gap-free, in commit order, unique; not hashed)
+#: and may record the person who acted (``events.by``, hashed when present).
+#: 5: a ``timers`` table (case, timed step, due date) kept with every event.
+SCHEMA_VERSION = 5
 
 
 def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
@@ -54,9 +56,26 @@ def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
                    f"SELECT RAISE(ABORT, 'workflows are append-only'); END")
 
 
+def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE events ADD COLUMN by TEXT")
+    db.execute("ALTER TABLE events ADD COLUMN position INTEGER")
+    # The events already stored get positions in the order they were inserted (their
+    # rowids: one writer at a time, so that is the order they were committed in). The
+    # append-only trigger is lifted for this one update, inside the migration's
+    # transaction, and put back before it commits.
+    db.execute("DROP TRIGGER events_no_update")
+    rowids = [r[0] for r in db.execute("SELECT rowid FROM events ORDER BY rowid")]
+    db.conn.executemany("UPDATE events SET position = ? WHERE rowid = ?",
+                        [(n, rowid) for n, rowid in enumerate(rowids, start=1)])
+    db.execute("CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN "
+               "SELECT RAISE(ABORT, 'events are append-only'); END")
+    db.execute("CREATE UNIQUE INDEX events_position ON events (position)")
+
+
 #: migrations[n] brings a database from schema n to n + 1. Every pending migration runs
 #: in one transaction, with the new user_version and the store_meta record.
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: migrate_3_to_4}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3,
+              3: _migrate_3_to_4, 4: migrate_4_to_5}
 
 
 def package_version() -> str:

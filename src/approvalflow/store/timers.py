@@ -80,9 +80,9 @@ def write_timer_rows(conn: sqlite3.Connection,
                      [(c, trigger, due) for c, rows in cases.items() for trigger, due in rows])
 
 
-def migrate_3_to_4(db: sqlite_utils.Database) -> None:
-    """Schema 4: the ``timers`` table. A file of schema 3 was written by a version that
-    knew no timed steps, so none of its cases has a timer and the table starts empty
+def migrate_4_to_5(db: sqlite_utils.Database) -> None:
+    """Schema 5: the ``timers`` table. A file of schema 4 or older was written by a version
+    that knew no timed steps, so none of its cases has a timer and the table starts empty
     (``rebuild_timers`` recomputes it from the log whenever wanted)."""
     db.execute(CREATE_TABLE)
     db.execute(CREATE_INDEX)

@@ -12,7 +12,9 @@ What it proves, for every case:
   threshold moves the vote, every guard holds (those registered in this process;
   the others are counted as not re-checked), and the statechart moves where the event
   says;
-- the ``cases`` table: every column equals what the log says.
+- the ``cases`` table: every column equals what the log says;
+- the feed: positions run 1, 2, 3 ... with no gap and no repeat, and each case's
+  events are in the feed in the order of their sequence numbers.
 
 A problem is reported, never raised: a damaged row (wrong types, broken JSON) is a
 problem that names its case and event.
@@ -120,6 +122,7 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
             problems.append(f"case {case_id!r}: in the cases table but has no events")
         for case_id in sorted(set(timer_table) - seen, key=repr):
             problems.append(f"case {case_id!r}: in the timers table but has no events")
+        problems.extend(_check_positions(conn))
     return VerifyReport(problems=problems, cases=n_cases, events=n_events,
                         unchecked=dict(unchecked), strict=strict)
 
@@ -162,6 +165,37 @@ def _check_heads(conn: sqlite3.Connection, heads: Mapping[str, Any]) -> list[str
     return problems
 
 
+#: At most this many feed-position problems are listed (one removed event shifts none of
+#: the others, but a renumbered table could give a problem per event).
+_MAX_POSITION_PROBLEMS = 10
+
+
+def _check_positions(conn: sqlite3.Connection) -> list[str]:
+    """The feed positions run 1, 2, 3 ... without gaps or repeats (in commit order).
+
+    A gap after the last event can't be seen here (nothing follows it): exported heads
+    are what catch events cut off the end of the log."""
+    problems: list[str] = []
+    expected, before = 1, "the start of the feed"
+    rows = conn.execute("SELECT position, case_id, seq FROM events WHERE typeof(position) = "
+                        "'integer' ORDER BY position, case_id, seq")
+    for position, case_id, seq in rows:
+        if len(problems) >= _MAX_POSITION_PROBLEMS:
+            problems.append("the feed: ... and more problems with its positions")
+            break
+        here = f"case {case_id!r} event {seq!r}"
+        if position < expected:
+            problems.append(f"the feed: position {position} is held by {before} and by {here} "
+                            f"too (positions are unique)")
+        elif position > expected:
+            missing = (f"position {expected} is" if position == expected + 1 else
+                       f"positions {expected}..{position - 1} are")
+            problems.append(f"the feed: {missing} missing, between {before} and {here} "
+                            f"(events were removed, or their positions changed)")
+        expected, before = max(expected, position + 1), here
+    return problems
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -193,7 +227,8 @@ def _check_workflows(conn: sqlite3.Connection,
 _REQUIRED_TEXT = tuple(EVENT_FIELDS.index(f) for f in (
     "case_id", "kind", "trigger", "actor", "on_date", "recorded_at", "source", "target",
     "data", "workflow", "prev_hash", "hash"))
-_OPTIONAL_TEXT = tuple(EVENT_FIELDS.index(f) for f in ("note", "key", "workflow_digest"))
+_OPTIONAL_TEXT = tuple(EVENT_FIELDS.index(f) for f in ("note", "key", "workflow_digest", "by"))
+_POSITION = len(EVENT_FIELDS)  # selected after the fields (rows.EVENT_COLUMNS)
 _INTEGER = tuple(EVENT_FIELDS.index(f) for f in ("seq", "workflow_version"))
 
 
@@ -239,7 +274,8 @@ def _record(r: tuple[Any, ...]) -> Recorded:
     if len(r[5]) != 10:
         raise ValueError(f"on_date {_short(r[5])} is not a date YYYY-MM-DD")
     return Recorded(r[0], r[1], r[2], r[3], r[4], parse_date(r[5]),
-                    _states(r[7], "source"), _states(r[8], "target"), data, r[11], r[12])
+                    _states(r[7], "source"), _states(r[8], "target"), data, r[11], r[12],
+                    r[17])
 
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
@@ -289,6 +325,14 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         except (ValueError, TypeError, RecursionError) as e:
             problems.append(f"{where} event {seq}: can't be read: {e} (the row was edited)")
             return problems, unchecked
+        position, before = r[_POSITION], rows[expected_seq - 2][_POSITION]
+        if type(position) is not int:
+            problems.append(f"{where} event {seq}: has no feed position (column 'position' "
+                            f"holds {_kind(position)}, not a whole number)")
+        elif expected_seq > 1 and type(before) is int and position <= before:
+            problems.append(f"{where} event {seq}: feed position {position} is not after "
+                            f"event {expected_seq - 1}'s {before} (a case's events are "
+                            f"committed in order)")
         prev_hash, last_on = digest, on_date
     first = rows[0]
     wf = workflows.get((first[11], first[12]))
