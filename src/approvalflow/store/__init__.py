@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import unicodedata
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,7 +288,9 @@ class Store:
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._bulk_depth = 0
         self._bulk_failed = False
-        self._bulk_touched: dict[int, tuple[Case, Any]] = {}
+        # Case -> how it was before the bulk block moved it; weak, so a Case the caller has
+        # let go of (and its snapshot) is freed at once: a long block's memory stays flat
+        self._bulk_touched: weakref.WeakKeyDictionary[Case, Any] = weakref.WeakKeyDictionary()
         self._subscribers: list[Subscriber] = []
         self._committed_mark: int | None = None
         self._timeout = timeout
@@ -477,7 +480,7 @@ class Store:
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
-                for case, snapshot in self._bulk_touched.values():
+                for case, snapshot in list(self._bulk_touched.items()):
                     case._restore(snapshot)
                 raise
             finally:
@@ -953,7 +956,8 @@ class Store:
         event = row_to_event(row)
         if self._bulk_depth:
             # remember how the case was, so a block that is rolled back restores it
-            self._bulk_touched.setdefault(id(case), (case, case._snapshot()))
+            if case not in self._bulk_touched:
+                self._bulk_touched[case] = case._snapshot()
         case._advance(event, moves_to, after)
         self._after_commit()
         return event
