@@ -30,6 +30,9 @@ What is measured (see docs/performance.md for the targets and a run's table):
   second, all stored, vs the same ballots cast one request at a time by one writer.
 - ``queries``: the inbox (``store.awaiting``), ``store.due`` and a filtered, paged
   ``store.cases`` on 100,000 cases vs the raw indexed SQL reading the same rows.
+- ``tick``: ``store.tick()`` on a store of N submitted flagship cases: with nothing due
+  (one indexed range query on the ``timers`` table), and with N/100 expiry timers due
+  (each taken in its own transaction, at NORMAL durability).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ FLAGSHIP = "boligsocial-helhedsplan"
 #: Every key the JSON's "benchmarks" object has (the smoke test checks them all).
 BENCHMARK_KEYS = ("fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
                   "peer_eventsourcing_full", "peer_eventsourcing_normal",
-                  "engine_vs_transitions", "concurrent_ballots", "queries")
+                  "engine_vs_transitions", "migrate", "concurrent_ballots", "queries", "tick")
 #: The steps a case takes in the benchmarks: creation is event 1, these are 2..10.
 STEPS: tuple[tuple[str, str], ...] = (
     ("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.approve", "aab"), ("3b.approve", "3b"),
@@ -78,11 +81,11 @@ SIZES = {
     "full": {"fire_normal": 3000, "fire_full": 700, "rounds": 5, "bulk_cases": 100_000,
              "small_cases": 1_000, "loads": 2000, "cli_runs": 5, "peer_normal": 3000,
              "peer_full": 700, "engine_triggers": 30_000, "migrate_cases": 10_000,
-             "ballot_cases": 100, "query_repeats": 5},
+             "ballot_cases": 100, "query_repeats": 5, "tick_cases": 100_000},
     "quick": {"fire_normal": 70, "fire_full": 35, "rounds": 2, "bulk_cases": 300,
               "small_cases": 30, "loads": 60, "cli_runs": 1, "peer_normal": 60,
               "peer_full": 30, "engine_triggers": 700, "migrate_cases": 50,
-              "ballot_cases": 3, "query_repeats": 2},
+              "ballot_cases": 3, "query_repeats": 2, "tick_cases": 500},
 }
 
 EVENT_COLUMNS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
@@ -474,6 +477,55 @@ def bench_verify(big: Path) -> dict[str, Any]:
             "plain_hash_events_per_s": round(1 / t_plain), "approvalflow_us_per_event": us(t_af),
             "plain_hash_us_per_event": us(t_plain), "ratio": round(ratio, 3), "target": 2.0,
             "met": ratio <= 2.0}
+
+
+# -- 4c. tick -----------------------------------------------------------------------------------
+
+def bench_tick(tmp: Path, n_cases: int) -> dict[str, Any]:
+    """``store.tick`` over ``n_cases`` submitted flagship cases, 1 % of them with an expiry
+    that has passed: once with nothing due yet, then with those timers due."""
+    path = tmp / "tick.db"
+    wf = flagship()
+    due_every = 100
+
+    def records() -> Iterator[dict[str, Any]]:
+        for i in range(n_cases):
+            data = dict(SEED_DATA, expires="2022-02-28" if i % due_every == 0 else "2030-01-01")
+            case_id = f"tick-{i:07d}"
+            yield {"case_id": case_id, "trigger": "create", "workflow": wf, "actor": "tmf",
+                   "on": DAY, "data": data}
+            yield {"case_id": case_id, "trigger": "submit", "actor": "tmf", "on": DAY}
+
+    t0 = time.perf_counter()
+    with af.open_store(path, durability="normal") as store:
+        store.import_events(records())
+    build_s = time.perf_counter() - t0
+    n_due = len(range(0, n_cases, due_every))
+    with af.open_store(path, durability="normal", create=False) as store:
+        rows = store._conn.execute("SELECT COUNT(*) FROM timers").fetchone()[0]
+        idle = []
+        for _ in range(5):
+            gc.collect()
+            t0 = time.perf_counter()
+            report = store.tick(on="2022-01-01")
+            idle.append(time.perf_counter() - t0)
+            assert report.taken == (), report.describe()
+        gc.collect()
+        t0 = time.perf_counter()
+        report = store.tick(on="2022-03-01")
+        busy = time.perf_counter() - t0
+        assert len(report.taken) == n_due, (len(report.taken), n_due)
+        t0 = time.perf_counter()
+        again = store.tick(on="2022-03-01")
+        repeat = time.perf_counter() - t0
+        assert again.taken == ()
+    idle_ms = statistics.median(idle) * 1000
+    return {"cases": n_cases, "timer_rows": rows, "due": n_due,
+            "build_seconds": round(build_s, 1), "idle_ms": round(idle_ms, 2),
+            "due_seconds": round(busy, 3), "per_step_us": us(busy / n_due),
+            "repeat_ms": round(repeat * 1000, 2),
+            "target": "about 1 s for 1,000 due of 100,000; a few ms with none due",
+            "met": busy <= 1.5 * n_due / 1000 and idle_ms <= 10}
 
 
 # -- 4b. migrate running cases to a new workflow version -------------------------------------
@@ -997,6 +1049,12 @@ def table(results: dict[str, Any]) -> str:
             q = r[key]
             add(f"{label}, {r['cases']:,} cases", f"{q['approvalflow_ms']} ms",
                 f"raw indexed SQL {q['raw_ms']} ms", q["ratio"], "<= 50 ms, <= 3x", q["met"])
+    r = b.get("tick", {})
+    if "due" in r:
+        add(f"tick, {r['cases']:,} cases, none due", f"{r['idle_ms']} ms",
+            f"{r['timer_rows']:,} timer rows", "-", "a few ms", r["idle_ms"] <= 10)
+        add(f"tick, {r['cases']:,} cases, {r['due']:,} due", f"{r['due_seconds']} s",
+            f"{r['per_step_us']} µs per timed step", "-", "about 1 s per 1,000", r["met"])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
              for row in rows]
@@ -1070,6 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
         step("concurrent_ballots", lambda: bench_ballots(tmp, size["ballot_cases"]))
         step("queries", lambda: bench_queries(tmp, size["bulk_cases"], n_rounds,
                                               size["query_repeats"]))
+        step("tick", lambda: bench_tick(tmp, size["tick_cases"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["finished"] = now()

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
         "peer_eventsourcing_full", "peer_eventsourcing_normal", "engine_vs_transitions",
-        "migrate", "concurrent_ballots", "queries"}
+        "migrate", "concurrent_ballots", "queries", "tick"}
 RATIO_KEYS = {"fire_full", "fire_normal", "bulk_import", "verify", "cli",
               "engine_vs_transitions", "concurrent_ballots", "queries"}
 
@@ -40,6 +40,8 @@ def test_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
     ballots = bench["concurrent_ballots"]
     assert ballots["all_stored"] and ballots["verified"], ballots
     assert ballots["ballots_stored"] == ballots["ballots"] == 8 * ballots["cases"]
+    assert bench["tick"]["due"] == bench["tick"]["cases"] // 100
+    assert bench["tick"]["timer_rows"] == bench["tick"]["cases"]
     for key in ("peer_eventsourcing_full", "peer_eventsourcing_normal"):
         assert "ratio" in bench[key] or "skipped" in bench[key], key
     for question in ("inbox", "due", "cases_filtered"):

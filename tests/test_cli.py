@@ -101,10 +101,10 @@ def test_workflows_lists_the_bundled_ones(runner: CliRunner) -> None:
     """Each bundled workflow is listed with its version and title, as text and as JSON."""
     result = run(runner, None, "workflows")
     assert result.exit_code == 0
-    assert result.stdout.startswith(f"{FLAGSHIP}     v2  Housing-social plan")
+    assert result.stdout.startswith(f"{FLAGSHIP}     v3  Housing-social plan")
     rows = json.loads(run(runner, None, "workflows", "--json").stdout)
     assert [r["name"] for r in rows] == af.bundled_workflows()
-    assert rows[0] == {"name": FLAGSHIP, "version": 2, "title": af.load_workflow(FLAGSHIP).title,
+    assert rows[0] == {"name": FLAGSHIP, "version": 3, "title": af.load_workflow(FLAGSHIP).title,
                        "label": "Boligsocial helhedsplan"}
 
 
@@ -115,7 +115,7 @@ def test_check_accepts_bundled_names_and_files(runner: CliRunner) -> None:
     assert result.exit_code == 0
     flagship, rest = af.load_workflow(FLAGSHIP), af.load_workflow(path)
     assert result.stdout.splitlines() == [
-        f"ok: {FLAGSHIP}: {FLAGSHIP} v2, {len(flagship.state_defs)} states, "
+        f"ok: {FLAGSHIP}: {FLAGSHIP} v3, {len(flagship.state_defs)} states, "
         f"{len(flagship.transitions)} transitions",
         f"ok: {path}: medfinansiering-restbeloeb v1, {len(rest.state_defs)} states, "
         f"{len(rest.transitions)} transitions",
@@ -189,7 +189,7 @@ def test_new_creates_the_database_and_the_case(runner: CliRunner, tmp_path: Path
                  "--data", '{"title": "T"}', "--note", "first")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"Created case 'c1' on {FLAGSHIP} v2, 2021-10-01, in draft, old_running.",
+        f"Created case 'c1' on {FLAGSHIP} v3, 2021-10-01, in draft, old_running.",
         "Allowed now: submit (by tmf).",
     ]
     with af.open_store(db, create=False) as store:
@@ -398,7 +398,7 @@ def test_cases_lists_each_case(runner: CliRunner, case_db: Path) -> None:
     result = run(runner, case_db, "cases")
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
-        f"mimerskvarteret  {FLAGSHIP} v2  4 events, last 2021-12-06",
+        f"mimerskvarteret  {FLAGSHIP} v3  4 events, last 2021-12-06",
         "    state: 3b_pending, aab_approved, old_running, tmu_approved, vibo_voting",
     ]
 
@@ -435,7 +435,7 @@ def test_show_is_readable_at_80_columns(runner: CliRunner, case_db: Path) -> Non
     assert max(len(line) for line in lines) <= 80
     assert lines[0] == ("Case 'mimerskvarteret': Videreførelse af boligsocial indsats i "
                         "Mimerskvarteret,")
-    assert f"Workflow: {FLAGSHIP} v2 (Boligsocial helhedsplan)" in lines
+    assert f"Workflow: {FLAGSHIP} v3 (Boligsocial helhedsplan)" in lines
     for expected in [
         "  Teknik- og Miljøudvalget [committee]",
         "    Godkendt af udvalget; kommunen støtter op om indsatsens fire målsætninger",
@@ -580,7 +580,7 @@ def test_history_text_and_json(runner: CliRunner, case_db: Path) -> None:
     result = run(runner, case_db, "history", "mimerskvarteret")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == f"Case 'mimerskvarteret' on {FLAGSHIP} v2, 4 events:"
+    assert lines[0] == f"Case 'mimerskvarteret' on {FLAGSHIP} v3, 4 events:"
     assert "    2  2021-12-06  submit by tmf" in lines
     assert "         left draft; now in 3b_pending, aab_pending, tmu_pending, vibo_voting" in lines
     assert '         data: {"dates": {"aab.approve": {"decided_on": "unknown"}}}' in lines

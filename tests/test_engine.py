@@ -251,7 +251,7 @@ def test_the_last_voter_withdrawing_leaves_the_vote_withdrawn(submitted) -> None
 def test_the_last_voter_cannot_withdraw_without_a_withdrawn_state(submitted) -> None:
     """Without a vote's 'withdrawn' state, the last voter can't withdraw: vote no instead."""
     text = submitted.definition.source_text.replace('withdrawn = "vibo_withdrawn"\n', "")
-    wf = af.loads_workflow(text.replace("version = 2", "version = 3", 1), source="x.toml")
+    wf = af.loads_workflow(text.replace("version = 3", "version = 4", 1), source="x.toml")
     case = submitted._store.create_case(wf, "other", actor="tmf", on="2021-11-01")
     case.fire("submit", actor="tmf", on="2021-11-01")
     for n in (1, 2, 3):

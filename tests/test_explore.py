@@ -372,7 +372,9 @@ def _agree(store: af.Store, wf: af.Workflow, graph: Graph, node: int, case_id: s
     engine = engine_for(wf)  # the real one: real guards, on the case's real data
     # each step as a caller would take it: carrying what it must state again, if anything
     carried = {t: _restated(case.transition(t)) for t in case.steps()}
-    real = {(trigger, actor) for actor in wf.actors for trigger in case.steps()
+    # the clock takes the timed steps: it is among who may act
+    actors = [*wf.actors, *(["clock"] if wf.timed_transitions else [])]
+    real = {(trigger, actor) for actor in actors for trigger in case.steps()
             if not case.why_not(trigger, actor=actor, on=DAY, data=carried[trigger])}
     walked = {(s.trigger, s.actor): nxt for s, nxt in graph.edges[node]}
     assert real == set(walked)

@@ -29,6 +29,8 @@ def test_the_seed_story_to_the_start_on_1_march_2022(store, submitted) -> None:
     case.fire("lbf.approve", actor="lbf", on="2022-02-15")
     assert case.why_not("start", actor="tmf", on="2022-02-28") == [
         "the planned start 2022-03-01 has not come yet (the step is dated 2022-02-28)"]
+    assert store.tick(on="2022-03-01").taken[0].trigger == "old_plan_expires"  # the clock
+    case = store.case(case.id)
     case.fire("start", actor="tmf", on="2022-03-01")
     assert case.state == frozenset({"started"}) and case.is_final
     assert store.verify().ok
@@ -37,14 +39,19 @@ def test_the_seed_story_to_the_start_on_1_march_2022(store, submitted) -> None:
         as_of_tmu.state
 
 
-def test_expiry_takes_the_case_into_the_gap_from_lbf_treatment(submitted) -> None:
-    """Without LBF's approval when the old plan expires, the case is in the gap; LBF goes on."""
+def test_expiry_takes_the_case_into_the_gap_from_lbf_treatment(store, submitted) -> None:
+    """Without LBF's approval when the old plan expires, the clock takes the case into the
+    gap on the expiry date by itself (a tick); LBF goes on."""
     case = submitted
     approve_all(case, on="2022-01-31")
     case.fire("send_to_lbf", actor="tmf", on="2022-02-01")
-    assert case.why_not("old_plan_expires", actor="tmf", on="2022-02-27") == [
-        "the old plan expires on 2022-02-28 (the step is dated 2022-02-27)"]
-    case.fire("old_plan_expires", actor="tmf", on="2022-02-28")
+    assert "'old_plan_expires' is not due before 2022-02-28 (data:expires); 2022-02-27 is " \
+           "too early" in case.why_not("old_plan_expires", actor="clock", on="2022-02-27")
+    assert "only 'clock' may" in case.why_not("old_plan_expires", actor="tmf",
+                                              on="2022-02-28")[0]
+    assert [(s.trigger, s.on.isoformat()) for s in store.tick(on="2022-04-20").taken] == [
+        ("old_plan_expires", "2022-02-28")]
+    case = store.case(case.id)
     assert case.state == frozenset({"lbf_review", "old_expired"})
     case.fire("lbf.approve", actor="lbf", on="2022-04-20")
     case.fire("start", actor="tmf", on="2022-05-01")
@@ -54,7 +61,8 @@ def test_expiry_takes_the_case_into_the_gap_from_lbf_treatment(submitted) -> Non
 @pytest.mark.parametrize("steps", [[], ["tmu.approve"], ["aab.reject"]])
 def test_expiry_takes_the_case_into_the_gap_from_any_state_of_the_approval(
         store, flagship, seed_data, steps: list[str]) -> None:
-    """The expiry is recordable in the draft and anywhere in the approval, and keeps its state."""
+    """The clock takes the expiry in the draft and anywhere in the approval, keeping the
+    new plan's state."""
     case = store.create_case(flagship, "example-plan", actor="tmf", on="2021-11-01",
                              data=seed_data)
     if steps:
@@ -62,7 +70,10 @@ def test_expiry_takes_the_case_into_the_gap_from_any_state_of_the_approval(
         for step in steps:
             case.fire(step, actor=step.split(".")[0], on="2021-12-06")
     before = case.state
-    case.fire("old_plan_expires", actor="tmf", on="2022-03-03")
+    store.tick(on="2022-03-03")
+    case = store.case(case.id)
+    assert case.history[-1].actor == "clock" and case.history[-1].on.isoformat() == \
+        "2022-02-28"
     assert case.state == (before - {OLD}) | {"old_expired"}
     assert "lbf_approved" not in case.state and not case.is_final
     assert case._store.verify().ok
@@ -71,9 +82,9 @@ def test_expiry_takes_the_case_into_the_gap_from_any_state_of_the_approval(
 def test_expiry_is_no_step_in_revision_once_recorded(submitted) -> None:
     """The old plan expires once: a second expiry is refused, in revision as elsewhere."""
     submitted.fire("tmu.send_back", actor="tmu", on="2021-12-06")
-    submitted.fire("old_plan_expires", actor="tmf", on="2022-02-28")
+    submitted.fire("old_plan_expires", actor="clock", on="2022-02-28")
     assert submitted.state == frozenset({"revision", "old_expired"})
-    assert "can't be taken" in submitted.why_not("old_plan_expires", actor="tmf",
+    assert "can't be taken" in submitted.why_not("old_plan_expires", actor="clock",
                                                  on="2022-03-01")[0]
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import approvalflow as af
 from approvalflow.demo import SEED_DATA, build_demo
+from approvalflow.engine import engine_for
 from approvalflow.forecast import DEADLINE_STATUSES, parse_expected
 
 from .conftest import approve_all
@@ -301,6 +302,7 @@ def test_the_goal_reached_reports_its_date(demo: af.Case) -> None:
     vibo_yes(demo, "2022-01-20")
     demo.fire("send_to_lbf", actor="tmf", on="2022-01-21")
     demo.fire("lbf.approve", actor="lbf", on="2022-02-20")
+    demo.fire("old_plan_expires", actor="clock", on="2022-02-28")  # the clock's step
     demo.fire("start", actor="tmf", on="2022-03-01")
     fc = demo.forecast(on="2022-04-01")
     assert (fc.reached, fc.date, fc.on_time, fc.slack_days) == (True, D("2022-03-01"), True, 0)
@@ -365,6 +367,7 @@ def test_deadline_met_and_missed_when_taken(submitted: af.Case) -> None:
     approve_all(submitted, on="2022-01-10")
     submitted.fire("send_to_lbf", actor="tmf", on="2022-01-10")
     submitted.fire("lbf.approve", actor="lbf", on="2022-02-20")
+    submitted.fire("old_plan_expires", actor="clock", on="2022-02-28")  # the clock's step
     met = deadline(submitted, "lbf.approve", "2022-02-21")
     assert (met.status, met.taken_on, met.days_left) == ("met", D("2022-02-20"), 8)
     submitted.fire("start", actor="tmf", on="2022-03-03")
@@ -418,7 +421,8 @@ def test_store_due_lists_overdue_and_soon_across_cases(store: af.Store,
     later = store.due(on="2022-02-20", within_days=14)
     assert [(i.kind, i.step, i.status) for i in later] == [
         ("expected", "3b.approve", "missed"), ("expected", "vibo.approve", "missed"),
-        ("deadline", "lbf.approve", "at risk"), ("deadline", "start", "at risk")]
+        ("deadline", "lbf.approve", "at risk"), ("timer", "old_plan_expires", "upcoming"),
+        ("deadline", "start", "at risk")]
     assert all(i.case_id == demo.id for i in later)
     json.dumps([i.to_dict() for i in later])
 
@@ -454,6 +458,11 @@ def drive(store: af.Store, plan: list[tuple[str, int, int, int]]) -> af.Case:
         if case.is_final:
             break
         day = day + dt.timedelta(days=gap)
+        if engine_for(_FLAGSHIP).overdue(case.engine_state, day):  # the clock acts first
+            store.tick(on=day)
+            case = store.case(case.id)
+            if case.is_final:
+                break
         if kind == "fire":
             options = sorted((a, t) for a, ts in case.awaiting(on=day).items() for t in ts)
             if options:
@@ -508,11 +517,13 @@ def test_a_later_expectation_on_a_critical_step_never_makes_it_earlier(
     """Expecting a critical step later than forecast can only move the goal later."""
     case = drive(prop_store, plan)
     on = DAY0 + dt.timedelta(days=ask)
+    said = max(on, case.last_on or on)
+    prop_store.tick(on=said)  # the clock acts on what has fallen due before anything is said
+    case = prop_store.case(case.id)
     before = case.forecast(on=on)
     if before.date is None or before.reached or not before.critical_path:
         return
     step = before.step(before.critical_path[which % len(before.critical_path)])
-    said = max(on, case.last_on or on)
     case.expect(step.step, step.date + dt.timedelta(days=later), actor="tmf", said_on=said)
     after = case.forecast(on=on)
     assert after.date is not None and after.date >= before.date

@@ -80,9 +80,12 @@ def test_import_continues_stored_cases(store: af.Store, flagship, seed_data) -> 
     added = store.import_events([
         {"case_id": "case-0009", "trigger": "lbf.approve", "actor": "lbf", "on": "2022-02-01"},
         {"case_id": "case-0019", "trigger": "lbf.approve", "actor": "lbf", "on": "2022-02-01"},
+        # the old plan's expiry is the clock's step, recorded on its own date
+        {"case_id": "case-0009", "trigger": "old_plan_expires", "actor": "clock",
+         "on": "2022-02-28"},
         {"case_id": "case-0009", "trigger": "start", "actor": "tmf", "on": "2022-03-01"},
     ])
-    assert added == 3
+    assert added == 4
     assert sorted(store.case("case-0009").state) == ["started"]
     assert store.case("case-0009").is_final
     assert sorted(store.case("case-0019").state) == ["lbf_approved", "old_running"]

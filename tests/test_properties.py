@@ -43,7 +43,8 @@ def region_of(wf: af.Workflow, state: str) -> str | None:
 def machine_for(name: str) -> type[RuleBasedStateMachine]:
     wf = af.load_workflow(name)
     triggers = sorted(wf.triggers)
-    actors = sorted(wf.actors)
+    # the clock takes the timed steps (on their date), so it is among who may act
+    actors = sorted(wf.actors) + (["clock"] if wf.timed_transitions else [])
 
     class CaseMachine(RuleBasedStateMachine):
         def __init__(self) -> None:

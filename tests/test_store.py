@@ -36,7 +36,7 @@ def test_event_records_every_field(submitted) -> None:
     assert isinstance(event.source, frozenset)
     assert event.note == "Minutes §1"
     assert event.data == {"goals_commitment": {"meeting": "2021-12-06"}}
-    assert event.workflow == "boligsocial-helhedsplan" and event.workflow_version == 2
+    assert event.workflow == "boligsocial-helhedsplan" and event.workflow_version == 3
     assert len(event.hash) == 64 and event.prev_hash == submitted.history[1].hash
 
 

@@ -198,3 +198,18 @@ def feed_writer(path: str, proc: int, steps: int, start: Any, results: Any) -> N
         results.put({"proc": proc, "acks": acks, "error": None})
     except BaseException:
         results.put({"proc": proc, "acks": acks, "error": traceback.format_exc()})
+
+
+# -- timers: several tickers at once ---------------------------------------------------------
+
+
+def tick_once(path: str, workflow_text: str, on: str, start: Any, results: Any) -> None:
+    """Wait for the start signal, run one tick, report how many steps it took."""
+    try:
+        af.loads_workflow(workflow_text)  # the same definition the cases were made with
+        start.wait(60)
+        with af.open_store(path, durability="normal") as store:
+            report = store.tick(on=on)
+        results.put({"taken": len(report.taken), "already": report.already_taken})
+    except BaseException:
+        results.put({"error": traceback.format_exc()})

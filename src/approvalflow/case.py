@@ -19,11 +19,12 @@ from .canonical import check_data, check_text, date_or_today
 from .definition import TransitionDef, Workflow
 from .engine import CaseState, Decision, Engine, engine_for
 from .errors import ConcurrencyError, InvalidInputError, TransitionRefusedError
-from .forecast import Deadline, Expectation, Forecast, LatestDates, parse_expected
+from .forecast import Deadline, Expectation, Forecast, LatestDates, Timer, parse_expected
 from .forecast import deadlines as _deadlines
 from .forecast import expectations as _expectations
 from .forecast import forecast as _forecast
 from .forecast import latest_dates as _latest_dates
+from .forecast import timers as _timers
 from .versioning import migrated_state
 
 if TYPE_CHECKING:
@@ -407,6 +408,11 @@ class Case:
         """Each step's deadline with its due date and status (met / open / at risk / missed)."""
         return _deadlines(self._workflow, self._state, self._history, on=self._on(on))
 
+    def timers(self, on: object = None) -> list[Timer]:
+        """The timed steps armed now, the earliest first: what the clock will do by itself
+        (``approvalflow tick``), and when; ``status`` is "due" once the date has come."""
+        return _timers(self._workflow, self._state, on=self._on(on))
+
     def forecast(self, on: object = None) -> Forecast:
         """When the case is expected to reach its goal, on time or not, and who it waits for."""
         return _forecast(self._workflow, self._state, self._history, case_id=self._id,
@@ -532,6 +538,11 @@ class Case:
         if last is not None and said < last:
             reasons.append(f"the date {said.isoformat()} is before the case's last event on "
                            f"{last.isoformat()}; dates may not go backwards")
+        late = self._engine.overdue(self._state, said, case_id=self._id)
+        if late:
+            reasons.append(f"the clock's step {late[0][1].trigger!r} fell due on "
+                           f"{late[0][0].isoformat()} and has not been recorded; nothing dated "
+                           f"after it can be recorded before it (run 'approvalflow tick')")
         if reasons:
             raise TransitionRefusedError(
                 f"Can't record when {step!r} is expected on case {self._id!r}: "
@@ -567,16 +578,17 @@ class Case:
     def _advance(self, event: Event, moves_to: Workflow | None = None,
                  state: CaseState | None = None) -> None:
         """Called by the store once ``event`` is committed (``moves_to``: the version a
-        ``migrate`` event moved the case to; ``state``: the state it leads to, when the
-        store has computed it already)."""
+        ``migrate`` event moved the case to; ``state``: the state the event leads to, when
+        the store has already computed it)."""
         if event.kind == "migrate" and moves_to is not None:
             self._workflow, self._engine = moves_to, engine_for(moves_to)
             if state is None:
-                state = migrated_state(self._state, event.target,
-                                       ballots=event.data["migrate"]["ballots"],
-                                       seq=event.seq, on=event.on)
+                state = self._engine.rebase(migrated_state(
+                    self._state, event.target, ballots=event.data["migrate"]["ballots"],
+                    seq=event.seq, on=event.on))
         if state is not None:
-            self._state, self._history = state, (*self._history, event)
+            self._state = state
+            self._history = (*self._history, event)
             return
         if event.kind != "fire":  # an expectation: no state, no case data
             self._state = attrs.evolve(self._state, version=event.seq, last_on=event.on)

@@ -633,6 +633,27 @@ def due(ctx: click.Context, on: dt.date | None, within: int, as_of: dt.date | No
             _echo(line)
 
 
+# --------------------------------------------------------------------------- tick
+
+
+@cli.command()
+@click.option("--on", type=DATE, default=None,
+              help="Take what has fallen due on or before this date (default: today).")
+@json_option
+@click.pass_context
+def tick(ctx: click.Context, on: dt.date | None, as_json: bool) -> None:
+    """Let the clock take every timed step that has fallen due, in date order, once each.
+
+    Safe to run again and from several processes at once (cron: daily).
+    """
+    with _open(ctx) as store:
+        report = store.tick(on=on)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    _echo(report.describe())
+
+
 # --------------------------------------------------------------------------- allowed
 
 

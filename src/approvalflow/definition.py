@@ -37,12 +37,16 @@ __all__ = [
     "bundled_workflows",
     "bundled_workflow_path",
     "RESERVED_TRIGGERS",
+    "CLOCK",
 ]
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 TRIGGER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}(\.[a-z0-9][a-z0-9_-]{0,62}){0,3}$")
 #: Trigger names the event log uses for its own events; a workflow may not define them.
 RESERVED_TRIGGERS = frozenset({"create", "expect"})
+#: The reserved actor that takes timed steps (``at``, ``after``, ``escalates``); a
+#: workflow may not define it, and it takes nothing else.
+CLOCK = "clock"
 BALLOTS = ("yes", "no", "withdraw")
 MAX_FILE_BYTES = 1_000_000
 #: The longest workflow name or path load_workflow takes (PATH_MAX on Linux).
@@ -54,14 +58,20 @@ WORKFLOW_KEYS = {"name": str, "version": int, "title": str, "label": str,
                   "creation_sets": list}
 WORKFLOW_REQUIRED = ("name", "version", "initial")
 STATE_KEYS = {"label": str, "parent": str, "initial": str, "parallel": bool, "final": bool,
-               "description": str, "done": list, "covers": list, "quorum": dict}
+               "description": str, "deadline": DATE_REF, "done": list, "covers": list,
+               "quorum": dict}
 VOTE_KEYS = {"label": str, "state": str, "voters": list, "need": (str, int),
               "description": str, "withdrawn": str}
 TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
                     "guards": list, "label": str, "vote": str, "ballot": str, "join": bool,
                     "description": str, "deadline": DATE_REF, "earliest": DATE_REF,
                     "duration_days": int, "sets": list, "restate_after_withdrawal": list,
-                    "quorum_lost": bool, "not_by": list, "awaited": bool}
+                    "quorum_lost": bool, "not_by": list, "awaited": bool, "at": DATE_REF,
+                    "after": dict, "escalates": str}
+#: The keys that make a transition timed (taken by the clock when its date comes).
+TIMER_KEYS = ("at", "after", "escalates")
+#: What ``after = { ... }`` (a timer, or a date reference's ``after``) may count from.
+AFTER_BASES = ("step", "state", "join")
 DATE_REF_KEYS = ("date", "data", "after", "days")
 MAX_DAYS = 36_500
 INVARIANT_KEYS = {"id": str, "label": str, "description": str, "when_entering": str,
@@ -75,9 +85,13 @@ class DateRef:
     """A date a workflow file names: a fixed date, a date in the case data, or a step's date.
 
     ``kind`` is ``"date"`` (``date`` is set), ``"data"`` (``key`` names a case-data
-    field holding ``YYYY-MM-DD``; a dotted key reaches into nested objects) or
-    ``"after"`` (``step`` is the trigger whose last recorded event counts). ``days``
-    is added to the date found (negative: before it).
+    field holding ``YYYY-MM-DD``; a dotted key reaches into nested objects),
+    ``"after"`` (``step`` is the trigger whose last recorded event counts),
+    ``"state"`` (``state`` is the state whose latest entry counts), ``"join"``
+    (``state`` is the parallel state whose regions were all done on the day that
+    counts) or ``"missed"`` (``step`` names a step or a state with a deadline; the day
+    after that deadline counts). ``days`` is added to the date found (negative:
+    before it).
     """
 
     kind: str
@@ -85,11 +99,18 @@ class DateRef:
     key: str | None = None
     step: str | None = None
     days: int = 0
+    state: str | None = None
 
     def describe(self) -> str:
         """The reference in words, e.g. ``'data:expires'`` or ``'30 days after tmu.approve'``."""
         if self.kind == "after":
             return f"{self.days} days after {self.step}"
+        if self.kind == "state":
+            return f"{self.days} days after entering {self.state}"
+        if self.kind == "join":
+            return f"{self.days} days after every region of {self.state} was done"
+        if self.kind == "missed":
+            return f"the day after the deadline of {self.step} is missed"
         base = self.date.isoformat() if self.kind == "date" and self.date else f"data:{self.key}"
         if self.days:
             return f"{base} {'+' if self.days > 0 else '-'} {abs(self.days)} days"
@@ -101,6 +122,10 @@ class DateRef:
             out["date"] = self.date.isoformat()
         elif self.kind == "data":
             out["data"] = self.key
+        elif self.kind in ("state", "join"):
+            out[self.kind] = self.state
+        elif self.kind == "missed":
+            out["escalates"] = self.step
         else:
             out["after"] = self.step
         return out
@@ -131,6 +156,7 @@ class StateDef:
     done: tuple[str, ...] = ()
     covers: tuple[str, ...] = ()  # a region: the parties it covers while taking part
     quorum: Quorum | None = None  # a parallel state: regions of which enough must be done
+    deadline: DateRef | None = None  # the case should leave the state by this date
 
     @property
     def is_leaf(self) -> bool:
@@ -178,6 +204,15 @@ class TransitionDef:
     not_by: tuple[str, ...] = ()
     #: False: a step anyone may take at any time; its actors are not listed as awaited
     awaited: bool = True
+    #: when the clock takes the step (``at``, ``after`` or ``escalates``); None: a person does
+    timer: DateRef | None = None
+    #: a timed step with no target: a reminder, recorded without a change of state
+    reminder: bool = False
+
+    @property
+    def timed(self) -> bool:
+        """True when the clock takes this step by itself when its date comes."""
+        return self.timer is not None
 
 
 @attrs.frozen
@@ -257,6 +292,11 @@ class Workflow:
     @property
     def triggers(self) -> frozenset[str]:
         return frozenset(t.trigger for t in self.transitions)
+
+    @property
+    def timed_transitions(self) -> tuple[TransitionDef, ...]:
+        """The steps the clock takes (``at``, ``after`` or ``escalates``), in file order."""
+        return tuple(t for t in self.transitions if t.timer is not None)
 
     def state(self, state_id: str) -> StateDef:
         """The definition of ``state_id``."""

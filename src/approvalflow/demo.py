@@ -253,6 +253,8 @@ def describe(case: Case, *, width: int = 80) -> str:
                  f"treatment. The old plan expires on {case.data.get('expires')} (seed); "
                  f"without LBF's approval by then the area has a gap (inferred, not in the "
                  f"seed).")
+    for timer in case.timers(on=last):
+        lines.append(f"  By itself: {timer.describe()}.")
     if case.is_final:
         lines.append(f"  The case has ended: {', '.join(sorted(case.state))}.")
     else:

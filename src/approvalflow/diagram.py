@@ -66,6 +66,8 @@ def edge_words(workflow: Workflow, t: TransitionDef) -> list[str]:
         words.append("if " + ", ".join(t.guards))
     if t.deadline is not None:
         words.append("due " + t.deadline.describe())
+    if t.timer is not None:  # a timed step: the clock takes it on this date
+        words.append("on " + t.timer.describe())
     return words
 
 

@@ -26,7 +26,8 @@ import attrs
 from transitions.extensions.nesting import HierarchicalMachine, NestedState
 
 from . import guards as _guards
-from .definition import TransitionDef, VoteGroup, Workflow
+from .clock import resolve as _resolve_date
+from .definition import CLOCK, DateRef, TransitionDef, VoteGroup, Workflow
 
 __all__ = ["Engine", "CaseState", "Decision", "engine_for", "merge_data", "data_paths",
            "undeclared_keys"]
@@ -100,6 +101,13 @@ class CaseState:
     withdrawn: Mapping[str, frozenset[str]]  # vote group -> voters who left for good
     withdrew_at: int = 0  # seq of the last withdrawal (a withdraw ballot, a region not done)
     set_at: Mapping[str, int] = attrs.field(factory=dict)  # top-level data key -> seq set
+    # What timed steps count from, kept only for a workflow with timed steps (the
+    # engine's ``timed``): (seq, date) of each step's latest event, of each active
+    # state's latest entry, and of the day every region of an active parallel state
+    # was done.
+    taken: Mapping[str, tuple[int, dt.date]] = attrs.field(factory=dict)
+    entered: Mapping[str, tuple[int, dt.date]] = attrs.field(factory=dict)
+    joined: Mapping[str, tuple[int, dt.date]] = attrs.field(factory=dict)
     #: trigger -> the person (``by``) of its latest event, None when it recorded none;
     #: "create" for the creation. What ``not_by`` (four eyes) compares against.
     persons: Mapping[str, str | None] = attrs.field(factory=dict)
@@ -149,9 +157,10 @@ class Engine:
         # state: a move of its own, under a trigger no file can name
         self._all_withdrawn = {vg.id: f"{_SEP}withdrawn{_SEP}{vg.id}"
                                for vg in wf.votes.values() if vg.withdrawn}
-        extra = [{"trigger": self._all_withdrawn[vg.id], "source": self._path[vg.state],
-                  "dest": self._path[vg.withdrawn]}
-                 for vg in wf.votes.values() if vg.withdrawn]
+        extra: list[dict[str, str | None]] = [
+            {"trigger": self._all_withdrawn[vg.id], "source": self._path[vg.state],
+             "dest": self._path[vg.withdrawn]}
+            for vg in wf.votes.values() if vg.withdrawn]
         # final leaves that end their region without it being done (a withdrawal)
         self._not_done: frozenset[str] = frozenset(
             leaf for leaf, d in wf.state_defs.items()
@@ -161,7 +170,9 @@ class Engine:
             model=self._cursor,
             states=[self._spec(s) for s, d in wf.state_defs.items() if d.parent is None],
             transitions=[{"trigger": t.trigger, "source": self._path[t.source],
-                          "dest": self._path[t.target]} for t in wf.transitions] + extra,
+                          # a reminder changes no state: an internal transition
+                          "dest": None if t.reminder else self._path[t.target]}
+                         for t in wf.transitions] + extra,
             initial=self._path[wf.initial],
             auto_transitions=False,
             ignore_invalid_triggers=False,
@@ -172,6 +183,27 @@ class Engine:
         self._finals = frozenset(s for s, d in wf.state_defs.items()
                                  if d.final and d.parent is None)
         self.initial_config = self._read_cursor()
+        #: the steps the clock takes, in file order (empty: nothing here depends on time)
+        self.timed = wf.timed_transitions
+        self._parallel = tuple(s for s, d in wf.state_defs.items() if d.kind == "parallel")
+        self._deadline_of: dict[str, DateRef] = {}
+        for t in wf.transitions:
+            if t.deadline is not None:
+                self._deadline_of.setdefault(t.trigger, t.deadline)
+        for sid, d in wf.state_defs.items():
+            if d.deadline is not None:
+                self._deadline_of.setdefault(sid, d.deadline)
+        # the facts the timers count from: only these are kept in a CaseState
+        refs = [t.timer for t in self.timed if t.timer is not None]
+        refs += [r for r in self._deadline_of.values() if r is not None]
+        self._watch_steps = frozenset([t.trigger for t in self.timed]
+                                      + [r.step for r in refs if r.kind == "after" and r.step])
+        self._watch_states = frozenset([t.source for t in self.timed]
+                                       + [r.state for r in refs if r.kind == "state"
+                                          and r.state])
+        self._timed_joins = any(t.join for t in self.timed)
+        self._watch_joins = tuple(p for p in self._parallel
+                                  if any(r.kind == "join" and r.state == p for r in refs))
 
     # -- building and driving the transitions machine ----------------------------------
 
@@ -374,16 +406,115 @@ class Engine:
 
     def initial_state(self, data: Mapping[str, Any], on: dt.date,
                       by: str | None = None) -> CaseState:
-        return CaseState(config=self.initial_config, data=dict(data), version=1, last_on=on,
-                         ballots={}, withdrawn={}, set_at={k: 1 for k in data},
-                         persons={"create": by})
+        state = CaseState(config=self.initial_config, data=dict(data), version=1, last_on=on,
+                          ballots={}, withdrawn={}, set_at={k: 1 for k in data},
+                          persons={"create": by})
+        if not self.timed:
+            return state
+        return attrs.evolve(state, entered={s: (1, on) for s in self.active(state.config)
+                                            if s in self._watch_states},
+                            joined=self._joined({}, state.config, 1, on))
+
+    # -- time: the steps the clock takes ---------------------------------------------------
+
+    def _joined(self, before: Mapping[str, tuple[int, dt.date]], config: frozenset[str],
+                seq: int, on: dt.date) -> Mapping[str, tuple[int, dt.date]]:
+        """When every region of each active parallel state was done (kept from ``before``)."""
+        active = self.active(config)
+        out = {}
+        for p in self._watch_joins:
+            if p in active and not self.pending_regions(p, config):
+                out[p] = before.get(p, (seq, on))
+        return out
+
+    def rebase(self, state: CaseState) -> CaseState:
+        """``state`` (a case moved onto this workflow from another version) with the facts
+        this workflow's timers count from: a state it keeps counts from when it was
+        entered, a state new to it from the move (``state.version``, ``state.last_on``);
+        steps keep their dates."""
+        if not self.timed:
+            return attrs.evolve(state, taken={}, entered={}, joined={})
+        seq, on = state.version, state.last_on or dt.date.min
+        entered = {s: state.entered.get(s, (seq, on)) for s in self.active(state.config)
+                   if s in self._watch_states}
+        taken = {k: v for k, v in state.taken.items() if k in self._watch_steps}
+        return attrs.evolve(state, taken=taken, entered=entered,
+                            joined=self._joined(state.joined, state.config, seq, on))
+
+    def deadline_of(self, step_or_state: str) -> DateRef | None:
+        """The deadline of a step (its trigger) or of a state, if it has one."""
+        return self._deadline_of.get(step_or_state)
+
+    def date_of(self, ref: DateRef, state: CaseState) -> tuple[dt.date | None, str]:
+        """The date ``ref`` names from the case's facts so far, or (None, why not)."""
+        return _resolve_date(ref, data=state.data, taken=state.taken, entered=state.entered,
+                             joined=state.joined, deadline_of=self.deadline_of)
+
+    def timer_date(self, state: CaseState, t: TransitionDef) -> tuple[dt.date | None, str]:
+        """The date the clock takes ``t`` on, or (None, why it is not armed).
+
+        A timed step is armed while its source is active and it has not been taken since
+        the case last entered its source (and, for a join, once every region is done).
+        Its date is its timer's date, or the case's last event when that is later (a
+        step is never dated before the case's last event).
+        """
+        if t.timer is None:
+            return None, f"{t.trigger!r} is not a timed step"
+        src = state.entered.get(t.source)
+        if src is None or t.source not in self.active(state.config):
+            return None, f"the case is not in {t.source!r}"
+        last = state.taken.get(t.trigger)
+        if last is not None and last[0] > src[0]:
+            return None, (f"the clock took it on {last[1].isoformat()}, since the case last "
+                          f"entered {t.source!r}")
+        if t.join and self.pending_regions(t.source, state.config):
+            return None, f"not every region of {t.source!r} is done"
+        day, why = self.date_of(t.timer, state)
+        if day is None:
+            return None, why
+        if state.last_on is not None and state.last_on > day:
+            day = state.last_on
+        return day, ""
+
+    def same_timers(self, before: CaseState, after: CaseState) -> bool:
+        """True when ``after`` certainly arms the same timers, on the same dates, as
+        ``before`` (nothing a timer depends on changed); False when it may not."""
+        return (after.entered is before.entered and after.taken is before.taken
+                and after.joined is before.joined and after.data is before.data
+                and after.last_on == before.last_on and not self._timed_joins
+                and self.is_final(after.config) == self.is_final(before.config))
+
+    def timers(self, state: CaseState) -> list[tuple[dt.date, TransitionDef]]:
+        """The armed timed steps, by date then file order (guards not yet asked)."""
+        if not self.timed or self.is_final(state.config):
+            return []
+        out = []
+        for t in self.timed:
+            day, _ = self.timer_date(state, t)
+            if day is not None:
+                out.append((day, t))
+        out.sort(key=lambda item: item[0])
+        return out
+
+    def overdue(self, state: CaseState, on: dt.date, *,
+                case_id: str = "") -> list[tuple[dt.date, TransitionDef]]:
+        """Armed timed steps the clock could take, dated before ``on``: until the clock has
+        taken them, no one may record anything dated after their date."""
+        out = []
+        for day, t in self.timers(state):
+            if day >= on:
+                break
+            if self.evaluate(state, t.trigger, actor=CLOCK, on=day, case_id=case_id,
+                             _overdue=False).ok:
+                out.append((day, t))
+        return out
 
     # -- deciding ----------------------------------------------------------------------
 
     def evaluate(self, state: CaseState, trigger: str, *, actor: str, on: dt.date,
                  data: Mapping[str, Any] | None = None, case_id: str = "",
                  unchecked: list[str] | None = None, by: str | None = None,
-                 check_persons: bool = True) -> Decision:
+                 check_persons: bool = True, _overdue: bool = True) -> Decision:
         """Decide what firing ``trigger`` would do; every reason it can't is in ``reasons``,
         and the rule each reason enforces at the same index of ``rules``.
 
@@ -417,7 +548,11 @@ class Engine:
             refuse("step", f"{trigger!r} is not a step of workflow {wf.name!r}; its steps: "
                            f"{_ids(self._by_trigger)}")
             return refused()
-        if actor not in wf.actors:
+        timed = candidates[0].timed  # a step is timed on all its transitions or on none
+        if actor == CLOCK and not timed:
+            refuse("clock", f"{CLOCK!r} takes only timed steps; {trigger!r} has no date "
+                            f"(at, after or escalates): a person takes it")
+        elif actor not in wf.actors and not (actor == CLOCK and timed):
             refuse("actor", f"{actor!r} is not an actor of workflow {wf.name!r}; actors: "
                             f"{_ids(wf.actors)}")
         t = self.enabled_transition(state.config, trigger)
@@ -429,10 +564,31 @@ class Engine:
         else:
             permitted = set(t.actors)
         if actor in wf.actors and actor not in permitted:
-            refuse("actor", f"{actor!r} may not take {trigger!r}; only {_ids(permitted)} may")
+            refuse("actor", f"{actor!r} may not take {trigger!r}; only {_ids(permitted)} may"
+                            + (" (a timed step, taken when its date comes)" if timed else ""))
         if state.last_on is not None and on < state.last_on:
             refuse("date order", f"the date {on.isoformat()} is before the case's last event "
                                  f"on {state.last_on.isoformat()}; dates may not go backwards")
+        if t is not None and t.timer is not None and actor == CLOCK:
+            due, why = self.timer_date(state, t)
+            if due is None:
+                refuse("timer", f"the clock can't take {trigger!r}: {why}")
+            elif on < due:
+                refuse("timer", f"{trigger!r} is not due before {due.isoformat()} "
+                                f"({t.timer.describe()}); {on.isoformat()} is too early")
+            elif on != due:
+                refuse("timer", f"{trigger!r} fell due on {due.isoformat()}; the clock's step "
+                                f"is dated with that date, not {on.isoformat()}")
+        # a timer's date is never before the last event, so only a later date can pass one
+        if _overdue and self.timed and not reasons and \
+                (state.last_on is None or on > state.last_on):
+            late = self.overdue(state, on, case_id=case_id)
+            if late:
+                day, first = late[0]
+                refuse("timer overdue",
+                       f"the clock's step {first.trigger!r} fell due on {day.isoformat()} and "
+                       f"has not been recorded; nothing dated after it can be recorded before "
+                       f"it (run 'approvalflow tick')")
         if t is None:
             return refused()
         if t.join or t.quorum_lost:
@@ -479,6 +635,8 @@ class Engine:
             self.ballot_target(vg, t, state, actor)
         target = self.settle_votes(target, state.withdrawn)
         moves = target != state.config or vg is None
+        if t.reminder:  # a reminder is recorded without a change of state
+            target, moves = state.config, False
         return Decision(trigger, actor, on, (), transition=t, target=target, moves=moves)
 
     @staticmethod
@@ -548,6 +706,26 @@ class Engine:
                     and vg.state in target and not t.vote
                 if (left or reentered) and vg.id in ballots:
                     ballots = {k: dict(v) for k, v in ballots.items() if k != vg.id}
+        taken, entered, joined = state.taken, state.entered, state.joined
+        if self.timed:
+            if trigger in self._watch_steps:
+                taken = {**state.taken, trigger: (seq, on)}
+            if target != state.config:
+                watch = self._watch_states
+                before, after = self.active(state.config), self.active(target)
+                fresh = (after - before) & watch
+                if t is not None and not t.reminder and t.target in after:
+                    # the step's target (and all within it) is entered anew, even if active
+                    fresh |= {s for s in after & watch
+                              if s == t.target or t.target in self._lineage[s]}
+                gone = [s for s in state.entered if s not in after]
+                if fresh or gone:
+                    entered = {s: v for s, v in state.entered.items() if s in after}
+                    for s in fresh:
+                        entered[s] = (seq, on)
+                if self._watch_joins:
+                    joined = self._joined(state.joined, target, seq, on)
+
         withdrew_at = state.withdrew_at
         if (t is not None and t.vote and t.ballot == "withdraw") or \
                 any(s in self._not_done for s in target - state.config):
@@ -561,7 +739,7 @@ class Engine:
         return CaseState(config=target, data=merge_data(state.data, data) if data else
                          state.data, version=seq, last_on=on, ballots=ballots,
                          withdrawn=withdrawn, withdrew_at=withdrew_at, set_at=set_at,
-                         persons=persons)
+                         persons=persons, taken=taken, entered=entered, joined=joined)
 
     def allowed(self, state: CaseState, *, actor: str | None, on: dt.date,
                 case_id: str = "") -> list[str]:

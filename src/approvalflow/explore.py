@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from .definition import TransitionDef, Workflow
+from .definition import DateRef, TransitionDef, Workflow
 from .engine import CaseState, Engine, engine_for
 from .errors import InvalidInputError
 from .invariants import Memory, Tracker
@@ -217,15 +217,18 @@ def _free_engine(workflow: Workflow) -> Engine:
     key = (workflow.name, workflow.version, workflow.digest)
     found = _FREE.get(key)
     if found is None:
+        # a timed step's date is a date rule too: its timer falls on the walk's one day
         free = attrs.evolve(workflow, transitions=tuple(
-            attrs.evolve(t, guards=(), earliest=None, restate_after_withdrawal=())
+            attrs.evolve(t, guards=(), earliest=None, restate_after_withdrawal=(),
+                         timer=None if t.timer is None else DateRef(kind="date", date=DAY))
             for t in workflow.transitions))
         found = _FREE[key] = Engine(free)
     return found
 
 
 def _may_be_refused(t: TransitionDef) -> bool:
-    return bool(t.guards) or t.earliest is not None or bool(t.restate_after_withdrawal)
+    return (bool(t.guards) or t.earliest is not None or bool(t.restate_after_withdrawal)
+            or t.timer is not None)
 
 
 def explore_graph(workflow: Workflow, *, limit: int = DEFAULT_LIMIT) -> Graph:

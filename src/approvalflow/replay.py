@@ -120,8 +120,11 @@ def _migrate(engine: Engine, state: CaseState, e: Event | Recorded, check: list[
         if state.last_on is not None and e.on < state.last_on:
             check.append(f"{where}: dated {e.on.isoformat()}, before the case's last event on "
                          f"{state.last_on.isoformat()}")
-    state = migrated_state(state, e.target, ballots=info["ballots"], seq=e.seq, on=e.on)
-    return engine_for(new), state
+    moved = engine_for(new)
+    # what the new version's timers count from (engine.rebase): kept states keep their dates
+    state = moved.rebase(migrated_state(state, e.target, ballots=info["ballots"], seq=e.seq,
+                                        on=e.on))
+    return moved, state
 
 
 def _check_creation(engine: Engine, state: CaseState, first: Event | Recorded,
@@ -150,6 +153,11 @@ def _check_event(engine: Engine, state: CaseState, e: Event | Recorded, check: l
         elif engine.is_final(state.config):
             check.append(f"case {e.case_id!r} event {e.seq}: an expectation recorded after the "
                          f"case ended in {sorted(state.config)}")
+        elif engine.timed and (late := engine.overdue(state, e.on, case_id=e.case_id)):
+            check.append(f"case {e.case_id!r} event {e.seq}: an expectation dated "
+                         f"{e.on.isoformat()} breaks the rule 'timer overdue': the clock's "
+                         f"step {late[0][1].trigger!r} fell due on {late[0][0].isoformat()} "
+                         f"and was not recorded before it")
         return
     if e.kind != "fire":
         check.append(f"case {e.case_id!r} event {e.seq}: of kind {e.kind!r}; after the "

@@ -343,6 +343,24 @@ def _deadline_lines(deadlines: list[dict[str, Any]], doc: dict[str, Any]) -> lis
     return lines
 
 
+def _build_timers(ctx: SummaryContext) -> list[dict[str, Any]]:
+    return [t.to_dict() for t in ctx.case.timers(on=ctx.on)]
+
+
+def _timer_lines(timers: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    """The timed steps armed now: what the clock does by itself (approvalflow tick)."""
+    if not timers:
+        return []
+    lines = [f"Timers on {doc['on']} (taken by the clock: approvalflow tick)"]
+    for t in timers:
+        where = "reminder, no change of state" if t["target"] is None else \
+            f"{t['source']} -> {t['target']}"
+        why = f"; the deadline of {t['escalates']} is missed" if t["escalates"] else ""
+        lines += wrap(f"{t['status']:<8} {t['due']}  {t['step']} ({where}; {t['rule']}{why})",
+                      2, 22)
+    return lines
+
+
 def _build_forecast(ctx: SummaryContext) -> dict[str, Any]:
     return ctx.case.forecast(on=ctx.on).to_dict()
 
@@ -440,6 +458,7 @@ PARTS: list[SummaryPart] = [
     SummaryPart("coverage", _build_coverage, _coverage_lines),
     SummaryPart("deadlines", _build_deadlines, _deadline_lines),
     SummaryPart("latest_dates", _build_latest, _latest_lines),
+    SummaryPart("timers", _build_timers, _timer_lines),
     SummaryPart("forecast", _build_forecast, _forecast_lines),
     SummaryPart("assumptions", _build_assumptions, _assumption_lines),
     SummaryPart("history", _build_history, _history_lines),

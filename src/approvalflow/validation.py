@@ -20,13 +20,16 @@ from typing import Any
 from . import guards as _guards
 from .canonical import DATE_RANGE, date_range_problem, sha256_hex
 from .definition import (
+    AFTER_BASES,
     BALLOTS,
+    CLOCK,
     DATE_REF_KEYS,
     ID_RE,
     INVARIANT_KEYS,
     MAX_DAYS,
     RESERVED_TRIGGERS,
     STATE_KEYS,
+    TIMER_KEYS,
     TOP_KEYS,
     TRANSITION_KEYS,
     TRIGGER_RE,
@@ -198,6 +201,11 @@ class Builder:
         for actor, label in table.items():
             if not self._id("[actors]", actor):
                 continue
+            if actor == CLOCK:
+                self.problem(f"[actors] defines {CLOCK!r}, an actor name reserved for the "
+                             f"clock that takes timed steps (at, after, escalates); choose "
+                             f"another id.")
+                continue
             if not isinstance(label, str):
                 self.problem(f"[actors].{actor} must be its name as a string, not {label!r}.")
                 continue
@@ -216,7 +224,10 @@ class Builder:
         out = {}
         for state_id, body in table.items():
             if self._id("[states]", state_id):
-                out[state_id] = self._keys(f"[states.{state_id}]", body, STATE_KEYS)
+                keys = out[state_id] = self._keys(f"[states.{state_id}]", body, STATE_KEYS)
+                if "deadline" in keys:
+                    keys["deadline"] = self._date_ref(f"[states.{state_id}].deadline",
+                                                      keys["deadline"])
         return out
 
     def _votes(self, table: Any) -> dict[str, VoteGroup]:
@@ -268,9 +279,28 @@ class Builder:
             where = f"[[transitions]] #{i + 1}" + (f" ({trig!r})" if isinstance(trig, str) else "")
             keys = self._keys(where, body, TRANSITION_KEYS)
             keys["_where"] = where
-            for required in ("trigger", "source", "target"):
+            timers = [k for k in TIMER_KEYS if isinstance(body, dict) and k in body]
+            # a timed step without a target is a reminder: it records, it does not move
+            needed = ("trigger", "source") if timers else ("trigger", "source", "target")
+            for required in needed:
                 if required not in keys and isinstance(body, dict) and required not in body:
                     self.problem(f"{where} needs {required!r}.")
+            if len(timers) > 1:
+                self.problem(f"{where} gives {' and '.join(timers)}; a timed step has one "
+                             f"date: give 'at', 'after' or 'escalates'.")
+            elif "at" in keys:
+                keys["timer"] = self._date_ref(f"{where}.at", keys["at"])
+            elif "after" in keys:
+                keys["timer"] = self._after(f"{where}.after", keys["after"], 0)
+            elif "escalates" in keys:
+                keys["timer"] = DateRef(kind="missed", step=keys["escalates"], days=1)
+            if timers and isinstance(body, dict):
+                if body.get("actors", [CLOCK]) != [CLOCK]:
+                    self.problem(f"{where} is timed ({timers[0]!r}): only the clock takes it, "
+                                 f"so it lists no 'actors' (or actors = [{CLOCK!r}]).")
+                if "vote" in body:
+                    self.problem(f"{where} is timed ({timers[0]!r}): a ballot is cast by a "
+                                 f"voter, never by the clock; remove 'vote' or the timer.")
             if "trigger" in keys and self._id(where, keys["trigger"], TRIGGER_RE) and \
                     keys["trigger"] in RESERVED_TRIGGERS:
                 self.problem(f"{where}: the trigger name {keys['trigger']!r} is reserved "
@@ -416,7 +446,8 @@ class Builder:
             defs[sid] = StateDef(id=sid, label=body.get("label", sid), parent=body.get("parent"),
                                  kind=kind, initial=body.get("initial"), final=final,
                                  children=kids, description=body.get("description", ""),
-                                 done=tuple(done), covers=tuple(covers), quorum=quorum)
+                                 done=tuple(done), covers=tuple(covers), quorum=quorum,
+                                 deadline=body.get("deadline"))
         for sid, d in defs.items():
             if d.kind == "parallel":
                 for region in d.children:
@@ -451,17 +482,25 @@ class Builder:
         seen: dict[tuple[str, str], str] = {}
         for body in items:
             where = body["_where"]
-            trigger, source, target = body["trigger"], body["source"], body["target"]
+            timer = body.get("timer")
+            timed = any(k in body for k in TIMER_KEYS)
+            trigger, source = body["trigger"], body["source"]
+            reminder = timed and "target" not in body
+            target = source if reminder else body["target"]
             for key, ref in (("source", source), ("target", target)):
                 if ref not in defs:
                     self.problem(f"{where}.{key} {ref!r} is not a state; states: {_ids(defs)}.")
-            unknown = [a for a in body["actors"] if a not in actors]
+            if CLOCK in body["actors"] and not timed:
+                self.problem(f"{where}.actors lists {CLOCK!r}, the reserved actor of timed "
+                             f"steps; give the step a date ('at', 'after' or 'escalates') or "
+                             f"name who takes it.")
+            unknown = [a for a in body["actors"] if a not in actors and a != CLOCK]
             if unknown:
                 self.problem(f"{where}.actors {_ids(unknown)} are not actors; actors: "
                              f"{_ids(actors)}.")
             vote = body.get("vote")
-            actor_list = tuple(body["actors"])
-            if vote is not None:
+            actor_list = (CLOCK,) if timed else tuple(body["actors"])
+            if vote is not None and not timed:
                 if vote not in votes:
                     self.problem(f"{where}.vote {vote!r} is not a vote group; groups: "
                                  f"{_ids(votes)}.")
@@ -502,7 +541,8 @@ class Builder:
                 sets=tuple(body["sets"]) if "sets" in body else None,
                 restate_after_withdrawal=tuple(body.get("restate_after_withdrawal", ())),
                 quorum_lost=bool(body.get("quorum_lost", False)),
-                not_by=tuple(body["not_by"]), awaited=body.get("awaited", True)))
+                not_by=tuple(body["not_by"]), awaited=body.get("awaited", True),
+                timer=timer, reminder=reminder))
         steps = {t.trigger for t in out} | {"create"}
         for body in items:
             unknown = [s for s in body["not_by"] if s not in steps]
@@ -629,6 +669,8 @@ class Builder:
                          f"between -{MAX_DAYS} and {MAX_DAYS}.")
             return None
         base, ref = bases[0], value[bases[0]]
+        if base == "after" and isinstance(ref, dict):
+            return self._after(f"{where}.after", ref, days)
         if base == "date":
             fixed = _plain_date(ref)
             if fixed is None:
@@ -647,6 +689,41 @@ class Builder:
             return DateRef(kind="data", key=ref, days=days)
         return DateRef(kind="after", step=ref, days=days)
 
+    def _after(self, where: str, value: Any, outer_days: int) -> DateRef | None:
+        """``{ step = ID | state = ID | join = ID, days = N }``: what a timer or date counts
+        from (a step's latest event, the latest entry into a state, the day every region
+        of a parallel state was done), plus ``days``."""
+        if not isinstance(value, dict):
+            self.problem(f"{where} must be a table {{ step = ID | state = ID | join = ID, "
+                         f"days = N }}, not {type(value).__name__} {value!r}.")
+            return None
+        unknown = sorted(k for k in value if k not in (*AFTER_BASES, "days"))
+        if unknown:
+            self.problem(f"{where} has the unknown keys {_ids(unknown)}; allowed keys: "
+                         f"{', '.join(AFTER_BASES)}, days.")
+            return None
+        bases = [k for k in AFTER_BASES if k in value]
+        if len(bases) != 1:
+            self.problem(f"{where} must name exactly one of {', '.join(AFTER_BASES)}, not "
+                         f"{bases or 'none'}.")
+            return None
+        days = value.get("days", 0)
+        if isinstance(days, bool) or not isinstance(days, int) or abs(days) > MAX_DAYS:
+            self.problem(f"{where}.days is {days!r}; it must be a whole number of days "
+                         f"between -{MAX_DAYS} and {MAX_DAYS}.")
+            return None
+        if "days" in value and outer_days:
+            self.problem(f"{where} and the date reference around it both give 'days'; give "
+                         f"it once.")
+            return None
+        ref = value[bases[0]]
+        if not isinstance(ref, str) or not ref.strip():
+            self.problem(f"{where}.{bases[0]} is {ref!r}; it must be a non-empty string.")
+            return None
+        if bases[0] == "step":
+            return DateRef(kind="after", step=ref, days=days + outer_days)
+        return DateRef(kind=bases[0], state=ref, days=days + outer_days)
+
     def _check_dates(self, head: dict[str, Any], defs: dict[str, StateDef],
                      trans: list[TransitionDef]) -> tuple[str | None, DateRef | None]:
         """The goal and target of [workflow]; every 'after' names a step; one deadline a step."""
@@ -660,20 +737,47 @@ class Builder:
                          "state the target date is for.")
         triggers = {t.trigger for t in trans}
         refs: list[tuple[str, DateRef | None]] = [("[workflow].target", target)]
+        refs += [(f"[states.{d.id}].deadline", d.deadline) for d in defs.values()]
         deadlines: dict[str, DateRef] = {}
+        timed: dict[str, bool] = {}
         for t in trans:
             where = f"[[transitions]] ({t.trigger!r} from {t.source!r})"
-            refs += [(f"{where}.deadline", t.deadline), (f"{where}.earliest", t.earliest)]
+            refs += [(f"{where}.deadline", t.deadline), (f"{where}.earliest", t.earliest),
+                     (f"{where}.{'escalates' if t.timer and t.timer.kind == 'missed' else 'at'}",
+                      t.timer)]
+            if timed.setdefault(t.trigger, t.timed) != t.timed:
+                self.problem(f"the step {t.trigger!r} is timed on some of its transitions and "
+                             f"not on others; the clock takes a step on all of them or on "
+                             f"none: give the timed one its own trigger.")
             if t.deadline is not None:
                 known = deadlines.setdefault(t.trigger, t.deadline)
                 if known != t.deadline:
                     self.problem(f"the step {t.trigger!r} has two deadlines, "
                                  f"{known.describe()!r} and {t.deadline.describe()!r}; a step "
                                  f"has one deadline, give it on one of its transitions.")
+        for t in trans:
+            if t.deadline is not None:
+                deadlines.setdefault(t.trigger, t.deadline)
         for where, ref in refs:
-            if ref is not None and ref.kind == "after" and ref.step not in triggers:
+            if ref is None:
+                continue
+            if ref.kind == "after" and ref.step not in triggers:
                 self.problem(f"{where}: 'after' names {ref.step!r}, which is not a step; "
                              f"steps: {_ids(triggers)}.")
+            elif ref.kind in ("state", "join") and ref.state not in defs:
+                self.problem(f"{where}: '{ref.kind}' names {ref.state!r}, which is not a "
+                             f"state; states: {_ids(defs)}.")
+            elif ref.kind == "join" and ref.state and defs[ref.state].kind != "parallel":
+                self.problem(f"{where}: 'join' names {ref.state!r}, which is not a parallel "
+                             f"state; a join is when every region of a parallel state is done.")
+            elif ref.kind == "missed":
+                state_deadline = ref.step in defs and defs[ref.step or ""].deadline is not None
+                if ref.step not in deadlines and not state_deadline:
+                    with_deadline = sorted([*deadlines, *(d.id for d in defs.values()
+                                                          if d.deadline is not None)])
+                    self.problem(f"{where}: 'escalates' names {ref.step!r}, which is neither a "
+                                 f"step nor a state with a deadline; with deadlines: "
+                                 f"{_ids(with_deadline)}.")
         return goal, target
 
     def _check_can_end(self, defs: dict[str, StateDef], trans: list[TransitionDef],

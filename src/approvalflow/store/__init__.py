@@ -37,7 +37,7 @@ import attrs
 from ..canonical import canonical_json, check_data, check_text, date_or_today, to_date
 from ..case import MAX_ID_LENGTH, Case, Event, check_actor, check_person
 from ..definition import Workflow, bundled_workflows, load_workflow, loads_workflow
-from ..engine import Decision, engine_for
+from ..engine import CaseState, Decision, engine_for
 from ..errors import (
     CaseExistsError,
     CaseNotFoundError,
@@ -64,11 +64,15 @@ from .rows import (
     UPDATE_CASE,
     event_hash,
     json_list,
+    parse_date,
     row_to_event,
+    state_set,
     translate,
     utc_now,
 )
 from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
+from .timers import TickReport, rebuild_timers, sync_timers, timer_rows
+from .timers import tick as _tick
 from .verification import VerifyReport, verify_store
 
 if TYPE_CHECKING:
@@ -79,7 +83,7 @@ if TYPE_CHECKING:
     from ..versioning import MigrationPlan
 
 __all__ = ["Store", "open_store", "CaseSummary", "CaseList", "Awaited", "VerifyReport",
-           "SCHEMA_VERSION", "replay"]
+           "TickReport", "SCHEMA_VERSION", "replay"]
 
 #: What a bulk block says once the database failed inside it (a full disk, say).
 _BULK_FAILED = ("A step inside this bulk block failed in the database (such as a full disk); "
@@ -677,6 +681,7 @@ class Store:
                  event_row["hash"], int(engine.is_final(state.config)),
                  event_row["recorded_at"], event_row["recorded_at"]))
             projections.insert(self._conn, case_id, projections.compute(engine, state, [event]))
+            sync_timers(self._conn, case_id, engine, state)
         event = row_to_event(event_row)
         case = Case(self, wf, case_id, state, (event,))
         self._after_commit()
@@ -981,14 +986,13 @@ class Store:
                                    (moves_to.version, case.id))
             event = row_to_event(row)
             before = case.engine_state
+            after = self._sync_timers(case, row, data, moves_to)
             if moves_to is None:
-                after = projections.state_after(case._engine, before, event)
+                if after is None:
+                    after = projections.state_after(case._engine, before, event)
                 projections.advance(self._conn, case._engine, case.id, before, after,
                                     (*case.history, event))
-            else:  # another version: its rows are made anew
-                after = migrated_state(before, event.target,
-                                       ballots=event.data["migrate"]["ballots"],
-                                       seq=event.seq, on=event.on)
+            elif after is not None:  # another version: its rows are made anew
                 projections.replace(self._conn, engine_for(moves_to), case.id, after,
                                     (*case.history, event))
         if self._bulk_depth:
@@ -998,6 +1002,57 @@ class Store:
         case._advance(event, moves_to, after)
         self._after_commit()
         return event
+
+    def _sync_timers(self, case: Case, row: Mapping[str, Any], data: dict[str, Any],
+                     moves_to: Workflow | None = None) -> CaseState | None:
+        """Keep the case's ``timers`` rows with the state this event leaves it in (and
+        return that state, so the case need not compute it again)."""
+        engine = engine_for(case.definition)
+        if moves_to is None and not engine.timed:
+            return None
+        on = parse_date(row["on_date"])
+        state = case.engine_state
+        if moves_to is not None:  # a migration: the new version's timers replace the old
+            new = engine_for(moves_to)
+            after = new.rebase(migrated_state(state, state_set(row["target"]),
+                                              ballots=data["migrate"]["ballots"],
+                                              seq=row["seq"], on=on))
+            if engine.timed or new.timed:
+                sync_timers(self._conn, case.id, new, after,
+                            before=timer_rows(engine, state) if engine.timed else [])
+            return after
+        if row["kind"] == "fire":
+            after = engine.apply(state, trigger=row["trigger"], actor=row["actor"], on=on,
+                                 seq=row["seq"], target=state_set(row["target"]), data=data,
+                                 by=row.get("by"))
+        else:
+            after = attrs.evolve(state, version=row["seq"], last_on=on)
+        if engine.same_timers(state, after):
+            return after
+        # the table holds what the case's state before this event says (the head check
+        # proved this copy is the log's latest): write only what changes
+        sync_timers(self._conn, case.id, engine, after, before=timer_rows(engine, state))
+        return after
+
+    # -- time -----------------------------------------------------------------------------
+
+    def tick(self, on: object = None) -> TickReport:
+        """Let the clock take every timed step that has fallen due on or before ``on``
+        (default today), across all cases, in date order; each exactly once.
+
+        Each step is its own transaction, dated with its timer's own date (not ``on``),
+        so a late tick writes the same log as a punctual one; a step that makes another
+        fall due (a chain) is followed in the same call. Running it again, or in
+        several processes at once, takes nothing twice. See docs/workflow-files.md.
+        """
+        if self._closed:
+            raise StoreError("The store is closed.")
+        when = dt.date.today() if on is None else to_date(on, "on")
+        return _tick(self, when)
+
+    def rebuild_timers(self) -> int:
+        """Recompute the ``timers`` table from the log (one transaction); returns its rows."""
+        return rebuild_timers(self)
 
     # -- moving cases to another workflow version (docs/versioning.md) -------------------
 

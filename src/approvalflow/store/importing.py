@@ -27,6 +27,7 @@ from .rows import (
     translate,
     utc_now,
 )
+from .timers import timer_rows, write_timer_rows
 
 if TYPE_CHECKING:
     from . import Store
@@ -39,6 +40,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     updates: list[tuple[Any, ...]] = []
     seen: set[str] = set()  # cases with rows in the buffer (the rest are in the db)
     registered: set[tuple[str, int]] = set()
+    timers: dict[str, list[tuple[str, str]]] = {}  # cases of timed workflows -> their rows
     cur: dict[str, Any] | None = None  # the case being imported
     count = 0
     rows_of = projections.ImportProjections()
@@ -51,6 +53,8 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
         elif cur["seq"] != cur["loaded_seq"]:
             projections.advance(store._conn, cur["engine"], cur["id"], cur["proj_state"],
                                 cur["state"], cur["history"])
+        if cur["engine"].timed:
+            timers[cur["id"]] = timer_rows(cur["engine"], cur["state"])
         final = int(cur["engine"].is_final(cur["state"].config))
         target = json_list(cur["state"].config)
         if cur["new"]:
@@ -69,6 +73,8 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
         if updates:
             store._conn.executemany(UPDATE_CASE, updates)
         rows_of.flush(store._conn)
+        write_timer_rows(store._conn, timers)
+        timers.clear()
         events.clear()
         new_cases.clear()
         updates.clear()

@@ -164,6 +164,7 @@ def due(store: Store, on: dt.date, within_days: int, workflow: str | None) -> li
                              days_left=(day - on).days,
                              actors=actor_lists.get(actors) or actor_lists.setdefault(
                                  actors, tuple(json.loads(actors)))))
+    items.extend(_timer_items(store, on, horizon, workflow))
     if replayed:
         items = [i for i in items if i.case_id not in replayed]
         for case_id in sorted(replayed):
@@ -171,6 +172,32 @@ def due(store: Store, on: dt.date, within_days: int, workflow: str | None) -> li
             items.extend(due_items(case.id, case.definition, case.engine_state, case.history,
                                    on=on, within_days=within_days))
     return sort_due(items)
+
+
+def _timer_items(store: Store, on: dt.date, horizon: dt.date,
+                 workflow: str | None) -> list[DueItem]:
+    """The armed timed steps due by ``horizon``, from the ``timers`` table (as
+    ``forecast.due_items`` lists them: kind "timer", taken by the clock)."""
+    sql = ("SELECT t.case_id, t.trigger, t.due_on, c.workflow, c.workflow_version "
+           "FROM timers t JOIN cases c ON c.case_id = t.case_id WHERE t.due_on <= ?")
+    params: list[Any] = [horizon.isoformat()]
+    if workflow is not None:
+        sql += " AND c.workflow = ?"
+        params.append(workflow)
+    with translate("list the timers that are due"):
+        rows = _tuples(store, sql, params)
+    labels: dict[tuple[str, int, str], str] = {}
+    out = []
+    for case_id, trigger, due_text, name, version in rows:
+        key = (name, version, trigger)
+        if key not in labels:
+            found = store.workflow(name, version).transitions_for(trigger)
+            labels[key] = (found[0].label if found else "") or trigger
+        day = parse_date(due_text)
+        out.append(DueItem(case_id=case_id, kind="timer", step=trigger, label=labels[key],
+                           due=day, status="due" if day <= on else "upcoming",
+                           days_left=(day - on).days, actors=("clock",)))
+    return out
 
 
 def _check_page(limit: object, offset: object) -> tuple[int | None, int]:

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .rows import utc_now
+from .timers import migrate_5_to_6
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 #: and may record the person who acted (``events.by``, hashed when present).
 #: 5: the projection tables (store/projections.py: ``case_awaiting``, ``case_due``,
 #: ``case_data``, ``case_fields``, index ``cases_last_on``), filled from the log.
-SCHEMA_VERSION = 5
+#: 6: a ``timers`` table (case, timed step, due date) kept with every event.
+SCHEMA_VERSION = 6
 
 
 def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
@@ -84,7 +86,7 @@ def _migrate_4_to_5(db: sqlite_utils.Database) -> None:
 #: migrations[n] brings a database from schema n to n + 1. Every pending migration runs
 #: in one transaction, with the new user_version and the store_meta record.
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3,
-              3: _migrate_3_to_4, 4: _migrate_4_to_5}
+              3: _migrate_3_to_4, 4: _migrate_4_to_5, 5: migrate_5_to_6}
 
 
 def package_version() -> str:

@@ -40,6 +40,7 @@ from ..errors import ApprovalflowError, StoreError
 from ..replay import Recorded, replay
 from .projections import ExpectedRows, check_projections
 from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, parse_date, selected_hash
+from .timers import read_timer_table, timer_rows
 
 if TYPE_CHECKING:
     from . import Store
@@ -89,6 +90,7 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
     with _snapshot(conn):
         workflows = _check_workflows(conn, problems)
         table = {r["case_id"]: r for r in conn.execute("SELECT * FROM cases")}
+        timer_table = read_timer_table(conn)
         cursor = conn.cursor()
         cursor.row_factory = None  # plain tuples: the rows are read by position
         rows = cursor.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
@@ -99,7 +101,8 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
 
         def finish() -> None:
             case_problems, case_unchecked = _verify_case(current, batch, table.get(current),
-                                                         workflows, expected)
+                                                         workflows, expected,
+                                                         timer_table.get(current, {}))
             problems.extend(case_problems)
             unchecked.update(case_unchecked)
             if strict:
@@ -121,6 +124,8 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
             n_cases += 1
         for case_id in sorted(set(table) - seen, key=repr):
             problems.append(f"case {case_id!r}: in the cases table but has no events")
+        for case_id in sorted(set(timer_table) - seen, key=repr):
+            problems.append(f"case {case_id!r}: in the timers table but has no events")
         problems.extend(_check_positions(conn))
         problems.extend(check_projections(conn, expected))
     return VerifyReport(problems=problems, cases=n_cases, events=n_events,
@@ -280,7 +285,8 @@ def _record(r: tuple[Any, ...]) -> Recorded:
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
                  workflows: Mapping[tuple[str, int], Workflow | str],
-                 expected: ExpectedRows) -> tuple[list[str], Counter[str]]:
+                 expected: ExpectedRows,
+                 timers: Mapping[str, Any]) -> tuple[list[str], Counter[str]]:
     problems: list[str] = []
     unchecked: Counter[str] = Counter()
     where = f"case {case_id!r}"
@@ -365,6 +371,10 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
     problems.extend(_check_table_row(where, rows, head, prev_hash, final, state.config,
                                      running))
     expected.add(case_id, engine_for(version(*running)), state, records)
+    armed = dict(timer_rows(engine_for(version(*running)), state))
+    if dict(timers) != armed:
+        problems.append(f"{where}: the timers table says {_short(dict(sorted(timers.items())))}, "
+                        f"the replay of its events gives {_short(dict(sorted(armed.items())))}")
     return problems, unchecked
 
 
