@@ -995,10 +995,9 @@ class Store:
             elif after is not None:  # another version: its rows are made anew
                 projections.replace(self._conn, engine_for(moves_to), case.id, after,
                                     (*case.history, event))
-        if self._bulk_depth:
+        if self._bulk_depth and case not in self._bulk_touched:
             # remember how the case was, so a block that is rolled back restores it
-            if case not in self._bulk_touched:
-                self._bulk_touched[case] = case._snapshot()
+            self._bulk_touched[case] = case._snapshot()
         case._advance(event, moves_to, after)
         self._after_commit()
         return event
