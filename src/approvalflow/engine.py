@@ -259,13 +259,16 @@ class Engine:
             elif t.ballot == "withdraw":
                 # A withdrawal may not leave a vote that can no longer pass (nor an empty
                 # one, which would pass with no one having said yes): vote no instead.
+                # A "no" already cast counts against it: those voters can't say yes.
                 gone = state.withdrawn.get(vg.id, frozenset()) | {actor}
+                cast_no = {v for v, b in state.ballots.get(vg.id, {}).items() if b == "no"}
                 remaining = sum(1 for v in vg.voters if v not in gone)
                 needed = vg.required(remaining)
-                if remaining == 0 or needed > remaining:
+                can_say_yes = sum(1 for v in vg.voters if v not in gone and v not in cast_no)
+                if remaining == 0 or needed > can_say_yes:
                     reasons.append(f"{actor!r} can't withdraw from the vote {vg.id!r}: it would "
-                                   f"leave {remaining} voter(s) where {max(needed, 1)} yes-vote(s) "
-                                   f"are needed; vote no instead")
+                                   f"leave {can_say_yes} voter(s) who can still vote yes where "
+                                   f"{max(needed, 1)} yes-vote(s) are needed; vote no instead")
         if t.guards:
             merged = merge_data(state.data, data or {})
             ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
