@@ -81,7 +81,7 @@ MUTANTS = (
 )
 
 IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis",
-                                ".mypy_cache", ".ruff_cache", "*.db", "*.db-wal", "*.db-shm")
+                                ".mypy_cache", ".ruff_cache", "*.db-wal", "*.db-shm")
 
 
 def plant(tree: Path, mutant: Mutant) -> None:
