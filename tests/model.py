@@ -18,7 +18,7 @@ definition (states, transitions, vote groups) of ``approvalflow.definition``.
   the remaining voters could no longer pass the vote, yes/withdraw moves when the yes
   votes reach ``need``, no moves once yes + undecided can't reach it;
 - guards: the bundled rules re-implemented here, and ``ret_ok`` (tests/strategies.py),
-  which passes only when the value it returns is True or an empty list.
+  which passes only when the value it returns is True or an empty list (or {}).
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def guard_holds(name: str, data: Mapping[str, Any], on: dt.date) -> bool:
         expires = _date(data.get("expires"))
         return expires is not None and on > expires
     if name == "ret_ok":
-        value = data.get(RET_KEY, True)
-        return value is True or (isinstance(value, list) and value == [])
+        value = data.get(RET_KEY, True)  # True, or an empty collection of reasons, passes
+        return value is True or (isinstance(value, list | dict) and not value)
     raise AssertionError(f"the model knows no guard {name!r}")
 
 

@@ -55,7 +55,7 @@ GUARD_DATA: list[dict[str, Any] | None] = [
     None, None, {"amount": 0}, {"amount": -5}, {"amount": True}, {"amount": "5"},
     {"amount": 7}, BROKEN_BUDGET, {"budget": {"lbf": None}}, {"expires": "2099-12-31"},
     {"planned_start": "not a date"}]
-#: What the test guard ret_ok is made to return; only True and [] let a step through.
+#: What the test guard ret_ok is made to return; only True, [] and {} let a step through.
 GUARD_ANSWERS = [None, 0, "", False, 0.0, "no", 1, ["no"], {}, [], True]
 #: What the machines saw, per workflow: "fired: TRIGGER", "refused: REASON", rule outcomes.
 SEEN: dict[str, Counter[str]] = {}
@@ -93,7 +93,7 @@ class CaseMachine(RuleBasedStateMachine):
     """One case, its model, and every way of writing to the log. Subclasses add the
     ``initialize`` rule that picks the workflow."""
 
-    #: keep Case objects used inside a rolled-back bulk() block as stale copies (issue 10)
+    #: also keep the Case objects fired inside a bulk() block that rolled back, as stale copies
     stale_after_bulk = False
 
     def __init__(self) -> None:
@@ -246,8 +246,8 @@ class CaseMachine(RuleBasedStateMachine):
     @rule(pick=PICK, answer=st.sampled_from(GUARD_ANSWERS), d=st.integers(0, len(GUARD_DATA) - 1),
           days=st.integers(0, 10))
     def guarded_step(self, pick: int, answer: Any, d: int, days: int) -> None:
-        """A guarded step with data its guards judge: ret_ok returning None, 0, "", False,
-        {} ... refuses, only True and [] pass; the bundled rules on good and bad data."""
+        """A guarded step with data its guards judge: ret_ok returning None, 0, "", False ...
+        refuses, only True, [] and {} pass; the bundled rules on good and bad data."""
         steps = self.guarded()
         t = steps[pick % len(steps)]
         data = {"ret": answer} if RET_GUARD in t.guards and pick % 3 else GUARD_DATA[d]
@@ -673,3 +673,49 @@ def test_every_refusal_rule_agrees_with_the_model_near_the_start(name: str,
     if any(t.join for t in wf.transitions):
         wanted.add("join with a region pending")
     assert wanted - set(reasons) == set(), reasons
+
+
+GUARDED = f"""
+[workflow]
+name = "guarded"
+version = 1
+initial = "asked"
+[actors]
+clerk = "Clerk"
+[states.asked]
+[states.done]
+final = true
+[[transitions]]
+trigger = "decide"
+source = "asked"
+target = "done"
+actors = ["clerk"]
+guards = ["{RET_GUARD}"]
+[[transitions]]
+trigger = "drop"
+source = "asked"
+target = "done"
+actors = ["clerk"]
+"""
+
+
+@pytest.mark.parametrize("answer", GUARD_ANSWERS, ids=repr)
+def test_what_a_guard_returns_decides_the_step_as_the_model_says(answer: Any,
+                                                                  tmp_path: Path) -> None:
+    """A guard returning None, 0, "", False, 0.0, a string, 1 or a list of reasons refuses
+    the step and writes nothing; True and an empty [] or {} let it through, as the model says."""
+    wf = af.loads_workflow(GUARDED)
+    with af.open_store(tmp_path / "guard.db") as store:
+        case = store.create_case(wf, "c", actor="clerk", on=START)
+        model = Model(wf, {}, START)
+        verdict = model.decide("decide", "clerk", START, {"ret": answer})
+        assert (case.why_not("decide", actor="clerk", on=START, data={"ret": answer}) == []) \
+            == verdict.ok
+        if verdict.ok:
+            assert case.fire("decide", actor="clerk", on=START, data={"ret": answer}).moved
+        else:
+            with pytest.raises(af.TransitionRefusedError, match="^Can't fire 'decide'"):
+                case.fire("decide", actor="clerk", on=START, data={"ret": answer})
+        assert [e.seq for e in store.events("c")] == ([1, 2] if verdict.ok else [1])
+        assert verdict.ok is (answer is True or answer in ([], {}))
+        assert store.verify().ok
