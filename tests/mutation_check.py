@@ -126,8 +126,9 @@ def run_suite(tree: Path, extra: list[str]) -> tuple[set[str], str, float]:
                            "-rfE", "-o", "addopts=", *extra], env=env, cwd=tree,
                           capture_output=True, text=True, timeout=3600)
     seconds = time.monotonic() - t0
-    failed = {line.split()[1] for line in done.stdout.splitlines()
-              if line.startswith(("FAILED ", "ERROR "))}
+    # "FAILED tests/x.py::name[param with spaces] - message": the id ends at " - "
+    failed = {line.split(" ", 1)[1].split(" - ", 1)[0].strip()
+              for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))}
     lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
     summary = lines[-1].strip("= ") if lines else f"(no output; exit {done.returncode})"
     if done.returncode not in (0, 1):  # 1: tests failed; anything else: pytest itself broke
