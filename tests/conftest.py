@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 import approvalflow as af
 from approvalflow.demo import SEED_DATA
@@ -22,7 +22,19 @@ FLAGSHIP = "boligsocial-helhedsplan"
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("dev"), derandomize=True,
                           database=None, print_blob=True)
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# The "mutation" profile is the CI one without shrinking: tests/mutation_check.py runs the
+# suite against planted bugs and only needs to know which tests fail, not the smallest example.
+settings.register_profile("mutation", parent=settings.get_profile("ci"),
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+
+
+def ci_requested(value: str | None) -> bool:
+    """CI=true (or any value but empty, "false" or "0") selects the CI profile."""
+    return (value or "").strip().lower() not in ("", "false", "0")
+
+
+settings.load_profile(os.environ.get("APPROVALFLOW_HYPOTHESIS_PROFILE")
+                      or ("ci" if ci_requested(os.environ.get("CI")) else "dev"))
 
 
 @pytest.fixture

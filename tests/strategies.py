@@ -21,6 +21,19 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+import approvalflow as af
+
+#: A guard for generated workflows whose answer the step's data chooses: it returns the
+#: case data's "ret" (True when there is none), so a test can make a guard return None,
+#: 0, "", False, [], True ... and check which of them refuse the step.
+RET_GUARD = "ret_ok"
+
+
+@af.guard(RET_GUARD)
+def _ret_ok(ctx: af.GuardContext) -> Any:
+    return ctx.data.get("ret", True)
+
+
 # -- a tiny TOML emitter --------------------------------------------------------------------
 
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -96,16 +109,23 @@ labels = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
 
 @st.composite
 def sound_workflows(draw: st.DrawFn) -> dict[str, Any]:
-    """A workflow document that must load: every state reachable, no traps."""
+    """A workflow document that must load: every state reachable, no traps.
+
+    A chain of states, back edges, optionally a parallel state whose regions wait for a
+    step or hold a vote (yes/no/withdraw ballots, a new round after a no), and votes on
+    the chain (a no ends the case). Steps may be guarded by ``proposal_ok`` and ``ret_ok``.
+    """
     names = draw(st.lists(ids, min_size=6, max_size=12, unique=True))
-    actors = names[:draw(st.integers(1, 3))]
+    actors = names[:draw(st.integers(1, 4))]
+    suffix = names[-1]
     n_chain = draw(st.integers(2, 5))
-    chain = [f"s{i}-{names[-1]}" for i in range(n_chain)]
+    chain = [f"s{i}-{suffix}" for i in range(n_chain)]
     states: dict[str, Any] = {}
     for sid in chain:
         states[sid] = {"label": draw(labels)}
     states[chain[-1]]["final"] = True
     transitions: list[dict[str, Any]] = []
+    votes: dict[str, Any] = {}
 
     def who() -> list[str]:
         return draw(st.lists(st.sampled_from(actors), min_size=1, max_size=len(actors),
@@ -116,23 +136,46 @@ def sound_workflows(draw: st.DrawFn) -> dict[str, Any]:
                              "actors": who()}
         if draw(st.booleans()):
             t["label"] = draw(labels)
-        if draw(st.integers(0, 4)) == 0:
-            t["guards"] = ["proposal_ok"]
+        if draw(st.integers(0, 3)) == 0:
+            t["guards"] = draw(st.sampled_from([["proposal_ok"], [RET_GUARD],
+                                                ["proposal_ok", RET_GUARD]]))
         transitions.append(t)
+
+    def vote(vid: str, state: str, prefix: str, yes: str, no: str) -> None:
+        """A vote group taken in ``state``: yes (and withdraw) ballots to ``yes``, no to ``no``."""
+        voters = who()
+        need = draw(st.one_of(st.just("all"), st.integers(1, len(voters))))
+        votes[vid] = {"state": state, "voters": voters, "need": need}
+        transitions.append({"trigger": f"{prefix}.yes", "source": state, "target": yes,
+                            "vote": vid})
+        transitions.append({"trigger": f"{prefix}.no", "source": state, "target": no,
+                            "vote": vid, "ballot": "no"})
+        if draw(st.booleans()):
+            transitions.append({"trigger": f"{prefix}.out", "source": state, "target": yes,
+                                "vote": vid, "ballot": "withdraw"})
 
     parallel_at = draw(st.one_of(st.none(), st.integers(0, n_chain - 2)))
     for i in range(n_chain - 1):
         if i == parallel_at:
-            par = f"par-{names[-1]}"
+            par = f"par-{suffix}"
             states[par] = {"parallel": True, "label": draw(labels)}
             step(f"go{i}", chain[i], par)
             for k in range(draw(st.integers(1, 3))):
-                region = f"r{k}-{names[-1]}"
+                region = f"r{k}-{suffix}"
                 states[region] = {"parent": par, "initial": f"{region}-wait"}
                 states[f"{region}-wait"] = {"parent": region}
                 states[f"{region}-done"] = {"parent": region, "final": True}
-                step(f"r{k}.ok", f"{region}-wait", f"{region}-done")
+                if draw(st.integers(0, 2)) == 0:
+                    states[f"{region}-no"] = {"parent": region}
+                    vote(f"v{k}", f"{region}-wait", f"r{k}", f"{region}-done", f"{region}-no")
+                    step(f"r{k}.again", f"{region}-no", f"{region}-wait")
+                else:
+                    step(f"r{k}.ok", f"{region}-wait", f"{region}-done")
             step(f"join{i}", par, chain[i + 1])
+        elif draw(st.integers(0, 3)) == 0:
+            nay = f"nay{i}-{suffix}"
+            states[nay] = {"final": True}
+            vote(f"c{i}", chain[i], f"c{i}", chain[i + 1], nay)
         else:
             step(f"t{i}", chain[i], chain[i + 1])
     for j in range(draw(st.integers(0, 2))):  # back edges: send a case back
@@ -145,6 +188,8 @@ def sound_workflows(draw: st.DrawFn) -> dict[str, Any]:
         "states": states,
         "transitions": transitions,
     }
+    if votes:
+        doc["votes"] = votes
     if draw(st.booleans()):
         doc["workflow"]["title"] = draw(labels)
     return doc

@@ -83,6 +83,16 @@ def test_many_writers_lose_and_double_nothing(db_path, figures):  # noqa: F811
         assert {s.case_id: s.version for s in store.cases()} == \
             {case_id: len(n) for case_id, n in seqs.items()}
     conflicts = sum(r["conflicts"] for r in reports)
+    # Every shared write was a round in which all writers had loaded the case before any
+    # of them fired: all but one of them met a conflict, and then retried.
+    assert conflicts >= (WRITERS - 1) * shared_events, conflicts
+    # ... so the shared case's events interleave the writers: one from each, round by round.
+    with af.open_store(db_path) as store:
+        writers = [e.note.split()[0] for e in store.events("shared") if e.seq > 1]
+    assert len(writers) == WRITERS * shared_events
+    for r in range(shared_events):
+        assert sorted(writers[r * WRITERS:(r + 1) * WRITERS]) == \
+            sorted(f"p{i}" for i in range(WRITERS)), (r, writers)
     figures("concurrency_writers", WRITERS, "processes writing one SQLite file at once")
     figures("concurrency_events", len(stored),
             "events they stored (each checked: once, in sequence, hash as acknowledged)")
@@ -129,6 +139,46 @@ def test_racing_the_same_step_stores_it_once(db_path, figures):  # noqa: F811
     with af.open_store(db_path) as store:
         assert store.verify().ok
     figures("race_rounds", RACE_ROUNDS, "rounds of two processes racing the same step")
+
+
+def test_two_processes_casting_one_voters_ballot_store_it_once(db_path, flagship):
+    """Two processes cast the same voter's ballot on the same case at the same moment (both
+    have loaded the case before either fires): one ballot is stored, the other process gets
+    ConcurrencyError and, after reloading, is refused because the voter has voted."""
+    ids = [f"vote-{r}" for r in range(RACE_ROUNDS)]
+    with af.open_store(db_path) as store:
+        for case_id in ids:
+            store.create_case(flagship, case_id, actor="tmf", on=wp.ON).fire(
+                "submit", actor="tmf", on=wp.ON)
+    go = str(db_path.parent / "go-")
+    ready, results = CTX.Queue(), CTX.Queue()
+    procs = [CTX.Process(target=wp.cast_at_once, name=name,
+                         args=(str(db_path), name, ids, "vibo.approve", "vibo_afd_1", go,
+                               ready, results))
+             for name in ("a", "b")]
+    for p in procs:
+        p.start()
+    for case_id in ids:  # a file both wait on: it appears once both have loaded the case
+        assert sorted(ready.get(timeout=JOIN) for _ in procs) == [("a", case_id),
+                                                                   ("b", case_id)]
+        Path(go + case_id).touch()
+    outcomes = _collect(results, len(ids) * len(procs))
+    _join(procs)
+    with af.open_store(db_path) as store:
+        for case_id in ids:
+            mine = [o["attempts"] for o in outcomes if o["case"] == case_id]
+            [won] = [a for a in mine if a[0]["ok"]]
+            [lost] = [a for a in mine if not a[0]["ok"]]
+            assert lost[0]["error"] == "ConcurrencyError", lost
+            assert lost[1]["error"] == "TransitionRefusedError", lost
+            assert "'vibo_afd_1' has already voted 'yes'" in lost[1]["message"]
+            case = store.case(case_id)
+            assert [(e.trigger, e.actor) for e in case.history[2:]] == \
+                [("vibo.approve", "vibo_afd_1")]
+            assert case.history[-1].hash == won[0]["hash"]
+            assert case.ballots() == {"vibo": {"vibo_afd_1": "yes"}}
+        report = store.verify()
+        assert report.ok, report.problems
 
 
 def test_racing_different_steps_keeps_one(db_path):

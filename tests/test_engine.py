@@ -240,6 +240,60 @@ def test_entered_by_names_who_decided(submitted) -> None:
 
 def test_the_last_voter_withdrawing_leaves_the_vote_withdrawn(submitted) -> None:
     """An empty vote never passes: the flagship's vote names its 'withdrawn' state instead."""
+TWO_OF_THREE = """
+[workflow]
+name = "two-of-three"
+version = 1
+initial = "voting"
+[actors]
+a = "A"
+b = "B"
+c = "C"
+[states.voting]
+[states.passed]
+final = true
+[states.failed]
+final = true
+[votes.v]
+state = "voting"
+voters = ["a", "b", "c"]
+need = 2
+[[transitions]]
+trigger = "yes"
+source = "voting"
+target = "passed"
+vote = "v"
+[[transitions]]
+trigger = "no"
+source = "voting"
+target = "failed"
+vote = "v"
+ballot = "no"
+[[transitions]]
+trigger = "out"
+source = "voting"
+target = "passed"
+vote = "v"
+ballot = "withdraw"
+"""
+
+
+def test_a_withdrawal_may_not_leave_a_vote_that_no_one_can_pass(store) -> None:
+    """Two yes of three needed, one has said no: a second voter's withdrawal would leave one
+    voter who can still say yes, and a case stranded in the vote; it is refused."""
+    case = store.create_case(af.loads_workflow(TWO_OF_THREE), "x", actor="a", on="2022-01-01")
+    case.fire("no", actor="a", on="2022-01-01")
+    assert case.state == {"voting"}  # yes from b and c could still pass it
+    [reason] = case.why_not("out", actor="b", on="2022-01-01")
+    assert reason == ("'b' can't withdraw from the vote 'v': it would leave 1 voter(s) who can "
+                      "still vote yes where 2 yes-vote(s) are needed; vote no instead")
+    case.fire("yes", actor="b", on="2022-01-01")
+    case.fire("yes", actor="c", on="2022-01-01")
+    assert case.state == {"passed"}
+
+
+def test_the_last_voter_cannot_withdraw(submitted) -> None:
+    """Withdrawing may not leave an empty vote (which would pass with no yes): vote no instead."""
     case = submitted
     for n in (1, 2, 3):
         case.fire("vibo.withdraw", actor=f"vibo_afd_{n}", on="2021-11-03")
@@ -282,7 +336,7 @@ trigger = "right.no"''')
         case.fire("begin", actor="x", on="2024-01-01")
         assert not case.fire("right.leave", actor="v1", on="2024-01-02").moved
         [reason] = case.why_not("right.leave", actor="v2", on="2024-01-02")
-        assert "leave 1 voter(s) where 2 yes-vote(s) are needed" in reason
+        assert "leave 1 voter(s) who can still vote yes where 2 yes-vote(s) are needed" in reason
 
 
 def test_a_guard_returning_none_refuses() -> None:

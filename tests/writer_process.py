@@ -9,6 +9,7 @@ any number of steps.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -41,38 +42,45 @@ def create_or_load(store: af.Store, case_id: str) -> af.Case:
 # -- concurrency: many writers, one file ---------------------------------------------------
 
 
+BARRIER_TIMEOUT = 120.0  # seconds: a writer that died must not hang the others for ever
+
+
 def append_many(path: str, proc: int, own_cases: int, own_events: int, shared_events: int,
                 start: Any, results: Any) -> None:
     """Write ``own_events`` to each of ``own_cases`` cases of our own, interleaved, and
-    ``shared_events`` to the case "shared" that every writer appends to (reloading it
-    after each ConcurrencyError). Report every acknowledged (case, seq, hash)."""
+    ``shared_events`` to the case "shared" that every writer appends to. Each shared
+    write is a round: every writer loads the shared case, waits for the others at the
+    barrier, then fires, so all but one decide on a state another writer has just moved
+    on (ConcurrencyError, reload, retry). Report every acknowledged (case, seq, hash)."""
     acks: list[tuple[str, int, str]] = []
     conflicts = 0
     try:
         store = af.open_store(path)
-        start.wait()
+        start.wait(BARRIER_TIMEOUT)
         cases = [create_or_load(store, f"p{proc}-c{j}") for j in range(own_cases)]
         for c in cases:
             acks.append((c.id, 1, c.history[0].hash))
-        shared = store.case("shared")
-        done = 0
         for i in range(max(own_events, shared_events)):
             if i < own_events:
                 for c in cases:
                     trigger, actor = next_step(c)
                     e = c.fire(trigger, actor=actor, on=ON, note=f"p{proc} {i}")
                     acks.append((c.id, e.seq, e.hash))
-            while done < shared_events and done <= i:
+            if i >= shared_events:
+                continue
+            shared = store.case("shared")
+            start.wait(BARRIER_TIMEOUT)
+            while True:
                 trigger, actor = next_step(shared)
                 try:
-                    e = shared.fire(trigger, actor=actor, on=ON, key=f"p{proc}-{done}",
-                                    note=f"p{proc} shared {done}")
+                    e = shared.fire(trigger, actor=actor, on=ON, key=f"p{proc}-{i}",
+                                    note=f"p{proc} shared {i}")
                 except af.ConcurrencyError:
                     conflicts += 1
                     shared = store.case("shared")
                     continue
                 acks.append(("shared", e.seq, e.hash))
-                done += 1
+                break
         store.close()
         results.put({"proc": proc, "acks": acks, "conflicts": conflicts, "error": None})
     except BaseException:
@@ -96,6 +104,35 @@ def race(path: str, name: str, rounds: int, plan: list[dict[str, Any]], barrier:
             outcome = {"ok": False, "error": type(e).__name__, "message": str(e)}
         results.put({"racer": name, "round": r, **outcome})
         barrier.wait()
+    store.close()
+
+
+def cast_at_once(path: str, name: str, case_ids: list[str], trigger: str, actor: str,
+                 go_prefix: str, ready: Any, results: Any) -> None:
+    """For each case: load it, say so, wait until the file ``go_prefix + case_id`` exists
+    (the other racer has loaded it too), then fire; after a ConcurrencyError, load the
+    case again and fire once more. Report what each attempt gave."""
+    store = af.open_store(path)
+    for case_id in case_ids:
+        case = store.case(case_id)
+        ready.put((name, case_id))
+        deadline = time.monotonic() + BARRIER_TIMEOUT
+        while not os.path.exists(go_prefix + case_id):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: no go file for {case_id!r}")
+            time.sleep(0.0002)
+        attempts: list[dict[str, Any]] = []
+        for _ in range(2):
+            try:
+                e = case.fire(trigger, actor=actor, on=ON)
+                attempts.append({"ok": True, "seq": e.seq, "hash": e.hash})
+                break
+            except af.ApprovalflowError as e:
+                attempts.append({"ok": False, "error": type(e).__name__, "message": str(e)})
+                if not isinstance(e, af.ConcurrencyError):
+                    break
+                case = store.case(case_id)
+        results.put({"racer": name, "case": case_id, "attempts": attempts})
     store.close()
 
 

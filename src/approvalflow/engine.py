@@ -607,15 +607,18 @@ class Engine:
             elif t.ballot == "withdraw":
                 # A withdrawal may not leave a vote that can no longer pass (nor an empty
                 # one, which would pass with no one having said yes): vote no instead.
+                # A "no" already cast counts against it: those voters can't say yes.
                 gone = state.withdrawn.get(vg.id, frozenset()) | {actor}
+                cast_no = {v for v, b in state.ballots.get(vg.id, {}).items() if b == "no"}
                 remaining = sum(1 for v in vg.voters if v not in gone)
                 needed = vg.required(remaining)
+                can_say_yes = sum(1 for v in vg.voters if v not in gone and v not in cast_no)
                 empty_ok = remaining == 0 and vg.id in self._all_withdrawn
-                if not empty_ok and (remaining == 0 or needed > remaining):
+                if not empty_ok and (remaining == 0 or needed > can_say_yes):
                     refuse("vote: withdrawal",
                            f"{actor!r} can't withdraw from the vote {vg.id!r}: it would leave "
-                           f"{remaining} voter(s) where {max(needed, 1)} yes-vote(s) are "
-                           f"needed; vote no instead")
+                           f"{can_say_yes} voter(s) who can still vote yes where "
+                           f"{max(needed, 1)} yes-vote(s) are needed; vote no instead")
         if t.not_by and check_persons:
             self._check_persons(t, state, by, refuse)
         if t.guards:
