@@ -75,8 +75,8 @@ MUTANTS = (
            "            if actor in state.withdrawn.get(vg.id, frozenset()):\n",
            "            if False:\n", ENGINE_UNIT),
     Mutant("verify-hash", "verify no longer compares an event's content with its hash",
-           "src/approvalflow/store/__init__.py",
-           "            if selected_hash(r) != digest:\n", "            if False:\n",
+           "src/approvalflow/store/verification.py",
+           "        if selected_hash(r) != digest:\n", "        if False:\n",
            ("tests/test_store.py::test_verify",)),
 )
 
