@@ -39,20 +39,7 @@ def _deadlines(a: _Analysis, state: CaseState) -> list[Deadline]:
         due, projected, note = _resolve(t.deadline, state.data, a.step_dates)
         taken_on = taken[1] if taken else None
         expected = p.date if p is not None else None
-        days_left = None
-        if due is None:
-            status = "open"
-        elif taken_on is not None:
-            status = "met" if taken_on <= due else "missed"
-            days_left = (due - taken_on).days
-        else:
-            days_left = (due - a.on).days
-            if days_left < 0:
-                status = "missed"
-            elif expected is not None and expected > due:
-                status = "at risk"
-            else:
-                status = "open"
+        status, days_left = _status(due, taken_on, expected, a.on)
         actors = p.actors if p is not None else t.actors
         out.append(Deadline(step=t.trigger, label=t.label or t.trigger,
                             rule=t.deadline.describe(), due=due, status=status,
@@ -60,6 +47,22 @@ def _deadlines(a: _Analysis, state: CaseState) -> list[Deadline]:
                             projected=projected, actors=tuple(actors), note=note))
     out.extend(_state_deadlines(a, state))
     return sorted(out, key=lambda d: (d.due is None, d.due or dt.date.min, d.step))
+
+
+def _status(due: dt.date | None, done_on: dt.date | None, expected: dt.date | None,
+            on: dt.date) -> tuple[str, int | None]:
+    """A deadline's status and days left: met or missed once done (a step taken, a state
+    left), else missed once passed, at risk when forecast after it, else open."""
+    if due is None:
+        return "open", None
+    if done_on is not None:
+        return ("met" if done_on <= due else "missed"), (due - done_on).days
+    days_left = (due - on).days
+    if days_left < 0:
+        return "missed", days_left
+    if expected is not None and expected > due:
+        return "at risk", days_left
+    return "open", days_left
 
 
 def _state_deadlines(a: _Analysis, state: CaseState) -> list[Deadline]:
@@ -82,20 +85,7 @@ def _state_deadlines(a: _Analysis, state: CaseState) -> list[Deadline]:
         projected = projected or projected_entry
         left_on = left[0] if left is not None and not left[1] else None
         expected = left[0] if left is not None and left[1] else None
-        days_left = None
-        if due is None:
-            status = "open"
-        elif left_on is not None:
-            status = "met" if left_on <= due else "missed"
-            days_left = (due - left_on).days
-        else:
-            days_left = (due - a.on).days
-            if days_left < 0:
-                status = "missed"
-            elif expected is not None and expected > due:
-                status = "at risk"
-            else:
-                status = "open"
+        status, days_left = _status(due, left_on, expected, a.on)
         exits = [t for t in wf.transitions if t.source == sid and not t.reminder]
         actors = tuple(dict.fromkeys(x for t in exits for x in t.actors))
         out.append(Deadline(step=sid, label=d.label or sid, rule=d.deadline.describe(),
