@@ -13,7 +13,7 @@ import pytest
 
 import approvalflow as af
 from approvalflow.demo import build_demo
-from approvalflow.diagram import to_dot, to_mermaid
+from approvalflow.views.diagram import to_dot, to_mermaid
 from approvalflow.errors import MissingDependencyError
 
 HAS_DOT = shutil.which("dot") is not None

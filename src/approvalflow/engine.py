@@ -26,6 +26,7 @@ import attrs
 from transitions.extensions.nesting import HierarchicalMachine, NestedState
 
 from . import guards as _guards
+from . import rules as _rules  # noqa: F401  (registers the bundled workflows' guards)
 from .definition import TransitionDef, VoteGroup, Workflow
 
 __all__ = ["Engine", "CaseState", "Decision", "engine_for", "merge_data", "data_paths",
