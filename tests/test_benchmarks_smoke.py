@@ -14,9 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
         "peer_eventsourcing_full", "peer_eventsourcing_normal", "engine_vs_transitions",
-        "migrate", "concurrent_ballots"}
+        "migrate", "concurrent_ballots", "queries"}
 RATIO_KEYS = {"fire_full", "fire_normal", "bulk_import", "verify", "cli",
-              "engine_vs_transitions", "concurrent_ballots"}
+              "engine_vs_transitions", "concurrent_ballots", "queries"}
 
 
 def test_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
@@ -42,4 +42,6 @@ def test_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
     assert ballots["ballots_stored"] == ballots["ballots"] == 8 * ballots["cases"]
     for key in ("peer_eventsourcing_full", "peer_eventsourcing_normal"):
         assert "ratio" in bench[key] or "skipped" in bench[key], key
+    for question in ("inbox", "due", "cases_filtered"):
+        assert bench["queries"][question]["ratio"] > 0, question
     assert not any(tmp_path.glob("approvalflow-bench-*")), "scratch databases were left"

@@ -21,6 +21,7 @@ from approvalflow.canonical import canonical_json, sha256_hex
 from approvalflow.engine import engine_for
 from approvalflow.guards import GuardContext, guard, unregister_guard
 from approvalflow.store.rows import event_hash
+from tests.figures import figures  # noqa: F401  (the fixture)
 
 WORKFLOW = """
 [workflow]
@@ -222,18 +223,42 @@ FORGERIES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(FORGERIES))
-def test_forged_step_breaking_a_rule_is_named(log: Path, name: str) -> None:
-    """A forged step that breaks one rule is reported with its case, event and rule."""
+def _forge_one(log: Path, name: str) -> tuple[bool, list[str]]:
+    """Take FORGERIES[name]'s honest steps, append its forged step; was it named by rule?"""
     honest, (trigger, actor, on, target), rule = FORGERIES[name]
     _steps(log, *honest)
     assert problems(log) == []
     forge(log, trigger, actor, on, target=target)
     seq = 3 + len(honest)
     found = problems(log)
-    assert found, f"the forged {name!r} step went unnoticed"
-    assert any(p.startswith(f"case 'x' event {seq}: {trigger!r} by {actor!r}")
+    return any(p.startswith(f"case 'x' event {seq}: {trigger!r} by {actor!r}")
                and f"breaks the rule '{rule}'" in p for p in found), found
+
+
+@pytest.mark.parametrize("name", sorted(FORGERIES))
+def test_forged_step_breaking_a_rule_is_named(log: Path, name: str) -> None:
+    """A forged step that breaks one rule is reported with its case, event and rule."""
+    named, found = _forge_one(log, name)
+    assert found, f"the forged {name!r} step went unnoticed"
+    assert named, found
+
+
+def test_forgery_figures(tmp_path: Path, wf: af.Workflow, figures) -> None:  # noqa: F811
+    """Every kind of forged step, each on a log of its own, is named: the figure for the docs."""
+    caught = 0
+    for n, name in enumerate(sorted(FORGERIES)):
+        path = tmp_path / f"f{n}.db"
+        with af.open_store(path) as store:
+            case = store.create_case(wf, "x", actor="clerk", on="2024-01-10",
+                                     data={"budget": 50, "start": "2024-03-01"})
+            case.fire("submit", actor="clerk", on="2024-01-10")
+        caught += _forge_one(path, name)[0]
+    assert caught == len(FORGERIES)
+    figures("forged_rule_kinds", len(FORGERIES), "kinds of forged, correctly chained steps "
+            "(join, vote once, threshold, withdrawal, actor, date order, ...) appended to a "
+            "log with the library's own hash")
+    figures("forged_rule_kinds_named", caught, "of them named by verify with the case, the "
+            "event and the rule broken")
 
 
 def test_forged_step_after_the_end_is_named(log: Path) -> None:

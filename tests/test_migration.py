@@ -48,7 +48,7 @@ def test_fixture_is_schema_1():
 def test_new_store_records_its_creation(db_path):
     """A new file is at the current schema and records when and by what it was created."""
     with af.open_store(db_path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         meta = store.meta
     assert meta["created_by"].startswith("approvalflow ")
     assert meta["created_at"][:4].isdigit()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .guards import GuardContext, guard
     from .loading import bundled_workflows, load_workflow, loads_workflow
     from .plugins import load_guard_module, load_guard_plugins
-    from .store import CaseSummary, Store, VerifyReport, open_store
+    from .store import Awaited, CaseList, CaseSummary, Store, VerifyReport, open_store
 
 #: Where each public name lives. They are imported on first use, so that a program
 #: (the command line, above all) pays only for the parts it touches.
@@ -46,6 +46,7 @@ _EXPORTS = {
     "StoreError": "errors", "TransitionRefusedError": "errors",
     "GuardContext": "guards", "guard": "guards",
     "load_guard_module": "plugins", "load_guard_plugins": "plugins",
+    "Awaited": "store", "CaseList": "store",
     "CaseSummary": "store", "Store": "store", "VerifyReport": "store", "open_store": "store",
 }
 
@@ -67,8 +68,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApprovalflowError",
+    "Awaited",
     "Case",
     "CaseExistsError",
+    "CaseList",
     "CaseNotFoundError",
     "CaseSummary",
     "ConcurrencyError",

@@ -558,15 +558,19 @@ class Case:
         self._state, self._history, self._workflow = snapshot
         self._engine = engine_for(self._workflow)
 
-    def _advance(self, event: Event, moves_to: Workflow | None = None) -> None:
+    def _advance(self, event: Event, moves_to: Workflow | None = None,
+                 state: CaseState | None = None) -> None:
         """Called by the store once ``event`` is committed (``moves_to``: the version a
-        ``migrate`` event moved the case to)."""
+        ``migrate`` event moved the case to; ``state``: the state it leads to, when the
+        store has computed it already)."""
         if event.kind == "migrate" and moves_to is not None:
             self._workflow, self._engine = moves_to, engine_for(moves_to)
-            self._state = migrated_state(self._state, event.target,
-                                         ballots=event.data["migrate"]["ballots"],
-                                         seq=event.seq, on=event.on)
-            self._history = (*self._history, event)
+            if state is None:
+                state = migrated_state(self._state, event.target,
+                                       ballots=event.data["migrate"]["ballots"],
+                                       seq=event.seq, on=event.on)
+        if state is not None:
+            self._state, self._history = state, (*self._history, event)
             return
         if event.kind != "fire":  # an expectation: no state, no case data
             self._state = attrs.evolve(self._state, version=event.seq, last_on=event.on)

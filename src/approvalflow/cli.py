@@ -485,17 +485,48 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
 @click.option("--workflow", default=None, help="Only cases on this workflow (its name).")
 @click.option("--state", default=None,
               help="Only cases with this state active (a leaf or a composite state).")
+@click.option("--awaiting", "awaiting", default=None, metavar="ACTOR",
+              help="Only cases where ACTOR may act now (see 'inbox').")
+@click.option("--overdue", is_flag=True,
+              help="Only cases with a deadline or expected step passed (see 'due').")
+@click.option("--open/--final", "is_open", default=None,
+              help="Only open cases, or only cases that have ended.")
+@click.option("--data", "data", multiple=True, metavar="KEY=VALUE",
+              help="Only cases whose data has VALUE at the key path KEY (e.g. "
+                   "budget.total=4000000); repeat for more.")
+@click.option("--since", type=DATE, default=None, help="Last event on or after this date.")
+@click.option("--until", type=DATE, default=None, help="Last event on or before this date.")
+@click.option("--on", type=DATE, default=None,
+              help="The date --awaiting and --overdue are asked on (default: today).")
+@click.option("--limit", type=click.IntRange(0), default=None,
+              help="List at most this many cases (and print the total).")
+@click.option("--offset", type=click.IntRange(0), default=0,
+              help="Skip this many cases first (and print the total).")
 @json_option
 @click.pass_context
-def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: bool) -> None:
+def cases(ctx: click.Context, workflow: str | None, state: str | None, awaiting: str | None,
+          overdue: bool, is_open: bool | None, data: tuple[str, ...], since: dt.date | None,
+          until: dt.date | None, on: dt.date | None, limit: int | None, offset: int,
+          as_json: bool) -> None:
     """List the cases: id, workflow, events, last date and state."""
+    wanted: dict[str, str] = {}
+    for item in data:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. plan=Nørrebrobyggerne).",
+                                     param_hint="'--data'")
+        wanted[key] = value
     with _open(ctx, readonly=True) as store:
-        found = store.cases(workflow=workflow, state=state)
+        found = store.cases(workflow=workflow, state=state, awaiting=awaiting, overdue=overdue,
+                            final=None if is_open is None else not is_open,
+                            data=wanted or None, since=since, until=until, limit=limit,
+                            offset=offset, on=on)
+    paged = limit is not None or offset > 0
     if as_json:
-        _echo_json([c.to_dict() for c in found])
+        _echo_json(found.to_dict() if paged else [c.to_dict() for c in found])
         return
     if not found:
-        _echo("No cases.")
+        _echo("No cases." if not paged else f"No cases here; {found.total} in all.")
         return
     id_width = min(max(len(c.case_id) for c in found), 24)
     for c in found:
@@ -504,6 +535,33 @@ def cases(ctx: click.Context, workflow: str | None, state: str | None, as_json: 
                 f"{c.version} events, last {c.last_on.isoformat()}{end}")
         for line in wrap(head, 0, 4) + wrap(f"state: {', '.join(sorted(c.state))}", 4, 6):
             _echo(line)
+    if paged:
+        _echo(f"Cases {offset + 1}-{offset + len(found)} of {found.total}.")
+
+
+@cli.command()
+@click.argument("actor")
+@click.option("--on", type=DATE, default=None, help="The date to ask on (default: today).")
+@json_option
+@click.pass_context
+def inbox(ctx: click.Context, actor: str, on: dt.date | None, as_json: bool) -> None:
+    """What ACTOR may do now, in every case: the case and the steps."""
+    with _open(ctx, readonly=True) as store:
+        found = store.awaiting(actor, on=on)
+    if as_json:
+        _echo_json([a.to_dict() for a in found])
+        return
+    when = (on or dt.date.today()).isoformat()
+    if not found:
+        _echo(f"Nothing awaits {actor} on {when}.")
+        return
+    id_width = min(max(len(a.case_id) for a in found), 24)
+    for a in found:
+        for line in wrap(f"{a.case_id:<{id_width}}  {a.workflow} v{a.workflow_version}  "
+                         f"last {a.last_on.isoformat()}: {', '.join(a.triggers)}", 0, 4):
+            _echo(line)
+    n = len(found)
+    _echo(f"{n} case{'s await' if n != 1 else ' awaits'} {actor} on {when}.")
 
 
 @cli.command()
@@ -715,6 +773,20 @@ def verify(ctx: click.Context, heads_file: str | None, strict: bool, as_json: bo
         n = len(report.problems)
         raise Failure(f"{n} problem{'s' if n != 1 else ''} in {path!r} "
                       f"({report.cases} cases, {report.events} events).")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def rebuild(ctx: click.Context, as_json: bool) -> None:
+    """Recompute the projection tables (inbox, due, case data) from the log."""
+    with _open(ctx) as store:
+        counts = store.rebuild()
+    if as_json:
+        _echo_json(counts)
+        return
+    rows = ", ".join(f"{table} {n}" for table, n in counts.items() if table != "cases")
+    click.echo(f"Rebuilt the projections of {counts['cases']} cases (rows: {rows}).")
 
 
 @cli.command()

@@ -430,8 +430,23 @@ def _resolve(ref: DateRef, data: Mapping[str, Any],
 # --------------------------------------------------------------------------- the route
 
 
+_ROUTES: dict[tuple[int, frozenset[str], str], list[TransitionDef] | None] = {}
+
+
 def _route(engine: Engine, config: frozenset[str], goal: str) -> list[TransitionDef] | None:
-    """The shortest sequence of steps from ``config`` to a configuration with ``goal``."""
+    """The shortest sequence of steps from ``config`` to a configuration with ``goal``
+    (memoised: it depends on nothing else, and engines live as long as the process)."""
+    key = (id(engine), config, goal)
+    if key not in _ROUTES:
+        if len(_ROUTES) > 10_000:
+            _ROUTES.clear()
+        _ROUTES[key] = _search_route(engine, config, goal)
+    found = _ROUTES[key]
+    return None if found is None else list(found)
+
+
+def _search_route(engine: Engine, config: frozenset[str],
+                  goal: str) -> list[TransitionDef] | None:
     if goal in engine.active(config):
         return []
     order = list(dict.fromkeys(t.trigger for t in engine.workflow.transitions))

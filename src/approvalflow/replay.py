@@ -42,6 +42,7 @@ class Recorded(NamedTuple):
     workflow: str = ""
     workflow_version: int = 0
     by: str | None = None
+    note: str | None = None
 
 
 #: Where replay finds the workflow version a ``migrate`` event moved the case to.

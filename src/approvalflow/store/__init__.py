@@ -6,6 +6,10 @@
   transaction as the event that changes it.
 - ``workflows`` keeps the exact text of every workflow version a case was created
   with, so replay uses the definition the case ran on, whatever the files say now.
+- the projection tables (``projections.py``: who may act, what is due, the case data
+  and its key paths) are derived from the log, written in the same transaction as
+  each event, checked by ``verify`` and recomputed by ``rebuild``; ``queries.py``
+  answers questions across cases from them.
 
 One fire is one ``BEGIN IMMEDIATE`` transaction: expected-version check, event insert,
 current-state update, commit; or rollback and nothing written. Every event takes the
@@ -18,12 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import math
 import os
 import sqlite3
 import threading
 import unicodedata
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +50,12 @@ from ..errors import (
 from ..forecast import DueItem, due_items, sort_due
 from ..loading import bundled_workflows, load_workflow, loads_workflow
 from ..replay import replay
+from ..versioning import migrated_state
+from . import projections
 from .feed import Subscriber, notify, read_feed
+from .queries import Awaited, CaseList, find_cases
+from .queries import awaiting as awaiting_cases
+from .queries import due as due_from_tables
 from .rows import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
@@ -70,7 +79,8 @@ if TYPE_CHECKING:
     from ..versioning import MigrationPlan
     from ..views import Svg
 
-__all__ = ["Store", "open_store", "CaseSummary", "VerifyReport", "SCHEMA_VERSION", "replay"]
+__all__ = ["Store", "open_store", "CaseSummary", "CaseList", "Awaited", "VerifyReport",
+           "SCHEMA_VERSION", "replay"]
 
 #: What a bulk block says once the database failed inside it (a full disk, say).
 _BULK_FAILED = ("A step inside this bulk block failed in the database (such as a full disk); "
@@ -282,7 +292,9 @@ class Store:
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._bulk_depth = 0
         self._bulk_failed = False
-        self._bulk_touched: dict[int, tuple[Case, Any]] = {}
+        # Case -> how it was before the bulk block moved it; weak, so a Case the caller has
+        # let go of (and its snapshot) is freed at once: a long block's memory stays flat
+        self._bulk_touched: weakref.WeakKeyDictionary[Case, Any] = weakref.WeakKeyDictionary()
         self._subscribers: list[Subscriber] = []
         self._committed_mark: int | None = None
         self._timeout = timeout
@@ -472,7 +484,7 @@ class Store:
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
-                for case, snapshot in self._bulk_touched.values():
+                for case, snapshot in list(self._bulk_touched.items()):
                     case._restore(snapshot)
                 raise
             finally:
@@ -651,6 +663,7 @@ class Store:
             "workflow_digest": wf.digest, "by": by,
         }
         event_row["hash"] = event_hash(event_row)
+        event = row_to_event(event_row)
         with self._write(f"create case {case_id!r}"):
             exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
                                         (case_id,)).fetchone()
@@ -664,6 +677,7 @@ class Store:
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
                  event_row["hash"], int(engine.is_final(state.config)),
                  event_row["recorded_at"], event_row["recorded_at"]))
+            projections.insert(self._conn, case_id, projections.compute(engine, state, [event]))
         event = row_to_event(event_row)
         case = Case(self, wf, case_id, state, (event,))
         self._after_commit()
@@ -750,47 +764,68 @@ class Store:
         return (f"There is no case {case_id!r} in {self.path!r}; "
                 + (f"cases: {known}." if ids else "the store holds no cases."))
 
-    def cases(self, *, workflow: str | None = None, state: str | None = None) -> list[CaseSummary]:
-        """Every case's summary, from the current-state table, sorted by id."""
-        if workflow is not None:
-            check_text(workflow, "workflow", max_length=MAX_ID_LENGTH)
-        if state is not None:
-            check_text(state, "state", max_length=MAX_ID_LENGTH)
-        sql = "SELECT * FROM cases"
-        params: list[Any] = []
-        if workflow is not None:
-            sql += " WHERE workflow = ?"
-            params.append(workflow)
-        sql += " ORDER BY case_id"
-        with translate("list cases"):
-            rows = self._conn.execute(sql, params).fetchall()
-        out = []
-        known: set[str] = set()  # the states of the workflows these cases run on
-        for r in rows:
-            leaves = frozenset(json.loads(r["state"]))
-            if state is not None:
-                wf = self.workflow(r["workflow"], r["workflow_version"])
-                known |= wf.states
-                if state not in engine_for(wf).active(leaves):
-                    continue
-            out.append(CaseSummary(
-                case_id=r["case_id"], workflow=r["workflow"],
-                workflow_version=r["workflow_version"], state=leaves, version=r["seq"],
-                last_on=dt.date.fromisoformat(r["last_on"]), is_final=bool(r["is_final"]),
-                updated_at=dt.datetime.fromisoformat(r["updated_at"])))
-        if state is not None and rows and state not in known:
-            raise InvalidInputError(
-                f"No workflow of these cases has a state {state!r}; states: "
-                f"{', '.join(sorted(known))}.")
-        return out
+    def cases(self, *, workflow: str | None = None, state: str | None = None,
+              awaiting: str | None = None, overdue: bool = False, final: bool | None = None,
+              data: Mapping[str, Any] | None = None, since: object = None,
+              until: object = None, limit: int | None = None, offset: int = 0,
+              on: object = None) -> CaseList:
+        """The cases' summaries, sorted by id, from the current-state and projection tables
+        (no replay). A list with ``total``: how many cases match, whatever the page.
+
+        Every filter given must hold: ``workflow`` (its name); ``state`` active (a leaf or
+        a composite state); ``awaiting`` names an actor who may act now (as
+        :meth:`awaiting`); ``overdue``: a deadline or expected step passed (as :meth:`due`
+        reports it "missed"); ``final`` True for ended cases, False for open ones;
+        ``data`` maps key paths (``"budget.total"``) to values, compared as text (a
+        number or true/false as JSON: ``6``, ``true``); ``since`` / ``until``: the last
+        event's date, inclusive. ``on`` is the day ``awaiting`` and ``overdue`` are asked
+        on (default today). ``limit`` and ``offset`` page through the result.
+        """
+        for what, text in (("workflow", workflow), ("state", state), ("awaiting", awaiting)):
+            if text is not None:
+                check_text(text, what, max_length=MAX_ID_LENGTH)
+        if data is not None and not isinstance(data, Mapping):
+            raise InvalidInputError(f"data must map key paths to values, not "
+                                    f"{type(data).__name__} {data!r}.")
+        for what, number in (("limit", limit), ("offset", offset)):
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int)
+                                       or not 0 <= number <= 2**62):
+                raise InvalidInputError(f"{what} must be a whole number from 0, not "
+                                        f"{number!r}.")
+        when = dt.date.today() if on is None else to_date(on, "on")
+        return find_cases(
+            self, workflow=workflow, state=state,
+            awaiting_actor=awaiting, overdue=overdue, final=final, data=data,
+            since=None if since is None else to_date(since, "since"),
+            until=None if until is None else to_date(until, "until"),
+            limit=limit, offset=offset, on=when)
+
+    def awaiting(self, actor: str, *, on: object = None) -> list[Awaited]:
+        """Every case where ``actor`` may act on ``on`` (default today), with the steps they
+        may take: what each case's :meth:`Case.awaiting` says for them, read from the
+        ``case_awaiting`` table (guards are re-run only for the rows that have them).
+        Sorted by case id."""
+        when = dt.date.today() if on is None else to_date(on, "on")
+        return awaiting_cases(self, actor, when)
+
+    def rebuild(self) -> dict[str, int]:
+        """Recompute every projection table from the log, in one transaction; returns the
+        number of cases replayed and of rows in each table."""
+        with self._write("rebuild the projections"):
+            counts = {"cases": projections.fill(self._conn)}
+            for table in projections.TABLES:
+                counts[table] = self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        return counts
 
     def due(self, on: object = None, within_days: int = 14, *, as_of: object = None,
             workflow: str | None = None) -> list[DueItem]:
         """Across all open cases: deadlines and expected steps overdue or due within
         ``within_days`` of ``on`` (default today), the earliest first.
 
-        ``as_of`` loads each case as it was known on that date (cases created later are
-        left out). See docs/forecast.md.
+        Read from the ``case_due`` table; a case is replayed only when its answer moves
+        with the day asked (a deadline counted from a forecast date, or one that may be
+        at risk). ``as_of`` loads each case as it was known on that date by replaying
+        every case (cases created later are left out). See docs/forecast.md.
         """
         if workflow is not None:
             check_text(workflow, "workflow", max_length=MAX_ID_LENGTH)
@@ -800,6 +835,8 @@ class Store:
             raise InvalidInputError(f"within_days must be a whole number of days from 0 to "
                                     f"36500, not {within_days!r}.")
         known = None if as_of is None else to_date(as_of, "as_of")
+        if known is None:
+            return due_from_tables(self, when, within_days, workflow)
         sql = "SELECT case_id FROM cases"
         clauses, params = [], []
         if known is None:
@@ -940,11 +977,23 @@ class Store:
             if moves_to is not None:
                 self._conn.execute("UPDATE cases SET workflow_version = ? WHERE case_id = ?",
                                    (moves_to.version, case.id))
-        event = row_to_event(row)
+            event = row_to_event(row)
+            before = case.engine_state
+            if moves_to is None:
+                after = projections.state_after(case._engine, before, event)
+                projections.advance(self._conn, case._engine, case.id, before, after,
+                                    (*case.history, event))
+            else:  # another version: its rows are made anew
+                after = migrated_state(before, event.target,
+                                       ballots=event.data["migrate"]["ballots"],
+                                       seq=event.seq, on=event.on)
+                projections.replace(self._conn, engine_for(moves_to), case.id, after,
+                                    (*case.history, event))
         if self._bulk_depth:
             # remember how the case was, so a block that is rolled back restores it
-            self._bulk_touched.setdefault(id(case), (case, case._snapshot()))
-        case._advance(event, moves_to)
+            if case not in self._bulk_touched:
+                self._bulk_touched[case] = case._snapshot()
+        case._advance(event, moves_to, after)
         self._after_commit()
         return event
 

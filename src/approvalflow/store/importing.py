@@ -15,7 +15,8 @@ from ..definition import Workflow
 from ..engine import engine_for
 from ..errors import CaseExistsError, InvalidInputError, TransitionRefusedError
 from ..loading import load_workflow
-from . import check_case_id
+from ..replay import Recorded
+from . import check_case_id, projections
 from .rows import (
     DATES,
     GENESIS,
@@ -41,10 +42,16 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     registered: set[tuple[str, int]] = set()
     cur: dict[str, Any] | None = None  # the case being imported
     count = 0
+    rows_of = projections.ImportProjections()
 
     def close_case() -> None:
         if cur is None:
             return
+        if cur["new"]:
+            rows_of.add(cur["id"], cur["engine"], cur["state"], cur["history"])
+        elif cur["seq"] != cur["loaded_seq"]:
+            projections.advance(store._conn, cur["engine"], cur["id"], cur["proj_state"],
+                                cur["state"], cur["history"])
         final = int(cur["engine"].is_final(cur["state"].config))
         target = json_list(cur["state"].config)
         if cur["new"]:
@@ -62,6 +69,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             store._conn.executemany(INSERT_CASE, new_cases)
         if updates:
             store._conn.executemany(UPDATE_CASE, updates)
+        rows_of.flush(store._conn)
         events.clear()
         new_cases.clear()
         updates.clear()
@@ -120,7 +128,11 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                        wf.version, None, GENESIS)
                 commits_to = wf.digest  # a creation commits to its workflow's text
                 cur = {"id": case_id, "wf": wf, "engine": engine, "state": state,
-                       "new": True, "created_at": at, "loaded_seq": 0}
+                       "new": True, "created_at": at, "loaded_seq": 0,
+                       "history": [Recorded(case_id, 1, "create", "create", actor, when,
+                                            frozenset(), state.config, payload,
+                                            workflow=wf.name, workflow_version=wf.version,
+                                            by=by, note=note)]}
                 seen.add(case_id)
             else:
                 if cur is None or cur["id"] != case_id:
@@ -131,7 +143,8 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     cur = {"id": case_id, "wf": case.definition,
                            "engine": engine_for(case.definition),
                            "state": case.engine_state, "new": False,
-                           "hash": case.history[-1].hash, "loaded_seq": case.version}
+                           "hash": case.history[-1].hash, "loaded_seq": case.version,
+                           "proj_state": case.engine_state, "history": list(case.history)}
                     seen.add(case_id)
                 state, engine = cur["state"], cur["engine"]
                 decision = engine.evaluate(state, trigger, actor=actor, on=when,
@@ -147,9 +160,14 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                        json_list(state.config), json_list(decision.target), note, text,
                        wf.name, wf.version, None, cur["hash"])
                 commits_to = None
+                step_data = json.loads(text) if payload else {}
                 cur["state"] = engine.apply(
                     state, trigger=trigger, actor=actor, on=when, seq=seq,
-                    target=decision.target, data=json.loads(text) if payload else {}, by=by)
+                    target=decision.target, data=step_data, by=by)
+                cur["history"].append(Recorded(case_id, seq, "fire", trigger, actor, when,
+                                               state.config, decision.target, step_data,
+                                               workflow=wf.name, workflow_version=wf.version,
+                                               by=by, note=note))
             # a tuple encodes as the same JSON array (see rows.event_hash)
             hashed = row if commits_to is None else (*row, commits_to)
             digest = sha256_hex(encode(hashed if by is None else (*hashed, {"by": by})))
@@ -160,6 +178,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 close_case()  # its row goes with this batch, and is updated when it ends
                 flush()
                 cur["new"], cur["loaded_seq"] = False, cur["seq"]
+                cur["proj_state"] = cur["state"]
         close_case()
         flush()
     return count

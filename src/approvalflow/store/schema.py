@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 #: case's creation commits to its workflow's text (``events.workflow_digest``, hashed).
 #: 4: every event has a feed ``position`` (gap-free, in commit order, unique; not hashed)
 #: and may record the person who acted (``events.by``, hashed when present).
-SCHEMA_VERSION = 4
+#: 5: the projection tables (store/projections.py: ``case_awaiting``, ``case_due``,
+#: ``case_data``, ``case_fields``, index ``cases_last_on``), filled from the log.
+SCHEMA_VERSION = 5
 
 
 def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
@@ -70,10 +72,19 @@ def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX events_position ON events (position)")
 
 
+def _migrate_4_to_5(db: sqlite_utils.Database) -> None:
+    # The projections, all in this one function (other migrations may be numbered
+    # around it): create the tables, then fill them by replaying every case.
+    from .projections import create_tables, fill
+
+    create_tables(db.conn)
+    fill(db.conn)
+
+
 #: migrations[n] brings a database from schema n to n + 1. Every pending migration runs
 #: in one transaction, with the new user_version and the store_meta record.
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3,
-              3: _migrate_3_to_4}
+              3: _migrate_3_to_4, 4: _migrate_4_to_5}
 
 
 def package_version() -> str:

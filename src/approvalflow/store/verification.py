@@ -15,6 +15,8 @@ What it proves, for every case:
 - the ``cases`` table: every column equals what the log says;
 - the feed: positions run 1, 2, 3 ... with no gap and no repeat, and each case's
   events are in the feed in the order of their sequence numbers.
+- the projection tables (store/projections.py): every row equals what replay gives
+  (:func:`~approvalflow.store.projections.check_projections`, once per verify).
 
 A problem is reported, never raised: a damaged row (wrong types, broken JSON) is a
 problem that names its case and event.
@@ -37,6 +39,7 @@ from ..engine import engine_for
 from ..errors import ApprovalflowError, StoreError
 from ..loading import loads_workflow
 from ..replay import Recorded, replay
+from .projections import ExpectedRows, check_projections
 from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, parse_date, selected_hash
 
 if TYPE_CHECKING:
@@ -93,10 +96,11 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
         current: Any = None
         batch: list[tuple[Any, ...]] = []
         seen: set[Any] = set()
+        expected = ExpectedRows()
 
         def finish() -> None:
             case_problems, case_unchecked = _verify_case(current, batch, table.get(current),
-                                                         workflows)
+                                                         workflows, expected)
             problems.extend(case_problems)
             unchecked.update(case_unchecked)
             if strict:
@@ -119,6 +123,7 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
         for case_id in sorted(set(table) - seen, key=repr):
             problems.append(f"case {case_id!r}: in the cases table but has no events")
         problems.extend(_check_positions(conn))
+        problems.extend(check_projections(conn, expected))
     return VerifyReport(problems=problems, cases=n_cases, events=n_events,
                         unchecked=dict(unchecked), strict=strict)
 
@@ -275,8 +280,8 @@ def _record(r: tuple[Any, ...]) -> Recorded:
 
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
-                 workflows: Mapping[tuple[str, int], Workflow | str]
-                 ) -> tuple[list[str], Counter[str]]:
+                 workflows: Mapping[tuple[str, int], Workflow | str],
+                 expected: ExpectedRows) -> tuple[list[str], Counter[str]]:
     problems: list[str] = []
     unchecked: Counter[str] = Counter()
     where = f"case {case_id!r}"
@@ -360,6 +365,7 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         unchecked[f"guard {name!r} (not registered in this process)"] += 1
     problems.extend(_check_table_row(where, rows, head, prev_hash, final, state.config,
                                      running))
+    expected.add(case_id, engine_for(version(*running)), state, records)
     return problems, unchecked
 
 

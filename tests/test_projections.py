@@ -1,0 +1,267 @@
+"""The projection tables (inbox, due, case data): kept with every event, equal to replay.
+
+Property tests drive random steps, data and expectations on the bundled workflows and
+check each projection against what replaying every case says (``Case.awaiting``,
+``due`` by replay, the case data), that ``rebuild`` and the schema migration reproduce
+the tables row for row, and that ``verify`` names a tampered row's case and table.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import approvalflow as af
+from approvalflow.engine import engine_for
+from approvalflow.store.projections import TABLES, field_value, fields
+
+from .conftest import approve_all
+from .test_properties import CREATION_DATA
+
+START = dt.date(2021, 11, 1)
+FLAGSHIP = "boligsocial-helhedsplan"
+#: Days the questions are asked on: before, during and long after the random runs.
+#: The flagship's LBF grant (28 days' typical duration, due by data:expires, 2022-02-28)
+#: turns "at risk" on 2022-02-01 when nothing holds it up: asked around that day too.
+ASK_ON = (START, START + dt.timedelta(days=40), dt.date(2022, 1, 31), dt.date(2022, 2, 1),
+          dt.date(2022, 2, 14), START + dt.timedelta(days=120), START + dt.timedelta(days=400))
+
+#: One action: (what, a choice index, days to move on, a number for data).
+actions = st.lists(st.tuples(st.sampled_from(["fire", "fire", "fire", "data", "expect"]),
+                             st.integers(0, 50), st.integers(0, 25), st.integers(0, 3)),
+                   max_size=40)
+
+
+def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every projection table's rows, sorted (read with a separate connection)."""
+    conn = sqlite3.connect(path)
+    try:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall()) for t in TABLES}
+    finally:
+        conn.close()
+
+
+def run_actions(store: af.Store, wf: af.Workflow, todo: list[tuple[str, int, int, int]],
+                n_cases: int = 3) -> None:
+    """Create ``n_cases`` cases and apply the actions to them in turn."""
+    engine = engine_for(wf)
+    creator = "tmf" if "tmf" in wf.actors else sorted(wf.actors)[0]
+    cases = [store.create_case(wf, f"c{i}", actor=creator, on=START,
+                               data=copy.deepcopy(CREATION_DATA.get(wf.name, {})))
+             for i in range(n_cases)]
+    day = START
+    for n, (what, pick, days, number) in enumerate(todo):
+        case = cases[n % n_cases]
+        day += dt.timedelta(days=days)
+        if case.is_final:
+            continue
+        if what == "expect":
+            steps = sorted(wf.triggers)
+            case.expect(steps[pick % len(steps)], day + dt.timedelta(days=pick),
+                        actor=sorted(wf.actors)[pick % len(wf.actors)], said_on=day)
+            continue
+        options = case.allowed(on=day)
+        if not options:
+            continue
+        trigger = options[pick % len(options)]
+        t = engine.enabled_transition(case.state, trigger)
+        assert t is not None
+        actor = next(a for a in t.actors if case.why_not(trigger, actor=a, on=day) == [])
+        data = ({"extra": {"n": number, "flag": number % 2 == 0}, "note_count": number}
+                if what == "data" else None)
+        if case.why_not(trigger, actor=actor, on=day, data=data):
+            data = None
+        case.fire(trigger, actor=actor, on=day, data=data)
+
+
+def check_against_replay(store: af.Store, wf: af.Workflow) -> None:
+    """Every question the projections answer, against the same question asked by replay."""
+    loaded = [store.case(c.case_id) for c in store.cases()]
+    for on in ASK_ON:
+        for actor in sorted(wf.actors):
+            got = {a.case_id: list(a.triggers) for a in store.awaiting(actor, on=on)}
+            want = {c.id: c.awaiting(on=on)[actor] for c in loaded
+                    if actor in c.awaiting(on=on)}
+            assert got == want, (actor, on)
+            ids = [c.case_id for c in store.cases(awaiting=actor, on=on)]
+            assert ids == sorted(want), (actor, on)
+        for within in (0, 14, 365):
+            replayed = store.due(on=on, within_days=within, as_of=dt.date(2100, 1, 1))
+            assert store.due(on=on, within_days=within) == replayed, (on, within)
+            assert store.due(on=on, within_days=within, workflow=wf.name) == replayed
+        assert store.due(on=on, within_days=365, workflow="another") == []
+        overdue = {i.case_id for i in store.due(on=on, within_days=0, as_of="2100-01-01")
+                   if i.status == "missed"}
+        assert {c.case_id for c in store.cases(overdue=True, on=on)} == overdue
+    for case in loaded:
+        for path, value in fields(case.data):
+            found = {c.case_id for c in store.cases(data={path: value})}
+            assert case.id in found
+            assert all(field_value(dict(fields(store.case(i).data))[path]) == value
+                       for i in found)
+        last = case.last_on
+        assert last is not None
+        assert case.id in {c.case_id for c in store.cases(since=last, until=last)}
+        assert case.id not in {c.case_id for c in store.cases(until=last - dt.timedelta(1))}
+
+
+@pytest.mark.parametrize("name", af.bundled_workflows())
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])
+@given(todo=actions)
+def test_projections_equal_replay(name: str, todo: list[tuple[str, int, int, int]]) -> None:
+    """After random steps, data and expectations, every projection answers as replay does;
+    verify finds nothing; rebuild and the 3 -> 4 migration give the same rows."""
+    wf = af.load_workflow(name)
+    folder = Path(tempfile.mkdtemp(prefix="af-proj-"))
+    path = folder / "cases.db"
+    try:
+        with af.open_store(path, durability="normal") as store:
+            run_actions(store, wf, todo)
+            check_against_replay(store, wf)
+            report = store.verify()
+            assert report.ok, report.problems
+            kept = snapshot(path)
+            store.rebuild()
+        assert snapshot(path) == kept
+        # the same file as schema 4 wrote it: no projection tables; opening migrates
+        conn = sqlite3.connect(path)
+        for table in TABLES:
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP INDEX cases_last_on")
+        conn.execute("PRAGMA user_version = 4")
+        conn.commit()
+        conn.close()
+        with af.open_store(path) as store:
+            assert store.schema_version == af.store.SCHEMA_VERSION
+            assert store.meta["migrated_from"] == "3"
+        assert snapshot(path) == kept
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_import_writes_the_same_projections(tmp_path: Path, seed_data: dict[str, Any]) -> None:
+    """import_events leaves the same projection rows as create_case and fire, also when
+    it continues a case already in the store, and across its batches."""
+    steps = [("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.approve", "aab")]
+    records: list[dict[str, Any]] = []
+    with af.open_store(tmp_path / "api.db", durability="normal") as store:
+        for i in range(700):  # 2,800 events: more than one batch of the import
+            case = store.create_case(FLAGSHIP, f"k{i:04d}", actor="tmf", on=START,
+                                     data={**seed_data, "n": i % 7})
+            records.append({"case_id": case.id, "trigger": "create", "workflow": FLAGSHIP,
+                            "actor": "tmf", "on": START, "data": {**seed_data, "n": i % 7}})
+            for trigger, actor in steps:
+                case.fire(trigger, actor=actor, on=START, data={"last": trigger})
+                records.append({"case_id": case.id, "trigger": trigger, "actor": actor,
+                                "on": START, "data": {"last": trigger}})
+    with af.open_store(tmp_path / "imported.db", durability="normal") as store:
+        first = store.create_case(FLAGSHIP, "k0000", actor="tmf", on=START,
+                                  data={**seed_data, "n": 0})
+        assert first.version == 1
+        assert store.import_events(records[1:]) == len(records) - 1
+        assert store.verify().ok
+    assert snapshot(tmp_path / "imported.db") == snapshot(tmp_path / "api.db")
+
+
+def test_due_turns_at_risk_on_the_day_replay_says(store: af.Store, submitted: af.Case) -> None:
+    """A deadline whose step is forecast later as the day asked moves on is "open", then
+    "at risk" from the first day replay says so, read from the table. (Submitted on
+    2021-11-01: the approvals and the move to LBF are forecast on the day asked, the
+    grant 28 days later, and it is due by 2022-02-28.)"""
+    statuses = {}
+    for day in range(25, 35):
+        on = dt.date(2022, 1, day) if day <= 31 else dt.date(2022, 2, day - 31)
+        got = [i for i in store.due(on=on, within_days=60) if i.step == "lbf.grant"]
+        replayed = [i for i in store.due(on=on, within_days=60, as_of="2100-01-01")
+                    if i.step == "lbf.grant"]
+        assert got == replayed
+        statuses[on.isoformat()] = got[0].status
+    assert statuses["2022-01-31"] == "open" and statuses["2022-02-01"] == "at risk"
+
+
+def test_rolled_back_bulk_leaves_no_projection_rows(store: af.Store, submitted: af.Case) -> None:
+    """A bulk block that fails leaves the projection tables as they were."""
+    before = snapshot(Path(store.path))
+    with pytest.raises(RuntimeError), store.bulk():
+        submitted.fire("tmu.approve", actor="tmu", on="2021-11-02", data={"x": 1})
+        store.create_case(FLAGSHIP, "other", actor="tmf", on="2021-11-02")
+        raise RuntimeError("stop")
+    assert snapshot(Path(store.path)) == before
+    assert [a.case_id for a in store.awaiting("tmu", on="2021-11-05")] == [submitted.id]
+
+
+def test_awaiting_rechecks_guards_and_dates(store: af.Store, submitted: af.Case) -> None:
+    """A guarded step is in the inbox only while its guard holds; nothing is awaited on a
+    day before the case's last event."""
+    approve_all(submitted, on="2022-01-31")
+    # at the join: send_to_lbf has the guard financing_ok, which the seed's budget meets
+    assert [a.triggers for a in store.awaiting("tmf", on="2022-02-01")] == [("send_to_lbf",)]
+    assert store.awaiting("tmf", on="2022-01-30") == []
+    other = store.create_case(FLAGSHIP, "broken", actor="tmf", on="2021-11-01",
+                              data={"budget": {"total": 1, "lbf": 5}})
+    other.fire("submit", actor="tmf", on="2021-11-01")
+    approve_all(other, on="2022-01-31")
+    assert other.awaiting(on="2022-02-01").get("tmf") is None
+    assert [a.case_id for a in store.awaiting("tmf", on="2022-02-01")] == [submitted.id]
+
+
+def test_cases_pages_and_counts(store: af.Store, flagship: af.Workflow) -> None:
+    """limit and offset page through the sorted result; total counts every match."""
+    for i in range(7):
+        case = store.create_case(flagship, f"p{i}", actor="tmf", on="2021-11-01",
+                                 data={"n": i % 2})
+        if i < 3:
+            case.fire("submit", actor="tmf", on="2021-11-02")
+    page = store.cases(limit=3, offset=2)
+    assert [c.case_id for c in page] == ["p2", "p3", "p4"]
+    assert (page.total, page.offset, page.limit) == (7, 2, 3)
+    odd = store.cases(data={"n": 1}, limit=1)
+    assert [c.case_id for c in odd] == ["p1"] and odd.total == 3
+    assert [c.case_id for c in store.cases(since="2021-11-02")] == ["p0", "p1", "p2"]
+    assert store.cases(state="draft", limit=2).total == 4
+    assert [c.case_id for c in store.cases(state="draft", limit=2, offset=1)] == ["p4", "p5"]
+    assert store.cases(final=True).total == 0 and store.cases(final=False).total == 7
+    with pytest.raises(af.InvalidInputError, match="limit must be a whole number"):
+        store.cases(limit=-1)
+
+
+@pytest.mark.parametrize(("table", "sql"), [
+    ("case_awaiting", "UPDATE case_awaiting SET guarded = 1 "
+                      "WHERE case_id = 'mimerskvarteret' AND trigger = 'tmu.approve'"),
+    ("case_awaiting", "INSERT INTO case_awaiting VALUES ('lbf', 'mimerskvarteret', "
+                      "'lbf.grant', 0)"),
+    ("case_due", "UPDATE case_due SET due = '2030-01-01' WHERE case_id = 'mimerskvarteret'"),
+    ("case_due", "DELETE FROM case_due WHERE case_id = 'mimerskvarteret'"),
+    ("case_data", "UPDATE case_data SET data = '{}' WHERE case_id = 'mimerskvarteret'"),
+    ("case_fields", "UPDATE case_fields SET value = 'X' WHERE case_id = 'mimerskvarteret' "
+                    "AND path = 'plan'"),
+    ("case_fields", "INSERT INTO case_fields VALUES ('plan', 'Y', 'ghost')"),
+])
+def test_verify_reports_a_tampered_projection_row(db_path: Path, submitted: af.Case,
+                                                  table: str, sql: str) -> None:
+    """An edited, added or removed projection row is a problem naming its case and table;
+    rebuild puts it right."""
+    store = submitted._store
+    assert isinstance(store, af.Store)
+    assert store.verify().ok
+    conn = sqlite3.connect(db_path)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+    report = store.verify()
+    assert not report.ok
+    named = [p for p in report.problems if f"the {table} table" in p]
+    assert named, report.problems
+    assert "'mimerskvarteret'" in named[0] or "'ghost'" in named[0]
+    store.rebuild()
+    assert store.verify().ok
