@@ -87,8 +87,8 @@ def test_unknown_command_is_a_usage_error(runner: CliRunner) -> None:
 def test_cli_module_defers_the_heavy_imports() -> None:
     """Importing the CLI loads neither the demo, the diagrams nor the HTML layer."""
     code = ("import sys, approvalflow.cli; "
-            "print(sorted(m for m in ('approvalflow.demo', 'approvalflow.diagram', "
-            "'approvalflow.html', 'approvalflow.rules') if m in sys.modules))")
+            "print(sorted(m for m in ('approvalflow.demo', 'approvalflow.views.diagram', "
+            "'approvalflow.views.html', 'approvalflow.rules') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import approvalflow as af
-from approvalflow.definition import loads_workflow
+from approvalflow.loading import loads_workflow
 
 MINI = """
 [workflow]

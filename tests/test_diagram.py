@@ -13,8 +13,8 @@ import pytest
 
 import approvalflow as af
 from approvalflow.demo import build_demo
-from approvalflow.diagram import to_dot, to_mermaid
 from approvalflow.errors import MissingDependencyError
+from approvalflow.views.diagram import to_dot, to_mermaid
 
 HAS_DOT = shutil.which("dot") is not None
 

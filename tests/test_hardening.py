@@ -512,7 +512,7 @@ def test_a_piped_real_process_gets_no_title_escape(hostile_db):
 
 def test_terminal_safe_escapes_every_kind():
     """terminal_safe: C0 but the newline, DEL, C1, bidi and lone surrogates become escapes."""
-    from approvalflow.summary import terminal_safe
+    from approvalflow.views.summary import terminal_safe
 
     text = "".join(map(chr, range(0x00, 0xa0))) + "".join(RAW) + "\u2066\u2069\ud800"
     safe = terminal_safe(text)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import approvalflow as af
-from approvalflow.definition import bundled_workflow_path
+from approvalflow.loading import bundled_workflow_path
 from tests.figures import figures  # noqa: F401  (the fixture)
 from tests.strategies import (
     SQL,

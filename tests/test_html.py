@@ -10,7 +10,7 @@ import pytest
 
 import approvalflow as af
 from approvalflow.demo import build_demo
-from approvalflow.html import HistoryTable, case_html, history_html, workflow_html
+from approvalflow.views.html import HistoryTable, case_html, history_html, workflow_html
 
 from .conftest import approve_all
 from .test_diagram import TRICKY
@@ -175,7 +175,7 @@ def test_history_html_without_workflow_shows_ids(submitted: af.Case) -> None:
 
 def test_case_html_has_the_deadlines_and_forecast_of_show(store, seed_data) -> None:
     """The case HTML carries the same deadline and forecast lines as 'approvalflow show'."""
-    from approvalflow.summary import section_lines
+    from approvalflow.views.summary import section_lines
 
     case = store.create_case("boligsocial-helhedsplan", "fictional-html", actor="tmf",
                              on="2021-11-01", data=seed_data)

@@ -12,7 +12,7 @@ import pytest
 
 import approvalflow as af
 from approvalflow.cli import cli
-from approvalflow.html import _standing_html
+from approvalflow.views.html import _standing_html
 from tests import grant_guards  # noqa: F401  (registers the research grant's guard)
 
 ROOT = Path(__file__).resolve().parents[1]

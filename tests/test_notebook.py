@@ -13,7 +13,7 @@ import pytest
 
 import approvalflow as af
 from approvalflow.demo import build_demo
-from approvalflow.notebook import COLUMNS
+from approvalflow.views.notebook import COLUMNS
 
 from .conftest import approve_all
 

@@ -289,8 +289,8 @@ trigger = "cancel"''')
 
 def test_show_and_html_say_a_withdrawn_region_is_not_done(store, flagship, seed_data) -> None:
     """A department that withdrew is shown as ended without taking part, never as done."""
-    from approvalflow.html import case_html
-    from approvalflow.summary import case_summary, summary_text
+    from approvalflow.views.html import case_html
+    from approvalflow.views.summary import case_summary, summary_text
 
     case = store.create_case(flagship, "example-plan", actor="tmf", on="2021-11-01",
                              data=seed_data)

@@ -97,6 +97,11 @@ def run_actions(store: af.Store, wf: af.Workflow, todo: list[tuple[str, int, int
         if case.is_final:
             continue
         if what == "expect":
+            if store.tick(on=day).taken:  # a timed step due by then is the clock's first
+                cases = [store.case(c.id) for c in cases]
+                case = cases[n % n_cases]
+                if case.is_final:
+                    continue
             steps = sorted(wf.triggers)
             case.expect(steps[pick % len(steps)], day + dt.timedelta(days=pick),
                         actor=sorted(wf.actors)[pick % len(wf.actors)], said_on=day)

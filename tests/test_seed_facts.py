@@ -168,7 +168,7 @@ def test_the_public_tmu_date_is_the_only_outside_fact(seen: Seen) -> None:
 @pytest.mark.parametrize("key", sorted(ASSUMPTIONS))
 def test_every_assumption_is_listed_and_labelled(seen: Seen, key: str) -> None:
     """Each assumption the demo records is in the doc's assumption list and in `show`."""
-    from approvalflow.summary import case_summary, summary_text
+    from approvalflow.views.summary import case_summary, summary_text
 
     assert f"**{key}**" in FLAGSHIP_DOC
     assert f"ASSUMPTION ({key})" in summary_text(case_summary(seen.case))

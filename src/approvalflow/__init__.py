@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .case import Case, Event, Region
-    from .definition import Workflow, bundled_workflows, load_workflow, loads_workflow
+    from .definition import Workflow
     from .errors import (
         ApprovalflowError,
         CaseExistsError,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         TransitionRefusedError,
     )
     from .guards import GuardContext, guard
+    from .loading import bundled_workflows, load_workflow, loads_workflow
     from .plugins import load_guard_module, load_guard_plugins
     from .store import Awaited, CaseList, CaseSummary, Store, VerifyReport, open_store
 
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
 #: (the command line, above all) pays only for the parts it touches.
 _EXPORTS = {
     "Case": "case", "Event": "case", "Region": "case",
-    "Workflow": "definition", "bundled_workflows": "definition",
-    "load_workflow": "definition", "loads_workflow": "definition",
+    "Workflow": "definition", "bundled_workflows": "loading",
+    "load_workflow": "loading", "loads_workflow": "loading",
     "ApprovalflowError": "errors", "CaseExistsError": "errors",
     "CaseNotFoundError": "errors", "ConcurrencyError": "errors",
     "DefinitionError": "errors", "InvalidInputError": "errors",

@@ -30,8 +30,7 @@ from .versioning import migrated_state
 if TYPE_CHECKING:
     import pandas
 
-    from .html import HistoryTable
-    from .timeline import Svg
+    from .views import HistoryTable, Svg
 
 __all__ = ["Case", "Event", "Region", "MAX_NOTE_LENGTH", "check_actor"]
 
@@ -212,15 +211,12 @@ class Case:
 
     def history_table(self) -> HistoryTable:
         """The events as a sequence that shows as a table in a notebook."""
-        from .html import HistoryTable  # optional display layer, imported when asked
-
-        return HistoryTable(self._history, self._workflow)
+        table: HistoryTable = _views().HistoryTable(self._history, self._workflow)
+        return table
 
     def history_frame(self) -> pandas.DataFrame:
         """The events as a pandas DataFrame (needs the ``notebook`` extra)."""
-        from .notebook import events_frame  # pandas is optional, imported when asked
-
-        return events_frame(self._history)
+        return _views().events_frame(self._history)
 
     @property
     def data(self) -> Mapping[str, Any]:
@@ -246,9 +242,8 @@ class Case:
                 f"v{self.version}{when}: {', '.join(sorted(self.state))}>")
 
     def _repr_html_(self) -> str:
-        from .html import case_html  # optional display layer, imported when shown
-
-        return case_html(self)
+        html: str = _views().case_html(self)
+        return html
 
     # -- questions ----------------------------------------------------------------------
 
@@ -422,9 +417,8 @@ class Case:
         """The case as a story in time, an SVG picture (shows inline in a notebook):
         decided steps on a date axis, awaited steps with their forecast dates and
         deadlines, the target date and today."""
-        from .timeline import case_svg  # a display layer, imported when asked
-
-        return case_svg(self, on=self._on(on))
+        svg: Svg = _views().case_svg(self, on=self._on(on))
+        return svg
     def latest_dates(self, on: object = None) -> LatestDates:
         """Working backwards from the target: the latest date each awaited step can be taken."""
         return _latest_dates(self._workflow, self._state, self._history, case_id=self._id,
@@ -598,3 +592,11 @@ class Case:
                                          on=event.on, seq=event.seq, target=event.target,
                                          data=event.data, by=event.by)
         self._history = (*self._history, event)
+
+
+def _views() -> Any:
+    """The display layer, which sits above the model: the one way Case's display methods
+    reach it, imported when first shown (see tests/test_architecture.py)."""
+    from . import views
+
+    return views

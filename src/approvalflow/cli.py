@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .summary import (
+from .views.summary import (
     allowed_line,
     by_trigger,
     case_summary,
@@ -250,7 +250,7 @@ def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -
 
 def _load_workflow(name_or_path: str) -> Workflow:
     """A bundled workflow by name, or a workflow file by path."""
-    from .definition import bundled_workflows, load_workflow
+    from .loading import bundled_workflows, load_workflow
 
     if os.path.lexists(name_or_path) and not (os.path.isdir(name_or_path)
                                               and name_or_path in bundled_workflows()):
@@ -296,7 +296,7 @@ def _load_guards(given: tuple[str, ...]) -> None:
 @json_option
 def workflows(as_json: bool) -> None:
     """List the bundled workflows: name, version and title."""
-    from .definition import bundled_workflows, load_workflow
+    from .loading import bundled_workflows, load_workflow
 
     rows: list[dict[str, Any]] = []
     for name in bundled_workflows():
@@ -1035,7 +1035,7 @@ def demo(ctx: click.Context) -> None:
 @click.pass_context
 def diagram(ctx: click.Context, workflow: str, case_id: str | None, fmt: str) -> None:
     """Draw WORKFLOW (a bundled name or a .toml file) as Mermaid or dot text."""
-    from . import diagram as drawing
+    from .views import diagram as drawing
 
     wf = _load_workflow(workflow)
     case = None

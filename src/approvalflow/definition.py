@@ -1,4 +1,4 @@
-"""Workflow files: the TOML format, loading, and the checks that make a loaded workflow sound.
+"""Workflow files: the model a TOML workflow file describes (loading is in loading.py).
 
 A workflow that loads is a workflow that is sound: every reference resolves, every
 state can be reached from the initial state, every non-final state has a way out,
@@ -12,17 +12,13 @@ The format is described in full in ``docs/workflow-files.md``.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
 
-from .errors import DefinitionError, InvalidInputError
-from .files import read_regular_file
+from .errors import DefinitionError
 
 __all__ = [
     "Workflow",
@@ -32,10 +28,6 @@ __all__ = [
     "DateRef",
     "Quorum",
     "Invariant",
-    "load_workflow",
-    "loads_workflow",
-    "bundled_workflows",
-    "bundled_workflow_path",
     "RESERVED_TRIGGERS",
     "CLOCK",
 ]
@@ -48,9 +40,6 @@ RESERVED_TRIGGERS = frozenset({"create", "expect"})
 #: workflow may not define it, and it takes nothing else.
 CLOCK = "clock"
 BALLOTS = ("yes", "no", "withdraw")
-MAX_FILE_BYTES = 1_000_000
-#: The longest workflow name or path load_workflow takes (PATH_MAX on Linux).
-MAX_NAME_LENGTH = 4096
 
 DATE_REF = (str, dict, dt.date)
 WORKFLOW_KEYS = {"name": str, "version": int, "title": str, "label": str,
@@ -339,114 +328,34 @@ class Workflow:
         Pass a :class:`~approvalflow.Case` to highlight its active states. "svg" needs
         the ``diagrams`` extra and the Graphviz program ``dot``.
         """
-        from .diagram import render  # drawing is an optional layer, imported when asked
-
-        return render(self, case, format=format)
+        text: str = _views().render(self, case, format=format)
+        return text
 
     def explore(self, *, limit: int = 200_000) -> Any:
         """Walk every reachable configuration (at most ``limit``) and report what was found:
         dead transitions, configurations with no way to a final state, invariants proven
         or broken, each with its shortest counterexample. See docs/concepts.md."""
-        from .explore import explore  # the exploration sits above the engine
-
-        return explore(self, limit=limit)
+        return _explore().explore(self, limit=limit)
 
     def _repr_html_(self) -> str:
-        from .html import workflow_html  # optional display layer, imported when shown
-
-        return workflow_html(self)
-
-
-# --------------------------------------------------------------------------- loading
+        html: str = _views().workflow_html(self)
+        return html
 
 
-def _workflows_dir() -> Path:
-    from importlib import resources  # only when a bundled workflow is looked up
-
-    packaged = resources.files("approvalflow") / "workflows"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    # A source checkout or an editable install: the repository's workflows/ folder.
-    return Path(__file__).resolve().parents[2] / "workflows"
+# --------------------------------------------------------------------------- the seams up
 
 
-def bundled_workflows() -> list[str]:
-    """Names of the workflows that ship with approvalflow, sorted."""
-    folder = _workflows_dir()
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.toml"))
+def _views() -> Any:
+    """The display layer, which sits above the model: the one way Workflow's display
+    methods reach it, imported when first shown (see tests/test_architecture.py)."""
+    from . import views
+
+    return views
 
 
-def bundled_workflow_path(name: str) -> Path:
-    """The file of the bundled workflow ``name``."""
-    path = _workflows_dir() / f"{name}.toml"
-    if not path.is_file():
-        raise DefinitionError(
-            f"There is no bundled workflow {name!r}; bundled: "
-            f"{', '.join(bundled_workflows()) or '(none)'}. Pass a path to load your own file."
-        )
-    return path
+def _explore() -> Any:
+    """The exploration, which sits above the engine: the one way Workflow.explore
+    reaches it, imported when asked (see tests/test_architecture.py)."""
+    from . import explore
 
-
-def load_workflow(name_or_path: str | os.PathLike[str], *, strict_guards: bool = True) -> Workflow:
-    """Load and validate a workflow: a bundled name (``"boligsocial-helhedsplan"``) or a path.
-
-    ``strict_guards=False`` accepts guard names that are not registered yet; such a
-    guard refuses its step with a reason until it is registered.
-    """
-    if not isinstance(name_or_path, str | os.PathLike):
-        raise DefinitionError(f"A workflow is named by a bundled name or a path, not "
-                              f"{type(name_or_path).__name__} {name_or_path!r}.")
-    text_name = os.fspath(name_or_path)
-    if not isinstance(text_name, str):
-        text_name = os.fsdecode(text_name)
-    if "\x00" in text_name or len(text_name) > MAX_NAME_LENGTH:
-        shown = text_name if len(text_name) <= 80 else text_name[:80] + "..."
-        raise DefinitionError(f"{shown!r} can't name a workflow: a name or path has no NUL "
-                              f"character and at most {MAX_NAME_LENGTH} characters.")
-    looks_like_path = (
-        isinstance(name_or_path, os.PathLike) or text_name.endswith(".toml")
-        or os.sep in text_name or "/" in text_name
-    )
-    if not looks_like_path and not ID_RE.match(text_name):
-        raise DefinitionError(
-            f"There is no bundled workflow {text_name!r}; bundled: "
-            f"{', '.join(bundled_workflows()) or '(none)'}. Pass a path to load your own file.")
-    path = Path(text_name) if looks_like_path else bundled_workflow_path(text_name)
-    try:
-        raw = read_regular_file(path, limit=MAX_FILE_BYTES, what="the workflow file")
-    except FileNotFoundError:
-        raise DefinitionError(f"{path}: no such workflow file. Bundled workflows: "
-                              f"{', '.join(bundled_workflows())}.") from None
-    except InvalidInputError as e:
-        raise DefinitionError(f"{path}: {e}") from None
-    except OSError as e:
-        raise DefinitionError(f"{path}: can't read the file: {e.strerror or e}.") from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DefinitionError(f"{path}: the file is not UTF-8 text "
-                              f"(bad byte at offset {e.start}).") from e
-    return loads_workflow(text, source=str(path), strict_guards=strict_guards)
-
-
-def loads_workflow(text: str, *, source: str = "<string>", strict_guards: bool = True) -> Workflow:
-    """Parse and validate a workflow from TOML text; ``source`` names it in errors."""
-    if not isinstance(text, str):
-        raise DefinitionError(f"{source}: a workflow must be given as text, "
-                              f"not {type(text).__name__}.")
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise DefinitionError(f"{source}: not valid TOML: {e}.", ) from e
-    except (RecursionError, ValueError) as e:
-        raise DefinitionError(f"{source}: not valid TOML: {e}.") from e
-    from .validation import Builder  # the checks live in their own module
-
-    builder = Builder(doc, source, strict_guards)
-    try:
-        wf = builder.build(text)
-    except RecursionError as e:  # absurdly deep nesting of states
-        raise DefinitionError(f"{source}: states are nested too deeply.") from e
-    return wf
+    return explore

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from .case import Case
-from .definition import Workflow, load_workflow
+from .definition import Workflow
 from .errors import ApprovalflowError, StoreError
 from .forecast import Forecast
+from .loading import load_workflow
 from .rules import financing_problems, kroner
 from .store import Store, open_store
 

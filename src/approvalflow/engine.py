@@ -26,6 +26,7 @@ import attrs
 from transitions.extensions.nesting import HierarchicalMachine, NestedState
 
 from . import guards as _guards
+from . import rules as _rules  # noqa: F401  (registers the bundled workflows' guards)
 from .clock import resolve as _resolve_date
 from .definition import CLOCK, DateRef, TransitionDef, VoteGroup, Workflow
 

@@ -12,6 +12,11 @@ A guard receives a :class:`GuardContext` and returns what is wrong: ``True`` or 
 empty list when the step may go ahead; ``False`` (refused, with a generic reason), one
 string, or a list of strings (every reason) when it may not. ``None`` refuses too: a
 guard that forgot its ``return`` must not let a decision through.
+
+This module is the registry alone and imports no guards. The bundled workflows' guards
+(:mod:`approvalflow.rules`, which registers them here) are imported by the modules that
+look guards up, :mod:`approvalflow.engine` and :mod:`approvalflow.validation`, so the
+imports point one way: engine/validation -> rules -> guards.
 """
 
 from __future__ import annotations
@@ -75,12 +80,10 @@ def unregister_guard(name: str) -> None:
 
 def registered_guards() -> dict[str, GuardFunction]:
     """A copy of the registry: guard name -> function."""
-    _load_builtin_guards()
     return dict(_REGISTRY)
 
 
 def lookup_guard(name: str) -> GuardFunction | None:
-    _load_builtin_guards()
     found = _REGISTRY.get(name)
     if found is None and _ON_MISSING:
         _ON_MISSING.pop()()  # once: e.g. the command line loads installed guard plugins
@@ -121,12 +124,3 @@ def run_guard(name: str, func: GuardFunction | None, ctx: GuardContext) -> list[
         return [str(r) for r in result]
     return [f"guard {name!r} returned {result!r}; expected a bool, a string or a list of strings"]
 
-
-_BUILTINS_LOADED = False
-
-
-def _load_builtin_guards() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        from . import rules  # noqa: F401  (registers the bundled workflows' guards)

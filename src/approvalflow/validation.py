@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import guards as _guards
+from . import rules as _rules  # noqa: F401  (registers the bundled workflows' guards)
 from .canonical import DATE_RANGE, date_range_problem, sha256_hex
 from .definition import (
     AFTER_BASES,

@@ -36,7 +36,7 @@ import attrs
 
 from ..canonical import canonical_json, check_data, check_text, date_or_today, to_date
 from ..case import MAX_ID_LENGTH, Case, Event, check_actor, check_person
-from ..definition import Workflow, bundled_workflows, load_workflow, loads_workflow
+from ..definition import Workflow
 from ..engine import CaseState, Decision, engine_for
 from ..errors import (
     CaseExistsError,
@@ -48,6 +48,7 @@ from ..errors import (
     StoreError,
 )
 from ..forecast import DueItem, due_items, sort_due
+from ..loading import bundled_workflows, load_workflow, loads_workflow
 from ..replay import replay
 from ..versioning import migrated_state
 from . import projections
@@ -79,8 +80,8 @@ if TYPE_CHECKING:
     import pandas
     import sqlite_utils  # imported when first needed (Store.db): it imports pandas
 
-    from ..timeline import Svg
     from ..versioning import MigrationPlan
+    from ..views import Svg
 
 __all__ = ["Store", "open_store", "CaseSummary", "CaseList", "Awaited", "VerifyReport",
            "TickReport", "SCHEMA_VERSION", "replay"]
@@ -881,15 +882,12 @@ class Store:
     def timeline(self, cases: Iterable[str] | None = None, *, on: object = None) -> Svg:
         """A portfolio picture (SVG): one row per case (every case when None), from its
         creation to its last event, its decided steps and its target date."""
-        from ..timeline import portfolio_svg  # a display layer, imported when asked
-
-        return portfolio_svg(self, cases=cases, on=date_or_today(on))
+        svg: Svg = _views().portfolio_svg(self, cases=cases, on=date_or_today(on))
+        return svg
 
     def events_frame(self, case_id: str | None = None) -> pandas.DataFrame:
         """:meth:`events` as a pandas DataFrame (needs the ``notebook`` extra)."""
-        from ..notebook import events_frame  # pandas is optional, imported when asked
-
-        return events_frame(self.events(case_id))
+        return _views().events_frame(self.events(case_id))
 
     # -- appending ----------------------------------------------------------------------
 
@@ -1205,3 +1203,11 @@ def open_store(path: str | os.PathLike[str] = ":memory:", *, durability: str = "
     """
     return Store(path, durability=durability, timeout=timeout, create=create,
                  max_pages=max_pages, readonly=readonly)
+
+
+def _views() -> Any:
+    """The display layer, which sits above the store: the one way Store's display methods
+    reach it, imported when first shown (see tests/test_architecture.py)."""
+    from .. import views
+
+    return views

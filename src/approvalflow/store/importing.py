@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..canonical import check_data, check_text, sha256_hex, to_date
 from ..case import MAX_ID_LENGTH, MAX_NOTE_LENGTH, check_actor, check_person, reasons_text
-from ..definition import Workflow, load_workflow
+from ..definition import Workflow
 from ..engine import engine_for
 from ..errors import CaseExistsError, InvalidInputError, TransitionRefusedError
+from ..loading import load_workflow
 from ..replay import Recorded
 from . import check_case_id, projections
 from .rows import (

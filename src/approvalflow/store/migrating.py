@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..canonical import canonical_json, check_text, to_date
 from ..case import MAX_NOTE_LENGTH, check_actor
-from ..definition import Workflow, load_workflow
+from ..definition import Workflow
 from ..errors import InvalidInputError
+from ..loading import load_workflow
 from ..versioning import BALLOTS, CasePlan, MigrationPlan, plan_case
 from .rows import json_list, translate, utc_now
 

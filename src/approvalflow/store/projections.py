@@ -36,11 +36,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..clock import lookup as _lookup
-from ..definition import Workflow, loads_workflow
+from ..definition import Workflow
 from ..engine import CaseState, Engine, engine_for
 from ..errors import ApprovalflowError, StoreError
 from ..forecast.due import _deadlines
 from ..forecast.route import _analyse
+from ..loading import loads_workflow
 from ..replay import Recorded, replay
 from .rows import encode, parse_date, state_set
 

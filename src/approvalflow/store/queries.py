@@ -68,6 +68,11 @@ def awaiting(store: Store, actor: str, on: dt.date) -> list[Awaited]:
             "c.state, c.last_on FROM case_awaiting a JOIN cases c ON c.case_id = a.case_id "
             "WHERE a.actor = ? AND c.last_on <= ? ORDER BY a.case_id, a.trigger",
             (actor, on.isoformat()))
+        # a timed step the clock could have taken before the day asked blocks every other
+        # step until it is recorded (Engine.evaluate's 'timer overdue' rule, which also asks
+        # the timer's guards): such cases are answered by replaying them
+        late = {r[0] for r in conn.execute(
+            "SELECT DISTINCT case_id FROM timers WHERE due_on < ?", (on.isoformat(),))}
         guarded = sorted({r[0] for r in rows if r[2]})
         data = {} if not guarded else {
             r[0]: r[1] for r in conn.execute(
@@ -75,8 +80,14 @@ def awaiting(store: Store, actor: str, on: dt.date) -> list[Awaited]:
                 "(SELECT value FROM json_each(?))", (json.dumps(guarded),))}
     found: dict[str, list[str]] = {}
     heads: dict[str, Any] = {}
+    exact: dict[str, list[str]] = {}
+    for case_id in sorted(late & {r[0] for r in rows}):
+        exact[case_id] = store.case(case_id).awaiting(on=on).get(actor, [])
     for case_id, trigger, is_guarded, name, version, state, _ in rows:
-        if is_guarded and not _guards_hold(store, case_id, trigger, actor, on, name, version,
+        if case_id in exact:
+            if trigger not in exact[case_id]:
+                continue
+        elif is_guarded and not _guards_hold(store, case_id, trigger, actor, on, name, version,
                                            state_set(state), data.get(case_id)):
             continue
         found.setdefault(case_id, []).append(trigger)

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..canonical import sha256_hex
-from ..definition import Workflow, loads_workflow
+from ..definition import Workflow
 from ..engine import engine_for
 from ..errors import ApprovalflowError, StoreError
+from ..loading import loads_workflow
 from ..replay import Recorded, replay
 from .projections import ExpectedRows, check_projections
 from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, parse_date, selected_hash

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from .case import Case, Event
-    from .definition import Workflow
+    from ..case import Case, Event
+    from ..definition import Workflow
 
 __all__ = ["PARTS", "SummaryPart", "case_summary", "summary_text", "terminal_safe",
            "json_safe", "BIDI_CONTROLS"]

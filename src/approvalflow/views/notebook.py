@@ -38,12 +38,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import MissingDependencyError
+from ..errors import MissingDependencyError
 
 if TYPE_CHECKING:
     import pandas
 
-    from .case import Event
+    from ..case import Event
 
 __all__ = ["COLUMNS", "events_frame"]
 

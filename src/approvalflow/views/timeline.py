@@ -26,8 +26,8 @@ from xml.sax.saxutils import escape
 import attrs
 
 if TYPE_CHECKING:
-    from .case import Case
-    from .store import Store
+    from ..case import Case
+    from ..store import Store
 
 __all__ = ["Svg", "case_svg", "portfolio_svg"]
 

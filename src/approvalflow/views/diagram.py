@@ -20,11 +20,11 @@ import shutil
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidInputError, MissingDependencyError
+from ..errors import InvalidInputError, MissingDependencyError
 
 if TYPE_CHECKING:
-    from .case import Case
-    from .definition import TransitionDef, Workflow
+    from ..case import Case
+    from ..definition import TransitionDef, Workflow
 
 __all__ = ["FORMATS", "MissingDependencyError", "render", "to_dot", "to_mermaid", "to_svg"]
 

@@ -23,8 +23,8 @@ import attrs
 from .summary import section_lines
 
 if TYPE_CHECKING:
-    from .case import Case, Event
-    from .definition import Workflow
+    from ..case import Case, Event
+    from ..definition import Workflow
 
 __all__ = ["HistoryTable", "case_html", "history_html", "workflow_html"]
 
