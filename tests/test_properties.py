@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 
 import approvalflow as af
 from approvalflow.demo import SEED_DATA
-from tests.model import Model, redecide_log
+from tests.model import CLOCK, Model, redecide_log
 from tests.strategies import RET_GUARD, sound_workflows, to_toml
 
 START = dt.date(2021, 11, 1)
@@ -182,13 +182,30 @@ class CaseMachine(RuleBasedStateMachine):
         actor = "stranger" if a % 10 == 0 else self.actors[a % len(self.actors)]
         self.attempt(self.case, trigger, actor, self.day(days), STEP_DATA[d])
 
+    def tick(self, on: dt.date) -> None:
+        """The clock takes every timed step the model says falls due before ``on``, each
+        on its own day (until then nothing dated after that day is recorded)."""
+        while due := self.model.due(on):
+            day, trigger = due[0]
+            assert self.attempt(self.case, trigger, CLOCK, day) is not None
+            self.seen["clock took a step"] += 1
+
     @rule(pick=PICK, days=st.integers(0, 45))
     def advance(self, pick: int, days: int) -> None:
-        """A step the model allows (random steps are mostly refused); allowed() agrees."""
+        """A step the model allows (random steps are mostly refused); allowed() agrees.
+        The clock first takes what falls due; a step that must state data again after a
+        withdrawal carries it (within its ``sets``)."""
         on = self.day(days)
+        if pick % 5:
+            self.tick(on)
         options = self.model.allowed(on)
         assert set(self.case.allowed(on=on)) == {t for t, _ in options}
-        if options:
+        carrying = [(t, a, d) for t, a, _, d in self.model.options(on)
+                    if d is not None and (t, a) not in options]
+        if carrying and pick % 2:
+            trigger, actor, data = carrying[pick % len(carrying)]
+            assert self.attempt(self.case, trigger, actor, on, data) is not None
+        elif options:
             trigger, actor = self.choose(options, pick, on)
             assert self.attempt(self.case, trigger, actor, on) is not None
 
@@ -293,7 +310,10 @@ class CaseMachine(RuleBasedStateMachine):
             return
         trigger, actor = self.choose(options, pick, on)
         n = len(self.keyed) + 1
-        data = {"extra": {"b": [1, {"y": 2, "x": 1}], "a": "æ", "n": n}, "z": n}
+        data: dict[str, Any] = {"extra": {"b": [1, {"y": 2, "x": 1}], "a": "æ", "n": n}, "z": n}
+        step = self.model.enabled(trigger)
+        if step is not None and step.sets is not None:  # a step's own dates are always its own
+            data = {"dates": {trigger: data}}
         spec = {"trigger": trigger, "actor": actor, "on": on, "note": f"keyed {n}",
                 "key": f"key-{n}", "data": data}
         event = self.attempt(self.case, trigger, actor, on, data, spec["note"], spec["key"])
@@ -361,7 +381,8 @@ class CaseMachine(RuleBasedStateMachine):
         if not options:
             return
         trigger = options[pick % len(options)]
-        actor = next(a for a in self.actors if old.why_not(trigger, actor=a, on=on) == [])
+        actor = next(a for a in [*self.actors, CLOCK]
+                     if old.why_not(trigger, actor=a, on=on) == [])
         verdict = self.model.decide(trigger, actor, on)
         before, old_version, old_state = raw_log(self.path), old.version, sorted(old.state)
         try:
@@ -563,29 +584,35 @@ def test_a_copy_left_behind_by_a_rolled_back_bulk_block_never_writes() -> None:
 # -- a deterministic walk to every transition --------------------------------------------
 
 
+#: One step of a path: trigger, actor, date, data.
+Step = tuple[str, str, dt.date, dict[str, Any] | None]
+
+
 def explore(wf: af.Workflow, data: dict[str, Any], on: dt.date,
-            limit: int | None = None) -> tuple[list[tuple[Model, list[tuple[str, str]]]],
-                                          dict[int, list[tuple[str, str]]]]:
-    """Breadth-first over the model's states (every step dated ``on``): the states in the
-    order visited, each with the (trigger, actor) list that reaches it, and for each
+            limit: int | None = None) -> tuple[list[tuple[Model, list[Step]]],
+                                          dict[int, list[Step]]]:
+    """Breadth-first over the model's states (every step dated ``on``, but the clock's,
+    dated the day they fall due; a step carrying the data it must state again): the
+    states in the order visited, each with the steps that reach it, and for each
     transition of ``wf`` a shortest such list that ends by taking it. It stops after
     ``limit`` states, or (no limit) once every transition has been found."""
     start = Model(wf, data, START)
-    found: dict[int, list[tuple[str, str]]] = {}
+    found: dict[int, list[Step]] = {}
     index = {id(t): i for i, t in enumerate(wf.transitions)}
-    visited: list[tuple[Model, list[tuple[str, str]]]] = [(start, [])]
+    visited: list[tuple[Model, list[Step]]] = [(start, [])]
     queue = deque(visited)
     seen = {start.key()}
     while queue and (len(visited) < limit if limit else len(found) < len(wf.transitions)):
         model, path = queue.popleft()
-        for trigger, actor in model.allowed(on):
-            verdict = model.decide(trigger, actor, on)
-            found.setdefault(index[id(verdict.transition)], [*path, (trigger, actor)])
+        for step in model.options(on):
+            trigger, actor, day, step_data = step
+            verdict = model.decide(trigger, actor, day, step_data)
+            found.setdefault(index[id(verdict.transition)], [*path, step])
             nxt = model.copy()
-            nxt.apply(verdict, actor, on, None)
+            nxt.apply(verdict, actor, day, step_data)
             if nxt.key() not in seen:
                 seen.add(nxt.key())
-                queue.append((nxt, [*path, (trigger, actor)]))
+                queue.append((nxt, [*path, step]))
                 visited.append(queue[-1])
     return visited, found
 
@@ -631,14 +658,14 @@ def test_a_walk_takes_every_transition_of_a_bundled_workflow(name: str,
             case = store.create_case(wf, f"t{i}", actor=creator(wf), on=START,
                                      data=copy.deepcopy(data))
             model = Model(wf, data, START)
-            for trigger, actor in path:
-                if (trigger, actor) == path[-1]:  # the transition with anyone, any data
+            for n, (trigger, actor, day, step_data) in enumerate(path):
+                if n == len(path) - 1:  # the transition with anyone, any data
                     probe(case, model, [trigger], reasons)
-                verdict = model.decide(trigger, actor, WALK_DAY)
-                assert case.why_not(trigger, actor=actor, on=WALK_DAY) == []
-                event = case.fire(trigger, actor=actor, on=WALK_DAY)
+                verdict = model.decide(trigger, actor, day, step_data)
+                assert case.why_not(trigger, actor=actor, on=day, data=step_data) == []
+                event = case.fire(trigger, actor=actor, on=day, data=copy.deepcopy(step_data))
                 assert (event.source, event.target) == (model.config, verdict.target)
-                model.apply(verdict, actor, WALK_DAY, None)
+                model.apply(verdict, actor, day, step_data)
             if verdict.transition is wf.transitions[i]:
                 taken.add(i)
         report = store.verify()
@@ -662,8 +689,8 @@ def test_every_refusal_rule_agrees_with_the_model_near_the_start(name: str,
         for n, (model, path) in enumerate(visited):
             case = store.create_case(wf, f"s{n}", actor=creator(wf), on=START,
                                      data=copy.deepcopy(data))
-            for trigger, actor in path:
-                case.fire(trigger, actor=actor, on=WALK_DAY)
+            for trigger, actor, day, step_data in path:
+                case.fire(trigger, actor=actor, on=day, data=copy.deepcopy(step_data))
             assert case.state == model.config
             probe(case, model, [*sorted(wf.triggers), "no.such-step"], reasons)
     wanted = {"date backwards", "actor not allowed", "not enabled", "not an actor",
