@@ -746,3 +746,67 @@ def test_what_a_guard_returns_decides_the_step_as_the_model_says(answer: Any,
         assert [e.seq for e in store.events("c")] == ([1, 2] if verdict.ok else [1])
         assert verdict.ok is (answer is True or answer in ([], {}))
         assert store.verify().ok
+
+
+#: Paths through the flagship workflow to where its newer rules bite: organisations
+#: withdrawing until the quorum is lost (and, with the committee done, the join is short
+#: of it), every VIBO department withdrawing one by one (the vote ends in its withdrawn
+#: state, and goes straight there when the plan comes back from revision), and a
+#: withdrawal after which the budget must be stated again.
+FLAGSHIP_PATHS: dict[str, list[tuple[str, str]]] = {
+    "quorum lost": [("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.reject", "aab"),
+                    ("aab.withdraw", "aab_board"), ("3b.reject", "3b"),
+                    ("3b.withdraw", "3b_board"), ("vibo.reject", "vibo_afd_1"),
+                    ("vibo.withdraw_all", "vibo_board"), ("no_departments_left", "tmf")],
+    "every voter withdraws": [
+        ("submit", "tmf"), ("vibo.withdraw", "vibo_afd_1"), ("vibo.withdraw", "vibo_afd_2"),
+        ("vibo.withdraw", "vibo_afd_3"), ("vibo.withdraw", "vibo_afd_4"),
+        ("tmu.send_back", "tmu"), ("resubmit", "tmf"), ("tmu.approve", "tmu"),
+        ("aab.approve", "aab"), ("3b.reject", "3b"), ("3b.override", "3b_authority"),
+        ("send_to_lbf", "tmf"), ("lbf.approve", "lbf"), ("start", "tmf")],
+}
+
+
+@pytest.mark.parametrize("path", sorted(FLAGSHIP_PATHS))
+def test_the_flagships_withdrawal_and_quorum_rules_agree_with_the_model(path: str,
+                                                                         tmp_path: Path) -> None:
+    """Along paths where withdrawals, the quorum, a vote's withdrawn state and the budget
+    stated again decide what may happen, every trigger by anyone, with and without the
+    data a step must carry, is refused by the engine exactly when the model refuses it,
+    and each step moves where the model says."""
+    name = "boligsocial-helhedsplan"
+    wf = af.load_workflow(name)
+    data = CREATION_DATA[name]
+    reasons: Counter[str] = Counter()
+    with af.open_store(tmp_path / "flagship.db", durability="normal") as store:
+        case = store.create_case(wf, "c", actor="tmf", on=START, data=copy.deepcopy(data))
+        model = Model(wf, data, START)
+        [(day, trigger)] = model.due(WALK_DAY)
+        steps = [(trigger, CLOCK), *FLAGSHIP_PATHS[path]]
+        for n, (trigger, actor) in enumerate(steps):
+            on = day if n == 0 else WALK_DAY
+            probe(case, model, [*sorted(wf.triggers)], reasons)
+            for t in sorted(wf.triggers):
+                carried = model.carried(t)
+                if carried is not None:
+                    verdict = model.decide(t, "tmf", WALK_DAY, carried)
+                    answer = case.why_not(t, actor="tmf", on=WALK_DAY, data=carried)
+                    assert (answer == []) == verdict.ok, (t, carried, answer, verdict.reasons)
+                    reasons["carried " + ("ok" if verdict.ok else "refused")] += 1
+            step_data = model.carried(trigger)
+            verdict = model.decide(trigger, actor, on, step_data)
+            assert verdict.ok, (trigger, actor, verdict.reasons)
+            event = case.fire(trigger, actor=actor, on=on, data=copy.deepcopy(step_data))
+            assert (event.source, event.target) == (model.config, verdict.target)
+            model.apply(verdict, actor, on, step_data)
+            if trigger == "resubmit":  # a vote all of whose voters left is settled at once
+                assert "vibo_withdrawn" in model.config and "vibo_withdrawn" in case.state
+        assert case.state == model.config and model.is_final
+        redecided, problems = redecide_log(tmp_path / "flagship.db", "c", wf)
+        assert problems == [] and redecided.snapshot() == model.snapshot()
+        assert store.verify().ok
+    wanted = {"quorum lost": {"join short of its quorum", "quorum still reachable",
+                              "not restated after a withdrawal", "timer overdue"},
+              "every voter withdraws": {"withdrawn voter", "not restated after a withdrawal",
+                                        "carried ok", "not the timer's day"}}[path]
+    assert wanted - set(reasons) == set(), reasons
