@@ -45,15 +45,25 @@ CREATION_DATA: dict[str, dict[str, Any]] = {
     "boligsocial-helhedsplan": SEED_DATA,
     "medfinansiering-restbeloeb": {"amount": 600_000},
 }
+#: A budget (within send_to_lbf's ``sets``) that keeps every rule but the municipality's
+#: 12.5 % cap (15 %), and one exactly at the caps (75 % LBF, 12.5 % municipality).
+OVER_CAP = {"budget": {"total": 4_000_000, "lbf": 2_800_000, "municipality": 600_000,
+                       "housing": 600_000}}
+AT_CAPS = {"budget": {"total": 4_000_000, "lbf": 3_000_000, "municipality": 500_000,
+                      "housing": 500_000}}
 GENERATED = "<generated>"
 #: Step data the random rule sends: guards' inputs, broken and good.
 STEP_DATA: list[dict[str, Any] | None] = [
     None, None, None, BROKEN_BUDGET, {"amount": 0}, {"amount": 5}, {"ret": None},
+    OVER_CAP, AT_CAPS, {"amount": 600_001},
     {"ret": 0}, {"ret": ""}, {"ret": False}, {"ret": True}, {"ret": []}, {"ret": ["no"]}]
-#: Data for the bundled guards: amounts, budgets and dates, good and bad.
+#: Data for the bundled guards: amounts, budgets and dates, good and bad (the seed's
+#: earmark leaves 600.000 kr. for a proposal).
 GUARD_DATA: list[dict[str, Any] | None] = [
     None, None, {"amount": 0}, {"amount": -5}, {"amount": True}, {"amount": "5"},
-    {"amount": 7}, BROKEN_BUDGET, {"budget": {"lbf": None}}, {"expires": "2099-12-31"},
+    {"amount": 7}, {"amount": 600_000}, {"amount": 600_001},
+    {"amount": 5, "earmarked": 10, "used": 6}, {"amount": 5, "used": -1},
+    BROKEN_BUDGET, OVER_CAP, AT_CAPS, {"budget": {"lbf": None}}, {"expires": "2099-12-31"},
     {"planned_start": "not a date"}]
 #: What the test guard ret_ok is made to return; only True, [] and {} let a step through.
 GUARD_ANSWERS = [None, 0, "", False, 0.0, "no", 1, ["no"], {}, [], True]
