@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 
 import approvalflow as af
 from approvalflow.demo import SEED_DATA
-from tests.model import Model, redecide_log
+from tests.model import CLOCK, Model, redecide_log
 from tests.strategies import RET_GUARD, sound_workflows, to_toml
 
 START = dt.date(2021, 11, 1)
@@ -45,15 +45,25 @@ CREATION_DATA: dict[str, dict[str, Any]] = {
     "boligsocial-helhedsplan": SEED_DATA,
     "medfinansiering-restbeloeb": {"amount": 600_000},
 }
+#: A budget (within send_to_lbf's ``sets``) that keeps every rule but the municipality's
+#: 12.5 % cap (15 %), and one exactly at the caps (75 % LBF, 12.5 % municipality).
+OVER_CAP = {"budget": {"total": 4_000_000, "lbf": 2_800_000, "municipality": 600_000,
+                       "housing": 600_000}}
+AT_CAPS = {"budget": {"total": 4_000_000, "lbf": 3_000_000, "municipality": 500_000,
+                      "housing": 500_000}}
 GENERATED = "<generated>"
 #: Step data the random rule sends: guards' inputs, broken and good.
 STEP_DATA: list[dict[str, Any] | None] = [
     None, None, None, BROKEN_BUDGET, {"amount": 0}, {"amount": 5}, {"ret": None},
+    OVER_CAP, AT_CAPS, {"amount": 600_001},
     {"ret": 0}, {"ret": ""}, {"ret": False}, {"ret": True}, {"ret": []}, {"ret": ["no"]}]
-#: Data for the bundled guards: amounts, budgets and dates, good and bad.
+#: Data for the bundled guards: amounts, budgets and dates, good and bad (the seed's
+#: earmark leaves 600.000 kr. for a proposal).
 GUARD_DATA: list[dict[str, Any] | None] = [
     None, None, {"amount": 0}, {"amount": -5}, {"amount": True}, {"amount": "5"},
-    {"amount": 7}, BROKEN_BUDGET, {"budget": {"lbf": None}}, {"expires": "2099-12-31"},
+    {"amount": 7}, {"amount": 600_000}, {"amount": 600_001},
+    {"amount": 5, "earmarked": 10, "used": 6}, {"amount": 5, "used": -1},
+    BROKEN_BUDGET, OVER_CAP, AT_CAPS, {"budget": {"lbf": None}}, {"expires": "2099-12-31"},
     {"planned_start": "not a date"}]
 #: What the test guard ret_ok is made to return; only True, [] and {} let a step through.
 GUARD_ANSWERS = [None, 0, "", False, 0.0, "no", 1, ["no"], {}, [], True]
@@ -182,13 +192,30 @@ class CaseMachine(RuleBasedStateMachine):
         actor = "stranger" if a % 10 == 0 else self.actors[a % len(self.actors)]
         self.attempt(self.case, trigger, actor, self.day(days), STEP_DATA[d])
 
+    def tick(self, on: dt.date) -> None:
+        """The clock takes every timed step the model says falls due before ``on``, each
+        on its own day (until then nothing dated after that day is recorded)."""
+        while due := self.model.due(on):
+            day, trigger = due[0]
+            assert self.attempt(self.case, trigger, CLOCK, day) is not None
+            self.seen["clock took a step"] += 1
+
     @rule(pick=PICK, days=st.integers(0, 45))
     def advance(self, pick: int, days: int) -> None:
-        """A step the model allows (random steps are mostly refused); allowed() agrees."""
+        """A step the model allows (random steps are mostly refused); allowed() agrees.
+        The clock first takes what falls due; a step that must state data again after a
+        withdrawal carries it (within its ``sets``)."""
         on = self.day(days)
+        if pick % 5:
+            self.tick(on)
         options = self.model.allowed(on)
         assert set(self.case.allowed(on=on)) == {t for t, _ in options}
-        if options:
+        carrying = [(t, a, d) for t, a, _, d in self.model.options(on)
+                    if d is not None and (t, a) not in options]
+        if carrying and pick % 2:
+            trigger, actor, data = carrying[pick % len(carrying)]
+            assert self.attempt(self.case, trigger, actor, on, data) is not None
+        elif options:
             trigger, actor = self.choose(options, pick, on)
             assert self.attempt(self.case, trigger, actor, on) is not None
 
@@ -293,7 +320,10 @@ class CaseMachine(RuleBasedStateMachine):
             return
         trigger, actor = self.choose(options, pick, on)
         n = len(self.keyed) + 1
-        data = {"extra": {"b": [1, {"y": 2, "x": 1}], "a": "æ", "n": n}, "z": n}
+        data: dict[str, Any] = {"extra": {"b": [1, {"y": 2, "x": 1}], "a": "æ", "n": n}, "z": n}
+        step = self.model.enabled(trigger)
+        if step is not None and step.sets is not None:  # a step's own dates are always its own
+            data = {"dates": {trigger: data}}
         spec = {"trigger": trigger, "actor": actor, "on": on, "note": f"keyed {n}",
                 "key": f"key-{n}", "data": data}
         event = self.attempt(self.case, trigger, actor, on, data, spec["note"], spec["key"])
@@ -361,7 +391,8 @@ class CaseMachine(RuleBasedStateMachine):
         if not options:
             return
         trigger = options[pick % len(options)]
-        actor = next(a for a in self.actors if old.why_not(trigger, actor=a, on=on) == [])
+        actor = next(a for a in [*self.actors, CLOCK]
+                     if old.why_not(trigger, actor=a, on=on) == [])
         verdict = self.model.decide(trigger, actor, on)
         before, old_version, old_state = raw_log(self.path), old.version, sorted(old.state)
         try:
@@ -563,29 +594,35 @@ def test_a_copy_left_behind_by_a_rolled_back_bulk_block_never_writes() -> None:
 # -- a deterministic walk to every transition --------------------------------------------
 
 
+#: One step of a path: trigger, actor, date, data.
+Step = tuple[str, str, dt.date, dict[str, Any] | None]
+
+
 def explore(wf: af.Workflow, data: dict[str, Any], on: dt.date,
-            limit: int | None = None) -> tuple[list[tuple[Model, list[tuple[str, str]]]],
-                                          dict[int, list[tuple[str, str]]]]:
-    """Breadth-first over the model's states (every step dated ``on``): the states in the
-    order visited, each with the (trigger, actor) list that reaches it, and for each
+            limit: int | None = None) -> tuple[list[tuple[Model, list[Step]]],
+                                          dict[int, list[Step]]]:
+    """Breadth-first over the model's states (every step dated ``on``, but the clock's,
+    dated the day they fall due; a step carrying the data it must state again): the
+    states in the order visited, each with the steps that reach it, and for each
     transition of ``wf`` a shortest such list that ends by taking it. It stops after
     ``limit`` states, or (no limit) once every transition has been found."""
     start = Model(wf, data, START)
-    found: dict[int, list[tuple[str, str]]] = {}
+    found: dict[int, list[Step]] = {}
     index = {id(t): i for i, t in enumerate(wf.transitions)}
-    visited: list[tuple[Model, list[tuple[str, str]]]] = [(start, [])]
+    visited: list[tuple[Model, list[Step]]] = [(start, [])]
     queue = deque(visited)
     seen = {start.key()}
     while queue and (len(visited) < limit if limit else len(found) < len(wf.transitions)):
         model, path = queue.popleft()
-        for trigger, actor in model.allowed(on):
-            verdict = model.decide(trigger, actor, on)
-            found.setdefault(index[id(verdict.transition)], [*path, (trigger, actor)])
+        for step in model.options(on):
+            trigger, actor, day, step_data = step
+            verdict = model.decide(trigger, actor, day, step_data)
+            found.setdefault(index[id(verdict.transition)], [*path, step])
             nxt = model.copy()
-            nxt.apply(verdict, actor, on, None)
+            nxt.apply(verdict, actor, day, step_data)
             if nxt.key() not in seen:
                 seen.add(nxt.key())
-                queue.append((nxt, [*path, (trigger, actor)]))
+                queue.append((nxt, [*path, step]))
                 visited.append(queue[-1])
     return visited, found
 
@@ -631,14 +668,14 @@ def test_a_walk_takes_every_transition_of_a_bundled_workflow(name: str,
             case = store.create_case(wf, f"t{i}", actor=creator(wf), on=START,
                                      data=copy.deepcopy(data))
             model = Model(wf, data, START)
-            for trigger, actor in path:
-                if (trigger, actor) == path[-1]:  # the transition with anyone, any data
+            for n, (trigger, actor, day, step_data) in enumerate(path):
+                if n == len(path) - 1:  # the transition with anyone, any data
                     probe(case, model, [trigger], reasons)
-                verdict = model.decide(trigger, actor, WALK_DAY)
-                assert case.why_not(trigger, actor=actor, on=WALK_DAY) == []
-                event = case.fire(trigger, actor=actor, on=WALK_DAY)
+                verdict = model.decide(trigger, actor, day, step_data)
+                assert case.why_not(trigger, actor=actor, on=day, data=step_data) == []
+                event = case.fire(trigger, actor=actor, on=day, data=copy.deepcopy(step_data))
                 assert (event.source, event.target) == (model.config, verdict.target)
-                model.apply(verdict, actor, WALK_DAY, None)
+                model.apply(verdict, actor, day, step_data)
             if verdict.transition is wf.transitions[i]:
                 taken.add(i)
         report = store.verify()
@@ -662,8 +699,8 @@ def test_every_refusal_rule_agrees_with_the_model_near_the_start(name: str,
         for n, (model, path) in enumerate(visited):
             case = store.create_case(wf, f"s{n}", actor=creator(wf), on=START,
                                      data=copy.deepcopy(data))
-            for trigger, actor in path:
-                case.fire(trigger, actor=actor, on=WALK_DAY)
+            for trigger, actor, day, step_data in path:
+                case.fire(trigger, actor=actor, on=day, data=copy.deepcopy(step_data))
             assert case.state == model.config
             probe(case, model, [*sorted(wf.triggers), "no.such-step"], reasons)
     wanted = {"date backwards", "actor not allowed", "not enabled", "not an actor",
@@ -719,3 +756,67 @@ def test_what_a_guard_returns_decides_the_step_as_the_model_says(answer: Any,
         assert [e.seq for e in store.events("c")] == ([1, 2] if verdict.ok else [1])
         assert verdict.ok is (answer is True or answer in ([], {}))
         assert store.verify().ok
+
+
+#: Paths through the flagship workflow to where its newer rules bite: organisations
+#: withdrawing until the quorum is lost (and, with the committee done, the join is short
+#: of it), every VIBO department withdrawing one by one (the vote ends in its withdrawn
+#: state, and goes straight there when the plan comes back from revision), and a
+#: withdrawal after which the budget must be stated again.
+FLAGSHIP_PATHS: dict[str, list[tuple[str, str]]] = {
+    "quorum lost": [("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.reject", "aab"),
+                    ("aab.withdraw", "aab_board"), ("3b.reject", "3b"),
+                    ("3b.withdraw", "3b_board"), ("vibo.reject", "vibo_afd_1"),
+                    ("vibo.withdraw_all", "vibo_board"), ("no_departments_left", "tmf")],
+    "every voter withdraws": [
+        ("submit", "tmf"), ("vibo.withdraw", "vibo_afd_1"), ("vibo.withdraw", "vibo_afd_2"),
+        ("vibo.withdraw", "vibo_afd_3"), ("vibo.withdraw", "vibo_afd_4"),
+        ("tmu.send_back", "tmu"), ("resubmit", "tmf"), ("tmu.approve", "tmu"),
+        ("aab.approve", "aab"), ("3b.reject", "3b"), ("3b.override", "3b_authority"),
+        ("send_to_lbf", "tmf"), ("lbf.approve", "lbf"), ("start", "tmf")],
+}
+
+
+@pytest.mark.parametrize("path", sorted(FLAGSHIP_PATHS))
+def test_the_flagships_withdrawal_and_quorum_rules_agree_with_the_model(path: str,
+                                                                         tmp_path: Path) -> None:
+    """Along paths where withdrawals, the quorum, a vote's withdrawn state and the budget
+    stated again decide what may happen, every trigger by anyone, with and without the
+    data a step must carry, is refused by the engine exactly when the model refuses it,
+    and each step moves where the model says."""
+    name = "boligsocial-helhedsplan"
+    wf = af.load_workflow(name)
+    data = CREATION_DATA[name]
+    reasons: Counter[str] = Counter()
+    with af.open_store(tmp_path / "flagship.db", durability="normal") as store:
+        case = store.create_case(wf, "c", actor="tmf", on=START, data=copy.deepcopy(data))
+        model = Model(wf, data, START)
+        [(day, trigger)] = model.due(WALK_DAY)
+        steps = [(trigger, CLOCK), *FLAGSHIP_PATHS[path]]
+        for n, (trigger, actor) in enumerate(steps):
+            on = day if n == 0 else WALK_DAY
+            probe(case, model, [*sorted(wf.triggers)], reasons)
+            for t in sorted(wf.triggers):
+                carried = model.carried(t)
+                if carried is not None:
+                    verdict = model.decide(t, "tmf", WALK_DAY, carried)
+                    answer = case.why_not(t, actor="tmf", on=WALK_DAY, data=carried)
+                    assert (answer == []) == verdict.ok, (t, carried, answer, verdict.reasons)
+                    reasons["carried " + ("ok" if verdict.ok else "refused")] += 1
+            step_data = model.carried(trigger)
+            verdict = model.decide(trigger, actor, on, step_data)
+            assert verdict.ok, (trigger, actor, verdict.reasons)
+            event = case.fire(trigger, actor=actor, on=on, data=copy.deepcopy(step_data))
+            assert (event.source, event.target) == (model.config, verdict.target)
+            model.apply(verdict, actor, on, step_data)
+            if trigger == "resubmit":  # a vote all of whose voters left is settled at once
+                assert "vibo_withdrawn" in model.config and "vibo_withdrawn" in case.state
+        assert case.state == model.config and model.is_final
+        redecided, problems = redecide_log(tmp_path / "flagship.db", "c", wf)
+        assert problems == [] and redecided.snapshot() == model.snapshot()
+        assert store.verify().ok
+    wanted = {"quorum lost": {"join short of its quorum", "quorum still reachable",
+                              "not restated after a withdrawal", "timer overdue"},
+              "every voter withdraws": {"withdrawn voter", "not restated after a withdrawal",
+                                        "carried ok", "not the timer's day"}}[path]
+    assert wanted - set(reasons) == set(), reasons
