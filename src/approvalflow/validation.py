@@ -664,10 +664,8 @@ class Builder:
             self.problem(f"{where} must name exactly one of 'date', 'data' or 'after', not "
                          f"{bases or 'none'}; a date reference is {forms}.")
             return None
-        days = value.get("days", 0)
-        if isinstance(days, bool) or not isinstance(days, int) or abs(days) > MAX_DAYS:
-            self.problem(f"{where}.days is {days!r}; it must be a whole number of days "
-                         f"between -{MAX_DAYS} and {MAX_DAYS}.")
+        days = self._days(where, value)
+        if days is None:
             return None
         base, ref = bases[0], value[bases[0]]
         if base == "after" and isinstance(ref, dict):
@@ -690,6 +688,15 @@ class Builder:
             return DateRef(kind="data", key=ref, days=days)
         return DateRef(kind="after", step=ref, days=days)
 
+    def _days(self, where: str, value: dict[str, Any]) -> int | None:
+        """The ``days`` of a date reference (0 when absent), or None after a problem."""
+        days = value.get("days", 0)
+        if isinstance(days, bool) or not isinstance(days, int) or abs(days) > MAX_DAYS:
+            self.problem(f"{where}.days is {days!r}; it must be a whole number of days "
+                         f"between -{MAX_DAYS} and {MAX_DAYS}.")
+            return None
+        return days
+
     def _after(self, where: str, value: Any, outer_days: int) -> DateRef | None:
         """``{ step = ID | state = ID | join = ID, days = N }``: what a timer or date counts
         from (a step's latest event, the latest entry into a state, the day every region
@@ -708,10 +715,8 @@ class Builder:
             self.problem(f"{where} must name exactly one of {', '.join(AFTER_BASES)}, not "
                          f"{bases or 'none'}.")
             return None
-        days = value.get("days", 0)
-        if isinstance(days, bool) or not isinstance(days, int) or abs(days) > MAX_DAYS:
-            self.problem(f"{where}.days is {days!r}; it must be a whole number of days "
-                         f"between -{MAX_DAYS} and {MAX_DAYS}.")
+        days = self._days(where, value)
+        if days is None:
             return None
         if "days" in value and outer_days:
             self.problem(f"{where} and the date reference around it both give 'days'; give "
