@@ -667,7 +667,6 @@ class Store:
             "workflow_digest": wf.digest, "by": by,
         }
         event_row["hash"] = event_hash(event_row)
-        event = row_to_event(event_row)
         with self._write(f"create case {case_id!r}"):
             exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
                                         (case_id,)).fetchone()
@@ -681,9 +680,9 @@ class Store:
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
                  event_row["hash"], int(engine.is_final(state.config)),
                  event_row["recorded_at"], event_row["recorded_at"]))
+            event = row_to_event(event_row)
             projections.insert(self._conn, case_id, projections.compute(engine, state, [event]))
             sync_timers(self._conn, case_id, engine, state)
-        event = row_to_event(event_row)
         case = Case(self, wf, case_id, state, (event,))
         self._after_commit()
         return case
@@ -792,11 +791,6 @@ class Store:
         if data is not None and not isinstance(data, Mapping):
             raise InvalidInputError(f"data must map key paths to values, not "
                                     f"{type(data).__name__} {data!r}.")
-        for what, number in (("limit", limit), ("offset", offset)):
-            if number is not None and (isinstance(number, bool) or not isinstance(number, int)
-                                       or not 0 <= number <= 2**62):
-                raise InvalidInputError(f"{what} must be a whole number from 0, not "
-                                        f"{number!r}.")
         when = dt.date.today() if on is None else to_date(on, "on")
         return find_cases(
             self, workflow=workflow, state=state,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..canonical import canonical_json, check_text, to_date
 from ..case import MAX_NOTE_LENGTH, check_actor
 from ..definition import Workflow
-from ..errors import InvalidInputError
+from ..errors import CaseNotFoundError, InvalidInputError
 from ..loading import load_workflow
 from ..versioning import BALLOTS, CasePlan, MigrationPlan, plan_case
 from .rows import json_list, translate, utc_now
@@ -84,9 +84,7 @@ def _plans(store: Store, new: Workflow, ids: list[str], mapping: Mapping[str, st
     for n, case_id in enumerate(ids, start=1):
         try:
             loaded.append((store.case(case_id), None))
-        except InvalidInputError:
-            raise
-        except LookupError as e:
+        except CaseNotFoundError as e:
             loaded.append((None, str(e)))
         if progress is not None and n % 100 == 0:
             progress(n, len(ids) * 2)
