@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 
 import approvalflow as af
+from tests import rawdb
 from tests import writer_process as wp
+
+pytestmark = pytest.mark.backends
 
 CTX = multiprocessing.get_context("spawn")
 CONSOLE = Path(sys.executable).with_name("approvalflow")
@@ -105,17 +108,16 @@ def test_migration_numbers_existing_events_in_insert_order(tmp_path: Path) -> No
 # -- subscriptions --------------------------------------------------------------------------
 
 
-def test_subscriber_is_called_after_the_commit(store: af.Store, db_path: Path) -> None:
+def test_subscriber_is_called_after_the_commit(store: af.Store, store_url: str) -> None:
     """The callback runs once per event, after the commit: another connection already sees
     the event, and the Case object has already moved on."""
     seen: list[tuple[int | None, int, str]] = []
     case = _loop_case(store, "a")
 
     def callback(event: af.Event) -> None:
-        other = sqlite3.connect(db_path)  # a reader outside the writing transaction
-        stored = other.execute("SELECT COUNT(*) FROM events WHERE case_id = ? AND seq = ?",
-                               (event.case_id, event.seq)).fetchone()[0]
-        other.close()
+        with rawdb.raw(store_url) as other:  # a reader outside the writing transaction
+            stored = other.execute("SELECT COUNT(*) FROM events WHERE case_id = ? AND seq = ?",
+                                   (event.case_id, event.seq)).fetchone()[0]
         seen.append((event.position, stored, str(case.version)))
 
     store.subscribe(callback)

@@ -17,6 +17,8 @@ from approvalflow.canonical import canonical_json
 from approvalflow.cli import cli
 from approvalflow.store.rows import event_hash
 
+pytestmark = pytest.mark.backends
+
 V1 = """
 [workflow]
 name = "grant"

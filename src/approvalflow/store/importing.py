@@ -123,7 +123,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 if case_id in seen or store._conn.execute(
                         "SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
                     raise CaseExistsError(f"record {number}: case {case_id!r} already "
-                                          f"exists in {store.path!r}.")
+                                          f"exists in {store.where!r}.")
                 if (wf.name, wf.version) not in registered:
                     store._register_workflow(wf)
                     registered.add((wf.name, wf.version))

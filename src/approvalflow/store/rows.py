@@ -21,18 +21,31 @@ from ..errors import ApprovalflowError, StoreError
 GENESIS = "0" * 64
 
 
+#: The database drivers' error classes that translate turns into StoreError: sqlite3's,
+#: and psycopg's once the PostgreSQL backend is imported (store/postgres.py).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+
+def register_database_errors(error: type[Exception]) -> None:
+    global DATABASE_ERRORS
+    if error not in DATABASE_ERRORS:
+        DATABASE_ERRORS = (*DATABASE_ERRORS, error)
+
+
 @contextlib.contextmanager
 def translate(what: str) -> Iterator[None]:
-    """Turn sqlite3's errors into StoreError with a message that says what to do."""
+    """Turn the database's errors into StoreError with a message that says what to do."""
     try:
         yield
     except ApprovalflowError:
         raise
-    except sqlite3.Error as e:
-        text = str(e)
-        if "full" in text:
+    except DATABASE_ERRORS as e:
+        text = str(e).strip()
+        if "full" in text and "deadlock" not in text:
             hint = "the database or the disk is full; free space (or raise max_page_count)"
-        elif "locked" in text or "busy" in text:
+        elif "deadlock" in text or "could not serialize" in text:
+            hint = "another writer took the same rows at the same time; retry"
+        elif "locked" in text or "busy" in text or "lock timeout" in text:
             hint = "another process held the database longer than the busy timeout; retry"
         elif "not a database" in text or "malformed" in text:
             hint = "the file is not an approvalflow database, or it is damaged"
@@ -45,6 +58,10 @@ def translate(what: str) -> Iterator[None]:
                     "or per request (approvalflow.open_store), see docs/integration.md")
         elif "append-only" in text:
             hint = "recorded events and workflows are never changed or deleted"
+        elif "NUL (0x00)" in text:
+            hint = "PostgreSQL can't store the character U+0000 in text; remove it"
+        elif "connection" in text or "server closed" in text:
+            hint = "the database server can't be reached; nothing more was written"
         else:
             hint = "nothing was written"
         raise StoreError(f"Could not {what}: {text} ({hint}).") from e
