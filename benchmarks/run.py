@@ -62,10 +62,13 @@ from approvalflow.demo import SEED_DATA
 from approvalflow.engine import engine_for
 
 FLAGSHIP = "boligsocial-helhedsplan"
-#: Every key the JSON's "benchmarks" object has (the smoke test checks them all).
+#: Every key the JSON's "benchmarks" object has (the smoke test checks them all). The
+#: PostgreSQL rows (PG_KEYS) start a server of their own: ``--quick`` runs them only when
+#: ``--only`` names them, so the smoke test's quick run leaves them out.
 BENCHMARK_KEYS = ("fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
                   "peer_eventsourcing_full", "peer_eventsourcing_normal",
-                  "engine_vs_transitions", "migrate", "concurrent_ballots", "queries", "tick")
+                  "engine_vs_transitions", "migrate", "concurrent_ballots", "queries", "tick",
+                  "pg_fire", "pg_clients", "pg_same_case")
 #: The steps a case takes in the benchmarks: creation is event 1, these are 2..10.
 STEPS: tuple[tuple[str, str], ...] = (
     ("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.approve", "aab"), ("3b.approve", "3b"),
@@ -81,11 +84,13 @@ SIZES = {
     "full": {"fire_normal": 3000, "fire_full": 700, "rounds": 5, "bulk_cases": 100_000,
              "small_cases": 1_000, "loads": 2000, "cli_runs": 5, "peer_normal": 3000,
              "peer_full": 700, "engine_triggers": 30_000, "migrate_cases": 10_000,
-             "ballot_cases": 100, "query_repeats": 5, "tick_cases": 100_000},
+             "ballot_cases": 100, "query_repeats": 5, "tick_cases": 100_000,
+             "pg_fire": 700, "pg_seconds": 5.0, "pg_cases": 300, "pg_same_cases": 50},
     "quick": {"fire_normal": 70, "fire_full": 35, "rounds": 2, "bulk_cases": 300,
               "small_cases": 30, "loads": 60, "cli_runs": 1, "peer_normal": 60,
               "peer_full": 30, "engine_triggers": 700, "migrate_cases": 50,
-              "ballot_cases": 3, "query_repeats": 2, "tick_cases": 500},
+              "ballot_cases": 3, "query_repeats": 2, "tick_cases": 500,
+              "pg_fire": 35, "pg_seconds": 0.5, "pg_cases": 10, "pg_same_cases": 3},
 }
 
 EVENT_COLUMNS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
@@ -186,7 +191,7 @@ def us(seconds: float) -> float:
 
 # -- 1. fire + persist one step --------------------------------------------------------------
 
-def _af_fire_side(path: Path, durability: str, n: int, n_rounds: int, *,
+def _af_fire_side(path: Path | str, durability: str, n: int, n_rounds: int, *,
                   distinct: bool = False) -> Callable[[int], Callable[[], int]]:
     """Cases created and submitted, then approvals fired. ``distinct``: every case on its
     own dates (opened on its own day, its own plan expiry and start), so that no two
@@ -902,7 +907,7 @@ BALLOT_WORKFLOW = "\n".join([
 ]) + "\n"
 
 
-def _ballot_db(path: Path, n_cases: int) -> None:
+def _ballot_db(path: Path | str, n_cases: int) -> None:
     wf = af.loads_workflow(BALLOT_WORKFLOW, source="ballot-bench.toml")
     with af.open_store(path) as store, store.bulk():
         for i in range(n_cases):
@@ -972,6 +977,367 @@ def bench_ballots(tmp: Path, n_cases: int) -> dict[str, Any]:
             "ballots_per_s": round(ballots / seconds),
             "sequential_ballots_per_s": round(ballots / seq_seconds),
             "ratio": round(seconds / seq_seconds, 3)}
+
+
+# -- 10. PostgreSQL ---------------------------------------------------------------------------
+
+#: The PostgreSQL rows: run only when a server can be started (initdb and pg_ctl found).
+PG_KEYS = ("pg_fire", "pg_clients", "pg_same_case")
+#: The numbers of concurrent client processes in pg_clients.
+PG_CLIENTS = (1, 2, 4, 8, 16)
+#: The event row as the PostgreSQL store inserts it (store/postgres.py: no position).
+PG_EVENT_COLUMNS = (*EVENT_COLUMNS, "workflow_digest", "by")
+PG_INSERT_EVENT = (f"INSERT INTO event_log ({', '.join(PG_EVENT_COLUMNS)}) VALUES "
+                   f"({', '.join(['%s'] * len(PG_EVENT_COLUMNS))})")
+PG_HEAD = "SELECT seq, head_hash FROM cases WHERE case_id = %s FOR UPDATE"
+PG_UPDATE_CASE = UPDATE_CASE.replace("?", "%s")
+
+
+def _pg_bin(name: str) -> str | None:
+    """A PostgreSQL server program on PATH, or in Debian's /usr/lib/postgresql/N/bin."""
+    import glob
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    """As root, run a server program as the postgres user (initdb refuses root)."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster for the PostgreSQL rows: initdb and pg_ctl in a
+    temporary folder, a Unix socket only. Unlike the tests' server (tests/pgserver.py)
+    it is a real one: fsync, full_page_writes and synchronous_commit stay on."""
+
+    def __init__(self, folder: Path, base_url: str) -> None:
+        self.folder, self.base_url = folder, base_url
+
+    @classmethod
+    def start(cls) -> PgCluster:
+        """Start a cluster; raises RuntimeError saying why it can't."""
+        import urllib.parse
+
+        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        if not initdb or not pg_ctl:
+            raise RuntimeError("no PostgreSQL server programs (initdb, pg_ctl) found on PATH "
+                               "or in /usr/lib/postgresql/*/bin; install Debian's "
+                               "postgresql package")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError("psycopg is not installed (pip install '.[postgres]')") from e
+        if os.geteuid() == 0 and not shutil.which("runuser"):
+            raise RuntimeError("running as root, and runuser is missing to start PostgreSQL "
+                               "as the postgres user")
+        folder = Path(tempfile.mkdtemp(prefix="approvalflow-pgbench-"))
+        folder.chmod(0o777)
+        if os.geteuid() == 0:
+            shutil.chown(folder, user="postgres")
+        data = folder / "data"
+        run: dict[str, Any] = dict(check=True, capture_output=True, text=True, timeout=180)
+        try:
+            subprocess.run(_as_postgres([initdb, "-D", str(data), "-A", "trust", "-U",
+                                         "postgres", "-E", "UTF8", "--locale=C"]), **run)
+            options = f"-k {folder} -c listen_addresses='' -c max_connections=100"
+            subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l",
+                                         str(folder / "log"), "-w", "start"]), **run)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            detail = getattr(e, "stderr", "") or str(e)
+            raise RuntimeError(f"could not start PostgreSQL: {detail.strip()}") from e
+        query = urllib.parse.urlencode({"host": str(folder), "user": "postgres"})
+        return cls(folder, f"postgresql:///postgres?{query}")
+
+    def url(self, schema: str) -> str:
+        """The URL of a new, empty schema (dropped first if a run left it)."""
+        import urllib.parse
+
+        import psycopg
+
+        with psycopg.connect(self.base_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        return f"{self.base_url}&options=" + urllib.parse.quote(f"-csearch_path={schema}")
+
+    def settings(self) -> dict[str, str]:
+        """What the figures depend on: the server's version and its durability settings."""
+        import psycopg
+
+        with psycopg.connect(self.base_url, autocommit=True) as conn:
+            return {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                    for name in ("server_version", "fsync", "synchronous_commit",
+                                 "full_page_writes", "wal_sync_method", "commit_delay")}
+
+    def stop(self) -> None:
+        pg_ctl = _pg_bin("pg_ctl")
+        if pg_ctl:
+            subprocess.run(_as_postgres([pg_ctl, "-D", str(self.folder / "data"), "-m", "fast",
+                                         "stop"]), capture_output=True, timeout=120)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _pg_cases(url: str, prefix: str, n_cases: int) -> None:
+    """``n_cases`` flagship cases, created and submitted (``import_events``)."""
+    def records() -> Iterator[dict[str, Any]]:
+        for i in range(n_cases):
+            case_id = f"{prefix}{i}"
+            yield {"case_id": case_id, "trigger": "create", "workflow": flagship(),
+                   "actor": "tmf", "on": DAY, "data": SEED_DATA}
+            yield {"case_id": case_id, "trigger": "submit", "actor": "tmf", "on": DAY}
+
+    with af.open_store(url) as store:
+        store.import_events(records())
+
+
+def _pg_recorded_steps(url: str) -> list[dict[str, Any]]:
+    """What ``Case.fire`` sends to the server for each of the approvals, recorded on one
+    case: the event row, and the projection and timer writes between the case's update
+    and the commit (their parameters name the case ``tpl``)."""
+    from approvalflow.store import postgres
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    original = postgres.PgCursor.execute
+
+    def recording(self: Any, sql: str, params: Any = ()) -> Any:
+        sent.append((postgres.dialect(sql), tuple(params)))
+        return original(self, sql, params)
+
+    steps = []
+    with af.open_store(url) as store:
+        case = store.create_case(flagship(), "tpl", actor="tmf", on=DAY, data=SEED_DATA)
+        case.fire("submit", actor="tmf", on=DAY)
+        postgres.PgCursor.execute = recording  # type: ignore[method-assign]
+        try:
+            for trigger, actor in APPROVALS:
+                sent.clear()
+                case.fire(trigger, actor=actor, on=DAY)
+                sqls = [sql for sql, _ in sent]
+                insert = next(i for i, s in enumerate(sqls)
+                              if s.startswith("INSERT INTO event_log"))
+                update = next(i for i, s in enumerate(sqls)
+                              if s.startswith("UPDATE cases SET state"))
+                commit = sqls.index("COMMIT")
+                steps.append({"event": sent[insert][1], "writes": sent[update + 1:commit]})
+        finally:
+            postgres.PgCursor.execute = original  # type: ignore[method-assign]
+    return steps
+
+
+_NUMBER_FEED = (
+    "WITH moved AS (DELETE FROM feed_pending RETURNING id, case_id, seq), "
+    "base AS (SELECT COALESCE(MAX(position), 0) AS top FROM feed) "
+    "INSERT INTO feed (position, case_id, seq) "
+    "SELECT base.top + row_number() OVER (ORDER BY moved.id), moved.case_id, moved.seq "
+    "FROM moved, base")
+
+
+def _pg_raw_fire_side(url: str, n: int, n_rounds: int, *, same: bool
+                      ) -> Callable[[int], Callable[[], int]]:
+    """Raw psycopg taking the same approvals on the same cases as ``_af_fire_side``,
+    hashing each row (SHA-256 over canonical JSON) and chaining it. ``same=False``: the
+    minimum (head check FOR UPDATE, event insert, case update, commit); ``same=True``:
+    also the projection and timer writes ``Case.fire`` sends for that step, and the feed
+    numbering after the commit (store/postgres.py) with the read of the position."""
+    import psycopg
+
+    from approvalflow.store.postgres import _FEED_LOCK
+
+    steps = _pg_recorded_steps(url)
+    per_case = len(APPROVALS)
+    for r in range(n_rounds):
+        _pg_cases(url, f"r{r}-c", -(-n // per_case))
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("SET lock_timeout = 30000")
+    conn.execute("SET synchronous_commit = on")
+
+    def side(r: int) -> Callable[[], int]:
+        def run() -> int:
+            done = 0
+            for i in range(-(-n // per_case)):
+                case_id = f"r{r}-c{i}"
+                for step in steps:
+                    if done == n:
+                        return done
+                    conn.execute("BEGIN")
+                    seq, head = conn.execute(PG_HEAD, (case_id,)).fetchone()  # type: ignore[misc]
+                    at = now()
+                    tpl = step["event"]
+                    row = (case_id, seq + 1, *tpl[2:6], at, *tpl[7:14], head)
+                    digest = row_hash(row)
+                    conn.execute(PG_INSERT_EVENT, (*row, digest, None, None))
+                    conn.execute(PG_UPDATE_CASE, (row[8], seq + 1, DAY, digest, 0, at, case_id))
+                    if same:
+                        for sql, params in step["writes"]:
+                            conn.execute(sql, tuple(case_id if p == "tpl" else p
+                                                    for p in params))
+                    conn.execute("COMMIT")
+                    if same:
+                        if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)"
+                                        ).fetchone()[0]:  # type: ignore[index]
+                            conn.execute("BEGIN")
+                            conn.execute(f"SELECT pg_advisory_xact_lock({_FEED_LOCK})")
+                            conn.execute(_NUMBER_FEED)
+                            conn.execute("COMMIT")
+                        conn.execute("SELECT position FROM feed WHERE case_id = %s AND seq = %s",
+                                     (case_id, seq + 1)).fetchone()
+                    done += 1
+            return done
+        return run
+    return side
+
+
+def bench_pg_fire(cluster: PgCluster, n: int, n_rounds: int) -> dict[str, Any]:
+    af_url = cluster.url("fire_af")
+    _pg_cases(af_url, "warm", 1)  # the workflow stored, as on the raw sides
+    t = rounds({
+        "approvalflow": _af_fire_side(af_url, "full", n, n_rounds),
+        "raw_same": _pg_raw_fire_side(cluster.url("fire_raw_same"), n, n_rounds, same=True),
+        "raw_min": _pg_raw_fire_side(cluster.url("fire_raw_min"), n, n_rounds, same=False),
+    }, n_rounds)
+    ratio = t["approvalflow"] / t["raw_same"]
+    return {"durability": "full", "server": cluster.settings(), "fires_per_round": n,
+            "rounds": n_rounds, "approvalflow_us": us(t["approvalflow"]),
+            "raw_same_us": us(t["raw_same"]), "raw_min_us": us(t["raw_min"]),
+            "ratio": round(ratio, 3), "ratio_vs_min": round(t["approvalflow"] / t["raw_min"], 3),
+            "target": 1.3, "baseline": "raw_same", "met": ratio <= 1.3}
+
+
+def _pg_client(url: str, prefix: str, n_cases: int, seconds: float, barrier: Any,
+               results: Any) -> None:
+    """One client process of pg_clients: load its own cases, wait for the others, then
+    take approvals on them, one transaction each, until ``seconds`` have passed."""
+    done, start, end, error = 0, 0.0, 0.0, ""
+    try:
+        with af.open_store(url) as store:
+            cases = [store.case(f"{prefix}{i}") for i in range(n_cases)]
+            barrier.wait()
+            start = time.monotonic()
+            deadline = start + seconds
+            for case in cases:
+                for trigger, actor in APPROVALS:
+                    case.fire(trigger, actor=actor, on=DAY)
+                    done += 1
+                if time.monotonic() >= deadline:
+                    break
+            end = time.monotonic()
+    except Exception as e:  # reported in the results
+        error = f"{type(e).__name__}: {e}"
+        barrier.abort()
+    results.put((prefix, done, start, end, error))
+
+
+def _pg_processes(target: Callable[..., None], argsets: list[tuple[Any, ...]]) -> list[Any]:
+    """Run ``target(*args, barrier, results)`` in one process per argument set, all
+    starting their timed part together; what each put on ``results``."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(argsets)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, results)) for args in argsets]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    return got
+
+
+def bench_pg_clients(cluster: PgCluster, seconds: float, n_cases: int) -> dict[str, Any]:
+    curve: dict[str, Any] = {}
+    for clients in PG_CLIENTS:
+        url = cluster.url(f"clients_{clients}")
+        prefixes = [f"k{k}-c" for k in range(clients)]
+        for prefix in prefixes:
+            _pg_cases(url, prefix, n_cases)
+        got = _pg_processes(_pg_client, [(url, p, n_cases, seconds) for p in prefixes])
+        errors = [e for *_, e in got if e]
+        events = sum(done for _, done, *_ in got)
+        elapsed = max(end for *_, end, _ in got) - min(start for _, _, start, *_ in got)
+        log = _pg_log_counts(url)
+        curve[str(clients)] = {
+            "events": events, "seconds": round(elapsed, 2),
+            "events_per_s": round(events / elapsed) if elapsed > 0 and not errors else 0,
+            "errors": errors[:3],
+            "ran_out_of_cases": sum(done == n_cases * len(APPROVALS) for _, done, *_ in got),
+            "all_stored": log["events"] == clients * n_cases * 2 + events and log["gap_free"]}
+    one, eight = curve["1"]["events_per_s"], curve["8"]["events_per_s"]
+    ratio = eight / one if one else 0.0
+    return {"durability": "full", "server": cluster.settings(), "seconds_per_point": seconds,
+            "cases_per_client": n_cases, "curve": curve, "ratio": round(ratio, 3),
+            "target": 3.0, "met": ratio >= 3.0}
+
+
+def _pg_log_counts(url: str) -> dict[str, Any]:
+    """How many events the log holds, and whether the feed numbers them all, 1 to N."""
+    import psycopg
+
+    with af.open_store(url) as store:
+        store.feed(limit=1)  # numbers whatever a client left pending
+    with psycopg.connect(url, autocommit=True) as conn:
+        events, numbered, distinct, low, high, pending = conn.execute(
+            "SELECT (SELECT count(*) FROM event_log), count(*), count(DISTINCT position), "
+            "COALESCE(MIN(position), 0), COALESCE(MAX(position), 0), "
+            "(SELECT count(*) FROM feed_pending) FROM feed").fetchone()  # type: ignore[misc]
+    return {"events": events, "gap_free": numbered == distinct == high == events
+            and low == min(1, events) and pending == 0}
+
+
+def _pg_voter(url: str, voter: str, n_cases: int, barrier: Any, results: Any) -> None:
+    """One client process of pg_same_case: for every case in turn, load it, wait for the
+    other voters, then cast this voter's ballot with ``retries=`` and an idempotency key."""
+    redecided, start, end, error = 0, 0.0, 0.0, ""
+    try:
+        with af.open_store(url) as store:
+            barrier.wait()
+            start = time.monotonic()
+            for i in range(n_cases):
+                case = store.case(f"vote-{i}")
+                loaded = case.version
+                barrier.wait()
+                event = case.fire("yes", actor=voter, on=DAY, key=f"{voter}/{i}",
+                                  retries=len(VOTERS))
+                redecided += event.seq != loaded + 1
+            end = time.monotonic()
+    except Exception as e:  # reported in the results
+        error = f"{type(e).__name__}: {e}"
+        barrier.abort()
+    results.put((voter, redecided, start, end, error))
+
+
+def bench_pg_same_case(cluster: PgCluster, n_cases: int) -> dict[str, Any]:
+    """Eight client processes take steps on the same case at once, case after case; every
+    ballot must be stored exactly once, none lost, the feed gap-free."""
+    url = cluster.url("same_case")
+    _ballot_db(url, n_cases)
+    got = _pg_processes(_pg_voter, [(url, v, n_cases) for v in VOTERS])
+    errors = [e for *_, e in got if e]
+    redecided = sum(r for _, r, *_ in got)
+    elapsed = max(end for *_, end, _ in got) - min(start for _, _, start, *_ in got)
+    ballots = n_cases * len(VOTERS)
+    with af.open_store(url) as store:
+        fires = [e for e in store.events() if e.kind == "fire"]
+        passed = sum(1 for c in store.cases() if c.state == frozenset({"passed"}))
+        verified = store.verify().ok
+    once = {(e.case_id, e.actor) for e in fires}
+    keys = {e.key for e in fires}
+    log = _pg_log_counts(url)
+    result = {"server": cluster.settings(), "clients": len(VOTERS), "cases": n_cases,
+              "ballots": ballots, "ballots_stored": len(fires),
+              "distinct_ballots": len(once), "distinct_keys": len(keys),
+              "cases_passed": passed, "verified": verified, "feed_gap_free": log["gap_free"],
+              "redecided": redecided, "errors": errors[:3],
+              "ballots_per_s": round(ballots / elapsed) if elapsed > 0 and not errors else 0}
+    result["all_stored"] = (len(fires) == len(once) == len(keys) == ballots
+                            and passed == n_cases and verified and log["gap_free"]
+                            and not errors)
+    if not result["all_stored"]:
+        raise AssertionError(f"pg_same_case: a step was lost or stored twice: {result}")
+    return result
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -1055,6 +1421,29 @@ def table(results: dict[str, Any]) -> str:
             f"{r['timer_rows']:,} timer rows", "-", "a few ms", r["idle_ms"] <= 10)
         add(f"tick, {r['cases']:,} cases, {r['due']:,} due", f"{r['due_seconds']} s",
             f"{r['per_step_us']} µs per timed step", "-", "about 1 s per 1,000", r["met"])
+    r = b.get("pg_fire", {})
+    if "skipped" in r:
+        add("pg_fire", "-", r["skipped"], "-", "<= 1.3x", None)
+    elif r:
+        add("fire + persist on PostgreSQL, synchronous_commit on", f"{r['approvalflow_us']} µs",
+            f"raw psycopg, same statements {r['raw_same_us']} µs (minimum {r['raw_min_us']})",
+            f"{r['ratio']} ({r['ratio_vs_min']} vs minimum)", "<= 1.3x", r["met"])
+    r = b.get("pg_clients", {})
+    if "skipped" in r:
+        add("pg_clients", "-", r["skipped"], "-", ">= 3x", None)
+    elif r:
+        curve = ", ".join(f"{n}: {p['events_per_s']:,}" for n, p in r["curve"].items())
+        add("PostgreSQL, N client processes on their own cases", "events/s " + curve,
+            f"one client {r['curve']['1']['events_per_s']:,} events/s", r["ratio"],
+            ">= 3x at 8", r["met"])
+    r = b.get("pg_same_case", {})
+    if "skipped" in r:
+        add("pg_same_case", "-", r["skipped"], "-", "all stored", None)
+    elif r:
+        add(f"PostgreSQL, {r['clients']} clients on one case, {r['ballots']:,} ballots",
+            f"{r['ballots_per_s']:,} ballots/s ({r['redecided']} re-decided)",
+            f"{r['ballots_stored']:,} stored, {r['distinct_ballots']:,} distinct", "-",
+            "all stored", r["all_stored"])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
              for row in rows]
@@ -1129,6 +1518,27 @@ def main(argv: list[str] | None = None) -> int:
         step("queries", lambda: bench_queries(tmp, size["bulk_cases"], n_rounds,
                                               size["query_repeats"]))
         step("tick", lambda: bench_tick(tmp, size["tick_cases"]))
+        wanted = [k for k in PG_KEYS if (k in only if only is not None else not args.quick)]
+        if wanted:
+            try:
+                print("starting a PostgreSQL server (fsync on) ...", file=sys.stderr, flush=True)
+                cluster = PgCluster.start()
+            except RuntimeError as e:
+                print(f"skipping {', '.join(wanted)}: {e}", file=sys.stderr, flush=True)
+                for key in wanted:
+                    bench[key] = {"skipped": str(e)}
+            else:
+                try:
+                    step("pg_fire", lambda: bench_pg_fire(cluster, size["pg_fire"], n_rounds))
+                    step("pg_clients", lambda: bench_pg_clients(cluster, size["pg_seconds"],
+                                                                size["pg_cases"]))
+                    step("pg_same_case",
+                         lambda: bench_pg_same_case(cluster, size["pg_same_cases"]))
+                finally:
+                    cluster.stop()
+        elif only is not None:
+            for key in PG_KEYS:
+                bench[key] = {"skipped": "not selected with --only"}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["finished"] = now()

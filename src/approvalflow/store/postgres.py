@@ -121,8 +121,9 @@ CREATE TRIGGER events_pending AFTER INSERT ON event_log
 
 #: Statements whose PostgreSQL form is not a plain rewrite of the parameters.
 _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
-    # a write transaction: READ COMMITTED, with the case's row locked below
-    (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN"),
+    # a write transaction: READ COMMITTED, with the case's row locked below (said
+    # explicitly: a bare BEGIN would be taken for a read snapshot by the next rule)
+    (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN ISOLATION LEVEL READ COMMITTED"),
     # a read snapshot (verify): one consistent view of every table
     (re.compile(r"^BEGIN$"), "BEGIN ISOLATION LEVEL REPEATABLE READ"),
     # the head check of a step: lock the case's row until the commit, so a second
