@@ -1128,14 +1128,6 @@ def _pg_recorded_steps(url: str) -> list[dict[str, Any]]:
     return steps
 
 
-_NUMBER_FEED = (
-    "WITH moved AS (DELETE FROM feed_pending RETURNING id, case_id, seq), "
-    "base AS (SELECT COALESCE(MAX(position), 0) AS top FROM feed) "
-    "INSERT INTO feed (position, case_id, seq) "
-    "SELECT base.top + row_number() OVER (ORDER BY moved.id), moved.case_id, moved.seq "
-    "FROM moved, base")
-
-
 def _pg_raw_fire_side(url: str, n: int, n_rounds: int, *, same: bool
                       ) -> Callable[[int], Callable[[], int]]:
     """Raw psycopg taking the same approvals on the same cases as ``_af_fire_side``,
@@ -1145,7 +1137,7 @@ def _pg_raw_fire_side(url: str, n: int, n_rounds: int, *, same: bool
     numbering after the commit (store/postgres.py) with the read of the position."""
     import psycopg
 
-    from approvalflow.store.postgres import _FEED_LOCK
+    from approvalflow.store.postgres import _NUMBER_PENDING
 
     steps = _pg_recorded_steps(url)
     per_case = len(APPROVALS)
@@ -1179,10 +1171,7 @@ def _pg_raw_fire_side(url: str, n: int, n_rounds: int, *, same: bool
                     if same:
                         if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)"
                                         ).fetchone()[0]:  # type: ignore[index]
-                            conn.execute("BEGIN")
-                            conn.execute(f"SELECT pg_advisory_xact_lock({_FEED_LOCK})")
-                            conn.execute(_NUMBER_FEED)
-                            conn.execute("COMMIT")
+                            conn.execute(_NUMBER_PENDING, prepare=False)
                         conn.execute("SELECT position FROM feed WHERE case_id = %s AND seq = %s",
                                      (case_id, seq + 1)).fetchone()
                     done += 1

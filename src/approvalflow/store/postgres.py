@@ -330,22 +330,29 @@ def create_schema(conn: PgConnection, *, created_at: str, created_by: str) -> No
                       ("created_by", created_by)])
 
 
+#: Numbering the feed, sent as one message (one round trip): the statements run one after
+#: another, each on its own READ COMMITTED snapshot, so the one that numbers sees every
+#: event numbered before the advisory lock was granted.
+_NUMBER_PENDING = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED; "
+    f"SELECT pg_advisory_xact_lock({_FEED_LOCK}); "
+    "WITH moved AS (DELETE FROM feed_pending RETURNING id, case_id, seq), "
+    "base AS (SELECT COALESCE(MAX(position), 0) AS top FROM feed) "
+    "INSERT INTO feed (position, case_id, seq) "
+    "SELECT base.top + row_number() OVER (ORDER BY moved.id), moved.case_id, moved.seq "
+    "FROM moved, base; "
+    "COMMIT")
+
+
 def number_pending(conn: PgConnection) -> None:
     """Give every committed, unnumbered event its feed position (one transaction)."""
     if conn.in_transaction:
         return  # inside a bulk block or a read snapshot: the block's end numbers them
     if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0] is False:
         return
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(f"SELECT pg_advisory_xact_lock({_FEED_LOCK})")
-        conn.execute(
-            "WITH moved AS (DELETE FROM feed_pending RETURNING id, case_id, seq), "
-            "base AS (SELECT COALESCE(MAX(position), 0) AS top FROM feed) "
-            "INSERT INTO feed (position, case_id, seq) "
-            "SELECT base.top + row_number() OVER (ORDER BY moved.id), moved.case_id, moved.seq "
-            "FROM moved, base")
-        conn.execute("COMMIT")
+        # several statements in one message: never a prepared statement
+        conn._raw.execute(_NUMBER_PENDING, prepare=False)
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
