@@ -1145,7 +1145,7 @@ def _pg_raw_fire(conn: Any, case_id: str, step: dict[str, Any], *, same: bool) -
     head check FOR UPDATE, event insert, case update, commit; ``same``: also the
     projection and timer writes ``Case.fire`` sends for that step, and after the commit
     the feed numbering and the read of the position, as store/postgres.py sends them."""
-    from approvalflow.store.postgres import _NUMBER_PENDING
+    from approvalflow.store.postgres import _NUMBER_PENDING, numbered_positions
 
     conn.execute("BEGIN")  # READ COMMITTED, as the store's write transaction
     seq, head = conn.execute(PG_HEAD, (case_id,)).fetchone()
@@ -1160,10 +1160,12 @@ def _pg_raw_fire(conn: Any, case_id: str, step: dict[str, Any], *, same: bool) -
             conn.execute(sql, tuple(case_id if p == "tpl" else p for p in params))
     conn.execute("COMMIT")
     if same:
+        numbered: dict[tuple[str, int], int] = {}
         if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0]:
-            conn.execute(_NUMBER_PENDING, prepare=False)
-        conn.execute("SELECT position FROM feed WHERE case_id = %s AND seq = %s",
-                     (case_id, seq + 1)).fetchone()
+            numbered = numbered_positions(conn.execute(_NUMBER_PENDING, prepare=False))
+        if (case_id, seq + 1) not in numbered:
+            conn.execute("SELECT position FROM feed WHERE case_id = %s AND seq = %s",
+                         (case_id, seq + 1)).fetchone()
 
 
 def _pg_raw_fire_side(url: str, n: int, n_rounds: int, *, same: bool

@@ -253,6 +253,8 @@ class PgConnection:
         self._owner = threading.get_ident()
         self._owner_name = threading.current_thread().name
         self._is_closed = False
+        #: The positions the last feed numbering by this connection gave (number_pending).
+        self.numbered: dict[tuple[str, int], int] = {}
 
     def check_thread(self) -> None:
         if threading.get_ident() != self._owner:
@@ -330,17 +332,23 @@ def create_schema(conn: PgConnection, *, created_at: str, created_by: str) -> No
                       ("created_by", created_by)])
 
 
+#: How many of the events it numbered the numbering hands back (the newest): the writer's
+#: own event is among them unless many writers committed at once.
+_NUMBERED_KEPT = 64
 #: Numbering the feed, sent as one message (one round trip): the statements run one after
 #: another, each on its own READ COMMITTED snapshot, so the one that numbers sees every
-#: event numbered before the advisory lock was granted.
+#: event numbered before the advisory lock was granted. It hands back the positions it
+#: gave the newest events, so the writer needs no query for its own.
 _NUMBER_PENDING = (
     "BEGIN ISOLATION LEVEL READ COMMITTED; "
     f"SELECT pg_advisory_xact_lock({_FEED_LOCK}); "
     "WITH moved AS (DELETE FROM feed_pending RETURNING id, case_id, seq), "
-    "base AS (SELECT COALESCE(MAX(position), 0) AS top FROM feed) "
-    "INSERT INTO feed (position, case_id, seq) "
+    "base AS (SELECT COALESCE(MAX(position), 0) AS top FROM feed), "
+    "numbered AS (INSERT INTO feed (position, case_id, seq) "
     "SELECT base.top + row_number() OVER (ORDER BY moved.id), moved.case_id, moved.seq "
-    "FROM moved, base; "
+    "FROM moved, base RETURNING position, case_id, seq) "
+    f"SELECT case_id, seq, position AS numbered FROM numbered ORDER BY position DESC "
+    f"LIMIT {_NUMBERED_KEPT}; "
     "COMMIT")
 
 
@@ -350,16 +358,31 @@ def number_pending(conn: PgConnection) -> None:
         return  # inside a bulk block or a read snapshot: the block's end numbers them
     if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0] is False:
         return
+    conn.numbered = {}
     try:
         # several statements in one message: never a prepared statement
-        conn._raw.execute(_NUMBER_PENDING, prepare=False)
+        cursor = conn._raw.execute(_NUMBER_PENDING, prepare=False)
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    conn.numbered = numbered_positions(cursor)
+
+
+def numbered_positions(cursor: Any) -> dict[tuple[str, int], int]:
+    """The positions the numbering message handed back, by (case id, seq)."""
+    while True:
+        description = cursor.description
+        if description is not None and description[-1].name == "numbered":
+            return {(case_id, seq): position for case_id, seq, position in cursor.fetchall()}
+        if not cursor.nextset():
+            return {}
 
 
 def position_of(conn: PgConnection, case_id: str, seq: int) -> int | None:
+    found = conn.numbered.get((case_id, seq))
+    if found is not None:  # numbered by this connection just now
+        return found
     row = conn.execute("SELECT position FROM feed WHERE case_id = ? AND seq = ?",
                        (case_id, seq)).fetchone()
     return None if row is None else int(row[0])
