@@ -33,11 +33,18 @@ What is measured (see docs/performance.md for the targets and a run's table):
 - ``tick``: ``store.tick()`` on a store of N submitted flagship cases: with nothing due
   (one indexed range query on the ``timers`` table), and with N/100 expiry timers due
   (each taken in its own transaction, at NORMAL durability).
+- ``pg_fire``, ``pg_clients``, ``pg_same_case`` (PostgreSQL; a server of their own is
+  started, fsync and synchronous_commit on; skipped, saying why, when no PostgreSQL
+  server programs are found): ``Case.fire`` vs raw psycopg sending the same statements,
+  and the minimum; events per second for 1, 2, 4, 8, 16 client processes on their own
+  cases; eight client processes taking steps on the same case with ``retries=``, every
+  step checked stored once. ``--quick`` runs them only when ``--only`` names them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import hashlib
@@ -85,12 +92,14 @@ SIZES = {
              "small_cases": 1_000, "loads": 2000, "cli_runs": 5, "peer_normal": 3000,
              "peer_full": 700, "engine_triggers": 30_000, "migrate_cases": 10_000,
              "ballot_cases": 100, "query_repeats": 5, "tick_cases": 100_000,
-             "pg_fire": 700, "pg_seconds": 4.0, "pg_cases": 300, "pg_same_cases": 50},
+             "pg_fire": 700, "pg_seconds": 3.0, "pg_cases": 200, "pg_repeats": 3,
+             "pg_same_cases": 50},
     "quick": {"fire_normal": 70, "fire_full": 35, "rounds": 2, "bulk_cases": 300,
               "small_cases": 30, "loads": 60, "cli_runs": 1, "peer_normal": 60,
               "peer_full": 30, "engine_triggers": 700, "migrate_cases": 50,
               "ballot_cases": 3, "query_repeats": 2, "tick_cases": 500,
-              "pg_fire": 35, "pg_seconds": 0.5, "pg_cases": 10, "pg_same_cases": 3},
+              "pg_fire": 35, "pg_seconds": 0.5, "pg_cases": 10, "pg_repeats": 1,
+              "pg_same_cases": 3},
 }
 
 EVENT_COLUMNS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
@@ -1204,7 +1213,8 @@ def bench_pg_fire(cluster: PgCluster, n: int, n_rounds: int) -> dict[str, Any]:
         "raw_min": _pg_raw_fire_side(cluster.url("fire_raw_min"), n, n_rounds, same=False),
     }, n_rounds)
     ratio = t["approvalflow"] / t["raw_same"]
-    return {"durability": "full", "server": cluster.settings(), "fires_per_round": n,
+    return {"durability": "full", "server": cluster.settings(),
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()], "fires_per_round": n,
             "rounds": n_rounds, "approvalflow_us": us(t["approvalflow"]),
             "raw_same_us": us(t["raw_same"]), "raw_min_us": us(t["raw_min"]),
             "ratio": round(ratio, 3), "ratio_vs_min": round(t["approvalflow"] / t["raw_min"], 3),
@@ -1264,42 +1274,61 @@ def _pg_processes(target: Callable[..., None], argsets: list[tuple[Any, ...]]) -
     return got
 
 
-def bench_pg_clients(cluster: PgCluster, seconds: float, n_cases: int) -> dict[str, Any]:
+def _pg_clients_point(cluster: PgCluster, side: str, clients: int, seconds: float,
+                      n_cases: int, schema: str) -> dict[str, Any]:
+    """One point of a pg_clients curve: ``clients`` processes for ``seconds``."""
+    url = cluster.url(schema)
+    prefixes = [f"k{k}-c" for k in range(clients)]
+    raw = None if side == "approvalflow" else _pg_recorded_steps(url)
+    _pg_cases(url, prefixes, n_cases)
+    got = _pg_processes(_pg_client, [(url, p, n_cases, seconds, raw, side == "raw_same")
+                                     for p in prefixes])
+    errors = [e for *_, e in got if e]
+    events = sum(done for _, done, *_ in got)
+    elapsed = max(end for *_, end, _ in got) - min(start for _, _, start, *_ in got)
+    log = _pg_log_counts(url)
+    before = clients * (n_cases * 2 + 1) + (0 if raw is None else 2 + len(APPROVALS))
+    with contextlib.closing(_pg_raw_connect(cluster.base_url)) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return {"events": events,
+            "events_per_s": round(events / elapsed) if elapsed > 0 and not errors else 0,
+            "errors": errors[:3],
+            "ran_out_of_cases": sum(done == n_cases * len(APPROVALS) - 1 for _, done, *_ in got),
+            "all_stored": log["events"] == before + events and log["gap_free"] and not errors}
+
+
+def bench_pg_clients(cluster: PgCluster, seconds: float, n_cases: int, repeats: int
+                     ) -> dict[str, Any]:
     """For 1, 2, 4, 8, 16 client processes, each on its own cases: events stored per
     second; beside it the same curve for raw psycopg sending the same statements, and
-    sending the minimum (what the server and this machine allow)."""
-    curves: dict[str, dict[str, Any]] = {}
-    for side in ("approvalflow", "raw_same", "raw_min"):
-        curve = curves[side] = {}
+    sending the minimum (what the server and this machine allow). Each point is the
+    median of ``repeats`` runs, the three sides alternating."""
+    sides = ("approvalflow", "raw_same", "raw_min")
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {
+        side: {n: [] for n in PG_CLIENTS} for side in sides}
+    load = [round(x, 2) for x in os.getloadavg()]
+    for r in range(repeats):
         for clients in PG_CLIENTS:
-            url = cluster.url(f"clients_{side}_{clients}")
-            prefixes = [f"k{k}-c" for k in range(clients)]
-            raw = None if side == "approvalflow" else _pg_recorded_steps(url)
-            _pg_cases(url, prefixes, n_cases)
-            got = _pg_processes(_pg_client, [(url, p, n_cases, seconds, raw,
-                                              side == "raw_same") for p in prefixes])
-            errors = [e for *_, e in got if e]
-            events = sum(done for _, done, *_ in got)
-            elapsed = max(end for *_, end, _ in got) - min(start for _, _, start, *_ in got)
-            log = _pg_log_counts(url)
-            before = clients * (n_cases * 2 + 1) + (0 if raw is None else 2 + len(APPROVALS))
-            curve[str(clients)] = {
-                "events": events, "seconds": round(elapsed, 2),
-                "events_per_s": round(events / elapsed) if elapsed > 0 and not errors else 0,
-                "errors": errors[:3],
-                "ran_out_of_cases": sum(done == n_cases * len(APPROVALS) - 1
-                                        for _, done, *_ in got),
-                "all_stored": log["events"] == before + events and log["gap_free"]}
+            for side in (sides if r % 2 == 0 else reversed(sides)):
+                runs[side][clients].append(_pg_clients_point(
+                    cluster, side, clients, seconds, n_cases, f"clients_{side}_{clients}_{r}"))
+    curves = {side: {str(n): {
+        "events_per_s": statistics.median(p["events_per_s"] for p in points),
+        "runs": [p["events_per_s"] for p in points],
+        "errors": [e for p in points for e in p["errors"]][:3],
+        "ran_out_of_cases": sum(p["ran_out_of_cases"] for p in points),
+        "all_stored": all(p["all_stored"] for p in points)}
+        for n, points in by_n.items()} for side, by_n in runs.items()}
     ratios = {side: round(c["8"]["events_per_s"] / c["1"]["events_per_s"], 3)
               if c["1"]["events_per_s"] else 0.0 for side, c in curves.items()}
     return {"durability": "full", "server": cluster.settings(), "seconds_per_point": seconds,
-            "cases_per_client": n_cases, "curve": curves["approvalflow"],
+            "repeats": repeats, "cases_per_client": n_cases, "curve": curves["approvalflow"],
             "raw_same_curve": curves["raw_same"], "raw_min_curve": curves["raw_min"],
             "ratio": ratios["approvalflow"], "ratio_raw_same": ratios["raw_same"],
             "ratio_raw_min": ratios["raw_min"], "target": 3.0,
             "met": ratios["approvalflow"] >= 3.0,
-            "all_stored": all(p["all_stored"] and not p["errors"]
-                              for c in curves.values() for p in c.values())}
+            "all_stored": all(p["all_stored"] for c in curves.values() for p in c.values()),
+            "loadavg_before": load, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _pg_log_counts(url: str) -> dict[str, Any]:
@@ -1356,7 +1385,9 @@ def bench_pg_same_case(cluster: PgCluster, n_cases: int) -> dict[str, Any]:
     once = {(e.case_id, e.actor) for e in fires}
     keys = {e.key for e in fires}
     log = _pg_log_counts(url)
-    result = {"server": cluster.settings(), "clients": len(VOTERS), "cases": n_cases,
+    result = {"server": cluster.settings(),
+              "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+              "clients": len(VOTERS), "cases": n_cases,
               "ballots": ballots, "ballots_stored": len(fires),
               "distinct_ballots": len(once), "distinct_keys": len(keys),
               "cases_passed": passed, "verified": verified, "feed_gap_free": log["gap_free"],
@@ -1560,8 +1591,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 try:
                     step("pg_fire", lambda: bench_pg_fire(cluster, size["pg_fire"], n_rounds))
-                    step("pg_clients", lambda: bench_pg_clients(cluster, size["pg_seconds"],
-                                                                size["pg_cases"]))
+                    step("pg_clients", lambda: bench_pg_clients(
+                        cluster, size["pg_seconds"], size["pg_cases"], size["pg_repeats"]))
                     step("pg_same_case",
                          lambda: bench_pg_same_case(cluster, size["pg_same_cases"]))
                 finally:
