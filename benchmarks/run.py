@@ -92,13 +92,13 @@ SIZES = {
              "small_cases": 1_000, "loads": 2000, "cli_runs": 5, "peer_normal": 3000,
              "peer_full": 700, "engine_triggers": 30_000, "migrate_cases": 10_000,
              "ballot_cases": 100, "query_repeats": 5, "tick_cases": 100_000,
-             "pg_fire": 700, "pg_seconds": 3.0, "pg_cases": 200, "pg_repeats": 3,
+             "pg_fire": 100, "pg_seconds": 2.0, "pg_cases": 1000, "pg_repeats": 3,
              "pg_same_cases": 50},
     "quick": {"fire_normal": 70, "fire_full": 35, "rounds": 2, "bulk_cases": 300,
               "small_cases": 30, "loads": 60, "cli_runs": 1, "peer_normal": 60,
               "peer_full": 30, "engine_triggers": 700, "migrate_cases": 50,
               "ballot_cases": 3, "query_repeats": 2, "tick_cases": 500,
-              "pg_fire": 35, "pg_seconds": 0.5, "pg_cases": 10, "pg_repeats": 1,
+              "pg_fire": 5, "pg_seconds": 0.3, "pg_cases": 40, "pg_repeats": 1,
               "pg_same_cases": 3},
 }
 
@@ -1204,7 +1204,11 @@ def _pg_raw_fire_side(url: str, n: int, n_rounds: int, *, same: bool
     return side
 
 
-def bench_pg_fire(cluster: PgCluster, n: int, n_rounds: int) -> dict[str, Any]:
+def bench_pg_fire(cluster: PgCluster, n_rounds: int) -> dict[str, Any]:
+    """``n_rounds`` rounds of one case's seven approvals per side, the sides alternating
+    round by round: the time of a sync to disk on a shared machine drifts by several
+    times within a minute, so the sides must meet it at the same moments."""
+    n = len(APPROVALS)
     af_url = cluster.url("fire_af")
     _pg_cases(af_url, ["warm"], 1)  # the workflow stored, as on the raw sides
     t = rounds({
@@ -1221,41 +1225,56 @@ def bench_pg_fire(cluster: PgCluster, n: int, n_rounds: int) -> dict[str, Any]:
             "target": 1.3, "baseline": "raw_same", "met": ratio <= 1.3}
 
 
-def _pg_client(url: str, prefix: str, n_cases: int, seconds: float,
-               raw: list[dict[str, Any]] | None, same: bool, barrier: Any, results: Any) -> None:
-    """One client process of pg_clients: wait for the others, then take approvals on its
-    own cases, one transaction each, until ``seconds`` have passed. ``raw``: the recorded
-    steps, taken by raw psycopg (``same``: the same statements as ``Case.fire``)."""
-    done, start, end, error = 0, 0.0, 0.0, ""
+#: The three sides of pg_fire and pg_clients: Case.fire, raw psycopg sending the same
+#: statements, raw psycopg sending the minimum.
+PG_SIDES = ("approvalflow", "raw_same", "raw_min")
+
+
+def _pg_client(plans: list[tuple[str, str, int, list[dict[str, Any]] | None]],
+               windows: list[int], seconds: float, barrier: Any, results: Any) -> None:
+    """One client process of pg_clients. ``plans``: per side, the schema's URL, the
+    prefix of this client's own cases, how many, and (raw sides) the recorded steps.
+    For each window in turn (an index into ``plans``), wait for the other clients, then
+    take approvals on this client's cases of that side, one transaction each, until
+    ``seconds`` have passed; the next window of a side goes on where the last stopped."""
+    got: list[tuple[int, float, float]] = []
+    error = ""
     try:
-        with af.open_store(url) as store:
-            conn = None if raw is None else _pg_raw_connect(url)
-            cases = [store.case(f"{prefix}{i}") for i in range(n_cases)]
-            steps = [(case, k) for case in cases for k in range(len(APPROVALS))]
+        with contextlib.ExitStack() as stack:
+            takers = []
+            for side, (url, prefix, n_cases, raw) in zip(PG_SIDES, plans, strict=True):
+                store = stack.enter_context(af.open_store(url))
+                conn = None if raw is None else stack.enter_context(
+                    contextlib.closing(_pg_raw_connect(url)))
+                cases = [store.case(f"{prefix}{i}") for i in range(n_cases)]
 
-            def take(case: af.Case, k: int) -> None:
-                if raw is None:
-                    trigger, actor = APPROVALS[k]
-                    case.fire(trigger, actor=actor, on=DAY)
-                else:
-                    _pg_raw_fire(conn, case.id, raw[k], same=same)
+                def take(case: af.Case, k: int, conn: Any = conn,
+                         raw: list[dict[str, Any]] | None = raw, same: bool = side == "raw_same"
+                         ) -> None:
+                    if raw is None:
+                        trigger, actor = APPROVALS[k]
+                        case.fire(trigger, actor=actor, on=DAY)
+                    else:
+                        _pg_raw_fire(conn, case.id, raw[k], same=same)
 
-            take(*steps[0])  # untimed: the first step builds what later ones reuse
-            barrier.wait()
-            start = time.monotonic()
-            deadline = start + seconds
-            for case, k in steps[1:]:
-                take(case, k)
-                done += 1
-                if time.monotonic() >= deadline:
-                    break
-            end = time.monotonic()
-            if conn is not None:
-                conn.close()
+                steps = iter([(case, k) for case in cases for k in range(len(APPROVALS))])
+                take(*next(steps))  # untimed: the first step builds what later ones reuse
+                takers.append((take, steps))
+            for w in windows:
+                take, steps = takers[w]
+                barrier.wait()
+                done, start = 0, time.monotonic()
+                deadline = start + seconds
+                for case, k in steps:
+                    take(case, k)
+                    done += 1
+                    if time.monotonic() >= deadline:
+                        break
+                got.append((done, start, time.monotonic()))
     except Exception as e:  # reported in the results
         error = f"{type(e).__name__}: {e}"
         barrier.abort()
-    results.put((prefix, done, start, end, error))
+    results.put((got, error))
 
 
 def _pg_processes(target: Callable[..., None], argsets: list[tuple[Any, ...]]) -> list[Any]:
@@ -1274,55 +1293,54 @@ def _pg_processes(target: Callable[..., None], argsets: list[tuple[Any, ...]]) -
     return got
 
 
-def _pg_clients_point(cluster: PgCluster, side: str, clients: int, seconds: float,
-                      n_cases: int, schema: str) -> dict[str, Any]:
-    """One point of a pg_clients curve: ``clients`` processes for ``seconds``."""
-    url = cluster.url(schema)
-    prefixes = [f"k{k}-c" for k in range(clients)]
-    raw = None if side == "approvalflow" else _pg_recorded_steps(url)
-    _pg_cases(url, prefixes, n_cases)
-    got = _pg_processes(_pg_client, [(url, p, n_cases, seconds, raw, side == "raw_same")
-                                     for p in prefixes])
-    errors = [e for *_, e in got if e]
-    events = sum(done for _, done, *_ in got)
-    elapsed = max(end for *_, end, _ in got) - min(start for _, _, start, *_ in got)
-    log = _pg_log_counts(url)
-    before = clients * (n_cases * 2 + 1) + (0 if raw is None else 2 + len(APPROVALS))
-    with contextlib.closing(_pg_raw_connect(cluster.base_url)) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    return {"events": events,
-            "events_per_s": round(events / elapsed) if elapsed > 0 and not errors else 0,
-            "errors": errors[:3],
-            "ran_out_of_cases": sum(done == n_cases * len(APPROVALS) - 1 for _, done, *_ in got),
-            "all_stored": log["events"] == before + events and log["gap_free"] and not errors}
-
-
 def bench_pg_clients(cluster: PgCluster, seconds: float, n_cases: int, repeats: int
                      ) -> dict[str, Any]:
     """For 1, 2, 4, 8, 16 client processes, each on its own cases: events stored per
     second; beside it the same curve for raw psycopg sending the same statements, and
-    sending the minimum (what the server and this machine allow). Each point is the
-    median of ``repeats`` runs, the three sides alternating."""
-    sides = ("approvalflow", "raw_same", "raw_min")
-    runs: dict[str, dict[int, list[dict[str, Any]]]] = {
-        side: {n: [] for n in PG_CLIENTS} for side in sides}
+    sending the minimum (what the server and this machine allow). The same processes
+    run every side, in windows of ``seconds``, alternating (A B C C B A ...), so that
+    each side meets the same disk; each point is the median of ``repeats`` windows."""
     load = [round(x, 2) for x in os.getloadavg()]
-    for r in range(repeats):
-        for clients in PG_CLIENTS:
-            for side in (sides if r % 2 == 0 else reversed(sides)):
-                runs[side][clients].append(_pg_clients_point(
-                    cluster, side, clients, seconds, n_cases, f"clients_{side}_{clients}_{r}"))
-    curves = {side: {str(n): {
-        "events_per_s": statistics.median(p["events_per_s"] for p in points),
-        "runs": [p["events_per_s"] for p in points],
-        "errors": [e for p in points for e in p["errors"]][:3],
-        "ran_out_of_cases": sum(p["ran_out_of_cases"] for p in points),
-        "all_stored": all(p["all_stored"] for p in points)}
-        for n, points in by_n.items()} for side, by_n in runs.items()}
+    curves: dict[str, dict[str, Any]] = {side: {} for side in PG_SIDES}
+    windows = [w for r in range(repeats)
+               for w in (range(len(PG_SIDES)) if r % 2 == 0 else reversed(range(len(PG_SIDES))))]
+    for clients in PG_CLIENTS:
+        per_client = -(-n_cases // clients)
+        prefixes = [f"k{k}-c" for k in range(clients)]
+        urls, raws = [], []
+        for side in PG_SIDES:
+            url = cluster.url(f"clients_{side}_{clients}")
+            raws.append(None if side == "approvalflow" else _pg_recorded_steps(url))
+            _pg_cases(url, prefixes, per_client)
+            urls.append(url)
+        got = _pg_processes(_pg_client, [
+            ([(url, prefix, per_client, raw) for url, raw in zip(urls, raws, strict=True)],
+             windows, seconds) for prefix in prefixes])
+        errors = [e for _, e in got if e]
+        for s_index, side in enumerate(PG_SIDES):
+            rates, events = [], 0
+            for i, w in enumerate(windows):
+                if w != s_index or errors:
+                    continue
+                done = sum(g[i][0] for g, _ in got)
+                elapsed = max(g[i][2] for g, _ in got) - min(g[i][1] for g, _ in got)
+                rates.append(round(done / elapsed))
+                events += done
+            log = _pg_log_counts(urls[s_index])
+            before = clients * per_client * 2 + (
+                0 if raws[s_index] is None else 2 + len(APPROVALS))
+            curves[side][str(clients)] = {
+                "events_per_s": statistics.median(rates) if rates else 0, "runs": rates,
+                "errors": errors[:3],
+                "ran_out_of_cases": events + clients >= clients * per_client * len(APPROVALS),
+                "all_stored": log["events"] == before + clients + events and log["gap_free"]
+                and not errors}
+            with contextlib.closing(_pg_raw_connect(cluster.base_url)) as conn:
+                conn.execute(f'DROP SCHEMA "clients_{side}_{clients}" CASCADE')
     ratios = {side: round(c["8"]["events_per_s"] / c["1"]["events_per_s"], 3)
               if c["1"]["events_per_s"] else 0.0 for side, c in curves.items()}
-    return {"durability": "full", "server": cluster.settings(), "seconds_per_point": seconds,
-            "repeats": repeats, "cases_per_client": n_cases, "curve": curves["approvalflow"],
+    return {"durability": "full", "server": cluster.settings(), "seconds_per_window": seconds,
+            "repeats": repeats, "cases_per_side": n_cases, "curve": curves["approvalflow"],
             "raw_same_curve": curves["raw_same"], "raw_min_curve": curves["raw_min"],
             "ratio": ratios["approvalflow"], "ratio_raw_same": ratios["raw_same"],
             "ratio_raw_min": ratios["raw_min"], "target": 3.0,
@@ -1590,7 +1608,7 @@ def main(argv: list[str] | None = None) -> int:
                     bench[key] = {"skipped": str(e)}
             else:
                 try:
-                    step("pg_fire", lambda: bench_pg_fire(cluster, size["pg_fire"], n_rounds))
+                    step("pg_fire", lambda: bench_pg_fire(cluster, size["pg_fire"]))
                     step("pg_clients", lambda: bench_pg_clients(
                         cluster, size["pg_seconds"], size["pg_cases"], size["pg_repeats"]))
                     step("pg_same_case",
