@@ -92,7 +92,7 @@ SIZES = {
              "small_cases": 1_000, "loads": 2000, "cli_runs": 5, "peer_normal": 3000,
              "peer_full": 700, "engine_triggers": 30_000, "migrate_cases": 10_000,
              "ballot_cases": 100, "query_repeats": 5, "tick_cases": 100_000,
-             "pg_fire": 100, "pg_seconds": 2.0, "pg_cases": 1000, "pg_repeats": 3,
+             "pg_fire": 100, "pg_seconds": 2.0, "pg_cases": 2500, "pg_repeats": 3,
              "pg_same_cases": 50},
     "quick": {"fire_normal": 70, "fire_full": 35, "rounds": 2, "bulk_cases": 300,
               "small_cases": 30, "loads": 60, "cli_runs": 1, "peer_normal": 60,
