@@ -1043,6 +1043,7 @@ class PgCluster:
         if os.geteuid() == 0 and not shutil.which("runuser"):
             raise RuntimeError("running as root, and runuser is missing to start PostgreSQL "
                                "as the postgres user")
+        print("starting a PostgreSQL server (fsync on) ...", file=sys.stderr, flush=True)
         folder = Path(tempfile.mkdtemp(prefix="approvalflow-pgbench-"))
         folder.chmod(0o777)
         if os.geteuid() == 0:
@@ -1600,7 +1601,6 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [k for k in PG_KEYS if (k in only if only is not None else not args.quick)]
         if wanted:
             try:
-                print("starting a PostgreSQL server (fsync on) ...", file=sys.stderr, flush=True)
                 cluster = PgCluster.start()
             except RuntimeError as e:
                 print(f"skipping {', '.join(wanted)}: {e}", file=sys.stderr, flush=True)
