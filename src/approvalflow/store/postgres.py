@@ -25,7 +25,10 @@ PostgreSQL needs otherwise lives here, and only here:
   has committed, and numbering transactions run one at a time, so positions are
   gap-free and follow the order in which events became visible; a rolled-back write
   leaves nothing pending. A writer that dies between its commit and the numbering
-  leaves its events pending for the next writer or feed reader, which numbers them.
+  leaves its events pending for the next writer or feed reader, which numbers them
+  (so does ``verify``, before it takes its snapshot, also on a store opened read-only);
+  a numbering that can't take the lock within the timeout leaves them pending too, and
+  never fails a write that has committed.
   The ``events`` view joins each event to its position (``NULL`` while pending), so
   every read is the same SQL as on SQLite.
 """
@@ -260,6 +263,10 @@ class PgConnection:
             raise StoreError("The store is closed.")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
+        if sql == "BEGIN" and not self.in_transaction:
+            # a read snapshot (verify) reads every event with its feed position: first
+            # number what a writer that died after its commit left pending
+            number_pending(self)
         return PgCursor(self).execute(sql, params)
 
     def executemany(self, sql: str, params: Any) -> PgCursor:
@@ -335,7 +342,9 @@ def number_pending(conn: PgConnection) -> None:
         return  # inside a bulk block or a read snapshot: the block's end numbers them
     if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0] is False:
         return
-    conn.execute("BEGIN IMMEDIATE")
+    # READ WRITE also on a store opened read-only (verify, tail): numbering changes no
+    # event, it finishes what a committed writer could not
+    conn.execute("BEGIN READ WRITE")
     try:
         conn.execute(f"SELECT pg_advisory_xact_lock({_FEED_LOCK})")
         conn.execute(
@@ -345,6 +354,13 @@ def number_pending(conn: PgConnection) -> None:
             "SELECT base.top + row_number() OVER (ORDER BY moved.id), moved.case_id, moved.seq "
             "FROM moved, base")
         conn.execute("COMMIT")
+    except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege,
+            psycopg.errors.LockNotAvailable):
+        # a standby, a role that may only read, or another numbering held the lock past
+        # the timeout: leave the events pending for the next writer or reader (no gap
+        # either way), and never fail a write that has committed
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
