@@ -124,8 +124,9 @@ CREATE TRIGGER events_pending AFTER INSERT ON event_log
 
 #: Statements whose PostgreSQL form is not a plain rewrite of the parameters.
 _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
-    # a write transaction: READ COMMITTED, with the case's row locked below
-    (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN"),
+    # a write transaction: READ COMMITTED, with the case's row locked below (said
+    # outright: a plain BEGIN would be rewritten again, into a read snapshot, next)
+    (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN ISOLATION LEVEL READ COMMITTED"),
     # a read snapshot (verify): one consistent view of every table
     (re.compile(r"^BEGIN$"), "BEGIN ISOLATION LEVEL REPEATABLE READ"),
     # the head check of a step: lock the case's row until the commit, so a second
@@ -313,7 +314,12 @@ def connect(url: str, *, timeout: float, durability: str, readonly: bool) -> PgC
 
 def schema_version(conn: PgConnection) -> int:
     """The schema version recorded in ``store_meta``; 0 in a database without our tables."""
-    exists = conn.execute("SELECT to_regclass('store_meta') IS NOT NULL").fetchone()[0]
+    # read from the catalog under the statement's snapshot: to_regclass answers from the
+    # session's cache, which can still say "no such table" after another client's
+    # creation of the schema has committed (the clients that waited for it would then
+    # take the schema for somebody else's)
+    exists = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = "
+                          "current_schema() AND tablename = 'store_meta')").fetchone()[0]
     if not exists:
         return 0
     row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
