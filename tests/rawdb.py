@@ -105,6 +105,26 @@ def connect(url: str) -> Any:
     return sqlite3.connect(url, isolation_level=None)
 
 
+def dump(url: str) -> list[str]:
+    """Everything the store holds, as lines to compare before and after: SQLite's own
+    dump of the file; on PostgreSQL, every row of every table in the store's schema, and
+    the triggers that guard them."""
+    with raw(url) as conn:
+        if not isinstance(conn, PgRaw):
+            return list(conn.iterdump())
+        lines = [f"trigger {name} on {table}: {enabled}" for name, table, enabled in
+                 conn.execute("SELECT t.tgname, c.relname, t.tgenabled FROM pg_trigger t "
+                              "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
+                              "ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND "
+                              "n.nspname = current_schema() ORDER BY 1")]
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE "
+                                             "schemaname = current_schema() ORDER BY 1")]
+        for table in tables:
+            rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()
+            lines.extend(sorted(f"{table}: {tuple(row)!r}" for row in rows))
+        return lines
+
+
 @contextlib.contextmanager
 def raw(url: str) -> Iterator[Any]:
     conn = connect(url)
