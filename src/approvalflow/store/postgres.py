@@ -213,6 +213,7 @@ class PgCursor:
     """The part of sqlite3.Cursor the store uses."""
 
     def __init__(self, conn: PgConnection) -> None:
+        conn.check_thread()  # before psycopg's cursor, which a closed connection refuses
         self._owner = conn
         self._cursor = conn._raw.cursor(row_factory=_row_factory)
         self.row_factory: Any = None  # accepted and ignored: rows read by position work
@@ -274,7 +275,6 @@ class PgConnection:
         return PgCursor(self).executemany(sql, params)
 
     def cursor(self) -> PgCursor:
-        self.check_thread()
         return PgCursor(self)
 
     @property
