@@ -165,10 +165,14 @@ def is_database_url(path: object) -> bool:
 
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL urllib can parse: hide whatever precedes an "@"
+        return re.sub(r"//[^/@]*@", "//***@", url)
+    if password is None:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    netloc = parts.netloc.replace(f":{password}@", ":***@")
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
