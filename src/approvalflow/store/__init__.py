@@ -473,13 +473,15 @@ class Store:
             return read_feed(self._conn, after, limit)
 
     def _number_feed(self) -> None:
-        """PostgreSQL: number the committed events that have no feed position yet."""
-        if self._pg:
+        """PostgreSQL: number the committed events that have no feed position yet (not
+        through a read-only store: it reads what the writers numbered)."""
+        if self._pg and not self.readonly:
             postgres.number_pending(self._conn)  # type: ignore[arg-type]
 
     def _data_version(self) -> int:
         """A number that changes when any connection commits (``tail --follow`` polls it)."""
         if self._pg:
+            self._number_feed()
             return postgres.data_version(self._conn)  # type: ignore[arg-type]
         return sqlite.data_version(self._conn)
 

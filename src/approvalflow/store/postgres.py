@@ -122,7 +122,7 @@ CREATE TRIGGER events_pending AFTER INSERT ON event_log
 #: Statements whose PostgreSQL form is not a plain rewrite of the parameters.
 _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     # a write transaction: READ COMMITTED, with the case's row locked below
-    (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN"),
+    (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN ISOLATION LEVEL READ COMMITTED"),
     # a read snapshot (verify): one consistent view of every table
     (re.compile(r"^BEGIN$"), "BEGIN ISOLATION LEVEL REPEATABLE READ"),
     # the head check of a step: lock the case's row until the commit, so a second
@@ -362,8 +362,7 @@ def position_of(conn: PgConnection, case_id: str, seq: int) -> int | None:
 
 
 def data_version(conn: PgConnection) -> int:
-    """A number that changes when events are committed (``tail --follow`` polls it)."""
-    number_pending(conn)
+    """A number that changes when events are numbered (``tail --follow`` polls it)."""
     return int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM feed").fetchone()[0])
 
 
