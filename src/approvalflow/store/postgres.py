@@ -25,10 +25,10 @@ PostgreSQL needs otherwise lives here, and only here:
   has committed, and numbering transactions run one at a time, so positions are
   gap-free and follow the order in which events became visible; a rolled-back write
   leaves nothing pending. A writer that dies between its commit and the numbering
-  leaves its events pending for the next writer or feed reader, which numbers them
-  (so does ``verify``, before it takes its snapshot, also on a store opened read-only);
-  a numbering that can't take the lock within the timeout leaves them pending too, and
-  never fails a write that has committed.
+  leaves its events pending for the next writer or feed reader, which numbers them; a
+  numbering that can't take the lock within the timeout leaves them pending too, and
+  never fails a write that has committed. ``verify`` counts a pending event as
+  committed, not yet numbered (``feed_pending`` lists it), not as one without a position.
   The ``events`` view joins each event to its position (``NULL`` while pending), so
   every read is the same SQL as on SQLite.
 """
@@ -124,8 +124,7 @@ CREATE TRIGGER events_pending AFTER INSERT ON event_log
 
 #: Statements whose PostgreSQL form is not a plain rewrite of the parameters.
 _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
-    # a write transaction: READ COMMITTED, with the case's row locked below (said
-    # outright: a plain BEGIN would be rewritten again, into a read snapshot, next)
+    # a write transaction: READ COMMITTED, with the case's row locked below
     (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN ISOLATION LEVEL READ COMMITTED"),
     # a read snapshot (verify): one consistent view of every table
     (re.compile(r"^BEGIN$"), "BEGIN ISOLATION LEVEL REPEATABLE READ"),
@@ -169,10 +168,14 @@ def is_database_url(path: object) -> bool:
 
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL urllib can parse: hide whatever precedes an "@"
+        return re.sub(r"//[^/@]*@", "//***@", url)
+    if password is None:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    netloc = parts.netloc.replace(f":{password}@", ":***@")
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -265,10 +268,6 @@ class PgConnection:
             raise StoreError("The store is closed.")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
-        if sql == "BEGIN" and not self.in_transaction:
-            # a read snapshot (verify) reads every event with its feed position: first
-            # number what a writer that died after its commit left pending
-            number_pending(self)
         return PgCursor(self).execute(sql, params)
 
     def executemany(self, sql: str, params: Any) -> PgCursor:
@@ -348,9 +347,7 @@ def number_pending(conn: PgConnection) -> None:
         return  # inside a bulk block or a read snapshot: the block's end numbers them
     if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0] is False:
         return
-    # READ WRITE also on a store opened read-only (verify, tail): numbering changes no
-    # event, it finishes what a committed writer could not
-    conn.execute("BEGIN READ WRITE")
+    conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(f"SELECT pg_advisory_xact_lock({_FEED_LOCK})")
         conn.execute(
@@ -360,11 +357,10 @@ def number_pending(conn: PgConnection) -> None:
             "SELECT base.top + row_number() OVER (ORDER BY moved.id), moved.case_id, moved.seq "
             "FROM moved, base")
         conn.execute("COMMIT")
-    except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege,
-            psycopg.errors.LockNotAvailable):
-        # a standby, a role that may only read, or another numbering held the lock past
-        # the timeout: leave the events pending for the next writer or reader (no gap
-        # either way), and never fail a write that has committed
+    except psycopg.errors.LockNotAvailable:
+        # another numbering held the lock past the timeout: leave the events pending for
+        # the next writer or reader (no gap either way); a write that has committed
+        # must not be reported as failed
         if conn.in_transaction:
             conn.execute("ROLLBACK")
     except BaseException:
@@ -380,8 +376,7 @@ def position_of(conn: PgConnection, case_id: str, seq: int) -> int | None:
 
 
 def data_version(conn: PgConnection) -> int:
-    """A number that changes when events are committed (``tail --follow`` polls it)."""
-    number_pending(conn)
+    """A number that changes when events are numbered (``tail --follow`` polls it)."""
     return int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM feed").fetchone()[0])
 
 
