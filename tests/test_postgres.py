@@ -212,6 +212,8 @@ def test_a_writer_killed_before_numbering_is_numbered_by_the_next_writer(pg_url:
     assert _feed_rows(pg_url) == [(1, "other", 1), (2, "other", 2)]
     with af.open_store(pg_url) as store:
         assert [e.position for e in store.events("w")] == [None]  # read as it is
+        report = store.verify()  # committed, not numbered yet: not a problem
+        assert report.ok, report.problems
         trigger, actor = wp.next_step(store.case("other"))
         event = store.case("other").fire(trigger, actor=actor, on=wp.ON)
         assert event.position == 4
@@ -222,32 +224,49 @@ def test_a_writer_killed_before_numbering_is_numbered_by_the_next_writer(pg_url:
         assert store.verify().ok
 
 
-def test_a_writer_killed_before_numbering_is_numbered_by_a_read_only_reader(pg_url: str
-                                                                            ) -> None:
+def test_events_left_pending_verify_read_only_and_are_numbered_by_the_next_reader(
+        pg_url: str) -> None:
     """After writers killed between commit and numbering, a store opened read-only (as
     `approvalflow verify` and `tail` open it) verifies without a problem and reads the
-    feed gap-free: it numbers what was left pending first."""
+    feed without a gap (numbering nothing: the pending events are not in it yet); the
+    next writable reader numbers them, in insert order."""
     with af.open_store(pg_url) as store:
         _loop_steps(store, "other", 1)
     first = _kill_after_commit(pg_url, "w")
     assert first.acks() == []  # it was told nothing: its creation waits to be numbered
+    # a step after numbered ones: event 3 of 'other', with key other-3
+    second = _kill_after_commit(pg_url, "other", 3)
+    assert second.acks() == []
+    assert _count(pg_url, "feed_pending") == 2
     with af.open_store(pg_url, readonly=True) as reader:
         report = reader.verify()
         assert report.ok, report.problems
-        assert report.events == 3
-    assert _count(pg_url, "feed_pending") == 0
-    second = _kill_after_commit(pg_url, "w", 2)  # takes the step with key w-2
-    assert second.acks() == []
-    assert _count(pg_url, "feed_pending") == 1
-    with af.open_store(pg_url, readonly=True) as reader:
+        assert report.events == 4
+        assert [(e.position, e.case_id, e.seq) for e in reader.feed()] == [
+            (1, "other", 1), (2, "other", 2)]
+    assert _count(pg_url, "feed_pending") == 2
+    with af.open_store(pg_url) as reader:
         feed = reader.feed()
     assert [(e.position, e.case_id, e.seq) for e in feed] == [
-        (1, "other", 1), (2, "other", 2), (3, "w", 1), (4, "w", 2)]
+        (1, "other", 1), (2, "other", 2), (3, "w", 1), (4, "other", 3)]
     with af.open_store(pg_url) as store:  # the retry of the unacknowledged step: stored once
-        again = store.case("w").fire("propose", actor="tmf", on=wp.ON, key="w-2",
-                                     note="event 2", data={"n": 2})
-        assert (again.seq, again.position) == (2, 4)
+        again = store.case("other").fire("tmu.send_back", actor="tmu", on=wp.ON,
+                                         key="other-3", note="event 3", data={"n": 3})
+        assert (again.seq, again.position) == (3, 4)
         assert store.verify().ok
+
+
+def test_a_pending_event_is_named_once_its_pending_row_is_gone(pg_url: str) -> None:
+    """An event with neither a position nor a pending row (its feed row deleted behind
+    the store's back) is named by verify."""
+    with af.open_store(pg_url) as store:
+        _loop_steps(store, "c", 2)
+    with _connect(pg_url) as conn:
+        conn.execute("DELETE FROM feed WHERE case_id = 'c' AND seq = 3")
+    with af.open_store(pg_url) as store:
+        assert store.verify().problems == [
+            "case 'c' event 3: has no feed position (column 'position' holds null, not a "
+            "whole number)"]
 
 
 def test_a_numbering_lock_held_past_the_timeout_does_not_fail_a_committed_write(
