@@ -14,12 +14,15 @@ from collections.abc import Hashable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import approvalflow as af
 from approvalflow.engine import CaseState
 from approvalflow.explore import DAY, Graph, Step, _free_engine, as_python, explore_graph
 from approvalflow.invariants import Memory, Tracker
 
+from .strategies import to_toml
 from .test_explore import DEAD, LOOP, REVIEW_SINCE_REWORK, TRAP
 
 
@@ -170,3 +173,125 @@ def test_the_small_bundled_workflow_counts_are_pinned():
     report = af.load_workflow("medfinansiering-restbeloeb").explore()
     assert (report.configurations, report.steps) == (8, 9)
     assert report.finals_reached == ("approved", "rejected", "withdrawn") and report.ok
+
+
+# -- random workflows with parallel regions, votes and shared triggers ---------------------
+
+
+@st.composite
+def parallel_workflows(draw: st.DrawFn) -> str:
+    """A workflow whose parallel state mixes what the walk shares decisions over: regions
+    with plain steps, votes (with a 'withdrawn' state or not), a nested parallel state, a
+    trigger shared by two regions, a step that resets its region, a timed step, a step
+    out of the parallel state from inside a region, and a way back in."""
+    states: dict[str, Any] = {
+        "draft": {}, "work": {"parallel": True}, "approved": {"final": True},
+        "rejected": {"final": True}, "revision": {}}
+    transitions: list[dict[str, Any]] = [
+        {"trigger": "submit", "source": "draft", "target": "work", "actors": ["adm"]},
+        {"trigger": "finish", "source": "work", "target": "approved", "actors": ["adm"]},
+        {"trigger": "resubmit", "source": "revision", "target": "work", "actors": ["adm"]},
+        {"trigger": "give_up", "source": "revision", "target": "rejected",
+         "actors": ["adm"]}]
+    votes: dict[str, Any] = {}
+    people = ["p1", "p2", "p3"]
+    leaves: list[str] = []
+    poked = False
+    kinds = draw(st.lists(st.sampled_from(["steps", "vote", "nested"]), min_size=1,
+                          max_size=3))
+    for k, kind in enumerate(kinds):
+        r = f"r{k}"
+        if kind == "steps":
+            states[r] = {"parent": "work", "initial": f"{r}_a"}
+            states[f"{r}_a"] = {"parent": r}
+            states[f"{r}_b"] = {"parent": r}
+            states[f"{r}_c"] = {"parent": r, "final": True}
+            transitions += [
+                {"trigger": f"{r}.ok", "source": f"{r}_a", "target": f"{r}_b",
+                 "actors": draw(st.sampled_from([["adm"], ["p1"], ["adm", "p2"]]))},
+                {"trigger": f"{r}.fin", "source": f"{r}_b", "target": f"{r}_c",
+                 "actors": ["adm"]}]
+            if draw(st.booleans()):
+                transitions.append({"trigger": f"{r}.back", "source": f"{r}_b",
+                                    "target": f"{r}_a", "actors": ["p1"]})
+            if draw(st.booleans()):  # the region itself left and entered again
+                transitions.append({"trigger": f"{r}.reset", "source": r, "target": r,
+                                    "actors": ["p3"]})
+            if not poked and draw(st.booleans()):  # a trigger with a second transition
+                poked = True
+                transitions += [{"trigger": "poke", "source": f"{r}_a", "target": f"{r}_b",
+                                 "actors": ["adm"]},
+                                {"trigger": "poke", "source": "revision", "target": "work",
+                                 "actors": ["p2"]}]
+            if draw(st.booleans()):
+                transitions.append({"trigger": f"{r}.expire", "source": f"{r}_a",
+                                    "target": f"{r}_c", "at": {"data": "expires"}})
+            leaves += [f"{r}_a", f"{r}_b"]
+        elif kind == "vote":
+            voters = draw(st.lists(st.sampled_from(people), min_size=1, max_size=3,
+                                   unique=True))
+            need = draw(st.one_of(st.just("all"), st.integers(1, len(voters))))
+            states[r] = {"parent": "work", "initial": f"{r}_v"}
+            states[f"{r}_v"] = {"parent": r}
+            states[f"{r}_yes"] = {"parent": r, "final": True}
+            states[f"{r}_no"] = {"parent": r}
+            votes[r] = {"state": f"{r}_v", "voters": voters, "need": need}
+            if draw(st.booleans()):
+                states[f"{r}_w"] = {"parent": r, "final": True}
+                states[r]["done"] = [f"{r}_yes"]
+                votes[r]["withdrawn"] = f"{r}_w"
+            transitions += [
+                {"trigger": f"{r}.yes", "source": f"{r}_v", "target": f"{r}_yes", "vote": r},
+                {"trigger": f"{r}.no", "source": f"{r}_v", "target": f"{r}_no", "vote": r,
+                 "ballot": "no"},
+                {"trigger": f"{r}.again", "source": f"{r}_no", "target": f"{r}_v",
+                 "actors": ["adm"]}]
+            if draw(st.booleans()):
+                transitions.append({"trigger": f"{r}.out", "source": f"{r}_v",
+                                    "target": f"{r}_yes", "vote": r, "ballot": "withdraw"})
+            leaves += [f"{r}_v", f"{r}_no"]
+        else:
+            states[r] = {"parent": "work", "initial": f"{r}_p"}
+            states[f"{r}_p"] = {"parent": r, "parallel": True}
+            states[f"{r}_c"] = {"parent": r, "final": True}
+            for sub in ("x", "y"):
+                s = f"{r}{sub}"
+                states[s] = {"parent": f"{r}_p", "initial": f"{s}_a"}
+                states[f"{s}_a"] = {"parent": s}
+                states[f"{s}_b"] = {"parent": s, "final": True}
+                transitions.append({"trigger": f"{s}.ok", "source": f"{s}_a",
+                                    "target": f"{s}_b", "actors": ["adm"]})
+                leaves.append(f"{s}_a")
+            transitions.append({"trigger": f"{r}.join", "source": f"{r}_p",
+                                "target": f"{r}_c", "actors": ["adm"]})
+    if draw(st.booleans()):  # out of the parallel state, from inside one region
+        transitions.append({"trigger": "reject", "source": draw(st.sampled_from(leaves)),
+                            "target": "rejected", "actors": ["adm"]})
+    # back out of the parallel state, whatever its regions do
+    transitions.append({"trigger": "send_back", "source": "work", "target": "revision",
+                        "actors": ["adm"], "join": False})
+    doc: dict[str, Any] = {
+        "workflow": {"name": "random", "version": 1, "initial": "draft"},
+        "actors": {a: a for a in ["adm", *people]},
+        "states": states, "transitions": transitions}
+    if votes:
+        doc["votes"] = votes
+    if draw(st.booleans()):
+        doc["invariants"] = [{"id": "after_submit", "when_entering": "approved",
+                              "requires_entered": [draw(st.sampled_from(leaves))],
+                              "since": "draft"}]
+    return to_toml(doc)
+
+
+@settings(max_examples=60)
+@given(text=parallel_workflows())
+def test_random_parallel_workflows_walk_as_the_reference_does(text):
+    """Over random workflows with parallel regions and votes, the walk is the reference."""
+    try:
+        wf = af.loads_workflow(text)
+    except af.DefinitionError as e:
+        raise AssertionError(f"{e}\n{text}") from e
+    expected = reference_walk(wf, 200_000)
+    walked = _as_walked(explore_graph(wf))
+    for field, value in expected.items():
+        assert walked[field] == value, field
