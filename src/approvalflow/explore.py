@@ -301,9 +301,10 @@ def _walk(workflow: Workflow, limit: int) -> Graph:
 #: order of each step's actors: the step, its target, and the number of the engine
 #: configuration it leads to.
 _Moves = list[tuple[Step, frozenset[str], int]]
-#: What the engine decided about one step for each of its actors: the first reason it
-#: refuses, or the states the step leaves and enters.
-_Decided = tuple[str | tuple[frozenset[str], frozenset[str]], ...]
+#: What the engine decided about one transition, for each actor allowed to take it: the
+#: reason it refuses the first actor it refuses (None: none), and per actor it allows, in
+#: order, the step and the states it leaves and enters.
+_Decided = tuple[str | None, tuple[tuple[Step, frozenset[str], frozenset[str]], ...]]
 
 
 class _Decider:
@@ -371,7 +372,6 @@ class _Decider:
         self.moves: list[_Moves | None] = []
         self._decisions: dict[Key, _Decided] = {}
         self._afters: dict[Key, int] = {}
-        self._steps: dict[tuple[int, str], Step] = {}
         self._local = self._regions(wf)
 
     @staticmethod
@@ -445,44 +445,50 @@ class _Decider:
         """Every step from engine configuration ``number``, of which ``state`` (the walk's
         configuration ``node``) is the first met: the steps allowed, and in the graph each
         step's first source and first refusal, and the transitions taken."""
-        free, decisions, afters, steps = self.free, self._decisions, self._afters, self._steps
+        free, decisions, afters, number_of = self.free, self._decisions, self._afters, \
+            self._number
         g = self._graph
         config, tally = self._configs[number]
-        emptied, own = self._emptied_of[tally], self._own_of[tally]
+        emptied, own, voting = self._emptied_of[tally], self._own_of[tally], None
         moves: _Moves = []
         for t, i, part in self._enabled_in(config):
             g.first_source.setdefault(i, node)
             key: Key = (i, part, emptied, own[t.vote] if t.vote else None)
             decided = decisions.get(key)
             if decided is None:
-                decided = decisions[key] = tuple(self._evaluate(state, t, actor)
-                                                 for actor in t.actors)
-            for actor, found in zip(t.actors, decided, strict=True):
-                if isinstance(found, str):
-                    g.refusals.setdefault(i, found)
-                    continue
-                g.taken.add(i)
-                left, entered = found
+                decided = decisions[key] = self._evaluate(state, t)
+            refused, allowed = decided
+            if refused is not None:
+                g.refusals.setdefault(i, refused)
+            if not allowed:
+                continue
+            g.taken.add(i)
+            if voting is None:
+                voting = self._voting[config]
+            for step, left, entered in allowed:
                 target = (config - left) | entered if left or entered else config
-                key = (tally, i, actor, left, entered, self._voting[config])
+                key = (tally, i, step.actor, left, entered, voting)
                 after = afters.get(key)
                 if after is None:
                     after = afters[key] = self._tally(free.apply(
-                        state, trigger=t.trigger, actor=actor, on=DAY, seq=state.version,
+                        state, trigger=t.trigger, actor=step.actor, on=DAY, seq=state.version,
                         target=target, data={}))
-                step = steps.get((i, actor))
-                if step is None:
-                    step = steps[(i, actor)] = Step(t.trigger, actor)
-                moves.append((step, target, self._number(target, after)))
+                moves.append((step, target, number_of(target, after)))
         self.moves[number] = moves
         return moves
 
-    def _evaluate(self, state: CaseState, t: TransitionDef,
-                  actor: str) -> str | tuple[frozenset[str], frozenset[str]]:
-        d = self.free.evaluate(state, t.trigger, actor=actor, on=DAY)
-        if not d.ok:
-            return d.reasons[0]
-        return state.config - d.target, d.target - state.config
+    def _evaluate(self, state: CaseState, t: TransitionDef) -> _Decided:
+        """The engine's decision on ``t`` in ``state``, for each actor allowed to take it."""
+        refused = None
+        allowed = []
+        for actor in t.actors:
+            d = self.free.evaluate(state, t.trigger, actor=actor, on=DAY)
+            if not d.ok:
+                refused = refused or d.reasons[0]
+                continue
+            allowed.append((Step(t.trigger, actor), state.config - d.target,
+                            d.target - state.config))
+        return refused, tuple(allowed)
 
 
 def explore(workflow: Workflow, *, limit: int = DEFAULT_LIMIT) -> ExploreReport:
