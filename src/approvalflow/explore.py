@@ -303,8 +303,8 @@ def _walk(workflow: Workflow, limit: int) -> Graph:
 _Moves = list[tuple[Step, frozenset[str], int]]
 #: What the engine decided about one transition, for each actor allowed to take it: the
 #: reason it refuses the first actor it refuses (None: none), and per actor it allows, in
-#: order, the step and the states it leaves and enters.
-_Decided = tuple[str | None, tuple[tuple[Step, frozenset[str], frozenset[str]], ...]]
+#: order, the step, the states it leaves and enters, and the number of that move.
+_Decided = tuple[str | None, tuple[tuple[Step, frozenset[str], frozenset[str], int], ...]]
 
 
 class _Decider:
@@ -358,8 +358,8 @@ class _Decider:
         #: per active states: the steps enabled there, each with the active states it reads
         self._enabled: dict[frozenset[str], list[tuple[TransitionDef, int,
                                                        frozenset[str]]]] = {}
-        #: per active states: whether each vote's state is one of them
-        self._voting: dict[frozenset[str], tuple[bool, ...]] = {}
+        #: per active states: the number of which votes' states are among them
+        self._voting: dict[frozenset[str], int] = {}
         #: the votes' ballots and withdrawals -> their number; per number: whether every
         #: voter left each vote that has a 'withdrawn' state, and each vote's own part
         self._tallies: dict[Key, int] = {}
@@ -371,7 +371,11 @@ class _Decider:
         #: per engine configuration's number: its steps, once decided
         self.moves: list[_Moves | None] = []
         self._decisions: dict[Key, _Decided] = {}
-        self._afters: dict[Key, int] = {}
+        #: (tallies' number, move's number, votes' states active) -> tallies' number after
+        self._afters: dict[tuple[int, int, int], int] = {}
+        #: (transition's index, actor, states left, states entered) -> the move's number
+        self._move_ids: dict[Key, int] = {}
+        self._voting_ids: dict[tuple[bool, ...], int] = {}
         self._local = self._regions(wf)
 
     @staticmethod
@@ -438,15 +442,16 @@ class _Decider:
                     i = self._transition_index[id(t)]
                     region = self._local[i]
                     steps.append((t, i, config if region is None else config & region))
-            self._voting[config] = tuple(vg.state in config for vg in self._votes)
+            voting = tuple(vg.state in config for vg in self._votes)
+            self._voting[config] = self._voting_ids.setdefault(voting, len(self._voting_ids))
         return steps
 
     def decide(self, number: int, state: CaseState, node: int) -> _Moves:
         """Every step from engine configuration ``number``, of which ``state`` (the walk's
         configuration ``node``) is the first met: the steps allowed, and in the graph each
         step's first source and first refusal, and the transitions taken."""
-        free, decisions, afters, number_of = self.free, self._decisions, self._afters, \
-            self._number
+        free, decisions, afters, numbers, number_of = (
+            self.free, self._decisions, self._afters, self._numbers, self._number)
         g = self._graph
         config, tally = self._configs[number]
         emptied, own, voting = self._emptied_of[tally], self._own_of[tally], None
@@ -465,15 +470,19 @@ class _Decider:
             g.taken.add(i)
             if voting is None:
                 voting = self._voting[config]
-            for step, left, entered in allowed:
+            for step, left, entered, move in allowed:
                 target = (config - left) | entered if left or entered else config
-                key = (tally, i, step.actor, left, entered, voting)
+                key = (tally, move, voting)
                 after = afters.get(key)
                 if after is None:
                     after = afters[key] = self._tally(free.apply(
                         state, trigger=t.trigger, actor=step.actor, on=DAY, seq=state.version,
                         target=target, data={}))
-                moves.append((step, target, number_of(target, after)))
+                key = (target, after)
+                nxt = numbers.get(key)
+                if nxt is None:
+                    nxt = number_of(target, after)
+                moves.append((step, target, nxt))
         self.moves[number] = moves
         return moves
 
@@ -486,8 +495,10 @@ class _Decider:
             if not d.ok:
                 refused = refused or d.reasons[0]
                 continue
-            allowed.append((Step(t.trigger, actor), state.config - d.target,
-                            d.target - state.config))
+            left, entered = state.config - d.target, d.target - state.config
+            move_key = (self._transition_index[id(t)], actor, left, entered)
+            move = self._move_ids.setdefault(move_key, len(self._move_ids))
+            allowed.append((Step(t.trigger, actor), left, entered, move))
         return refused, tuple(allowed)
 
 
