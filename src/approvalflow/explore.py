@@ -273,6 +273,9 @@ def _walk(workflow: Workflow, limit: int) -> Graph:
             continue
         moves = moves_of[engine_of[node]]
         if moves is None:
+            # the first configuration met with these active states and ballots: the engine
+            # decides here, and a transition is first enabled (or first refused) here if
+            # anywhere, as that depends on nothing else; decide records both in the graph
             moves = decide(engine_of[node], state, node)
         steps += len(moves)
         for step, target, after in moves:
