@@ -233,9 +233,10 @@ def test_the_small_bundled_workflow_counts_are_pinned():
 @st.composite
 def parallel_workflows(draw: st.DrawFn) -> str:
     """A workflow whose parallel state mixes what the walk shares decisions over: regions
-    with plain steps, votes (with a 'withdrawn' state or not), a nested parallel state, a
-    trigger shared by two regions, a step that resets its region, a timed step, a step
-    out of the parallel state from inside a region, and a way back in."""
+    with plain steps, votes (with a 'withdrawn' state or not), a nested parallel state
+    (with a join, and a quorum or not), a trigger with a second transition outside the
+    parallel state, a step that resets its region, a timed step, a step out of the
+    parallel state from inside a region, and a way back in."""
     states: dict[str, Any] = {
         "draft": {}, "work": {"parallel": True}, "approved": {"final": True},
         "rejected": {"final": True}, "revision": {}}
@@ -306,6 +307,7 @@ def parallel_workflows(draw: st.DrawFn) -> str:
             states[r] = {"parent": "work", "initial": f"{r}_p"}
             states[f"{r}_p"] = {"parent": r, "parallel": True}
             states[f"{r}_c"] = {"parent": r, "final": True}
+            quorum = draw(st.booleans())  # sub-regions may drop out; one done is enough
             for sub in ("x", "y"):
                 s = f"{r}{sub}"
                 states[s] = {"parent": f"{r}_p", "initial": f"{s}_a"}
@@ -313,9 +315,20 @@ def parallel_workflows(draw: st.DrawFn) -> str:
                 states[f"{s}_b"] = {"parent": s, "final": True}
                 transitions.append({"trigger": f"{s}.ok", "source": f"{s}_a",
                                     "target": f"{s}_b", "actors": ["adm"]})
+                if quorum:
+                    states[s]["done"] = [f"{s}_b"]
+                    states[f"{s}_out"] = {"parent": s, "final": True}
+                    transitions.append({"trigger": f"{s}.out", "source": f"{s}_a",
+                                        "target": f"{s}_out", "actors": ["p1"]})
                 leaves.append(f"{s}_a")
             transitions.append({"trigger": f"{r}.join", "source": f"{r}_p",
                                 "target": f"{r}_c", "actors": ["adm"]})
+            if quorum:
+                states[f"{r}_p"]["quorum"] = {"regions": [f"{r}x", f"{r}y"], "at_least": 1}
+                states[f"{r}_lost"] = {"parent": r, "final": True}
+                transitions.append({"trigger": f"{r}.lost", "source": f"{r}_p",
+                                    "target": f"{r}_lost", "actors": ["adm"],
+                                    "quorum_lost": True})
     if draw(st.booleans()):  # out of the parallel state, from inside one region
         transitions.append({"trigger": "reject", "source": draw(st.sampled_from(leaves)),
                             "target": "rejected", "actors": ["adm"]})
