@@ -51,7 +51,7 @@ from ..forecast import DueItem, due_items, sort_due
 from ..loading import bundled_workflows, load_workflow, loads_workflow
 from ..replay import replay
 from ..versioning import migrated_state
-from . import postgres, projections
+from . import postgres, projections, sqlite
 from . import rows as _rows
 from .feed import Subscriber, notify, read_feed
 from .queries import Awaited, CaseList, find_cases
@@ -72,7 +72,7 @@ from .rows import (
     translate,
     utc_now,
 )
-from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
+from .schema import MIGRATIONS, SCHEMA_VERSION, package_version, record_meta
 from .timers import TickReport, rebuild_timers, sync_timers, timer_rows
 from .timers import tick as _tick
 from .verification import VerifyReport, verify_store
@@ -91,7 +91,7 @@ __all__ = ["Store", "open_store", "CaseSummary", "CaseList", "Awaited", "VerifyR
 #: What a bulk block says once the database failed inside it (a full disk, say).
 _BULK_FAILED = ("A step inside this bulk block failed in the database (such as a full disk); "
                 "nothing of the block is stored. Leave the block and start again.")
-DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+DURABILITY = sqlite.DURABILITY
 #: The longest busy timeout open_store takes, in seconds (a day).
 MAX_TIMEOUT = 86_400
 #: The longest database path open_store takes (PATH_MAX on Linux).
@@ -118,53 +118,9 @@ class CaseSummary:
                 "is_final": self.is_final, "updated_at": self.updated_at.isoformat()}
 
 
-_WRONG_THREAD = ("This store was opened in another thread ({owner}); a store belongs to the "
-                 "thread that opened it. Open one store per thread or per request "
-                 "(approvalflow.open_store in each; they may share the file).")
-
-
 class MigrationNeededError(StoreError):
     """A database opened read-only has an older schema: it must be opened writable once
     to be migrated."""
-
-
-class _Connection(sqlite3.Connection):
-    """sqlite3's connection, refusing use from another thread or after close with a
-    StoreError (sqlite3 would raise ProgrammingError, and only for some calls)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._owner = threading.get_ident()
-        self._owner_name = threading.current_thread().name
-        self._is_closed = False
-
-    def check_thread(self) -> None:
-        if threading.get_ident() != self._owner:
-            raise StoreError(_WRONG_THREAD.format(owner=repr(self._owner_name)))
-        if self._is_closed:
-            raise StoreError("The store is closed.")
-
-    def execute(self, *args: Any) -> sqlite3.Cursor:
-        self.check_thread()
-        return super().execute(*args)
-
-    def executemany(self, *args: Any) -> sqlite3.Cursor:
-        self.check_thread()
-        return super().executemany(*args)
-
-    def cursor(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
-        self.check_thread()
-        cursor: sqlite3.Cursor = super().cursor(*args, **kwargs)
-        return cursor
-
-    def backup(self, *args: Any, **kwargs: Any) -> None:
-        self.check_thread()
-        super().backup(*args, **kwargs)
-
-    def close(self) -> None:
-        self.check_thread()
-        super().close()
-        self._is_closed = True
 
 
 _FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
@@ -207,44 +163,6 @@ def _check_path(path: object) -> str:
     return text
 
 
-def _connect_readonly(path: str, timeout: float) -> _Connection:
-    """Open ``path`` read-only (SQLite's ``mode=ro``), so a read-only file or folder can be read.
-
-    A WAL database read-only needs its ``-shm`` file, or a folder where SQLite may create
-    it. In a read-only folder without a ``-wal`` file (the database was closed cleanly)
-    nobody can write, so the file is opened as ``immutable``; with a ``-wal`` file and no
-    ``-shm`` file the events in the ``-wal`` can't be read, and that is said.
-    """
-    uri = Path(path).absolute().as_uri()
-    conn: _Connection | None = None
-    try:
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
-                               timeout=timeout, check_same_thread=True, factory=_Connection)
-        conn.execute("PRAGMA user_version").fetchone()
-        return conn
-    except sqlite3.OperationalError as e:
-        if conn is not None:
-            conn.close()
-        if "unable to open" not in str(e) and "readonly" not in str(e):
-            raise
-    folder = Path(path).absolute().parent
-    try:
-        with open(path, "rb"):
-            pass
-    except PermissionError:
-        raise StoreError(f"Can't read {path!r}: permission denied (the file is not readable "
-                         f"for this user).") from None
-    if os.path.exists(path + "-wal") and not os.path.exists(path + "-shm"):
-        raise StoreError(
-            f"Can't read {path!r} read-only: its -wal file holds recent events, and SQLite "
-            f"needs a -shm file beside it (or a writable folder) to read them. Copy the "
-            f"database together with its -wal file to a writable folder, or open it where "
-            f"it is from an account that may write to {str(folder)!r}.")
-    conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None,
-                           timeout=timeout, check_same_thread=True, factory=_Connection)
-    return conn
-
-
 class Store:
     """An event log in one SQLite file. Open it with :func:`open_store`."""
 
@@ -284,22 +202,8 @@ class Store:
             raise StoreError(f"There is no database at {self.where!r}; create one with "
                              f"'approvalflow new' or approvalflow.open_store().")
         with translate(f"open the database {self.where!r}"):
-            if self.readonly:
-                self._conn = _connect_readonly(self.path, timeout)
-            else:
-                self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout,
-                                             check_same_thread=True, factory=_Connection)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if self.path != ":memory:" and not self.readonly:
-                mode = enable_wal(self._conn, timeout)
-                if mode.lower() != "wal":
-                    raise StoreError(f"Could not switch {self.where!r} to WAL mode "
-                                     f"(it is in {mode!r}).")
-            if not self.readonly:
-                self._conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
-            if max_pages is not None:
-                self._conn.execute(f"PRAGMA max_page_count = {max_pages}")
+            self._conn = sqlite.connect(self.path, timeout=timeout, durability=durability,
+                                        readonly=self.readonly, max_pages=max_pages)
             self._db: sqlite_utils.Database | None = None
             if self.readonly:
                 try:
@@ -382,8 +286,7 @@ class Store:
     def close(self) -> None:
         """Close the connection. Only the thread that opened the store may close it."""
         if not self._closed:
-            if isinstance(self._conn, _Connection):
-                self._conn.check_thread()
+            self._conn.check_thread()
             self._conn.close()
             self._closed = True
 
@@ -407,7 +310,7 @@ class Store:
         one recorded in ``store_meta``)."""
         if self._pg:
             return postgres.schema_version(self._conn)  # type: ignore[arg-type]
-        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        return sqlite.user_version(self._conn)
 
     def _migrate(self) -> None:
         try:
@@ -570,15 +473,17 @@ class Store:
             return read_feed(self._conn, after, limit)
 
     def _number_feed(self) -> None:
-        """PostgreSQL: number the committed events that have no feed position yet."""
-        if self._pg:
+        """PostgreSQL: number the committed events that have no feed position yet (not
+        through a read-only store: it reads what the writers numbered)."""
+        if self._pg and not self.readonly:
             postgres.number_pending(self._conn)  # type: ignore[arg-type]
 
     def _data_version(self) -> int:
         """A number that changes when any connection commits (``tail --follow`` polls it)."""
         if self._pg:
+            self._number_feed()
             return postgres.data_version(self._conn)  # type: ignore[arg-type]
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        return sqlite.data_version(self._conn)
 
     def _position(self, event: Event) -> Event:
         """The event with its feed position, once numbered (PostgreSQL numbers after the

@@ -25,7 +25,10 @@ PostgreSQL needs otherwise lives here, and only here:
   has committed, and numbering transactions run one at a time, so positions are
   gap-free and follow the order in which events became visible; a rolled-back write
   leaves nothing pending. A writer that dies between its commit and the numbering
-  leaves its events pending for the next writer or feed reader, which numbers them.
+  leaves its events pending for the next writer or feed reader, which numbers them; a
+  numbering that can't take the lock within the timeout leaves them pending too, and
+  never fails a write that has committed. ``verify`` counts a pending event as
+  committed, not yet numbered (``feed_pending`` lists it), not as one without a position.
   The ``events`` view joins each event to its position (``NULL`` while pending), so
   every read is the same SQL as on SQLite.
 """
@@ -166,10 +169,14 @@ def is_database_url(path: object) -> bool:
 
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL urllib can parse: hide whatever precedes an "@"
+        return re.sub(r"//[^/@]*@", "//***@", url)
+    if password is None:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    netloc = parts.netloc.replace(f":{password}@", ":***@")
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -217,6 +224,7 @@ class PgCursor:
     """The part of sqlite3.Cursor the store uses."""
 
     def __init__(self, conn: PgConnection) -> None:
+        conn.check_thread()  # before psycopg's cursor, which a closed connection refuses
         self._owner = conn
         self._cursor: Any = None  # taken for a statement, given back once it is read
         self._rowcount = -1
@@ -315,7 +323,6 @@ class PgConnection:
         return PgCursor(self).executemany(sql, params)
 
     def cursor(self) -> PgCursor:
-        self.check_thread()
         return PgCursor(self)
 
     @property
@@ -355,7 +362,12 @@ def connect(url: str, *, timeout: float, durability: str, readonly: bool) -> PgC
 
 def schema_version(conn: PgConnection) -> int:
     """The schema version recorded in ``store_meta``; 0 in a database without our tables."""
-    exists = conn.execute("SELECT to_regclass('store_meta') IS NOT NULL").fetchone()[0]
+    # read from the catalog under the statement's snapshot: to_regclass answers from the
+    # session's cache, which can still say "no such table" after another client's
+    # creation of the schema has committed (the clients that waited for it would then
+    # take the schema for somebody else's)
+    exists = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = "
+                          "current_schema() AND tablename = 'store_meta')").fetchone()[0]
     if not exists:
         return 0
     row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
@@ -408,6 +420,13 @@ def number_pending(conn: PgConnection) -> None:
     try:
         # several statements in one message: never a prepared statement
         cursor = conn._raw.execute(_NUMBER_PENDING, prepare=False)
+    except psycopg.errors.LockNotAvailable:
+        # another numbering held the lock past the timeout: leave the events pending for
+        # the next writer or reader (no gap either way); a write that has committed
+        # must not be reported as failed
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -435,8 +454,7 @@ def position_of(conn: PgConnection, case_id: str, seq: int) -> int | None:
 
 
 def data_version(conn: PgConnection) -> int:
-    """A number that changes when events are committed (``tail --follow`` polls it)."""
-    number_pending(conn)
+    """A number that changes when events are numbered (``tail --follow`` polls it)."""
     return int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM feed").fetchone()[0])
 
 
