@@ -1193,7 +1193,7 @@ def _pg_raw_fire(conn: Any, case_id: str, step: dict[str, Any], *, same: bool) -
     head check FOR UPDATE, event insert, case update, commit; ``same``: also the
     projection and timer writes ``Case.fire`` sends for that step, and after the commit
     the feed numbering and the read of the position, as store/postgres.py sends them."""
-    from approvalflow.store.postgres import _NUMBER_PENDING, numbered_positions
+    from approvalflow.store.postgres import _LOCK_FEED, _NUMBER_PENDING, numbered_positions
 
     conn.execute("BEGIN")  # READ COMMITTED, as the store's write transaction
     seq, head = conn.execute(PG_HEAD, (case_id,)).fetchone()
@@ -1210,6 +1210,7 @@ def _pg_raw_fire(conn: Any, case_id: str, step: dict[str, Any], *, same: bool) -
     if same:
         numbered: dict[tuple[str, int], int] = {}
         if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0]:
+            conn.execute(_LOCK_FEED, prepare=False)
             numbered = numbered_positions(conn.execute(_NUMBER_PENDING, prepare=False))
         if (case_id, seq + 1) not in numbered:
             conn.execute("SELECT position FROM feed WHERE case_id = %s AND seq = %s",

@@ -393,13 +393,14 @@ def create_schema(conn: PgConnection, *, created_at: str, created_by: str) -> No
 #: How many of the events it numbered the numbering hands back (the newest): the writer's
 #: own event is among them unless many writers committed at once.
 _NUMBERED_KEPT = 64
-#: Numbering the feed, sent as one message (one round trip): the statements run one after
-#: another, each on its own READ COMMITTED snapshot, so the one that numbers sees every
-#: event numbered before the advisory lock was granted. It hands back the positions it
+#: Numbering the feed takes two messages (two round trips): the first opens the
+#: transaction and waits for the advisory lock (a client that dies while it waits leaves
+#: its events pending, for the next writer or reader); the second numbers and commits.
+#: Each statement runs on its own READ COMMITTED snapshot, so the numbering sees every
+#: event numbered before the lock was granted. The second hands back the positions it
 #: gave the newest events, so the writer needs no query for its own.
+_LOCK_FEED = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({_FEED_LOCK})"
 _NUMBER_PENDING = (
-    "BEGIN ISOLATION LEVEL READ COMMITTED; "
-    f"SELECT pg_advisory_xact_lock({_FEED_LOCK}); "
     "WITH moved AS (DELETE FROM feed_pending RETURNING id, case_id, seq), "
     "base AS (SELECT COALESCE(MAX(position), 0) AS top FROM feed), "
     "numbered AS (INSERT INTO feed (position, case_id, seq) "
@@ -419,6 +420,7 @@ def number_pending(conn: PgConnection) -> None:
     conn.numbered = {}
     try:
         # several statements in one message: never a prepared statement
+        conn._raw.execute(_LOCK_FEED, prepare=False)
         cursor = conn._raw.execute(_NUMBER_PENDING, prepare=False)
     except psycopg.errors.LockNotAvailable:
         # another numbering held the lock past the timeout: leave the events pending for
