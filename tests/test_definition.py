@@ -305,6 +305,15 @@ def test_reserved_trigger() -> None:
     assert "reserved" in refused(MINI.replace('trigger = "go"', 'trigger = "create"'))
 
 
+@pytest.mark.parametrize("name, taken", [("state", "current state"),
+                                          ("is_b", "check for state 'b'")])
+def test_trigger_named_like_the_statecharts_own_attributes(name: str, taken: str) -> None:
+    """A trigger named 'state' or 'is_<a state>' (names the statechart gives its model) is
+    one DefinitionError naming it, not a ValueError from building the engine."""
+    message = refused(MINI.replace('trigger = "go"', f'trigger = "{name}"'))
+    assert f"the trigger name {name!r} is taken by the statechart's {taken}" in message
+
+
 def test_parent_cycle() -> None:
     """States that are their own ancestors are refused."""
     text = MINI + ('\n[states.p]\nparent = "q"\ninitial = "q"\n'

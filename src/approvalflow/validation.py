@@ -552,8 +552,20 @@ class Builder:
                              f"workflow; steps: {_ids(steps)}.")
         return out
 
+    def _check_trigger_names(self, defs: dict[str, StateDef],
+                             trans: list[TransitionDef]) -> None:
+        """A trigger may not take a name the statechart (transitions) gives its model
+        already: 'state', or 'is_<a state>' (the engine could not be built)."""
+        taken = {"state": "the statechart's current state"}
+        taken.update({f"is_{sid}": f"the statechart's check for state {sid!r}" for sid in defs})
+        for name in sorted({t.trigger for t in trans} & taken.keys()):
+            self.problem(f"the trigger name {name!r} is taken by {taken[name]}; rename the "
+                         f"trigger (a trigger may not be named 'state' or 'is_' followed by "
+                         f"a state id).")
+
     def _check_soundness(self, defs: dict[str, StateDef], trans: list[TransitionDef],
                          initial: str) -> None:
+        self._check_trigger_names(defs, trans)
         def entered(sid: str) -> Iterator[str]:
             """A state and everything that becomes active with it (ancestors, defaults)."""
             node = sid
