@@ -129,33 +129,74 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN ISOLATION LEVEL READ COMMITTED"),
     # a read snapshot (verify): one consistent view of every table
     (re.compile(r"^BEGIN$"), "BEGIN ISOLATION LEVEL REPEATABLE READ"),
+    # the feed's highest position, read for the next event's: none here (numbered after
+    # the commit), so the store leaves the event's position to the numbering
+    (re.compile(r"\(SELECT COALESCE\(MAX\(position\), 0\) FROM events\)"), "NULL::bigint"),
     # the head check of a step: lock the case's row until the commit, so a second
     # writer of the same case waits, then sees the new head and is refused
-    (re.compile(r"^(SELECT seq, head_hash FROM cases WHERE case_id = \?)$"), r"\1 FOR UPDATE"),
-    # an event is inserted without its feed position (numbered after the commit)
+    (re.compile(r"^(SELECT seq, head_hash\b[^;]* FROM cases WHERE case_id = \?\d*)$"),
+     r"\1 FOR UPDATE"),
+    # an event is inserted without its feed position (numbered after the commit): the
+    # position's column and its value (a subquery, or the last parameter) are left out
     (re.compile(r"INSERT INTO events \((.*), position\) VALUES \((.*), \(SELECT COALESCE\("
                 r"MAX\(position\), 0\) \+ 1 FROM events\)\)", re.S),
+     r"INSERT INTO event_log (\1) VALUES (\2)"),
+    (re.compile(r"INSERT INTO events \((.*), position\) VALUES \((.*), \?\d*\)$", re.S),
      r"INSERT INTO event_log (\1) VALUES (\2)"),
     (re.compile(r" RETURNING position$"), " RETURNING NULL::bigint AS position"),
     (re.compile(r" INDEXED BY \w+"), ""),
     # a list of ids passed as one JSON array
-    (re.compile(r"SELECT value FROM json_each\(\?\)"),
-     "SELECT json_array_elements_text(?::json)"),
+    (re.compile(r"SELECT value FROM json_each\((\?\d*)\)"),
+     r"SELECT json_array_elements_text(\1::json)"),
     (re.compile(r"typeof\(position\) = 'integer'"), "position IS NOT NULL"),
 )
 
-_SQL: dict[str, str] = {}
+_SQL: dict[str, tuple[str, tuple[int, ...]]] = {}
+_PARAMETER = re.compile(r"\?(\d*)")
+
+
+def _numbered(sql: str) -> str:
+    """``sql`` with each parameter numbered as SQLite numbers them (``?`` is one more
+    than the highest number before it; ``?N`` is parameter N)."""
+    top = 0
+
+    def number(match: re.Match[str]) -> str:
+        nonlocal top
+        n = int(match.group(1)) if match.group(1) else top + 1
+        top = max(top, n)
+        return f"?{n}"
+
+    return _PARAMETER.sub(number, sql)
+
+
+def statement(sql: str) -> tuple[str, tuple[int, ...]]:
+    """The PostgreSQL form of one of the store's statements, and which of its parameters
+    (by index) go to psycopg's ``%s`` in order (memoised). SQLite's numbered parameters
+    (``?4``) become positional ones, and a rewrite may leave one out."""
+    found = _SQL.get(sql)
+    if found is None:
+        text = _numbered(sql)
+        for pattern, replacement in _REWRITES:
+            text = pattern.sub(replacement, text)
+        order = tuple(int(m.group(1)) - 1 for m in _PARAMETER.finditer(text))
+        found = _SQL[sql] = (_PARAMETER.sub("%s", text.replace("%", "%%")), order)
+    return found
 
 
 def dialect(sql: str) -> str:
-    """The PostgreSQL form of one of the store's statements (memoised)."""
-    found = _SQL.get(sql)
-    if found is None:
-        text = sql
-        for pattern, replacement in _REWRITES:
-            text = pattern.sub(replacement, text)
-        found = _SQL[sql] = text.replace("%", "%%").replace("?", "%s")
-    return found
+    """The PostgreSQL form of a statement whose parameters keep their order."""
+    text, order = statement(sql)
+    if order != tuple(range(len(order))):
+        raise ValueError(f"{sql!r} reorders its parameters: use statement()")
+    return text
+
+
+def _arrange(order: tuple[int, ...], params: Sequence[Any]) -> tuple[Any, ...] | None:
+    if not order:
+        return None
+    if len(order) == len(params) and order == tuple(range(len(order))):
+        return tuple(params)
+    return tuple(params[i] for i in order)
 
 
 def is_available() -> bool:
@@ -235,7 +276,8 @@ class PgCursor:
         cursor = self._cursor
         if cursor is None:
             cursor = self._cursor = self._owner._take_cursor()
-        cursor.execute(dialect(sql), tuple(params) or None, prepare=None)
+        text, order = statement(sql)
+        cursor.execute(text, _arrange(order, params), prepare=None)
         if cursor.description is None:
             self._give_back()  # no rows to read: only the row count is left
         return self
@@ -244,7 +286,8 @@ class PgCursor:
         self._owner.check_thread()
         if self._cursor is None:
             self._cursor = self._owner._take_cursor()
-        self._cursor.executemany(dialect(sql), [tuple(p) for p in params])
+        text, order = statement(sql)
+        self._cursor.executemany(text, [_arrange(order, p) for p in params])
         return self
 
     def _give_back(self) -> None:
