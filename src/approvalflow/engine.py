@@ -181,6 +181,8 @@ class Engine:
         self._lock = threading.Lock()
         self._memo: dict[tuple[frozenset[str], str], frozenset[str]] = {}
         self._active_memo: dict[frozenset[str], frozenset[str]] = {}
+        self._decisions: dict[tuple[Any, ...], Decision] = {}
+        self._votes_keys: dict[int, tuple[Any, Any, tuple[Any, ...]]] = {}
         self._finals = frozenset(s for s, d in wf.state_defs.items()
                                  if d.final and d.parent is None)
         self.initial_config = self._read_cursor()
@@ -528,6 +530,69 @@ class Engine:
         ``check_persons=False`` leaves that rule out (to ask what an actor may do, with
         no particular person in mind).
         """
+        # A decision that depends on nothing but the configuration, the trigger, the actor
+        # and the votes is memoised (see _memo_key); the date is put back in.
+        key = self._memo_key(state, trigger, actor, on, data, check_persons)
+        if key is not None:
+            found = self._decisions.get(key)
+            if found is not None:
+                return Decision(trigger, actor, on, found.reasons, transition=found.transition,
+                                target=found.target, moves=found.moves, rules=found.rules)
+        decision = self._evaluate(state, trigger, actor=actor, on=on, data=data,
+                                  case_id=case_id, unchecked=unchecked, by=by,
+                                  check_persons=check_persons, _overdue=_overdue)
+        if key is not None:
+            if len(self._decisions) > 50_000:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
+
+    def _memo_key(self, state: CaseState, trigger: str, actor: str, on: dt.date,
+                  data: Mapping[str, Any] | None, check_persons: bool
+                  ) -> tuple[Any, ...] | None:
+        """The key a decision is memoised under, or None when it may depend on more.
+
+        Left out: the clock (its timers), a date other than the last event's on a
+        workflow with timed steps (a timer may have fallen due since), a date before the
+        last event (refused, with the date in the reason), step data, a case where a
+        party withdrew (data may have to be stated again), and a transition with guards
+        (any function of the data and the date) or, when asked, four-eyes rules (the
+        persons). What is left depends on the configuration, the trigger, the actor
+        and the ballots and withdrawals alone.
+        """
+        last = state.last_on
+        if actor == CLOCK or data or state.withdrew_at or last is None:
+            return None
+        if on != last and (self.timed or on < last):
+            return None
+        t = self.enabled_transition(state.config, trigger)
+        if t is not None and (t.guards or (t.not_by and check_persons)):
+            return None
+        if not self.workflow.votes:
+            return (state.config, trigger, actor)
+        return (state.config, trigger, actor, self._votes_key(state))
+
+    def _votes_key(self, state: CaseState) -> tuple[Any, ...]:
+        """Every ballot and withdrawal as a sorted tuple. Both mappings are never changed
+        in place (apply makes new ones when they change), so each pair is sorted once."""
+        ballots, withdrawn = state.ballots, state.withdrawn
+        if not ballots and not withdrawn:
+            return ()
+        found = self._votes_keys.get(id(ballots))
+        if found is not None and found[0] is ballots and found[1] is withdrawn:
+            return found[2]
+        key = (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in ballots.items())),
+               tuple(sorted((g, tuple(sorted(w))) for g, w in withdrawn.items())))
+        if len(self._votes_keys) > 50_000:
+            self._votes_keys.clear()
+        # the mappings are kept in the value, so their ids are not reused meanwhile
+        self._votes_keys[id(ballots)] = (ballots, withdrawn, key)
+        return key
+
+    def _evaluate(self, state: CaseState, trigger: str, *, actor: str, on: dt.date,
+                  data: Mapping[str, Any] | None, case_id: str,
+                  unchecked: list[str] | None, by: str | None,
+                  check_persons: bool, _overdue: bool) -> Decision:
         wf = self.workflow
         reasons: list[str] = []
         rules: list[str] = []
@@ -700,8 +765,8 @@ class Engine:
                 left_for_good[vg.id] = left_for_good.get(vg.id, frozenset()) | {actor}
                 withdrawn = left_for_good
             else:
-                cast = {k: dict(v) for k, v in ballots.items()}
-                cast.setdefault(vg.id, {})[actor] = t.ballot
+                cast = dict(ballots)  # only the vote's own ballots are copied
+                cast[vg.id] = {**ballots.get(vg.id, {}), actor: t.ballot}
                 ballots = cast
         if target != state.config:
             for vg in self.workflow.votes.values():
@@ -731,8 +796,9 @@ class Engine:
                     joined = self._joined(state.joined, target, seq, on)
 
         withdrew_at = state.withdrew_at
-        if (t is not None and t.vote and t.ballot == "withdraw") or \
-                any(s in self._not_done for s in target - state.config):
+        if (t is not None and t.vote and t.ballot == "withdraw") or (
+                not self._not_done.isdisjoint(target)
+                and any(s in self._not_done for s in target - state.config)):
             withdrew_at = seq
         set_at = state.set_at
         if data:

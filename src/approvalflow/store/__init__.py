@@ -58,12 +58,13 @@ from .queries import awaiting as awaiting_cases
 from .queries import due as due_from_tables
 from .rows import (
     EVENT_COLUMNS,
-    EVENT_FIELDS,
     GENESIS,
     INSERT_CASE,
-    INSERT_EVENT,
+    INSERT_RETURNING,
+    SELECT_HEAD,
     UPDATE_CASE,
     event_hash,
+    event_values,
     json_list,
     parse_date,
     row_to_event,
@@ -689,8 +690,7 @@ class Store:
 
     def _insert_event(self, row: Mapping[str, Any]) -> int:
         """Insert one event row; its feed position (assigned in the statement) comes back."""
-        found = self._conn.execute(INSERT_EVENT + " RETURNING position",
-                                   tuple(row[field] for field in EVENT_FIELDS)).fetchone()
+        found = self._conn.execute(INSERT_RETURNING, event_values(row)).fetchone()
         return int(found[0])
 
     def _resolve_workflow(self, workflow: Workflow | str | os.PathLike[str],
@@ -912,7 +912,8 @@ class Store:
             "case_id": case.id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
             "actor": decision.actor, "on_date": decision.on.isoformat(),
             "recorded_at": utc_now().isoformat(), "source": json_list(case.state),
-            "target": json_list(decision.target), "note": note, "data": canonical_json(data),
+            "target": json_list(decision.target), "note": note,
+            "data": canonical_json(data) if data else "{}",
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
             "workflow_digest": None, "by": by,
         }
@@ -943,8 +944,7 @@ class Store:
         """
         seq, key = row["seq"], row["key"]
         with self._write(what):
-            head = self._conn.execute("SELECT seq, head_hash FROM cases WHERE case_id = ?",
-                                      (case.id,)).fetchone()
+            head = self._conn.execute(SELECT_HEAD, (case.id,)).fetchone()
             if head is None:
                 raise CaseNotFoundError(self._not_found(case.id))
             if key is not None:
@@ -957,7 +957,7 @@ class Store:
                                       on=dt.date.fromisoformat(row["on_date"]),
                                       note=row["note"], data=data, by=row["by"])
                     return event
-            if head["seq"] != case.version or head["head_hash"] != case.head_hash:
+            if head[0] != case.version or head[1] != case.head_hash:
                 # The decision was made on this copy's state: it may be written only onto
                 # the very log that state came from (same last event, same hash).
                 raise ConcurrencyError(
@@ -966,7 +966,7 @@ class Store:
                     + ("" if head["seq"] != case.version else
                        " with another history (a step it saw was rolled back)")
                     + ". Load it again and decide anew.")
-            row["prev_hash"] = head["head_hash"]
+            row["prev_hash"] = head[1]
             row["hash"] = event_hash(row)
             row["position"] = self._insert_event(row)
             self._conn.execute(
@@ -998,7 +998,7 @@ class Store:
                      moves_to: Workflow | None = None) -> CaseState | None:
         """Keep the case's ``timers`` rows with the state this event leaves it in (and
         return that state, so the case need not compute it again)."""
-        engine = engine_for(case.definition)
+        engine = case._engine
         if moves_to is None and not engine.timed:
             return None
         on = parse_date(row["on_date"])

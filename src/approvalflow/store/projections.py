@@ -173,12 +173,8 @@ def due_rows(engine: Engine, state: CaseState,
     # when (each step's last firing, when each active state was entered, what each
     # expectation said), and the data dates the workflow names. Cases that share
     # them share their rows.
-    key = (id(engine), state.config, state.last_on,
-           tuple((e.seq, e.kind, e.trigger, e.on, e.source, e.target) if e.kind != "expect"
-                 else (e.seq, e.kind, e.on, e.actor, encode(dict(e.data)))
-                 for e in history),
-           tuple(encode(_lookup(state.data, k)) for k in _data_keys(wf)),
-           _votes_key(state) if wf.votes else ())
+    key = (id(engine), state.config, state.last_on, history_key(history),
+           _data_dates(wf, state.data), _votes_key(state) if wf.votes else ())
     found = _DUE_MEMO.get(key)
     if found is None:
         found = _due_rows(engine, state, history)
@@ -186,6 +182,62 @@ def due_rows(engine: Engine, state: CaseState,
             _DUE_MEMO.clear()
         _DUE_MEMO[key] = found
     return found
+
+
+def _event_key(e: Event | Recorded) -> tuple[Any, ...]:
+    """What the due rows read of one event."""
+    if e.kind != "expect":
+        return (e.seq, e.kind, e.trigger, e.on, e.source, e.target)
+    return (e.seq, e.kind, e.on, e.actor, encode(dict(e.data)))
+
+
+#: id(last event) -> (that event, the history's length, the history's key). Events are
+#: immutable and each ends one history of one case (its chain), so a key is built once
+#: per event, from the key of the history before it: a write costs one step, not a
+#: pass over every event. The event is kept in the value, so its id is not reused
+#: while the entry lives.
+_HISTORY_KEYS: dict[int, tuple[Any, int, tuple[Any, ...]]] = {}
+
+
+def history_key(history: Sequence[Event] | Sequence[Recorded]) -> tuple[Any, ...]:
+    """:func:`_event_key` of every event of ``history``, in order (memoised per history)."""
+    n = len(history)
+    if not n:
+        return ()
+    last = history[-1]
+    found = _HISTORY_KEYS.get(id(last))
+    if found is not None and found[0] is last and found[1] == n:
+        return found[2]
+    before = None
+    if n > 1:
+        prev = history[-2]
+        got = _HISTORY_KEYS.get(id(prev))
+        if got is not None and got[0] is prev and got[1] == n - 1:
+            before = got[2]
+    if before is None:
+        before = tuple(_event_key(e) for e in history[:-1])
+    key = (*before, _event_key(last))
+    if len(_HISTORY_KEYS) > 50_000:
+        _HISTORY_KEYS.clear()
+    _HISTORY_KEYS[id(last)] = (last, n, key)
+    return key
+
+
+#: id(data) -> (data, workflow id, the dates' key): a state's data mapping is never
+#: changed in place (a step that sets data makes a new one), so it is read once.
+_DATA_DATES: dict[int, tuple[Any, int, tuple[str, ...]]] = {}
+
+
+def _data_dates(wf: Workflow, data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The data values the workflow's dates read, as canonical JSON."""
+    found = _DATA_DATES.get(id(data))
+    if found is not None and found[0] is data and found[1] == id(wf):
+        return found[2]
+    key = tuple(encode(_lookup(data, k)) for k in _data_keys(wf))
+    if len(_DATA_DATES) > 50_000:
+        _DATA_DATES.clear()
+    _DATA_DATES[id(data)] = (data, id(wf), key)
+    return key
 
 
 _DUE_MEMO: dict[tuple[Any, ...], tuple[DueRow, ...]] = {}
@@ -204,11 +256,25 @@ def _data_keys(wf: Workflow) -> tuple[str, ...]:
     return found
 
 
+#: id(ballots) -> (ballots, withdrawn, their key): a state's ballots and withdrawals are
+#: never changed in place (a step that changes them makes new ones; the others share
+#: them with the state before), so each pair is sorted once.
+_VOTES: dict[int, tuple[Any, Any, tuple[Any, ...]]] = {}
+
+
 def _votes_key(state: CaseState) -> tuple[Any, ...]:
-    if not state.ballots and not state.withdrawn:
+    ballots, withdrawn = state.ballots, state.withdrawn
+    if not ballots and not withdrawn:
         return ()
-    return (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in state.ballots.items())),
-            tuple(sorted((g, tuple(sorted(w))) for g, w in state.withdrawn.items())))
+    found = _VOTES.get(id(ballots))
+    if found is not None and found[0] is ballots and found[1] is withdrawn:
+        return found[2]
+    key = (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in ballots.items())),
+           tuple(sorted((g, tuple(sorted(w))) for g, w in withdrawn.items())))
+    if len(_VOTES) > 50_000:
+        _VOTES.clear()
+    _VOTES[id(ballots)] = (ballots, withdrawn, key)
+    return key
 
 
 def _due_rows(engine: Engine, state: CaseState,
@@ -361,23 +427,45 @@ def insert(conn: sqlite3.Connection, case_id: str, p: Projection) -> None:
         conn.executemany(INSERT_FIELD, [(path, v, case_id) for path, v in p.fields])
 
 
+#: id(state) -> (state, its history's last event, its awaiting rows, its due rows): the
+#: rows a write computed for the state it leaves a case in, so that the next write on
+#: the case, which starts from that state, need not compute them again. A state is
+#: made by one event of one case, and holds with one history (whose last event is
+#: kept to check); the state is kept in the value, so its id is not reused meanwhile.
+_WRITTEN: dict[int, tuple[CaseState, Any, tuple[AwaitRow, ...], tuple[DueRow, ...]]] = {}
+
+
+def _rows_of(engine: Engine, state: CaseState, history: Sequence[Event] | Sequence[Recorded]
+             ) -> tuple[tuple[AwaitRow, ...], tuple[DueRow, ...]]:
+    last = history[-1] if history else None
+    found = _WRITTEN.get(id(state))
+    if found is not None and found[0] is state and found[1] is last:
+        return found[2], found[3]
+    rows = awaiting_rows(engine, state), due_rows(engine, state, history)
+    if len(_WRITTEN) > 10_000:
+        _WRITTEN.clear()
+    _WRITTEN[id(state)] = (state, last, *rows)
+    return rows
+
+
 def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: CaseState,
             after: CaseState, history: Sequence[Event] | Sequence[Recorded]) -> None:
     """Bring a case's rows from ``before`` to ``after`` (its state once the new events are
     applied; ``history`` ends with them). Only what changed is written."""
-    old, new = awaiting_rows(engine, before), awaiting_rows(engine, after)
-    if old != new:
-        gone, added = set(old) - set(new), set(new) - set(old)
-        for a, t, _ in gone:
-            conn.execute(DELETE_AWAITING, (a, case_id, t))
-        for a, t, g in added:
-            conn.execute(INSERT_AWAITING, (a, case_id, t, g))
-    rows = due_rows(engine, after, history)
-    if rows != due_rows(engine, before, history[:len(history) - (after.version -
-                                                                  before.version)]):
+    old_await, old_due = _rows_of(engine, before,
+                                  history[:len(history) - (after.version - before.version)])
+    new_await, new_due = _rows_of(engine, after, history)
+    if old_await != new_await:
+        gone = [(a, case_id, t) for a, t, _ in set(old_await) - set(new_await)]
+        added = [(a, case_id, t, g) for a, t, g in set(new_await) - set(old_await)]
+        if gone:
+            conn.executemany(DELETE_AWAITING, gone)
+        if added:
+            conn.executemany(INSERT_AWAITING, added)
+    if new_due is not old_due and new_due != old_due:
         conn.execute("DELETE FROM case_due WHERE case_id = ?", (case_id,))
-        if rows:
-            conn.executemany(INSERT_DUE, [(case_id, *r) for r in rows])
+        if new_due:
+            conn.executemany(INSERT_DUE, [(case_id, *r) for r in new_due])
     if after.data is not before.data and after.data != before.data:
         conn.execute("UPDATE case_data SET data = ? WHERE case_id = ?",
                      (encode(dict(after.data)), case_id))
