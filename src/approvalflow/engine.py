@@ -83,11 +83,20 @@ def undeclared_keys(data: Mapping[str, Any], allowed: Iterable[str] | None,
     """
     if allowed is None:
         return []
-    keys = tuple(allowed)
-    own = f"dates.{trigger}" if trigger else None
-    return [p for p in data_paths(data)
-            if not any(p == k or p.startswith(k + ".") for k in keys)
-            and not (own and (p == own or p.startswith(own + ".")))]
+    keys = set(allowed)
+    if trigger:
+        keys.add(f"dates.{trigger}")
+    out = []
+    for p in data_paths(data):
+        # covered when the path, or a part of it up to a dot, is a listed key
+        prefix = p
+        while prefix not in keys:
+            cut = prefix.rfind(".")
+            if cut < 0:
+                out.append(p)
+                break
+            prefix = prefix[:cut]
+    return out
 
 
 @attrs.frozen
@@ -570,9 +579,9 @@ class Engine:
             return None
         if not self.workflow.votes:
             return (state.config, trigger, actor)
-        return (state.config, trigger, actor, self._votes_key(state))
+        return (state.config, trigger, actor, self.votes_key(state))
 
-    def _votes_key(self, state: CaseState) -> tuple[Any, ...]:
+    def votes_key(self, state: CaseState) -> tuple[Any, ...]:
         """Every ballot and withdrawal as a sorted tuple. Both mappings are never changed
         in place (apply makes new ones when they change), so each pair is sorted once."""
         ballots, withdrawn = state.ballots, state.withdrawn
@@ -583,7 +592,7 @@ class Engine:
             return found[2]
         key = (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in ballots.items())),
                tuple(sorted((g, tuple(sorted(w))) for g, w in withdrawn.items())))
-        if len(self._votes_keys) > 50_000:
+        if len(self._votes_keys) > 4_096:
             self._votes_keys.clear()
         # the mappings are kept in the value, so their ids are not reused meanwhile
         self._votes_keys[id(ballots)] = (ballots, withdrawn, key)

@@ -682,8 +682,11 @@ class Store:
                  event_row["hash"], int(engine.is_final(state.config)),
                  event_row["recorded_at"], event_row["recorded_at"]))
             event = row_to_event(event_row)
-            projections.insert(self._conn, case_id, projections.compute(engine, state, [event]))
-            sync_timers(self._conn, case_id, engine, state)
+            # the creation's data is the case data: its text is the event's
+            projections.insert(self._conn, case_id, projections.compute(
+                engine, state, [event], event_row["data"]))
+            # a case that did not exist has no timer rows to replace
+            sync_timers(self._conn, case_id, engine, state, before=[])
         case = Case(self, wf, case_id, state, (event,))
         self._after_commit()
         return case

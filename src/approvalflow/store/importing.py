@@ -18,7 +18,6 @@ from ..loading import load_workflow
 from ..replay import Recorded
 from . import check_case_id, projections
 from .rows import (
-    DATES,
     GENESIS,
     INSERT_CASE,
     INSERT_EVENT,
@@ -45,17 +44,24 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     cur: dict[str, Any] | None = None  # the case being imported
     count = 0
     rows_of = projections.ImportProjections()
+    checked: set[str] = set()  # triggers, actors and dates already checked
+    checked_actors: set[str] = set()
+    days: dict[str, dt.date] = {}
 
     def close_case() -> None:
         if cur is None:
             return
         if cur["new"]:
-            rows_of.add(cur["id"], cur["engine"], cur["state"], cur["history"])
+            data0, text0 = cur["data0"]
+            rows_of.add(cur["id"], cur["engine"], cur["state"], cur["history"],
+                        text0 if cur["state"].data is data0 else None)
         elif cur["seq"] != cur["loaded_seq"]:
             projections.advance(store._conn, cur["engine"], cur["id"], cur["proj_state"],
                                 cur["state"], cur["history"])
         if cur["engine"].timed:
-            timers[cur["id"]] = timer_rows(cur["engine"], cur["state"])
+            rows = timer_rows(cur["engine"], cur["state"])
+            if rows or not cur["new"]:  # a new case has no rows to replace
+                timers[cur["id"]] = rows
         final = int(cur["engine"].is_final(cur["state"].config))
         target = json_list(cur["state"].config)
         if cur["new"]:
@@ -92,14 +98,23 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 case_id = record.get("case_id")
                 if cur is None or case_id != cur["id"]:  # the current one was checked
                     case_id = check_case_id(case_id)
-                trigger = check_text(record.get("trigger"), "trigger",
-                                     max_length=MAX_ID_LENGTH)
-                actor = check_actor(record.get("actor"))
+                # text is immutable: a trigger, actor or date checked once stays valid
+                trigger = record.get("trigger")
+                if type(trigger) is not str or trigger not in checked:
+                    trigger = check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
+                    checked.add(trigger)
+                actor = record.get("actor")
+                if type(actor) is not str or actor not in checked_actors:
+                    actor = check_actor(actor)
+                    checked_actors.add(actor)
                 on = record.get("on")
-                when = DATES.get(on) if type(on) is str else None  # a date seen before
+                when = days.get(on) if type(on) is str else None
                 if when is None:
                     when = dt.date.today() if on is None else to_date(on, "on")
-                payload = dict(check_data(record.get("data")))
+                    if type(on) is str:
+                        days[on] = when
+                data = record.get("data")
+                payload = {} if data is None else dict(check_data(data))
                 note = record.get("note")
                 if note is not None:
                     check_text(note, "note", max_length=MAX_NOTE_LENGTH)
@@ -129,12 +144,16 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     registered.add((wf.name, wf.version))
                 engine = engine_for(wf)
                 state = engine.initial_state(payload, when, by)
+                text = encode(payload)
                 row = (case_id, 1, "create", "create", actor, when.isoformat(), at, "[]",
-                       json_list(state.config), note, encode(payload), wf.name,
+                       json_list(state.config), note, text, wf.name,
                        wf.version, None, GENESIS)
                 commits_to = wf.digest  # a creation commits to its workflow's text
                 cur = {"id": case_id, "wf": wf, "engine": engine, "state": state,
                        "new": True, "created_at": at, "loaded_seq": 0,
+                       # the data as created, and its text: the case_data row while no
+                       # step sets data (a step that does makes a new mapping)
+                       "data0": (state.data, text),
                        "history": [Recorded(case_id, 1, "create", "create", actor, when,
                                             frozenset(), state.config, payload,
                                             workflow=wf.name, workflow_version=wf.version,

@@ -111,6 +111,21 @@ def fields(data: Mapping[str, Any], prefix: str = "") -> list[FieldRow]:
     return out
 
 
+_FIELDS: dict[str, tuple[FieldRow, ...]] = {}
+
+
+def fields_of(text: str, data: Mapping[str, Any]) -> tuple[FieldRow, ...]:
+    """:func:`fields` of ``data``, whose canonical JSON is ``text`` (memoised by it: cases
+    created with the same data share their rows)."""
+    found = _FIELDS.get(text)
+    if found is None:
+        found = tuple(fields(data))
+        if len(_FIELDS) > 1_000:
+            _FIELDS.clear()
+        _FIELDS[text] = found
+    return found
+
+
 _AWAIT_MEMO: dict[tuple[Any, ...], tuple[AwaitRow, ...]] = {}
 
 
@@ -119,7 +134,7 @@ def awaiting_rows(engine: Engine, state: CaseState) -> tuple[AwaitRow, ...]:
     decides it on the state alone (guards and the date left out: see the module)."""
     key: tuple[Any, ...] = (id(engine), state.config)
     if engine.workflow.votes:
-        key += _votes_key(state)
+        key += _votes_key(state, engine)
     if state.withdrew_at:  # which restatements after a withdrawal are still missing
         key += tuple(bool(engine.data_reasons(state, t, {}))
                      for t in engine.workflow.transitions if t.restate_after_withdrawal)
@@ -165,7 +180,7 @@ def due_rows(engine: Engine, state: CaseState,
     wf = engine.workflow
     if engine.is_final(state.config) or state.last_on is None:
         return ()
-    expects = any(e.kind == "expect" for e in history)
+    events, expects = history_key(history)
     if not _has_deadlines(wf) and not expects:
         return ()
     # The rows depend on nothing but what this key holds (see forecast._analyse): the
@@ -173,8 +188,8 @@ def due_rows(engine: Engine, state: CaseState,
     # when (each step's last firing, when each active state was entered, what each
     # expectation said), and the data dates the workflow names. Cases that share
     # them share their rows.
-    key = (id(engine), state.config, state.last_on, history_key(history),
-           _data_dates(wf, state.data), _votes_key(state) if wf.votes else ())
+    key = (id(engine), state.config, state.last_on, events,
+           _data_dates(wf, state.data), _votes_key(state, engine) if wf.votes else ())
     found = _DUE_MEMO.get(key)
     if found is None:
         found = _due_rows(engine, state, history)
@@ -191,36 +206,40 @@ def _event_key(e: Event | Recorded) -> tuple[Any, ...]:
     return (e.seq, e.kind, e.on, e.actor, encode(dict(e.data)))
 
 
-#: id(last event) -> (that event, the history's length, the history's key). Events are
-#: immutable and each ends one history of one case (its chain), so a key is built once
-#: per event, from the key of the history before it: a write costs one step, not a
-#: pass over every event. The event is kept in the value, so its id is not reused
-#: while the entry lives.
-_HISTORY_KEYS: dict[int, tuple[Any, int, tuple[Any, ...]]] = {}
+#: id(last event) -> (that event, the history's length, the history's key, whether it
+#: holds an expectation). Events are immutable and each ends one history of one case
+#: (its chain), so a key is built once per event, from the key of the history before
+#: it: a write costs one step, not a pass over every event. The event is kept in the
+#: value, so its id is not reused while the entry lives.
+_HISTORY_KEYS: dict[int, tuple[Any, int, tuple[Any, ...], bool]] = {}
 
 
-def history_key(history: Sequence[Event] | Sequence[Recorded]) -> tuple[Any, ...]:
-    """:func:`_event_key` of every event of ``history``, in order (memoised per history)."""
+def history_key(history: Sequence[Event] | Sequence[Recorded]) -> tuple[tuple[Any, ...], bool]:
+    """:func:`_event_key` of every event of ``history``, in order, and whether one of them
+    is an expectation (memoised per history)."""
     n = len(history)
     if not n:
-        return ()
+        return (), False
     last = history[-1]
     found = _HISTORY_KEYS.get(id(last))
     if found is not None and found[0] is last and found[1] == n:
-        return found[2]
-    before = None
+        return found[2], found[3]
+    before: tuple[Any, ...] | None = None
+    expects = False
     if n > 1:
         prev = history[-2]
         got = _HISTORY_KEYS.get(id(prev))
         if got is not None and got[0] is prev and got[1] == n - 1:
-            before = got[2]
+            before, expects = got[2], got[3]
     if before is None:
         before = tuple(_event_key(e) for e in history[:-1])
+        expects = any(e.kind == "expect" for e in history[:-1])
     key = (*before, _event_key(last))
-    if len(_HISTORY_KEYS) > 50_000:
+    expects = expects or last.kind == "expect"
+    if len(_HISTORY_KEYS) > 4_096:
         _HISTORY_KEYS.clear()
-    _HISTORY_KEYS[id(last)] = (last, n, key)
-    return key
+    _HISTORY_KEYS[id(last)] = (last, n, key, expects)
+    return key, expects
 
 
 #: id(data) -> (data, workflow id, the dates' key): a state's data mapping is never
@@ -234,7 +253,7 @@ def _data_dates(wf: Workflow, data: Mapping[str, Any]) -> tuple[str, ...]:
     if found is not None and found[0] is data and found[1] == id(wf):
         return found[2]
     key = tuple(encode(_lookup(data, k)) for k in _data_keys(wf))
-    if len(_DATA_DATES) > 50_000:
+    if len(_DATA_DATES) > 4_096:
         _DATA_DATES.clear()
     _DATA_DATES[id(data)] = (data, id(wf), key)
     return key
@@ -256,25 +275,9 @@ def _data_keys(wf: Workflow) -> tuple[str, ...]:
     return found
 
 
-#: id(ballots) -> (ballots, withdrawn, their key): a state's ballots and withdrawals are
-#: never changed in place (a step that changes them makes new ones; the others share
-#: them with the state before), so each pair is sorted once.
-_VOTES: dict[int, tuple[Any, Any, tuple[Any, ...]]] = {}
-
-
-def _votes_key(state: CaseState) -> tuple[Any, ...]:
-    ballots, withdrawn = state.ballots, state.withdrawn
-    if not ballots and not withdrawn:
-        return ()
-    found = _VOTES.get(id(ballots))
-    if found is not None and found[0] is ballots and found[1] is withdrawn:
-        return found[2]
-    key = (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in ballots.items())),
-           tuple(sorted((g, tuple(sorted(w))) for g, w in withdrawn.items())))
-    if len(_VOTES) > 50_000:
-        _VOTES.clear()
-    _VOTES[id(ballots)] = (ballots, withdrawn, key)
-    return key
+def _votes_key(state: CaseState, engine: Engine) -> tuple[Any, ...]:
+    """Every ballot and withdrawal of the state, sorted (the engine's memo of it)."""
+    return engine.votes_key(state)
 
 
 def _due_rows(engine: Engine, state: CaseState,
@@ -345,7 +348,7 @@ def _at_risk_from(wf: Workflow, state: CaseState,
         # fixed number of days) (the voters of a vote then share their dates): the guess
         # is the day. That number is the date asked on a day beyond every fixed date,
         # minus that day, and depends on nothing but where the case stands.
-        key = (id(wf), state.config, _votes_key(state) if wf.votes else ())
+        key = (id(wf), state.config, engine_for(wf).votes_key(state) if wf.votes else ())
         offsets = _OFFSETS.get(key)
         if offsets is None:
             late(far)
@@ -389,10 +392,13 @@ class Projection:
 
 
 def compute(engine: Engine, state: CaseState,
-            history: Sequence[Event] | Sequence[Recorded]) -> Projection:
-    """Every projection row of a case, from its replayed state and its events."""
+            history: Sequence[Event] | Sequence[Recorded],
+            data_text: str | None = None) -> Projection:
+    """Every projection row of a case, from its replayed state and its events;
+    ``data_text``: the canonical JSON of ``state.data``, when known."""
+    text = encode(dict(state.data)) if data_text is None else data_text
     return Projection(awaiting_rows(engine, state), due_rows(engine, state, history),
-                      encode(dict(state.data)), tuple(sorted(fields(state.data))))
+                      text, tuple(sorted(fields_of(text, state.data))))
 
 
 # --------------------------------------------------------------------------- writing
@@ -442,7 +448,7 @@ def _rows_of(engine: Engine, state: CaseState, history: Sequence[Event] | Sequen
     if found is not None and found[0] is state and found[1] is last:
         return found[2], found[3]
     rows = awaiting_rows(engine, state), due_rows(engine, state, history)
-    if len(_WRITTEN) > 10_000:
+    if len(_WRITTEN) > 4_096:
         _WRITTEN.clear()
     _WRITTEN[id(state)] = (state, last, *rows)
     return rows
@@ -486,11 +492,14 @@ class ImportProjections:
         self.fields: list[tuple[Any, ...]] = []
 
     def add(self, case_id: str, engine: Engine, state: CaseState,
-            history: Sequence[Event] | Sequence[Recorded]) -> None:
+            history: Sequence[Event] | Sequence[Recorded], data_text: str | None = None
+            ) -> None:
+        """Queue a case's rows; ``data_text``: its data's canonical JSON, when known."""
         self.awaiting.extend((a, case_id, t, g) for a, t, g in awaiting_rows(engine, state))
         self.due.extend((case_id, *r) for r in due_rows(engine, state, history))
-        self.data.append((case_id, encode(dict(state.data))))
-        self.fields.extend((path, v, case_id) for path, v in fields(state.data))
+        text = encode(dict(state.data)) if data_text is None else data_text
+        self.data.append((case_id, text))
+        self.fields.extend((path, v, case_id) for path, v in fields_of(text, state.data))
 
     def flush(self, conn: sqlite3.Connection) -> None:
         for sql, rows in ((INSERT_AWAITING, self.awaiting), (INSERT_DUE, self.due),
