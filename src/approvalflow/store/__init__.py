@@ -60,9 +60,11 @@ from .rows import (
     EVENT_COLUMNS,
     GENESIS,
     INSERT_CASE,
-    INSERT_RETURNING,
+    INSERT_EVENT_AT,
     SELECT_HEAD,
+    SELECT_NEW,
     UPDATE_CASE,
+    UPDATE_CASE_SAME_DAY,
     event_hash,
     event_values,
     json_list,
@@ -669,13 +671,13 @@ class Store:
         }
         event_row["hash"] = event_hash(event_row)
         with self._write(f"create case {case_id!r}"):
-            exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
-                                        (case_id,)).fetchone()
+            exists, last_position = self._conn.execute(SELECT_NEW, (case_id,)).fetchone()
             if exists:
                 raise CaseExistsError(f"Case {case_id!r} already exists in {self.path!r}; "
                                       f"choose another id or load it with store.case().")
             self._register_workflow(wf)
-            event_row["position"] = self._insert_event(event_row)
+            event_row["position"] = last_position + 1  # the next feed position
+            self._conn.execute(INSERT_EVENT_AT, event_values(event_row))
             self._conn.execute(
                 INSERT_CASE,
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
@@ -690,11 +692,6 @@ class Store:
         case = Case(self, wf, case_id, state, (event,))
         self._after_commit()
         return case
-
-    def _insert_event(self, row: Mapping[str, Any]) -> int:
-        """Insert one event row; its feed position (assigned in the statement) comes back."""
-        found = self._conn.execute(INSERT_RETURNING, event_values(row)).fetchone()
-        return int(found[0])
 
     def _resolve_workflow(self, workflow: Workflow | str | os.PathLike[str],
                           version: int | None) -> Workflow:
@@ -971,9 +968,10 @@ class Store:
                     + ". Load it again and decide anew.")
             row["prev_hash"] = head[1]
             row["hash"] = event_hash(row)
-            row["position"] = self._insert_event(row)
+            row["position"] = head[3] + 1  # the next feed position (see rows.SELECT_HEAD)
+            self._conn.execute(INSERT_EVENT_AT, event_values(row))
             self._conn.execute(
-                UPDATE_CASE,
+                UPDATE_CASE_SAME_DAY if head[2] == row["on_date"] else UPDATE_CASE,
                 (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
                  case.id))
             if moves_to is not None:

@@ -20,7 +20,7 @@ from . import check_case_id, projections
 from .rows import (
     GENESIS,
     INSERT_CASE,
-    INSERT_EVENT,
+    INSERT_EVENT_AT,
     UPDATE_CASE,
     encode,
     json_list,
@@ -74,7 +74,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
 
     def flush() -> None:
         if events:
-            store._conn.executemany(INSERT_EVENT, events)
+            store._conn.executemany(INSERT_EVENT_AT, events)
         if new_cases:
             store._conn.executemany(INSERT_CASE, new_cases)
         if updates:
@@ -90,6 +90,10 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             seen.add(cur["id"])
 
     with store.bulk(), translate("import events"):
+        # the highest feed position, read inside the import's transaction: its events
+        # take the next ones, in order (see rows.INSERT_EVENT_AT)
+        position = store._conn.execute(
+            "SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
         for number, record in enumerate(records, start=1):
             if not isinstance(record, dict) and not isinstance(record, Mapping):
                 raise InvalidInputError(f"record {number} is a {type(record).__name__} "
@@ -196,7 +200,8 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             # a tuple encodes as the same JSON array (see rows.event_hash)
             hashed = row if commits_to is None else (*row, commits_to)
             digest = sha256_hex(encode(hashed if by is None else (*hashed, {"by": by})))
-            events.append((*row, digest, commits_to, by))
+            position += 1
+            events.append((*row, digest, commits_to, by, position))
             cur.update(hash=digest, seq=row[1], last_on=row[5], updated_at=at)
             count += 1
             if len(events) >= 2000:

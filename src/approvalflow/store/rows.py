@@ -132,24 +132,39 @@ EVENT_FIELDS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "record
                 "prev_hash", "hash", "workflow_digest", "by")
 #: What a read selects: the fields, then the feed position (assigned by the store).
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", position"
-#: A dict row's values in EVENT_FIELDS order (what INSERT_EVENT takes), and its first 15
-#: (what the hash covers before the digest and the person), picked in one C call each.
-event_values = operator.itemgetter(*EVENT_FIELDS)
+#: A dict row's values in EVENT_FIELDS order and its position (what INSERT_EVENT_AT
+#: takes), and its first 15 (what the hash covers before the digest and the person),
+#: picked in one C call each.
+event_values = operator.itemgetter(*EVENT_FIELDS, "position")
 _hashed_fields = operator.itemgetter(*EVENT_FIELDS[:15])
 
 # The statements every write path uses (a step, a creation, the batched import). The
 # feed position is the next one after the highest: writers hold SQLite's write lock for
-# the whole transaction, so positions are assigned in commit order, and a transaction
-# that rolls back takes none with it (no gaps).
+# the whole transaction (BEGIN IMMEDIATE), so positions are assigned in commit order,
+# and a transaction that rolls back takes none with it (no gaps). The highest is read
+# in the transaction, with the case's head (SELECT_HEAD) or once per import, and the
+# event is inserted at the next one (INSERT_EVENT_AT); the unique index on position
+# refuses any other.
 INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
                 f"VALUES ({', '.join('?' * len(EVENT_FIELDS))}, "
                 f"(SELECT COALESCE(MAX(position), 0) + 1 FROM events))")
-INSERT_RETURNING = INSERT_EVENT + " RETURNING position"
-SELECT_HEAD = "SELECT seq, head_hash FROM cases WHERE case_id = ?"
+INSERT_EVENT_AT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
+                   f"VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 1))})")
+#: A case's head (sequence, hash), the date of its last event, and the highest feed
+#: position of the store, in one statement.
+SELECT_HEAD = ("SELECT seq, head_hash, last_on, (SELECT COALESCE(MAX(position), 0) "
+               "FROM events) FROM cases WHERE case_id = ?")
+#: Whether a case exists, and the highest feed position (a creation).
+SELECT_NEW = ("SELECT (SELECT 1 FROM cases WHERE case_id = ?), "
+              "(SELECT COALESCE(MAX(position), 0) FROM events)")
 INSERT_CASE = ("INSERT INTO cases (case_id, workflow, workflow_version, state, seq, last_on, "
                "head_hash, is_final, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
 UPDATE_CASE = ("UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
                "updated_at = ? WHERE case_id = ?")
+#: UPDATE_CASE for an event on the day of the case's last one: ``last_on`` is left out
+#: (same parameters, the date unused), so SQLite does not rewrite its index entry.
+UPDATE_CASE_SAME_DAY = ("UPDATE cases SET state = ?1, seq = ?2, head_hash = ?4, is_final = ?5, "
+                        "updated_at = ?6 WHERE case_id = ?7")
 
 
 def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Event:
