@@ -539,22 +539,53 @@ class Engine:
         ``check_persons=False`` leaves that rule out (to ask what an actor may do, with
         no particular person in mind).
         """
-        # A decision that depends on nothing but the configuration, the trigger, the actor
-        # and the votes is memoised (see _memo_key); the date is put back in.
+        # A decision that, guards aside, depends on nothing but the configuration, the
+        # trigger, the actor and the votes is memoised without its guards (see _memo_key);
+        # the guards are run every time, and the date is put back in.
         key = self._memo_key(state, trigger, actor, on, data, check_persons)
-        if key is not None:
-            found = self._decisions.get(key)
-            if found is not None:
-                return Decision(trigger, actor, on, found.reasons, transition=found.transition,
-                                target=found.target, moves=found.moves, rules=found.rules)
-        decision = self._evaluate(state, trigger, actor=actor, on=on, data=data,
+        if key is None:
+            return self._evaluate(state, trigger, actor=actor, on=on, data=data,
                                   case_id=case_id, unchecked=unchecked, by=by,
                                   check_persons=check_persons, _overdue=_overdue)
-        if key is not None:
+        found = self._decisions.get(key)
+        if found is None:
+            found = self._evaluate(state, trigger, actor=actor, on=on, data=data,
+                                   case_id=case_id, unchecked=None, by=by,
+                                   check_persons=check_persons, _overdue=_overdue,
+                                   run_guards=False)
             if len(self._decisions) > 50_000:
                 self._decisions.clear()
-            self._decisions[key] = decision
-        return decision
+            self._decisions[key] = found
+        t = found.transition
+        if t is not None and t.guards:
+            rules: list[str] = []
+            reasons = self._guard_reasons(t, state, trigger, actor, on, data, case_id,
+                                          unchecked, rules)
+            if reasons:  # refused, with every reason (as _evaluate lists them)
+                return Decision(trigger, actor, on, (*found.reasons, *reasons), transition=t,
+                                rules=(*found.rules, *rules))
+        return Decision(trigger, actor, on, found.reasons, transition=t,
+                        target=found.target, moves=found.moves, rules=found.rules)
+
+    def _guard_reasons(self, t: TransitionDef, state: CaseState, trigger: str, actor: str,
+                       on: dt.date, data: Mapping[str, Any] | None, case_id: str,
+                       unchecked: list[str] | None, rules: list[str]) -> list[str]:
+        """Run ``t``'s guards: the reasons they refuse with (each one's rule is appended
+        to ``rules``). With ``unchecked``, a guard not registered here is listed there
+        instead of run; without it, it refuses."""
+        merged = merge_data(state.data, data or {})
+        ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
+                                   data=merged, state=state.config, workflow=self.workflow.name)
+        reasons: list[str] = []
+        for g in t.guards:
+            func = _guards.lookup_guard(g)
+            if func is None and unchecked is not None:
+                unchecked.append(g)
+                continue
+            for reason in _guards.run_guard(g, func, ctx):
+                rules.append(f"guard {g}")
+                reasons.append(reason)
+        return reasons
 
     def _memo_key(self, state: CaseState, trigger: str, actor: str, on: dt.date,
                   data: Mapping[str, Any] | None, check_persons: bool
@@ -564,10 +595,10 @@ class Engine:
         Left out: the clock (its timers), a date other than the last event's on a
         workflow with timed steps (a timer may have fallen due since), a date before the
         last event (refused, with the date in the reason), step data, a case where a
-        party withdrew (data may have to be stated again), and a transition with guards
-        (any function of the data and the date) or, when asked, four-eyes rules (the
-        persons). What is left depends on the configuration, the trigger, the actor
-        and the ballots and withdrawals alone.
+        party withdrew (data may have to be stated again), and, when asked, four-eyes
+        rules (the persons). What is left, but for the guards (any function of the data
+        and the date, run on every call), depends on the configuration, the trigger, the
+        actor and the ballots and withdrawals alone.
         """
         last = state.last_on
         if actor == CLOCK or data or state.withdrew_at or last is None:
@@ -575,7 +606,7 @@ class Engine:
         if on != last and (self.timed or on < last):
             return None
         t = self.enabled_transition(state.config, trigger)
-        if t is not None and (t.guards or (t.not_by and check_persons)):
+        if t is not None and t.not_by and check_persons:
             return None
         if not self.workflow.votes:
             return (state.config, trigger, actor)
@@ -601,7 +632,7 @@ class Engine:
     def _evaluate(self, state: CaseState, trigger: str, *, actor: str, on: dt.date,
                   data: Mapping[str, Any] | None, case_id: str,
                   unchecked: list[str] | None, by: str | None,
-                  check_persons: bool, _overdue: bool) -> Decision:
+                  check_persons: bool, _overdue: bool, run_guards: bool = True) -> Decision:
         wf = self.workflow
         reasons: list[str] = []
         rules: list[str] = []
@@ -696,17 +727,9 @@ class Engine:
                            f"{max(needed, 1)} yes-vote(s) are needed; vote no instead")
         if t.not_by and check_persons:
             self._check_persons(t, state, by, refuse)
-        if t.guards:
-            merged = merge_data(state.data, data or {})
-            ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
-                                       data=merged, state=state.config, workflow=wf.name)
-            for g in t.guards:
-                func = _guards.lookup_guard(g)
-                if func is None and unchecked is not None:
-                    unchecked.append(g)
-                    continue
-                for reason in _guards.run_guard(g, func, ctx):
-                    refuse(f"guard {g}", reason)
+        if t.guards and run_guards:
+            reasons += self._guard_reasons(t, state, trigger, actor, on, data, case_id,
+                                           unchecked, rules)
         if reasons:
             return refused(t)
         target = self.step(state.config, trigger) if vg is None else \
