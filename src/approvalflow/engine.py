@@ -191,6 +191,7 @@ class Engine:
         self._memo: dict[tuple[frozenset[str], str], frozenset[str]] = {}
         self._active_memo: dict[frozenset[str], frozenset[str]] = {}
         self._decisions: dict[tuple[Any, ...], Decision] = {}
+        self._entered_memo: dict[tuple[Any, ...], frozenset[str]] = {}
         self._votes_keys: dict[int, tuple[Any, Any, tuple[Any, ...]]] = {}
         self._finals = frozenset(s for s, d in wf.state_defs.items()
                                  if d.final and d.parent is None)
@@ -812,13 +813,8 @@ class Engine:
             if trigger in self._watch_steps:
                 taken = {**state.taken, trigger: (seq, on)}
             if target != state.config:
-                watch = self._watch_states
-                before, after = self.active(state.config), self.active(target)
-                fresh = (after - before) & watch
-                if t is not None and not t.reminder and t.target in after:
-                    # the step's target (and all within it) is entered anew, even if active
-                    fresh |= {s for s in after & watch
-                              if s == t.target or t.target in self._lineage[s]}
+                after = self.active(target)
+                fresh = self._entered_by(t, state.config, target)
                 gone = [s for s in state.entered if s not in after]
                 if fresh or gone:
                     entered = {s: v for s, v in state.entered.items() if s in after}
@@ -842,6 +838,27 @@ class Engine:
                          state.data, version=seq, last_on=on, ballots=ballots,
                          withdrawn=withdrawn, withdrew_at=withdrew_at, set_at=set_at,
                          persons=persons, taken=taken, entered=entered, joined=joined)
+
+    def _entered_by(self, t: TransitionDef | None, config: frozenset[str],
+                    target: frozenset[str]) -> frozenset[str]:
+        """The watched states a step from ``config`` to ``target`` enters: those that
+        become active, and the step's target with all within it, entered anew even if
+        active (memoised: a pure function of the three; ``t`` is one of this engine's
+        own transitions, which live as long as it, so its id names it)."""
+        key = (id(t), config, target)
+        found = self._entered_memo.get(key)
+        if found is None:
+            watch = self._watch_states
+            before, after = self.active(config), self.active(target)
+            fresh = (after - before) & watch
+            if t is not None and not t.reminder and t.target in after:
+                fresh |= {s for s in after & watch
+                          if s == t.target or t.target in self._lineage[s]}
+            found = frozenset(fresh)
+            if len(self._entered_memo) > 4_096:
+                self._entered_memo.clear()
+            self._entered_memo[key] = found
+        return found
 
     def allowed(self, state: CaseState, *, actor: str | None, on: dt.date,
                 case_id: str = "") -> list[str]:
