@@ -454,6 +454,27 @@ def _rows_of(engine: Engine, state: CaseState, history: Sequence[Event] | Sequen
     return rows
 
 
+#: (id(old rows), id(new rows)) -> (old, new, rows gone, rows added): the awaiting rows
+#: are memoised tuples shared by every case in the same place, so a step's change is
+#: the same for all of them (both tuples are kept, so their ids are not reused).
+_AWAIT_CHANGES: dict[tuple[int, int], tuple[Any, Any, tuple[AwaitRow, ...],
+                                             tuple[AwaitRow, ...]]] = {}
+
+
+def _await_change(old: tuple[AwaitRow, ...], new: tuple[AwaitRow, ...]
+                  ) -> tuple[tuple[AwaitRow, ...], tuple[AwaitRow, ...]]:
+    """The rows in ``old`` and not in ``new``, and those in ``new`` and not in ``old``."""
+    found = _AWAIT_CHANGES.get((id(old), id(new)))
+    if found is not None and found[0] is old and found[1] is new:
+        return found[2], found[3]
+    gone = tuple(sorted(set(old) - set(new)))
+    added = tuple(sorted(set(new) - set(old)))
+    if len(_AWAIT_CHANGES) > 4_096:
+        _AWAIT_CHANGES.clear()
+    _AWAIT_CHANGES[(id(old), id(new))] = (old, new, gone, added)
+    return gone, added
+
+
 def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: CaseState,
             after: CaseState, history: Sequence[Event] | Sequence[Recorded]) -> None:
     """Bring a case's rows from ``before`` to ``after`` (its state once the new events are
@@ -461,13 +482,12 @@ def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: Case
     old_await, old_due = _rows_of(engine, before,
                                   history[:len(history) - (after.version - before.version)])
     new_await, new_due = _rows_of(engine, after, history)
-    if old_await != new_await:
-        gone = [(a, case_id, t) for a, t, _ in set(old_await) - set(new_await)]
-        added = [(a, case_id, t, g) for a, t, g in set(new_await) - set(old_await)]
+    if old_await is not new_await and old_await != new_await:
+        gone, added = _await_change(old_await, new_await)
         if gone:
-            conn.executemany(DELETE_AWAITING, gone)
+            conn.executemany(DELETE_AWAITING, [(a, case_id, t) for a, t, _ in gone])
         if added:
-            conn.executemany(INSERT_AWAITING, added)
+            conn.executemany(INSERT_AWAITING, [(a, case_id, t, g) for a, t, g in added])
     if new_due is not old_due and new_due != old_due:
         conn.execute("DELETE FROM case_due WHERE case_id = ?", (case_id,))
         if new_due:
