@@ -784,9 +784,13 @@ class Engine:
 
     def apply(self, state: CaseState, *, trigger: str, actor: str, on: dt.date, seq: int,
               target: frozenset[str], data: Mapping[str, Any],
-              by: str | None = None) -> CaseState:
-        """The state after a recorded event: the log is the truth, so ``target`` is taken as is."""
-        t = self.enabled_transition(state.config, trigger)
+              by: str | None = None, transition: TransitionDef | None = None) -> CaseState:
+        """The state after a recorded event: the log is the truth, so ``target`` is taken as is.
+
+        ``transition``: the step's transition as the decision on ``state`` found it, when
+        known (else it is looked up)."""
+        t = transition if transition is not None else \
+            self.enabled_transition(state.config, trigger)
         # copied only when they change: a state's mappings are never changed in place, so an
         # unchanged one is shared with the state before
         ballots: Mapping[str, Mapping[str, str]] = state.ballots

@@ -192,7 +192,8 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 step_data = json.loads(text) if payload else {}
                 cur["state"] = engine.apply(
                     state, trigger=trigger, actor=actor, on=when, seq=seq,
-                    target=decision.target, data=step_data, by=by)
+                    target=decision.target, data=step_data, by=by,
+                    transition=decision.transition)
                 cur["history"].append(Recorded(case_id, seq, "fire", trigger, actor, when,
                                                state.config, decision.target, step_data,
                                                workflow=wf.name, workflow_version=wf.version,
