@@ -41,6 +41,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     seen: set[str] = set()  # cases with rows in the buffer (the rest are in the db)
     registered: set[tuple[str, int]] = set()
     timers: dict[str, list[tuple[str, str]]] = {}  # cases of timed workflows -> their rows
+    new_timers: dict[str, list[tuple[str, str]]] = {}  # the same, of cases it creates
     cur: dict[str, Any] | None = None  # the case being imported
     count = 0
     rows_of = projections.ImportProjections()
@@ -60,7 +61,10 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                                 cur["state"], cur["history"])
         if cur["engine"].timed:
             rows = timer_rows(cur["engine"], cur["state"])
-            if rows or not cur["new"]:  # a new case has no rows to replace
+            if cur["new"]:  # created in this import: no rows to replace
+                if rows:
+                    new_timers[cur["id"]] = rows
+            else:
                 timers[cur["id"]] = rows
         final = int(cur["engine"].is_final(cur["state"].config))
         target = json_list(cur["state"].config)
@@ -81,7 +85,9 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             store._conn.executemany(UPDATE_CASE, updates)
         rows_of.flush(store._conn)
         write_timer_rows(store._conn, timers)
+        write_timer_rows(store._conn, new_timers, new=True)
         timers.clear()
+        new_timers.clear()
         events.clear()
         new_cases.clear()
         updates.clear()
