@@ -433,24 +433,26 @@ def insert(conn: sqlite3.Connection, case_id: str, p: Projection) -> None:
         conn.executemany(INSERT_FIELD, [(path, v, case_id) for path, v in p.fields])
 
 
-#: id(state) -> (state, its history's last event, its awaiting rows, its due rows): the
-#: rows a write computed for the state it leaves a case in, so that the next write on
-#: the case, which starts from that state, need not compute them again. A state is
-#: made by one event of one case, and holds with one history (whose last event is
-#: kept to check); the state is kept in the value, so its id is not reused meanwhile.
-_WRITTEN: dict[int, tuple[CaseState, Any, tuple[AwaitRow, ...], tuple[DueRow, ...]]] = {}
+#: id(state) -> (state, its history's last event, the engine, its awaiting rows, its due
+#: rows): the rows a write computed for the state it leaves a case in, so that the next
+#: write on the case, which starts from that state, need not compute them again. A
+#: state is made by one event of one case, and holds with one history (whose last
+#: event is kept to check); the state is kept in the value, so its id is not reused
+#: meanwhile.
+_WRITTEN: dict[int, tuple[CaseState, Any, Engine, tuple[AwaitRow, ...],
+                          tuple[DueRow, ...]]] = {}
 
 
 def _rows_of(engine: Engine, state: CaseState, history: Sequence[Event] | Sequence[Recorded]
              ) -> tuple[tuple[AwaitRow, ...], tuple[DueRow, ...]]:
     last = history[-1] if history else None
     found = _WRITTEN.get(id(state))
-    if found is not None and found[0] is state and found[1] is last:
-        return found[2], found[3]
+    if found is not None and found[0] is state and found[1] is last and found[2] is engine:
+        return found[3], found[4]
     rows = awaiting_rows(engine, state), due_rows(engine, state, history)
     if len(_WRITTEN) > 4_096:
         _WRITTEN.clear()
-    _WRITTEN[id(state)] = (state, last, *rows)
+    _WRITTEN[id(state)] = (state, last, engine, *rows)
     return rows
 
 
