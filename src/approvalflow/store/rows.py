@@ -174,6 +174,11 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
         (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
          workflow, workflow_version, key, prev_hash, hash_, workflow_digest, by,
          position) = row[:19]
+    elif "position" in row and "by" in row and "workflow_digest" in row:
+        # a row the store built: every field, in one C call
+        (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
+         workflow, workflow_version, key, prev_hash, hash_, workflow_digest, by,
+         position) = event_values(row)
     else:
         case_id, seq, kind, trigger, actor = (row["case_id"], row["seq"], row["kind"],
                                               row["trigger"], row["actor"])
