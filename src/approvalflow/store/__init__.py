@@ -60,6 +60,7 @@ from .rows import (
     EVENT_COLUMNS,
     GENESIS,
     INSERT_CASE,
+    INSERT_EVENT,
     INSERT_EVENT_AT,
     SELECT_HEAD,
     SELECT_NEW,
@@ -692,6 +693,13 @@ class Store:
         case = Case(self, wf, case_id, state, (event,))
         self._after_commit()
         return case
+
+    def _insert_event(self, row: Mapping[str, Any]) -> int:
+        """Insert one event row; its feed position (assigned in the statement) comes back.
+        (The step and the creation insert at the position read with the head instead.)"""
+        found = self._conn.execute(INSERT_EVENT + " RETURNING position",
+                                   event_values(row)[:-1]).fetchone()
+        return int(found[0])
 
     def _resolve_workflow(self, workflow: Workflow | str | os.PathLike[str],
                           version: int | None) -> Workflow:
