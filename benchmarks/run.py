@@ -31,6 +31,10 @@ What is measured (see docs/performance.md for the targets and a run's table):
   second, all stored, vs the same ballots cast one request at a time by one writer.
 - ``queries``: the inbox (``store.awaiting``), ``store.due`` and a filtered, paged
   ``store.cases`` on 100,000 cases vs the raw indexed SQL reading the same rows.
+- ``explore``: ``wf.explore()`` on each bundled workflow: its configurations and steps,
+  and the CPU time (``time.process_time``, best of the rounds) of a first walk (a new
+  walk engine, as in a new process) and of a walk again, with the wall clock of the
+  first; the flagship's target is about a second or less.
 - ``tick``: ``store.tick()`` on a store of N submitted flagship cases: with nothing due
   (one indexed range query on the ``timers`` table), and with N/100 expiry timers due
   (each taken in its own transaction, at NORMAL durability).
@@ -66,7 +70,8 @@ FLAGSHIP = "boligsocial-helhedsplan"
 #: Every key the JSON's "benchmarks" object has (the smoke test checks them all).
 BENCHMARK_KEYS = ("fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
                   "peer_eventsourcing_full", "peer_eventsourcing_normal",
-                  "engine_vs_transitions", "migrate", "concurrent_ballots", "queries", "tick")
+                  "engine_vs_transitions", "migrate", "concurrent_ballots", "queries", "tick",
+                  "explore")
 #: The steps a case takes in the benchmarks: creation is event 1, these are 2..10.
 STEPS: tuple[tuple[str, str], ...] = (
     ("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.approve", "aab"), ("3b.approve", "3b"),
@@ -317,9 +322,12 @@ def _raw_store_sql_side(path: Path, durability: str, n: int, n_rounds: int
                     digest = row_hash(row)
                     conn.execute(store_rows.INSERT_EVENT_AT,
                                  (*row, digest, None, None, position + 1))
-                    conn.execute(store_rows.UPDATE_CASE_SAME_DAY if last_on == DAY else
-                                 store_rows.UPDATE_CASE,
-                                 (row[8], seq + 1, DAY, digest, 0, at, case_id))
+                    if last_on == DAY:
+                        conn.execute(store_rows.UPDATE_CASE_SAME_DAY,
+                                     (row[8], seq + 1, digest, 0, at, case_id))
+                    else:
+                        conn.execute(store_rows.UPDATE_CASE,
+                                     (row[8], seq + 1, DAY, digest, 0, at, case_id))
                     gone = [(a, case_id, t) for a, t, _ in set(before) - set(after)]
                     added = [(a, case_id, t, g) for a, t, g in set(after) - set(before)]
                     if gone:
@@ -966,6 +974,40 @@ def bench_engine(n: int, n_rounds: int) -> dict[str, Any]:
             "target": 3.0, "met": ratio <= 3.0}
 
 
+# -- 7b. exploring every reachable configuration -------------------------------------------
+
+#: The flagship's walk should take about a second or less (issue 18).
+EXPLORE_TARGET_S = 1.0
+
+
+def bench_explore(n_rounds: int) -> dict[str, Any]:
+    from approvalflow import explore as explore_module
+
+    out: dict[str, Any] = {"workflows": {}, "rounds": n_rounds, "target_s": EXPLORE_TARGET_S}
+    for name in af.bundled_workflows():
+        wf = af.load_workflow(name)
+        first, first_wall, again = [], [], []
+        for _ in range(n_rounds):
+            explore_module._FREE.clear()  # a new walk engine: its statechart memo empty
+            gc.collect()
+            c0, w0 = time.process_time(), time.perf_counter()
+            report = wf.explore()
+            first.append(time.process_time() - c0)
+            first_wall.append(time.perf_counter() - w0)
+            c0 = time.process_time()
+            again_report = wf.explore()
+            again.append(time.process_time() - c0)
+            assert (again_report.configurations, again_report.steps) == (
+                report.configurations, report.steps)
+        out["workflows"][name] = {
+            "version": wf.version, "configurations": report.configurations,
+            "steps": report.steps, "ok": report.ok, "first_cpu_s": round(min(first), 3),
+            "first_wall_s": round(min(first_wall), 3), "again_cpu_s": round(min(again), 3)}
+    flagship_row = out["workflows"].get(FLAGSHIP)
+    out["met"] = flagship_row is not None and flagship_row["first_cpu_s"] <= EXPLORE_TARGET_S
+    return out
+
+
 # -- 8. concurrent ballots on one case ----------------------------------------------------------
 
 VOTERS = tuple(f"v{n}" for n in range(1, 9))
@@ -1138,6 +1180,14 @@ def table(results: dict[str, Any]) -> str:
             f"{r['timer_rows']:,} timer rows", "-", "a few ms", r["idle_ms"] <= 10)
         add(f"tick, {r['cases']:,} cases, {r['due']:,} due", f"{r['due_seconds']} s",
             f"{r['per_step_us']} µs per timed step", "-", "about 1 s per 1,000", r["met"])
+    r = b.get("explore", {})
+    for name, w in r.get("workflows", {}).items():
+        flagship_row = name == FLAGSHIP
+        add(f"explore {name} v{w['version']}, {w['configurations']:,} configurations, "
+            f"{w['steps']:,} steps", f"{w['first_cpu_s']} s CPU (again {w['again_cpu_s']} s)",
+            f"wall clock {w['first_wall_s']} s", "-",
+            f"<= {r['target_s']:g} s" if flagship_row else "-",
+            r["met"] if flagship_row else None)
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
              for row in rows]
@@ -1212,6 +1262,7 @@ def main(argv: list[str] | None = None) -> int:
         step("queries", lambda: bench_queries(tmp, size["bulk_cases"], n_rounds,
                                               size["query_repeats"]))
         step("tick", lambda: bench_tick(tmp, size["tick_cases"]))
+        step("explore", lambda: bench_explore(n_rounds))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["finished"] = now()

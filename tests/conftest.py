@@ -37,14 +37,79 @@ settings.load_profile(os.environ.get("APPROVALFLOW_HYPOTHESIS_PROFILE")
                       or ("ci" if ci_requested(os.environ.get("CI")) else "dev"))
 
 
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends: run the test's store on SQLite and on "
+                            "PostgreSQL (a parameter 'backend')")
+    config.addinivalue_line("markers", "sqlite_only: in a module marked backends, a test "
+                            "of something only SQLite has (its file, its pragmas)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``backends`` runs once per backend; others on SQLite alone."""
+    definition = metafunc.definition
+    if "backend" in metafunc.fixturenames and definition.get_closest_marker("backends") \
+            and not definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL (tests/pgserver.py), or $APPROVALFLOW_TEST_PG_URL's server.
+
+    Without one the PostgreSQL tests skip, saying why; under CI they fail instead."""
+    from tests.pgserver import ENV_URL, Server
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        reason = "psycopg is not installed (pip install 'approvalflow[postgres]')"
+        server = None
+    else:
+        reason = ""
+        server = None
+        if os.environ.get(ENV_URL):
+            server = Server(os.environ[ENV_URL])
+        else:
+            try:
+                server = Server.start()
+            except RuntimeError as e:
+                reason = str(e)
+    if server is None:
+        if ci_requested(os.environ.get("CI")):
+            pytest.fail(f"CI runs the PostgreSQL tests, but: {reason}.")
+        pytest.skip(f"no PostgreSQL server: {reason}")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "cases.db"
 
 
 @pytest.fixture
-def store(db_path: Path):
-    with af.open_store(db_path) as s:
+def store_url(backend: str, db_path: Path, request: pytest.FixtureRequest):
+    """Where the test's store lives: a SQLite file, or a fresh schema on PostgreSQL."""
+    if backend == "sqlite":
+        yield str(db_path)
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.fresh_url()
+    yield url
+    server.drop(url)
+
+
+@pytest.fixture
+def store(store_url: str):
+    with af.open_store(store_url) as s:
         yield s
 
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -624,13 +623,12 @@ def redecide_log(path: str | Path, case_id: str, wf: Workflow) -> tuple[Model, l
     """Read ``case_id``'s events straight from the file and re-decide each with a fresh
     model: every problem found (a step the model refuses, a wrong source or target, a
     gap in the sequence) and the model at the end."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = conn.execute("SELECT seq, kind, trigger, actor, on_date, source, target, data, "
-                            "by FROM events WHERE case_id = ? ORDER BY seq",
-                            (case_id,)).fetchall()
-    finally:
-        conn.close()
+    from tests import rawdb  # the store's database on either backend, read underneath it
+
+    with rawdb.raw(str(path)) as conn:
+        rows = [tuple(r) for r in conn.execute(
+            "SELECT seq, kind, trigger, actor, on_date, source, target, data, by FROM events "
+            "WHERE case_id = ? ORDER BY seq", (case_id,)).fetchall()]
     problems: list[str] = []
     seq, kind, _, _, on_date, _, target, data, by = rows[0]
     model = Model(wf, json.loads(data), dt.date.fromisoformat(on_date), by)

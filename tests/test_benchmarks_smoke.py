@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
         "peer_eventsourcing_full", "peer_eventsourcing_normal", "engine_vs_transitions",
-        "migrate", "concurrent_ballots", "queries", "tick"}
+        "migrate", "concurrent_ballots", "queries", "tick", "explore"}
 RATIO_KEYS = {"fire_full", "fire_normal", "bulk_import", "verify", "cli",
               "engine_vs_transitions", "concurrent_ballots", "queries"}
 
@@ -43,6 +43,13 @@ def test_quick_run_writes_every_benchmark(tmp_path: Path) -> None:
     assert ballots["ballots_stored"] == ballots["ballots"] == 8 * ballots["cases"]
     assert bench["tick"]["due"] == bench["tick"]["cases"] // 100
     assert bench["tick"]["timer_rows"] == bench["tick"]["cases"]
+    walks = bench["explore"]["workflows"]
+    assert set(walks) == {"boligsocial-helhedsplan", "medfinansiering-restbeloeb"}
+    assert (walks["boligsocial-helhedsplan"]["configurations"],
+            walks["boligsocial-helhedsplan"]["steps"]) == (8_606, 58_107)
+    assert all(w["ok"] for w in walks.values()), walks
+    assert walks["boligsocial-helhedsplan"]["first_cpu_s"] > 0
+    assert "| explore boligsocial-helhedsplan v3, 8,606 configurations" in done.stdout
     for question in ("inbox", "due", "cases_filtered"):
         assert bench["queries"][question]["ratio"] > 0, question
     # The peer runs whenever it is importable here (the bench extra); only then may it be

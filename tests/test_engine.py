@@ -351,6 +351,28 @@ def test_a_guard_returning_none_refuses() -> None:
     assert run_guard("listed", lambda c: [], ctx) == []
 
 
+def test_a_guard_answer_that_says_nothing_still_refuses_with_a_reason() -> None:
+    """An empty string, bytes, or a generator of reasons that fails part-way each refuse
+    with a reason that names the guard, never an empty one and never an exception."""
+    from approvalflow.guards import GuardContext, run_guard
+
+    ctx = GuardContext(case_id="c", trigger="t", actor="a", on=dt.date(2024, 1, 1), data={},
+                       state=frozenset(), workflow="w")
+
+    def failing(c: GuardContext):  # type: ignore[no-untyped-def]
+        yield "first"
+        raise KeyError("budget")
+
+    assert run_guard("quiet", lambda c: "", ctx) == [
+        "guard 'quiet' does not hold (it gave an empty reason)"]
+    assert run_guard("quiet", lambda c: ["", "too late"], ctx) == [
+        "guard 'quiet' does not hold (it gave an empty reason)", "too late"]
+    [bytes_reason] = run_guard("raw", lambda c: b"", ctx)
+    assert "returned b''" in bytes_reason
+    [failed] = run_guard("gen", failing, ctx)
+    assert failed == "guard 'gen' failed with KeyError: 'budget'"
+
+
 def test_a_guard_name_is_not_silently_taken_over() -> None:
     """Registering a different function under a taken guard name is an error."""
 

@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 
 import approvalflow as af
+from tests import rawdb
 from tests import writer_process as wp
+
+pytestmark = pytest.mark.backends
 
 CTX = multiprocessing.get_context("spawn")
 CONSOLE = Path(sys.executable).with_name("approvalflow")
@@ -56,7 +59,7 @@ def test_feed_refuses_bad_arguments(store: af.Store, after: Any, limit: Any) -> 
         store.feed(after=after, limit=limit)
 
 
-def test_rolled_back_transactions_leave_no_gap(store: af.Store, db_path: Path) -> None:
+def test_rolled_back_transactions_leave_no_gap(store: af.Store) -> None:
     """A bulk block that fails and a refused step take no position: the next committed
     event takes the next number, and verify finds the feed whole."""
     case = _loop_case(store, "a")
@@ -105,17 +108,16 @@ def test_migration_numbers_existing_events_in_insert_order(tmp_path: Path) -> No
 # -- subscriptions --------------------------------------------------------------------------
 
 
-def test_subscriber_is_called_after_the_commit(store: af.Store, db_path: Path) -> None:
+def test_subscriber_is_called_after_the_commit(store: af.Store, store_url: str) -> None:
     """The callback runs once per event, after the commit: another connection already sees
     the event, and the Case object has already moved on."""
     seen: list[tuple[int | None, int, str]] = []
     case = _loop_case(store, "a")
 
     def callback(event: af.Event) -> None:
-        other = sqlite3.connect(db_path)  # a reader outside the writing transaction
-        stored = other.execute("SELECT COUNT(*) FROM events WHERE case_id = ? AND seq = ?",
-                               (event.case_id, event.seq)).fetchone()[0]
-        other.close()
+        with rawdb.raw(store_url) as other:  # a reader outside the writing transaction
+            stored = other.execute("SELECT COUNT(*) FROM events WHERE case_id = ? AND seq = ?",
+                                   (event.case_id, event.seq)).fetchone()[0]
         seen.append((event.position, stored, str(case.version)))
 
     store.subscribe(callback)
@@ -171,22 +173,22 @@ def test_subscribe_takes_a_function(store: af.Store) -> None:
 # -- tail, and many writers with a follower -------------------------------------------------
 
 
-def _tail(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _tail(db: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(CONSOLE), "--db", str(db), "tail", *args], capture_output=True,
                           text=True, timeout=120)
 
 
-def test_tail_prints_the_feed(db_path: Path) -> None:
+def test_tail_prints_the_feed(store_url: str) -> None:
     """tail prints one line per event from --after on; --json one object per line."""
-    with af.open_store(db_path) as store:
+    with af.open_store(store_url) as store:
         case = _loop_case(store, "a")
         case.fire("propose", actor="tmf", on=wp.ON, by="k.berg")
-    done = _tail(db_path)
+    done = _tail(store_url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "     1  a #1  2022-01-10  [create] create by tmf: draft",
         "     2  a #2  2022-01-10  propose by tmf (k.berg): tmu_review"]
-    as_json = _tail(db_path, "--after", "1", "--json")
+    as_json = _tail(store_url, "--after", "1", "--json")
     rows = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert [(r["position"], r["seq"], r["by"]) for r in rows] == [(2, 2, "k.berg")]
 
@@ -199,19 +201,19 @@ def _reader(stream: Any, lines: list[str], enough: threading.Event, want: int) -
     enough.set()
 
 
-def test_follower_sees_every_committed_event_once_in_order(db_path: Path) -> None:
+def test_follower_sees_every_committed_event_once_in_order(store_url: str) -> None:
     """Writer processes (some of whose transactions roll back) and a `tail --follow`
     process: the follower prints every committed event exactly once, positions 1..n in
     order, and ends cleanly on SIGINT."""
     writers, steps = 3, 12
-    with af.open_store(db_path):
+    with af.open_store(store_url):
         pass  # the file exists before the follower opens it
-    follower = subprocess.Popen([str(CONSOLE), "--db", str(db_path), "tail", "--follow",
+    follower = subprocess.Popen([str(CONSOLE), "--db", store_url, "tail", "--follow",
                                  "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
     try:
         start, results = CTX.Barrier(writers), CTX.Queue()
-        procs = [CTX.Process(target=wp.feed_writer, args=(str(db_path), i, steps, start,
+        procs = [CTX.Process(target=wp.feed_writer, args=(store_url, i, steps, start,
                                                           results)) for i in range(writers)]
         for p in procs:
             p.start()
@@ -240,7 +242,7 @@ def test_follower_sees_every_committed_event_once_in_order(db_path: Path) -> Non
     assert {(e["case_id"], e["seq"]) for e in events} == acked
     assert len(events) == len(acked) == writers * (steps + 1)
     assert not any(e["note"] == "rolled back" for e in events)
-    with af.open_store(db_path) as store:
+    with af.open_store(store_url) as store:
         assert store.verify().ok
 
 

@@ -11,6 +11,8 @@ import pytest
 import approvalflow as af
 from tests.conftest import approve_all
 
+pytestmark = pytest.mark.backends
+
 OLD = "old_running"  # the old plan's region: running until the expiry is recorded
 
 

@@ -1,16 +1,18 @@
 """Forbidden steps written into the log, as an attacker would: verify must name each.
 
-Every forged row here is appended with plain sqlite3 and hashed and chained exactly as
-the library does it (``store.rows.event_hash``), and the ``cases`` row is updated to
-match, so the chain alone proves nothing: only re-deciding the step can catch it.
-Also here: stale Case objects, which must never write a step decided on another state.
+Every forged row here is appended with a raw connection (tests/rawdb.py: sqlite3, or
+psycopg on PostgreSQL) and hashed and chained exactly as the library does it
+(``store.rows.event_hash``), and the ``cases`` row is updated to match, so the chain
+alone proves nothing: only re-deciding the step can catch it. Also here: stale Case
+objects, which must never write a step decided on another state. The tests run on
+SQLite and PostgreSQL, but for rows damaged into SQLite's other storage classes and a
+full disk, which only SQLite has.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,10 @@ from approvalflow.canonical import canonical_json, sha256_hex
 from approvalflow.engine import engine_for
 from approvalflow.guards import GuardContext, guard, unregister_guard
 from approvalflow.store.rows import event_hash
+from tests import rawdb
 from tests.figures import figures  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.backends
 
 WORKFLOW = """
 [workflow]
@@ -139,17 +144,16 @@ def wf() -> af.Workflow:
 
 
 @pytest.fixture
-def log(tmp_path: Path, wf: af.Workflow) -> Path:
-    """A file with case 'x' submitted on 2024-01-10 (budget 50, start 2024-03-01)."""
-    path = tmp_path / "forgery.db"
-    with af.open_store(path) as store:
+def log(store_url: str, wf: af.Workflow) -> str:
+    """A store with case 'x' submitted on 2024-01-10 (budget 50, start 2024-03-01)."""
+    with af.open_store(store_url) as store:
         case = store.create_case(wf, "x", actor="clerk", on="2024-01-10",
                                  data={"budget": 50, "start": "2024-03-01"})
         case.fire("submit", actor="clerk", on="2024-01-10")
-    return path
+    return store_url
 
 
-def _steps(path: Path, *steps: tuple[str, str, str]) -> None:
+def _steps(path: str | Path, *steps: tuple[str, str, str]) -> None:
     """Honest steps (trigger, actor, date) on case 'x', through the library."""
     with af.open_store(path) as store:
         case = store.case("x")
@@ -157,14 +161,19 @@ def _steps(path: Path, *steps: tuple[str, str, str]) -> None:
             case.fire(trigger, actor=actor, on=on)
 
 
-def forge(path: Path, trigger: str, actor: str, on: str, *, data: dict[str, Any] | None = None,
-          target: list[str] | None = None, kind: str = "fire", case_id: str = "x") -> None:
+def forge(path: str | Path, trigger: str, actor: str, on: str, *,
+          data: dict[str, Any] | None = None, target: list[str] | None = None,
+          kind: str = "fire", case_id: str = "x") -> None:
     """Append a step behind the library's back: chained, hashed as the library hashes, the
     statechart's own target computed with the engine, the cases row updated to match."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    last = dict(conn.execute("SELECT * FROM events WHERE case_id = ? ORDER BY seq DESC LIMIT 1",
-                             (case_id,)).fetchone())
+    with rawdb.raw(str(path)) as conn:
+        _forge(conn, trigger, actor, on, data=data, target=target, kind=kind, case_id=case_id)
+
+
+def _forge(conn: Any, trigger: str, actor: str, on: str, *, data: dict[str, Any] | None,
+           target: list[str] | None, kind: str, case_id: str) -> None:
+    [last] = rawdb.dicts(conn, "SELECT * FROM events WHERE case_id = ? ORDER BY seq DESC "
+                               "LIMIT 1", (case_id,))
     source = json.loads(last["target"])
     if target is None:
         wf = af.loads_workflow(conn.execute("SELECT source FROM workflows").fetchone()[0])
@@ -177,23 +186,20 @@ def forge(path: Path, trigger: str, actor: str, on: str, *, data: dict[str, Any]
            "prev_hash": last["hash"], "workflow_digest": None, "by": None,
            "position": conn.execute("SELECT MAX(position) + 1 FROM events").fetchone()[0]}
     row["hash"] = event_hash(row)
-    columns = ", ".join(row)
-    conn.execute(f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(row))})",
-                 tuple(row.values()))
+    rawdb.insert_event(conn, row)
     final = int(target in (["done"], ["refused"]))
     conn.execute("UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
                  "updated_at = ? WHERE case_id = ?",
                  (row["target"], row["seq"], on, row["hash"], final, row["recorded_at"],
                   case_id))
-    conn.close()
 
 
-def problems(path: Path, **kwargs: Any) -> list[str]:
+def problems(path: str | Path, **kwargs: Any) -> list[str]:
     with af.open_store(path) as store:
         return store.verify(**kwargs).problems
 
 
-def test_honest_log_verifies(log: Path) -> None:
+def test_honest_log_verifies(log: str) -> None:
     """The honest log, taken all the way through, has no problem."""
     _steps(log, ("board.yes", "a", "2024-01-11"), ("board.yes", "b", "2024-01-12"),
            ("chair.ok", "chair", "2024-01-12"), ("send", "clerk", "2024-01-13"),
@@ -223,7 +229,7 @@ FORGERIES = {
 }
 
 
-def _forge_one(log: Path, name: str) -> tuple[bool, list[str]]:
+def _forge_one(log: str | Path, name: str) -> tuple[bool, list[str]]:
     """Take FORGERIES[name]'s honest steps, append its forged step; was it named by rule?"""
     honest, (trigger, actor, on, target), rule = FORGERIES[name]
     _steps(log, *honest)
@@ -236,13 +242,14 @@ def _forge_one(log: Path, name: str) -> tuple[bool, list[str]]:
 
 
 @pytest.mark.parametrize("name", sorted(FORGERIES))
-def test_forged_step_breaking_a_rule_is_named(log: Path, name: str) -> None:
+def test_forged_step_breaking_a_rule_is_named(log: str, name: str) -> None:
     """A forged step that breaks one rule is reported with its case, event and rule."""
     named, found = _forge_one(log, name)
     assert found, f"the forged {name!r} step went unnoticed"
     assert named, found
 
 
+@pytest.mark.sqlite_only  # the figure for the docs; each forgery runs on both backends above
 def test_forgery_figures(tmp_path: Path, wf: af.Workflow, figures) -> None:  # noqa: F811
     """Every kind of forged step, each on a log of its own, is named: the figure for the docs."""
     caught = 0
@@ -311,11 +318,11 @@ def test_forged_expectation_that_moves_the_case_is_named(log: Path) -> None:
     assert any("event 3: an expectation changes no state" in p for p in problems(log))
 
 
-def test_flagship_forgery_from_the_report_fails_verify_and_heads(tmp_path: Path,
+def test_flagship_forgery_from_the_report_fails_verify_and_heads(store_url: str,
                                                                 seed_data) -> None:
     """The reported attack on the flagship: send_to_lbf while 3B and VIBO are pending, then
     LBF's decision and the start before the planned start; caught with and without heads."""
-    path = tmp_path / "flagship.db"
+    path = store_url
     with af.open_store(path) as store:
         case = store.create_case("boligsocial-helhedsplan", "mimerskvarteret", actor="tmf",
                                  on="2021-11-01", data=seed_data)
@@ -339,28 +346,28 @@ def test_flagship_forgery_from_the_report_fails_verify_and_heads(tmp_path: Path,
 # -- the workflow text is in the chain ------------------------------------------------------
 
 
-def _edit_workflow(path: Path, *, rewrite_digest: bool) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER workflows_no_update")
-    source = conn.execute("SELECT source FROM workflows").fetchone()[0]
-    edited = source.replace('actors = ["chair"]', 'actors = ["chair", "clerk"]')
-    assert edited != source
-    conn.execute("UPDATE workflows SET source = ?", (edited,))
-    if rewrite_digest:
-        conn.execute("UPDATE workflows SET digest = ?", (sha256_hex(edited),))
-    conn.close()
+def _edit_workflow(path: str, *, rewrite_digest: bool) -> None:
+    with rawdb.unguarded(path) as conn:
+        source = conn.execute("SELECT source FROM workflows").fetchone()[0]
+        edited = source.replace('actors = ["chair"]', 'actors = ["chair", "clerk"]')
+        assert edited != source
+        conn.execute("UPDATE workflows SET source = ?", (edited,))
+        if rewrite_digest:
+            conn.execute("UPDATE workflows SET digest = ?", (sha256_hex(edited),))
 
 
-def test_workflows_table_is_append_only(log: Path) -> None:
-    """Triggers refuse UPDATE and DELETE on the stored workflow texts, even through sqlite3."""
-    conn = sqlite3.connect(log, isolation_level=None)
-    for sql in ("UPDATE workflows SET source = 'x'", "DELETE FROM workflows"):
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            conn.execute(sql)
-    conn.close()
+def test_workflows_table_is_append_only(log: str) -> None:
+    """Triggers refuse UPDATE and DELETE on the stored workflow texts, even through a raw
+    connection."""
+    with rawdb.raw(log) as conn:
+        for sql in ("UPDATE workflows SET source = 'x'", "DELETE FROM workflows"):
+            with pytest.raises(rawdb.errors(), match="append-only"):
+                conn.execute(sql)
+        assert conn.execute("SELECT count(*) FROM workflows").fetchone()[0] == 1
+    assert problems(log) == []
 
 
-def test_edited_workflow_text_is_caught_by_its_digest(log: Path) -> None:
+def test_edited_workflow_text_is_caught_by_its_digest(log: str) -> None:
     """An edited stored workflow text no longer matches its digest column."""
     _edit_workflow(log, rewrite_digest=False)
     found = problems(log)
@@ -368,7 +375,7 @@ def test_edited_workflow_text_is_caught_by_its_digest(log: Path) -> None:
                             "match its digest") for p in found), found
 
 
-def test_edited_workflow_text_with_rewritten_digest_is_caught_by_the_creation(log: Path) -> None:
+def test_edited_workflow_text_with_rewritten_digest_is_caught_by_the_creation(log: str) -> None:
     """With the digest column rewritten too, the creation's hashed commitment catches it,
     and the step the edited text allows is still refused by nothing else."""
     _edit_workflow(log, rewrite_digest=True)
@@ -388,11 +395,10 @@ CASES_EDITS = {
 
 
 @pytest.mark.parametrize("column", sorted(CASES_EDITS))
-def test_cases_column_edited_is_named(log: Path, column: str) -> None:
+def test_cases_column_edited_is_named(log: str, column: str) -> None:
     """Each column of the cases table is checked against what the events say."""
-    conn = sqlite3.connect(log, isolation_level=None)
-    conn.execute(f"UPDATE cases SET {column} = {CASES_EDITS[column]} WHERE case_id = 'x'")
-    conn.close()
+    with rawdb.raw(log) as conn:
+        conn.execute(f"UPDATE cases SET {column} = {CASES_EDITS[column]} WHERE case_id = 'x'")
     found = problems(log)
     assert found and all(p.startswith("case 'x'") for p in found), found
     name = {"seq": "event 7", "head_hash": "head hash", "state": "state"}.get(column, column)
@@ -401,25 +407,38 @@ def test_cases_column_edited_is_named(log: Path, column: str) -> None:
 
 # -- damaged rows and odd heads are reported, never raised ----------------------------------
 
-DAMAGE = {"note": "X'41'", "source": "'5'", "data": "'[1]'", "seq": "'two'",
-          "on_date": "'2024-13-45'", "target": "'{'", "kind": "X'66697265'"}
+DAMAGE = {"source": "'5'", "data": "'[1]'", "on_date": "'2024-13-45'", "target": "'{'",
+          "note": "''", "kind": "'fire '"}
+#: Values of another storage class than the column's: only SQLite's columns take them.
+SQLITE_DAMAGE = {"note": "X'41'", "seq": "'two'", "kind": "X'66697265'"}
+
+
+def _damage(log: str, column: str, value: str) -> None:
+    with rawdb.unguarded(log) as conn:
+        conn.execute(f"UPDATE events SET {column} = {value} WHERE case_id = 'x' AND seq = 2")
+    found = problems(log)
+    assert found and all(p.startswith("case 'x'") for p in found), found
 
 
 @pytest.mark.parametrize("column", sorted(DAMAGE))
-def test_damaged_row_is_a_problem_naming_the_case(log: Path, column: str) -> None:
-    """A row edited to the wrong type or to broken JSON is reported with its case."""
-    conn = sqlite3.connect(log, isolation_level=None)
-    conn.execute("DROP TRIGGER events_no_update")
-    conn.execute(f"UPDATE events SET {column} = {DAMAGE[column]} WHERE case_id = 'x' AND seq = 2")
-    conn.close()
-    found = problems(log)
-    assert found and all(p.startswith("case 'x'") for p in found), found
+def test_damaged_row_is_a_problem_naming_the_case(log: str, column: str) -> None:
+    """A row edited to broken JSON, an impossible date or another text is reported with
+    its case."""
+    _damage(log, column, DAMAGE[column])
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("column", sorted(SQLITE_DAMAGE))
+def test_row_damaged_into_another_type_is_a_problem_naming_the_case(log: str,
+                                                                      column: str) -> None:
+    """A row edited to a blob or to text in a number's column is reported with its case."""
+    _damage(log, column, SQLITE_DAMAGE[column])
 
 
 @pytest.mark.parametrize("head", [{"seq": float("inf"), "hash": "a"}, {"seq": 2**63, "hash": "a"},
                                   {"seq": True, "hash": "a"}, {"seq": 1}, "text", None,
                                   {"seq": "1", "hash": "a"}, {"seq": 0, "hash": "a"}])
-def test_odd_exported_heads_are_problems_not_crashes(log: Path, head: Any) -> None:
+def test_odd_exported_heads_are_problems_not_crashes(log: str, head: Any) -> None:
     """An exported head that is not {seq, hash} is one problem naming the case."""
     found = problems(log, heads={"x": head})
     assert len(found) == 1 and found[0].startswith("case 'x': the exported head"), found
@@ -428,7 +447,7 @@ def test_odd_exported_heads_are_problems_not_crashes(log: Path, head: Any) -> No
 # -- guards that can't be re-checked are counted, not passed ---------------------------------
 
 
-def test_unregistered_guard_is_counted_and_fails_strict(log: Path) -> None:
+def test_unregistered_guard_is_counted_and_fails_strict(log: str) -> None:
     """Steps whose guard is not registered are 'not re-checked'; strict makes them problems."""
     _steps(log, ("board.yes", "a", "2024-01-11"), ("board.yes", "b", "2024-01-12"),
            ("chair.ok", "chair", "2024-01-12"), ("send", "clerk", "2024-01-13"))
@@ -450,10 +469,10 @@ def test_unregistered_guard_is_counted_and_fails_strict(log: Path) -> None:
 # -- stale Case objects ---------------------------------------------------------------------
 
 
-def test_stale_case_after_rolled_back_bulk_cannot_move_a_withdrawn_case(db_path: Path) -> None:
+def test_stale_case_after_rolled_back_bulk_cannot_move_a_withdrawn_case(store_url: str) -> None:
     """The reported repro: a Case fired inside a bulk block that raised, then the case was
     withdrawn elsewhere; the stale object's next step is refused and nothing is stored."""
-    with af.open_store(db_path) as store:
+    with af.open_store(store_url) as store:
         store.create_case("medfinansiering-restbeloeb", "A", actor="tmf", on="2022-01-10",
                           data={"amount": 600_000})
         c = store.case("A")
@@ -462,7 +481,7 @@ def test_stale_case_after_rolled_back_bulk_cannot_move_a_withdrawn_case(db_path:
             c.fire("propose", actor="tmf", on="2022-01-12")
             raise RuntimeError("the application failed inside the block")
         assert (c.state, c.version, c.history, dict(c.data)) == before
-        with af.open_store(db_path) as other:
+        with af.open_store(store_url) as other:
             other.case("A").fire("withdraw", actor="tmf", on="2022-01-13")
         with pytest.raises((af.TransitionRefusedError, af.ConcurrencyError)):
             c.fire("tmu.recommend", actor="tmu", on="2022-02-07")
@@ -472,6 +491,7 @@ def test_stale_case_after_rolled_back_bulk_cannot_move_a_withdrawn_case(db_path:
         assert store.verify().ok
 
 
+@pytest.mark.sqlite_only  # max_pages caps a SQLite file; PostgreSQL has no such cap
 def test_stale_case_after_a_bulk_that_hit_a_full_disk(db_path: Path) -> None:
     """A bulk block that fails on a full disk also puts its Case objects back."""
     with af.open_store(db_path) as store:
@@ -495,14 +515,14 @@ def test_stale_case_after_a_bulk_that_hit_a_full_disk(db_path: Path) -> None:
         assert store.verify().ok
 
 
-def test_copy_with_the_same_sequence_but_another_history_is_refused(db_path: Path) -> None:
+def test_copy_with_the_same_sequence_but_another_history_is_refused(store_url: str) -> None:
     """The append compares the stored head hash, not only the event number: an object
     holding an event 2 that was never stored (here forced back into that state, as a
     stale copy would be) can't write event 3 onto the stored event 2."""
-    with af.open_store(db_path) as store:
+    with af.open_store(store_url) as store:
         store.create_case("medfinansiering-restbeloeb", "A", actor="tmf", on="2022-01-10",
                           data={"amount": 600_000})
-    with af.open_store(db_path) as one, af.open_store(db_path) as two:
+    with af.open_store(store_url) as one, af.open_store(store_url) as two:
         stale = one.case("A")
         with pytest.raises(RuntimeError), one.bulk():
             stale.fire("propose", actor="tmf", on="2022-01-12", note="never stored")
@@ -513,6 +533,6 @@ def test_copy_with_the_same_sequence_but_another_history_is_refused(db_path: Pat
         assert stale.version == 2 and stale.history[-1].note == "never stored"
         with pytest.raises(af.ConcurrencyError, match="another history"):
             stale.fire("tmu.recommend", actor="tmu", on="2022-02-07")
-    with af.open_store(db_path) as store:
+    with af.open_store(store_url) as store:
         assert [e.note for e in store.case("A").history] == [None, "stored"]
         assert store.verify().ok

@@ -28,6 +28,10 @@ from approvalflow.cli import cli
 
 from .conftest import FLAGSHIP, approve_all
 
+# The tests of the store's promises run on SQLite and on PostgreSQL (those using the
+# ``store`` fixture); those of SQLite's file (backup) stay SQLite's.
+pytestmark = pytest.mark.backends
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,7 +40,7 @@ def runner() -> CliRunner:
     return CliRunner(env={"APPROVALFLOW_DB": None})
 
 
-def run(runner: CliRunner, db: Path | None, *args: str) -> Result:
+def run(runner: CliRunner, db: str | Path | None, *args: str) -> Result:
     argv = (["--db", str(db)] if db is not None else []) + list(args)
     return runner.invoke(cli, argv, catch_exceptions=False)
 
@@ -168,7 +172,7 @@ def test_check_data_returns_a_fresh_copy():
 
 @pytest.mark.parametrize("on", ["9999-12", "0001-01", "9999-12-31", "1899-12-31",
                                 "3000-01-01", dt.date(1, 1, 1), dt.date.max])
-def test_an_expectation_outside_the_range_is_refused(store, submitted, db_path, on):
+def test_an_expectation_outside_the_range_is_refused(store, submitted, store_url, on):
     """case.expect with a date outside the range is refused; due and show keep working."""
     before = submitted.version
     with pytest.raises(af.InvalidInputError, match=DATE_RANGE):
@@ -179,7 +183,7 @@ def test_an_expectation_outside_the_range_is_refused(store, submitted, db_path, 
 
 
 def test_the_range_ends_are_accepted_and_every_read_still_works(store, submitted, runner,
-                                                                 db_path):
+                                                                 store_url):
     """An expectation on the last accepted day, due asked on it with the widest window: no
     read fails (show, forecast, deadlines, due, the CLI)."""
     submitted.expect("3b.approve", "2999-12", actor="tmf", said_on="2021-11-02")
@@ -192,13 +196,13 @@ def test_the_range_ends_are_accepted_and_every_read_still_works(store, submitted
     for args in (["show", submitted.id, "--on", "2999-12-31"],
                  ["due", "--on", "2999-12-31", "--within", "36500"],
                  ["due", "--on", "1900-01-01", "--within", "36500"]):
-        result = run(runner, db_path, *args)
+        result = run(runner, store_url, *args)
         assert result.exit_code == 0, (args, result.stderr)
 
 
 @pytest.mark.parametrize("value", ["0001-01-01", "9999-12-31", "1899-12-31"])
 def test_a_data_date_outside_the_range_is_a_clear_problem(store, flagship, seed_data, runner,
-                                                            db_path, value):
+                                                            store_url, value):
     """planned_start = '0001-01-01' in the data: forecast, deadlines, due and show explain it,
     and the guarded step is refused naming the range, never an OverflowError."""
     seed_data["planned_start"] = value
@@ -214,9 +218,9 @@ def test_a_data_date_outside_the_range_is_a_clear_problem(store, flagship, seed_
     assert isinstance(store.due(on="2022-02-10", within_days=36_500), list)
     with pytest.raises(af.TransitionRefusedError, match=DATE_RANGE):
         case.fire("start", actor="tmf", on="2022-03-02")
-    result = run(runner, db_path, "show", "old", "--on", "2022-02-10")
+    result = run(runner, store_url, "show", "old", "--on", "2022-02-10")
     assert result.exit_code == 0, result.stderr
-    assert run(runner, db_path, "due", "--on", "2022-02-10").exit_code == 0
+    assert run(runner, store_url, "due", "--on", "2022-02-10").exit_code == 0
     assert store.verify().ok
 
 
@@ -585,7 +589,7 @@ HUGE = 10 ** 5000
 
 
 def test_an_int_too_long_for_text_is_invalid_input_everywhere(store, flagship, seed_data,
-                                                               db_path):
+                                                               store_url):
     """Ints over 4,300 digits in data: InvalidInputError from create_case, fire and
     import_events, and nothing is written."""
     with pytest.raises(af.InvalidInputError, match="digits"):
@@ -701,16 +705,16 @@ def test_a_store_used_from_another_thread_says_to_open_one_per_thread(store, sub
         _ = store.schema_version
 
 
-def test_one_store_per_thread_works(db_path, submitted):
+def test_one_store_per_thread_works(store_url, submitted):
     """Each thread opening its own store on the same file reads and writes normally."""
     def work() -> None:
-        with af.open_store(db_path) as own:
+        with af.open_store(store_url) as own:
             case = own.case(submitted.id)
             case.fire("aab.approve", actor="aab", on="2021-11-03")
             assert own.verify().ok
 
     assert in_thread(work) is None
-    with af.open_store(db_path) as again:
+    with af.open_store(store_url) as again:
         assert again.case(submitted.id).version == 3
 
 
@@ -824,10 +828,10 @@ def test_a_wal_without_its_shm_in_a_read_only_folder_is_explained(tmp_path, seed
     assert "-wal" in result.stderr and "-shm" in result.stderr
 
 
-def test_a_read_only_store_refuses_writes(db_path, submitted, flagship):
+def test_a_read_only_store_refuses_writes(store_url, submitted, flagship):
     """open_store(readonly=True): reads work; create, fire, expect, bulk and import raise
     StoreError and write nothing."""
-    with af.open_store(db_path, readonly=True) as ro:
+    with af.open_store(store_url, readonly=True) as ro:
         assert ro.readonly and ro.verify().ok
         case = ro.case(submitted.id)
         assert case.state == submitted.state
@@ -843,7 +847,7 @@ def test_a_read_only_store_refuses_writes(db_path, submitted, flagship):
                 write()
         with pytest.raises(af.StoreError), ro.bulk():
             ro.create_case(flagship, "new", actor="tmf", on="2021-11-02")
-    with af.open_store(db_path) as rw:
+    with af.open_store(store_url) as rw:
         assert [c.case_id for c in rw.cases()] == [submitted.id]
         assert rw.case(submitted.id).version == 2
 
@@ -905,6 +909,7 @@ def test_the_cli_refuses_a_c1_case_id(runner, tmp_path):
 # --------------------------------------------------------------------------- 13: backup
 
 
+@pytest.mark.sqlite_only  # backup copies a SQLite file
 def test_backup_copies_a_live_log_and_verifies(store, submitted, tmp_path):
     """store.backup while the store is open: the copy verifies and holds every event."""
     approve_all(submitted)
@@ -916,6 +921,7 @@ def test_backup_copies_a_live_log_and_verifies(store, submitted, tmp_path):
         == ["copy.db"]
 
 
+@pytest.mark.sqlite_only  # backup copies a SQLite file
 def test_backup_refuses_an_existing_destination_unless_forced(store, submitted, tmp_path,
                                                               runner, db_path):
     """An existing DEST is refused (exit 1, file untouched) unless --force replaces it."""
@@ -934,6 +940,7 @@ def test_backup_refuses_an_existing_destination_unless_forced(store, submitted, 
         assert copy.case(submitted.id).version == 2
 
 
+@pytest.mark.sqlite_only  # backup copies a SQLite file
 def test_backup_refuses_its_own_file_and_a_folder(store, db_path, tmp_path):
     """Backing a store up onto itself or onto a directory is refused."""
     with pytest.raises(af.InvalidInputError, match="itself"):

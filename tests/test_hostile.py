@@ -3,7 +3,9 @@
 A workflow either loads as a sound, drivable workflow or raises DefinitionError,
 never another exception and never a hang (each input runs under an alarm). Values
 passed to the store are stored verbatim or refused with InvalidInputError, and a
-refused step leaves the file exactly as it was.
+refused step leaves the store exactly as it was. The store's tests run on SQLite and on
+PostgreSQL, whose text can't hold the character U+0000: there a value holding it is
+refused with one StoreError that says so, and nothing is stored.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import signal
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import approvalflow as af
 from approvalflow.loading import bundled_workflow_path
+from tests import rawdb
 from tests.figures import figures  # noqa: F401  (the fixture)
 from tests.strategies import (
     SQL,
@@ -33,6 +34,8 @@ from tests.strategies import (
     sound_workflows,
     to_toml,
 )
+
+pytestmark = pytest.mark.backends
 
 HANG = 20  # seconds one input may take before it counts as a hang
 FUZZ = settings(max_examples=150, deadline=None,
@@ -178,27 +181,40 @@ def test_absurd_nesting_is_refused(tmp_path):
 # -- values given to the store --------------------------------------------------------------
 
 
-def _counts(path: Path) -> tuple[int, int, int]:
-    conn = sqlite3.connect(path)
-    out = (conn.execute("SELECT count(*) FROM events").fetchone()[0],
-           conn.execute("SELECT count(*) FROM cases").fetchone()[0],
-           conn.execute("SELECT count(*) FROM workflows").fetchone()[0])
-    conn.close()
-    return out
+def _counts(url: str) -> tuple[int, int, int]:
+    with rawdb.raw(url) as conn:
+        return (conn.execute("SELECT count(*) FROM events").fetchone()[0],
+                conn.execute("SELECT count(*) FROM cases").fetchone()[0],
+                conn.execute("SELECT count(*) FROM workflows").fetchone()[0])
 
 
-def _dump(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    lines = list(conn.iterdump())
-    conn.close()
-    return lines
+def _dump(url: str) -> list[str]:
+    return rawdb.dump(url)
 
 
-def test_hostile_case_ids_notes_and_data_are_stored_verbatim_or_refused(db_path, figures):  # noqa: F811,E501
+def _holds_nul(*values: Any) -> bool:
+    """Whether U+0000 is in any text of the values (also in keys and nested data)."""
+    for value in values:
+        if isinstance(value, str) and "\x00" in value:
+            return True
+        if isinstance(value, dict) and _holds_nul(*value.keys(), *value.values()):
+            return True
+        if isinstance(value, list) and _holds_nul(*value):
+            return True
+    return False
+
+
+def _nul_refused(error: af.StoreError, backend: str, *values: Any) -> bool:
+    """A StoreError is the refusal PostgreSQL gives a value holding U+0000, and only that."""
+    return backend == "postgres" and _holds_nul(*values) and "U+0000" in str(error)
+
+
+def test_hostile_case_ids_notes_and_data_are_stored_verbatim_or_refused(store_url, backend,
+                                                                        figures):  # noqa: F811
     """Any case id, note and data is read back exactly as given, or refused with
-    InvalidInputError and nothing stored."""
+    InvalidInputError (on PostgreSQL, U+0000 with StoreError) and nothing stored."""
     wf = af.load_workflow("medfinansiering-restbeloeb")
-    store = af.open_store(db_path)
+    store = af.open_store(store_url)
     tried, stored = [], []
 
     @FUZZ
@@ -207,41 +223,47 @@ def test_hostile_case_ids_notes_and_data_are_stored_verbatim_or_refused(db_path,
            data=st.dictionaries(st.one_of(hostile_text, ids), json_values, max_size=4))
     def check(case_id: str, note: str | None, data: dict[str, Any]) -> None:
         tried.append(1)
-        before = _counts(db_path)
+        before = _counts(store_url)
         exists = any(s.case_id == case_id for s in store.cases())
         try:
             store.create_case(wf, case_id, actor="tmf", on="2022-01-10",
                               data={**data, "amount": 5}, note=note)
         except af.CaseExistsError:
             assert exists
-            assert _counts(db_path) == before
+            assert _counts(store_url) == before
             return
         except af.InvalidInputError as e:
             assert str(e), "a refusal must say why"
-            assert _counts(db_path) == before
+            assert _counts(store_url) == before
+            return
+        except af.StoreError as e:
+            assert _nul_refused(e, backend, note, data), e
+            assert _counts(store_url) == before
             return
         stored.append(1)
         case = store.case(case_id)
         first = case.history[0]
         assert (case.id, first.note, dict(first.data)) == (case_id, note, {**data, "amount": 5})
-        assert _counts(db_path)[0] == before[0] + 1
+        assert _counts(store_url)[0] == before[0] + 1
 
     check()
     assert store.verify().ok
     store.close()
-    assert {"events", "cases", "workflows"} <= {
-        r[0] for r in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master")}
+    assert _counts(store_url)[1] == len(stored)  # every table is still there
+    if backend != "sqlite":
+        return
     figures("fuzz_store_creates", len(tried), "hostile case ids, notes and data given to "
             "create_case (SQL, quotes, control characters, surrogates, NaN, long text)")
     figures("fuzz_store_creates_stored", len(stored), "of them stored and read back verbatim "
             "(the rest refused with InvalidInputError, nothing written)")
 
 
-def test_hostile_fire_values_are_stored_verbatim_or_refused(db_path, figures):  # noqa: F811
+def test_hostile_fire_values_are_stored_verbatim_or_refused(store_url, backend,
+                                                            figures):  # noqa: F811
     """Any note, key and data on a step is read back exactly, or refused with nothing
     stored."""
     wf = af.load_workflow("medfinansiering-restbeloeb")
-    store = af.open_store(db_path)
+    store = af.open_store(store_url)
     tried = []
 
     @FUZZ
@@ -251,17 +273,22 @@ def test_hostile_fire_values_are_stored_verbatim_or_refused(db_path, figures):  
         tried.append(1)
         case = store.create_case(wf, f"case-{len(tried)}", actor="tmf", on="2022-01-10",
                                  data={"amount": 5})
-        before = _counts(db_path)
+        before = _counts(store_url)
         try:
             event = case.fire("propose", actor="tmf", on="2022-01-11", note=note, key=key,
                               data=data)
         except af.InvalidInputError:
-            assert _counts(db_path) == before
+            assert _counts(store_url) == before
             assert case.version == 1
             return
         except af.TransitionRefusedError:  # data that breaks the proposal_ok guard
-            assert _counts(db_path) == before
+            assert _counts(store_url) == before
             assert "amount" in data
+            return
+        except af.StoreError as e:
+            assert _nul_refused(e, backend, note, key, data), e
+            assert _counts(store_url) == before
+            assert case.version == 1
             return
         again = store.case(case.id).history[-1]
         assert (again.note, again.key, dict(again.data)) == (note, key, data)
@@ -270,7 +297,65 @@ def test_hostile_fire_values_are_stored_verbatim_or_refused(db_path, figures):  
     check()
     assert store.verify().ok
     store.close()
-    figures("fuzz_store_fires", len(tried), "steps fired with hostile notes, keys and data")
+    if backend == "sqlite":
+        figures("fuzz_store_fires", len(tried), "steps fired with hostile notes, keys and "
+                "data")
+
+
+@pytest.mark.parametrize("where", ["note", "key", "data value", "data key"])
+def test_u0000_is_stored_verbatim_or_refused_with_one_clear_error(store, store_url, backend,
+                                                                  where):
+    """The character U+0000 in a note, a key or data: SQLite stores it verbatim;
+    PostgreSQL, whose text can't hold it, refuses the step with one StoreError naming
+    the character, and stores nothing (creation and step alike)."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    value = "a\x00b"
+    given: dict[str, Any] = {
+        "note": {"note": value}, "key": {"key": value},
+        "data value": {"data": {"text": value}}, "data key": {"data": {value: 1}}}[where]
+    case = store.create_case(wf, "c", actor="tmf", on="2022-01-10", data={"amount": 5})
+    before = _dump(store_url)
+    if backend == "sqlite":
+        event = case.fire("propose", actor="tmf", on="2022-01-11", **given)
+        again = store.case("c").history[-1]
+        assert (again.note, again.key, dict(again.data)) == (event.note, event.key,
+                                                             dict(event.data))
+        assert value in (again.note, again.key, *again.data, *again.data.values())
+        assert store.verify().ok
+        return
+    with pytest.raises(af.StoreError) as err:
+        case.fire("propose", actor="tmf", on="2022-01-11", **given)
+    assert "U+0000" in str(err.value) and "remove it" in str(err.value)
+    assert "Traceback" not in str(err.value)
+    assert case.version == 1
+    assert _dump(store_url) == before
+    if where != "key":  # a creation takes no key
+        with pytest.raises(af.StoreError, match="U\\+0000"):
+            store.create_case(wf, "d", actor="tmf", on="2022-01-10",
+                              **{"note": given.get("note"),
+                                 "data": {"amount": 5, **given.get("data", {})}})
+        assert _dump(store_url) == before
+    case.fire("propose", actor="tmf", on="2022-01-11", note="a b")  # the store goes on
+    assert store.verify().ok
+
+
+def test_u0000_inside_a_bulk_block_stores_none_of_the_block(store, store_url, backend):
+    """A step refused for U+0000 inside a bulk block (PostgreSQL) leaves the block unable
+    to commit: none of its steps is stored, and its Case objects are as before."""
+    if backend == "sqlite":
+        pytest.skip("SQLite stores U+0000: nothing is refused")
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    case = store.create_case(wf, "c", actor="tmf", on="2022-01-10", data={"amount": 5})
+    before = _dump(store_url)
+    with pytest.raises(af.StoreError), store.bulk():
+        store.create_case(wf, "in-block", actor="tmf", on="2022-01-10", data={"amount": 5})
+        with pytest.raises(af.StoreError, match="U\\+0000"):
+            case.fire("propose", actor="tmf", on="2022-01-11", note="a\x00b")
+        case.fire("propose", actor="tmf", on="2022-01-11", note="after the refusal")
+    assert case.version == 1
+    assert _dump(store_url) == before
+    assert [s.case_id for s in store.cases()] == ["c"]
+    assert store.verify().ok
 
 
 @pytest.mark.parametrize("value", [b"mimerskvarteret", b"\xff\xfe", 42, None, 3.5,
@@ -349,44 +434,44 @@ REFUSALS = [
 @pytest.mark.parametrize("step, error, reason", REFUSALS,
                          ids=[f"{s['actor'] or 'empty'}-{s['trigger']}-{s['on']}"
                               for s, _, _ in REFUSALS])
-def test_refused_steps_say_why_and_write_nothing(loop_case, db_path, step, error, reason):
+def test_refused_steps_say_why_and_write_nothing(loop_case, store_url, step, error, reason):
     """Unknown or wrong actors, other states' steps, backward and impossible dates are
     refused with the reason, and the file's content is unchanged."""
-    before = _dump(db_path)
+    before = _dump(store_url)
     with pytest.raises(error) as err:
         loop_case.fire(step["trigger"], actor=step["actor"], on=step["on"])
     assert reason in str(err.value)
-    assert _dump(db_path) == before
+    assert _dump(store_url) == before
     assert loop_case.version == 2
 
 
-def test_create_with_an_unknown_actor_or_impossible_date_writes_nothing(store, db_path):
+def test_create_with_an_unknown_actor_or_impossible_date_writes_nothing(store, store_url):
     """create_case refuses an actor outside the workflow and an impossible date."""
     wf = af.load_workflow("medfinansiering-restbeloeb")
-    before = _dump(db_path)
+    before = _dump(store_url)
     with pytest.raises(af.InvalidInputError, match="'mallory' is not an actor"):
         store.create_case(wf, "x", actor="mallory", on="2022-01-10", data={"amount": 5})
     with pytest.raises(af.InvalidInputError, match="not a real date"):
         store.create_case(wf, "x", actor="tmf", on="2022-02-29", data={"amount": 5})
-    assert _dump(db_path) == before
+    assert _dump(store_url) == before
 
 
-def test_a_view_as_of_a_date_cannot_fire(store, loop_case, db_path):
+def test_a_view_as_of_a_date_cannot_fire(store, loop_case, store_url):
     """A case loaded as of an earlier date refuses every step and writes nothing."""
     view = store.case("restbeloeb", as_of="2022-01-10")
-    before = _dump(db_path)
+    before = _dump(store_url)
     with pytest.raises(af.TransitionRefusedError, match="as of 2022-01-10"):
         view.fire("propose", actor="tmf", on="2022-01-13")
-    assert _dump(db_path) == before
+    assert _dump(store_url) == before
 
 
-def test_a_finished_case_refuses_every_step(store, db_path):
+def test_a_finished_case_refuses_every_step(store, store_url):
     """Nothing more can happen to a case in a final state."""
     case = store.create_case("medfinansiering-restbeloeb", "done", actor="tmf",
                              on="2022-01-10", data={"amount": 5})
     case.fire("withdraw", actor="tmf", on="2022-01-11")
-    before = _dump(db_path)
+    before = _dump(store_url)
     for trigger, actor in [("propose", "tmf"), ("withdraw", "tmf"), ("br.approve", "br")]:
         with pytest.raises(af.TransitionRefusedError, match="final state"):
             case.fire(trigger, actor=actor, on="2022-01-12")
-    assert _dump(db_path) == before
+    assert _dump(store_url) == before

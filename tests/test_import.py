@@ -9,6 +9,8 @@ import pytest
 
 import approvalflow as af
 
+pytestmark = pytest.mark.backends
+
 DAY = "2021-12-06"
 #: The steps of a case after its creation: submit, the approvals, the join to LBF.
 STEPS = [("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.approve", "aab"),

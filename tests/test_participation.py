@@ -12,6 +12,8 @@ import pytest
 import approvalflow as af
 from approvalflow.store.rows import event_hash
 
+pytestmark = pytest.mark.backends
+
 GENERIC = """
 [workflow]
 name = "club-outing"

@@ -24,8 +24,11 @@ import approvalflow as af
 from approvalflow.demo import SEED_DATA
 from approvalflow.engine import engine_for
 from approvalflow.store.projections import TABLES, field_value, fields
+from tests import rawdb
 
 from .conftest import approve_all
+
+pytestmark = pytest.mark.backends
 
 START = dt.date(2021, 11, 1)
 FLAGSHIP = "boligsocial-helhedsplan"
@@ -73,13 +76,11 @@ actions = st.lists(st.tuples(st.sampled_from(["fire", "fire", "fire", "data", "e
                    max_size=40)
 
 
-def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(url: str | Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every projection table's rows, sorted (read with a separate connection)."""
-    conn = sqlite3.connect(path)
-    try:
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall()) for t in TABLES}
-    finally:
-        conn.close()
+    with rawdb.raw(str(url)) as conn:
+        return {t: sorted(tuple(r) for r in conn.execute(f"SELECT * FROM {t}").fetchall())
+                for t in TABLES}
 
 
 def run_actions(store: af.Store, wf: af.Workflow, todo: list[tuple[str, int, int, int]],
@@ -242,13 +243,13 @@ def test_due_turns_at_risk_on_the_day_replay_says(store: af.Store,
 
 def test_rolled_back_bulk_leaves_no_projection_rows(store: af.Store, submitted: af.Case) -> None:
     """A bulk block that fails leaves the projection tables as they were."""
-    before = snapshot(Path(store.path))
+    before = snapshot(store.path)
     with pytest.raises(RuntimeError), store.bulk():
         submitted.fire("tmu.approve", actor="tmu", on="2021-11-02",
                        data={"goals_commitment": "the four goals"})
         store.create_case(FLAGSHIP, "other", actor="tmf", on="2021-11-02")
         raise RuntimeError("stop")
-    assert snapshot(Path(store.path)) == before
+    assert snapshot(store.path) == before
     assert [a.case_id for a in store.awaiting("tmu", on="2021-11-05")] == [submitted.id]
 
 
@@ -299,17 +300,15 @@ def test_cases_pages_and_counts(store: af.Store) -> None:
                     "AND path = 'plan'"),
     ("case_fields", "INSERT INTO case_fields VALUES ('plan', 'Y', 'ghost')"),
 ])
-def test_verify_reports_a_tampered_projection_row(db_path: Path, submitted: af.Case,
+def test_verify_reports_a_tampered_projection_row(store_url: str, submitted: af.Case,
                                                   table: str, sql: str) -> None:
     """An edited, added or removed projection row is a problem naming its case and table;
     rebuild puts it right."""
     store = submitted._store
     assert isinstance(store, af.Store)
     assert store.verify().ok
-    conn = sqlite3.connect(db_path)
-    conn.execute(sql)
-    conn.commit()
-    conn.close()
+    with rawdb.raw(store_url) as conn:
+        conn.execute(sql)
     report = store.verify()
     assert not report.ok
     named = [p for p in report.problems if f"the {table} table" in p]

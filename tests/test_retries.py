@@ -14,6 +14,8 @@ import pytest
 import approvalflow as af
 from tests import grant_guards  # noqa: F401  (registers the research grant's guard)
 
+pytestmark = pytest.mark.backends
+
 GRANT = Path(__file__).parent / "fixtures" / "research-grant.toml"
 VOTERS = [f"e{n}" for n in range(1, 9)]
 JOIN = 300  # seconds before a thread counts as hung (a guard, not a timing assertion)

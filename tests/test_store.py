@@ -10,8 +10,11 @@ import pytest
 
 import approvalflow as af
 from approvalflow.store import SCHEMA_VERSION
+from tests import rawdb
 from tests.conftest import approve_all
 from tests.test_definition import MINI
+
+pytestmark = pytest.mark.backends
 
 
 def file_bytes(path: Path) -> dict[str, bytes]:
@@ -146,6 +149,7 @@ def test_cases_lists_summaries(store, flagship, seed_data, submitted) -> None:
     assert [s.case_id for s in store.cases(state="draft")] == ["rest"]
 
 
+@pytest.mark.sqlite_only
 def test_store_settings(db_path, store) -> None:
     """The store uses WAL, synchronous=FULL by default, and records its schema version."""
     conn = sqlite3.connect(db_path)
@@ -159,28 +163,23 @@ def test_store_settings(db_path, store) -> None:
         assert fast._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
 
 
-def test_events_are_append_only(db_path, submitted) -> None:
-    """The database itself refuses to update or delete a recorded event."""
-    conn = sqlite3.connect(db_path)
-    try:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            conn.execute("UPDATE events SET actor = 'tmu' WHERE seq = 1")
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            conn.execute("DELETE FROM events")
-    finally:
-        conn.close()
+def test_events_are_append_only(store_url, submitted) -> None:
+    """The database itself refuses to update or delete a recorded event or workflow."""
+    with rawdb.raw(store_url) as conn:
+        for sql in ("UPDATE events SET actor = 'tmu' WHERE seq = 1", "DELETE FROM events",
+                    "UPDATE workflows SET source = ''", "DELETE FROM workflows"):
+            with pytest.raises(Exception, match="append-only"):
+                conn.execute(sql)
+    assert submitted._store.verify().ok
 
 
-def test_verify_passes_then_catches_an_edit(db_path, store, submitted) -> None:
+def test_verify_passes_then_catches_an_edit(store_url, store, submitted) -> None:
     """verify() is ok on an honest log and names the case and seq of an edited event."""
     submitted.fire("tmu.approve", actor="tmu", on="2021-12-06")
     report = store.verify()
     assert report.ok and report.events == 3 and report.cases == 1
-    conn = sqlite3.connect(db_path)
-    conn.execute("DROP TRIGGER events_no_update")
-    conn.execute("UPDATE events SET actor = 'aab' WHERE seq = 3")
-    conn.commit()
-    conn.close()
+    with rawdb.unguarded(store_url) as conn:
+        conn.execute("UPDATE events SET actor = 'aab' WHERE seq = 3")
     report = store.verify()
     assert not report.ok
     assert any("case 'example-plan' event 3" in p and "hash" in p for p in report.problems)

@@ -1,14 +1,14 @@
-"""Tampering with the file behind the library's back: verify() names the case and event.
+"""Tampering with the database behind the library's back: verify() names the case and event.
 
-To change recorded events an attacker with write access first drops the append-only
-triggers with plain sqlite3; the tests do the same, then edit, delete, insert,
-reorder and truncate, and rebuild whole chains.
+To change recorded events an attacker with write access first lifts the append-only
+triggers (plain sqlite3 on the file; on PostgreSQL, as the tables' owner); the tests
+do the same through tests/rawdb.py, then edit, delete, insert, reorder and truncate,
+and rebuild whole chains. Every test runs on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,16 +19,19 @@ import pytest
 
 import approvalflow as af
 from approvalflow.store.rows import event_hash
+from tests import rawdb
 from tests.conftest import approve_all
+
+pytestmark = pytest.mark.backends
 
 LOOP = "medfinansiering-restbeloeb"
 CONSOLE = Path(sys.executable).with_name("approvalflow")
 
 
 @pytest.fixture
-def log(db_path: Path, flagship, seed_data) -> Iterator[Path]:
-    """A file with the flagship case approved by everyone, and two small cases beside it."""
-    with af.open_store(db_path) as store:
+def log(store_url: str, flagship, seed_data) -> Iterator[str]:
+    """A store with the flagship case approved by everyone, and two small cases beside it."""
+    with af.open_store(store_url) as store:
         case = store.create_case(flagship, "mimerskvarteret", actor="tmf", on="2021-11-01",
                                  data=seed_data)
         case.fire("submit", actor="tmf", on="2021-11-01")
@@ -40,30 +43,16 @@ def log(db_path: Path, flagship, seed_data) -> Iterator[Path]:
             loop.fire("tmu.send_back", actor="tmu", on=f"2022-01-{day + 1}")
         store.create_case(LOOP, "untouched", actor="tmf", on="2022-02-01", data={"amount": 1})
         assert store.verify().ok
-    yield db_path
+    yield store_url
 
 
-def _raw(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def _attacker(path: Path) -> sqlite3.Connection:
-    """A plain connection with the append-only triggers dropped."""
-    conn = _raw(path)
-    conn.execute("DROP TRIGGER events_no_update")
-    conn.execute("DROP TRIGGER events_no_delete")
-    return conn
-
-
-def _problems(path: Path, heads: dict[str, Any] | None = None) -> list[str]:
-    with af.open_store(path) as store:
+def _problems(url: str, heads: dict[str, Any] | None = None) -> list[str]:
+    with af.open_store(url) as store:
         return store.verify(heads=heads).problems
 
 
-def _heads(path: Path) -> dict[str, Any]:
-    with af.open_store(path) as store:
+def _heads(url: str) -> dict[str, Any]:
+    with af.open_store(url) as store:
         return json.loads(json.dumps(store.heads()))  # as it would come back from a file
 
 
@@ -77,16 +66,15 @@ def _only(problems: list[str], case_id: str) -> list[str]:
     return problems
 
 
-def _next_position(conn: sqlite3.Connection) -> int:
+def _next_position(conn: Any) -> int:
     """The feed position a forger who knows the format gives an event slipped in."""
     return int(conn.execute("SELECT MAX(position) + 1 FROM events").fetchone()[0])
 
 
-def _rehash_from(conn: sqlite3.Connection, case_id: str, seq: int) -> None:
+def _rehash_from(conn: Any, case_id: str, seq: int) -> None:
     """Recompute the chain of ``case_id`` from event ``seq`` on, and its head in cases:
     what someone with write access who knows the format can do."""
-    rows = [dict(r) for r in conn.execute("SELECT * FROM events WHERE case_id = ? "
-                                          "ORDER BY seq", (case_id,))]
+    rows = rawdb.dicts(conn, "SELECT * FROM events WHERE case_id = ? ORDER BY seq", (case_id,))
     prev = rows[seq - 2]["hash"] if seq > 1 else "0" * 64
     for row in rows[seq - 1:]:
         row["prev_hash"] = prev
@@ -100,6 +88,10 @@ def _rehash_from(conn: sqlite3.Connection, case_id: str, seq: int) -> None:
                   last["recorded_at"], case_id))
 
 
+def _all_events(conn: Any) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute("SELECT * FROM events ORDER BY case_id, seq")]
+
+
 # -- the triggers ---------------------------------------------------------------------------
 
 
@@ -107,15 +99,13 @@ def _rehash_from(conn: sqlite3.Connection, case_id: str, seq: int) -> None:
                                  "UPDATE events SET actor = 'someone' WHERE seq = 1",
                                  "DELETE FROM events WHERE seq = 2",
                                  "DELETE FROM events"])
-def test_triggers_refuse_update_and_delete_through_sqlite3(log, sql):
-    """Plain sqlite3 can't change or delete a recorded event while the triggers stand."""
-    conn = _raw(log)
-    before = [tuple(r) for r in conn.execute("SELECT * FROM events ORDER BY case_id, seq")]
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute(sql)
-    assert [tuple(r) for r in conn.execute("SELECT * FROM events ORDER BY case_id, seq")] \
-        == before
-    conn.close()
+def test_triggers_refuse_update_and_delete_through_a_raw_connection(log, sql):
+    """A plain connection can't change or delete a recorded event while the triggers stand."""
+    with rawdb.raw(log) as conn:
+        before = _all_events(conn)
+        with pytest.raises(rawdb.errors(), match="append-only"):
+            conn.execute(sql)
+        assert _all_events(conn) == before
     assert _problems(log) == []
 
 
@@ -127,9 +117,9 @@ def test_triggers_refuse_update_and_delete_through_sqlite3(log, sql):
                                            ("data", '{"amount":1}'), ("trigger", "withdraw")])
 def test_edited_event_is_named(log, column, value):
     """An edited field of an event makes verify() name the case and that event."""
-    conn = _attacker(log)
-    conn.execute(f"UPDATE events SET {column} = ? WHERE case_id = 'restbeloeb' AND seq = 4",
-                 (value,))
+    with rawdb.unguarded(log) as conn:
+        conn.execute(f"UPDATE events SET {column} = ? WHERE case_id = 'restbeloeb' AND seq = 4",
+                     (value,))
     problems = _only(_problems(log), "restbeloeb")
     assert any(p.startswith("case 'restbeloeb' event 4: its content does not match its hash")
                for p in problems), problems
@@ -137,24 +127,23 @@ def test_edited_event_is_named(log, column, value):
 
 def test_deleted_event_is_named(log):
     """A deleted event in the middle is named by the sequence number that is missing."""
-    _attacker(log).execute("DELETE FROM events WHERE case_id = 'restbeloeb' AND seq = 3")
+    with rawdb.unguarded(log) as conn:
+        conn.execute("DELETE FROM events WHERE case_id = 'restbeloeb' AND seq = 3")
     problems = _only(_problems(log), "restbeloeb")
     assert problems[0].startswith("case 'restbeloeb' event 4: expected sequence number 3")
 
 
 def test_inserted_event_is_named(log):
     """A forged event slipped in between two others is named."""
-    conn = _attacker(log)
-    for seq in range(7, 2, -1):  # make room at 3
-        conn.execute("UPDATE events SET seq = seq + 1 WHERE case_id = 'restbeloeb' AND seq = ?",
-                     (seq,))
-    forged = dict(conn.execute("SELECT * FROM events WHERE case_id = 'restbeloeb' AND seq = 2")
-                  .fetchone())
-    forged.update(seq=3, note="forged", prev_hash=forged["hash"],
-                  position=_next_position(conn))
-    forged["hash"] = event_hash(forged)
-    conn.execute(f"INSERT INTO events ({', '.join(forged)}) VALUES "
-                 f"({', '.join('?' * len(forged))})", list(forged.values()))
+    with rawdb.unguarded(log) as conn:
+        for seq in range(7, 2, -1):  # make room at 3
+            rawdb.renumber(conn, "restbeloeb", seq, seq + 1)
+        [forged] = rawdb.dicts(conn, "SELECT * FROM events WHERE case_id = 'restbeloeb' "
+                                     "AND seq = 2")
+        forged.update(seq=3, note="forged", prev_hash=forged["hash"],
+                      position=_next_position(conn))
+        forged["hash"] = event_hash(forged)
+        rawdb.insert_event(conn, forged)
     problems = _only(_problems(log), "restbeloeb")
     assert any("event 4: its previous-hash does not match" in p for p in problems), problems
     assert any("event 3: recorded as leaving" in p for p in problems), problems
@@ -163,26 +152,42 @@ def test_inserted_event_is_named(log):
 def test_event_appended_behind_the_stores_back_is_named(log):
     """An event added at the end with a well-formed chain link disagrees with the cases
     table, which names where the log really ends."""
-    conn = _attacker(log)
-    last = dict(conn.execute("SELECT * FROM events WHERE case_id = 'restbeloeb' "
-                             "ORDER BY seq DESC LIMIT 1").fetchone())
-    last.update(seq=last["seq"] + 1, trigger="propose", actor="tmf", source=last["target"],
-                target='["tmu_review"]', prev_hash=last["hash"], note="slipped in",
-                position=_next_position(conn))
-    last["hash"] = event_hash(last)
-    conn.execute(f"INSERT INTO events ({', '.join(last)}) VALUES "
-                 f"({', '.join('?' * len(last))})", list(last.values()))
+    with rawdb.unguarded(log) as conn:
+        [last] = rawdb.dicts(conn, "SELECT * FROM events WHERE case_id = 'restbeloeb' "
+                                   "ORDER BY seq DESC LIMIT 1")
+        last.update(seq=last["seq"] + 1, trigger="propose", actor="tmf",
+                    source=last["target"], target='["tmu_review"]', prev_hash=last["hash"],
+                    note="slipped in", position=_next_position(conn))
+        last["hash"] = event_hash(last)
+        rawdb.insert_event(conn, last)
     problems = _only(_problems(log), "restbeloeb")
     assert any("the cases table says event 7 is the last, the log ends at event 8" in p
                for p in problems), problems
 
 
+def test_event_appended_without_a_position_is_named(log):
+    """On PostgreSQL an event inserted behind the store's back is numbered in the feed
+    like any committed event (on SQLite it has no position): either way the cases table
+    names where the log really ends, and the feed stays gap-free."""
+    with rawdb.unguarded(log) as conn:
+        [last] = rawdb.dicts(conn, "SELECT * FROM events WHERE case_id = 'untouched'")
+        last.update(seq=2, trigger="propose", actor="tmf", source=last["target"],
+                    target='["tmu_review"]', prev_hash=last["hash"], note="slipped in",
+                    position=None)
+        last["hash"] = event_hash(last)
+        rawdb.insert_event(conn, last)
+    problems = _only(_problems(log), "untouched")
+    assert any("the cases table says event 1 is the last, the log ends at event 2" in p
+               for p in problems), problems
+    assert not any(p.startswith("the feed: ") for p in problems), problems
+
+
 def test_reordered_events_are_named(log):
     """Two events swapped in order are named."""
-    conn = _attacker(log)
-    conn.execute("UPDATE events SET seq = -1 WHERE case_id = 'restbeloeb' AND seq = 2")
-    conn.execute("UPDATE events SET seq = 2 WHERE case_id = 'restbeloeb' AND seq = 3")
-    conn.execute("UPDATE events SET seq = 3 WHERE case_id = 'restbeloeb' AND seq = -1")
+    with rawdb.unguarded(log) as conn:
+        rawdb.renumber(conn, "restbeloeb", 2, -1)
+        rawdb.renumber(conn, "restbeloeb", 3, 2)
+        rawdb.renumber(conn, "restbeloeb", -1, 3)
     problems = _only(_problems(log), "restbeloeb")
     assert any(p.startswith("case 'restbeloeb' event 2") for p in problems), problems
     assert any(p.startswith("case 'restbeloeb' event 3") for p in problems), problems
@@ -190,7 +195,8 @@ def test_reordered_events_are_named(log):
 
 def test_truncated_tail_is_named(log):
     """Events cut off the end disagree with the head the cases table keeps."""
-    _attacker(log).execute("DELETE FROM events WHERE case_id = 'mimerskvarteret' AND seq > 5")
+    with rawdb.unguarded(log) as conn:
+        conn.execute("DELETE FROM events WHERE case_id = 'mimerskvarteret' AND seq > 5")
     problems = _only(_problems(log), "mimerskvarteret")
     assert any("the log ends at event 5" in p for p in problems), problems
     assert any("head hash does not match the hash of event 5" in p for p in problems)
@@ -198,7 +204,8 @@ def test_truncated_tail_is_named(log):
 
 def test_cases_table_that_disagrees_with_the_replay_is_named(log):
     """A current-state row edited to another state is named against the replay."""
-    _raw(log).execute("UPDATE cases SET state = '[\"approved\"]' WHERE case_id = 'restbeloeb'")
+    with rawdb.raw(log) as conn:
+        conn.execute("UPDATE cases SET state = '[\"approved\"]' WHERE case_id = 'restbeloeb'")
     problems = _only(_problems(log), "restbeloeb")
     assert problems == ["case 'restbeloeb': the cases table says state ['approved'], the "
                         "replay of its events gives ['draft']"]
@@ -206,9 +213,9 @@ def test_cases_table_that_disagrees_with_the_replay_is_named(log):
 
 def test_case_row_without_events_and_events_without_row_are_named(log):
     """A cases row with no events, and events with no cases row, are both reported."""
-    conn = _attacker(log)
-    conn.execute("DELETE FROM events WHERE case_id = 'untouched'")
-    conn.execute("DELETE FROM cases WHERE case_id = 'restbeloeb'")
+    with rawdb.unguarded(log) as conn:
+        conn.execute("DELETE FROM events WHERE case_id = 'untouched'")
+        conn.execute("DELETE FROM cases WHERE case_id = 'restbeloeb'")
     problems = _problems(log)
     assert "case 'untouched': in the cases table but has no events" in problems
     assert "case 'restbeloeb': has events but no row in the cases table" in problems
@@ -216,13 +223,46 @@ def test_case_row_without_events_and_events_without_row_are_named(log):
 
 def test_step_the_workflow_does_not_allow_is_named_even_with_a_valid_chain(log):
     """A rewritten step that the workflow would not allow is found by the replay."""
-    conn = _attacker(log)
-    conn.execute("UPDATE events SET actor = 'tmf' WHERE case_id = 'restbeloeb' AND seq = 3")
-    _rehash_from(conn, "restbeloeb", 3)
+    with rawdb.unguarded(log) as conn:
+        conn.execute("UPDATE events SET actor = 'tmf' WHERE case_id = 'restbeloeb' AND seq = 3")
+        _rehash_from(conn, "restbeloeb", 3)
     problems = _only(_problems(log), "restbeloeb")
     assert problems == ["case 'restbeloeb' event 3: 'tmu.send_back' by 'tmf' on 2022-01-13 "
                         "breaks the rule 'actor': 'tmf' may not take 'tmu.send_back'; only "
                         "'tmu' may"]
+
+
+# -- the feed's positions -------------------------------------------------------------------
+
+
+def test_an_edited_feed_position_is_named(log):
+    """An event moved to a position past the end leaves a gap, and its case's events out
+    of order; both are named."""
+    with rawdb.unguarded(log) as conn:
+        rawdb.set_position(conn, "restbeloeb", 2, 99)
+    problems = _only(_problems(log), "restbeloeb")
+    assert any(p.startswith("the feed: position 11 is missing") for p in problems), problems
+    assert any(p.startswith("case 'restbeloeb' event 3: feed position 12 is not after "
+                            "event 2's 99") for p in problems), problems
+
+
+def test_a_repeated_feed_position_is_named(log):
+    """Two events at one position are named, as is the position left empty."""
+    with rawdb.unguarded(log) as conn:
+        rawdb.set_position(conn, "restbeloeb", 3, 11)
+    problems = _only(_problems(log), "restbeloeb")
+    assert any(p.startswith("the feed: position 11 is held by case 'restbeloeb' event 2 "
+                            "and by case 'restbeloeb' event 3") for p in problems), problems
+
+
+def test_the_database_refuses_a_repeated_feed_position_while_its_key_stands(log):
+    """The unique key on positions refuses a second event at a position outright (even
+    with the append-only triggers lifted)."""
+    table = "feed" if log.startswith("postgresql:") else "events"
+    with rawdb.unguarded(log) as conn, pytest.raises(rawdb.errors(), match="(?i)unique"):
+        conn.execute(f"UPDATE {table} SET position = 11 WHERE case_id = 'restbeloeb' "
+                     f"AND seq = 3")
+    assert _problems(log) == []
 
 
 # -- a whole chain rebuilt, and the exported heads that catch it ----------------------------
@@ -233,10 +273,10 @@ def test_rebuilt_chain_passes_verify_but_not_against_exported_heads(log):
     not verify(heads=...) with heads exported before."""
     heads = _heads(log)
     assert _problems(log, heads) == []
-    conn = _attacker(log)
-    conn.execute("UPDATE events SET note = 'Forslaget blev aldrig fremlagt' "
-                 "WHERE case_id = 'restbeloeb' AND seq = 2")
-    _rehash_from(conn, "restbeloeb", 2)
+    with rawdb.unguarded(log) as conn:
+        conn.execute("UPDATE events SET note = 'Forslaget blev aldrig fremlagt' "
+                     "WHERE case_id = 'restbeloeb' AND seq = 2")
+        _rehash_from(conn, "restbeloeb", 2)
     assert _problems(log) == []  # what the chain alone can't tell
     assert _problems(log, heads) == ["case 'restbeloeb' event 7: its hash differs from the "
                                      "exported head (the chain was rewritten)"]
@@ -247,9 +287,9 @@ def test_truncation_with_the_cases_table_fixed_is_caught_by_exported_heads(log):
     the feed (events of other cases came after them), and the exported head is no
     longer in the log."""
     heads = _heads(log)
-    conn = _attacker(log)
-    conn.execute("DELETE FROM events WHERE case_id = 'restbeloeb' AND seq > 5")
-    _rehash_from(conn, "restbeloeb", 5)
+    with rawdb.unguarded(log) as conn:
+        conn.execute("DELETE FROM events WHERE case_id = 'restbeloeb' AND seq > 5")
+        _rehash_from(conn, "restbeloeb", 5)
     gap = ["the feed: positions 15..16 are missing, between case 'restbeloeb' event 5 and "
            "case 'untouched' event 1 (events were removed, or their positions changed)"]
     assert _problems(log) == gap
@@ -261,12 +301,12 @@ def test_deleted_case_is_caught_by_exported_heads(log):
     """A whole case removed (events and row) is missing from the exported heads; it was the
     last in the feed, so no gap in the feed's positions shows it."""
     heads = _heads(log)
-    conn = _attacker(log)
-    conn.execute("DELETE FROM events WHERE case_id = 'untouched'")
-    conn.execute("DELETE FROM cases WHERE case_id = 'untouched'")
-    # a thorough attacker removes its derived rows too (left behind, verify names them)
-    for table in ("case_awaiting", "case_due", "case_data", "case_fields"):
-        conn.execute(f"DELETE FROM {table} WHERE case_id = 'untouched'")
+    with rawdb.unguarded(log) as conn:
+        conn.execute("DELETE FROM events WHERE case_id = 'untouched'")
+        conn.execute("DELETE FROM cases WHERE case_id = 'untouched'")
+        # a thorough attacker removes its derived rows too (left behind, verify names them)
+        for table in ("case_awaiting", "case_due", "case_data", "case_fields"):
+            conn.execute(f"DELETE FROM {table} WHERE case_id = 'untouched'")
     assert _problems(log) == []
     assert _problems(log, heads) == ["case 'untouched' event 1: exported earlier, no longer "
                                      "in the log"]
@@ -285,17 +325,17 @@ def test_console_script_verify_and_heads_catch_a_rebuilt_chain(log, tmp_path):
     that plain `verify` passes."""
     assert CONSOLE.exists(), CONSOLE
     exported = tmp_path / "heads.json"
-    out = subprocess.run([str(CONSOLE), "--db", str(log), "heads"], capture_output=True,
+    out = subprocess.run([str(CONSOLE), "--db", log, "heads"], capture_output=True,
                          text=True, check=True)
     exported.write_text(out.stdout)
-    conn = _attacker(log)
-    conn.execute("UPDATE events SET note = 'Godkendt med forbehold' "
-                 "WHERE case_id = 'mimerskvarteret' AND seq = 3")
-    _rehash_from(conn, "mimerskvarteret", 3)
-    plain = subprocess.run([str(CONSOLE), "--db", str(log), "verify"], capture_output=True,
+    with rawdb.unguarded(log) as conn:
+        conn.execute("UPDATE events SET note = 'Godkendt med forbehold' "
+                     "WHERE case_id = 'mimerskvarteret' AND seq = 3")
+        _rehash_from(conn, "mimerskvarteret", 3)
+    plain = subprocess.run([str(CONSOLE), "--db", log, "verify"], capture_output=True,
                            text=True)
     assert plain.returncode == 0, plain.stdout + plain.stderr
-    checked = subprocess.run([str(CONSOLE), "--db", str(log), "verify", "--heads",
+    checked = subprocess.run([str(CONSOLE), "--db", log, "verify", "--heads",
                               str(exported)], capture_output=True, text=True)
     assert checked.returncode == 1
     assert "case 'mimerskvarteret' event 9: its hash differs" in checked.stdout

@@ -23,6 +23,8 @@ from tests import writer_process as wp
 from tests.conftest import approve_all
 from tests.test_forgery import forge
 
+pytestmark = pytest.mark.backends
+
 CTX = multiprocessing.get_context("spawn")
 
 

@@ -16,6 +16,9 @@ import approvalflow as af
 from approvalflow.canonical import canonical_json
 from approvalflow.cli import cli
 from approvalflow.store.rows import event_hash
+from tests import rawdb
+
+pytestmark = pytest.mark.backends
 
 V1 = """
 [workflow]
@@ -107,12 +110,6 @@ V2_TEXT = (V1.replace('voters = ["a", "b", "c"]', 'voters = ["a", "b"]')
            .replace("checking", "audit"))
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    with af.open_store(tmp_path / "grants.db") as s:
-        yield s
-
-
 def _case(store: af.Store, case_id: str = "g-1", steps: tuple[tuple[str, str], ...] = ()):
     case = store.create_case(version(1), case_id, actor="clerk", on="2024-01-01",
                              data={"amount": 10})
@@ -200,8 +197,56 @@ def test_refused_migration_stores_nothing(store: af.Store) -> None:
     assert result.refused and not result.movable
     assert _count(store) == before
     assert store.case("g-1").workflow_version == 1 and store.case("g-1").state == case.state
-    with sqlite3.connect(store.path) as conn:
+    with rawdb.raw(store.path) as conn:
         assert conn.execute("SELECT count(*) FROM workflows").fetchone()[0] == 1
+
+
+def test_migration_after_an_overdue_timer_is_refused_until_the_clock_took_it(
+        store: af.Store, flagship: af.Workflow, seed_data: dict[str, Any]) -> None:
+    """A migration dated after a timed step fell due (and was not taken) is refused for that
+    case and writes nothing; once tick has taken the step on its own date, it moves."""
+    case = store.create_case(flagship, "late-plan", actor="tmf", on="2021-11-01",
+                             data=seed_data)
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    newer = af.loads_workflow(flagship.source_text.replace(
+        f"version = {flagship.version}", f"version = {flagship.version + 1}", 1), source="v+1")
+    result = store.migrate(newer, actor="tmf", on="2022-06-01", cases=["late-plan"])
+    assert result.movable == [] and "'old_plan_expires' fell due on 2022-02-28" in \
+        result.refused[0].reasons[0]
+    assert store.case("late-plan").version == 2
+    taken = store.tick(on="2022-06-01").taken
+    assert [(s.trigger, s.on.isoformat()) for s in taken] == [("old_plan_expires",
+                                                               "2022-02-28")]
+    moved = store.migrate(newer, actor="tmf", on="2022-06-01", cases=["late-plan"])
+    assert [p.case_id for p in moved.movable] == ["late-plan"]
+    assert store.verify().ok
+
+
+def test_verify_names_a_migration_written_after_an_overdue_timer(
+        store: af.Store, flagship: af.Workflow, seed_data: dict[str, Any]) -> None:
+    """A migration appended by a writer that skipped the check (the store's own append,
+    hashed and chained) is reported by verify under the rule 'timer overdue'."""
+    from approvalflow.canonical import canonical_json as cj
+    from approvalflow.store.rows import json_list, utc_now
+
+    case = store.create_case(flagship, "late-plan", actor="tmf", on="2021-11-01",
+                             data=seed_data)
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    newer = af.loads_workflow(flagship.source_text.replace(
+        f"version = {flagship.version}", f"version = {flagship.version + 1}", 1), source="v+1")
+    data = {"migrate": {"from_version": flagship.version, "to_version": newer.version,
+                        "mapping": {}, "ballots": "keep"}}
+    row = {"case_id": case.id, "seq": 3, "kind": "migrate", "trigger": "migrate",
+           "actor": "tmf", "on_date": "2022-06-01", "recorded_at": utc_now().isoformat(),
+           "source": json_list(case.state), "target": json_list(case.state), "note": None,
+           "data": cj(data), "workflow": newer.name, "workflow_version": newer.version,
+           "key": None, "workflow_digest": newer.digest, "by": None}
+    with store.bulk():
+        store._register_workflow(newer)
+        store._append_row(case, row, final=0, data=data, moves_to=newer, what="forge")
+    problems = store.verify().problems
+    assert any("event 3: 'migrate'" in p and "rule 'timer overdue'" in p
+               and "2022-02-28" in p for p in problems), problems
 
 
 def test_backdated_migration_is_refused_for_that_case(store: af.Store) -> None:
@@ -259,6 +304,7 @@ def test_identity_migration_changes_nothing_observable(tmp_path_factory, steps) 
         assert store.verify().ok
 
 
+@pytest.mark.sqlite_only
 def test_forged_migration_is_caught_by_verify(store: af.Store) -> None:
     """A migration row appended behind the library's back to a state its mapping does not
     give is reported, naming the case and the event."""

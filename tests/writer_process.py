@@ -1,8 +1,9 @@
 """Writers that run in their own processes, for the concurrency and crash tests.
 
 The functions are started by ``multiprocessing`` (spawn) from test_concurrency.py;
-``python tests/writer_process.py crash DB CASE FROM`` is the writer test_crash.py
-kills. Every writer drives the co-financing workflow round its loop: ``propose``
+``python tests/writer_process.py crash DB CASE FROM`` and ``... bulk DB CASE STEPS``
+are the writers test_crash.py and test_postgres.py kill. DB is a SQLite path or a
+PostgreSQL URL. Every writer drives the co-financing workflow round its loop: ``propose``
 (draft -> tmu_review) and ``tmu.send_back`` (tmu_review -> draft), so a case can take
 any number of steps.
 """
@@ -195,11 +196,34 @@ def crash_writer(path: str, case_id: str, first: int) -> None:
         seq += 1
 
 
+def bulk_writer(path: str, case_id: str, steps: int) -> None:
+    """Inside one bulk block: create ``case_id`` and take ``steps`` steps on it, then on
+    each case already stored; print ``inside N`` (N events written, none committed) and
+    wait inside the block until killed."""
+    store = af.open_store(path)
+    others = [store.case(s.case_id) for s in store.cases()]
+    written = 0
+    with store.bulk():
+        case = create_or_load(store, case_id)
+        written += 1
+        for c in [case] * steps + others:
+            trigger, actor = next_step(c)
+            c.fire(trigger, actor=actor, on=ON, note="never committed")
+            written += 1
+        sys.stdout.write(f"inside {written}\n")
+        sys.stdout.flush()
+        while True:
+            time.sleep(1)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "crash":
         crash_writer(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "bulk":
+        bulk_writer(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
-        raise SystemExit("usage: python tests/writer_process.py crash DB CASE FIRST")
+        raise SystemExit("usage: python tests/writer_process.py crash DB CASE FIRST\n"
+                         "       python tests/writer_process.py bulk DB CASE STEPS")
 
 
 # -- the feed: writers whose transactions sometimes roll back -------------------------------

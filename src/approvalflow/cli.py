@@ -218,10 +218,16 @@ def _echo_json(value: Any) -> None:
 def _db_path(ctx: click.Context) -> str:
     """--db, else $APPROVALFLOW_DB, else ./approvalflow.db."""
     path = ctx.obj.get("db") or os.environ.get(DB_ENV) or DEFAULT_DB
+    if _is_url(path):
+        return str(path)
     if os.path.isdir(path):
         raise click.UsageError(f"The database {path!r} is a directory; give a file "
                                f"with --db or ${DB_ENV}.", ctx)
     return str(path)
+
+
+def _is_url(path: str) -> bool:
+    return path.startswith(("postgresql://", "postgres://"))
 
 
 def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -> Store:
@@ -232,6 +238,8 @@ def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -
     from .store import open_store
 
     path = _db_path(ctx)
+    if _is_url(path):  # a PostgreSQL server: the store says what is missing there
+        return open_store(path, readonly=readonly, create=create)
     if not create and not os.path.exists(path):
         raise Failure(f"There is no database at {path!r}; pass --db PATH or set "
                       f"${DB_ENV}, or create a case with 'approvalflow new'.")
@@ -401,7 +409,7 @@ def new(ctx: click.Context, workflow: str, case_id: str, actor: str, on: dt.date
     from .errors import CaseExistsError, DefinitionError
 
     path = _db_path(ctx)
-    existed = os.path.exists(path)
+    existed = _is_url(path) or os.path.exists(path)
     try:
         wf: Workflow | str = _load_workflow(workflow)  # before the database is touched
     except DefinitionError:
@@ -777,7 +785,7 @@ def verify(ctx: click.Context, heads_file: str | None, strict: bool, as_json: bo
     heads = _read_heads(heads_file) if heads_file is not None else None
     with _open(ctx, readonly=True) as store:
         report = store.verify(heads=heads, strict=strict)
-        path = store.path
+        path = store.where
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -935,6 +943,37 @@ def _progress() -> Any:
         if bar is not None:
             bar.__exit__(None, None, None)
 @cli.command()
+@click.argument("source")
+@click.argument("dest")
+@json_option
+def copy(source: str, dest: str, as_json: bool) -> None:
+    """Copy the whole log from SOURCE to the empty store DEST (each a SQLite file or a
+    postgresql:// URL), with the same hashes; verify the copy. See docs/deployment.md."""
+    from .store import open_store
+
+    if not _is_url(source) and not os.path.isfile(source):
+        raise Failure(f"There is no database at {source!r}; give a SQLite file or a "
+                      f"postgresql:// URL.")
+    if not _is_url(dest) and os.path.isdir(dest):
+        raise Failure(f"{dest!r} is a directory; give a new SQLite file or a postgresql:// "
+                      f"URL.")
+    with open_store(source, create=False) as src:
+        report = src.copy_to(dest)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        for problem in report.verified.problems:
+            for line in wrap(problem, 0, 2):
+                _echo(line)
+        _echo(f"Copied {report.source!r} to {report.dest!r}: {report.workflows} workflow "
+              f"version(s), {report.cases} cases, {report.events} events"
+              + (", verified ok." if report.verified.ok else "."))
+    if not report.verified.ok:
+        raise Failure(f"The copy {report.dest!r} has {len(report.verified.problems)} "
+                      f"problems.")
+
+
+@cli.command()
 @click.argument("dest", type=click.Path(dir_okay=False, readable=False))
 @click.option("--force", is_flag=True, help="Replace DEST if it exists.")
 @click.pass_context
@@ -944,7 +983,7 @@ def backup(ctx: click.Context, dest: str, force: bool) -> None:
 
     with _open(ctx, readonly=True) as store:
         written = store.backup(dest, force=force)
-        source = store.path
+        source = store.where
     with open_store(written, readonly=True) as copy:
         report = copy.verify()
     if not report.ok:

@@ -522,6 +522,20 @@ class Engine:
                 out.append((day, t))
         return out
 
+    def overdue_reason(self, state: CaseState, on: dt.date, *, case_id: str = "") -> str | None:
+        """Why nothing dated ``on`` may be recorded yet (a step, an expectation, a
+        migration): a timed step fell due before it and the clock has not taken it."""
+        # a timer's date is never before the last event, so only a later date can pass one
+        if not self.timed or (state.last_on is not None and on <= state.last_on):
+            return None
+        late = self.overdue(state, on, case_id=case_id)
+        if not late:
+            return None
+        day, first = late[0]
+        return (f"the clock's step {first.trigger!r} fell due on {day.isoformat()} and has "
+                f"not been recorded; nothing dated after it can be recorded before it (run "
+                f"'approvalflow tick')")
+
     # -- deciding ----------------------------------------------------------------------
 
     def evaluate(self, state: CaseState, trigger: str, *, actor: str, on: dt.date,
@@ -687,15 +701,10 @@ class Engine:
                 refuse("timer", f"{trigger!r} fell due on {due.isoformat()}; the clock's step "
                                 f"is dated with that date, not {on.isoformat()}")
         # a timer's date is never before the last event, so only a later date can pass one
-        if _overdue and self.timed and not reasons and \
-                (state.last_on is None or on > state.last_on):
-            late = self.overdue(state, on, case_id=case_id)
+        if _overdue and not reasons:
+            late = self.overdue_reason(state, on, case_id=case_id)
             if late:
-                day, first = late[0]
-                refuse("timer overdue",
-                       f"the clock's step {first.trigger!r} fell due on {day.isoformat()} and "
-                       f"has not been recorded; nothing dated after it can be recorded before "
-                       f"it (run 'approvalflow tick')")
+                refuse("timer overdue", late)
         if t is None:
             return refused()
         if t.join or t.quorum_lost:

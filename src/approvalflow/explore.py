@@ -6,7 +6,9 @@ invariants) the states entered since each invariant's reset state. The join's st
 follows from the active states. The walk asks the engine itself: for every step
 enabled in a configuration and every actor allowed to take it, :meth:`Engine.evaluate`
 decides and :meth:`Engine.apply` moves, so exploring follows exactly the engine's rules
-(who may act, the join, each vote's counting, withdrawals).
+(who may act, the join, each vote's counting, withdrawals). Each decision is asked once
+per what the engine reads to make it (see :class:`_Decider`), and shared by every
+configuration that agrees on that.
 
 Data and dates are abstracted away. A named guard or a date rule may pass or fail
 depending on data the walk does not know, so both are taken as possible: the walk
@@ -165,7 +167,9 @@ class Graph:
     them."""
 
     engine: Engine  # the engine the walk decided with (guards and date rules dropped)
-    index: dict[Key, int]  # a configuration's key -> its number
+    #: a configuration's key (its engine configuration's number, the invariants' memory)
+    #: -> its number
+    index: dict[tuple[int, Memory], int]
     states: list[tuple[CaseState, Memory]]  # per number: the engine's state, the memory
     parent: list[tuple[int, Step] | None]  # per number: where the walk first came from
     edges: dict[int, list[tuple[Step, int]]]  # only for expanded configurations
@@ -186,13 +190,6 @@ class Graph:
             out.append(step)
             link = self.parent[node]
         return tuple(reversed(out))
-
-
-def _key(state: CaseState, memory: Memory) -> Key:
-    ballots = tuple(sorted((g, tuple(sorted(b.items()))) for g, b in state.ballots.items()
-                           if b))
-    withdrawn = tuple(sorted((g, tuple(sorted(w))) for g, w in state.withdrawn.items() if w))
-    return (state.config, ballots, withdrawn, memory)
 
 
 def describe(state: CaseState) -> str:
@@ -251,62 +248,261 @@ def _walk(workflow: Workflow, limit: int) -> Graph:
     engine_for(workflow)  # the real engine: built (and checked) first
     free = _free_engine(workflow)
     tracker = Tracker(free)
-    transition_index = {id(t): i for i, t in enumerate(free.workflow.transitions)}
-    by_source: dict[str, set[str]] = {}
-    for td in free.workflow.transitions:
-        by_source.setdefault(td.source, set()).add(td.trigger)
-
-    enabled: dict[frozenset[str], list[tuple[str, TransitionDef, int]]] = {}
     start = free.initial_state({}, DAY)
     memory, broken = tracker.start(start.config)
-    g = Graph(engine=free, index={_key(start, memory): 0}, states=[(start, memory)],
-              parent=[None], edges={}, frontier=set(), complete=True, steps=0, taken=set(),
-              first_source={}, refusals={}, violations={})
+    g = Graph(engine=free, index={}, states=[(start, memory)], parent=[None], edges={},
+              frontier=set(), complete=True, steps=0, taken=set(), first_source={},
+              refusals={}, violations={})
+    decider = _Decider(free, g)
+    g.index[(decider.number(start), memory)] = 0
     for inv, text in broken:
         g.violations.setdefault(inv.id, (0, Step("create", ""), start.config, text))
-    index, states, parent = g.index, g.states, g.parent
+    index, states, parent, edges, violations = (g.index, g.states, g.parent, g.edges,
+                                                g.violations)
+    engine_of: list[int] = [0]  # per configuration: its engine configuration's number
+    moves_of, decide, step_of, apply = decider.moves, decider.decide, tracker.step, free.apply
+    steps = 0
     node = 0
     while node < len(states):  # breadth-first: the numbers are the queue
         state, memory = states[node]
-        out = g.edges[node] = []
-        if free.is_final(state.config):
+        out: list[tuple[Step, int]] = []
+        edges[node] = out
+        config = state.config
+        if free.is_final(config):
             node += 1
             continue
-        steps = enabled.get(state.config)
-        if steps is None:  # the steps enabled in these active states, in trigger order
-            triggers = sorted({tr for s in free.active(state.config)
-                               for tr in by_source.get(s, ())})
-            steps = enabled[state.config] = [
-                (trigger, t, transition_index[id(t)]) for trigger in triggers
-                if (t := free.enabled_transition(state.config, trigger)) is not None]
-        for trigger, t, i in steps:
-            g.first_source.setdefault(i, node)
-            for actor in t.actors:
-                d = free.evaluate(state, trigger, actor=actor, on=DAY)
-                if not d.ok:
-                    g.refusals.setdefault(i, d.reasons[0])
+        moves = moves_of[engine_of[node]]
+        if moves is None:
+            # the first configuration met with these active states and ballots: the engine
+            # decides here, and a transition is first enabled (or first refused) here if
+            # anywhere, as that depends on nothing else; decide records both in the graph
+            moves = decide(engine_of[node], state, node)
+        steps += len(moves)
+        for step, target, after in moves:
+            new_memory, broken = step_of(memory, config, target, step.trigger)
+            for inv, text in broken:
+                violations.setdefault(inv.id, (node, step, target, text))
+            new_key = (after, new_memory)
+            nxt = index.get(new_key)
+            if nxt is None:
+                if len(states) >= limit:
+                    g.complete = False
+                    g.frontier.add(node)
                     continue
-                g.steps += 1
-                g.taken.add(i)
-                step = Step(trigger, actor)
-                after = free.apply(state, trigger=trigger, actor=actor, on=DAY,
-                                   seq=state.version, target=d.target, data={})
-                new_memory, broken = tracker.step(memory, state.config, d.target, trigger)
-                for inv, text in broken:
-                    g.violations.setdefault(inv.id, (node, step, d.target, text))
-                new_key = _key(after, new_memory)
-                nxt = index.get(new_key)
-                if nxt is None:
-                    if len(states) >= limit:
-                        g.complete = False
-                        g.frontier.add(node)
-                        continue
-                    nxt = index[new_key] = len(states)
-                    states.append((after, new_memory))
-                    parent.append((node, step))
-                out.append((step, nxt))
+                nxt = index[new_key] = len(states)
+                states.append((apply(state, trigger=step.trigger, actor=step.actor, on=DAY,
+                                     seq=state.version, target=target, data={}), new_memory))
+                engine_of.append(after)
+                parent.append((node, step))
+            out.append((step, nxt))
         node += 1
+    g.steps = steps
     return g
+
+
+#: The steps the engine allows from an engine configuration, in trigger order, then in the
+#: order of each step's actors: the step, its target, and the number of the engine
+#: configuration it leads to.
+_Moves = list[tuple[Step, frozenset[str], int]]
+#: What the engine decided about one transition, for each actor allowed to take it: the
+#: reason it refuses the first actor it refuses (None: none), and per actor it allows, in
+#: order, the step, the states it leaves and enters, and the number of that move.
+_Decided = tuple[str | None, tuple[tuple[Step, frozenset[str], frozenset[str], int], ...]]
+
+
+class _Decider:
+    """The engine's side of the walk: every engine configuration's steps, each decided by
+    :meth:`Engine.evaluate` and moved by :meth:`Engine.apply`, but only once per what those
+    read of the configuration.
+
+    An engine configuration is what the engine decides a step of the walk on: the active
+    states and the votes' ballots and withdrawals. The rest of the walk's state is alike
+    everywhere, or never read: its data is empty, every date is the walk's one day (so no
+    timer is overdue, and each timer's date is that day), its sequence number never moves
+    (so a timed step taken is never "taken since its source was entered"), the states a
+    timer counts from are the active ones, and who took a step is never known (``by`` is
+    None, so a four-eyes rule refuses whoever took the step named). The invariants' memory
+    is the walk's own, and the engine never reads it.
+
+    Within an engine configuration, the engine reads still less:
+
+    - ``evaluate`` reads, of the votes, only the ballots and withdrawals of the step's own
+      vote and, for each vote that has a 'withdrawn' state, whether every voter has
+      withdrawn from it (``settle_votes`` moves such a vote on when it is entered again);
+    - of the active states, a step that stays within one region of a parallel state (its
+      source, its target and its vote's 'withdrawn' state lie in that region) reads and
+      changes only that region's: the regions of a parallel state are independent. What
+      the engine checks of the active states for such a step (its source; the join, the
+      quorum or the timer of a state within the region) lies within the region;
+      validation refuses a trigger that leaves two states that can be active together, so
+      no other region moves on the same trigger; and a vote elsewhere that every voter has
+      left is never active (it moves to its 'withdrawn' state when the last voter leaves,
+      and again whenever it is entered);
+    - ``apply`` changes the ballots and withdrawals by the step's own vote, and clears the
+      ballots of each vote whose state the step leaves or enters again; which votes those
+      are follows from the transition, the states it leaves and enters, and whether each
+      vote's state was active.
+
+    So each decision is memoised on what it reads, and asked of the engine on the first
+    configuration met with it. ``tests/test_explore_reference.py`` checks the walk against
+    one that asks the engine at every step, on hand-made, bundled and random workflows.
+    """
+
+    def __init__(self, free: Engine, graph: Graph) -> None:
+        wf = free.workflow
+        self.free = free
+        self._graph = graph
+        self._transition_index = {id(t): i for i, t in enumerate(wf.transitions)}
+        self._by_source: dict[str, set[str]] = {}
+        for td in wf.transitions:
+            self._by_source.setdefault(td.source, set()).add(td.trigger)
+        self._votes = tuple(wf.votes.values())
+        self._emptied = tuple(vg for vg in self._votes if vg.withdrawn)
+        #: per active states: the steps enabled there, each with the active states it reads
+        self._enabled: dict[frozenset[str], list[tuple[TransitionDef, int,
+                                                       frozenset[str]]]] = {}
+        #: per active states: the number of which votes' states are among them
+        self._voting: dict[frozenset[str], int] = {}
+        #: the votes' ballots and withdrawals -> their number; per number: whether every
+        #: voter left each vote that has a 'withdrawn' state, and each vote's own part
+        self._tallies: dict[Key, int] = {}
+        self._emptied_of: list[tuple[bool, ...]] = []
+        self._own_of: list[dict[str, Key]] = []
+        #: (active states, tallies' number) -> the engine configuration's number
+        self._numbers: dict[tuple[frozenset[str], int], int] = {}
+        self._configs: list[tuple[frozenset[str], int]] = []
+        #: per engine configuration's number: its steps, once decided
+        self.moves: list[_Moves | None] = []
+        self._decisions: dict[Key, _Decided] = {}
+        #: (tallies' number, move's number, votes' states active) -> tallies' number after
+        self._afters: dict[tuple[int, int, int], int] = {}
+        #: (transition's index, actor, states left, states entered) -> the move's number
+        self._move_ids: dict[Key, int] = {}
+        self._voting_ids: dict[tuple[bool, ...], int] = {}
+        self._local = self._regions(wf)
+
+    @staticmethod
+    def _regions(wf: Workflow) -> list[frozenset[str] | None]:
+        """Per transition: the leaves of the smallest region (a child of a parallel state)
+        that holds its source, its target and its vote's 'withdrawn' state, if any."""
+        lineage = {s: frozenset([s, *wf.ancestors(s)]) for s in wf.state_defs}
+        out: list[frozenset[str] | None] = []
+        for t in wf.transitions:
+            vg = wf.votes.get(t.vote) if t.vote else None
+            within = [t.source, t.target, *([vg.withdrawn] if vg and vg.withdrawn else [])]
+            region = next((r for r in (t.source, *wf.ancestors(t.source))
+                           if (p := wf.state_defs[r].parent) is not None
+                           and wf.state_defs[p].kind == "parallel"
+                           and all(r in lineage[s] for s in within)), None)
+            out.append(None if region is None else
+                       frozenset(s for s in wf.leaves if region in lineage[s]))
+        return out
+
+    def _tally(self, state: CaseState) -> int:
+        """The number of ``state``'s ballots and withdrawals (numbered in first-met order)."""
+        ballots, withdrawn = state.ballots, state.withdrawn
+        own: dict[str, Key] = {
+            vg.id: (tuple(sorted(ballots.get(vg.id, {}).items())),
+                    tuple(sorted(withdrawn.get(vg.id, ()))))
+            for vg in self._votes}
+        key = tuple(own.values())
+        number = self._tallies.get(key)
+        if number is None:
+            number = self._tallies[key] = len(self._own_of)
+            self._own_of.append(own)
+            self._emptied_of.append(tuple(
+                bool(gone := withdrawn.get(vg.id, frozenset()))
+                and all(v in gone for v in vg.voters)
+                for vg in self._emptied))
+        return number
+
+    def _number(self, config: frozenset[str], tally: int) -> int:
+        key = (config, tally)
+        number = self._numbers.get(key)
+        if number is None:
+            number = self._numbers[key] = len(self._configs)
+            self._configs.append(key)
+            self.moves.append(None)
+        return number
+
+    def number(self, state: CaseState) -> int:
+        """The number of ``state``'s engine configuration (numbered in first-met order)."""
+        return self._number(state.config, self._tally(state))
+
+    def _enabled_in(self, config: frozenset[str]) -> list[tuple[TransitionDef, int,
+                                                                frozenset[str]]]:
+        """The steps enabled in ``config``, in trigger order, each with the part of
+        ``config`` the engine reads to decide it."""
+        steps = self._enabled.get(config)
+        if steps is None:
+            free = self.free
+            triggers = sorted({tr for s in free.active(config)
+                               for tr in self._by_source.get(s, ())})
+            steps = self._enabled[config] = []
+            for trigger in triggers:
+                t = free.enabled_transition(config, trigger)
+                if t is not None:
+                    i = self._transition_index[id(t)]
+                    region = self._local[i]
+                    steps.append((t, i, config if region is None else config & region))
+            voting = tuple(vg.state in config for vg in self._votes)
+            self._voting[config] = self._voting_ids.setdefault(voting, len(self._voting_ids))
+        return steps
+
+    def decide(self, number: int, state: CaseState, node: int) -> _Moves:
+        """Every step from engine configuration ``number``, of which ``state`` (the walk's
+        configuration ``node``) is the first met: the steps allowed, and in the graph each
+        step's first source and first refusal, and the transitions taken."""
+        free, decisions, afters, numbers, number_of = (
+            self.free, self._decisions, self._afters, self._numbers, self._number)
+        g = self._graph
+        config, tally = self._configs[number]
+        emptied, own, voting = self._emptied_of[tally], self._own_of[tally], None
+        moves: _Moves = []
+        for t, i, part in self._enabled_in(config):
+            g.first_source.setdefault(i, node)
+            key: Key = (i, part, emptied, own[t.vote] if t.vote else None)
+            decided = decisions.get(key)
+            if decided is None:
+                decided = decisions[key] = self._evaluate(state, t)
+            refused, allowed = decided
+            if refused is not None:
+                g.refusals.setdefault(i, refused)
+            if not allowed:
+                continue
+            g.taken.add(i)
+            if voting is None:
+                voting = self._voting[config]
+            for step, left, entered, move in allowed:
+                target = (config - left) | entered if left or entered else config
+                key = (tally, move, voting)
+                after = afters.get(key)
+                if after is None:
+                    after = afters[key] = self._tally(free.apply(
+                        state, trigger=t.trigger, actor=step.actor, on=DAY, seq=state.version,
+                        target=target, data={}))
+                key = (target, after)
+                nxt = numbers.get(key)
+                if nxt is None:
+                    nxt = number_of(target, after)
+                moves.append((step, target, nxt))
+        self.moves[number] = moves
+        return moves
+
+    def _evaluate(self, state: CaseState, t: TransitionDef) -> _Decided:
+        """The engine's decision on ``t`` in ``state``, for each actor allowed to take it."""
+        refused = None
+        allowed = []
+        for actor in t.actors:
+            d = self.free.evaluate(state, t.trigger, actor=actor, on=DAY)
+            if not d.ok:
+                refused = refused or d.reasons[0]
+                continue
+            left, entered = state.config - d.target, d.target - state.config
+            move_key = (self._transition_index[id(t)], actor, left, entered)
+            move = self._move_ids.setdefault(move_key, len(self._move_ids))
+            allowed.append((Step(t.trigger, actor), left, entered, move))
+        return refused, tuple(allowed)
 
 
 def explore(workflow: Workflow, *, limit: int = DEFAULT_LIMIT) -> ExploreReport:

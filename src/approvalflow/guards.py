@@ -9,9 +9,11 @@ application registers a function under that name::
         ...
 
 A guard receives a :class:`GuardContext` and returns what is wrong: ``True`` or an
-empty list when the step may go ahead; ``False`` (refused, with a generic reason), one
-string, or a list of strings (every reason) when it may not. ``None`` refuses too: a
-guard that forgot its ``return`` must not let a decision through.
+empty list (any empty collection) when the step may go ahead; ``False`` (refused, with
+a generic reason), one string, or a list of strings (every reason) when it may not. An
+empty string refuses too, with a reason that names the guard. ``None``, a number,
+bytes or anything else refuses: a guard that forgot its ``return`` must not let a
+decision through.
 
 This module is the registry alone and imports no guards. The bundled workflows' guards
 (:mod:`approvalflow.rules`, which registers them here) are imported by the modules that
@@ -118,9 +120,13 @@ def run_guard(name: str, func: GuardFunction | None, ctx: GuardContext) -> list[
                 f"the step may go ahead, else the reasons it may not"]
     if result is False:
         return [f"guard {name!r} does not hold"]
+    unsaid = f"guard {name!r} does not hold (it gave an empty reason)"
     if isinstance(result, str):
-        return [result]
-    if isinstance(result, Iterable):
-        return [str(r) for r in result]
+        return [result or unsaid]
+    if isinstance(result, Iterable) and not isinstance(result, bytes | bytearray):
+        try:
+            return [str(r) or unsaid for r in result]
+        except Exception as e:  # a generator of reasons that fails part-way refuses too
+            return [f"guard {name!r} failed with {type(e).__name__}: {e}"]
     return [f"guard {name!r} returned {result!r}; expected a bool, a string or a list of strings"]
 

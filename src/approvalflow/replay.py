@@ -120,6 +120,10 @@ def _migrate(engine: Engine, state: CaseState, e: Event | Recorded, check: list[
         if state.last_on is not None and e.on < state.last_on:
             check.append(f"{where}: dated {e.on.isoformat()}, before the case's last event on "
                          f"{state.last_on.isoformat()}")
+        late = engine.overdue_reason(state, e.on, case_id=e.case_id)
+        if late:
+            check.append(f"{where}: 'migrate' by {e.actor!r} on {e.on.isoformat()} breaks the "
+                         f"rule 'timer overdue': {late}")
     moved = engine_for(new)
     # what the new version's timers count from (engine.rebase): kept states keep their dates
     state = moved.rebase(migrated_state(state, e.target, ballots=info["ballots"], seq=e.seq,

@@ -51,18 +51,21 @@ from ..forecast import DueItem, due_items, sort_due
 from ..loading import bundled_workflows, load_workflow, loads_workflow
 from ..replay import replay
 from ..versioning import migrated_state
-from . import projections
+from . import postgres, projections, sqlite
+from . import rows as _rows
 from .feed import Subscriber, notify, read_feed
 from .queries import Awaited, CaseList, find_cases
 from .queries import awaiting as awaiting_cases
 from .queries import due as due_from_tables
 from .rows import (
     EVENT_COLUMNS,
+    EVENT_FIELDS,
     GENESIS,
     INSERT_CASE,
     INSERT_EVENT,
     INSERT_EVENT_AT,
     SELECT_HEAD,
+    SELECT_HEAD_PLAIN,
     SELECT_NEW,
     UPDATE_CASE,
     UPDATE_CASE_SAME_DAY,
@@ -75,7 +78,7 @@ from .rows import (
     translate,
     utc_now,
 )
-from .schema import MIGRATIONS, SCHEMA_VERSION, enable_wal, package_version, record_meta
+from .schema import MIGRATIONS, SCHEMA_VERSION, package_version, record_meta
 from .timers import TickReport, rebuild_timers, sync_timers, timer_rows
 from .timers import tick as _tick
 from .verification import VerifyReport, verify_store
@@ -86,6 +89,7 @@ if TYPE_CHECKING:
 
     from ..versioning import MigrationPlan
     from ..views import Svg
+    from .copying import CopyReport
 
 __all__ = ["Store", "open_store", "CaseSummary", "CaseList", "Awaited", "VerifyReport",
            "TickReport", "SCHEMA_VERSION", "replay"]
@@ -93,7 +97,7 @@ __all__ = ["Store", "open_store", "CaseSummary", "CaseList", "Awaited", "VerifyR
 #: What a bulk block says once the database failed inside it (a full disk, say).
 _BULK_FAILED = ("A step inside this bulk block failed in the database (such as a full disk); "
                 "nothing of the block is stored. Leave the block and start again.")
-DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+DURABILITY = sqlite.DURABILITY
 #: The longest busy timeout open_store takes, in seconds (a day).
 MAX_TIMEOUT = 86_400
 #: The longest database path open_store takes (PATH_MAX on Linux).
@@ -120,53 +124,9 @@ class CaseSummary:
                 "is_final": self.is_final, "updated_at": self.updated_at.isoformat()}
 
 
-_WRONG_THREAD = ("This store was opened in another thread ({owner}); a store belongs to the "
-                 "thread that opened it. Open one store per thread or per request "
-                 "(approvalflow.open_store in each; they may share the file).")
-
-
 class MigrationNeededError(StoreError):
     """A database opened read-only has an older schema: it must be opened writable once
     to be migrated."""
-
-
-class _Connection(sqlite3.Connection):
-    """sqlite3's connection, refusing use from another thread or after close with a
-    StoreError (sqlite3 would raise ProgrammingError, and only for some calls)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._owner = threading.get_ident()
-        self._owner_name = threading.current_thread().name
-        self._is_closed = False
-
-    def check_thread(self) -> None:
-        if threading.get_ident() != self._owner:
-            raise StoreError(_WRONG_THREAD.format(owner=repr(self._owner_name)))
-        if self._is_closed:
-            raise StoreError("The store is closed.")
-
-    def execute(self, *args: Any) -> sqlite3.Cursor:
-        self.check_thread()
-        return super().execute(*args)
-
-    def executemany(self, *args: Any) -> sqlite3.Cursor:
-        self.check_thread()
-        return super().executemany(*args)
-
-    def cursor(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
-        self.check_thread()
-        cursor: sqlite3.Cursor = super().cursor(*args, **kwargs)
-        return cursor
-
-    def backup(self, *args: Any, **kwargs: Any) -> None:
-        self.check_thread()
-        super().backup(*args, **kwargs)
-
-    def close(self) -> None:
-        self.check_thread()
-        super().close()
-        self._is_closed = True
 
 
 _FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
@@ -209,44 +169,6 @@ def _check_path(path: object) -> str:
     return text
 
 
-def _connect_readonly(path: str, timeout: float) -> _Connection:
-    """Open ``path`` read-only (SQLite's ``mode=ro``), so a read-only file or folder can be read.
-
-    A WAL database read-only needs its ``-shm`` file, or a folder where SQLite may create
-    it. In a read-only folder without a ``-wal`` file (the database was closed cleanly)
-    nobody can write, so the file is opened as ``immutable``; with a ``-wal`` file and no
-    ``-shm`` file the events in the ``-wal`` can't be read, and that is said.
-    """
-    uri = Path(path).absolute().as_uri()
-    conn: _Connection | None = None
-    try:
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
-                               timeout=timeout, check_same_thread=True, factory=_Connection)
-        conn.execute("PRAGMA user_version").fetchone()
-        return conn
-    except sqlite3.OperationalError as e:
-        if conn is not None:
-            conn.close()
-        if "unable to open" not in str(e) and "readonly" not in str(e):
-            raise
-    folder = Path(path).absolute().parent
-    try:
-        with open(path, "rb"):
-            pass
-    except PermissionError:
-        raise StoreError(f"Can't read {path!r}: permission denied (the file is not readable "
-                         f"for this user).") from None
-    if os.path.exists(path + "-wal") and not os.path.exists(path + "-shm"):
-        raise StoreError(
-            f"Can't read {path!r} read-only: its -wal file holds recent events, and SQLite "
-            f"needs a -shm file beside it (or a writable folder) to read them. Copy the "
-            f"database together with its -wal file to a writable folder, or open it where "
-            f"it is from an account that may write to {str(folder)!r}.")
-    conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None,
-                           timeout=timeout, check_same_thread=True, factory=_Connection)
-    return conn
-
-
 class Store:
     """An event log in one SQLite file. Open it with :func:`open_store`."""
 
@@ -261,42 +183,10 @@ class Store:
             raise InvalidInputError(f"max_pages must be a whole number of pages (1 or more) "
                                     f"or None, not {max_pages!r}.")
         timeout = _check_timeout(timeout)
-        self.path = _check_path(path)
+        self._pg = postgres.is_database_url(path)
+        self.path: str = str(path) if self._pg else _check_path(path)
         self.durability = durability
         self.readonly = bool(readonly)
-        if self.readonly and self.path == ":memory:":
-            raise InvalidInputError("readonly=True needs a database file; an in-memory store "
-                                    "starts empty.")
-        if (not create or self.readonly) and self.path != ":memory:" \
-                and not Path(self.path).is_file():
-            raise StoreError(f"There is no database at {self.path!r}; create one with "
-                             f"'approvalflow new' or approvalflow.open_store().")
-        with translate(f"open the database {self.path!r}"):
-            if self.readonly:
-                self._conn = _connect_readonly(self.path, timeout)
-            else:
-                self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout,
-                                             check_same_thread=True, factory=_Connection)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if self.path != ":memory:" and not self.readonly:
-                mode = enable_wal(self._conn, timeout)
-                if mode.lower() != "wal":
-                    raise StoreError(f"Could not switch {self.path!r} to WAL mode "
-                                     f"(it is in {mode!r}).")
-            if not self.readonly:
-                self._conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
-            if max_pages is not None:
-                self._conn.execute(f"PRAGMA max_page_count = {max_pages}")
-            self._db: sqlite_utils.Database | None = None
-            if self.readonly:
-                try:
-                    self._check_readable()
-                except BaseException:
-                    self._conn.close()
-                    raise
-            else:
-                self._migrate()
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._bulk_depth = 0
         self._bulk_failed = False
@@ -306,29 +196,91 @@ class Store:
         self._subscribers: list[Subscriber] = []
         self._committed_mark: int | None = None
         self._timeout = timeout
-        self._writer_lock = _writer_lock(self.path)
         self._closed = False
+        if self._pg:
+            self._open_postgres(create=create, max_pages=max_pages)
+            return
+        if self.readonly and self.path == ":memory:":
+            raise InvalidInputError("readonly=True needs a database file; an in-memory store "
+                                    "starts empty.")
+        if (not create or self.readonly) and self.path != ":memory:" \
+                and not Path(self.path).is_file():
+            raise StoreError(f"There is no database at {self.where!r}; create one with "
+                             f"'approvalflow new' or approvalflow.open_store().")
+        with translate(f"open the database {self.where!r}"):
+            self._conn = sqlite.connect(self.path, timeout=timeout, durability=durability,
+                                        readonly=self.readonly, max_pages=max_pages)
+            self._db: sqlite_utils.Database | None = None
+            if self.readonly:
+                try:
+                    self._check_readable()
+                except BaseException:
+                    self._conn.close()
+                    raise
+            else:
+                self._migrate()
+        self._writer_lock = _writer_lock(self.path)
+
+    def _open_postgres(self, *, create: bool, max_pages: int | None) -> None:
+        """Connect to a PostgreSQL server (store/postgres.py) and create the schema there."""
+        where = postgres.redact(self.path)
+        if max_pages is not None:
+            raise InvalidInputError("max_pages caps a SQLite file; a PostgreSQL store has no "
+                                    "such cap (leave max_pages out).")
+        self._writer_lock = None  # the server orders the writers of every process and host
+        self._conn = postgres.connect(  # type: ignore[assignment]
+            self.path, timeout=self._timeout, durability=self.durability,
+            readonly=self.readonly)
+        self._db = None
+        try:
+            with translate(f"open the database {where!r}"):
+                current = self.schema_version
+                self._check_not_newer(current)
+                if current == 0:
+                    if self.readonly or not create:
+                        raise StoreError(f"There is no approvalflow store at {where!r}; create "
+                                         f"one with 'approvalflow new' or "
+                                         f"approvalflow.open_store().")
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        postgres.create_schema(self._conn, created_at=utc_now().isoformat(),  # type: ignore[arg-type]
+                                               created_by=package_version())
+                        self._conn.execute("COMMIT")
+                    except BaseException:
+                        self._rollback()
+                        raise
+                elif current != SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"{where!r} has schema version {current}; this approvalflow "
+                        f"({package_version()}) reads PostgreSQL stores of version "
+                        f"{SCHEMA_VERSION}.")
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _check_readable(self) -> None:
         """A store opened read-only can't migrate: its schema must be this version's."""
         try:
             current = self.schema_version
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path!r} is not an approvalflow database, or it is "
+            raise StoreError(f"{self.where!r} is not an approvalflow database, or it is "
                              f"damaged: {e}.") from e
         self._check_not_newer(current)
         if current == 0:
-            raise StoreError(f"{self.path!r} is not an approvalflow database (it has no "
+            raise StoreError(f"{self.where!r} is not an approvalflow database (it has no "
                              f"schema); pass the database's path.")
         if current < SCHEMA_VERSION:
             raise MigrationNeededError(
-                f"{self.path!r} has schema version {current}; this approvalflow "
+                f"{self.where!r} has schema version {current}; this approvalflow "
                              f"reads version {SCHEMA_VERSION} read-only. Open it once without "
                              f"readonly (any writing command) to migrate it.")
 
     @property
     def db(self) -> sqlite_utils.Database:
         """The connection as a sqlite-utils Database (for schema work), made on first use."""
+        if self._pg:
+            raise StoreError("store.db is the SQLite file through sqlite-utils; a PostgreSQL "
+                             "store has none (use the Store's methods).")
         if self._db is None:
             import sqlite_utils
 
@@ -340,8 +292,7 @@ class Store:
     def close(self) -> None:
         """Close the connection. Only the thread that opened the store may close it."""
         if not self._closed:
-            if isinstance(self._conn, _Connection):
-                self._conn.check_thread()
+            self._conn.check_thread()
             self._conn.close()
             self._closed = True
 
@@ -352,18 +303,26 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Store {self.path!r}>"
+        return f"<Store {self.where!r}>"
+
+    @property
+    def where(self) -> str:
+        """The database's path, or its URL without the password."""
+        return postgres.redact(self.path) if self._pg else self.path
 
     @property
     def schema_version(self) -> int:
-        """The schema version of the file (SQLite's ``user_version``)."""
-        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        """The schema version of the file (SQLite's ``user_version``; on PostgreSQL, the
+        one recorded in ``store_meta``)."""
+        if self._pg:
+            return postgres.schema_version(self._conn)  # type: ignore[arg-type]
+        return sqlite.user_version(self._conn)
 
     def _migrate(self) -> None:
         try:
             current = self.schema_version
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path!r} is not an approvalflow database, or it is "
+            raise StoreError(f"{self.where!r} is not an approvalflow database, or it is "
                              f"damaged: {e}.") from e
         self._check_not_newer(current)
         if current == SCHEMA_VERSION:
@@ -376,7 +335,7 @@ class Store:
             if current == 0:
                 tables = set(self.db.table_names())
                 if tables - {"sqlite_sequence"}:
-                    raise StoreError(f"{self.path!r} holds tables {sorted(tables)} but is not "
+                    raise StoreError(f"{self.where!r} holds tables {sorted(tables)} but is not "
                                      f"an approvalflow database; use another file.")
             while current < SCHEMA_VERSION:
                 MIGRATIONS[current](self.db)
@@ -392,7 +351,7 @@ class Store:
     def _check_not_newer(self, current: int) -> None:
         if current > SCHEMA_VERSION:
             raise SchemaVersionError(
-                f"{self.path!r} has schema version {current}, written by a newer approvalflow; "
+                f"{self.where!r} has schema version {current}, written by a newer approvalflow; "
                 f"this one ({package_version()}) reads schema versions up to "
                 f"{SCHEMA_VERSION}. Upgrade approvalflow to open it.")
 
@@ -417,7 +376,7 @@ class Store:
         if self._closed:
             raise StoreError("The store is closed.")
         if self.readonly:
-            raise StoreError(f"Can't {what}: the store {self.path!r} was opened read-only "
+            raise StoreError(f"Can't {what}: the store {self.where!r} was opened read-only "
                              f"(readonly=True); open it without readonly to write.")
         with translate(what):
             if self._bulk_depth:
@@ -425,7 +384,7 @@ class Store:
                     raise StoreError(_BULK_FAILED)
                 try:
                     yield
-                except sqlite3.Error:
+                except _rows.DATABASE_ERRORS:
                     # The database failed part-way through a step (our own refusals come
                     # before any write): the block can no longer be all or nothing, so
                     # none of it will be stored.
@@ -441,6 +400,7 @@ class Store:
                 except BaseException:
                     self._rollback()
                     raise
+                self._number_feed()
         # the callbacks run once the caller has advanced its Case (see _after_commit)
         self._committed_mark = mark
 
@@ -459,7 +419,7 @@ class Store:
             return
         if not lock.acquire(timeout=self._timeout):
             raise StoreError(f"Could not {what}: another writer of this process held "
-                             f"{self.path!r} longer than the timeout of {self._timeout} s "
+                             f"{self.where!r} longer than the timeout of {self._timeout} s "
                              f"(retry, or open the store with a longer timeout).")
         try:
             yield
@@ -499,6 +459,7 @@ class Store:
                 self._bulk_depth = 0
                 self._bulk_failed = False
                 self._bulk_touched.clear()
+            self._number_feed()
         self._notify(mark)
 
     # -- the feed and subscriptions (store/feed.py) ---------------------------------------
@@ -514,7 +475,36 @@ class Store:
         if self._closed:
             raise StoreError("The store is closed.")
         with translate("read the feed"):
+            self._number_feed()
             return read_feed(self._conn, after, limit)
+
+    def _number_feed(self) -> None:
+        """PostgreSQL: number the committed events that have no feed position yet (not
+        through a read-only store: it reads what the writers numbered)."""
+        if self._pg and not self.readonly:
+            postgres.number_pending(self._conn)  # type: ignore[arg-type]
+
+    def _data_version(self) -> int:
+        """A number that changes when any connection commits (``tail --follow`` polls it)."""
+        if self._pg:
+            self._number_feed()
+            return postgres.data_version(self._conn)  # type: ignore[arg-type]
+        return sqlite.data_version(self._conn)
+
+    def _position(self, event: Event) -> Event:
+        """The event with its feed position, once numbered (PostgreSQL numbers after the
+        commit; inside a bulk block, at the block's end)."""
+        if event.position is not None or not self._pg or self._bulk_depth:
+            return event
+        with translate("read a feed position"):
+            position = postgres.position_of(self._conn, event.case_id, event.seq)  # type: ignore[arg-type]
+        return attrs.evolve(event, position=position)
+
+    def _lock(self, key: str) -> None:
+        """Inside a write: hold ``key`` until the commit (PostgreSQL's advisory lock; SQLite's
+        writer already holds the whole file)."""
+        if self._pg:
+            postgres.lock(self._conn, key)  # type: ignore[arg-type]
 
     def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
         """Call ``callback(event)`` for every event this store commits, after the commit.
@@ -570,6 +560,10 @@ class Store:
             raise StoreError("The store is closed.")
         if self._bulk_depth:
             raise StoreError("Can't back up inside a bulk block: leave the block first.")
+        if self._pg:
+            raise StoreError(f"backup copies a SQLite file; {self.where!r} is on PostgreSQL: "
+                             f"use the server's own backups (pg_dump), or 'approvalflow copy' "
+                             f"to copy the log into a SQLite file.")
         dest = Path(_check_path(path))
         if str(dest) == ":memory:":
             raise InvalidInputError("backup needs a file path, not ':memory:'.")
@@ -577,14 +571,14 @@ class Store:
             raise InvalidInputError(f"The backup path {str(dest)!r} is a directory; give a "
                                     f"file name.")
         if self.path != ":memory:" and dest.exists() and dest.samefile(self.path):
-            raise InvalidInputError(f"Can't back up {self.path!r} onto itself.")
+            raise InvalidInputError(f"Can't back up {self.where!r} onto itself.")
         if not force and any(os.path.lexists(f"{dest}{suffix}") for suffix in _FILE_SUFFIXES):
             raise StoreError(f"{str(dest)!r} already exists; give a new path, or force=True "
                              f"(--force) to replace it.")
         partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
         _remove_database(partial)
         try:
-            with translate(f"back up {self.path!r} to {str(dest)!r}"):
+            with translate(f"back up {self.where!r} to {str(dest)!r}"):
                 target = sqlite3.connect(partial, isolation_level=None)
                 try:
                     self._conn.backup(target)
@@ -600,9 +594,31 @@ class Store:
             _remove_database(partial)
         return dest
 
+    def copy_to(self, dest: Store | str | os.PathLike[str],
+                progress: Callable[[int, int], None] | None = None) -> CopyReport:
+        """Copy the whole log into the empty store ``dest`` (a Store, a SQLite path or a
+        PostgreSQL URL): SQLite to PostgreSQL and back, with the same hashes.
+
+        The source must verify; the copy is one transaction, its projections and timers
+        are recomputed, and it is verified after the commit (``report.verified``).
+        Heads exported from this store before the copy verify on the copy. See
+        docs/deployment.md.
+        """
+        from .copying import copy_store
+
+        if self._closed:
+            raise StoreError("The store is closed.")
+        if self._bulk_depth:
+            raise StoreError("Can't copy inside a bulk block: leave the block first.")
+        if isinstance(dest, Store):
+            return copy_store(self, dest, progress)
+        with Store(dest) as opened:
+            return copy_store(self, opened, progress)
+
     # -- workflows ----------------------------------------------------------------------
 
     def _register_workflow(self, wf: Workflow) -> None:
+        self._lock(f"workflow:{wf.name}@{wf.version}")
         row = self._conn.execute("SELECT digest FROM workflows WHERE name = ? AND version = ?",
                                  (wf.name, wf.version)).fetchone()
         if row is None:
@@ -612,7 +628,7 @@ class Store:
                 (wf.name, wf.version, wf.digest, wf.source_text, utc_now().isoformat()))
         elif row["digest"] != wf.digest:
             raise DefinitionError(
-                f"Workflow {wf.name!r} version {wf.version} in {self.path!r} has other content "
+                f"Workflow {wf.name!r} version {wf.version} in {self.where!r} has other content "
                 f"than the one given; a changed workflow needs a new [workflow].version.")
         self._workflows[(wf.name, wf.version)] = wf
 
@@ -627,7 +643,7 @@ class Store:
             row = self._conn.execute("SELECT source FROM workflows WHERE name = ? AND version = ?",
                                      (name, version)).fetchone()
         if row is None:
-            raise StoreError(f"Workflow {name!r} version {version} is not in {self.path!r}.")
+            raise StoreError(f"Workflow {name!r} version {version} is not in {self.where!r}.")
         wf = loads_workflow(row["source"], source=f"{self.path}:workflows/{name}@v{version}",
                             strict_guards=False)
         self._workflows[(name, version)] = wf
@@ -672,13 +688,22 @@ class Store:
         }
         event_row["hash"] = event_hash(event_row)
         with self._write(f"create case {case_id!r}"):
-            exists, last_position = self._conn.execute(SELECT_NEW, (case_id,)).fetchone()
+            self._lock(f"case:{case_id}")
+            if self._pg:
+                exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
+                                            (case_id,)).fetchone()
+                last_position = None
+            else:  # SQLite: with the highest feed position, in one read
+                exists, last_position = self._conn.execute(SELECT_NEW, (case_id,)).fetchone()
             if exists:
-                raise CaseExistsError(f"Case {case_id!r} already exists in {self.path!r}; "
+                raise CaseExistsError(f"Case {case_id!r} already exists in {self.where!r}; "
                                       f"choose another id or load it with store.case().")
             self._register_workflow(wf)
-            event_row["position"] = last_position + 1  # the next feed position
-            self._conn.execute(INSERT_EVENT_AT, event_values(event_row))
+            if last_position is None:
+                event_row["position"] = self._insert_event(event_row)
+            else:
+                event_row["position"] = last_position + 1  # the next feed position
+                self._conn.execute(INSERT_EVENT_AT, event_values(event_row))
             self._conn.execute(
                 INSERT_CASE,
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
@@ -690,16 +715,17 @@ class Store:
                 engine, state, [event], event_row["data"]))
             # a case that did not exist has no timer rows to replace
             sync_timers(self._conn, case_id, engine, state, before=[])
+        event = self._position(event)
         case = Case(self, wf, case_id, state, (event,))
         self._after_commit()
         return case
 
-    def _insert_event(self, row: Mapping[str, Any]) -> int:
-        """Insert one event row; its feed position (assigned in the statement) comes back.
-        (The step and the creation insert at the position read with the head instead.)"""
+    def _insert_event(self, row: Mapping[str, Any]) -> int | None:
+        """Insert one event row; its feed position (assigned in the statement) comes back
+        (None on PostgreSQL, which numbers the events after the commit)."""
         found = self._conn.execute(INSERT_EVENT + " RETURNING position",
-                                   event_values(row)[:-1]).fetchone()
-        return int(found[0])
+                                   tuple(row[field] for field in EVENT_FIELDS)).fetchone()
+        return None if found[0] is None else int(found[0])
 
     def _resolve_workflow(self, workflow: Workflow | str | os.PathLike[str],
                           version: int | None) -> Workflow:
@@ -727,7 +753,7 @@ class Store:
             raise DefinitionError(
                 f"There is no workflow {name!r}: not a bundled one ("
                 f"{', '.join(bundled_workflows()) or 'none'}), not a file, and not stored in "
-                f"{self.path!r} (" + (f"stored: {', '.join(stored)}" if stored else
+                f"{self.where!r} (" + (f"stored: {', '.join(stored)}" if stored else
                                       "it stores none") + ").")
         return self.workflow(name, int(row[0]))
 
@@ -773,7 +799,7 @@ class Store:
         ids = [r[0] for r in self._conn.execute(
             "SELECT case_id FROM cases ORDER BY case_id LIMIT 6").fetchall()]
         known = ", ".join(repr(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
-        return (f"There is no case {case_id!r} in {self.path!r}; "
+        return (f"There is no case {case_id!r} in {self.where!r}; "
                 + (f"cases: {known}." if ids else "the store holds no cases."))
 
     def cases(self, *, workflow: str | None = None, state: str | None = None,
@@ -952,7 +978,12 @@ class Store:
         """
         seq, key = row["seq"], row["key"]
         with self._write(what):
-            head = self._conn.execute(SELECT_HEAD, (case.id,)).fetchone()
+            # SQLite: the head with the last date and the highest feed position in one
+            # read; PostgreSQL: the head alone (locked FOR UPDATE; positions come after
+            # the commit)
+            fast = not self._pg
+            head = self._conn.execute(SELECT_HEAD if fast else SELECT_HEAD_PLAIN,
+                                      (case.id,)).fetchone()
             if head is None:
                 raise CaseNotFoundError(self._not_found(case.id))
             if key is not None:
@@ -976,12 +1007,17 @@ class Store:
                     + ". Load it again and decide anew.")
             row["prev_hash"] = head[1]
             row["hash"] = event_hash(row)
-            row["position"] = head[3] + 1  # the next feed position (see rows.SELECT_HEAD)
-            self._conn.execute(INSERT_EVENT_AT, event_values(row))
-            self._conn.execute(
-                UPDATE_CASE_SAME_DAY if head[2] == row["on_date"] else UPDATE_CASE,
-                (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
-                 case.id))
+            if fast:
+                row["position"] = head[3] + 1  # the next feed position (rows.SELECT_HEAD)
+                self._conn.execute(INSERT_EVENT_AT, event_values(row))
+            else:
+                row["position"] = self._insert_event(row)
+            if fast and head[2] == row["on_date"]:  # the same day: last_on stays
+                self._conn.execute(UPDATE_CASE_SAME_DAY, (row["target"], seq, row["hash"], final,
+                                                          row["recorded_at"], case.id))
+            else:
+                self._conn.execute(UPDATE_CASE, (row["target"], seq, row["on_date"], row["hash"],
+                                                 final, row["recorded_at"], case.id))
             if moves_to is not None:
                 self._conn.execute("UPDATE cases SET workflow_version = ? WHERE case_id = ?",
                                    (moves_to.version, case.id))
@@ -999,6 +1035,7 @@ class Store:
         if self._bulk_depth and case not in self._bulk_touched:
             # remember how the case was, so a block that is rolled back restores it
             self._bulk_touched[case] = case._snapshot()
+        event = self._position(event)
         case._advance(event, moves_to, after)
         self._after_commit()
         return event
@@ -1152,7 +1189,7 @@ _WRITER_LOCKS_LOCK = threading.Lock()
 
 
 def _writer_lock(path: str) -> threading.RLock | None:
-    if path == ":memory:":
+    if path == ":memory:" or postgres.is_database_url(path):
         return None  # each :memory: connection is its own database
     key = os.path.realpath(path)
     with _WRITER_LOCKS_LOCK:

@@ -59,10 +59,6 @@ def read_feed(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:
     return [row_to_event(r) for r in rows]
 
 
-def _data_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-
 def follow(store: Store, after: int = 0, *, poll: float = POLL_SECONDS,
            batch: int = 1000) -> Iterator[Event]:
     """Every event after ``after``, then each new one as it is committed, forever.
@@ -74,7 +70,8 @@ def follow(store: Store, after: int = 0, *, poll: float = POLL_SECONDS,
     conn = store._conn
     while True:
         with translate("follow the feed"):
-            version = _data_version(conn)
+            version = store._data_version()
+            store._number_feed()
             events = read_feed(conn, after, batch)
         yield from events
         if events:
@@ -82,7 +79,7 @@ def follow(store: Store, after: int = 0, *, poll: float = POLL_SECONDS,
             if len(events) == batch:
                 continue  # more are waiting
         with translate("follow the feed"):
-            while _data_version(conn) == version:
+            while store._data_version() == version:
                 time.sleep(poll)
 
 
@@ -97,7 +94,7 @@ def notify(store: Store, mark: int) -> None:
             events.extend(more)
     except Exception:  # the commit is done; a failed read must not look like a failed step
         logger.exception("approvalflow: could not read the events just committed to %r for "
-                         "the subscribers; they were stored, but not passed on", store.path)
+                         "the subscribers; they were stored, but not passed on", store.where)
         return
     for event in events:
         for callback in list(store._subscribers):

@@ -20,6 +20,7 @@ from . import check_case_id, projections
 from .rows import (
     GENESIS,
     INSERT_CASE,
+    INSERT_EVENT,
     INSERT_EVENT_AT,
     UPDATE_CASE,
     encode,
@@ -78,7 +79,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
 
     def flush() -> None:
         if events:
-            store._conn.executemany(INSERT_EVENT_AT, events)
+            store._conn.executemany(INSERT_EVENT_AT if numbered else INSERT_EVENT, events)
         if new_cases:
             store._conn.executemany(INSERT_CASE, new_cases)
         if updates:
@@ -96,10 +97,12 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             seen.add(cur["id"])
 
     with store.bulk(), translate("import events"):
-        # the highest feed position, read inside the import's transaction: its events
-        # take the next ones, in order (see rows.INSERT_EVENT_AT)
+        # SQLite: the highest feed position, read inside the import's transaction; its
+        # events take the next ones, in order (rows.INSERT_EVENT_AT). PostgreSQL numbers
+        # them after the commit (rows.INSERT_EVENT, store/postgres.py).
+        numbered = not store._pg
         position = store._conn.execute(
-            "SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+            "SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0] if numbered else 0
         for number, record in enumerate(records, start=1):
             if not isinstance(record, dict) and not isinstance(record, Mapping):
                 raise InvalidInputError(f"record {number} is a {type(record).__name__} "
@@ -148,7 +151,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 if case_id in seen or store._conn.execute(
                         "SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
                     raise CaseExistsError(f"record {number}: case {case_id!r} already "
-                                          f"exists in {store.path!r}.")
+                                          f"exists in {store.where!r}.")
                 if (wf.name, wf.version) not in registered:
                     store._register_workflow(wf)
                     registered.add((wf.name, wf.version))
@@ -207,8 +210,11 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             # a tuple encodes as the same JSON array (see rows.event_hash)
             hashed = row if commits_to is None else (*row, commits_to)
             digest = sha256_hex(encode(hashed if by is None else (*hashed, {"by": by})))
-            position += 1
-            events.append((*row, digest, commits_to, by, position))
+            if numbered:
+                position += 1
+                events.append((*row, digest, commits_to, by, position))
+            else:
+                events.append((*row, digest, commits_to, by))
             cur.update(hash=digest, seq=row[1], last_on=row[5], updated_at=at)
             count += 1
             if len(events) >= 2000:

@@ -104,6 +104,12 @@ def _plans(store: Store, new: Workflow, ids: list[str], mapping: Mapping[str, st
                          to_version=p.to_version, source=p.source, target=None,
                          reasons=(f"the date {on.isoformat()} is before the case's last event "
                                   f"on {last.isoformat()}; dates may not go backwards",))
+        late = None if on is None or not p.can_move else \
+            case._engine.overdue_reason(case.engine_state, on, case_id=case_id)
+        if late:
+            p = CasePlan(case_id=p.case_id, workflow=p.workflow, from_version=p.from_version,
+                         to_version=p.to_version, source=p.source, target=None,
+                         reasons=(late,))
         out.append((case, p))
     return out, checked
 

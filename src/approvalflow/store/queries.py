@@ -132,7 +132,7 @@ def _check_known_actor(store: Store, actor: str) -> None:
     for name, version in keys:
         known |= set(store.workflow(name, version).actors)
     if actor not in known:
-        raise InvalidInputError(f"{actor!r} is not an actor of any workflow in {store.path!r}; "
+        raise InvalidInputError(f"{actor!r} is not an actor of any workflow in {store.where!r}; "
                                 f"actors: {', '.join(sorted(known))}.")
 
 

@@ -22,18 +22,31 @@ from ..errors import ApprovalflowError, StoreError
 GENESIS = "0" * 64
 
 
+#: The database drivers' error classes that translate turns into StoreError: sqlite3's,
+#: and psycopg's once the PostgreSQL backend is imported (store/postgres.py).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+
+def register_database_errors(error: type[Exception]) -> None:
+    global DATABASE_ERRORS
+    if error not in DATABASE_ERRORS:
+        DATABASE_ERRORS = (*DATABASE_ERRORS, error)
+
+
 @contextlib.contextmanager
 def translate(what: str) -> Iterator[None]:
-    """Turn sqlite3's errors into StoreError with a message that says what to do."""
+    """Turn the database's errors into StoreError with a message that says what to do."""
     try:
         yield
     except ApprovalflowError:
         raise
-    except sqlite3.Error as e:
-        text = str(e)
-        if "full" in text:
+    except DATABASE_ERRORS as e:
+        text = str(e).strip()
+        if "full" in text and "deadlock" not in text:
             hint = "the database or the disk is full; free space (or raise max_page_count)"
-        elif "locked" in text or "busy" in text:
+        elif "deadlock" in text or "could not serialize" in text:
+            hint = "another writer took the same rows at the same time; retry"
+        elif "locked" in text or "busy" in text or "lock timeout" in text:
             hint = "another process held the database longer than the busy timeout; retry"
         elif "not a database" in text or "malformed" in text:
             hint = "the file is not an approvalflow database, or it is damaged"
@@ -46,6 +59,10 @@ def translate(what: str) -> Iterator[None]:
                     "or per request (approvalflow.open_store), see docs/integration.md")
         elif "append-only" in text:
             hint = "recorded events and workflows are never changed or deleted"
+        elif "NUL (0x00)" in text:
+            hint = "PostgreSQL can't store the character U+0000 in text; remove it"
+        elif "connection" in text or "server closed" in text:
+            hint = "the database server can't be reached; nothing more was written"
         else:
             hint = "nothing was written"
         raise StoreError(f"Could not {what}: {text} ({hint}).") from e
@@ -150,8 +167,10 @@ INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
                 f"(SELECT COALESCE(MAX(position), 0) + 1 FROM events))")
 INSERT_EVENT_AT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
                    f"VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 1))})")
-#: A case's head (sequence, hash), the date of its last event, and the highest feed
-#: position of the store, in one statement.
+#: A case's head (sequence, hash): PostgreSQL locks the row with it (store/postgres.py).
+SELECT_HEAD_PLAIN = "SELECT seq, head_hash FROM cases WHERE case_id = ?"
+#: SQLite: a case's head (sequence, hash), the date of its last event, and the highest
+#: feed position of the store, in one statement.
 SELECT_HEAD = ("SELECT seq, head_hash, last_on, (SELECT COALESCE(MAX(position), 0) "
                "FROM events) FROM cases WHERE case_id = ?")
 #: Whether a case exists, and the highest feed position (a creation).
@@ -161,10 +180,10 @@ INSERT_CASE = ("INSERT INTO cases (case_id, workflow, workflow_version, state, s
                "head_hash, is_final, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
 UPDATE_CASE = ("UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
                "updated_at = ? WHERE case_id = ?")
-#: UPDATE_CASE for an event on the day of the case's last one: ``last_on`` is left out
-#: (same parameters, the date unused), so SQLite does not rewrite its index entry.
-UPDATE_CASE_SAME_DAY = ("UPDATE cases SET state = ?1, seq = ?2, head_hash = ?4, is_final = ?5, "
-                        "updated_at = ?6 WHERE case_id = ?7")
+#: UPDATE_CASE for an event on the day of the case's last one, without the date (its
+#: parameters but ``last_on``), so SQLite does not rewrite the date's index entry.
+UPDATE_CASE_SAME_DAY = ("UPDATE cases SET state = ?, seq = ?, head_hash = ?, is_final = ?, "
+                        "updated_at = ? WHERE case_id = ?")
 
 
 def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Event:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from typing import TYPE_CHECKING
 
 from .rows import utc_now
@@ -104,17 +103,3 @@ def record_meta(conn: sqlite3.Connection, *, created: bool, start: int) -> None:
             {"migrated_at": now, "migrated_by": by, "migrated_from": str(start)})
     conn.executemany("INSERT OR REPLACE INTO store_meta (key, value) VALUES (?, ?)",
                      list(rows.items()))
-
-
-def enable_wal(conn: sqlite3.Connection, timeout: float) -> str:
-    """Switch to WAL and return the journal mode. SQLite answers "database is locked" at
-    once, without its busy handler, while another process is switching the same new
-    file; so retry here until ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
