@@ -38,11 +38,18 @@ What is measured (see docs/performance.md for the targets and a run's table):
 - ``tick``: ``store.tick()`` on a store of N submitted flagship cases: with nothing due
   (one indexed range query on the ``timers`` table), and with N/100 expiry timers due
   (each taken in its own transaction, at NORMAL durability).
+- ``pg_fire``, ``pg_clients``, ``pg_same_case`` (PostgreSQL; a server of their own is
+  started, fsync and synchronous_commit on; skipped, saying why, when no PostgreSQL
+  server programs are found): ``Case.fire`` vs raw psycopg sending the same statements,
+  and the minimum; events per second for 1, 2, 4, 8, 16 client processes on their own
+  cases; eight client processes taking steps on the same case with ``retries=``, every
+  step checked stored once. ``--quick`` runs them only when ``--only`` names them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import hashlib
@@ -67,11 +74,13 @@ from approvalflow.demo import SEED_DATA
 from approvalflow.engine import engine_for
 
 FLAGSHIP = "boligsocial-helhedsplan"
-#: Every key the JSON's "benchmarks" object has (the smoke test checks them all).
+#: Every key the JSON's "benchmarks" object has (the smoke test checks them all). The
+#: PostgreSQL rows (PG_KEYS) start a server of their own: ``--quick`` runs them only when
+#: ``--only`` names them, so the smoke test's quick run leaves them out.
 BENCHMARK_KEYS = ("fire_full", "fire_normal", "bulk_import", "load_case", "verify", "cli",
                   "peer_eventsourcing_full", "peer_eventsourcing_normal",
                   "engine_vs_transitions", "migrate", "concurrent_ballots", "queries", "tick",
-                  "explore")
+                  "explore", "pg_fire", "pg_clients", "pg_same_case")
 #: The steps a case takes in the benchmarks: creation is event 1, these are 2..10.
 STEPS: tuple[tuple[str, str], ...] = (
     ("submit", "tmf"), ("tmu.approve", "tmu"), ("aab.approve", "aab"), ("3b.approve", "3b"),
@@ -87,11 +96,15 @@ SIZES = {
     "full": {"fire_normal": 3000, "fire_full": 700, "rounds": 5, "bulk_cases": 100_000,
              "small_cases": 1_000, "loads": 2000, "cli_runs": 5, "peer_normal": 3000,
              "peer_full": 700, "engine_triggers": 30_000, "migrate_cases": 10_000,
-             "ballot_cases": 100, "query_repeats": 5, "tick_cases": 100_000},
+             "ballot_cases": 100, "query_repeats": 5, "tick_cases": 100_000,
+             "pg_fire": 100, "pg_seconds": 2.0, "pg_cases": 2500, "pg_repeats": 3,
+             "pg_same_cases": 50},
     "quick": {"fire_normal": 70, "fire_full": 35, "rounds": 2, "bulk_cases": 300,
               "small_cases": 30, "loads": 60, "cli_runs": 1, "peer_normal": 60,
               "peer_full": 30, "engine_triggers": 700, "migrate_cases": 50,
-              "ballot_cases": 3, "query_repeats": 2, "tick_cases": 500},
+              "ballot_cases": 3, "query_repeats": 2, "tick_cases": 500,
+              "pg_fire": 5, "pg_seconds": 0.3, "pg_cases": 40, "pg_repeats": 1,
+              "pg_same_cases": 3},
 }
 
 EVENT_COLUMNS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "recorded_at",
@@ -192,7 +205,7 @@ def us(seconds: float) -> float:
 
 # -- 1. fire + persist one step --------------------------------------------------------------
 
-def _af_fire_side(path: Path, durability: str, n: int, n_rounds: int, *,
+def _af_fire_side(path: Path | str, durability: str, n: int, n_rounds: int, *,
                   distinct: bool = False) -> Callable[[int], Callable[[], int]]:
     """Cases created and submitted, then approvals fired. ``distinct``: every case on its
     own dates (opened on its own day, its own plan expiry and start), so that no two
@@ -1024,7 +1037,7 @@ BALLOT_WORKFLOW = "\n".join([
 ]) + "\n"
 
 
-def _ballot_db(path: Path, n_cases: int) -> None:
+def _ballot_db(path: Path | str, n_cases: int) -> None:
     wf = af.loads_workflow(BALLOT_WORKFLOW, source="ballot-bench.toml")
     with af.open_store(path) as store, store.bulk():
         for i in range(n_cases):
@@ -1094,6 +1107,439 @@ def bench_ballots(tmp: Path, n_cases: int) -> dict[str, Any]:
             "ballots_per_s": round(ballots / seconds),
             "sequential_ballots_per_s": round(ballots / seq_seconds),
             "ratio": round(seconds / seq_seconds, 3)}
+
+
+# -- 10. PostgreSQL ---------------------------------------------------------------------------
+
+#: The PostgreSQL rows: run only when a server can be started (initdb and pg_ctl found).
+PG_KEYS = ("pg_fire", "pg_clients", "pg_same_case")
+#: The numbers of concurrent client processes in pg_clients.
+PG_CLIENTS = (1, 2, 4, 8, 16)
+#: The event row as the PostgreSQL store inserts it (store/postgres.py: no position).
+PG_EVENT_COLUMNS = (*EVENT_COLUMNS, "workflow_digest", "by")
+PG_INSERT_EVENT = (f"INSERT INTO event_log ({', '.join(PG_EVENT_COLUMNS)}) VALUES "
+                   f"({', '.join(['%s'] * len(PG_EVENT_COLUMNS))})")
+PG_HEAD = "SELECT seq, head_hash FROM cases WHERE case_id = %s FOR UPDATE"
+PG_UPDATE_CASE = UPDATE_CASE.replace("?", "%s")
+
+
+def _pg_bin(name: str) -> str | None:
+    """A PostgreSQL server program on PATH, or in Debian's /usr/lib/postgresql/N/bin."""
+    import glob
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    """As root, run a server program as the postgres user (initdb refuses root)."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster for the PostgreSQL rows: initdb and pg_ctl in a
+    temporary folder, a Unix socket only. Unlike the tests' server (tests/pgserver.py)
+    it is a real one: fsync, full_page_writes and synchronous_commit stay on."""
+
+    def __init__(self, folder: Path, base_url: str) -> None:
+        self.folder, self.base_url = folder, base_url
+
+    @classmethod
+    def start(cls) -> PgCluster:
+        """Start a cluster; raises RuntimeError saying why it can't."""
+        import urllib.parse
+
+        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        if not initdb or not pg_ctl:
+            raise RuntimeError("no PostgreSQL server programs (initdb, pg_ctl) found on PATH "
+                               "or in /usr/lib/postgresql/*/bin; install Debian's "
+                               "postgresql package")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError("psycopg is not installed (pip install '.[postgres]')") from e
+        if os.geteuid() == 0 and not shutil.which("runuser"):
+            raise RuntimeError("running as root, and runuser is missing to start PostgreSQL "
+                               "as the postgres user")
+        print("starting a PostgreSQL server (fsync on) ...", file=sys.stderr, flush=True)
+        folder = Path(tempfile.mkdtemp(prefix="approvalflow-pgbench-"))
+        folder.chmod(0o777)
+        if os.geteuid() == 0:
+            shutil.chown(folder, user="postgres")
+        data = folder / "data"
+        run: dict[str, Any] = dict(check=True, capture_output=True, text=True, timeout=180)
+        try:
+            subprocess.run(_as_postgres([initdb, "-D", str(data), "-A", "trust", "-U",
+                                         "postgres", "-E", "UTF8", "--locale=C"]), **run)
+            options = f"-k {folder} -c listen_addresses='' -c max_connections=100"
+            subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l",
+                                         str(folder / "log"), "-w", "start"]), **run)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            detail = getattr(e, "stderr", "") or str(e)
+            raise RuntimeError(f"could not start PostgreSQL: {detail.strip()}") from e
+        query = urllib.parse.urlencode({"host": str(folder), "user": "postgres"})
+        return cls(folder, f"postgresql:///postgres?{query}")
+
+    def url(self, schema: str) -> str:
+        """The URL of a new, empty schema (dropped first if a run left it)."""
+        import urllib.parse
+
+        import psycopg
+
+        with psycopg.connect(self.base_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        return f"{self.base_url}&options=" + urllib.parse.quote(f"-csearch_path={schema}")
+
+    def settings(self) -> dict[str, str]:
+        """What the figures depend on: the server's version and its durability settings."""
+        import psycopg
+
+        with psycopg.connect(self.base_url, autocommit=True) as conn:
+            return {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                    for name in ("server_version", "fsync", "synchronous_commit",
+                                 "full_page_writes", "wal_sync_method", "commit_delay")}
+
+    def stop(self) -> None:
+        pg_ctl = _pg_bin("pg_ctl")
+        if pg_ctl:
+            subprocess.run(_as_postgres([pg_ctl, "-D", str(self.folder / "data"), "-m", "fast",
+                                         "stop"]), capture_output=True, timeout=120)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _pg_cases(url: str, prefixes: list[str], n_cases: int) -> None:
+    """``n_cases`` flagship cases per prefix, created and submitted (``import_events``)."""
+    def records() -> Iterator[dict[str, Any]]:
+        for prefix in prefixes:
+            for i in range(n_cases):
+                case_id = f"{prefix}{i}"
+                yield {"case_id": case_id, "trigger": "create", "workflow": flagship(),
+                       "actor": "tmf", "on": DAY, "data": SEED_DATA}
+                yield {"case_id": case_id, "trigger": "submit", "actor": "tmf", "on": DAY}
+
+    with af.open_store(url) as store:
+        store.import_events(records())
+
+
+def _pg_recorded_steps(url: str) -> list[dict[str, Any]]:
+    """What ``Case.fire`` sends to the server for each of the approvals, recorded on one
+    case: the event row, and the projection and timer writes between the case's update
+    and the commit (their parameters name the case ``tpl``)."""
+    from approvalflow.store import postgres
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    original = postgres.PgCursor.execute
+
+    def recording(self: Any, sql: str, params: Any = ()) -> Any:
+        sent.append((postgres.dialect(sql), tuple(params)))
+        return original(self, sql, params)
+
+    steps = []
+    with af.open_store(url) as store:
+        case = store.create_case(flagship(), "tpl", actor="tmf", on=DAY, data=SEED_DATA)
+        case.fire("submit", actor="tmf", on=DAY)
+        postgres.PgCursor.execute = recording  # type: ignore[method-assign]
+        try:
+            for trigger, actor in APPROVALS:
+                sent.clear()
+                case.fire(trigger, actor=actor, on=DAY)
+                sqls = [sql for sql, _ in sent]
+                insert = next(i for i, s in enumerate(sqls)
+                              if s.startswith("INSERT INTO event_log"))
+                update = next(i for i, s in enumerate(sqls)
+                              if s.startswith("UPDATE cases SET state"))
+                commit = sqls.index("COMMIT")
+                steps.append({"event": sent[insert][1], "writes": sent[update + 1:commit]})
+        finally:
+            postgres.PgCursor.execute = original  # type: ignore[method-assign]
+    return steps
+
+
+def _pg_raw_connect(url: str) -> Any:
+    """A plain psycopg connection, set up as the store sets up its own (autocommit, the
+    same lock timeout, synchronous_commit on: durability full)."""
+    import psycopg
+
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("SET lock_timeout = 30000")
+    conn.execute("SET synchronous_commit = on")
+    return conn
+
+
+def _pg_raw_fire(conn: Any, case_id: str, step: dict[str, Any], *, same: bool) -> None:
+    """One approval by raw psycopg, hashed (SHA-256 over canonical JSON) and chained:
+    head check FOR UPDATE, event insert, case update, commit; ``same``: also the
+    projection and timer writes ``Case.fire`` sends for that step, and after the commit
+    the feed numbering and the read of the position, as store/postgres.py sends them."""
+    from approvalflow.store.postgres import _LOCK_FEED, _NUMBER_PENDING, numbered_positions
+
+    conn.execute("BEGIN")  # READ COMMITTED, as the store's write transaction
+    seq, head = conn.execute(PG_HEAD, (case_id,)).fetchone()
+    at = now()
+    tpl = step["event"]
+    row = (case_id, seq + 1, *tpl[2:6], at, *tpl[7:14], head)
+    digest = row_hash(row)
+    conn.execute(PG_INSERT_EVENT, (*row, digest, None, None))
+    conn.execute(PG_UPDATE_CASE, (row[8], seq + 1, DAY, digest, 0, at, case_id))
+    if same:
+        for sql, params in step["writes"]:
+            conn.execute(sql, tuple(case_id if p == "tpl" else p for p in params))
+    conn.execute("COMMIT")
+    if same:
+        numbered: dict[tuple[str, int], int] = {}
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0]:
+            conn.execute(_LOCK_FEED, prepare=False)
+            numbered = numbered_positions(conn.execute(_NUMBER_PENDING, prepare=False))
+        if (case_id, seq + 1) not in numbered:
+            conn.execute("SELECT position FROM feed WHERE case_id = %s AND seq = %s",
+                         (case_id, seq + 1)).fetchone()
+
+
+def _pg_raw_fire_side(url: str, n: int, n_rounds: int, *, same: bool
+                      ) -> Callable[[int], Callable[[], int]]:
+    """Raw psycopg taking the same approvals on the same cases as ``_af_fire_side``,
+    hashing each row (SHA-256 over canonical JSON) and chaining it. ``same=False``: the
+    minimum (head check FOR UPDATE, event insert, case update, commit); ``same=True``:
+    also the projection and timer writes ``Case.fire`` sends for that step, and the feed
+    numbering after the commit (store/postgres.py) with the read of the position."""
+    steps = _pg_recorded_steps(url)
+    per_case = len(APPROVALS)
+    _pg_cases(url, [f"r{r}-c" for r in range(n_rounds)], -(-n // per_case))
+    conn = _pg_raw_connect(url)
+
+    def side(r: int) -> Callable[[], int]:
+        def run() -> int:
+            done = 0
+            for i in range(-(-n // per_case)):
+                case_id = f"r{r}-c{i}"
+                for step in steps:
+                    if done == n:
+                        return done
+                    _pg_raw_fire(conn, case_id, step, same=same)
+                    done += 1
+            return done
+        return run
+    return side
+
+
+def bench_pg_fire(cluster: PgCluster, n_rounds: int) -> dict[str, Any]:
+    """``n_rounds`` rounds of one case's seven approvals per side, the sides alternating
+    round by round: the time of a sync to disk on a shared machine drifts by several
+    times within a minute, so the sides must meet it at the same moments."""
+    n = len(APPROVALS)
+    af_url = cluster.url("fire_af")
+    _pg_cases(af_url, ["warm"], 1)  # the workflow stored, as on the raw sides
+    t = rounds({
+        "approvalflow": _af_fire_side(af_url, "full", n, n_rounds),
+        "raw_same": _pg_raw_fire_side(cluster.url("fire_raw_same"), n, n_rounds, same=True),
+        "raw_min": _pg_raw_fire_side(cluster.url("fire_raw_min"), n, n_rounds, same=False),
+    }, n_rounds)
+    ratio = t["approvalflow"] / t["raw_same"]
+    return {"durability": "full", "server": cluster.settings(),
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()], "fires_per_round": n,
+            "rounds": n_rounds, "approvalflow_us": us(t["approvalflow"]),
+            "raw_same_us": us(t["raw_same"]), "raw_min_us": us(t["raw_min"]),
+            "ratio": round(ratio, 3), "ratio_vs_min": round(t["approvalflow"] / t["raw_min"], 3),
+            "target": 1.3, "baseline": "raw_same", "met": ratio <= 1.3}
+
+
+#: The three sides of pg_fire and pg_clients: Case.fire, raw psycopg sending the same
+#: statements, raw psycopg sending the minimum.
+PG_SIDES = ("approvalflow", "raw_same", "raw_min")
+
+
+def _pg_client(plans: list[tuple[str, str, int, list[dict[str, Any]] | None]],
+               windows: list[int], seconds: float, barrier: Any, results: Any) -> None:
+    """One client process of pg_clients. ``plans``: per side, the schema's URL, the
+    prefix of this client's own cases, how many, and (raw sides) the recorded steps.
+    For each window in turn (an index into ``plans``), wait for the other clients, then
+    take approvals on this client's cases of that side, one transaction each, until
+    ``seconds`` have passed; the next window of a side goes on where the last stopped."""
+    got: list[tuple[int, float, float]] = []
+    error = ""
+    try:
+        with contextlib.ExitStack() as stack:
+            takers = []
+            for side, (url, prefix, n_cases, raw) in zip(PG_SIDES, plans, strict=True):
+                store = stack.enter_context(af.open_store(url))
+                conn = None if raw is None else stack.enter_context(
+                    contextlib.closing(_pg_raw_connect(url)))
+                cases = [store.case(f"{prefix}{i}") for i in range(n_cases)]
+
+                def take(case: af.Case, k: int, conn: Any = conn,
+                         raw: list[dict[str, Any]] | None = raw, same: bool = side == "raw_same"
+                         ) -> None:
+                    if raw is None:
+                        trigger, actor = APPROVALS[k]
+                        case.fire(trigger, actor=actor, on=DAY)
+                    else:
+                        _pg_raw_fire(conn, case.id, raw[k], same=same)
+
+                steps = iter([(case, k) for case in cases for k in range(len(APPROVALS))])
+                take(*next(steps))  # untimed: the first step builds what later ones reuse
+                takers.append((take, steps))
+            for w in windows:
+                take, steps = takers[w]
+                barrier.wait()
+                done, start = 0, time.monotonic()
+                deadline = start + seconds
+                for case, k in steps:
+                    take(case, k)
+                    done += 1
+                    if time.monotonic() >= deadline:
+                        break
+                got.append((done, start, time.monotonic()))
+    except Exception as e:  # reported in the results
+        error = f"{type(e).__name__}: {e}"
+        barrier.abort()
+    results.put((got, error))
+
+
+def _pg_processes(target: Callable[..., None], argsets: list[tuple[Any, ...]]) -> list[Any]:
+    """Run ``target(*args, barrier, results)`` in one process per argument set, all
+    starting their timed part together; what each put on ``results``."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(argsets)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, results)) for args in argsets]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    return got
+
+
+def bench_pg_clients(cluster: PgCluster, seconds: float, n_cases: int, repeats: int
+                     ) -> dict[str, Any]:
+    """For 1, 2, 4, 8, 16 client processes, each on its own cases: events stored per
+    second; beside it the same curve for raw psycopg sending the same statements, and
+    sending the minimum (what the server and this machine allow). The same processes
+    run every side, in windows of ``seconds``, alternating (A B C C B A ...), so that
+    each side meets the same disk; each point is the median of ``repeats`` windows."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    curves: dict[str, dict[str, Any]] = {side: {} for side in PG_SIDES}
+    windows = [w for r in range(repeats)
+               for w in (range(len(PG_SIDES)) if r % 2 == 0 else reversed(range(len(PG_SIDES))))]
+    for clients in PG_CLIENTS:
+        per_client = -(-n_cases // clients)
+        prefixes = [f"k{k}-c" for k in range(clients)]
+        urls, raws = [], []
+        for side in PG_SIDES:
+            url = cluster.url(f"clients_{side}_{clients}")
+            raws.append(None if side == "approvalflow" else _pg_recorded_steps(url))
+            _pg_cases(url, prefixes, per_client)
+            urls.append(url)
+        got = _pg_processes(_pg_client, [
+            ([(url, prefix, per_client, raw) for url, raw in zip(urls, raws, strict=True)],
+             windows, seconds) for prefix in prefixes])
+        errors = [e for _, e in got if e]
+        for s_index, side in enumerate(PG_SIDES):
+            rates, events = [], 0
+            for i, w in enumerate(windows):
+                if w != s_index or errors:
+                    continue
+                done = sum(g[i][0] for g, _ in got)
+                elapsed = max(g[i][2] for g, _ in got) - min(g[i][1] for g, _ in got)
+                rates.append(round(done / elapsed))
+                events += done
+            log = _pg_log_counts(urls[s_index])
+            before = clients * per_client * 2 + (
+                0 if raws[s_index] is None else 2 + len(APPROVALS))
+            curves[side][str(clients)] = {
+                "events_per_s": statistics.median(rates) if rates else 0, "runs": rates,
+                "errors": errors[:3],
+                "ran_out_of_cases": events + clients >= clients * per_client * len(APPROVALS),
+                "all_stored": log["events"] == before + clients + events and log["gap_free"]
+                and not errors}
+            with contextlib.closing(_pg_raw_connect(cluster.base_url)) as conn:
+                conn.execute(f'DROP SCHEMA "clients_{side}_{clients}" CASCADE')
+    ratios = {side: round(c["8"]["events_per_s"] / c["1"]["events_per_s"], 3)
+              if c["1"]["events_per_s"] else 0.0 for side, c in curves.items()}
+    return {"durability": "full", "server": cluster.settings(), "seconds_per_window": seconds,
+            "repeats": repeats, "cases_per_side": n_cases, "curve": curves["approvalflow"],
+            "raw_same_curve": curves["raw_same"], "raw_min_curve": curves["raw_min"],
+            "ratio": ratios["approvalflow"], "ratio_raw_same": ratios["raw_same"],
+            "ratio_raw_min": ratios["raw_min"], "target": 3.0,
+            "met": ratios["approvalflow"] >= 3.0,
+            "all_stored": all(p["all_stored"] for c in curves.values() for p in c.values()),
+            "loadavg_before": load, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _pg_log_counts(url: str) -> dict[str, Any]:
+    """How many events the log holds, and whether the feed numbers them all, 1 to N."""
+    import psycopg
+
+    with af.open_store(url) as store:
+        store.feed(limit=1)  # numbers whatever a client left pending
+    with psycopg.connect(url, autocommit=True) as conn:
+        events, numbered, distinct, low, high, pending = conn.execute(
+            "SELECT (SELECT count(*) FROM event_log), count(*), count(DISTINCT position), "
+            "COALESCE(MIN(position), 0), COALESCE(MAX(position), 0), "
+            "(SELECT count(*) FROM feed_pending) FROM feed").fetchone()  # type: ignore[misc]
+    return {"events": events, "gap_free": numbered == distinct == high == events
+            and low == min(1, events) and pending == 0}
+
+
+def _pg_voter(url: str, voter: str, n_cases: int, barrier: Any, results: Any) -> None:
+    """One client process of pg_same_case: for every case in turn, load it, wait for the
+    other voters, then cast this voter's ballot with ``retries=`` and an idempotency key."""
+    redecided, start, end, error = 0, 0.0, 0.0, ""
+    try:
+        with af.open_store(url) as store:
+            barrier.wait()
+            start = time.monotonic()
+            for i in range(n_cases):
+                case = store.case(f"vote-{i}")
+                loaded = case.version
+                barrier.wait()
+                event = case.fire("yes", actor=voter, on=DAY, key=f"{voter}/{i}",
+                                  retries=len(VOTERS))
+                redecided += event.seq != loaded + 1
+            end = time.monotonic()
+    except Exception as e:  # reported in the results
+        error = f"{type(e).__name__}: {e}"
+        barrier.abort()
+    results.put((voter, redecided, start, end, error))
+
+
+def bench_pg_same_case(cluster: PgCluster, n_cases: int) -> dict[str, Any]:
+    """Eight client processes take steps on the same case at once, case after case; every
+    ballot must be stored exactly once, none lost, the feed gap-free."""
+    url = cluster.url("same_case")
+    _ballot_db(url, n_cases)
+    got = _pg_processes(_pg_voter, [(url, v, n_cases) for v in VOTERS])
+    errors = [e for *_, e in got if e]
+    redecided = sum(r for _, r, *_ in got)
+    elapsed = max(end for *_, end, _ in got) - min(start for _, _, start, *_ in got)
+    ballots = n_cases * len(VOTERS)
+    with af.open_store(url) as store:
+        fires = [e for e in store.events() if e.kind == "fire"]
+        passed = sum(1 for c in store.cases() if c.state == frozenset({"passed"}))
+        verified = store.verify().ok
+    once = {(e.case_id, e.actor) for e in fires}
+    keys = {e.key for e in fires}
+    log = _pg_log_counts(url)
+    result = {"server": cluster.settings(),
+              "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+              "clients": len(VOTERS), "cases": n_cases,
+              "ballots": ballots, "ballots_stored": len(fires),
+              "distinct_ballots": len(once), "distinct_keys": len(keys),
+              "cases_passed": passed, "verified": verified, "feed_gap_free": log["gap_free"],
+              "redecided": redecided, "errors": errors[:3],
+              "ballots_per_s": round(ballots / elapsed) if elapsed > 0 and not errors else 0}
+    result["all_stored"] = (len(fires) == len(once) == len(keys) == ballots
+                            and passed == n_cases and verified and log["gap_free"]
+                            and not errors)
+    if not result["all_stored"]:
+        raise AssertionError(f"pg_same_case: a step was lost or stored twice: {result}")
+    return result
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -1188,6 +1634,29 @@ def table(results: dict[str, Any]) -> str:
             f"wall clock {w['first_wall_s']} s", "-",
             f"<= {r['target_s']:g} s" if flagship_row else "-",
             r["met"] if flagship_row else None)
+    r = b.get("pg_fire", {})
+    if "skipped" in r:
+        add("pg_fire", "-", r["skipped"], "-", "<= 1.3x", None)
+    elif r:
+        add("fire + persist on PostgreSQL, synchronous_commit on", f"{r['approvalflow_us']} µs",
+            f"raw psycopg, same statements {r['raw_same_us']} µs (minimum {r['raw_min_us']})",
+            f"{r['ratio']} ({r['ratio_vs_min']} vs minimum)", "<= 1.3x", r["met"])
+    r = b.get("pg_clients", {})
+    if "skipped" in r:
+        add("pg_clients", "-", r["skipped"], "-", ">= 3x", None)
+    elif r:
+        curve = ", ".join(f"{n}: {p['events_per_s']:,}" for n, p in r["curve"].items())
+        add("PostgreSQL, N client processes on their own cases", "events/s " + curve,
+            f"one client {r['curve']['1']['events_per_s']:,} events/s", r["ratio"],
+            ">= 3x at 8", r["met"])
+    r = b.get("pg_same_case", {})
+    if "skipped" in r:
+        add("pg_same_case", "-", r["skipped"], "-", "all stored", None)
+    elif r:
+        add(f"PostgreSQL, {r['clients']} clients on one case, {r['ballots']:,} ballots",
+            f"{r['ballots_per_s']:,} ballots/s ({r['redecided']} re-decided)",
+            f"{r['ballots_stored']:,} stored, {r['distinct_ballots']:,} distinct", "-",
+            "all stored", r["all_stored"])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
              for row in rows]
@@ -1263,6 +1732,26 @@ def main(argv: list[str] | None = None) -> int:
                                               size["query_repeats"]))
         step("tick", lambda: bench_tick(tmp, size["tick_cases"]))
         step("explore", lambda: bench_explore(n_rounds))
+        wanted = [k for k in PG_KEYS if (k in only if only is not None else not args.quick)]
+        if wanted:
+            try:
+                cluster = PgCluster.start()
+            except RuntimeError as e:
+                print(f"skipping {', '.join(wanted)}: {e}", file=sys.stderr, flush=True)
+                for key in wanted:
+                    bench[key] = {"skipped": str(e)}
+            else:
+                try:
+                    step("pg_fire", lambda: bench_pg_fire(cluster, size["pg_fire"]))
+                    step("pg_clients", lambda: bench_pg_clients(
+                        cluster, size["pg_seconds"], size["pg_cases"], size["pg_repeats"]))
+                    step("pg_same_case",
+                         lambda: bench_pg_same_case(cluster, size["pg_same_cases"]))
+                finally:
+                    cluster.stop()
+        elif only is not None:
+            for key in PG_KEYS:
+                bench[key] = {"skipped": "not selected with --only"}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["finished"] = now()

@@ -124,7 +124,8 @@ CREATE TRIGGER events_pending AFTER INSERT ON event_log
 
 #: Statements whose PostgreSQL form is not a plain rewrite of the parameters.
 _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
-    # a write transaction: READ COMMITTED, with the case's row locked below
+    # a write transaction: READ COMMITTED, with the case's row locked below (said
+    # explicitly: a bare BEGIN would be taken for a read snapshot by the next rule)
     (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN ISOLATION LEVEL READ COMMITTED"),
     # a read snapshot (verify): one consistent view of every table
     (re.compile(r"^BEGIN$"), "BEGIN ISOLATION LEVEL REPEATABLE READ"),
@@ -212,39 +213,76 @@ def _row_factory(cursor: Any) -> Any:
     return cls
 
 
+#: A connection keeps up to this many psycopg cursors for reuse (a new cursor for every
+#: statement cost about a third more CPU per statement), each only once it has given
+#: every row it had, and only if that result was small (a kept cursor holds its last one).
+_IDLE_CURSORS = 4
+_KEEP_ROWS = 16
+
+
 class PgCursor:
     """The part of sqlite3.Cursor the store uses."""
 
     def __init__(self, conn: PgConnection) -> None:
         conn.check_thread()  # before psycopg's cursor, which a closed connection refuses
         self._owner = conn
-        self._cursor = conn._raw.cursor(row_factory=_row_factory)
+        self._cursor: Any = None  # taken for a statement, given back once it is read
+        self._rowcount = -1
         self.row_factory: Any = None  # accepted and ignored: rows read by position work
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         self._owner.check_thread()
-        self._cursor.execute(dialect(sql), tuple(params) or None, prepare=None)
+        cursor = self._cursor
+        if cursor is None:
+            cursor = self._cursor = self._owner._take_cursor()
+        cursor.execute(dialect(sql), tuple(params) or None, prepare=None)
+        if cursor.description is None:
+            self._give_back()  # no rows to read: only the row count is left
         return self
 
     def executemany(self, sql: str, params: Any) -> PgCursor:
         self._owner.check_thread()
+        if self._cursor is None:
+            self._cursor = self._owner._take_cursor()
         self._cursor.executemany(dialect(sql), [tuple(p) for p in params])
         return self
 
+    def _give_back(self) -> None:
+        cursor, self._cursor = self._cursor, None
+        self._rowcount = int(cursor.rowcount)
+        self._owner._give_back(cursor)
+
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description is not None else None
+        cursor = self._cursor
+        if cursor is None or cursor.description is None:
+            return None
+        row = cursor.fetchone()
+        if row is None or cursor.rownumber >= cursor.pgresult.ntuples:
+            self._give_back()  # every row read: later calls return None, as psycopg's do
+        return row
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall() if self._cursor.description is not None else []
+        cursor = self._cursor
+        if cursor is None or cursor.description is None:
+            return []
+        rows: list[Any] = cursor.fetchall()
+        self._give_back()
+        return rows
 
     def __iter__(self) -> Iterator[Any]:
-        if self._cursor.description is None:
+        cursor = self._cursor
+        if cursor is None or cursor.description is None:
             return iter(())
-        return iter(self._cursor)
+        return self._rows(cursor)
+
+    def _rows(self, cursor: Any) -> Iterator[Any]:
+        yield from cursor
+        if self._cursor is cursor:
+            self._give_back()
 
     @property
     def rowcount(self) -> int:
-        return int(self._cursor.rowcount)
+        return self._rowcount if self._cursor is None else int(self._cursor.rowcount)
 
 
 _WRONG_THREAD = ("This store was opened in another thread ({owner}); a store belongs to the "
@@ -260,12 +298,23 @@ class PgConnection:
         self._owner = threading.get_ident()
         self._owner_name = threading.current_thread().name
         self._is_closed = False
+        #: The positions the last feed numbering by this connection gave (number_pending).
+        self.numbered: dict[tuple[str, int], int] = {}
+        self._idle: list[Any] = []  # psycopg cursors whose results were all read
 
     def check_thread(self) -> None:
         if threading.get_ident() != self._owner:
             raise StoreError(_WRONG_THREAD.format(owner=repr(self._owner_name)))
         if self._is_closed:
             raise StoreError("The store is closed.")
+
+    def _take_cursor(self) -> Any:
+        return self._idle.pop() if self._idle else self._raw.cursor(row_factory=_row_factory)
+
+    def _give_back(self, cursor: Any) -> None:
+        result = cursor.pgresult
+        if len(self._idle) < _IDLE_CURSORS and (result is None or result.ntuples <= _KEEP_ROWS):
+            self._idle.append(cursor)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         return PgCursor(self).execute(sql, params)
@@ -341,35 +390,66 @@ def create_schema(conn: PgConnection, *, created_at: str, created_by: str) -> No
                       ("created_by", created_by)])
 
 
+#: How many of the events it numbered the numbering hands back (the newest): the writer's
+#: own event is among them unless many writers committed at once.
+_NUMBERED_KEPT = 64
+#: Numbering the feed takes two messages (two round trips): the first opens the
+#: transaction and waits for the advisory lock (a client that dies while it waits leaves
+#: its events pending, for the next writer or reader); the second numbers and commits.
+#: Each statement runs on its own READ COMMITTED snapshot, so the numbering sees every
+#: event numbered before the lock was granted. The second hands back the positions it
+#: gave the newest events, so the writer needs no query for its own.
+_LOCK_FEED = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({_FEED_LOCK})"
+_NUMBER_PENDING = (
+    "WITH moved AS (DELETE FROM feed_pending RETURNING id, case_id, seq), "
+    "base AS (SELECT COALESCE(MAX(position), 0) AS top FROM feed), "
+    "numbered AS (INSERT INTO feed (position, case_id, seq) "
+    "SELECT base.top + row_number() OVER (ORDER BY moved.id), moved.case_id, moved.seq "
+    "FROM moved, base RETURNING position, case_id, seq) "
+    f"SELECT case_id, seq, position AS numbered FROM numbered ORDER BY position DESC "
+    f"LIMIT {_NUMBERED_KEPT}; "
+    "COMMIT")
+
+
 def number_pending(conn: PgConnection) -> None:
     """Give every committed, unnumbered event its feed position (one transaction)."""
     if conn.in_transaction:
         return  # inside a bulk block or a read snapshot: the block's end numbers them
     if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0] is False:
         return
-    conn.execute("BEGIN IMMEDIATE")
+    conn.numbered = {}
     try:
-        conn.execute(f"SELECT pg_advisory_xact_lock({_FEED_LOCK})")
-        conn.execute(
-            "WITH moved AS (DELETE FROM feed_pending RETURNING id, case_id, seq), "
-            "base AS (SELECT COALESCE(MAX(position), 0) AS top FROM feed) "
-            "INSERT INTO feed (position, case_id, seq) "
-            "SELECT base.top + row_number() OVER (ORDER BY moved.id), moved.case_id, moved.seq "
-            "FROM moved, base")
-        conn.execute("COMMIT")
+        # several statements in one message: never a prepared statement
+        conn._raw.execute(_LOCK_FEED, prepare=False)
+        cursor = conn._raw.execute(_NUMBER_PENDING, prepare=False)
     except psycopg.errors.LockNotAvailable:
         # another numbering held the lock past the timeout: leave the events pending for
         # the next writer or reader (no gap either way); a write that has committed
         # must not be reported as failed
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        return
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    conn.numbered = numbered_positions(cursor)
+
+
+def numbered_positions(cursor: Any) -> dict[tuple[str, int], int]:
+    """The positions the numbering message handed back, by (case id, seq)."""
+    while True:
+        description = cursor.description
+        if description is not None and description[-1].name == "numbered":
+            return {(case_id, seq): position for case_id, seq, position in cursor.fetchall()}
+        if not cursor.nextset():
+            return {}
 
 
 def position_of(conn: PgConnection, case_id: str, seq: int) -> int | None:
+    found = conn.numbered.get((case_id, seq))
+    if found is not None:  # numbered by this connection just now
+        return found
     row = conn.execute("SELECT position FROM feed WHERE case_id = ? AND seq = ?",
                        (case_id, seq)).fetchone()
     return None if row is None else int(row[0])
