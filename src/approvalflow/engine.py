@@ -83,11 +83,20 @@ def undeclared_keys(data: Mapping[str, Any], allowed: Iterable[str] | None,
     """
     if allowed is None:
         return []
-    keys = tuple(allowed)
-    own = f"dates.{trigger}" if trigger else None
-    return [p for p in data_paths(data)
-            if not any(p == k or p.startswith(k + ".") for k in keys)
-            and not (own and (p == own or p.startswith(own + ".")))]
+    keys = set(allowed)
+    if trigger:
+        keys.add(f"dates.{trigger}")
+    out = []
+    for p in data_paths(data):
+        # covered when the path, or a part of it up to a dot, is a listed key
+        prefix = p
+        while prefix not in keys:
+            cut = prefix.rfind(".")
+            if cut < 0:
+                out.append(p)
+                break
+            prefix = prefix[:cut]
+    return out
 
 
 @attrs.frozen
@@ -181,6 +190,9 @@ class Engine:
         self._lock = threading.Lock()
         self._memo: dict[tuple[frozenset[str], str], frozenset[str]] = {}
         self._active_memo: dict[frozenset[str], frozenset[str]] = {}
+        self._decisions: dict[tuple[Any, ...], Decision] = {}
+        self._entered_memo: dict[tuple[Any, ...], frozenset[str]] = {}
+        self._votes_keys: dict[int, tuple[Any, Any, tuple[Any, ...]]] = {}
         self._finals = frozenset(s for s, d in wf.state_defs.items()
                                  if d.final and d.parent is None)
         self.initial_config = self._read_cursor()
@@ -542,6 +554,100 @@ class Engine:
         ``check_persons=False`` leaves that rule out (to ask what an actor may do, with
         no particular person in mind).
         """
+        # A decision that, guards aside, depends on nothing but the configuration, the
+        # trigger, the actor and the votes is memoised without its guards (see _memo_key);
+        # the guards are run every time, and the date is put back in.
+        key = self._memo_key(state, trigger, actor, on, data, check_persons)
+        if key is None:
+            return self._evaluate(state, trigger, actor=actor, on=on, data=data,
+                                  case_id=case_id, unchecked=unchecked, by=by,
+                                  check_persons=check_persons, _overdue=_overdue)
+        found = self._decisions.get(key)
+        if found is None:
+            found = self._evaluate(state, trigger, actor=actor, on=on, data=data,
+                                   case_id=case_id, unchecked=None, by=by,
+                                   check_persons=check_persons, _overdue=_overdue,
+                                   run_guards=False)
+            if len(self._decisions) > 50_000:
+                self._decisions.clear()
+            self._decisions[key] = found
+        t = found.transition
+        if t is not None and t.guards:
+            rules: list[str] = []
+            reasons = self._guard_reasons(t, state, trigger, actor, on, data, case_id,
+                                          unchecked, rules)
+            if reasons:  # refused, with every reason (as _evaluate lists them)
+                return Decision(trigger, actor, on, (*found.reasons, *reasons), transition=t,
+                                rules=(*found.rules, *rules))
+        return Decision(trigger, actor, on, found.reasons, transition=t,
+                        target=found.target, moves=found.moves, rules=found.rules)
+
+    def _guard_reasons(self, t: TransitionDef, state: CaseState, trigger: str, actor: str,
+                       on: dt.date, data: Mapping[str, Any] | None, case_id: str,
+                       unchecked: list[str] | None, rules: list[str]) -> list[str]:
+        """Run ``t``'s guards: the reasons they refuse with (each one's rule is appended
+        to ``rules``). With ``unchecked``, a guard not registered here is listed there
+        instead of run; without it, it refuses."""
+        merged = merge_data(state.data, data or {})
+        ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
+                                   data=merged, state=state.config, workflow=self.workflow.name)
+        reasons: list[str] = []
+        for g in t.guards:
+            func = _guards.lookup_guard(g)
+            if func is None and unchecked is not None:
+                unchecked.append(g)
+                continue
+            for reason in _guards.run_guard(g, func, ctx):
+                rules.append(f"guard {g}")
+                reasons.append(reason)
+        return reasons
+
+    def _memo_key(self, state: CaseState, trigger: str, actor: str, on: dt.date,
+                  data: Mapping[str, Any] | None, check_persons: bool
+                  ) -> tuple[Any, ...] | None:
+        """The key a decision is memoised under, or None when it may depend on more.
+
+        Left out: the clock (its timers), a date other than the last event's on a
+        workflow with timed steps (a timer may have fallen due since), a date before the
+        last event (refused, with the date in the reason), step data, a case where a
+        party withdrew (data may have to be stated again), and, when asked, four-eyes
+        rules (the persons). What is left, but for the guards (any function of the data
+        and the date, run on every call), depends on the configuration, the trigger, the
+        actor and the ballots and withdrawals alone.
+        """
+        last = state.last_on
+        if actor == CLOCK or data or state.withdrew_at or last is None:
+            return None
+        if on != last and (self.timed or on < last):
+            return None
+        t = self.enabled_transition(state.config, trigger)
+        if t is not None and t.not_by and check_persons:
+            return None
+        if not self.workflow.votes:
+            return (state.config, trigger, actor)
+        return (state.config, trigger, actor, self.votes_key(state))
+
+    def votes_key(self, state: CaseState) -> tuple[Any, ...]:
+        """Every ballot and withdrawal as a sorted tuple. Both mappings are never changed
+        in place (apply makes new ones when they change), so each pair is sorted once."""
+        ballots, withdrawn = state.ballots, state.withdrawn
+        if not ballots and not withdrawn:
+            return ()
+        found = self._votes_keys.get(id(ballots))
+        if found is not None and found[0] is ballots and found[1] is withdrawn:
+            return found[2]
+        key = (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in ballots.items())),
+               tuple(sorted((g, tuple(sorted(w))) for g, w in withdrawn.items())))
+        if len(self._votes_keys) > 4_096:
+            self._votes_keys.clear()
+        # the mappings are kept in the value, so their ids are not reused meanwhile
+        self._votes_keys[id(ballots)] = (ballots, withdrawn, key)
+        return key
+
+    def _evaluate(self, state: CaseState, trigger: str, *, actor: str, on: dt.date,
+                  data: Mapping[str, Any] | None, case_id: str,
+                  unchecked: list[str] | None, by: str | None,
+                  check_persons: bool, _overdue: bool, run_guards: bool = True) -> Decision:
         wf = self.workflow
         reasons: list[str] = []
         rules: list[str] = []
@@ -631,17 +737,9 @@ class Engine:
                            f"{max(needed, 1)} yes-vote(s) are needed; vote no instead")
         if t.not_by and check_persons:
             self._check_persons(t, state, by, refuse)
-        if t.guards:
-            merged = merge_data(state.data, data or {})
-            ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
-                                       data=merged, state=state.config, workflow=wf.name)
-            for g in t.guards:
-                func = _guards.lookup_guard(g)
-                if func is None and unchecked is not None:
-                    unchecked.append(g)
-                    continue
-                for reason in _guards.run_guard(g, func, ctx):
-                    refuse(f"guard {g}", reason)
+        if t.guards and run_guards:
+            reasons += self._guard_reasons(t, state, trigger, actor, on, data, case_id,
+                                           unchecked, rules)
         if reasons:
             return refused(t)
         target = self.step(state.config, trigger) if vg is None else \
@@ -695,9 +793,13 @@ class Engine:
 
     def apply(self, state: CaseState, *, trigger: str, actor: str, on: dt.date, seq: int,
               target: frozenset[str], data: Mapping[str, Any],
-              by: str | None = None) -> CaseState:
-        """The state after a recorded event: the log is the truth, so ``target`` is taken as is."""
-        t = self.enabled_transition(state.config, trigger)
+              by: str | None = None, transition: TransitionDef | None = None) -> CaseState:
+        """The state after a recorded event: the log is the truth, so ``target`` is taken as is.
+
+        ``transition``: the step's transition as the decision on ``state`` found it, when
+        known (else it is looked up)."""
+        t = transition if transition is not None else \
+            self.enabled_transition(state.config, trigger)
         # copied only when they change: a state's mappings are never changed in place, so an
         # unchanged one is shared with the state before
         ballots: Mapping[str, Mapping[str, str]] = state.ballots
@@ -709,8 +811,8 @@ class Engine:
                 left_for_good[vg.id] = left_for_good.get(vg.id, frozenset()) | {actor}
                 withdrawn = left_for_good
             else:
-                cast = {k: dict(v) for k, v in ballots.items()}
-                cast.setdefault(vg.id, {})[actor] = t.ballot
+                cast = dict(ballots)  # only the vote's own ballots are copied
+                cast[vg.id] = {**ballots.get(vg.id, {}), actor: t.ballot}
                 ballots = cast
         if target != state.config:
             for vg in self.workflow.votes.values():
@@ -724,13 +826,8 @@ class Engine:
             if trigger in self._watch_steps:
                 taken = {**state.taken, trigger: (seq, on)}
             if target != state.config:
-                watch = self._watch_states
-                before, after = self.active(state.config), self.active(target)
-                fresh = (after - before) & watch
-                if t is not None and not t.reminder and t.target in after:
-                    # the step's target (and all within it) is entered anew, even if active
-                    fresh |= {s for s in after & watch
-                              if s == t.target or t.target in self._lineage[s]}
+                after = self.active(target)
+                fresh = self._entered_by(t, state.config, target)
                 gone = [s for s in state.entered if s not in after]
                 if fresh or gone:
                     entered = {s: v for s, v in state.entered.items() if s in after}
@@ -740,8 +837,9 @@ class Engine:
                     joined = self._joined(state.joined, target, seq, on)
 
         withdrew_at = state.withdrew_at
-        if (t is not None and t.vote and t.ballot == "withdraw") or \
-                any(s in self._not_done for s in target - state.config):
+        if (t is not None and t.vote and t.ballot == "withdraw") or (
+                not self._not_done.isdisjoint(target)
+                and any(s in self._not_done for s in target - state.config)):
             withdrew_at = seq
         set_at = state.set_at
         if data:
@@ -753,6 +851,27 @@ class Engine:
                          state.data, version=seq, last_on=on, ballots=ballots,
                          withdrawn=withdrawn, withdrew_at=withdrew_at, set_at=set_at,
                          persons=persons, taken=taken, entered=entered, joined=joined)
+
+    def _entered_by(self, t: TransitionDef | None, config: frozenset[str],
+                    target: frozenset[str]) -> frozenset[str]:
+        """The watched states a step from ``config`` to ``target`` enters: those that
+        become active, and the step's target with all within it, entered anew even if
+        active (memoised: a pure function of the three; ``t`` is one of this engine's
+        own transitions, which live as long as it, so its id names it)."""
+        key = (id(t), config, target)
+        found = self._entered_memo.get(key)
+        if found is None:
+            watch = self._watch_states
+            before, after = self.active(config), self.active(target)
+            fresh = (after - before) & watch
+            if t is not None and not t.reminder and t.target in after:
+                fresh |= {s for s in after & watch
+                          if s == t.target or t.target in self._lineage[s]}
+            found = frozenset(fresh)
+            if len(self._entered_memo) > 4_096:
+                self._entered_memo.clear()
+            self._entered_memo[key] = found
+        return found
 
     def allowed(self, state: CaseState, *, actor: str | None, on: dt.date,
                 case_id: str = "") -> list[str]:

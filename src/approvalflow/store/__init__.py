@@ -63,8 +63,14 @@ from .rows import (
     GENESIS,
     INSERT_CASE,
     INSERT_EVENT,
+    INSERT_EVENT_AT,
+    SELECT_HEAD,
+    SELECT_HEAD_PLAIN,
+    SELECT_NEW,
     UPDATE_CASE,
+    UPDATE_CASE_SAME_DAY,
     event_hash,
+    event_values,
     json_list,
     parse_date,
     row_to_event,
@@ -683,21 +689,32 @@ class Store:
         event_row["hash"] = event_hash(event_row)
         with self._write(f"create case {case_id!r}"):
             self._lock(f"case:{case_id}")
-            exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
-                                        (case_id,)).fetchone()
+            if self._pg:
+                exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
+                                            (case_id,)).fetchone()
+                last_position = None
+            else:  # SQLite: with the highest feed position, in one read
+                exists, last_position = self._conn.execute(SELECT_NEW, (case_id,)).fetchone()
             if exists:
                 raise CaseExistsError(f"Case {case_id!r} already exists in {self.where!r}; "
                                       f"choose another id or load it with store.case().")
             self._register_workflow(wf)
-            event_row["position"] = self._insert_event(event_row)
+            if last_position is None:
+                event_row["position"] = self._insert_event(event_row)
+            else:
+                event_row["position"] = last_position + 1  # the next feed position
+                self._conn.execute(INSERT_EVENT_AT, event_values(event_row))
             self._conn.execute(
                 INSERT_CASE,
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
                  event_row["hash"], int(engine.is_final(state.config)),
                  event_row["recorded_at"], event_row["recorded_at"]))
             event = row_to_event(event_row)
-            projections.insert(self._conn, case_id, projections.compute(engine, state, [event]))
-            sync_timers(self._conn, case_id, engine, state)
+            # the creation's data is the case data: its text is the event's
+            projections.insert(self._conn, case_id, projections.compute(
+                engine, state, [event], event_row["data"]))
+            # a case that did not exist has no timer rows to replace
+            sync_timers(self._conn, case_id, engine, state, before=[])
         event = self._position(event)
         case = Case(self, wf, case_id, state, (event,))
         self._after_commit()
@@ -929,7 +946,8 @@ class Store:
             "case_id": case.id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
             "actor": decision.actor, "on_date": decision.on.isoformat(),
             "recorded_at": utc_now().isoformat(), "source": json_list(case.state),
-            "target": json_list(decision.target), "note": note, "data": canonical_json(data),
+            "target": json_list(decision.target), "note": note,
+            "data": canonical_json(data) if data else "{}",
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
             "workflow_digest": None, "by": by,
         }
@@ -960,7 +978,11 @@ class Store:
         """
         seq, key = row["seq"], row["key"]
         with self._write(what):
-            head = self._conn.execute("SELECT seq, head_hash FROM cases WHERE case_id = ?",
+            # SQLite: the head with the last date and the highest feed position in one
+            # read; PostgreSQL: the head alone (locked FOR UPDATE; positions come after
+            # the commit)
+            fast = not self._pg
+            head = self._conn.execute(SELECT_HEAD if fast else SELECT_HEAD_PLAIN,
                                       (case.id,)).fetchone()
             if head is None:
                 raise CaseNotFoundError(self._not_found(case.id))
@@ -974,7 +996,7 @@ class Store:
                                       on=dt.date.fromisoformat(row["on_date"]),
                                       note=row["note"], data=data, by=row["by"])
                     return event
-            if head["seq"] != case.version or head["head_hash"] != case.head_hash:
+            if head[0] != case.version or head[1] != case.head_hash:
                 # The decision was made on this copy's state: it may be written only onto
                 # the very log that state came from (same last event, same hash).
                 raise ConcurrencyError(
@@ -983,13 +1005,19 @@ class Store:
                     + ("" if head["seq"] != case.version else
                        " with another history (a step it saw was rolled back)")
                     + ". Load it again and decide anew.")
-            row["prev_hash"] = head["head_hash"]
+            row["prev_hash"] = head[1]
             row["hash"] = event_hash(row)
-            row["position"] = self._insert_event(row)
-            self._conn.execute(
-                UPDATE_CASE,
-                (row["target"], seq, row["on_date"], row["hash"], final, row["recorded_at"],
-                 case.id))
+            if fast:
+                row["position"] = head[3] + 1  # the next feed position (rows.SELECT_HEAD)
+                self._conn.execute(INSERT_EVENT_AT, event_values(row))
+            else:
+                row["position"] = self._insert_event(row)
+            if fast and head[2] == row["on_date"]:  # the same day: last_on stays
+                self._conn.execute(UPDATE_CASE_SAME_DAY, (row["target"], seq, row["hash"], final,
+                                                          row["recorded_at"], case.id))
+            else:
+                self._conn.execute(UPDATE_CASE, (row["target"], seq, row["on_date"], row["hash"],
+                                                 final, row["recorded_at"], case.id))
             if moves_to is not None:
                 self._conn.execute("UPDATE cases SET workflow_version = ? WHERE case_id = ?",
                                    (moves_to.version, case.id))
@@ -1016,7 +1044,7 @@ class Store:
                      moves_to: Workflow | None = None) -> CaseState | None:
         """Keep the case's ``timers`` rows with the state this event leaves it in (and
         return that state, so the case need not compute it again)."""
-        engine = engine_for(case.definition)
+        engine = case._engine
         if moves_to is None and not engine.timed:
             return None
         on = parse_date(row["on_date"])

@@ -18,10 +18,10 @@ from ..loading import load_workflow
 from ..replay import Recorded
 from . import check_case_id, projections
 from .rows import (
-    DATES,
     GENESIS,
     INSERT_CASE,
     INSERT_EVENT,
+    INSERT_EVENT_AT,
     UPDATE_CASE,
     encode,
     json_list,
@@ -42,20 +42,31 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     seen: set[str] = set()  # cases with rows in the buffer (the rest are in the db)
     registered: set[tuple[str, int]] = set()
     timers: dict[str, list[tuple[str, str]]] = {}  # cases of timed workflows -> their rows
+    new_timers: dict[str, list[tuple[str, str]]] = {}  # the same, of cases it creates
     cur: dict[str, Any] | None = None  # the case being imported
     count = 0
     rows_of = projections.ImportProjections()
+    checked: set[str] = set()  # triggers, actors and dates already checked
+    checked_actors: set[str] = set()
+    days: dict[str, dt.date] = {}
 
     def close_case() -> None:
         if cur is None:
             return
         if cur["new"]:
-            rows_of.add(cur["id"], cur["engine"], cur["state"], cur["history"])
+            data0, text0 = cur["data0"]
+            rows_of.add(cur["id"], cur["engine"], cur["state"], cur["history"],
+                        text0 if cur["state"].data is data0 else None)
         elif cur["seq"] != cur["loaded_seq"]:
             projections.advance(store._conn, cur["engine"], cur["id"], cur["proj_state"],
                                 cur["state"], cur["history"])
         if cur["engine"].timed:
-            timers[cur["id"]] = timer_rows(cur["engine"], cur["state"])
+            rows = timer_rows(cur["engine"], cur["state"])
+            if cur["new"]:  # created in this import: no rows to replace
+                if rows:
+                    new_timers[cur["id"]] = rows
+            else:
+                timers[cur["id"]] = rows
         final = int(cur["engine"].is_final(cur["state"].config))
         target = json_list(cur["state"].config)
         if cur["new"]:
@@ -68,14 +79,16 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
 
     def flush() -> None:
         if events:
-            store._conn.executemany(INSERT_EVENT, events)
+            store._conn.executemany(INSERT_EVENT_AT if numbered else INSERT_EVENT, events)
         if new_cases:
             store._conn.executemany(INSERT_CASE, new_cases)
         if updates:
             store._conn.executemany(UPDATE_CASE, updates)
         rows_of.flush(store._conn)
         write_timer_rows(store._conn, timers)
+        write_timer_rows(store._conn, new_timers, new=True)
         timers.clear()
+        new_timers.clear()
         events.clear()
         new_cases.clear()
         updates.clear()
@@ -84,6 +97,12 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             seen.add(cur["id"])
 
     with store.bulk(), translate("import events"):
+        # SQLite: the highest feed position, read inside the import's transaction; its
+        # events take the next ones, in order (rows.INSERT_EVENT_AT). PostgreSQL numbers
+        # them after the commit (rows.INSERT_EVENT, store/postgres.py).
+        numbered = not store._pg
+        position = store._conn.execute(
+            "SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0] if numbered else 0
         for number, record in enumerate(records, start=1):
             if not isinstance(record, dict) and not isinstance(record, Mapping):
                 raise InvalidInputError(f"record {number} is a {type(record).__name__} "
@@ -92,14 +111,23 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 case_id = record.get("case_id")
                 if cur is None or case_id != cur["id"]:  # the current one was checked
                     case_id = check_case_id(case_id)
-                trigger = check_text(record.get("trigger"), "trigger",
-                                     max_length=MAX_ID_LENGTH)
-                actor = check_actor(record.get("actor"))
+                # text is immutable: a trigger, actor or date checked once stays valid
+                trigger = record.get("trigger")
+                if type(trigger) is not str or trigger not in checked:
+                    trigger = check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
+                    checked.add(trigger)
+                actor = record.get("actor")
+                if type(actor) is not str or actor not in checked_actors:
+                    actor = check_actor(actor)
+                    checked_actors.add(actor)
                 on = record.get("on")
-                when = DATES.get(on) if type(on) is str else None  # a date seen before
+                when = days.get(on) if type(on) is str else None
                 if when is None:
                     when = dt.date.today() if on is None else to_date(on, "on")
-                payload = dict(check_data(record.get("data")))
+                    if type(on) is str:
+                        days[on] = when
+                data = record.get("data")
+                payload = {} if data is None else dict(check_data(data))
                 note = record.get("note")
                 if note is not None:
                     check_text(note, "note", max_length=MAX_NOTE_LENGTH)
@@ -129,12 +157,16 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     registered.add((wf.name, wf.version))
                 engine = engine_for(wf)
                 state = engine.initial_state(payload, when, by)
+                text = encode(payload)
                 row = (case_id, 1, "create", "create", actor, when.isoformat(), at, "[]",
-                       json_list(state.config), note, encode(payload), wf.name,
+                       json_list(state.config), note, text, wf.name,
                        wf.version, None, GENESIS)
                 commits_to = wf.digest  # a creation commits to its workflow's text
                 cur = {"id": case_id, "wf": wf, "engine": engine, "state": state,
                        "new": True, "created_at": at, "loaded_seq": 0,
+                       # the data as created, and its text: the case_data row while no
+                       # step sets data (a step that does makes a new mapping)
+                       "data0": (state.data, text),
                        "history": [Recorded(case_id, 1, "create", "create", actor, when,
                                             frozenset(), state.config, payload,
                                             workflow=wf.name, workflow_version=wf.version,
@@ -169,7 +201,8 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 step_data = json.loads(text) if payload else {}
                 cur["state"] = engine.apply(
                     state, trigger=trigger, actor=actor, on=when, seq=seq,
-                    target=decision.target, data=step_data, by=by)
+                    target=decision.target, data=step_data, by=by,
+                    transition=decision.transition)
                 cur["history"].append(Recorded(case_id, seq, "fire", trigger, actor, when,
                                                state.config, decision.target, step_data,
                                                workflow=wf.name, workflow_version=wf.version,
@@ -177,7 +210,11 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             # a tuple encodes as the same JSON array (see rows.event_hash)
             hashed = row if commits_to is None else (*row, commits_to)
             digest = sha256_hex(encode(hashed if by is None else (*hashed, {"by": by})))
-            events.append((*row, digest, commits_to, by))
+            if numbered:
+                position += 1
+                events.append((*row, digest, commits_to, by, position))
+            else:
+                events.append((*row, digest, commits_to, by))
             cur.update(hash=digest, seq=row[1], last_on=row[5], updated_at=at)
             count += 1
             if len(events) >= 2000:

@@ -111,6 +111,21 @@ def fields(data: Mapping[str, Any], prefix: str = "") -> list[FieldRow]:
     return out
 
 
+_FIELDS: dict[str, tuple[FieldRow, ...]] = {}
+
+
+def fields_of(text: str, data: Mapping[str, Any]) -> tuple[FieldRow, ...]:
+    """:func:`fields` of ``data``, whose canonical JSON is ``text`` (memoised by it: cases
+    created with the same data share their rows)."""
+    found = _FIELDS.get(text)
+    if found is None:
+        found = tuple(fields(data))
+        if len(_FIELDS) > 1_000:
+            _FIELDS.clear()
+        _FIELDS[text] = found
+    return found
+
+
 _AWAIT_MEMO: dict[tuple[Any, ...], tuple[AwaitRow, ...]] = {}
 
 
@@ -119,7 +134,7 @@ def awaiting_rows(engine: Engine, state: CaseState) -> tuple[AwaitRow, ...]:
     decides it on the state alone (guards and the date left out: see the module)."""
     key: tuple[Any, ...] = (id(engine), state.config)
     if engine.workflow.votes:
-        key += _votes_key(state)
+        key += _votes_key(state, engine)
     if state.withdrew_at:  # which restatements after a withdrawal are still missing
         key += tuple(bool(engine.data_reasons(state, t, {}))
                      for t in engine.workflow.transitions if t.restate_after_withdrawal)
@@ -165,7 +180,7 @@ def due_rows(engine: Engine, state: CaseState,
     wf = engine.workflow
     if engine.is_final(state.config) or state.last_on is None:
         return ()
-    expects = any(e.kind == "expect" for e in history)
+    events, expects = history_key(history)
     if not _has_deadlines(wf) and not expects:
         return ()
     # The rows depend on nothing but what this key holds (see forecast._analyse): the
@@ -173,12 +188,8 @@ def due_rows(engine: Engine, state: CaseState,
     # when (each step's last firing, when each active state was entered, what each
     # expectation said), and the data dates the workflow names. Cases that share
     # them share their rows.
-    key = (id(engine), state.config, state.last_on,
-           tuple((e.seq, e.kind, e.trigger, e.on, e.source, e.target) if e.kind != "expect"
-                 else (e.seq, e.kind, e.on, e.actor, encode(dict(e.data)))
-                 for e in history),
-           tuple(encode(_lookup(state.data, k)) for k in _data_keys(wf)),
-           _votes_key(state) if wf.votes else ())
+    key = (id(engine), state.config, state.last_on, events,
+           _data_dates(wf, state.data), _votes_key(state, engine) if wf.votes else ())
     found = _DUE_MEMO.get(key)
     if found is None:
         found = _due_rows(engine, state, history)
@@ -186,6 +197,66 @@ def due_rows(engine: Engine, state: CaseState,
             _DUE_MEMO.clear()
         _DUE_MEMO[key] = found
     return found
+
+
+def _event_key(e: Event | Recorded) -> tuple[Any, ...]:
+    """What the due rows read of one event."""
+    if e.kind != "expect":
+        return (e.seq, e.kind, e.trigger, e.on, e.source, e.target)
+    return (e.seq, e.kind, e.on, e.actor, encode(dict(e.data)))
+
+
+#: id(last event) -> (that event, the history's length, the history's key, whether it
+#: holds an expectation). Events are immutable and each ends one history of one case
+#: (its chain), so a key is built once per event, from the key of the history before
+#: it: a write costs one step, not a pass over every event. The event is kept in the
+#: value, so its id is not reused while the entry lives.
+_HISTORY_KEYS: dict[int, tuple[Any, int, tuple[Any, ...], bool]] = {}
+
+
+def history_key(history: Sequence[Event] | Sequence[Recorded]) -> tuple[tuple[Any, ...], bool]:
+    """:func:`_event_key` of every event of ``history``, in order, and whether one of them
+    is an expectation (memoised per history)."""
+    n = len(history)
+    if not n:
+        return (), False
+    last = history[-1]
+    found = _HISTORY_KEYS.get(id(last))
+    if found is not None and found[0] is last and found[1] == n:
+        return found[2], found[3]
+    before: tuple[Any, ...] | None = None
+    expects = False
+    if n > 1:
+        prev = history[-2]
+        got = _HISTORY_KEYS.get(id(prev))
+        if got is not None and got[0] is prev and got[1] == n - 1:
+            before, expects = got[2], got[3]
+    if before is None:
+        before = tuple(_event_key(e) for e in history[:-1])
+        expects = any(e.kind == "expect" for e in history[:-1])
+    key = (*before, _event_key(last))
+    expects = expects or last.kind == "expect"
+    if len(_HISTORY_KEYS) > 4_096:
+        _HISTORY_KEYS.clear()
+    _HISTORY_KEYS[id(last)] = (last, n, key, expects)
+    return key, expects
+
+
+#: id(data) -> (data, workflow id, the dates' key): a state's data mapping is never
+#: changed in place (a step that sets data makes a new one), so it is read once.
+_DATA_DATES: dict[int, tuple[Any, int, tuple[str, ...]]] = {}
+
+
+def _data_dates(wf: Workflow, data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The data values the workflow's dates read, as canonical JSON."""
+    found = _DATA_DATES.get(id(data))
+    if found is not None and found[0] is data and found[1] == id(wf):
+        return found[2]
+    key = tuple(encode(_lookup(data, k)) for k in _data_keys(wf))
+    if len(_DATA_DATES) > 4_096:
+        _DATA_DATES.clear()
+    _DATA_DATES[id(data)] = (data, id(wf), key)
+    return key
 
 
 _DUE_MEMO: dict[tuple[Any, ...], tuple[DueRow, ...]] = {}
@@ -204,11 +275,9 @@ def _data_keys(wf: Workflow) -> tuple[str, ...]:
     return found
 
 
-def _votes_key(state: CaseState) -> tuple[Any, ...]:
-    if not state.ballots and not state.withdrawn:
-        return ()
-    return (tuple(sorted((g, tuple(sorted(b.items()))) for g, b in state.ballots.items())),
-            tuple(sorted((g, tuple(sorted(w))) for g, w in state.withdrawn.items())))
+def _votes_key(state: CaseState, engine: Engine) -> tuple[Any, ...]:
+    """Every ballot and withdrawal of the state, sorted (the engine's memo of it)."""
+    return engine.votes_key(state)
 
 
 def _due_rows(engine: Engine, state: CaseState,
@@ -279,7 +348,7 @@ def _at_risk_from(wf: Workflow, state: CaseState,
         # fixed number of days) (the voters of a vote then share their dates): the guess
         # is the day. That number is the date asked on a day beyond every fixed date,
         # minus that day, and depends on nothing but where the case stands.
-        key = (id(wf), state.config, _votes_key(state) if wf.votes else ())
+        key = (id(wf), state.config, engine_for(wf).votes_key(state) if wf.votes else ())
         offsets = _OFFSETS.get(key)
         if offsets is None:
             late(far)
@@ -323,10 +392,13 @@ class Projection:
 
 
 def compute(engine: Engine, state: CaseState,
-            history: Sequence[Event] | Sequence[Recorded]) -> Projection:
-    """Every projection row of a case, from its replayed state and its events."""
+            history: Sequence[Event] | Sequence[Recorded],
+            data_text: str | None = None) -> Projection:
+    """Every projection row of a case, from its replayed state and its events;
+    ``data_text``: the canonical JSON of ``state.data``, when known."""
+    text = encode(dict(state.data)) if data_text is None else data_text
     return Projection(awaiting_rows(engine, state), due_rows(engine, state, history),
-                      encode(dict(state.data)), tuple(sorted(fields(state.data))))
+                      text, tuple(sorted(fields_of(text, state.data))))
 
 
 # --------------------------------------------------------------------------- writing
@@ -361,23 +433,67 @@ def insert(conn: sqlite3.Connection, case_id: str, p: Projection) -> None:
         conn.executemany(INSERT_FIELD, [(path, v, case_id) for path, v in p.fields])
 
 
+#: id(state) -> (state, its history's last event, the engine, its awaiting rows, its due
+#: rows): the rows a write computed for the state it leaves a case in, so that the next
+#: write on the case, which starts from that state, need not compute them again. A
+#: state is made by one event of one case, and holds with one history (whose last
+#: event is kept to check); the state is kept in the value, so its id is not reused
+#: meanwhile.
+_WRITTEN: dict[int, tuple[CaseState, Any, Engine, tuple[AwaitRow, ...],
+                          tuple[DueRow, ...]]] = {}
+
+
+def _rows_of(engine: Engine, state: CaseState, history: Sequence[Event] | Sequence[Recorded]
+             ) -> tuple[tuple[AwaitRow, ...], tuple[DueRow, ...]]:
+    last = history[-1] if history else None
+    found = _WRITTEN.get(id(state))
+    if found is not None and found[0] is state and found[1] is last and found[2] is engine:
+        return found[3], found[4]
+    rows = awaiting_rows(engine, state), due_rows(engine, state, history)
+    if len(_WRITTEN) > 4_096:
+        _WRITTEN.clear()
+    _WRITTEN[id(state)] = (state, last, engine, *rows)
+    return rows
+
+
+#: (id(old rows), id(new rows)) -> (old, new, rows gone, rows added): the awaiting rows
+#: are memoised tuples shared by every case in the same place, so a step's change is
+#: the same for all of them (both tuples are kept, so their ids are not reused).
+_AWAIT_CHANGES: dict[tuple[int, int], tuple[Any, Any, tuple[AwaitRow, ...],
+                                             tuple[AwaitRow, ...]]] = {}
+
+
+def _await_change(old: tuple[AwaitRow, ...], new: tuple[AwaitRow, ...]
+                  ) -> tuple[tuple[AwaitRow, ...], tuple[AwaitRow, ...]]:
+    """The rows in ``old`` and not in ``new``, and those in ``new`` and not in ``old``."""
+    found = _AWAIT_CHANGES.get((id(old), id(new)))
+    if found is not None and found[0] is old and found[1] is new:
+        return found[2], found[3]
+    gone = tuple(sorted(set(old) - set(new)))
+    added = tuple(sorted(set(new) - set(old)))
+    if len(_AWAIT_CHANGES) > 4_096:
+        _AWAIT_CHANGES.clear()
+    _AWAIT_CHANGES[(id(old), id(new))] = (old, new, gone, added)
+    return gone, added
+
+
 def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: CaseState,
             after: CaseState, history: Sequence[Event] | Sequence[Recorded]) -> None:
     """Bring a case's rows from ``before`` to ``after`` (its state once the new events are
     applied; ``history`` ends with them). Only what changed is written."""
-    old, new = awaiting_rows(engine, before), awaiting_rows(engine, after)
-    if old != new:
-        gone, added = set(old) - set(new), set(new) - set(old)
-        for a, t, _ in gone:
-            conn.execute(DELETE_AWAITING, (a, case_id, t))
-        for a, t, g in added:
-            conn.execute(INSERT_AWAITING, (a, case_id, t, g))
-    rows = due_rows(engine, after, history)
-    if rows != due_rows(engine, before, history[:len(history) - (after.version -
-                                                                  before.version)]):
+    old_await, old_due = _rows_of(engine, before,
+                                  history[:len(history) - (after.version - before.version)])
+    new_await, new_due = _rows_of(engine, after, history)
+    if old_await is not new_await and old_await != new_await:
+        gone, added = _await_change(old_await, new_await)
+        if gone:
+            conn.executemany(DELETE_AWAITING, [(a, case_id, t) for a, t, _ in gone])
+        if added:
+            conn.executemany(INSERT_AWAITING, [(a, case_id, t, g) for a, t, g in added])
+    if new_due is not old_due and new_due != old_due:
         conn.execute("DELETE FROM case_due WHERE case_id = ?", (case_id,))
-        if rows:
-            conn.executemany(INSERT_DUE, [(case_id, *r) for r in rows])
+        if new_due:
+            conn.executemany(INSERT_DUE, [(case_id, *r) for r in new_due])
     if after.data is not before.data and after.data != before.data:
         conn.execute("UPDATE case_data SET data = ? WHERE case_id = ?",
                      (encode(dict(after.data)), case_id))
@@ -398,11 +514,14 @@ class ImportProjections:
         self.fields: list[tuple[Any, ...]] = []
 
     def add(self, case_id: str, engine: Engine, state: CaseState,
-            history: Sequence[Event] | Sequence[Recorded]) -> None:
+            history: Sequence[Event] | Sequence[Recorded], data_text: str | None = None
+            ) -> None:
+        """Queue a case's rows; ``data_text``: its data's canonical JSON, when known."""
         self.awaiting.extend((a, case_id, t, g) for a, t, g in awaiting_rows(engine, state))
         self.due.extend((case_id, *r) for r in due_rows(engine, state, history))
-        self.data.append((case_id, encode(dict(state.data))))
-        self.fields.extend((path, v, case_id) for path, v in fields(state.data))
+        text = encode(dict(state.data)) if data_text is None else data_text
+        self.data.append((case_id, text))
+        self.fields.extend((path, v, case_id) for path, v in fields_of(text, state.data))
 
     def flush(self, conn: sqlite3.Connection) -> None:
         for sql, rows in ((INSERT_AWAITING, self.awaiting), (INSERT_DUE, self.due),

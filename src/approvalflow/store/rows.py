@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import operator
 import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -130,16 +131,14 @@ def event_hash(row: Mapping[str, Any]) -> str:
     valid). The feed ``position`` is not hashed: the store assigns it, and a copy into
     another store numbers the events anew.
     """
-    fields = [row["case_id"], row["seq"], row["kind"], row["trigger"], row["actor"],
-              row["on_date"], row["recorded_at"], row["source"], row["target"], row["note"],
-              row["data"], row["workflow"], row["workflow_version"], row["key"],
-              row["prev_hash"]]
+    fields: tuple[Any, ...] = _hashed_fields(row)
     digest = row.get("workflow_digest")
     if digest is not None:
-        fields.append(digest)
+        fields = (*fields, digest)
     by = row.get("by")
     if by is not None:
-        fields.append({"by": by})
+        fields = (*fields, {"by": by})
+    # a tuple encodes as the same JSON array
     return sha256_hex(encode(fields))
 
 
@@ -150,18 +149,41 @@ EVENT_FIELDS = ("case_id", "seq", "kind", "trigger", "actor", "on_date", "record
                 "prev_hash", "hash", "workflow_digest", "by")
 #: What a read selects: the fields, then the feed position (assigned by the store).
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS) + ", position"
+#: A dict row's values in EVENT_FIELDS order and its position (what INSERT_EVENT_AT
+#: takes), and its first 15 (what the hash covers before the digest and the person),
+#: picked in one C call each.
+event_values = operator.itemgetter(*EVENT_FIELDS, "position")
+_hashed_fields = operator.itemgetter(*EVENT_FIELDS[:15])
 
 # The statements every write path uses (a step, a creation, the batched import). The
 # feed position is the next one after the highest: writers hold SQLite's write lock for
-# the whole transaction, so positions are assigned in commit order, and a transaction
-# that rolls back takes none with it (no gaps).
+# the whole transaction (BEGIN IMMEDIATE), so positions are assigned in commit order,
+# and a transaction that rolls back takes none with it (no gaps). The highest is read
+# in the transaction, with the case's head (SELECT_HEAD) or once per import, and the
+# event is inserted at the next one (INSERT_EVENT_AT); the unique index on position
+# refuses any other.
 INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
                 f"VALUES ({', '.join('?' * len(EVENT_FIELDS))}, "
                 f"(SELECT COALESCE(MAX(position), 0) + 1 FROM events))")
+INSERT_EVENT_AT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
+                   f"VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 1))})")
+#: A case's head (sequence, hash): PostgreSQL locks the row with it (store/postgres.py).
+SELECT_HEAD_PLAIN = "SELECT seq, head_hash FROM cases WHERE case_id = ?"
+#: SQLite: a case's head (sequence, hash), the date of its last event, and the highest
+#: feed position of the store, in one statement.
+SELECT_HEAD = ("SELECT seq, head_hash, last_on, (SELECT COALESCE(MAX(position), 0) "
+               "FROM events) FROM cases WHERE case_id = ?")
+#: Whether a case exists, and the highest feed position (a creation).
+SELECT_NEW = ("SELECT (SELECT 1 FROM cases WHERE case_id = ?), "
+              "(SELECT COALESCE(MAX(position), 0) FROM events)")
 INSERT_CASE = ("INSERT INTO cases (case_id, workflow, workflow_version, state, seq, last_on, "
                "head_hash, is_final, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
 UPDATE_CASE = ("UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
                "updated_at = ? WHERE case_id = ?")
+#: UPDATE_CASE for an event on the day of the case's last one, without the date (its
+#: parameters but ``last_on``), so SQLite does not rewrite the date's index entry.
+UPDATE_CASE_SAME_DAY = ("UPDATE cases SET state = ?, seq = ?, head_hash = ?, is_final = ?, "
+                        "updated_at = ? WHERE case_id = ?")
 
 
 def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Event:
@@ -171,6 +193,11 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
         (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
          workflow, workflow_version, key, prev_hash, hash_, workflow_digest, by,
          position) = row[:19]
+    elif "position" in row and "by" in row and "workflow_digest" in row:
+        # a row the store built: every field, in one C call
+        (case_id, seq, kind, trigger, actor, on_date, recorded_at, source, target, note, data,
+         workflow, workflow_version, key, prev_hash, hash_, workflow_digest, by,
+         position) = event_values(row)
     else:
         case_id, seq, kind, trigger, actor = (row["case_id"], row["seq"], row["kind"],
                                               row["trigger"], row["actor"])

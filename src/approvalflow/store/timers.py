@@ -70,13 +70,18 @@ def sync_timers(conn: sqlite3.Connection, case_id: str, engine: Engine,
                          [(case_id, trigger, due) for trigger, due in rows])
 
 
+INSERT_TIMER = "INSERT INTO timers (case_id, trigger, due_on) VALUES (?, ?, ?)"
+
+
 def write_timer_rows(conn: sqlite3.Connection,
-                     cases: Mapping[str, list[tuple[str, str]]]) -> None:
-    """Replace the rows of several cases at once (the batched import)."""
+                     cases: Mapping[str, list[tuple[str, str]]], *, new: bool = False) -> None:
+    """Replace the rows of several cases at once (the batched import); ``new``: the cases
+    were created in this transaction, so they have no rows to delete."""
     if not cases:
         return
-    conn.executemany("DELETE FROM timers WHERE case_id = ?", [(c,) for c in cases])
-    conn.executemany("INSERT INTO timers (case_id, trigger, due_on) VALUES (?, ?, ?)",
+    if not new:
+        conn.executemany("DELETE FROM timers WHERE case_id = ?", [(c,) for c in cases])
+    conn.executemany(INSERT_TIMER,
                      [(c, trigger, due) for c, rows in cases.items() for trigger, due in rows])
 
 

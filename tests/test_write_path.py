@@ -1,0 +1,123 @@
+"""The write path's shortcuts: memoised decisions, the case row's date, feed positions."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+import approvalflow as af
+from approvalflow.engine import engine_for
+from approvalflow.guards import unregister_guard
+
+GUARDED = """
+[workflow]
+name = "memo-guard"
+version = 1
+initial = "draft"
+
+[actors]
+clerk = "Clerk"
+boss = "Boss"
+
+[states.draft]
+[states.done]
+final = true
+
+[[transitions]]
+trigger = "finish"
+source = "draft"
+target = "done"
+actors = ["clerk"]
+guards = ["has_amount"]
+"""
+
+
+def test_a_memoised_decision_still_runs_its_guards() -> None:
+    """Two cases in the same configuration on the same day, one whose data passes the
+    guard and one whose data fails it: each is decided by its own data, in any order."""
+
+    @af.guard("has_amount")
+    def has_amount(ctx: af.GuardContext) -> bool | list[str]:
+        return True if ctx.data.get("amount", 0) > 0 else ["no amount"]
+
+    try:
+        wf = af.loads_workflow(GUARDED, source="memo-guard.toml")
+        with af.open_store(":memory:") as store:
+            good = store.create_case(wf, "good", actor="clerk", on="2024-01-01",
+                                     data={"amount": 5})
+            bad = store.create_case(wf, "bad", actor="clerk", on="2024-01-01",
+                                    data={"amount": 0})
+            for _ in range(2):  # the second round reads the memo
+                assert good.why_not("finish", actor="clerk", on="2024-01-01") == []
+                assert bad.why_not("finish", actor="clerk", on="2024-01-01") == ["no amount"]
+                # another refusal and the guard's: both reasons, in the unmemoised order
+                assert bad.why_not("finish", actor="boss", on="2024-01-01") == [
+                    "'boss' may not take 'finish'; only 'clerk' may", "no amount"]
+            with pytest.raises(af.TransitionRefusedError):
+                bad.fire("finish", actor="clerk", on="2024-01-01")
+            assert good.fire("finish", actor="clerk", on="2024-01-01").seq == 2
+            assert store.verify().ok
+    finally:
+        unregister_guard("has_amount")
+
+
+def test_memoised_decisions_equal_fresh_ones(store, flagship, seed_data) -> None:
+    """Every trigger by every actor, asked twice on the flagship at each of its first
+    steps: the memoised answer equals the one decided from scratch."""
+    engine = engine_for(flagship)
+    case = store.create_case(flagship, "p", actor="tmf", on="2021-11-01", data=seed_data)
+    steps = [("submit", "tmf"), ("tmu.approve", "tmu"), ("vibo.approve", "vibo_afd_1")]
+    for trigger, actor in [*steps, (None, None)]:
+        state = case.engine_state
+        for t in sorted(flagship.triggers):
+            for a in sorted(flagship.actors):
+                fresh = engine._evaluate(state, t, actor=a, on=state.last_on, data=None,
+                                         case_id="p", unchecked=None, by=None,
+                                         check_persons=False, _overdue=True)
+                for _ in range(2):
+                    got = engine.evaluate(state, t, actor=a, on=state.last_on, case_id="p",
+                                          check_persons=False)
+                    assert got == fresh, (t, a)
+        if trigger is not None:
+            case.fire(trigger, actor=actor, on="2021-11-01")
+
+
+def test_the_case_row_keeps_the_last_events_date(store, flagship, seed_data,
+                                                   db_path) -> None:
+    """Steps on the day of the last event (the row's date is left as it is) and on a later
+    day: the current-state row always holds the last event's date, and verify agrees."""
+    case = store.create_case(flagship, "p", actor="tmf", on="2021-11-01", data=seed_data)
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    case.fire("tmu.approve", actor="tmu", on="2021-11-08")
+    case.fire("aab.approve", actor="aab", on="2021-11-08")
+    with sqlite3.connect(db_path) as conn:
+        row = conn.execute("SELECT last_on, seq FROM cases WHERE case_id = 'p'").fetchone()
+    assert row == ("2021-11-08", 4)
+    assert store.cases()[0].last_on.isoformat() == "2021-11-08"
+    assert store.verify().ok
+
+
+def test_feed_positions_run_on_across_import_rollback_and_steps(store, flagship,
+                                                               seed_data) -> None:
+    """An import, a bulk block that rolls back, a step and a creation: the positions the
+    events come back with are the feed's, 1..n without gaps, in the order written."""
+    records = [{"case_id": "i", "trigger": "create", "workflow": flagship, "actor": "tmf",
+                "on": "2021-11-01", "data": seed_data},
+               {"case_id": "i", "trigger": "submit", "actor": "tmf", "on": "2021-11-01"}]
+    assert store.import_events(records) == 2
+    case = store.case("i")
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), store.bulk():
+        case.fire("tmu.approve", actor="tmu", on="2021-11-02")
+        raise Undo
+    event = case.fire("tmu.approve", actor="tmu", on="2021-11-02")
+    other = store.create_case(flagship, "j", actor="tmf", on="2021-11-03", data=seed_data)
+    assert event.position == 3 and other.history[0].position == 4
+    feed = store.feed()
+    assert [e.position for e in feed] == [1, 2, 3, 4]
+    assert [(e.case_id, e.seq) for e in feed] == [("i", 1), ("i", 2), ("i", 3), ("j", 1)]
+    assert store.verify().ok
