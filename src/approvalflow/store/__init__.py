@@ -59,13 +59,10 @@ from .queries import awaiting as awaiting_cases
 from .queries import due as due_from_tables
 from .rows import (
     EVENT_COLUMNS,
-    EVENT_FIELDS,
     GENESIS,
     INSERT_CASE,
-    INSERT_EVENT,
     INSERT_EVENT_AT,
     SELECT_HEAD,
-    SELECT_HEAD_PLAIN,
     SELECT_NEW,
     UPDATE_CASE,
     UPDATE_CASE_SAME_DAY,
@@ -689,21 +686,13 @@ class Store:
         event_row["hash"] = event_hash(event_row)
         with self._write(f"create case {case_id!r}"):
             self._lock(f"case:{case_id}")
-            if self._pg:
-                exists = self._conn.execute("SELECT 1 FROM cases WHERE case_id = ?",
-                                            (case_id,)).fetchone()
-                last_position = None
-            else:  # SQLite: with the highest feed position, in one read
-                exists, last_position = self._conn.execute(SELECT_NEW, (case_id,)).fetchone()
+            exists, last_position = self._conn.execute(SELECT_NEW, (case_id,)).fetchone()
             if exists:
                 raise CaseExistsError(f"Case {case_id!r} already exists in {self.where!r}; "
                                       f"choose another id or load it with store.case().")
             self._register_workflow(wf)
-            if last_position is None:
-                event_row["position"] = self._insert_event(event_row)
-            else:
-                event_row["position"] = last_position + 1  # the next feed position
-                self._conn.execute(INSERT_EVENT_AT, event_values(event_row))
+            event_row["position"] = _next_position(last_position)
+            self._conn.execute(INSERT_EVENT_AT, event_values(event_row))
             self._conn.execute(
                 INSERT_CASE,
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
@@ -719,13 +708,6 @@ class Store:
         case = Case(self, wf, case_id, state, (event,))
         self._after_commit()
         return case
-
-    def _insert_event(self, row: Mapping[str, Any]) -> int | None:
-        """Insert one event row; its feed position (assigned in the statement) comes back
-        (None on PostgreSQL, which numbers the events after the commit)."""
-        found = self._conn.execute(INSERT_EVENT + " RETURNING position",
-                                   tuple(row[field] for field in EVENT_FIELDS)).fetchone()
-        return None if found[0] is None else int(found[0])
 
     def _resolve_workflow(self, workflow: Workflow | str | os.PathLike[str],
                           version: int | None) -> Workflow:
@@ -978,12 +960,9 @@ class Store:
         """
         seq, key = row["seq"], row["key"]
         with self._write(what):
-            # SQLite: the head with the last date and the highest feed position in one
-            # read; PostgreSQL: the head alone (locked FOR UPDATE; positions come after
-            # the commit)
-            fast = not self._pg
-            head = self._conn.execute(SELECT_HEAD if fast else SELECT_HEAD_PLAIN,
-                                      (case.id,)).fetchone()
+            # the head with the last date and the highest feed position in one read
+            # (PostgreSQL locks the row FOR UPDATE, and numbers positions after the commit)
+            head = self._conn.execute(SELECT_HEAD, (case.id,)).fetchone()
             if head is None:
                 raise CaseNotFoundError(self._not_found(case.id))
             if key is not None:
@@ -1007,12 +986,9 @@ class Store:
                     + ". Load it again and decide anew.")
             row["prev_hash"] = head[1]
             row["hash"] = event_hash(row)
-            if fast:
-                row["position"] = head[3] + 1  # the next feed position (rows.SELECT_HEAD)
-                self._conn.execute(INSERT_EVENT_AT, event_values(row))
-            else:
-                row["position"] = self._insert_event(row)
-            if fast and head[2] == row["on_date"]:  # the same day: last_on stays
+            row["position"] = _next_position(head[3])
+            self._conn.execute(INSERT_EVENT_AT, event_values(row))
+            if head[2] == row["on_date"]:  # the same day: last_on stays
                 self._conn.execute(UPDATE_CASE_SAME_DAY, (row["target"], seq, row["hash"], final,
                                                           row["recorded_at"], case.id))
             else:
@@ -1186,6 +1162,12 @@ _HIDDEN_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formattin
 #: One lock per database file, shared by the writers of this process (Store._writer_turn).
 _WRITER_LOCKS: dict[str, threading.RLock] = {}
 _WRITER_LOCKS_LOCK = threading.Lock()
+
+
+def _next_position(highest: int | None) -> int | None:
+    """The next feed position after the highest read in the transaction; None where the
+    backend numbers events after the commit (PostgreSQL reads NULL)."""
+    return None if highest is None else highest + 1
 
 
 def _writer_lock(path: str) -> threading.RLock | None:

@@ -20,8 +20,8 @@ from . import check_case_id, projections
 from .rows import (
     GENESIS,
     INSERT_CASE,
-    INSERT_EVENT,
     INSERT_EVENT_AT,
+    SELECT_TOP,
     UPDATE_CASE,
     encode,
     json_list,
@@ -79,7 +79,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
 
     def flush() -> None:
         if events:
-            store._conn.executemany(INSERT_EVENT_AT if numbered else INSERT_EVENT, events)
+            store._conn.executemany(INSERT_EVENT_AT, events)
         if new_cases:
             store._conn.executemany(INSERT_CASE, new_cases)
         if updates:
@@ -97,12 +97,11 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             seen.add(cur["id"])
 
     with store.bulk(), translate("import events"):
-        # SQLite: the highest feed position, read inside the import's transaction; its
-        # events take the next ones, in order (rows.INSERT_EVENT_AT). PostgreSQL numbers
-        # them after the commit (rows.INSERT_EVENT, store/postgres.py).
-        numbered = not store._pg
-        position = store._conn.execute(
-            "SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0] if numbered else 0
+        # the highest feed position, read inside the import's transaction; its events take
+        # the next ones, in order (rows.INSERT_EVENT_AT). PostgreSQL reads NULL: it numbers
+        # them after the commit (store/postgres.py)
+        position = store._conn.execute(SELECT_TOP).fetchone()[0]
+        numbered = position is not None
         for number, record in enumerate(records, start=1):
             if not isinstance(record, dict) and not isinstance(record, Mapping):
                 raise InvalidInputError(f"record {number} is a {type(record).__name__} "
@@ -212,9 +211,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             digest = sha256_hex(encode(hashed if by is None else (*hashed, {"by": by})))
             if numbered:
                 position += 1
-                events.append((*row, digest, commits_to, by, position))
-            else:
-                events.append((*row, digest, commits_to, by))
+            events.append((*row, digest, commits_to, by, position))
             cur.update(hash=digest, seq=row[1], last_on=row[5], updated_at=at)
             count += 1
             if len(events) >= 2000:

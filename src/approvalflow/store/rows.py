@@ -167,15 +167,17 @@ INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
                 f"(SELECT COALESCE(MAX(position), 0) + 1 FROM events))")
 INSERT_EVENT_AT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
                    f"VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 1))})")
-#: A case's head (sequence, hash): PostgreSQL locks the row with it (store/postgres.py).
-SELECT_HEAD_PLAIN = "SELECT seq, head_hash FROM cases WHERE case_id = ?"
-#: SQLite: a case's head (sequence, hash), the date of its last event, and the highest
-#: feed position of the store, in one statement.
+#: A case's head (sequence, hash), the date of its last event, and the highest feed
+#: position of the store, in one statement. On PostgreSQL the row is locked with it and
+#: the position is NULL: events are numbered after the commit there (store/postgres.py),
+#: and INSERT_EVENT_AT leaves the position out.
 SELECT_HEAD = ("SELECT seq, head_hash, last_on, (SELECT COALESCE(MAX(position), 0) "
                "FROM events) FROM cases WHERE case_id = ?")
-#: Whether a case exists, and the highest feed position (a creation).
+#: Whether a case exists, and the highest feed position (a creation; NULL as above).
 SELECT_NEW = ("SELECT (SELECT 1 FROM cases WHERE case_id = ?), "
               "(SELECT COALESCE(MAX(position), 0) FROM events)")
+#: The highest feed position (an import; NULL as above).
+SELECT_TOP = "SELECT (SELECT COALESCE(MAX(position), 0) FROM events)"
 INSERT_CASE = ("INSERT INTO cases (case_id, workflow, workflow_version, state, seq, last_on, "
                "head_hash, is_final, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
 UPDATE_CASE = ("UPDATE cases SET state = ?, seq = ?, last_on = ?, head_hash = ?, is_final = ?, "
