@@ -19,7 +19,7 @@ import attrs
 
 from ..errors import StoreError
 from . import projections
-from .rows import EVENT_COLUMNS, EVENT_FIELDS, INSERT_CASE, INSERT_EVENT
+from .rows import EVENT_COLUMNS, EVENT_FIELDS, INSERT_CASE, INSERT_EVENT, translate
 from .timers import rebuild_timers
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ def copy_store(source: Store, dest: Store,
             f"'approvalflow verify' on it.")
     src = source._conn
     source._number_feed()
-    with dest._write(f"copy into {dest.where!r}"):
+    # one transaction (a bulk block), so the timers are rebuilt inside it too
+    with dest.bulk(), translate(f"copy into {dest.where!r}"):
         conn = dest._conn
         held = conn.execute("SELECT COUNT(*) FROM cases").fetchone()[0] \
             + conn.execute("SELECT COUNT(*) FROM workflows").fetchone()[0]
@@ -95,12 +96,7 @@ def copy_store(source: Store, dest: Store,
         cases = src.execute(f"SELECT {_CASE_COLUMNS} FROM cases ORDER BY case_id").fetchall()
         conn.executemany(INSERT_CASE, [tuple(r) for r in cases])
         projections.fill(conn)
-        dest._bulk_depth += 1  # the timers are rebuilt inside this same transaction
-        try:
-            rebuild_timers(dest)
-        finally:
-            dest._bulk_depth -= 1
-    dest._number_feed()
+        rebuild_timers(dest)
     if progress is not None:
         progress(done, total)
     return CopyReport(source=source.where, dest=dest.where, workflows=len(workflows),

@@ -70,8 +70,7 @@ def follow(store: Store, after: int = 0, *, poll: float = POLL_SECONDS,
     conn = store._conn
     while True:
         with translate("follow the feed"):
-            version = store._data_version()
-            store._number_feed()
+            version = store._data_version()  # numbers what is pending (PostgreSQL)
             events = read_feed(conn, after, batch)
         yield from events
         if events:
