@@ -1123,93 +1123,31 @@ PG_HEAD = "SELECT seq, head_hash FROM cases WHERE case_id = %s FOR UPDATE"
 PG_UPDATE_CASE = UPDATE_CASE.replace("?", "%s")
 
 
-def _pg_bin(name: str) -> str | None:
-    """A PostgreSQL server program on PATH, or in Debian's /usr/lib/postgresql/N/bin."""
-    import glob
+def _pg_server() -> Any:
+    """The tests' throwaway PostgreSQL (tests/pgserver.py), but a real one: fsync,
+    full_page_writes and synchronous_commit stay on. Raises RuntimeError saying why it
+    can't start."""
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from tests.pgserver import Server
 
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
-    return candidates[0] if candidates else None
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError("psycopg is not installed (pip install '.[postgres]')") from e
+    print("starting a PostgreSQL server (fsync on) ...", file=sys.stderr, flush=True)
+    return Server.start(durable=True)
 
 
-def _as_postgres(args: list[str]) -> list[str]:
-    """As root, run a server program as the postgres user (initdb refuses root)."""
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+def _pg_settings(cluster: Any) -> dict[str, str]:
+    """What the figures depend on: the server's version and its durability settings."""
+    import psycopg
 
-
-class PgCluster:
-    """A throwaway PostgreSQL cluster for the PostgreSQL rows: initdb and pg_ctl in a
-    temporary folder, a Unix socket only. Unlike the tests' server (tests/pgserver.py)
-    it is a real one: fsync, full_page_writes and synchronous_commit stay on."""
-
-    def __init__(self, folder: Path, base_url: str) -> None:
-        self.folder, self.base_url = folder, base_url
-
-    @classmethod
-    def start(cls) -> PgCluster:
-        """Start a cluster; raises RuntimeError saying why it can't."""
-        import urllib.parse
-
-        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-        if not initdb or not pg_ctl:
-            raise RuntimeError("no PostgreSQL server programs (initdb, pg_ctl) found on PATH "
-                               "or in /usr/lib/postgresql/*/bin; install Debian's "
-                               "postgresql package")
-        try:
-            import psycopg  # noqa: F401
-        except ImportError as e:
-            raise RuntimeError("psycopg is not installed (pip install '.[postgres]')") from e
-        if os.geteuid() == 0 and not shutil.which("runuser"):
-            raise RuntimeError("running as root, and runuser is missing to start PostgreSQL "
-                               "as the postgres user")
-        print("starting a PostgreSQL server (fsync on) ...", file=sys.stderr, flush=True)
-        folder = Path(tempfile.mkdtemp(prefix="approvalflow-pgbench-"))
-        folder.chmod(0o777)
-        if os.geteuid() == 0:
-            shutil.chown(folder, user="postgres")
-        data = folder / "data"
-        run: dict[str, Any] = dict(check=True, capture_output=True, text=True, timeout=180)
-        try:
-            subprocess.run(_as_postgres([initdb, "-D", str(data), "-A", "trust", "-U",
-                                         "postgres", "-E", "UTF8", "--locale=C"]), **run)
-            options = f"-k {folder} -c listen_addresses='' -c max_connections=100"
-            subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l",
-                                         str(folder / "log"), "-w", "start"]), **run)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-            shutil.rmtree(folder, ignore_errors=True)
-            detail = getattr(e, "stderr", "") or str(e)
-            raise RuntimeError(f"could not start PostgreSQL: {detail.strip()}") from e
-        query = urllib.parse.urlencode({"host": str(folder), "user": "postgres"})
-        return cls(folder, f"postgresql:///postgres?{query}")
-
-    def url(self, schema: str) -> str:
-        """The URL of a new, empty schema (dropped first if a run left it)."""
-        import urllib.parse
-
-        import psycopg
-
-        with psycopg.connect(self.base_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        return f"{self.base_url}&options=" + urllib.parse.quote(f"-csearch_path={schema}")
-
-    def settings(self) -> dict[str, str]:
-        """What the figures depend on: the server's version and its durability settings."""
-        import psycopg
-
-        with psycopg.connect(self.base_url, autocommit=True) as conn:
-            return {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
-                    for name in ("server_version", "fsync", "synchronous_commit",
-                                 "full_page_writes", "wal_sync_method", "commit_delay")}
-
-    def stop(self) -> None:
-        pg_ctl = _pg_bin("pg_ctl")
-        if pg_ctl:
-            subprocess.run(_as_postgres([pg_ctl, "-D", str(self.folder / "data"), "-m", "fast",
-                                         "stop"]), capture_output=True, timeout=120)
-        shutil.rmtree(self.folder, ignore_errors=True)
+    with psycopg.connect(cluster.base_url, autocommit=True) as conn:
+        return {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                for name in ("server_version", "fsync", "synchronous_commit",
+                             "full_page_writes", "wal_sync_method", "commit_delay")}
 
 
 def _pg_cases(url: str, prefixes: list[str], n_cases: int) -> None:
@@ -1327,20 +1265,20 @@ def _pg_raw_fire_side(url: str, n: int, n_rounds: int, *, same: bool
     return side
 
 
-def bench_pg_fire(cluster: PgCluster, n_rounds: int) -> dict[str, Any]:
+def bench_pg_fire(cluster: Any, n_rounds: int) -> dict[str, Any]:
     """``n_rounds`` rounds of one case's seven approvals per side, the sides alternating
     round by round: the time of a sync to disk on a shared machine drifts by several
     times within a minute, so the sides must meet it at the same moments."""
     n = len(APPROVALS)
-    af_url = cluster.url("fire_af")
+    af_url = cluster.fresh_url("fire_af")
     _pg_cases(af_url, ["warm"], 1)  # the workflow stored, as on the raw sides
     t = rounds({
         "approvalflow": _af_fire_side(af_url, "full", n, n_rounds),
-        "raw_same": _pg_raw_fire_side(cluster.url("fire_raw_same"), n, n_rounds, same=True),
-        "raw_min": _pg_raw_fire_side(cluster.url("fire_raw_min"), n, n_rounds, same=False),
+        "raw_same": _pg_raw_fire_side(cluster.fresh_url("fire_raw_same"), n, n_rounds, same=True),
+        "raw_min": _pg_raw_fire_side(cluster.fresh_url("fire_raw_min"), n, n_rounds, same=False),
     }, n_rounds)
     ratio = t["approvalflow"] / t["raw_same"]
-    return {"durability": "full", "server": cluster.settings(),
+    return {"durability": "full", "server": _pg_settings(cluster),
             "loadavg_after": [round(x, 2) for x in os.getloadavg()], "fires_per_round": n,
             "rounds": n_rounds, "approvalflow_us": us(t["approvalflow"]),
             "raw_same_us": us(t["raw_same"]), "raw_min_us": us(t["raw_min"]),
@@ -1416,7 +1354,7 @@ def _pg_processes(target: Callable[..., None], argsets: list[tuple[Any, ...]]) -
     return got
 
 
-def bench_pg_clients(cluster: PgCluster, seconds: float, n_cases: int, repeats: int
+def bench_pg_clients(cluster: Any, seconds: float, n_cases: int, repeats: int
                      ) -> dict[str, Any]:
     """For 1, 2, 4, 8, 16 client processes, each on its own cases: events stored per
     second; beside it the same curve for raw psycopg sending the same statements, and
@@ -1432,7 +1370,7 @@ def bench_pg_clients(cluster: PgCluster, seconds: float, n_cases: int, repeats: 
         prefixes = [f"k{k}-c" for k in range(clients)]
         urls, raws = [], []
         for side in PG_SIDES:
-            url = cluster.url(f"clients_{side}_{clients}")
+            url = cluster.fresh_url(f"clients_{side}_{clients}")
             raws.append(None if side == "approvalflow" else _pg_recorded_steps(url))
             _pg_cases(url, prefixes, per_client)
             urls.append(url)
@@ -1462,7 +1400,7 @@ def bench_pg_clients(cluster: PgCluster, seconds: float, n_cases: int, repeats: 
                 conn.execute(f'DROP SCHEMA "clients_{side}_{clients}" CASCADE')
     ratios = {side: round(c["8"]["events_per_s"] / c["1"]["events_per_s"], 3)
               if c["1"]["events_per_s"] else 0.0 for side, c in curves.items()}
-    return {"durability": "full", "server": cluster.settings(), "seconds_per_window": seconds,
+    return {"durability": "full", "server": _pg_settings(cluster), "seconds_per_window": seconds,
             "repeats": repeats, "cases_per_side": n_cases, "curve": curves["approvalflow"],
             "raw_same_curve": curves["raw_same"], "raw_min_curve": curves["raw_min"],
             "ratio": ratios["approvalflow"], "ratio_raw_same": ratios["raw_same"],
@@ -1509,10 +1447,10 @@ def _pg_voter(url: str, voter: str, n_cases: int, barrier: Any, results: Any) ->
     results.put((voter, redecided, start, end, error))
 
 
-def bench_pg_same_case(cluster: PgCluster, n_cases: int) -> dict[str, Any]:
+def bench_pg_same_case(cluster: Any, n_cases: int) -> dict[str, Any]:
     """Eight client processes take steps on the same case at once, case after case; every
     ballot must be stored exactly once, none lost, the feed gap-free."""
-    url = cluster.url("same_case")
+    url = cluster.fresh_url("same_case")
     _ballot_db(url, n_cases)
     got = _pg_processes(_pg_voter, [(url, v, n_cases) for v in VOTERS])
     errors = [e for *_, e in got if e]
@@ -1526,7 +1464,7 @@ def bench_pg_same_case(cluster: PgCluster, n_cases: int) -> dict[str, Any]:
     once = {(e.case_id, e.actor) for e in fires}
     keys = {e.key for e in fires}
     log = _pg_log_counts(url)
-    result = {"server": cluster.settings(),
+    result = {"server": _pg_settings(cluster),
               "loadavg_after": [round(x, 2) for x in os.getloadavg()],
               "clients": len(VOTERS), "cases": n_cases,
               "ballots": ballots, "ballots_stored": len(fires),
@@ -1735,7 +1673,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [k for k in PG_KEYS if (k in only if only is not None else not args.quick)]
         if wanted:
             try:
-                cluster = PgCluster.start()
+                cluster = _pg_server()
             except RuntimeError as e:
                 print(f"skipping {', '.join(wanted)}: {e}", file=sys.stderr, flush=True)
                 for key in wanted:

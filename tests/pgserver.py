@@ -46,8 +46,11 @@ class Server:
         self.folder = folder
 
     @classmethod
-    def start(cls) -> Server:
-        """Start a throwaway cluster; raises RuntimeError saying why it can't."""
+    def start(cls, *, durable: bool = False) -> Server:
+        """Start a throwaway cluster; raises RuntimeError saying why it can't.
+
+        The tests' server skips the syncs to disk (nothing they check needs them); a
+        ``durable`` one keeps fsync and full_page_writes on, as the benchmarks need."""
         initdb, pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
         if not initdb or not pg_ctl:
             raise RuntimeError("no PostgreSQL server programs (initdb, pg_ctl) on this machine; "
@@ -64,8 +67,9 @@ class Server:
         try:
             subprocess.run(_as_server_user([initdb, "-D", str(data), "-A", "trust", "-U",
                                             "postgres", "-E", "UTF8", "--locale=C"]), **run)
-            options = (f"-k {folder} -c listen_addresses='' -c fsync=off "
-                       f"-c full_page_writes=off -c max_connections=200")
+            options = f"-k {folder} -c listen_addresses='' -c max_connections=200"
+            if not durable:
+                options += " -c fsync=off -c full_page_writes=off"
             subprocess.run(_as_server_user([pg_ctl, "-D", str(data), "-o", options, "-l",
                                             str(folder / "log"), "-w", "start"]), **run)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
