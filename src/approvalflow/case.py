@@ -570,10 +570,11 @@ class Case:
         self._engine = engine_for(self._workflow)
 
     def _advance(self, event: Event, moves_to: Workflow | None = None,
-                 state: CaseState | None = None) -> None:
+                 state: CaseState | None = None,
+                 history: tuple[Event, ...] | None = None) -> None:
         """Called by the store once ``event`` is committed (``moves_to``: the version a
-        ``migrate`` event moved the case to; ``state``: the state the event leads to, when
-        the store has already computed it)."""
+        ``migrate`` event moved the case to; ``state``: the state the event leads to, and
+        ``history``: the history it ends, when the store has already made them)."""
         if event.kind == "migrate" and moves_to is not None:
             self._workflow, self._engine = moves_to, engine_for(moves_to)
             if state is None:
@@ -582,7 +583,7 @@ class Case:
                     seq=event.seq, on=event.on))
         if state is not None:
             self._state = state
-            self._history = (*self._history, event)
+            self._history = (*self._history, event) if history is None else history
             return
         if event.kind != "fire":  # an expectation: no state, no case data
             self._state = attrs.evolve(self._state, version=event.seq, last_on=event.on)

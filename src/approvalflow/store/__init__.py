@@ -36,7 +36,7 @@ import attrs
 
 from ..canonical import canonical_json, check_data, check_text, date_or_today, to_date
 from ..case import MAX_ID_LENGTH, Case, Event, check_actor, check_person
-from ..definition import Workflow
+from ..definition import TransitionDef, Workflow
 from ..engine import CaseState, Decision, engine_for
 from ..errors import (
     ApprovalflowError,
@@ -70,9 +70,7 @@ from .rows import (
     event_hash,
     event_values,
     json_list,
-    parse_date,
     row_to_event,
-    state_set,
     translate,
     utc_now,
 )
@@ -903,9 +901,10 @@ class Store:
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
             "workflow_digest": None, "by": by,
         }
-        final = int(engine_for(wf).is_final(decision.target))
+        final = int(case._engine.is_final(decision.target))
         return self._append_row(case, row, final=final, data=data,
-                                what=f"record {decision.trigger!r} on case {case.id!r}")
+                                what=f"record {decision.trigger!r} on case {case.id!r}",
+                                transition=decision.transition)
 
     def _append_expect(self, case: Case, *, actor: str, on: dt.date, note: str | None,
                        data: dict[str, Any], key: str | None) -> Event:
@@ -923,10 +922,12 @@ class Store:
                                 what=f"record an expectation on case {case.id!r}")
 
     def _append_row(self, case: Case, row: dict[str, Any], *, final: int,
-                    data: dict[str, Any], what: str, moves_to: Workflow | None = None) -> Event:
+                    data: dict[str, Any], what: str, moves_to: Workflow | None = None,
+                    transition: TransitionDef | None = None) -> Event:
         """Append ``row`` as ``case``'s next event in one transaction, or raise writing nothing.
 
         A retry with a stored idempotency key returns the stored event instead.
+        ``transition``: a fire's transition, as its decision found it.
         """
         seq, key = row["seq"], row["key"]
         with self._write(what):
@@ -969,48 +970,45 @@ class Store:
                                    (moves_to.version, case.id))
             event = row_to_event(row)
             before = case.engine_state
-            after = self._sync_timers(case, row, data, moves_to)
+            after = self._state_after(case, event, data, moves_to, transition)
+            history = (*case.history, event)
             if moves_to is None:
-                if after is None:
-                    after = projections.state_after(case._engine, before, event)
-                projections.advance(self._conn, case._engine, case.id, before, after,
-                                    (*case.history, event))
-            elif after is not None:  # another version: its rows are made anew
-                projections.replace(self._conn, engine_for(moves_to), case.id, after,
-                                    (*case.history, event))
+                projections.advance(self._conn, case._engine, case.id, before, after, history)
+            else:  # another version: its rows are made anew
+                projections.replace(self._conn, engine_for(moves_to), case.id, after, history)
         if self._bulk_depth and case not in self._bulk_touched:
             # remember how the case was, so a block that is rolled back restores it
             self._bulk_touched[case] = case._snapshot()
-        event = self._position(event)
-        case._advance(event, moves_to, after)
+        numbered = self._position(event)
+        case._advance(numbered, moves_to, after,
+                      history if numbered is event else (*case.history, numbered))
         self._after_commit()
-        return event
+        return numbered
 
-    def _sync_timers(self, case: Case, row: Mapping[str, Any], data: dict[str, Any],
-                     moves_to: Workflow | None = None) -> CaseState | None:
-        """Keep the case's ``timers`` rows with the state this event leaves it in (and
-        return that state, so the case need not compute it again)."""
+    def _state_after(self, case: Case, event: Event, data: dict[str, Any],
+                     moves_to: Workflow | None = None,
+                     transition: TransitionDef | None = None) -> CaseState:
+        """The state ``event`` leaves ``case`` in (as replay applies it; ``data``: the step's
+        own copy of its data, equal to the event's), with the case's ``timers`` rows kept
+        with it."""
         engine = case._engine
-        if moves_to is None and not engine.timed:
-            return None
-        on = parse_date(row["on_date"])
         state = case.engine_state
         if moves_to is not None:  # a migration: the new version's timers replace the old
             new = engine_for(moves_to)
-            after = new.rebase(migrated_state(state, state_set(row["target"]),
+            after = new.rebase(migrated_state(state, event.target,
                                               ballots=data["migrate"]["ballots"],
-                                              seq=row["seq"], on=on))
+                                              seq=event.seq, on=event.on))
             if engine.timed or new.timed:
                 sync_timers(self._conn, case.id, new, after,
                             before=timer_rows(engine, state) if engine.timed else [])
             return after
-        if row["kind"] == "fire":
-            after = engine.apply(state, trigger=row["trigger"], actor=row["actor"], on=on,
-                                 seq=row["seq"], target=state_set(row["target"]), data=data,
-                                 by=row.get("by"))
+        if event.kind == "fire":
+            after = engine.apply(state, trigger=event.trigger, actor=event.actor, on=event.on,
+                                 seq=event.seq, target=event.target, data=data, by=event.by,
+                                 transition=transition)
         else:
-            after = attrs.evolve(state, version=row["seq"], last_on=on)
-        if engine.same_timers(state, after):
+            after = attrs.evolve(state, version=event.seq, last_on=event.on)
+        if not engine.timed or engine.same_timers(state, after):
             return after
         # the table holds what the case's state before this event says (the head check
         # proved this copy is the log's latest): write only what changes

@@ -404,15 +404,6 @@ def compute(engine: Engine, state: CaseState,
 # --------------------------------------------------------------------------- writing
 
 
-def state_after(engine: Engine, state: CaseState, event: Event | Recorded) -> CaseState:
-    """The state once ``event`` is applied (as replay applies it)."""
-    if event.kind == "fire":
-        return engine.apply(state, trigger=event.trigger, actor=event.actor, on=event.on,
-                            seq=event.seq, target=event.target, data=event.data,
-                            by=event.by)
-    return attrs.evolve(state, version=event.seq, last_on=event.on)
-
-
 def replace(conn: sqlite3.Connection, engine: Engine, case_id: str, state: CaseState,
             history: Sequence[Event] | Sequence[Recorded]) -> None:
     """Write a case's rows anew (it moved to another workflow version: ``engine``'s)."""
