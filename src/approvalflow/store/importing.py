@@ -84,6 +84,39 @@ def _data_text(data: object) -> str | None:
     return text
 
 
+def _snapshot(value: Any) -> Any:
+    """A copy of plain data's dicts and lists that holds the very same keys and scalars."""
+    if type(value) is dict:
+        return {key: _snapshot(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_snapshot(item) for item in value]
+    return value
+
+
+def _unchanged(value: Any, snapshot: Any) -> bool:
+    """Whether ``value`` still holds what :func:`_snapshot` saw: the same keys, and the
+    very same scalar objects (immutable: the same object is the same value) in dicts and
+    lists of the same shape. The snapshot's dicts and lists are its own, never the
+    caller's, so a list or dict changed in place is compared item by item."""
+    kind = type(value)
+    if kind is dict:
+        if type(snapshot) is not dict or len(value) != len(snapshot):
+            return False
+        for key, item in value.items():
+            other = snapshot.get(key, _unchanged)  # (a function is never data)
+            if type(key) is not str or (item is not other and not _unchanged(item, other)):
+                return False
+        return True
+    if kind is list:
+        if type(snapshot) is not list or len(value) != len(snapshot):
+            return False
+        for item, other in zip(value, snapshot, strict=True):
+            if item is not other and not _unchanged(item, other):
+                return False
+        return True
+    return False  # a scalar other than the one seen
+
+
 class _Clock:
     """``utc_now().isoformat()`` faster: the same clock, rounded down to the microsecond
     as ``datetime.now`` rounds it, with the text up to the second made once a second."""
@@ -194,6 +227,9 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     memos = _Memos()
     created, steps, ends = memos.created, memos.steps, memos.ends
     clock = _Clock()
+    # the data of the last creation that took the quick check, a snapshot of it, its text
+    last_data: tuple[Any, Any, str] = (None, None, "")
+    probe = store._conn.cursor()
 
     def close_case() -> None:
         if cur is None:
@@ -280,8 +316,16 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                         days[on] = day
                 when, on_text = day
                 data = record.get("data")
+                text: str | None
                 if trigger == "create":  # its text (None: the full check makes a copy)
-                    text = "{}" if data is None else _data_text(data)
+                    if data is None:
+                        text = "{}"
+                    elif data is last_data[0] and _unchanged(data, last_data[1]):
+                        text = last_data[2]  # the last creation's data, as it was then
+                    else:
+                        text = _data_text(data)
+                        if text is not None:
+                            last_data = (data, _snapshot(data), text)
                     payload = None if text is not None else dict(check_data(data))
                 else:
                     payload = {} if data is None else dict(check_data(data))
@@ -305,7 +349,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     raise InvalidInputError(
                         f"record {number}: {actor!r} is not an actor of workflow "
                         f"{wf.name!r}; actors: {', '.join(sorted(wf.actors))}.")
-                if case_id in seen or store._conn.execute(
+                if case_id in seen or probe.execute(
                         "SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
                     raise CaseExistsError(f"record {number}: case {case_id!r} already "
                                           f"exists in {store.where!r}.")
