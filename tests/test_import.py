@@ -197,10 +197,16 @@ def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         conn.close()
 
 
+@pytest.mark.parametrize("limit", [None, 1, 3])
 def test_import_stores_the_rows_and_hashes_of_create_and_fire(
-        tmp_path: Path, flagship, seed_data, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, flagship, seed_data, monkeypatch: pytest.MonkeyPatch,
+        limit: int | None) -> None:
     """Cases whose data differ only a little, imported together, get the very rows and
-    hashes that create_case + fire give them one by one, at the same clock time."""
+    hashes that create_case + fire give them one by one, at the same clock time (also
+    when the import's memos are small and start again often)."""
+    if limit is not None:
+        for name in ("CREATED_LIMIT", "STEPS_LIMIT", "ENDS_LIMIT"):
+            monkeypatch.setattr(importing, name, limit)
     instant = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
     micros = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
     monkeypatch.setattr(importing, "time_ns", lambda: micros * 1000 + 789)

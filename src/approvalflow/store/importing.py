@@ -39,8 +39,12 @@ from .timers import timer_rows, write_timer_rows
 if TYPE_CHECKING:
     from . import Store
 
-#: How many entries each memo of an import holds at most; a full one starts again empty.
-MEMO_LIMIT = 20_000
+#: How many entries the memos of an import (_Memos) hold at most; a full one starts again
+#: empty. Each entry keeps a state, and so its case data, alive: an import of cases that
+#: all differ holds the data of a few thousand of them, whatever its length.
+CREATED_LIMIT = 1_024
+STEPS_LIMIT = 4_096
+ENDS_LIMIT = 1_024
 #: Nested deeper than this, data takes check_data's full walk (which refuses past 64).
 _PLAIN_DEPTH = 60
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -244,7 +248,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 timed = timer_rows(engine, state) if engine.timed else []
                 end = (state, rows, timed, json_list(state.config),
                        int(engine.is_final(state.config)))
-                if len(ends) >= MEMO_LIMIT:
+                if len(ends) >= ENDS_LIMIT:
                     ends.clear()
                 ends[id(state)] = end
             _, rows, timed, target, final = end
@@ -366,7 +370,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                         payload = dict(check_data(data))
                     state = engine.initial_state(payload, when, by)
                     start = (engine, state, json_list(state.config))
-                    if len(created) >= MEMO_LIMIT:
+                    if len(created) >= CREATED_LIMIT:
                         created.clear()
                     created[start_key] = start
                 _, state, target = start
@@ -424,7 +428,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                         step = (state, decision.target, t, after, json_list(state.config),
                                 json_list(decision.target), unguarded)
                         if not payload:
-                            if len(steps) >= MEMO_LIMIT:
+                            if len(steps) >= STEPS_LIMIT:
                                 steps.clear()
                             steps[key] = step
                 _, target_set, _, after, source, target, _ = step
