@@ -156,7 +156,7 @@ class _Memos:
 
     - ``created``: (engine, data text, date, person) -> the initial state. A creation's
       state is a function of those alone (``Engine.initial_state``; text equal means
-      data equal).
+      data equal, but for the order of keys, which nothing stored reads).
     - ``steps``: (id of the state, trigger, actor, date, person) of a step without data
       -> what it does (``_Step``). ``Engine.apply`` is a function of those (the sequence
       number is the state's version + 1). ``Engine.evaluate`` is one too, but for the
@@ -173,8 +173,9 @@ class _Memos:
       history (``due_rows``: each event's sequence number, kind, trigger, date, source
       and target); the case id is put in when they are queued.
 
-    A case loaded from the store starts from a state of its own: its steps may be
-    shared, its ends are not (it is written by ``projections.advance``).
+    States are never changed in place (a step makes a new one), so cases share them
+    safely. A case loaded from the store starts from a state of its own: its steps may
+    be shared, its ends are not (it is written by ``projections.advance``).
     """
 
     __slots__ = ("created", "steps", "ends")
