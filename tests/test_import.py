@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import approvalflow as af
+import approvalflow.store as store_module
+from approvalflow import guards
+from approvalflow.store import importing
+from tests import grant_guards  # noqa: F401  (registers the research grant's guard)
 
 pytestmark = pytest.mark.backends
 
@@ -128,3 +135,149 @@ def test_a_bad_record_is_named(store: af.Store, flagship) -> None:
     with pytest.raises(af.InvalidInputError, match=r"record 1 is a list"):
         store.import_events([["a", "create"]])  # type: ignore[list-item]
     assert store.cases() == []
+
+
+def _varied_records(wf: af.Workflow, seed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cases whose data, dates, persons, notes and step data differ in small ways, several
+    of each: cases the import could wrongly take for one another."""
+    datas: list[dict[str, Any]] = [
+        seed,
+        dict(reversed(list(seed.items()))),  # the same data, its keys in another order
+        {**seed, "departments": 6.0},  # the same number, another JSON text
+        {**seed, "departments": True},
+        {**seed, "expires": "2022-03-31"},  # another timer date
+        {**seed, "organisations": ("AAB", "VIBO")},  # a tuple: stored as a list
+        {**seed, "budget": {**seed["budget"], "earmarked": 1_100_001}},
+        {**seed, "title": "Plan \u00e6\u00f8\u00e5 \U0001f3e0"},
+    ]
+    records: list[dict[str, Any]] = []
+    for i in range(48):
+        case_id = f"case-{i:03d}"
+        data = datas[i % len(datas)]
+        by = "anne" if i % 3 == 1 else None
+        records.append({"case_id": case_id, "trigger": "create", "workflow": wf,
+                        "actor": "tmf", "on": DAY, "data": copy.deepcopy(data),
+                        "note": f"case {i}" if i % 2 else None, "by": by})
+        day = DAY
+        for n, (trigger, actor) in enumerate(STEPS[: 3 + i % 7]):
+            if i % 5 == 2 and n == 2:
+                day = "2021-12-07"  # a later day on a workflow with timers
+            record: dict[str, Any] = {"case_id": case_id, "trigger": trigger, "actor": actor,
+                                      "on": day}
+            if i % 4 == 3:
+                record["by"] = "bo" if n % 2 else "anne"
+            if trigger == "tmu.approve" and i % 6 == 0:
+                record["data"] = {"goals_commitment": f"goals {i % 12}"}
+            records.append(record)
+    return records
+
+
+def _reusing_one_dict(records: list[dict[str, Any]]) -> Any:
+    """``records`` with every creation's data in one dict (and one budget dict), changed in
+    place between records, as a generator that fills a template might."""
+    shared: dict[str, Any] = {}
+    budget: dict[str, Any] = {}
+    for r in records:
+        if r["trigger"] == "create":
+            budget.clear()
+            budget.update(r["data"]["budget"])
+            shared.clear()
+            shared.update({k: budget if k == "budget" else v for k, v in r["data"].items()})
+            r = dict(r, data=shared)
+        yield r
+
+
+def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    conn = sqlite3.connect(path)
+    try:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+                for t in ("events", "cases", "case_awaiting", "case_due", "case_data",
+                          "case_fields", "timers")}
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("limit", [None, 1, 3])
+def test_import_stores_the_rows_and_hashes_of_create_and_fire(
+        tmp_path: Path, flagship, seed_data, monkeypatch: pytest.MonkeyPatch,
+        limit: int | None) -> None:
+    """Cases whose data differ only a little, imported together, get the very rows and
+    hashes that create_case + fire give them one by one, at the same clock time (also
+    when the import's memos are small and start again often)."""
+    if limit is not None:
+        for name in ("CREATED_LIMIT", "STEPS_LIMIT", "ENDS_LIMIT"):
+            monkeypatch.setattr(importing, name, limit)
+    instant = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
+    micros = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    monkeypatch.setattr(importing, "time_ns", lambda: micros * 1000 + 789)
+    monkeypatch.setattr(store_module, "utc_now", lambda: instant)
+    records = _varied_records(flagship, seed_data)
+    with af.open_store(tmp_path / "imported.db") as imported, \
+            af.open_store(tmp_path / "fired.db") as fired:
+        assert imported.import_events(_reusing_one_dict(records)) == len(records)
+        with fired.bulk():
+            case = None
+            for r in records:
+                if r["trigger"] == "create":
+                    case = fired.create_case(r["workflow"], r["case_id"], actor=r["actor"],
+                                             on=r["on"], data=r["data"], note=r["note"],
+                                             by=r["by"])
+                else:
+                    assert case is not None
+                    case.fire(r["trigger"], actor=r["actor"], on=r["on"],
+                              data=r.get("data"), by=r.get("by"))
+        report = imported.verify()
+        assert report.ok, report.problems[:3]
+    got, want = _tables(tmp_path / "imported.db"), _tables(tmp_path / "fired.db")
+    assert len({row[1] for row in got["case_data"]}) > 5  # the cases differ
+    for table, rows in want.items():
+        assert got[table] == rows, table
+
+
+@pytest.mark.parametrize("micros", [0, 1, 999_999, 1_715_000_000_000_000,
+                                    1_715_000_000_123_456, 32_503_680_000_000_000])
+def test_import_clock_writes_the_text_utc_now_writes(micros: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The import's recorded_at is utc_now().isoformat() of the same clock reading."""
+    clock = importing._Clock()
+    for extra in (0, 999, 1000):
+        monkeypatch.setattr(importing, "time_ns", lambda e=extra: micros * 1000 + e)
+        expected = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+                    + dt.timedelta(microseconds=micros + extra // 1000)).isoformat()
+        assert clock() == expected
+
+
+GRANT = Path(__file__).parent / "fixtures" / "research-grant.toml"
+
+
+def _grant_case(wf: af.Workflow, case_id: str, submitter: str,
+                checker: str) -> list[dict[str, Any]]:
+    return [{"case_id": case_id, "trigger": "create", "workflow": wf, "actor": "applicant",
+             "on": DAY, "data": {"budget": 500}},
+            {"case_id": case_id, "trigger": "submit", "actor": "applicant", "on": DAY,
+             "by": submitter},
+            {"case_id": case_id, "trigger": "finance.ok", "actor": "finance", "on": DAY,
+             "by": checker}]
+
+
+def test_import_decides_each_case_on_its_own_persons_and_guards(
+        store: af.Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cases alike but for the persons who act, or for what a guard says of their ids, are
+    each decided on their own: four eyes and the guard refuse the one they should."""
+    wf = af.load_workflow(GRANT)
+    alike = _grant_case(wf, "a", "anne", "bo") + _grant_case(wf, "b", "bo", "anne")
+    bad = _grant_case(wf, "c", "bo", "bo")  # the same person submits and checks
+    with pytest.raises(af.TransitionRefusedError, match=r"record 9, 'finance.ok' on case 'c'"):
+        store.import_events(alike + bad)
+    assert store.cases() == []
+    assert store.import_events(alike) == 6
+
+    def not_for_z(ctx: af.GuardContext) -> list[str]:
+        return ["not for z"] if ctx.case_id == "z" else []
+
+    monkeypatch.setitem(guards._REGISTRY, "grant_budget_ok", not_for_z)
+    cases = [r for c in "xyz" for r in _grant_case(wf, c, "anne", "bo")]
+    with pytest.raises(af.TransitionRefusedError, match=r"record 9, .*not for z"):
+        store.import_events(cases)
+    assert store.import_events(cases[:6]) == 6
+    assert store.verify().ok

@@ -504,15 +504,30 @@ class ImportProjections:
         self.data: list[tuple[Any, ...]] = []
         self.fields: list[tuple[Any, ...]] = []
 
+    @staticmethod
+    def rows(engine: Engine, state: CaseState, history: Sequence[Event] | Sequence[Recorded],
+             data_text: str | None = None
+             ) -> tuple[tuple[AwaitRow, ...], tuple[DueRow, ...], str, tuple[FieldRow, ...]]:
+        """A case's rows without its id, for :meth:`add_rows`: awaiting, due, the text of
+        its data, and its fields."""
+        text = encode(dict(state.data)) if data_text is None else data_text
+        return (awaiting_rows(engine, state), due_rows(engine, state, history), text,
+                fields_of(text, state.data))
+
     def add(self, case_id: str, engine: Engine, state: CaseState,
             history: Sequence[Event] | Sequence[Recorded], data_text: str | None = None
             ) -> None:
         """Queue a case's rows; ``data_text``: its data's canonical JSON, when known."""
-        self.awaiting.extend((a, case_id, t, g) for a, t, g in awaiting_rows(engine, state))
-        self.due.extend((case_id, *r) for r in due_rows(engine, state, history))
-        text = encode(dict(state.data)) if data_text is None else data_text
+        self.add_rows(case_id, self.rows(engine, state, history, data_text))
+
+    def add_rows(self, case_id: str, rows: tuple[tuple[AwaitRow, ...], tuple[DueRow, ...], str,
+                                                 tuple[FieldRow, ...]]) -> None:
+        """Queue the rows :meth:`rows` gave, as the rows of case ``case_id``."""
+        awaiting, due, text, data_fields = rows
+        self.awaiting += [(a, case_id, t, g) for a, t, g in awaiting]
+        self.due += [(case_id, *r) for r in due]
         self.data.append((case_id, text))
-        self.fields.extend((path, v, case_id) for path, v in fields_of(text, state.data))
+        self.fields += [(path, v, case_id) for path, v in data_fields]
 
     def flush(self, conn: sqlite3.Connection) -> None:
         for sql, rows in ((INSERT_AWAITING, self.awaiting), (INSERT_DUE, self.due),
