@@ -113,6 +113,27 @@ def test_a_refused_record_stores_nothing(store: af.Store, flagship, seed_data) -
     assert list(store.events()) == []
 
 
+def test_a_creation_with_data_the_workflow_does_not_take_is_refused(
+        store: af.Store, flagship, seed_data) -> None:
+    """Creation data create_case refuses is refused on import too (verify would flag it)."""
+    records = _records(flagship, seed_data, 3)
+    stray = {"case_id": "stray", "trigger": "create", "workflow": flagship, "actor": "tmf",
+             "on": DAY, "data": {**seed_data, "not_a_key": 1}}
+    with pytest.raises(af.InvalidInputError) as refused:
+        store.create_case(flagship, "stray", actor="tmf", on=DAY, data=stray["data"])
+    # the same records again, the stray creation after a case of the same data
+    for where in (0, len(records)):
+        with pytest.raises(af.InvalidInputError,
+                           match=rf"record {where + 1}: can't create case 'stray': .*"
+                                 rf"'not_a_key'") as info:
+            store.import_events([*records[:where], stray, *records[where:]])
+        assert str(refused.value).split(": ", 1)[1] in str(info.value)
+        assert store.cases() == []
+        assert list(store.events()) == []
+    assert store.import_events(records) == len(records)
+    assert store.verify().ok
+
+
 def test_an_existing_case_is_not_created_again(store: af.Store, flagship) -> None:
     """Creating a stored case, or one created earlier in the same import, is refused."""
     store.create_case(flagship, "a", actor="tmf", on=DAY)

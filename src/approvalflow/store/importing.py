@@ -369,6 +369,10 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 if start is None or start[0] is not engine:
                     if payload is None:  # checked quickly: the full check makes the copy
                         payload = dict(check_data(data))
+                    stray = engine.creation_reasons(payload)  # as create_case refuses them
+                    if stray:
+                        raise InvalidInputError(f"record {number}: can't create case "
+                                                f"{case_id!r}: {stray[0]}.")
                     state = engine.initial_state(payload, when, by)
                     start = (engine, state, json_list(state.config))
                     if len(created) >= CREATED_LIMIT:
