@@ -1,14 +1,18 @@
-"""The write path's shortcuts: memoised decisions, the case row's date, feed positions."""
+"""The write path's shortcuts: memoised decisions, the case row's date, feed positions,
+the hashed text."""
 
 from __future__ import annotations
 
 import sqlite3
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import approvalflow as af
 from approvalflow.engine import engine_for
 from approvalflow.guards import unregister_guard
+from approvalflow.store.rows import encode, encode_fields
 
 GUARDED = """
 [workflow]
@@ -121,3 +125,28 @@ def test_feed_positions_run_on_across_import_rollback_and_steps(store, flagship,
     assert [e.position for e in feed] == [1, 2, 3, 4]
     assert [(e.case_id, e.seq) for e in feed] == [("i", 1), ("i", 2), ("i", 3), ("j", 1)]
     assert store.verify().ok
+
+
+_FIELD = st.one_of(
+    st.text(), st.text(alphabet=st.characters(exclude_categories=())), st.none(), st.integers(),
+    st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=5), max_size=2))
+
+
+@given(st.lists(_FIELD, max_size=20).map(tuple))
+def test_the_hashed_text_is_the_json_encoders(fields: tuple[object, ...]) -> None:
+    """encode_fields gives encode's text for any tuple: quotes, escapes, control and
+    non-ASCII characters, lone surrogates, big and negative numbers, and the values it
+    leaves to encode (booleans, floats, objects)."""
+    assert encode_fields(fields) == encode(fields)
+
+
+def test_the_hashed_text_of_awkward_text() -> None:
+    """Text that JSON escapes, and an int subclass (left to encode), as encode writes them."""
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    fields = ('"\\\b\f\n\r\t\x00\x1f\x7f\u2028\ud800', "æøå ✓ 𝄞", -2**70, Level.HIGH, None)
+    assert encode_fields(fields) == encode(fields)

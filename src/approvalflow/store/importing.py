@@ -31,6 +31,7 @@ from .rows import (
     SELECT_TOP,
     UPDATE_CASE,
     encode,
+    encode_fields,
     json_list,
     translate,
 )
@@ -445,7 +446,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                                     target_set, step_data, wf.name, wf.version, by, note))
             # a tuple encodes as the same JSON array (see rows.event_hash)
             hashed = row if commits_to is None else (*row, commits_to)
-            digest = sha256_hex(encode(hashed if by is None else (*hashed, {"by": by})))
+            digest = sha256_hex(encode_fields(hashed if by is None else (*hashed, {"by": by})))
             if numbered:
                 position += 1
             events.append((*row, digest, commits_to, by, position))

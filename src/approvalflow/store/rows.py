@@ -122,7 +122,7 @@ def selected_hash(row: sqlite3.Row | tuple[Any, ...]) -> str:
     if by is not None:
         fields = (*fields, {"by": by})
     # a tuple encodes as the same JSON array
-    return sha256_hex(encode(fields))
+    return sha256_hex(encode_fields(fields))
 
 
 def event_hash(row: Mapping[str, Any]) -> str:
@@ -143,8 +143,28 @@ def event_hash(row: Mapping[str, Any]) -> str:
     by = row.get("by")
     if by is not None:
         fields = (*fields, {"by": by})
-    # a tuple encodes as the same JSON array
-    return sha256_hex(encode(fields))
+    return sha256_hex(encode_fields(fields))
+
+
+_QUOTE = json.encoder.encode_basestring  # what ``encode`` quotes text with (not ASCII-only)
+
+
+def encode_fields(fields: tuple[Any, ...]) -> str:
+    """``encode(fields)``, the same text, for the tuple a hash covers: text, whole numbers
+    and null, joined without the JSON encoder's set-up; any other value (the person's
+    ``{"by": ...}``, a float) takes ``encode`` itself. A tuple encodes as a JSON array."""
+    parts = []
+    for value in fields:
+        kind = type(value)
+        if kind is str:
+            parts.append(_QUOTE(value))
+        elif kind is int:
+            parts.append(int.__repr__(value))
+        elif value is None:
+            parts.append("null")
+        else:
+            return encode(fields)
+    return "[" + ",".join(parts) + "]"
 
 
 #: The hashed fields, in hash order, then the hash, then the creation's workflow digest
