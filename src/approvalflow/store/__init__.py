@@ -39,7 +39,6 @@ from ..case import MAX_ID_LENGTH, Case, Event, check_actor, check_person
 from ..definition import TransitionDef, Workflow
 from ..engine import CaseState, Decision, engine_for
 from ..errors import (
-    ApprovalflowError,
     CaseExistsError,
     CaseNotFoundError,
     ConcurrencyError,
@@ -366,13 +365,43 @@ class Store:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 
-    def _write(self, what: str) -> _Write:
+    @contextlib.contextmanager
+    def _write(self, what: str) -> Iterator[None]:
         """One IMMEDIATE transaction, all or nothing; inside ``bulk``, part of the bulk's."""
-        return _Write(self, what)
+        if self._closed:
+            raise StoreError("The store is closed.")
+        if self.readonly:
+            raise StoreError(f"Can't {what}: the store {self.where!r} was opened read-only "
+                             f"(readonly=True); open it without readonly to write.")
+        with translate(what):
+            if self._bulk_depth:
+                if self._bulk_failed or not self._conn.in_transaction:
+                    raise StoreError(_BULK_FAILED)
+                try:
+                    yield
+                except _rows.DATABASE_ERRORS:
+                    # The database failed part-way through a step (our own refusals come
+                    # before any write): the block can no longer be all or nothing, so
+                    # none of it will be stored.
+                    self._bulk_failed = True
+                    raise
+                return
+            with self._writer_turn(what):
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    mark = self._feed_mark()
+                    yield
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+                self._number_feed()
+        # the callbacks run once the caller has advanced its Case (see _after_commit)
+        self._committed_mark = mark
 
-    def _writer_turn(self, what: str) -> None:
-        """Wait for the other writers of this process to the same file, on a lock (the
-        caller releases ``self._writer_lock`` when done).
+    @contextlib.contextmanager
+    def _writer_turn(self, what: str) -> Iterator[None]:
+        """Wait for the other writers of this process to the same file, on a lock.
 
         SQLite's busy handler sleeps in growing steps (1, 2, 5, 10 ... ms) while another
         connection holds the write lock; threads of one process queue here instead and
@@ -380,14 +409,17 @@ class Store:
         still wait in SQLite.
         """
         lock = self._writer_lock
-        if lock is not None and not lock.acquire(timeout=self._timeout):
+        if lock is None:
+            yield
+            return
+        if not lock.acquire(timeout=self._timeout):
             raise StoreError(f"Could not {what}: another writer of this process held "
                              f"{self.where!r} longer than the timeout of {self._timeout} s "
                              f"(retry, or open the store with a longer timeout).")
-
-    def _writer_done(self) -> None:
-        if self._writer_lock is not None:
-            self._writer_lock.release()
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[Store]:
@@ -404,9 +436,7 @@ class Store:
             finally:
                 self._bulk_depth -= 1
             return
-        with translate("run a bulk transaction"), contextlib.ExitStack() as turn:
-            self._writer_turn("run a bulk transaction")
-            turn.callback(self._writer_done)
+        with translate("run a bulk transaction"), self._writer_turn("run a bulk transaction"):
             self._conn.execute("BEGIN IMMEDIATE")
             self._bulk_depth = 1
             try:
@@ -1130,85 +1160,6 @@ _HIDDEN_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formattin
 #: One lock per database file, shared by the writers of this process (Store._writer_turn).
 _WRITER_LOCKS: dict[str, threading.RLock] = {}
 _WRITER_LOCKS_LOCK = threading.Lock()
-
-
-
-class _Write:
-    """The context of one write (:meth:`Store._write`): an IMMEDIATE transaction taken in
-    this process's writer turn, committed when the block ends normally and rolled back
-    when it raises, with the database's errors turned into StoreError (as ``translate``).
-    Inside a bulk block, the block is part of the bulk's transaction: a database error
-    marks the bulk failed (nothing of it will be stored).
-
-    A class rather than a generator: every step passes through it, so its cost counts.
-    """
-
-    __slots__ = ("store", "what", "mark", "own")
-
-    def __init__(self, store: Store, what: str) -> None:
-        self.store, self.what = store, what
-
-    def __enter__(self) -> None:
-        store = self.store
-        if store._closed:
-            raise StoreError("The store is closed.")
-        if store.readonly:
-            raise StoreError(f"Can't {self.what}: the store {store.where!r} was opened "
-                             f"read-only (readonly=True); open it without readonly to write.")
-        try:
-            if store._bulk_depth:
-                if store._bulk_failed or not store._conn.in_transaction:
-                    raise StoreError(_BULK_FAILED)
-                self.own = False
-                return
-            store._writer_turn(self.what)
-            try:
-                store._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self.mark = store._feed_mark()
-                except BaseException:
-                    store._rollback()
-                    raise
-            except BaseException:
-                store._writer_done()
-                raise
-            self.own = True
-        except _rows.DATABASE_ERRORS as e:
-            raise _rows.database_error(self.what, e) from e
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: object) -> None:
-        store = self.store
-        if not self.own:  # inside a bulk block
-            if error is not None and isinstance(error, _rows.DATABASE_ERRORS):
-                # The database failed part-way through a step (our own refusals come
-                # before any write): the block can no longer be all or nothing, so none
-                # of it will be stored.
-                store._bulk_failed = True
-                raise _rows.database_error(self.what, error) from error
-            return
-        try:
-            try:
-                if error is None:
-                    try:
-                        store._conn.execute("COMMIT")
-                    except BaseException:
-                        store._rollback()
-                        raise
-                else:
-                    store._rollback()
-                    if isinstance(error, _rows.DATABASE_ERRORS):
-                        raise _rows.database_error(self.what, error) from error
-                    return
-                store._number_feed()
-            finally:
-                store._writer_done()
-        except ApprovalflowError:
-            raise
-        except _rows.DATABASE_ERRORS as e:
-            raise _rows.database_error(self.what, e) from e
-        # the callbacks run once the caller has advanced its Case (see _after_commit)
-        store._committed_mark = self.mark
 
 
 def _next_position(highest: int | None) -> int | None:
