@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
-from ..canonical import check_data, check_text, sha256_hex, to_date
+from ..canonical import check_data, check_text, to_date
 from ..case import MAX_ID_LENGTH, MAX_NOTE_LENGTH, check_actor, check_person, reasons_text
 from ..definition import TransitionDef, Workflow
 from ..engine import CaseState, Engine, engine_for
@@ -31,7 +31,7 @@ from .rows import (
     SELECT_TOP,
     UPDATE_CASE,
     encode,
-    encode_fields,
+    fields_hash,
     json_list,
     translate,
 )
@@ -144,12 +144,9 @@ class _Clock:
 #: state after, the source's and the target's text, whether it is decided without
 #: running any guard).
 _Step = tuple[CaseState, frozenset[str], TransitionDef | None, CaseState, str, str, bool]
-#: A case's projection rows but its id (ImportProjections.rows).
-_Rows = tuple[tuple[projections.AwaitRow, ...], tuple[projections.DueRow, ...], str,
-              tuple[projections.FieldRow, ...]]
 #: The rows of a new case that ends in a state: (that state, its projection rows but the
 #: id, its timer rows, its configuration's text, whether it is final).
-_End = tuple[CaseState, _Rows, list[tuple[str, str]], str, int]
+_End = tuple[CaseState, projections.CaseRows, list[tuple[str, str]], str, int]
 
 
 class _Memos:
@@ -227,7 +224,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     cur: _Open | None = None  # the case being imported
     count = 0
     rows_of = projections.ImportProjections()
-    checked: set[str] = set()  # triggers, actors and dates already checked
+    checked: set[str] = set()  # triggers already checked (actors: checked_actors)
     checked_actors: set[str] = set()
     days: dict[str, tuple[dt.date, str]] = {}
     memos = _Memos()
@@ -444,9 +441,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 cur.state = after
                 cur.history.append((case_id, seq, "fire", trigger, actor, when, state.config,
                                     target_set, step_data, wf.name, wf.version, by, note))
-            # a tuple encodes as the same JSON array (see rows.event_hash)
-            hashed = row if commits_to is None else (*row, commits_to)
-            digest = sha256_hex(encode_fields(hashed if by is None else (*hashed, {"by": by})))
+            digest = fields_hash(row, commits_to, by)
             if numbered:
                 position += 1
             events.append((*row, digest, commits_to, by, position))

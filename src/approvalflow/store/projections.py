@@ -65,6 +65,9 @@ DELETE_FIELD = "DELETE FROM case_fields WHERE path = ? AND value = ? AND case_id
 AwaitRow = tuple[str, str, int]  # actor, trigger, guarded
 DueRow = tuple[int, str, str, str, str, int, str | None, str]  # n, kind, step, label, due...
 FieldRow = tuple[str, str]  # path, value
+#: A case's rows but its id (ImportProjections.rows): awaiting, due, its data's text,
+#: its fields.
+CaseRows = tuple[tuple[AwaitRow, ...], tuple[DueRow, ...], str, tuple[FieldRow, ...]]
 
 
 def create_tables(conn: sqlite3.Connection | Any) -> None:
@@ -506,8 +509,7 @@ class ImportProjections:
 
     @staticmethod
     def rows(engine: Engine, state: CaseState, history: Sequence[Event] | Sequence[Recorded],
-             data_text: str | None = None
-             ) -> tuple[tuple[AwaitRow, ...], tuple[DueRow, ...], str, tuple[FieldRow, ...]]:
+             data_text: str | None = None) -> CaseRows:
         """A case's rows without its id, for :meth:`add_rows`: awaiting, due, the text of
         its data, and its fields."""
         text = encode(dict(state.data)) if data_text is None else data_text
@@ -520,8 +522,7 @@ class ImportProjections:
         """Queue a case's rows; ``data_text``: its data's canonical JSON, when known."""
         self.add_rows(case_id, self.rows(engine, state, history, data_text))
 
-    def add_rows(self, case_id: str, rows: tuple[tuple[AwaitRow, ...], tuple[DueRow, ...], str,
-                                                 tuple[FieldRow, ...]]) -> None:
+    def add_rows(self, case_id: str, rows: CaseRows) -> None:
         """Queue the rows :meth:`rows` gave, as the rows of case ``case_id``."""
         awaiting, due, text, data_fields = rows
         self.awaiting += [(a, case_id, t, g) for a, t, g in awaiting]

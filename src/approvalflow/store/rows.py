@@ -110,18 +110,17 @@ def selected_hash(row: sqlite3.Row | tuple[Any, ...]) -> str:
     """:func:`event_hash` of a row selected as ``SELECT {EVENT_COLUMNS}`` (the hashed
     fields are its first 15 columns, in the same order, the workflow digest at 16 and
     the person at 17), without a lookup by name."""
-    fields: tuple[Any, ...] = row[:15]
-    digest, by = row[16], row[17]
-    if digest is not None:
-        fields = (*fields, digest)
-    if by is not None:
-        fields = (*fields, {"by": by})
-    # a tuple encodes as the same JSON array
-    return sha256_hex(encode_fields(fields))
+    return fields_hash(row[:15], row[16], row[17])
 
 
 def event_hash(row: Mapping[str, Any]) -> str:
-    """SHA-256 over the canonical bytes of an event row (everything but the hash itself).
+    """:func:`fields_hash` of an event row (everything but the hash itself)."""
+    return fields_hash(_hashed_fields(row), row.get("workflow_digest"), row.get("by"))
+
+
+def fields_hash(fields: tuple[Any, ...], digest: str | None, by: str | None) -> str:
+    """SHA-256 over the canonical bytes of an event: its first 15 fields (EVENT_FIELDS, up
+    to ``prev_hash``), then what it commits to besides.
 
     A creation commits to its workflow's text: its ``workflow_digest`` is the next hashed
     field. Other events, and creations written before schema 3, have none. An event that
@@ -131,11 +130,8 @@ def event_hash(row: Mapping[str, Any]) -> str:
     valid). The feed ``position`` is not hashed: the store assigns it, and a copy into
     another store numbers the events anew.
     """
-    fields: tuple[Any, ...] = _hashed_fields(row)
-    digest = row.get("workflow_digest")
     if digest is not None:
         fields = (*fields, digest)
-    by = row.get("by")
     if by is not None:
         fields = (*fields, {"by": by})
     return sha256_hex(encode_fields(fields))
