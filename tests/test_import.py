@@ -134,6 +134,62 @@ def test_a_creation_with_data_the_workflow_does_not_take_is_refused(
     assert store.verify().ok
 
 
+ANY_DATA = """
+[workflow]
+name = "any-data"
+version = 1
+initial = "open"
+[actors]
+clerk = "Clerk"
+[states.open]
+[states.done]
+final = true
+[[transitions]]
+trigger = "go"
+source = "open"
+target = "done"
+actors = ["clerk"]
+"""
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    data: dict[str, Any] = {"leaf": 1}
+    for _ in range(levels):
+        data = {"d": data}
+    return data
+
+
+@pytest.mark.parametrize("data", [
+    {"x": float("nan")}, {"x": float("-inf")}, {"x": "\ud800"}, {"\ud800": 1}, {1: "a"},
+    {"x": 10 ** 5000}, {"x": dt.date(2021, 1, 1)}, {"x": (1, [2, None])}, {"x": True},
+    {"x": {"y": [1.5, {"z": None}, "æ\u0000"]}}, _nested(58), _nested(62), _nested(64),
+    _nested(65), {"x": [[[]]] * 3},
+], ids=["nan", "-inf", "lone surrogate", "surrogate key", "int key", "huge int", "date",
+        "tuple", "bool", "nested mix with NUL", "58 deep", "62 deep", "64 deep", "65 deep",
+        "shared lists"])
+def test_the_import_takes_and_refuses_the_creation_data_create_case_does(
+        store: af.Store, data: dict[Any, Any]) -> None:
+    """Whatever create_case refuses the import refuses, and what it takes is stored with
+    the same text (the import checks plain data its own quicker way)."""
+    wf = af.loads_workflow(ANY_DATA)
+    try:
+        made = store.create_case(wf, "made", actor="clerk", on=DAY, data=data)
+    except af.InvalidInputError:
+        made = None
+    record = {"case_id": "imported", "trigger": "create", "workflow": wf, "actor": "clerk",
+              "on": DAY, "data": data}
+    if made is None:
+        with pytest.raises(af.InvalidInputError, match="record 1: "):
+            store.import_events([record])
+        assert store.cases() == []
+        return
+    assert store.import_events([record]) == 1
+    stored = {e.case_id: e for e in store.events()}
+    assert stored["imported"].data == stored["made"].data
+    assert store.case("imported").data == made.data
+    assert store.verify().ok
+
+
 def test_an_existing_case_is_not_created_again(store: af.Store, flagship) -> None:
     """Creating a stored case, or one created earlier in the same import, is refused."""
     store.create_case(flagship, "a", actor="tmf", on=DAY)
