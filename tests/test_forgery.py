@@ -163,15 +163,18 @@ def _steps(path: str | Path, *steps: tuple[str, str, str]) -> None:
 
 def forge(path: str | Path, trigger: str, actor: str, on: str, *,
           data: dict[str, Any] | None = None, target: list[str] | None = None,
-          kind: str = "fire", case_id: str = "x") -> None:
+          kind: str = "fire", case_id: str = "x", fields: dict[str, Any] | None = None) -> None:
     """Append a step behind the library's back: chained, hashed as the library hashes, the
-    statechart's own target computed with the engine, the cases row updated to match."""
+    statechart's own target computed with the engine, the cases row updated to match.
+    ``fields`` sets columns to text the library would never write (hashed all the same)."""
     with rawdb.raw(str(path)) as conn:
-        _forge(conn, trigger, actor, on, data=data, target=target, kind=kind, case_id=case_id)
+        _forge(conn, trigger, actor, on, data=data, target=target, kind=kind, case_id=case_id,
+               fields=fields)
 
 
 def _forge(conn: Any, trigger: str, actor: str, on: str, *, data: dict[str, Any] | None,
-           target: list[str] | None, kind: str, case_id: str) -> None:
+           target: list[str] | None, kind: str, case_id: str,
+           fields: dict[str, Any] | None = None) -> None:
     [last] = rawdb.dicts(conn, "SELECT * FROM events WHERE case_id = ? ORDER BY seq DESC "
                                "LIMIT 1", (case_id,))
     source = json.loads(last["target"])
@@ -185,6 +188,7 @@ def _forge(conn: Any, trigger: str, actor: str, on: str, *, data: dict[str, Any]
            "workflow_version": last["workflow_version"], "key": None,
            "prev_hash": last["hash"], "workflow_digest": None, "by": None,
            "position": conn.execute("SELECT MAX(position) + 1 FROM events").fetchone()[0]}
+    row.update(fields or {})
     row["hash"] = event_hash(row)
     rawdb.insert_event(conn, row)
     final = int(target in (["done"], ["refused"]))
@@ -341,6 +345,33 @@ def test_flagship_forgery_from_the_report_fails_verify_and_heads(store_url: str,
     assert any("event 4: 'send_to_lbf' by 'tmf'" in p and "breaks the rule 'join'" in p
                for p in found), found
     assert problems(path, heads=heads) != []
+
+
+# -- expectations, persons and rows the library never writes ---------------------------------
+
+EXPECT = {"expect": {"step": "send", "on": "2024-02-01", "given": "2024-02-01"}}
+REVIEW = ["board_voting", "chair_pending"]
+
+
+@pytest.mark.parametrize(("actor", "data", "rule"), [
+    ("mallory", EXPECT, "actor"),
+    ("clerk", {"expect": {"step": "fast_track", "on": "2024-02-01", "given": "2024-02-01"}},
+     "step"),
+    ("clerk", {"expect": {"step": "send", "on": "2024-02-01", "given": "2024-03"}},
+     "expectation"),
+    ("clerk", {"expect": {"step": "board.yes", "on": "2024-02-01", "given": "2024-02-01",
+                          "voter": "mallory"}}, "voter"),
+    ("clerk", {"budget": 5000}, "expectation"),
+])
+def test_forged_expectation_case_expect_refuses_is_named(log: str, actor: str,
+                                                         data: dict[str, Any],
+                                                         rule: str) -> None:
+    """An expectation by someone not an actor, about no step or voter, or with other data
+    (all refused by Case.expect) is named with the rule it breaks."""
+    forge(log, "expect", actor, "2024-01-11", kind="expect", target=REVIEW, data=data)
+    found = problems(log)
+    assert any(p.startswith(f"case 'x' event 3: an expectation by {actor!r} on 2024-01-11 "
+                            f"breaks the rule '{rule}'") for p in found), found
 
 
 # -- the workflow text is in the chain ------------------------------------------------------
