@@ -374,6 +374,33 @@ def test_forged_expectation_case_expect_refuses_is_named(log: str, actor: str,
                             f"breaks the rule '{rule}'") for p in found), found
 
 
+FOUR_EYES = WORKFLOW.replace('target = "funding"\nactors = ["clerk"]\n',
+                             'target = "funding"\nactors = ["clerk"]\nnot_by = ["submit"]\n')
+
+
+@pytest.mark.parametrize("person", ["", " ", "\t", "al\x1bice"])
+def test_forged_step_by_no_real_person_passes_no_four_eyes_rule(store_url: str,
+                                                                person: str) -> None:
+    """A four-eyes step recorded with an empty, blank or unprintable person (which fire
+    refuses) is named: it can't stand for 'another person'."""
+    wf = af.loads_workflow(FOUR_EYES)
+    assert wf.transitions_for("send")[0].not_by == ("submit",)
+    with af.open_store(store_url) as store:
+        case = store.create_case(wf, "x", actor="clerk", on="2024-01-10",
+                                 data={"budget": 50, "start": "2024-03-01"})
+        case.fire("submit", actor="clerk", on="2024-01-10", by="alice")
+        for actor in ("a", "b"):
+            case.fire("board.yes", actor=actor, on="2024-01-11")
+        case.fire("chair.ok", actor="chair", on="2024-01-11")
+        with pytest.raises(af.InvalidInputError):
+            case.fire("send", actor="clerk", on="2024-01-12", by=person)
+    assert problems(store_url) == []
+    forge(store_url, "send", "clerk", "2024-01-12", fields={"by": person})
+    found = problems(store_url)
+    assert any(p.startswith("case 'x' event 6: 'send' by 'clerk' on 2024-01-12 breaks the "
+                            "rule 'by'") for p in found), found
+
+
 # -- the workflow text is in the chain ------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from .case import Event
+from .case import Event, check_person
 from .definition import Workflow
 from .engine import CaseState, Engine, engine_for
 from .errors import ApprovalflowError, InvalidInputError, StoreError
@@ -145,6 +145,21 @@ def _check_creation(engine: Engine, state: CaseState, first: Event | Recorded,
     if first.actor not in engine.workflow.actors:
         check.append(f"{where}: created by {first.actor!r}, who is not an actor of workflow "
                      f"{engine.workflow.name!r}")
+    bad = _person_problem(first.by)
+    if bad:
+        check.append(f"{where}: the creation breaks the rule 'by': {bad}")
+
+
+def _person_problem(by: str | None) -> str | None:
+    """Why ``by`` is not a person ``fire`` or ``create_case`` would record (None if it is,
+    or if no person was recorded)."""
+    if by is None:
+        return None
+    try:
+        check_person(by)
+    except InvalidInputError as e:
+        return str(e).rstrip(".")
+    return None
 
 
 #: What the body of an expectation holds (``Case.expect`` writes nothing else).
@@ -221,6 +236,10 @@ def _check_event(engine: Engine, state: CaseState, e: Event | Recorded, check: l
     step = f"case {e.case_id!r} event {e.seq}: {e.trigger!r} by {e.actor!r} on {e.on.isoformat()}"
     for rule, reason in zip(decision.rules, decision.reasons, strict=True):
         check.append(f"{step} breaks the rule '{rule}': {reason}")
+    if e.by is not None:  # the four-eyes rules above compare it: it must be a person
+        bad = _person_problem(e.by)
+        if bad:
+            check.append(f"{step} breaks the rule 'by': {bad}")
     if decision.reasons:
         return
     if e.target != decision.target:
