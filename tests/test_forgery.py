@@ -374,6 +374,17 @@ def test_forged_expectation_case_expect_refuses_is_named(log: str, actor: str,
                             f"breaks the rule '{rule}'") for p in found), found
 
 
+def test_forged_expectation_dated_backwards_in_another_date_form_is_named(log: str) -> None:
+    """A date written in another form Python reads ('2024-W01-1', 1 January) sorts after
+    '2024-01-20' as text: it is named, so an expectation can't go back in time with it."""
+    _steps(log, ("chair.ok", "chair", "2024-01-20"))
+    forge(log, "expect", "clerk", "2024-01-20", kind="expect",
+          target=["board_voting", "chair_ok"], data=EXPECT, fields={"on_date": "2024-W01-1"})
+    found = problems(log)
+    assert any(p.startswith("case 'x' event 4: can't be read: on_date '2024-W01-1' is not a "
+                            "date YYYY-MM-DD") for p in found), found
+
+
 FOUR_EYES = WORKFLOW.replace('target = "funding"\nactors = ["clerk"]\n',
                              'target = "funding"\nactors = ["clerk"]\nnot_by = ["submit"]\n')
 
@@ -399,6 +410,23 @@ def test_forged_step_by_no_real_person_passes_no_four_eyes_rule(store_url: str,
     found = problems(store_url)
     assert any(p.startswith("case 'x' event 6: 'send' by 'clerk' on 2024-01-12 breaks the "
                             "rule 'by'") for p in found), found
+
+
+@pytest.mark.parametrize(("column", "text"), [
+    ("data", '{"budget":NaN}'), ("data", '{"budget":Infinity}'), ("data", '{"budget":1e999}'),
+    ("data", '{"budget":5000,"budget":50}'), ("data", '{"budget": 50}'), ("data", "{ }"),
+    ("target", '["chair_pending","board_voting"]'),
+    ("target", '["board_voting","board_voting","chair_pending"]'),
+    ("recorded_at", "yesterday"),
+])
+def test_forged_text_the_library_never_writes_is_named_not_raised(log: str, column: str,
+                                                                  text: str) -> None:
+    """Data that is not canonical JSON (NaN, a repeated key read one way here and another
+    way elsewhere), state lists out of order, an unreadable time: each is a problem
+    naming the event, never an exception out of verify."""
+    forge(log, "board.yes", "a", "2024-01-11", target=REVIEW, fields={column: text})
+    found = problems(log)
+    assert any(p.startswith(f"case 'x' event 3: can't be read: {column}") for p in found), found
 
 
 # -- the workflow text is in the chain ------------------------------------------------------

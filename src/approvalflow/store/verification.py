@@ -25,6 +25,7 @@ problem that names its case and event.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sqlite3
 from collections import Counter
@@ -40,7 +41,7 @@ from ..errors import ApprovalflowError, StoreError
 from ..loading import loads_workflow
 from ..replay import Recorded, replay
 from .projections import ExpectedRows, check_projections
-from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, parse_date, selected_hash
+from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, encode, parse_date, selected_hash
 from .timers import read_timer_table, timer_rows
 
 if TYPE_CHECKING:
@@ -272,6 +273,9 @@ def _states(text: str, what: str) -> frozenset[str]:
     value = json.loads(text)
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise ValueError(f"{what} {_short(text)} is not a JSON list of state ids")
+    if encode(sorted(set(value))) != text:  # as the library writes it (rows.json_list)
+        raise ValueError(f"{what} {_short(text)} is not the sorted list of distinct state ids "
+                         f"the library writes")
     if len(_STATE_MEMO) > 10_000:
         _STATE_MEMO.clear()
     found = _STATE_MEMO[text] = frozenset(value)
@@ -282,11 +286,28 @@ def _record(r: tuple[Any, ...]) -> Recorded:
     data = {} if r[10] == "{}" else json.loads(r[10])
     if not isinstance(data, dict):
         raise ValueError(f"data {_short(r[10])} is not a JSON object")
-    if len(r[5]) != 10:
+    if r[10] != "{}" and _canonical(data) != r[10]:
+        # what the library writes is canonical JSON: anything else (NaN, a repeated key
+        # that another reader takes the other way, other spacing) it never wrote
+        raise ValueError(f"data {_short(r[10])} is not the canonical JSON the library writes "
+                         f"(sorted keys, no repeats, compact, no NaN or Infinity)")
+    if len(r[5]) != 10 or parse_date(r[5]).isoformat() != r[5]:
+        # another form fromisoformat reads (2024-W01-1) sorts wrongly as text
         raise ValueError(f"on_date {_short(r[5])} is not a date YYYY-MM-DD")
+    try:
+        dt.datetime.fromisoformat(r[6])
+    except ValueError:
+        raise ValueError(f"recorded_at {_short(r[6])} is not an ISO date and time") from None
     return Recorded(r[0], r[1], r[2], r[3], r[4], parse_date(r[5]),
                     _states(r[7], "source"), _states(r[8], "target"), data, r[11], r[12],
                     r[17])
+
+
+def _canonical(data: dict[str, Any]) -> str | None:
+    try:
+        return encode(data)
+    except ValueError:  # NaN or an infinity
+        return None
 
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
