@@ -429,6 +429,22 @@ def test_forged_text_the_library_never_writes_is_named_not_raised(log: str, colu
     assert any(p.startswith(f"case 'x' event 3: can't be read: {column}") for p in found), found
 
 
+def test_repeated_idempotency_key_is_named(log: str) -> None:
+    """Two events of one case under one idempotency key (the unique index dropped) are
+    named: a retry could not say which one it stands for."""
+    with af.open_store(log) as store:
+        store.case("x").fire("chair.ok", actor="chair", on="2024-01-11", key="k1")
+    with rawdb.raw(log) as conn:
+        conn.execute("DROP INDEX events_key")
+    forge(log, "board.yes", "a", "2024-01-12", target=["board_voting", "chair_ok"],
+          fields={"key": "k1"})
+    with af.open_store(log) as store:
+        store.rebuild()  # the forger's projections match the forged log
+    found = problems(log)
+    assert found == ["case 'x' event 4: its idempotency key 'k1' is event 3's too (a key "
+                     "names one event only)"]
+
+
 # -- the workflow text is in the chain ------------------------------------------------------
 
 

@@ -322,6 +322,7 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
     prev_hash = GENESIS
     last_on: str | None = None
     records: list[Recorded] = []
+    keys: dict[str, int] = {}
     running = (rows[0][11], rows[0][12])
     for expected_seq, r in enumerate(rows, start=1):
         bad = _column_problem(r)
@@ -352,6 +353,12 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         elif seq > 1 and (r[11], r[12]) != running:
             problems.append(f"{where} event {seq}: recorded on workflow {r[11]!r} version "
                             f"{r[12]}, the case runs on {running[0]!r} version {running[1]}")
+        if r[13] is not None:  # key
+            if r[13] in keys:
+                problems.append(f"{where} event {seq}: its idempotency key {_short(r[13])} is "
+                                f"event {keys[r[13]]}'s too (a key names one event only)")
+            else:
+                keys[r[13]] = seq
         if seq > 1 and r[16] is not None and kind != "migrate":
             problems.append(f"{where} event {seq}: only a creation or a migration commits to a "
                             f"workflow text")
