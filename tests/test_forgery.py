@@ -429,6 +429,16 @@ def test_forged_text_the_library_never_writes_is_named_not_raised(log: str, colu
     assert any(p.startswith(f"case 'x' event 3: can't be read: {column}") for p in found), found
 
 
+def test_forged_target_the_workflow_does_not_have_is_a_problem_not_a_crash(log: str) -> None:
+    """A step recorded as moving to a state the workflow does not have is named, and
+    verify goes on to report, rather than raising KeyError."""
+    forge(log, "chair.ok", "chair", "2024-01-11", target=["nowhere"])
+    found = problems(log)
+    assert any(p.startswith("case 'x' event 3: 'chair.ok' by 'chair'") for p in found), found
+    assert any(p.startswith("case 'x': can't be replayed: its events leave it in ['nowhere']")
+               for p in found), found
+
+
 def test_repeated_idempotency_key_is_named(log: str) -> None:
     """Two events of one case under one idempotency key (the unique index dropped) are
     named: a retry could not say which one it stands for."""
