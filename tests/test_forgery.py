@@ -429,6 +429,18 @@ def test_forged_text_the_library_never_writes_is_named_not_raised(log: str, colu
     assert any(p.startswith(f"case 'x' event 3: can't be read: {column}") for p in found), found
 
 
+@pytest.mark.parametrize("fields", [{"recorded_at": "soon"}, {"data": "[1]"},
+                                    {"source": '"board_voting"'}])
+def test_forged_unreadable_row_is_a_clear_error_when_the_case_is_loaded(
+        log: str, fields: dict[str, str]) -> None:
+    """Loading a case with an unreadable event raises StoreError naming the event, not a
+    ValueError or AttributeError from deep inside."""
+    forge(log, "board.yes", "a", "2024-01-11", target=REVIEW, fields=fields)
+    with af.open_store(log) as store, pytest.raises(
+            af.StoreError, match=r"Case 'x' can't be loaded: its event 3 can't be read"):
+        store.case("x")
+
+
 def test_forged_target_the_workflow_does_not_have_is_a_problem_not_a_crash(log: str) -> None:
     """A step recorded as moving to a state the workflow does not have is named, and
     verify goes on to report, rather than raising KeyError."""
