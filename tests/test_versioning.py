@@ -179,6 +179,19 @@ def test_migrate_moves_records_and_verifies(store: af.Store) -> None:
     assert store.cases()[0].workflow_version == 2
 
 
+def test_migration_into_a_final_state_records_the_case_as_ended(store: af.Store) -> None:
+    """A mapping that takes the case into a final state ends it in the cases table too, so
+    the log the library wrote verifies and the case is listed as ended, not open."""
+    _case(store)
+    result = store.migrate(version(2), mapping={"voting": "granted", "checking": "granted"},
+                           actor="clerk", on="2024-01-04")
+    assert [p.target for p in result.cases] == [{"granted"}]
+    assert store.case("g-1").is_final
+    assert store.verify().problems == []
+    assert [c.case_id for c in store.cases(final=True)] == ["g-1"]
+    assert store.cases(final=False) == []
+
+
 def test_as_of_before_the_migration_shows_the_old_version(store: af.Store) -> None:
     """Time travel to before a migration gives the old version's view."""
     _case(store)
