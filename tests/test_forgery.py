@@ -381,8 +381,10 @@ def test_forged_expectation_dated_backwards_in_another_date_form_is_named(log: s
     forge(log, "expect", "clerk", "2024-01-20", kind="expect",
           target=["board_voting", "chair_ok"], data=EXPECT, fields={"on_date": "2024-W01-1"})
     found = problems(log)
-    assert any(p.startswith("case 'x' event 4: can't be read: on_date '2024-W01-1' is not a "
-                            "date YYYY-MM-DD") for p in found), found
+    assert any(p.startswith("case 'x' event 4: its date '2024-W01-1' is 2024-01-01 written in "
+                            "another form than YYYY-MM-DD") for p in found), found
+    assert "case 'x' event 4: dated 2024-W01-1, before the previous event's 2024-01-20" \
+        in found, found
 
 
 FOUR_EYES = WORKFLOW.replace('target = "funding"\nactors = ["clerk"]\n',
@@ -412,21 +414,26 @@ def test_forged_step_by_no_real_person_passes_no_four_eyes_rule(store_url: str,
                             "rule 'by'") for p in found), found
 
 
-@pytest.mark.parametrize(("column", "text"), [
-    ("data", '{"budget":NaN}'), ("data", '{"budget":Infinity}'), ("data", '{"budget":1e999}'),
-    ("data", '{"budget":5000,"budget":50}'), ("data", '{"budget": 50}'), ("data", "{ }"),
-    ("target", '["chair_pending","board_voting"]'),
-    ("target", '["board_voting","board_voting","chair_pending"]'),
-    ("recorded_at", "yesterday"),
+@pytest.mark.parametrize(("column", "text", "named"), [
+    ("data", '{"budget":NaN}', "can't be read: data"),
+    ("data", '{"budget":Infinity}', "can't be read: data"),
+    ("data", '{"budget":1e999}', "can't be read: data"),
+    ("data", '{"budget":5000,"budget":50}', "its data"),
+    ("data", '{"budget": 50}', "its data"), ("data", "{ }", "its data"),
+    ("target", '["chair_pending","board_voting"]', "its target"),
+    ("target", '["board_voting","board_voting","chair_pending"]', "its target"),
+    ("source", '[ "board_voting","chair_pending"]', "its source"),
+    ("recorded_at", "yesterday", "can't be read: recorded_at"),
 ])
 def test_forged_text_the_library_never_writes_is_named_not_raised(log: str, column: str,
-                                                                  text: str) -> None:
+                                                                  text: str,
+                                                                  named: str) -> None:
     """Data that is not canonical JSON (NaN, a repeated key read one way here and another
     way elsewhere), state lists out of order, an unreadable time: each is a problem
     naming the event, never an exception out of verify."""
     forge(log, "board.yes", "a", "2024-01-11", target=REVIEW, fields={column: text})
     found = problems(log)
-    assert any(p.startswith(f"case 'x' event 3: can't be read: {column}") for p in found), found
+    assert any(p.startswith(f"case 'x' event 3: {named}") for p in found), found
 
 
 @pytest.mark.parametrize("fields", [{"recorded_at": "soon"}, {"data": "[1]"},

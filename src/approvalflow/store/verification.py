@@ -262,52 +262,65 @@ def _kind(value: Any) -> str:
 
 
 #: State lists repeat across events: each distinct text is decoded and checked once per
-#: verify (a bounded memo of valid ones; frozensets are immutable, so sharing is safe).
-_STATE_MEMO: dict[str, frozenset[str]] = {}
+#: verify (a bounded memo of valid ones, and whether each is written as the library
+#: writes it; frozensets are immutable, so sharing is safe).
+_STATE_MEMO: dict[str, tuple[frozenset[str], bool]] = {}
 
 
 def _states(text: str, what: str) -> frozenset[str]:
+    return _state_text(text, what)[0]
+
+
+def _state_text(text: str, what: str) -> tuple[frozenset[str], bool]:
+    """The states a list holds, and whether it is the sorted list of distinct ids the
+    library writes (rows.json_list)."""
     found = _STATE_MEMO.get(text)
     if found is not None:
         return found
     value = json.loads(text)
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise ValueError(f"{what} {_short(text)} is not a JSON list of state ids")
-    if encode(sorted(set(value))) != text:  # as the library writes it (rows.json_list)
-        raise ValueError(f"{what} {_short(text)} is not the sorted list of distinct state ids "
-                         f"the library writes")
     if len(_STATE_MEMO) > 10_000:
         _STATE_MEMO.clear()
-    found = _STATE_MEMO[text] = frozenset(value)
+    found = _STATE_MEMO[text] = (frozenset(value), encode(sorted(set(value))) == text)
     return found
 
 
-def _record(r: tuple[Any, ...]) -> Recorded:
+def _record(r: tuple[Any, ...]) -> tuple[Recorded, list[str]]:
+    """What replay reads of a row, and how its text differs from what the library writes
+    (each a problem; a row that can't be read at all raises ValueError)."""
+    odd: list[str] = []
     data = {} if r[10] == "{}" else json.loads(r[10])
     if not isinstance(data, dict):
         raise ValueError(f"data {_short(r[10])} is not a JSON object")
-    if r[10] != "{}" and _canonical(data) != r[10]:
-        # what the library writes is canonical JSON: anything else (NaN, a repeated key
-        # that another reader takes the other way, other spacing) it never wrote
-        raise ValueError(f"data {_short(r[10])} is not the canonical JSON the library writes "
-                         f"(sorted keys, no repeats, compact, no NaN or Infinity)")
-    if len(r[5]) != 10 or parse_date(r[5]).isoformat() != r[5]:
-        # another form fromisoformat reads (2024-W01-1) sorts wrongly as text
+    if r[10] != "{}":
+        # the library writes canonical JSON: not NaN (no reader agrees on it), nor a
+        # repeated key (Python reads its last value, SQLite's JSON its first)
+        try:
+            text = encode(data)
+        except ValueError:
+            raise ValueError(f"data {_short(r[10])} holds NaN or an infinity, which JSON "
+                             f"has not") from None
+        if text != r[10]:
+            odd.append(f"its data {_short(r[10])} is not canonical JSON (sorted keys, no "
+                       f"repeated key, compact)")
+    if len(r[5]) != 10:
         raise ValueError(f"on_date {_short(r[5])} is not a date YYYY-MM-DD")
+    day = parse_date(r[5])
+    if day.isoformat() != r[5]:  # another form fromisoformat reads: sorts wrongly as text
+        odd.append(f"its date {r[5]!r} is {day.isoformat()} written in another form than "
+                   f"YYYY-MM-DD")
     try:
         dt.datetime.fromisoformat(r[6])
     except ValueError:
         raise ValueError(f"recorded_at {_short(r[6])} is not an ISO date and time") from None
-    return Recorded(r[0], r[1], r[2], r[3], r[4], parse_date(r[5]),
-                    _states(r[7], "source"), _states(r[8], "target"), data, r[11], r[12],
-                    r[17])
-
-
-def _canonical(data: dict[str, Any]) -> str | None:
-    try:
-        return encode(data)
-    except ValueError:  # NaN or an infinity
-        return None
+    source, source_ok = _state_text(r[7], "source")
+    target, target_ok = _state_text(r[8], "target")
+    for what, text, ok in (("source", r[7], source_ok), ("target", r[8], target_ok)):
+        if not ok:
+            odd.append(f"its {what} {_short(text)} is not a sorted list of distinct state ids")
+    return Recorded(r[0], r[1], r[2], r[3], r[4], day, source, target, data, r[11], r[12],
+                    r[17]), odd
 
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
@@ -321,6 +334,7 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
     where = f"case {case_id!r}"
     prev_hash = GENESIS
     last_on: str | None = None
+    last_day: dt.date | None = None
     records: list[Recorded] = []
     keys: dict[str, int] = {}
     running = (rows[0][11], rows[0][12])
@@ -343,10 +357,6 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         if selected_hash(r) != digest:
             problems.append(f"{where} event {seq}: its content does not match its hash "
                             f"(it was edited)")
-        # a step's date order is one of the rules the engine re-checks below
-        if kind != "fire" and last_on is not None and on_date < last_on:
-            problems.append(f"{where} event {seq}: dated {on_date}, before the previous "
-                            f"event's {last_on}")
         if kind == "migrate":  # the case runs on the version it moved to from here on
             running = (r[11], r[12])
             _check_commitment(where, r, workflows, problems)
@@ -363,10 +373,18 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
             problems.append(f"{where} event {seq}: only a creation or a migration commits to a "
                             f"workflow text")
         try:
-            records.append(_record(r))
+            record, odd = _record(r)
         except (ValueError, TypeError, RecursionError) as e:
             problems.append(f"{where} event {seq}: can't be read: {e} (the row was edited)")
             return problems, unchecked
+        for what in odd:
+            problems.append(f"{where} event {seq}: {what}, not as the library writes it (the "
+                            f"row was edited)")
+        # a step's date order is one of the rules the engine re-checks below
+        if kind != "fire" and last_day is not None and record.on < last_day:
+            problems.append(f"{where} event {seq}: dated {on_date}, before the previous "
+                            f"event's {last_on}")
+        records.append(record)
         position, before = r[_POSITION], rows[expected_seq - 2][_POSITION]
         if type(position) is not int:
             if (case_id, r[1]) not in pending:  # pending: committed, numbered next
@@ -376,7 +394,7 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
             problems.append(f"{where} event {seq}: feed position {position} is not after "
                             f"event {expected_seq - 1}'s {before} (a case's events are "
                             f"committed in order)")
-        prev_hash, last_on = digest, on_date
+        prev_hash, last_on, last_day = digest, on_date, record.on
     first = rows[0]
     wf = workflows.get((first[11], first[12]))
     if not isinstance(wf, Workflow):
