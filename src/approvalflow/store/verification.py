@@ -10,8 +10,11 @@ What it proves, for every case:
   it, as ``fire`` decides: the step leaves the state the case was in, its actor may take
   it, the join is complete, each voter votes once and withdraws only as allowed, the
   threshold moves the vote, every guard holds (those registered in this process;
-  the others are counted as not re-checked), and the statechart moves where the event
-  says;
+  the others are counted as not re-checked), a recorded person is one fire accepts,
+  and the statechart moves where the event says; each expectation as ``Case.expect``
+  decides it;
+- every row is one the library wrote: canonical JSON data, sorted state lists, dates
+  as YYYY-MM-DD, an ISO recording time, no idempotency key twice in a case;
 - the ``cases`` table: every column equals what the log says;
 - the feed: positions run 1, 2, 3 ... with no gap and no repeat, and each case's
   events are in the feed in the order of their sequence numbers.
