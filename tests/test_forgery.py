@@ -516,6 +516,18 @@ def test_edited_workflow_text_with_rewritten_digest_is_caught_by_the_creation(lo
                and "the stored workflow was changed" in p for p in found), found
 
 
+def test_a_case_on_an_edited_workflow_text_is_neither_loaded_nor_moved_on(log: str) -> None:
+    """With the stored text and its digest rewritten, loading the case is refused, so the
+    library itself can't record a step under the edited rules (here: the clerk's chair.ok)."""
+    _edit_workflow(log, rewrite_digest=True)
+    with af.open_store(log) as store:
+        with pytest.raises(af.StoreError, match=r"Case 'x' can't be loaded: its event 1 "
+                                                r"commits to the text .*\(the stored "
+                                                r"workflow was changed\)"):
+            store.case("x").fire("chair.ok", actor="clerk", on="2024-01-11")
+        assert [e.seq for e in store.events("x")] == [1, 2]
+
+
 # -- every column of the cases table --------------------------------------------------------
 
 CASES_EDITS = {

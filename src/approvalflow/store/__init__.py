@@ -777,7 +777,23 @@ class Store:
             raise StoreError(_unreadable(case_id, rows, e)) from None
         # the version the case runs on now: the one its last event was recorded on
         wf = self.workflow(events[-1].workflow, events[-1].workflow_version)
+        for event in events:  # a creation or a migration commits to its version's text
+            if event.workflow_digest is not None:
+                self._check_commitment(event)
         return Case(self, wf, case_id, state, tuple(events), as_of=when)
+
+    def _check_commitment(self, event: Event) -> None:
+        """Refuse to go on with a case whose stored workflow text is not the one its
+        event committed to (the workflows table was edited): its steps would be decided
+        on rules the case never had."""
+        wf = self.workflow(event.workflow, event.workflow_version)
+        if wf.digest != event.workflow_digest:
+            raise StoreError(
+                f"Case {event.case_id!r} can't be loaded: its event {event.seq} commits to "
+                f"the text {str(event.workflow_digest)[:12]}... of workflow {wf.name!r} "
+                f"version {wf.version}, but the text stored in {self.where!r} is "
+                f"{wf.digest[:12]}... (the stored workflow was changed); 'approvalflow "
+                f"verify' says more.")
 
     def _not_found(self, case_id: str) -> str:
         ids = [r[0] for r in self._conn.execute(
