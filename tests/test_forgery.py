@@ -163,15 +163,18 @@ def _steps(path: str | Path, *steps: tuple[str, str, str]) -> None:
 
 def forge(path: str | Path, trigger: str, actor: str, on: str, *,
           data: dict[str, Any] | None = None, target: list[str] | None = None,
-          kind: str = "fire", case_id: str = "x") -> None:
+          kind: str = "fire", case_id: str = "x", fields: dict[str, Any] | None = None) -> None:
     """Append a step behind the library's back: chained, hashed as the library hashes, the
-    statechart's own target computed with the engine, the cases row updated to match."""
+    statechart's own target computed with the engine, the cases row updated to match.
+    ``fields`` sets columns to text the library would never write (hashed all the same)."""
     with rawdb.raw(str(path)) as conn:
-        _forge(conn, trigger, actor, on, data=data, target=target, kind=kind, case_id=case_id)
+        _forge(conn, trigger, actor, on, data=data, target=target, kind=kind, case_id=case_id,
+               fields=fields)
 
 
 def _forge(conn: Any, trigger: str, actor: str, on: str, *, data: dict[str, Any] | None,
-           target: list[str] | None, kind: str, case_id: str) -> None:
+           target: list[str] | None, kind: str, case_id: str,
+           fields: dict[str, Any] | None = None) -> None:
     [last] = rawdb.dicts(conn, "SELECT * FROM events WHERE case_id = ? ORDER BY seq DESC "
                                "LIMIT 1", (case_id,))
     source = json.loads(last["target"])
@@ -185,6 +188,7 @@ def _forge(conn: Any, trigger: str, actor: str, on: str, *, data: dict[str, Any]
            "workflow_version": last["workflow_version"], "key": None,
            "prev_hash": last["hash"], "workflow_digest": None, "by": None,
            "position": conn.execute("SELECT MAX(position) + 1 FROM events").fetchone()[0]}
+    row.update(fields or {})
     row["hash"] = event_hash(row)
     rawdb.insert_event(conn, row)
     final = int(target in (["done"], ["refused"]))
@@ -343,6 +347,133 @@ def test_flagship_forgery_from_the_report_fails_verify_and_heads(store_url: str,
     assert problems(path, heads=heads) != []
 
 
+# -- expectations, persons and rows the library never writes ---------------------------------
+
+EXPECT = {"expect": {"step": "send", "on": "2024-02-01", "given": "2024-02-01"}}
+REVIEW = ["board_voting", "chair_pending"]
+
+
+@pytest.mark.parametrize(("actor", "data", "rule"), [
+    ("mallory", EXPECT, "actor"),
+    ("clerk", {"expect": {"step": "fast_track", "on": "2024-02-01", "given": "2024-02-01"}},
+     "step"),
+    ("clerk", {"expect": {"step": "send", "on": "2024-02-01", "given": "2024-03"}},
+     "expectation"),
+    ("clerk", {"expect": {"step": "board.yes", "on": "2024-02-01", "given": "2024-02-01",
+                          "voter": "mallory"}}, "voter"),
+    ("clerk", {"budget": 5000}, "expectation"),
+])
+def test_forged_expectation_case_expect_refuses_is_named(log: str, actor: str,
+                                                         data: dict[str, Any],
+                                                         rule: str) -> None:
+    """An expectation by someone not an actor, about no step or voter, or with other data
+    (all refused by Case.expect) is named with the rule it breaks."""
+    forge(log, "expect", actor, "2024-01-11", kind="expect", target=REVIEW, data=data)
+    found = problems(log)
+    assert any(p.startswith(f"case 'x' event 3: an expectation by {actor!r} on 2024-01-11 "
+                            f"breaks the rule '{rule}'") for p in found), found
+
+
+def test_forged_expectation_dated_backwards_in_another_date_form_is_named(log: str) -> None:
+    """A date written in another form Python reads ('2024-W01-1', 1 January) sorts after
+    '2024-01-20' as text: it is named, so an expectation can't go back in time with it."""
+    _steps(log, ("chair.ok", "chair", "2024-01-20"))
+    forge(log, "expect", "clerk", "2024-01-20", kind="expect",
+          target=["board_voting", "chair_ok"], data=EXPECT, fields={"on_date": "2024-W01-1"})
+    found = problems(log)
+    assert any(p.startswith("case 'x' event 4: its date '2024-W01-1' is 2024-01-01 written in "
+                            "another form than YYYY-MM-DD") for p in found), found
+    assert "case 'x' event 4: dated 2024-W01-1, before the previous event's 2024-01-20" \
+        in found, found
+
+
+FOUR_EYES = WORKFLOW.replace('target = "funding"\nactors = ["clerk"]\n',
+                             'target = "funding"\nactors = ["clerk"]\nnot_by = ["submit"]\n')
+
+
+@pytest.mark.parametrize("person", ["", " ", "\t", "al\x1bice"])
+def test_forged_step_by_no_real_person_passes_no_four_eyes_rule(store_url: str,
+                                                                person: str) -> None:
+    """A four-eyes step recorded with an empty, blank or unprintable person (which fire
+    refuses) is named: it can't stand for 'another person'."""
+    wf = af.loads_workflow(FOUR_EYES)
+    assert wf.transitions_for("send")[0].not_by == ("submit",)
+    with af.open_store(store_url) as store:
+        case = store.create_case(wf, "x", actor="clerk", on="2024-01-10",
+                                 data={"budget": 50, "start": "2024-03-01"})
+        case.fire("submit", actor="clerk", on="2024-01-10", by="alice")
+        for actor in ("a", "b"):
+            case.fire("board.yes", actor=actor, on="2024-01-11")
+        case.fire("chair.ok", actor="chair", on="2024-01-11")
+        with pytest.raises(af.InvalidInputError):
+            case.fire("send", actor="clerk", on="2024-01-12", by=person)
+    assert problems(store_url) == []
+    forge(store_url, "send", "clerk", "2024-01-12", fields={"by": person})
+    found = problems(store_url)
+    assert any(p.startswith("case 'x' event 6: 'send' by 'clerk' on 2024-01-12 breaks the "
+                            "rule 'by'") for p in found), found
+
+
+@pytest.mark.parametrize(("column", "text", "named"), [
+    ("data", '{"budget":NaN}', "can't be read: data"),
+    ("data", '{"budget":Infinity}', "can't be read: data"),
+    ("data", '{"budget":1e999}', "can't be read: data"),
+    ("data", '{"budget":5000,"budget":50}', "its data"),
+    ("data", '{"budget": 50}', "its data"), ("data", "{ }", "its data"),
+    ("target", '["chair_pending","board_voting"]', "its target"),
+    ("target", '["board_voting","board_voting","chair_pending"]', "its target"),
+    ("source", '[ "board_voting","chair_pending"]', "its source"),
+    ("recorded_at", "yesterday", "can't be read: recorded_at"),
+])
+def test_forged_text_the_library_never_writes_is_named_not_raised(log: str, column: str,
+                                                                  text: str,
+                                                                  named: str) -> None:
+    """Data that is not canonical JSON (NaN, a repeated key read one way here and another
+    way elsewhere), state lists out of order, an unreadable time: each is a problem
+    naming the event, never an exception out of verify."""
+    forge(log, "board.yes", "a", "2024-01-11", target=REVIEW, fields={column: text})
+    found = problems(log)
+    assert any(p.startswith(f"case 'x' event 3: {named}") for p in found), found
+
+
+@pytest.mark.parametrize("fields", [{"recorded_at": "soon"}, {"data": "[1]"},
+                                    {"source": '"board_voting"'}])
+def test_forged_unreadable_row_is_a_clear_error_when_the_case_is_loaded(
+        log: str, fields: dict[str, str]) -> None:
+    """Loading a case with an unreadable event raises StoreError naming the event, not a
+    ValueError or AttributeError from deep inside."""
+    forge(log, "board.yes", "a", "2024-01-11", target=REVIEW, fields=fields)
+    with af.open_store(log) as store, pytest.raises(
+            af.StoreError, match=r"Case 'x' can't be loaded: its event 3 can't be read"):
+        store.case("x")
+
+
+def test_forged_target_the_workflow_does_not_have_is_a_problem_not_a_crash(log: str) -> None:
+    """A step recorded as moving to a state the workflow does not have is named, and
+    verify goes on to report, rather than raising KeyError."""
+    forge(log, "chair.ok", "chair", "2024-01-11", target=["nowhere"])
+    found = problems(log)
+    assert any(p.startswith("case 'x' event 3: 'chair.ok' by 'chair'") for p in found), found
+    assert any(p.startswith("case 'x': can't be replayed: its events leave it in ['nowhere']")
+               for p in found), found
+
+
+def test_repeated_idempotency_key_is_named(log: str) -> None:
+    """Two events of one case under one idempotency key (the unique index dropped) are
+    named: a retry could not say which one it stands for."""
+    with af.open_store(log) as store:
+        store.case("x").fire("chair.ok", actor="chair", on="2024-01-11", key="k1")
+    with rawdb.raw(log) as conn:
+        conn.execute("DROP INDEX events_key")
+    forge(log, "board.yes", "a", "2024-01-12", target=["board_voting", "chair_ok"],
+          fields={"key": "k1"})
+    with af.open_store(log) as store:
+        store.rebuild()  # the forger's projections match the forged log
+    found = problems(log)
+    assert found == ["case 'x' event 4: its idempotency key 'k1' is event 3's too (a key "
+                     "names one event only)"]
+
+
 # -- the workflow text is in the chain ------------------------------------------------------
 
 
@@ -383,6 +514,18 @@ def test_edited_workflow_text_with_rewritten_digest_is_caught_by_the_creation(lo
     found = problems(log)
     assert any(p.startswith("case 'x' event 1: it commits to workflow text")
                and "the stored workflow was changed" in p for p in found), found
+
+
+def test_a_case_on_an_edited_workflow_text_is_neither_loaded_nor_moved_on(log: str) -> None:
+    """With the stored text and its digest rewritten, loading the case is refused, so the
+    library itself can't record a step under the edited rules (here: the clerk's chair.ok)."""
+    _edit_workflow(log, rewrite_digest=True)
+    with af.open_store(log) as store:
+        with pytest.raises(af.StoreError, match=r"Case 'x' can't be loaded: its event 1 "
+                                                r"commits to the text .*\(the stored "
+                                                r"workflow was changed\)"):
+            store.case("x").fire("chair.ok", actor="clerk", on="2024-01-11")
+        assert [e.seq for e in store.events("x")] == [1, 2]
 
 
 # -- every column of the cases table --------------------------------------------------------

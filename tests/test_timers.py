@@ -653,3 +653,21 @@ def test_a_migrated_case_keeps_its_timers_and_verifies(store: af.Store,
     assert [s.trigger for s in store.tick(on="2022-03-01").taken] == ["old_plan_expires"]
     assert "old_expired" in store.case(submitted.id).state and store.verify().ok
 
+
+
+def test_a_migration_does_not_start_the_clock_again(store: af.Store, wf: af.Workflow) -> None:
+    """A state the new version keeps counts from when the case entered it, not from the
+    migration: moving a case to an identical version leaves its reminder and its
+    escalation on their dates, and the clock still takes them then."""
+    submitted(store, wf, "x")  # in review since 2024-01-10
+    before = [(t.step, t.due) for t in store.case("x").timers(on="2024-01-20")]
+    assert before == [("remind", dt.date(2024, 1, 30)), ("escalate", dt.date(2024, 2, 10))]
+    v2 = af.loads_workflow(tw.TEXT.replace("version = 1", "version = 2", 1))
+    assert [p.case_id for p in store.migrate(v2, actor="applicant", on="2024-01-25").movable] \
+        == ["x"]
+    assert [(t.step, t.due) for t in store.case("x").timers(on="2024-01-25")] == before
+    assert timer_table(store) == [("x", "escalate", "2024-02-10"), ("x", "remind", "2024-01-30")]
+    taken = store.tick(on="2024-02-11").taken
+    assert [(s.trigger, s.on) for s in taken] == [("remind", dt.date(2024, 1, 30)),
+                                                  ("escalate", dt.date(2024, 2, 10))]
+    assert store.verify().ok

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -16,6 +18,7 @@ import approvalflow as af
 from approvalflow.canonical import canonical_json
 from approvalflow.cli import cli
 from approvalflow.store.rows import event_hash
+from approvalflow.versioning import BALLOTS, migrated_state
 from tests import rawdb
 
 pytestmark = pytest.mark.backends
@@ -177,6 +180,54 @@ def test_migrate_moves_records_and_verifies(store: af.Store) -> None:
     case.fire("grant", actor="dean", on="2024-01-06")
     assert case.is_final and store.verify().ok
     assert store.cases()[0].workflow_version == 2
+
+
+def test_migration_into_a_final_state_records_the_case_as_ended(store: af.Store) -> None:
+    """A mapping that takes the case into a final state ends it in the cases table too, so
+    the log the library wrote verifies and the case is listed as ended, not open."""
+    _case(store)
+    result = store.migrate(version(2), mapping={"voting": "granted", "checking": "granted"},
+                           actor="clerk", on="2024-01-04")
+    assert [p.target for p in result.cases] == [{"granted"}]
+    assert store.case("g-1").is_final
+    assert store.verify().problems == []
+    assert [c.case_id for c in store.cases(final=True)] == ["g-1"]
+    assert store.cases(final=False) == []
+
+
+def test_four_eyes_and_withdrawals_outlive_a_migration(store: af.Store) -> None:
+    """Who took each step, and that a party withdrew, are facts of the case: a migration
+    (even to an identical version) does not let the checker also grant, nor a step skip
+    stating again what a withdrawal asks to be stated again."""
+    four_eyes = V1.replace('trigger = "grant"\nsource = "review"\ntarget = "granted"\n',
+                           'trigger = "grant"\nsource = "review"\ntarget = "granted"\n'
+                           'not_by = ["check"]\n')
+    assert version(1, four_eyes).transitions_for("grant")[0].not_by == ("check",)
+    case = store.create_case(version(1, four_eyes), "g-1", actor="clerk", on="2024-01-01",
+                             data={"amount": 10})
+    case.fire("submit", actor="clerk", on="2024-01-02")
+    case.fire("check", actor="clerk", on="2024-01-02", by="carol")
+    for reviewer in ("a", "b"):
+        case.fire("panel.yes", actor=reviewer, on="2024-01-02")
+    before = case.engine_state
+    store.migrate(version(2, four_eyes), actor="clerk", on="2024-01-03")
+    moved = store.case("g-1")
+    assert moved.workflow_version == 2
+    assert moved.engine_state.persons == before.persons
+    assert (moved.engine_state.withdrew_at, moved.engine_state.set_at) == \
+        (before.withdrew_at, before.set_at)
+    assert any("'carol' took 'check'" in r
+               for r in moved.why_not("grant", actor="dean", on="2024-01-04", by="carol"))
+    with pytest.raises(af.TransitionRefusedError, match="four eyes"):
+        moved.fire("grant", actor="dean", on="2024-01-04", by="carol")
+    moved.fire("grant", actor="dean", on="2024-01-04", by="dave")
+    assert store.verify().ok
+    withdrew = attrs.evolve(before, withdrew_at=3)  # as after a withdraw ballot at event 3
+    for ballots in BALLOTS:
+        kept = migrated_state(withdrew, before.config, ballots=ballots, seq=4,
+                              on=dt.date(2024, 1, 3))
+        assert (kept.withdrew_at, kept.set_at, kept.persons) == \
+            (3, {"amount": 1}, before.persons)
 
 
 def test_as_of_before_the_migration_shows_the_old_version(store: af.Store) -> None:

@@ -17,10 +17,11 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from .case import Event
+from .case import Event, check_person
 from .definition import Workflow
 from .engine import CaseState, Engine, engine_for
-from .errors import ApprovalflowError, StoreError
+from .errors import ApprovalflowError, InvalidInputError, StoreError
+from .forecast import parse_expected
 from .invariants import check_invariants
 from .versioning import BALLOTS, migrated_state, plan_case
 
@@ -144,6 +145,62 @@ def _check_creation(engine: Engine, state: CaseState, first: Event | Recorded,
     if first.actor not in engine.workflow.actors:
         check.append(f"{where}: created by {first.actor!r}, who is not an actor of workflow "
                      f"{engine.workflow.name!r}")
+    bad = _person_problem(first.by)
+    if bad:
+        check.append(f"{where}: the creation breaks the rule 'by': {bad}")
+
+
+def _person_problem(by: str | None) -> str | None:
+    """Why ``by`` is not a person ``fire`` or ``create_case`` would record (None if it is,
+    or if no person was recorded)."""
+    if by is None:
+        return None
+    try:
+        check_person(by)
+    except InvalidInputError as e:
+        return str(e).rstrip(".")
+    return None
+
+
+#: What the body of an expectation holds (``Case.expect`` writes nothing else).
+_EXPECT_KEYS = frozenset({"step", "on", "given", "voter"})
+
+
+def _expectation_problems(wf: Workflow, e: Event | Recorded) -> list[tuple[str, str]]:
+    """(rule, reason) for each way an expectation is not one ``Case.expect`` records: by
+    an actor of the workflow, about one of its steps (and a voter of it), dated as given,
+    with nothing else in its data and no person."""
+    problems: list[tuple[str, str]] = []
+    if e.actor not in wf.actors:
+        problems.append(("actor", f"{e.actor!r} is not an actor of workflow {wf.name!r}"))
+    if e.by is not None:
+        problems.append(("by", f"an expectation records no person, this one says {e.by!r}"))
+    body = e.data.get("expect")
+    if set(e.data) != {"expect"} or not isinstance(body, Mapping) \
+            or not {"step", "on", "given"} <= set(body) or not set(body) <= _EXPECT_KEYS:
+        problems.append(("expectation", f"its data is not {{'expect': {{'step', 'on', 'given'"
+                                        f"[, 'voter']}}}}: {_short(dict(e.data))}"))
+        return problems
+    step, on, given, voter = body["step"], body["on"], body["given"], body.get("voter")
+    if not isinstance(step, str) or step not in wf.triggers:
+        problems.append(("step", f"{step!r} is not a step of workflow {wf.name!r}"))
+    try:
+        day, text = parse_expected(given)
+    except (InvalidInputError, TypeError, ValueError):
+        day, text = None, None
+    if text != given or day is None or day.isoformat() != on:
+        problems.append(("expectation", f"expected on {on!r}, given as {given!r}: not a date "
+                                        f"'YYYY-MM-DD' or a month 'YYYY-MM' and its last day"))
+    if "voter" in body and isinstance(step, str) and step in wf.triggers:
+        groups = [wf.votes[t.vote] for t in wf.transitions_for(step) if t.vote]
+        if not any(voter in g.voters for g in groups):
+            problems.append(("voter", f"{voter!r} is not a voter of {step!r}"))
+    return problems
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_event(engine: Engine, state: CaseState, e: Event | Recorded, check: list[str],
@@ -162,6 +219,9 @@ def _check_event(engine: Engine, state: CaseState, e: Event | Recorded, check: l
                          f"{e.on.isoformat()} breaks the rule 'timer overdue': the clock's "
                          f"step {late[0][1].trigger!r} fell due on {late[0][0].isoformat()} "
                          f"and was not recorded before it")
+        for rule, reason in _expectation_problems(engine.workflow, e):
+            check.append(f"case {e.case_id!r} event {e.seq}: an expectation by {e.actor!r} on "
+                         f"{e.on.isoformat()} breaks the rule '{rule}': {reason}")
         return
     if e.kind != "fire":
         check.append(f"case {e.case_id!r} event {e.seq}: of kind {e.kind!r}; after the "
@@ -176,6 +236,10 @@ def _check_event(engine: Engine, state: CaseState, e: Event | Recorded, check: l
     step = f"case {e.case_id!r} event {e.seq}: {e.trigger!r} by {e.actor!r} on {e.on.isoformat()}"
     for rule, reason in zip(decision.rules, decision.reasons, strict=True):
         check.append(f"{step} breaks the rule '{rule}': {reason}")
+    if e.by is not None:  # the four-eyes rules above compare it: it must be a person
+        bad = _person_problem(e.by)
+        if bad:
+            check.append(f"{step} breaks the rule 'by': {bad}")
     if decision.reasons:
         return
     if e.target != decision.target:

@@ -186,8 +186,15 @@ def _is_date(text: str) -> bool:
 
 def migrated_state(state: CaseState, target: frozenset[str], *, ballots: str, seq: int,
                    on: dt.date) -> CaseState:
-    """The case's state right after a migration to ``target``."""
+    """The case's state right after a migration to ``target``. What happened in the case
+    stays a fact of it: who took each step (four eyes), when a party withdrew and when
+    each data key was set (what a withdrawal asks to be stated again), and when each
+    state was entered and each timed step taken (the new version's ``Engine.rebase``
+    keeps those its timers count from)."""
     kept = ballots == "keep"
     return CaseState(config=target, data=state.data, version=seq, last_on=on,
                      ballots=state.ballots if kept else {},
-                     withdrawn=state.withdrawn if kept else {})
+                     withdrawn=state.withdrawn if kept else {},
+                     withdrew_at=state.withdrew_at, set_at=state.set_at,
+                     persons=state.persons, taken=state.taken, entered=state.entered,
+                     joined=state.joined)

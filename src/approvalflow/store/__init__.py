@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import unicodedata
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -768,12 +768,32 @@ class Store:
                         f"created on {first['on_date'] if first else 'an unknown date'}.")
         if not rows:
             raise CaseNotFoundError(self._not_found(case_id))
-        events = [row_to_event(r) for r in rows]
-        created_on = self.workflow(events[0].workflow, events[0].workflow_version)
-        state = replay(engine_for(created_on), events, workflows=self.workflow)
+        try:
+            events = [row_to_event(r) for r in rows]
+            created_on = self.workflow(events[0].workflow, events[0].workflow_version)
+            state = replay(engine_for(created_on), events, workflows=self.workflow)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+            # a row edited behind the library's back: a clear error, not a traceback
+            raise StoreError(_unreadable(case_id, rows, e)) from None
         # the version the case runs on now: the one its last event was recorded on
         wf = self.workflow(events[-1].workflow, events[-1].workflow_version)
+        for event in events:  # a creation or a migration commits to its version's text
+            if event.workflow_digest is not None:
+                self._check_commitment(event)
         return Case(self, wf, case_id, state, tuple(events), as_of=when)
+
+    def _check_commitment(self, event: Event) -> None:
+        """Refuse to go on with a case whose stored workflow text is not the one its
+        event committed to (the workflows table was edited): its steps would be decided
+        on rules the case never had."""
+        wf = self.workflow(event.workflow, event.workflow_version)
+        if wf.digest != event.workflow_digest:
+            raise StoreError(
+                f"Case {event.case_id!r} can't be loaded: its event {event.seq} commits to "
+                f"the text {str(event.workflow_digest)[:12]}... of workflow {wf.name!r} "
+                f"version {wf.version}, but the text stored in {self.where!r} is "
+                f"{wf.digest[:12]}... (the stored workflow was changed); 'approvalflow "
+                f"verify' says more.")
 
     def _not_found(self, case_id: str) -> str:
         ids = [r[0] for r in self._conn.execute(
@@ -1160,6 +1180,29 @@ _HIDDEN_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formattin
 #: One lock per database file, shared by the writers of this process (Store._writer_turn).
 _WRITER_LOCKS: dict[str, threading.RLock] = {}
 _WRITER_LOCKS_LOCK = threading.Lock()
+
+
+def _unreadable(case_id: str, rows: Sequence[sqlite3.Row], error: Exception) -> str:
+    """Which of a case's rows can't be read as an event, and why (a row edited behind the
+    library's back: the case can't be loaded, let alone moved on)."""
+    what = "its events can't be replayed"
+    for row in rows:
+        try:
+            event = row_to_event(row)
+        except (ValueError, TypeError, RecursionError) as e:
+            what, error = f"its event {row[1]!r} can't be read", e
+            break
+        if not isinstance(event.data, Mapping):
+            what = f"its event {row[1]!r} can't be read"
+            error = ValueError(f"data {_short_text(str(row[10]))} is not a JSON object")
+            break
+    return (f"Case {case_id!r} can't be loaded: {what} ({type(error).__name__}: "
+            f"{_short_text(str(error))}); was the log changed behind the library's back? "
+            f"'approvalflow verify' says what is wrong with it.")
+
+
+def _short_text(text: str) -> str:
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _next_position(highest: int | None) -> int | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..canonical import canonical_json, check_text, to_date
 from ..case import MAX_NOTE_LENGTH, check_actor
 from ..definition import Workflow
+from ..engine import engine_for
 from ..errors import CaseNotFoundError, InvalidInputError
 from ..loading import load_workflow
 from ..versioning import BALLOTS, CasePlan, MigrationPlan, plan_case
@@ -152,7 +153,9 @@ def migrate(store: Store, to: Workflow | str, *, cases: Iterable[str] | None,
                 "workflow": new.name, "workflow_version": new.version, "key": None,
                 "workflow_digest": new.digest, "by": None,
             }
-            store._append_row(case, row, final=0, data=data, moves_to=new,
+            # a mapping may take the case into a final state: the cases row says so too
+            final = int(engine_for(new).is_final(p.target))
+            store._append_row(case, row, final=final, data=data, moves_to=new,
                               what=f"migrate case {case.id!r} to version {new.version}")
             done += 1
             if progress is not None and done % 100 == 0:

@@ -93,7 +93,10 @@ def state_set(text: str) -> frozenset[str]:
     if states is None:
         if len(STATE_SET) > MEMO_LIMIT:
             STATE_SET.clear()
-        states = STATE_SET[text] = frozenset(json.loads(text))
+        value = json.loads(text)
+        if type(value) is not list or not all(type(s) is str for s in value):
+            raise ValueError(f"{text[:80]!r} is not a list of state ids")
+        states = STATE_SET[text] = frozenset(value)
     return states
 
 

@@ -10,8 +10,11 @@ What it proves, for every case:
   it, as ``fire`` decides: the step leaves the state the case was in, its actor may take
   it, the join is complete, each voter votes once and withdraws only as allowed, the
   threshold moves the vote, every guard holds (those registered in this process;
-  the others are counted as not re-checked), and the statechart moves where the event
-  says;
+  the others are counted as not re-checked), a recorded person is one fire accepts,
+  and the statechart moves where the event says; each expectation as ``Case.expect``
+  decides it;
+- every row is one the library wrote: canonical JSON data, sorted state lists, dates
+  as YYYY-MM-DD, an ISO recording time, no idempotency key twice in a case;
 - the ``cases`` table: every column equals what the log says;
 - the feed: positions run 1, 2, 3 ... with no gap and no repeat, and each case's
   events are in the feed in the order of their sequence numbers.
@@ -25,6 +28,7 @@ problem that names its case and event.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sqlite3
 from collections import Counter
@@ -40,7 +44,7 @@ from ..errors import ApprovalflowError, StoreError
 from ..loading import loads_workflow
 from ..replay import Recorded, replay
 from .projections import ExpectedRows, check_projections
-from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, parse_date, selected_hash
+from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, encode, parse_date, selected_hash
 from .timers import read_timer_table, timer_rows
 
 if TYPE_CHECKING:
@@ -261,11 +265,18 @@ def _kind(value: Any) -> str:
 
 
 #: State lists repeat across events: each distinct text is decoded and checked once per
-#: verify (a bounded memo of valid ones; frozensets are immutable, so sharing is safe).
-_STATE_MEMO: dict[str, frozenset[str]] = {}
+#: verify (a bounded memo of valid ones, and whether each is written as the library
+#: writes it; frozensets are immutable, so sharing is safe).
+_STATE_MEMO: dict[str, tuple[frozenset[str], bool]] = {}
 
 
 def _states(text: str, what: str) -> frozenset[str]:
+    return _state_text(text, what)[0]
+
+
+def _state_text(text: str, what: str) -> tuple[frozenset[str], bool]:
+    """The states a list holds, and whether it is the sorted list of distinct ids the
+    library writes (rows.json_list)."""
     found = _STATE_MEMO.get(text)
     if found is not None:
         return found
@@ -274,19 +285,45 @@ def _states(text: str, what: str) -> frozenset[str]:
         raise ValueError(f"{what} {_short(text)} is not a JSON list of state ids")
     if len(_STATE_MEMO) > 10_000:
         _STATE_MEMO.clear()
-    found = _STATE_MEMO[text] = frozenset(value)
+    found = _STATE_MEMO[text] = (frozenset(value), encode(sorted(set(value))) == text)
     return found
 
 
-def _record(r: tuple[Any, ...]) -> Recorded:
+def _record(r: tuple[Any, ...]) -> tuple[Recorded, list[str]]:
+    """What replay reads of a row, and how its text differs from what the library writes
+    (each a problem; a row that can't be read at all raises ValueError)."""
+    odd: list[str] = []
     data = {} if r[10] == "{}" else json.loads(r[10])
     if not isinstance(data, dict):
         raise ValueError(f"data {_short(r[10])} is not a JSON object")
+    if r[10] != "{}":
+        # the library writes canonical JSON: not NaN (no reader agrees on it), nor a
+        # repeated key (Python reads its last value, SQLite's JSON its first)
+        try:
+            text = encode(data)
+        except ValueError:
+            raise ValueError(f"data {_short(r[10])} holds NaN or an infinity, which JSON "
+                             f"has not") from None
+        if text != r[10]:
+            odd.append(f"its data {_short(r[10])} is not canonical JSON (sorted keys, no "
+                       f"repeated key, compact)")
     if len(r[5]) != 10:
         raise ValueError(f"on_date {_short(r[5])} is not a date YYYY-MM-DD")
-    return Recorded(r[0], r[1], r[2], r[3], r[4], parse_date(r[5]),
-                    _states(r[7], "source"), _states(r[8], "target"), data, r[11], r[12],
-                    r[17])
+    day = parse_date(r[5])
+    if day.isoformat() != r[5]:  # another form fromisoformat reads: sorts wrongly as text
+        odd.append(f"its date {r[5]!r} is {day.isoformat()} written in another form than "
+                   f"YYYY-MM-DD")
+    try:
+        dt.datetime.fromisoformat(r[6])
+    except ValueError:
+        raise ValueError(f"recorded_at {_short(r[6])} is not an ISO date and time") from None
+    source, source_ok = _state_text(r[7], "source")
+    target, target_ok = _state_text(r[8], "target")
+    for what, text, ok in (("source", r[7], source_ok), ("target", r[8], target_ok)):
+        if not ok:
+            odd.append(f"its {what} {_short(text)} is not a sorted list of distinct state ids")
+    return Recorded(r[0], r[1], r[2], r[3], r[4], day, source, target, data, r[11], r[12],
+                    r[17]), odd
 
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
@@ -300,7 +337,9 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
     where = f"case {case_id!r}"
     prev_hash = GENESIS
     last_on: str | None = None
+    last_day: dt.date | None = None
     records: list[Recorded] = []
+    keys: dict[str, int] = {}
     running = (rows[0][11], rows[0][12])
     for expected_seq, r in enumerate(rows, start=1):
         bad = _column_problem(r)
@@ -321,24 +360,34 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         if selected_hash(r) != digest:
             problems.append(f"{where} event {seq}: its content does not match its hash "
                             f"(it was edited)")
-        # a step's date order is one of the rules the engine re-checks below
-        if kind != "fire" and last_on is not None and on_date < last_on:
-            problems.append(f"{where} event {seq}: dated {on_date}, before the previous "
-                            f"event's {last_on}")
         if kind == "migrate":  # the case runs on the version it moved to from here on
             running = (r[11], r[12])
             _check_commitment(where, r, workflows, problems)
         elif seq > 1 and (r[11], r[12]) != running:
             problems.append(f"{where} event {seq}: recorded on workflow {r[11]!r} version "
                             f"{r[12]}, the case runs on {running[0]!r} version {running[1]}")
+        if r[13] is not None:  # key
+            if r[13] in keys:
+                problems.append(f"{where} event {seq}: its idempotency key {_short(r[13])} is "
+                                f"event {keys[r[13]]}'s too (a key names one event only)")
+            else:
+                keys[r[13]] = seq
         if seq > 1 and r[16] is not None and kind != "migrate":
             problems.append(f"{where} event {seq}: only a creation or a migration commits to a "
                             f"workflow text")
         try:
-            records.append(_record(r))
+            record, odd = _record(r)
         except (ValueError, TypeError, RecursionError) as e:
             problems.append(f"{where} event {seq}: can't be read: {e} (the row was edited)")
             return problems, unchecked
+        for what in odd:
+            problems.append(f"{where} event {seq}: {what}, not as the library writes it (the "
+                            f"row was edited)")
+        # a step's date order is one of the rules the engine re-checks below
+        if kind != "fire" and last_day is not None and record.on < last_day:
+            problems.append(f"{where} event {seq}: dated {on_date}, before the previous "
+                            f"event's {last_on}")
+        records.append(record)
         position, before = r[_POSITION], rows[expected_seq - 2][_POSITION]
         if type(position) is not int:
             if (case_id, r[1]) not in pending:  # pending: committed, numbered next
@@ -348,7 +397,7 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
             problems.append(f"{where} event {seq}: feed position {position} is not after "
                             f"event {expected_seq - 1}'s {before} (a case's events are "
                             f"committed in order)")
-        prev_hash, last_on = digest, on_date
+        prev_hash, last_on, last_day = digest, on_date, record.on
     first = rows[0]
     wf = workflows.get((first[11], first[12]))
     if not isinstance(wf, Workflow):
@@ -379,8 +428,15 @@ def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, A
         unchecked[f"guard {name!r} (not registered in this process)"] += 1
     problems.extend(_check_table_row(where, rows, head, prev_hash, final, state.config,
                                      running))
-    expected.add(case_id, engine_for(version(*running)), state, records)
-    armed = dict(timer_rows(engine_for(version(*running)), state))
+    try:
+        expected.add(case_id, engine_for(version(*running)), state, records)
+        armed = dict(timer_rows(engine_for(version(*running)), state))
+    except (ApprovalflowError, ValueError, KeyError, TypeError) as e:
+        # its events leave it where the workflow has no state (a forged target)
+        problems.append(f"{where}: can't be replayed: its events leave it in "
+                        f"{_short(sorted(state.config))}, which workflow {running[0]!r} "
+                        f"version {running[1]} can't be in ({type(e).__name__} {e})")
+        return problems, unchecked
     if dict(timers) != armed:
         problems.append(f"{where}: the timers table says {_short(dict(sorted(timers.items())))}, "
                         f"the replay of its events gives {_short(dict(sorted(armed.items())))}")
