@@ -182,17 +182,56 @@ def test_migrate_moves_records_and_verifies(store: af.Store) -> None:
     assert store.cases()[0].workflow_version == 2
 
 
-def test_migration_into_a_final_state_records_the_case_as_ended(store: af.Store) -> None:
-    """A mapping that takes the case into a final state ends it in the cases table too, so
-    the log the library wrote verifies and the case is listed as ended, not open."""
+@pytest.mark.parametrize(("to", "mapping", "why"), [
+    (1, {"voting": "panel_yes"}, "the mapping moves ['voting'], which version 2 has too"),
+    (1, {"voting": "granted", "checking": "granted"},
+     "the mapping moves ['checking', 'voting'], which version 2 has too"),
+    (2, {"checking": "checked"}, "the mapping puts the case in the final state(s) ['checked']"),
+    (2, {"checking": "granted"},
+     "the mapping puts the case in the final state(s) ['granted']"),
+])
+def test_a_mapping_decides_nothing(store: af.Store, to: int, mapping: dict[str, str],
+                                   why: str) -> None:
+    """A mapping may not move a state the new version still has, nor put a case (or one of
+    its regions) in a final state: either would record a decision no one made. The plan
+    and the migration say why, and nothing is written."""
     _case(store)
-    result = store.migrate(version(2), mapping={"voting": "granted", "checking": "granted"},
-                           actor="clerk", on="2024-01-04")
-    assert [p.target for p in result.cases] == [{"granted"}]
-    assert store.case("g-1").is_final
-    assert store.verify().problems == []
-    assert [c.case_id for c in store.cases(final=True)] == ["g-1"]
-    assert store.cases(final=False) == []
+    new = version(2) if to == 1 else version(2, V2_TEXT)
+    (p,) = store.plan_migration(new, mapping=mapping).cases
+    assert not p.can_move and any(why in r for r in p.reasons), p.reasons
+    before = _count(store)
+    result = store.migrate(new, mapping=mapping, actor="clerk", on="2024-01-04")
+    assert [c.can_move for c in result.cases] == [False]
+    assert _count(store) == before
+    case = store.case("g-1")
+    assert case.workflow_version == 1 and case.state == {"voting", "checking"}
+    assert store.verify().ok
+
+
+def test_verify_names_a_migration_that_decides(store: af.Store) -> None:
+    """A migrate event written past the plan (the store's own append, hashed and chained)
+    that approves by mapping is reported by verify under the rule 'migration'."""
+    from approvalflow.canonical import canonical_json as cj
+    from approvalflow.store.rows import json_list, utc_now
+
+    case = _case(store)
+    newer = version(2)
+    mapping = {"voting": "panel_yes"}
+    data = {"migrate": {"from_version": 1, "to_version": 2, "mapping": mapping,
+                        "ballots": "keep"}}
+    row = {"case_id": case.id, "seq": 3, "kind": "migrate", "trigger": "migrate",
+           "actor": "clerk", "on_date": "2024-01-04", "recorded_at": utc_now().isoformat(),
+           "source": json_list(case.state),
+           "target": json_list(frozenset({"panel_yes", "checking"})),
+           "note": None, "data": cj(data), "workflow": newer.name,
+           "workflow_version": newer.version, "key": None, "workflow_digest": newer.digest,
+           "by": None}
+    with store.bulk():
+        store._register_workflow(newer)
+        store._append_row(case, row, final=0, data=data, moves_to=newer, what="forge")
+    problems = store.verify().problems
+    assert any("event 3: 'migrate'" in p and "rule 'migration'" in p
+               and "which version 2 has too" in p for p in problems), problems
 
 
 def test_four_eyes_and_withdrawals_outlive_a_migration(store: af.Store) -> None:

@@ -113,8 +113,9 @@ def plan_case(case_id: str, old: Workflow, new: Workflow, state: CaseState, *,
     elif engine_for(old).is_final(state.config):
         reasons.append(f"the case has ended in {sorted(state.config)}")
     else:
+        reasons.extend(_mapping_problems(new, state.config, mapping))
         target = frozenset(mapping.get(s, s) for s in state.config)
-        problem = config_problem(new, target)
+        problem = None if reasons else config_problem(new, target)
         if problem is not None:
             unmapped = sorted(s for s in state.config if s not in mapping
                               and s not in new.state_defs)
@@ -127,6 +128,28 @@ def plan_case(case_id: str, old: Workflow, new: Workflow, state: CaseState, *,
     return CasePlan(case_id=case_id, workflow=old.name, from_version=old.version,
                     to_version=new.version, source=state.config,
                     target=None if reasons else target, reasons=tuple(reasons))
+
+
+def _mapping_problems(new: Workflow, config: frozenset[str],
+                      mapping: Mapping[str, str]) -> list[str]:
+    """A migration moves a case to where the new version keeps what it was doing; it
+    decides nothing. So the mapping may move only states the new version does not have
+    (a state it has stays itself), and never into a final state (which would record an
+    approval, a refusal or an ending that no one gave: a case gets there by a step)."""
+    moved = {s: mapping[s] for s in sorted(config) if s in mapping and mapping[s] != s}
+    problems = []
+    kept = [s for s in moved if s in new.state_defs]
+    if kept:
+        problems.append(f"the mapping moves {kept}, which version {new.version} has too; a "
+                        f"state the new version has stays as it is (a mapping moves only "
+                        f"states it no longer has; a case changes state by a step)")
+    ending = sorted({v for v in moved.values()
+                     if v in new.state_defs and new.state_defs[v].final})
+    if ending:
+        problems.append(f"the mapping puts the case in the final state(s) {ending}; a "
+                        f"migration decides nothing, so it may not end a case or a region "
+                        f"(a case gets there by a step)")
+    return problems
 
 
 def _ballot_problems(old: Workflow, new: Workflow, state: CaseState, target: frozenset[str],
