@@ -448,6 +448,22 @@ def test_forged_unreadable_row_is_a_clear_error_when_the_case_is_loaded(
         store.case("x")
 
 
+@pytest.mark.parametrize("fields", [{"recorded_at": "soon"}, {"source": "[1"},
+                                    {"target": '"board_voting"'}, {"data": "{"},
+                                    {"on_date": "someday"}])
+def test_forged_unreadable_row_is_a_clear_error_from_events_and_the_feed(
+        log: str, fields: dict[str, str]) -> None:
+    """store.events() and store.feed() over an unreadable event raise one StoreError naming
+    the event and pointing to verify, not a ValueError from deep inside."""
+    forge(log, "board.yes", "a", "2024-01-11", target=REVIEW, fields=fields)
+    with af.open_store(log) as store:
+        for read in (lambda: list(store.events()), lambda: list(store.events("x")),
+                     lambda: store.feed()):
+            with pytest.raises(af.StoreError, match=r"Event 3 of case 'x' can't be read .*"
+                                                    r"'approvalflow verify'"):
+                read()
+
+
 def test_forged_target_the_workflow_does_not_have_is_a_problem_not_a_crash(log: str) -> None:
     """A step recorded as moving to a state the workflow does not have is named, and
     verify goes on to report, rather than raising KeyError."""

@@ -70,6 +70,7 @@ from .rows import (
     event_values,
     json_list,
     row_to_event,
+    stored_event,
     translate,
     utc_now,
 )
@@ -905,7 +906,7 @@ class Store:
                 rows = self._conn.execute(
                     f"SELECT {EVENT_COLUMNS} FROM events ORDER BY case_id, seq")
             for r in rows:
-                yield row_to_event(r)
+                yield stored_event(r)
 
     def timeline(self, cases: Iterable[str] | None = None, *, on: object = None) -> Svg:
         """A portfolio picture (SVG): one row per case (every case when None), from its
@@ -923,7 +924,7 @@ class Store:
         with translate("look up an idempotency key"):
             row = self._conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE case_id = ? "
                                      f"AND key = ?", (case.id, key)).fetchone()
-        return None if row is None else row_to_event(row)
+        return None if row is None else stored_event(row)
 
     @staticmethod
     def _check_retry(stored: Event, *, trigger: str, actor: str, on: dt.date,
@@ -991,7 +992,7 @@ class Store:
                     f"SELECT {EVENT_COLUMNS} FROM events WHERE case_id = ? AND key = ?",
                     (case.id, key)).fetchone()
                 if stored is not None:
-                    event = row_to_event(stored)
+                    event = stored_event(stored)
                     self._check_retry(event, trigger=row["trigger"], actor=row["actor"],
                                       on=dt.date.fromisoformat(row["on_date"]),
                                       note=row["note"], data=data, by=row["by"])

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..case import Event
 from ..errors import InvalidInputError
-from .rows import EVENT_COLUMNS, row_to_event, translate
+from .rows import EVENT_COLUMNS, stored_event, translate
 
 if TYPE_CHECKING:
     from . import Store
@@ -56,7 +56,7 @@ def read_feed(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:
     after, limit = _check(after, limit)
     rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? "
                         f"ORDER BY position LIMIT ?", (after, limit)).fetchall()
-    return [row_to_event(r) for r in rows]
+    return [stored_event(r) for r in rows]
 
 
 def follow(store: Store, after: int = 0, *, poll: float = POLL_SECONDS,

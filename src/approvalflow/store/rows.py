@@ -239,5 +239,19 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
     )
 
 
+def stored_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
+    """:func:`row_to_event` for a row read back from the log (``SELECT {EVENT_COLUMNS}``):
+    a row edited behind the library's back into something that can't be read is one
+    StoreError naming the event, not a ValueError from deep inside."""
+    try:
+        return row_to_event(row)
+    except (ValueError, TypeError, RecursionError) as e:
+        text = str(e) if len(str(e)) <= 120 else str(e)[:117] + "..."
+        raise StoreError(f"Event {row[1]!r} of case {row[0]!r} can't be read "
+                         f"({type(e).__name__}: {text}); was the log changed behind the "
+                         f"library's back? 'approvalflow verify' says what is wrong with "
+                         f"it.") from None
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
