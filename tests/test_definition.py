@@ -300,6 +300,17 @@ def test_invalid_ids() -> None:
     assert "'B b' is not a valid id" in message
 
 
+@pytest.mark.parametrize("old, new", [
+    ('[states.b]', '[states."b\\n"]'), ('x = "Xavier"', '"x\\n" = "Xavier"'),
+    ('name = "mini"', 'name = "mini\\n"'), ('trigger = "go"', 'trigger = "go\\n"'),
+])
+def test_an_id_ending_in_a_newline_is_not_valid(old: str, new: str) -> None:
+    """A state, actor, workflow name or trigger ending in a newline is not a valid id."""
+    text = MINI.replace(old, new).replace('target = "b"', 'target = "b\\n"' if "states" in old
+                                          else 'target = "b"')
+    assert "\\n' is not a valid id" in refused(text)
+
+
 def test_reserved_trigger() -> None:
     """The event log's own trigger names are reserved."""
     assert "reserved" in refused(MINI.replace('trigger = "go"', 'trigger = "create"'))

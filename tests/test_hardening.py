@@ -551,6 +551,7 @@ GOOD_HASH = "0" * 64
     '{"mimerskvarteret": {"seq": NaN, "hash": "' + GOOD_HASH + '"}}',
     '{"mimerskvarteret": {"seq": 2, "hash": 5}}',
     '{"mimerskvarteret": {"seq": 2, "hash": "xyz"}}',
+    '{"mimerskvarteret": {"seq": 2, "hash": "' + GOOD_HASH + '\\n"}}',
     '{"mimerskvarteret": {"seq": 2}}',
     '{"mimerskvarteret": {"seq": 2, "hash": "' + GOOD_HASH + '", "extra": 1}}',
     '{"mimerskvarteret": [2, "' + GOOD_HASH + '"]}',

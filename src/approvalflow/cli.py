@@ -732,7 +732,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
 # --------------------------------------------------------------------------- verify, heads
 
 
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"^[0-9a-f]{64}\Z")
 _MAX_SEQ = 2**63 - 1
 
 
