@@ -632,6 +632,19 @@ def test_allowed_refuses_a_hostile_actor(runner: CliRunner, case_db: Path) -> No
     assert "not valid Unicode text" in line
 
 
+@pytest.mark.parametrize("args", [["new", "\udcff", "c2", "--actor", "tmf"],
+                                  ["cases", "--data", "\udcff=1"],
+                                  ["cases", "--data", "plan=\udcff"]])
+def test_non_utf8_workflow_name_or_data_filter(runner: CliRunner, case_db: Path,
+                                               args: list[str]) -> None:
+    """A non-UTF-8 workflow name for 'new' or '--data' filter for 'cases': one Error line
+    naming the value (not an unexpected error), and the database is unchanged."""
+    before = db_bytes(case_db)
+    line = one_error(run(runner, case_db, *args))
+    assert "not valid Unicode text" in line and "\\udcff" in line
+    assert db_bytes(case_db) == before
+
+
 # --------------------------------------------------------------------------- verify, heads
 
 

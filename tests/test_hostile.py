@@ -382,6 +382,24 @@ def test_data_that_json_cannot_hold_exactly_is_refused(store, value):
     assert store.cases() == []
 
 
+@pytest.mark.parametrize("data", [{"\ud800": "1"}, {"plan": "\udcff"}, {"a": float("nan")},
+                                  {"a": 10**5000}, {"a": ["\ud800"]}, {"a": object()}])
+def test_cases_refuses_a_data_filter_it_could_not_store(store, data):
+    """store.cases(data=...) with a lone surrogate, NaN, a huge int or a non-JSON value is
+    InvalidInputError naming the data, as create_case would refuse it."""
+    with pytest.raises(af.InvalidInputError, match="data"):
+        store.cases(data=data)
+
+
+@pytest.mark.parametrize("workflow", ["\udcff", "x\ud800y", 42, None])
+def test_create_case_refuses_a_workflow_name_that_is_not_text(store, workflow):
+    """create_case with a lone surrogate or a non-string as the workflow: InvalidInputError
+    naming the workflow, nothing stored."""
+    with pytest.raises(af.InvalidInputError, match="workflow"):
+        store.create_case(workflow, "x", actor="tmf", on="2022-01-10")
+    assert store.cases() == []
+
+
 @pytest.mark.parametrize("case_id", SQL[:-1])
 def test_sql_in_a_case_id_is_only_text(store, case_id):
     """SQL in a case id is stored as that text; every table is still there."""

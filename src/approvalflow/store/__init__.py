@@ -721,6 +721,8 @@ class Store:
                 raise InvalidInputError(f"version must be a whole number, not {version!r}.")
             return self.workflow(check_text(workflow, "workflow", max_length=MAX_ID_LENGTH),
                                  version)
+        if not isinstance(workflow, os.PathLike):
+            check_text(workflow, "workflow")  # a lone surrogate can't be looked up in SQLite
         name = os.fspath(workflow)
         if (isinstance(workflow, os.PathLike) or name.endswith(".toml") or "/" in name
                 or os.sep in name or name in bundled_workflows()):

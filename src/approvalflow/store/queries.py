@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .. import guards as _guards
+from ..canonical import check_data, check_text
 from ..case import check_actor
 from ..engine import engine_for
 from ..errors import InvalidInputError
@@ -249,6 +250,8 @@ def find_cases(store: Store, *, workflow: str | None, state: str | None,
             if not isinstance(path, str) or not path:
                 raise InvalidInputError(f"a data key path is text such as 'budget.total', "
                                         f"not {path!r}.")
+            # what can't be stored can't be matched: a lone surrogate, NaN, a huge int
+            check_data({check_text(path, "a data key path"): value})
             clauses.append("case_id IN (SELECT case_id FROM case_fields WHERE path = ? "
                            "AND value = ?)")
             params.extend((path, field_value(value)))
