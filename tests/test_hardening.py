@@ -409,6 +409,34 @@ def test_the_cli_reads_only_regular_files(command, runner, tmp_path, case_db_pat
     assert case_db_path.read_bytes() == before
 
 
+@pytest.mark.parametrize("args", [["show", "c"], ["fire", "c", "go", "--actor", "x"],
+                                  ["new", "boligsocial-helhedsplan", "c", "--actor", "tmf"],
+                                  ["verify"], ["cases"], ["tick"]])
+def test_a_special_file_as_the_database_is_named_for_what_it_is(args, runner, tmp_path):
+    """--db /dev/null, /dev/zero or a FIFO: exit 1, one Error line saying it is a device or
+    a FIFO (not "an empty file" or "disk I/O error"), and nothing made beside it."""
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    for path, kind in (("/dev/null", "character device"), ("/dev/zero", "character device"),
+                       (str(fifo), "FIFO")):
+        result = run(runner, Path(path), *args)
+        assert result.exit_code == 1, (path, result.stdout, result.stderr)
+        assert len(error_lines(result)) == 1, (path, result.stderr)
+        assert kind in error_lines(result)[0], (path, result.stderr)
+        assert "empty file" not in result.stderr and "I/O" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.db"]
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_open_store_names_a_special_file(tmp_path, readonly):
+    """open_store on a FIFO or a character device is a StoreError saying what it is."""
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "FIFO"), (Path("/dev/null"), "character device")):
+        with pytest.raises(af.StoreError, match=kind):
+            af.open_store(path, readonly=readonly)
+
+
 @pytest.fixture
 def case_db_path(tmp_path: Path, seed_data: dict[str, Any]) -> Path:
     """A database with the flagship case, submitted."""

@@ -243,7 +243,8 @@ def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -
     if not create and not os.path.exists(path):
         raise Failure(f"There is no database at {path!r}; pass --db PATH or set "
                       f"${DB_ENV}, or create a case with 'approvalflow new'.")
-    if not create and os.path.getsize(path) == 0:
+    # a FIFO or a device has size 0 too: the store says what it is instead
+    if not create and os.path.isfile(path) and os.path.getsize(path) == 0:
         raise Failure(f"{path!r} is an empty file, not an approvalflow database; pass --db "
                       f"with the database's path.")
     if readonly:

@@ -47,6 +47,7 @@ from ..errors import (
     SchemaVersionError,
     StoreError,
 )
+from ..files import special_kind
 from ..forecast import DueItem, due_items, sort_due
 from ..loading import bundled_workflows, load_workflow, loads_workflow
 from ..replay import replay
@@ -198,6 +199,10 @@ class Store:
         if self.readonly and self.path == ":memory:":
             raise InvalidInputError("readonly=True needs a database file; an in-memory store "
                                     "starts empty.")
+        kind = None if self.path == ":memory:" else special_kind(self.path)
+        if kind is not None:  # SQLite would say "disk I/O error" or "unable to open"
+            raise StoreError(f"The database {self.where!r} is {kind}, not a database file; "
+                             f"give the path of an approvalflow database (or of a new file).")
         if (not create or self.readonly) and self.path != ":memory:" \
                 and not Path(self.path).is_file():
             raise StoreError(f"There is no database at {self.where!r}; create one with "
