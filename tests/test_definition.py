@@ -354,6 +354,61 @@ def test_vote_group_checks() -> None:
     assert "need is 5; with 3 voters" in refused(PARALLEL.replace("need = 2", "need = 5"))
 
 
+VOTE = """
+[workflow]
+name = "vote"
+version = 1
+initial = "voting"
+
+[actors]
+x = "X"
+y = "Y"
+z = "Z"
+
+[states.voting]
+[states.passed]
+final = true
+[states.failed]
+final = true
+
+[votes.panel]
+state = "voting"
+voters = ["x", "y", "z"]
+need = 3
+
+[[transitions]]
+trigger = "yes"
+source = "voting"
+target = "passed"
+vote = "panel"
+actors = ["x", "y"]
+
+[[transitions]]
+trigger = "no"
+source = "voting"
+target = "failed"
+vote = "panel"
+ballot = "no"
+"""
+
+
+def test_a_vote_whose_yes_ballot_too_few_voters_may_cast_is_refused() -> None:
+    """need = 3 with a yes ballot only two of the three voters may cast: the vote could
+    never pass (a case always ends in 'failed', which explore does not flag), so loading
+    refuses it; need = 2 loads."""
+    assert ("[votes.panel].need is 3, but only 2 voter(s) may cast its yes ballot "
+            "(['x', 'y'])") in refused(VOTE)
+    assert load(VOTE.replace("need = 3", "need = 2")).votes["panel"].need == 2
+
+
+def test_a_vote_nothing_can_decide_is_refused() -> None:
+    """A vote whose only ballots are withdrawals, with no 'withdrawn' state, could never be
+    decided: a case in its state would be stuck, so loading refuses it."""
+    text = (VOTE.replace('ballot = "no"', 'ballot = "withdraw"')
+            .replace('vote = "panel"\nactors = ["x", "y"]', 'vote = "panel"\nballot = "withdraw"'))
+    assert "[votes.panel] has no yes or no ballot" in refused(text)
+
+
 def test_vote_ballot_from_wrong_state() -> None:
     """A ballot must start from its vote group's state."""
     text = PARALLEL.replace('trigger = "right.no"\nsource = "r1"',

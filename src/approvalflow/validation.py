@@ -173,6 +173,7 @@ class Builder:
         creation_sets = self._data_keys("[workflow].creation_sets", head["creation_sets"]) \
             if "creation_sets" in head else None
         self._check_participation(defs, votes, trans, actors)
+        self._check_vote_can_pass(votes, trans)
         self.check()
         self._check_soundness(defs, trans + self._withdrawal_steps(votes), head["initial"])
         self.check()
@@ -475,6 +476,25 @@ class Builder:
             elif vg.state and not defs[vg.state].is_leaf:
                 self.problem(f"{where}.state {vg.state!r} must be a leaf state (votes are "
                              f"taken while the case waits in it).")
+
+    def _check_vote_can_pass(self, votes: dict[str, VoteGroup],
+                             trans: list[TransitionDef]) -> None:
+        """A vote's yes ballot can pass it: at least ``need`` voters may cast it. A vote
+        without a yes ballot must be decidable otherwise: by a no ballot, or by its
+        ``withdrawn`` state."""
+        for vg in votes.values():
+            ballots = [t for t in trans if t.vote == vg.id]
+            yes = {a for t in ballots if t.ballot == "yes" for a in t.actors}
+            where = f"[votes.{vg.id}]"
+            if not yes:
+                if vg.withdrawn is None and not any(t.ballot == "no" for t in ballots):
+                    self.problem(f"{where} has no yes or no ballot (a transition with vote = "
+                                 f"{vg.id!r} and ballot = \"yes\" or \"no\") and no "
+                                 f"'withdrawn' state: nothing could ever decide it.")
+            elif vg.need is not None and len(yes) < vg.need:
+                self.problem(f"{where}.need is {vg.need}, but only {len(yes)} voter(s) may "
+                             f"cast its yes ballot ({_ids(sorted(yes))}): it could never "
+                             f"pass; lower 'need' or let more voters say yes.")
 
     def _resolve_transitions(self, items: list[dict[str, Any]], defs: dict[str, StateDef],
                              actors: dict[str, str],
