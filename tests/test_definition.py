@@ -423,6 +423,20 @@ def test_trigger_in_two_parallel_regions() -> None:
     assert "parallel regions of 'both'" in refused(text)
 
 
+def test_a_step_into_one_region_from_outside_is_refused() -> None:
+    """A step from outside a parallel state into a state of one of its regions would enter
+    that region alone, leaving the case stuck: refused, naming the regions left out."""
+    for target in ("l2", "left"):
+        text = PARALLEL + (f'\n[[transitions]]\ntrigger = "jump"\nsource = "start"\n'
+                           f'target = "{target}"\nactors = ["x"]\n')
+        assert (f"'jump' from 'start' targets {target!r}, inside region 'left' of parallel "
+                f"state 'both', from outside 'both': the regions ['right'] would not be "
+                f"entered") in refused(text)
+    inside = PARALLEL + ('\n[[transitions]]\ntrigger = "back"\nsource = "r1"\n'
+                         'target = "l1"\nactors = ["x"]\n')
+    assert "back" in load(inside).triggers
+
+
 def test_every_problem_is_listed() -> None:
     """Several problems are reported together, one line each, all naming the file."""
     with pytest.raises(af.DefinitionError) as info:

@@ -583,9 +583,29 @@ class Builder:
                          f"trigger (a trigger may not be named 'state' or 'is_' followed by "
                          f"a state id).")
 
+    def _check_region_entries(self, defs: dict[str, StateDef],
+                              trans: list[TransitionDef]) -> None:
+        """A step from outside a parallel state may not target a state inside one of its
+        regions: it would enter that region alone, and the case would wait forever for
+        the regions it never entered."""
+        for t in trans:
+            inside = {t.source, *self._ancestors(defs, t.source)}
+            for p in self._ancestors(defs, t.target):
+                if defs[p].kind == "parallel" and p not in inside:
+                    region = next(r for r in [t.target, *self._ancestors(defs, t.target)]
+                                  if defs[r].parent == p)
+                    others = [r for r in defs[p].children if r != region]
+                    self.problem(f"{t.trigger!r} from {t.source!r} targets {t.target!r}, "
+                                 f"inside region {region!r} of parallel state {p!r}, from "
+                                 f"outside {p!r}: the regions {_ids(others)} would not be "
+                                 f"entered; target {p!r} itself (every region starts in its "
+                                 f"initial state).")
+                    break
+
     def _check_soundness(self, defs: dict[str, StateDef], trans: list[TransitionDef],
                          initial: str) -> None:
         self._check_trigger_names(defs, trans)
+        self._check_region_entries(defs, trans)
         def entered(sid: str) -> Iterator[str]:
             """A state and everything that becomes active with it (ancestors, defaults)."""
             node = sid
