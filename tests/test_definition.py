@@ -183,6 +183,23 @@ def test_not_utf8(tmp_path: Path) -> None:
         af.load_workflow(path)
 
 
+@pytest.mark.parametrize("raw, says", [
+    (b"\xef\xbb\xbf" + MINI.encode(), "starts with a byte order mark"),
+    (b"\xff\xfe" + MINI.encode("utf-16-le"), "is UTF-16 text"),
+    (b"\xfe\xff" + MINI.encode("utf-16-be"), "is UTF-16 text"),
+])
+def test_a_byte_order_mark_is_named(tmp_path: Path, raw: bytes, says: str) -> None:
+    """A file starting with a UTF-8 BOM, or UTF-16 text, is refused saying so (not "Invalid
+    statement at line 1, column 1" or a bad byte at offset 0), by path and as text."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(raw)
+    with pytest.raises(af.DefinitionError) as info:
+        af.load_workflow(path)
+    assert str(info.value).startswith(f"{path}: the ") and says in str(info.value)
+    if raw.startswith(b"\xef"):
+        assert says in refused(raw.decode("utf-8"))
+
+
 def test_toml_syntax_error_names_line() -> None:
     """A TOML syntax error names the file and the line."""
     message = refused(MINI + "\n[states.c\n")
