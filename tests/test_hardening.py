@@ -506,18 +506,33 @@ def test_history_and_show_show_the_escaped_note_and_title(runner, hostile_db):
 
 
 @pytest.mark.parametrize("args", [["history", "c1", "--json"], ["show", "c1", "--json"],
-                                  ["allowed", "c1", "--json"], ["cases", "--json"]])
+                                  ["allowed", "c1", "--json"], ["cases", "--json"],
+                                  ["tail", "--json"]])
 def test_json_output_escapes_as_json_does(runner, hostile_db, args):
     """--json output holds no raw control character, and parses back to the stored text."""
     result = run(runner, hostile_db, *args)
     assert result.exit_code == 0, result.stderr
     for char in RAW:
         assert char not in result.stdout, (args, char)
+    if args[0] == "tail":  # one object per line
+        doc = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [e["note"] for e in doc][:2] == [NOTE, NOTE + "\nsecond line\r"]
+        assert doc[1]["data"]["why"] == TITLE
+        return
     doc = json.loads(result.stdout)
     if args[0] == "history":
         assert doc[0]["note"] == NOTE and doc[1]["data"]["why"] == TITLE
     if args[0] == "show":
         assert doc["title"] == TITLE
+
+
+def test_timeline_names_its_output_file_escaped(runner, hostile_db, tmp_path):
+    """timeline -o with a control character in the file name: the 'wrote' line escapes it."""
+    out = tmp_path / "t\x1b[2J.svg"
+    result = run(runner, hostile_db, "timeline", "c1", "-o", str(out), "--on", "2022-01-03")
+    assert result.exit_code == 0, result.stderr
+    assert out.exists() and "\x1b" not in result.stdout
+    assert result.stdout == f"wrote {tmp_path}/t\\x1b[2J.svg\n"
 
 
 def test_check_and_diagram_escape_labels_and_file_names(runner, tmp_path):

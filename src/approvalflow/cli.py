@@ -852,7 +852,7 @@ def timeline(ctx: click.Context, case_ids: tuple[str, ...], all_cases: bool,
         click.echo(picture.text, nl=False)
     else:
         picture.save(output)
-        click.echo(f"wrote {output}")
+        _echo(f"wrote {output}")
 
 
 # --------------------------------------------------------------------------- migrate
@@ -1019,7 +1019,7 @@ def tail(ctx: click.Context, after: int, follow: bool, as_json: bool) -> None:
 
     def emit(e: Any) -> None:
         if as_json:
-            click.echo(json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True))
+            click.echo(json_safe(json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True)))
         else:
             _echo(_tail_line(e))
         sys.stdout.flush()  # a reader at the other end of a pipe sees each event at once
