@@ -8,11 +8,13 @@ inspection and identifiers (12), backup (13).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -992,6 +994,32 @@ def test_backup_refuses_its_own_file_and_a_folder(store, db_path, tmp_path):
     with pytest.raises(af.InvalidInputError, match="directory"):
         store.backup(tmp_path)
     assert store.verify().ok
+
+
+def special_backup_targets(tmp_path: Path) -> dict[str, Path]:
+    """A FIFO and, where this process may make one, a character device (/dev/null's own
+    numbers) inside tmp_path: never the system's /dev/null, in case the refusal breaks."""
+    targets = {"FIFO": tmp_path / "fifo.db"}
+    os.mkfifo(targets["FIFO"])
+    with contextlib.suppress(OSError):
+        os.mknod(tmp_path / "null.db", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        targets["character device"] = tmp_path / "null.db"
+    return targets
+
+
+@pytest.mark.sqlite_only  # backup copies a SQLite file
+def test_backup_never_replaces_a_fifo_or_a_device(store, tmp_path, runner, case_db_path):
+    """backup onto a FIFO or a device, even with force (--force): refused naming what it is,
+    and the FIFO or device is still there (it was replaced by a regular file: as root,
+    'approvalflow backup /dev/null --force' replaced /dev/null)."""
+    for kind, path in special_backup_targets(tmp_path).items():
+        mode = path.lstat().st_mode
+        with pytest.raises(af.InvalidInputError, match=kind):
+            store.backup(path, force=True)
+        result = run(runner, case_db_path, "backup", str(path), "--force")
+        assert result.exit_code == 1 and len(error_lines(result)) == 1, result.stderr
+        assert kind in error_lines(result)[0]
+        assert path.lstat().st_mode == mode and not stat.S_ISREG(mode)
 
 
 WRITER = ROOT / "tests" / "writer_process.py"

@@ -570,6 +570,11 @@ class Store:
         if dest.is_dir():
             raise InvalidInputError(f"The backup path {str(dest)!r} is a directory; give a "
                                     f"file name.")
+        kind = special_kind(dest)
+        if kind is not None:  # even with force: replacing /dev/null would break the system
+            raise InvalidInputError(f"The backup path {str(dest)!r} is {kind}, not a file; "
+                                    f"give the path of a new file (or of a database file to "
+                                    f"replace, with force=True, --force).")
         if self.path != ":memory:" and dest.exists() and dest.samefile(self.path):
             raise InvalidInputError(f"Can't back up {self.where!r} onto itself.")
         if not force and any(os.path.lexists(f"{dest}{suffix}") for suffix in _FILE_SUFFIXES):
