@@ -265,6 +265,9 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.where!r} is not an approvalflow database, or it is "
                              f"damaged: {e}.") from e
+        foreign = sqlite.foreign_database(self._conn, self.where) if current else None
+        if foreign:  # another program's schema version: not "a newer approvalflow"
+            raise StoreError(foreign)
         self._check_not_newer(current)
         if current == 0:
             raise StoreError(f"{self.where!r} is not an approvalflow database (it has no "
