@@ -781,6 +781,19 @@ def test_other_files_are_not_databases(runner: CliRunner, tmp_path: Path,
     assert path.read_bytes() == content
 
 
+@pytest.mark.parametrize("args", [["tail", "--after", str(2**63)],
+                                  ["tail", "--after", "9" * 30],
+                                  ["cases", "--limit", str(2**62 + 1)],
+                                  ["cases", "--offset", "9" * 30]])
+def test_a_number_past_what_the_database_holds_is_a_usage_error(runner: CliRunner,
+                                                                 case_db: Path,
+                                                                 args: list[str]) -> None:
+    """tail --after, cases --limit or --offset past SQLite's integers: exit 2 naming the
+    range (tail said 'unexpected OverflowError, a bug')."""
+    line = one_error(run(runner, case_db, *args), code=2)
+    assert "is not in the range 0<=x<=" in line
+
+
 def test_non_utf8_database_path(runner: CliRunner, tmp_path: Path) -> None:
     """A database path that is not valid UTF-8 is named (escaped) in the error."""
     line = one_error(run(runner, tmp_path / "\udcff.db", "cases"))

@@ -507,9 +507,9 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
 @click.option("--until", type=DATE, default=None, help="Last event on or before this date.")
 @click.option("--on", type=DATE, default=None,
               help="The date --awaiting and --overdue are asked on (default: today).")
-@click.option("--limit", type=click.IntRange(0), default=None,
+@click.option("--limit", type=click.IntRange(0, 2**62), default=None,
               help="List at most this many cases (and print the total).")
-@click.option("--offset", type=click.IntRange(0), default=0,
+@click.option("--offset", type=click.IntRange(0, 2**62), default=0,
               help="Skip this many cases first (and print the total).")
 @json_option
 @click.pass_context
@@ -1007,7 +1007,7 @@ def _tail_line(e: Any) -> str:
 
 
 @cli.command()
-@click.option("--after", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--after", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Start after this feed position (the last one you handled).")
 @click.option("--follow", is_flag=True,
               help="Keep running: print each new event as it is committed (Ctrl-C ends).")

@@ -216,7 +216,8 @@ def _check_page(limit: object, offset: object) -> tuple[int | None, int]:
     for name, value in (("limit", limit), ("offset", offset)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or not 0 <= value <= 2**62):  # SQLite's integers
-            raise InvalidInputError(f"{name} must be a whole number from 0, not {value!r}.")
+            raise InvalidInputError(f"{name} must be a whole number from 0 to {2**62}, "
+                                    f"not {value!r}.")
     return limit, offset or 0  # type: ignore[return-value]
 
 
