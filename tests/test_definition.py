@@ -454,6 +454,14 @@ def test_a_step_into_one_region_from_outside_is_refused() -> None:
     assert "back" in load(inside).triggers
 
 
+def test_an_empty_done_is_refused() -> None:
+    """done = [] on a region is refused: it named no final state, yet the region counted as
+    done in every final state, as if 'done' were left out."""
+    text = PARALLEL.replace('[states.left]\nparent = "both"',
+                            '[states.left]\nparent = "both"\ndone = []')
+    assert "[states.left].done is empty" in refused(text)
+
+
 def test_every_problem_is_listed() -> None:
     """Several problems are reported together, one line each, all naming the file."""
     with pytest.raises(af.DefinitionError) as info:

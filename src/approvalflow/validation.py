@@ -442,6 +442,9 @@ class Builder:
                 self.problem(f"{where} is final but has child states {_ids(kids)}; "
                              f"only a leaf state can be final.")
             done = self._str_list(f"{where}.done", body.get("done", []))
+            if "done" in body and not body["done"]:  # it would read as "every final state"
+                self.problem(f"{where}.done is empty; list the final states in which the "
+                             f"region is done, or leave 'done' out (every final state).")
             covers = self._str_list(f"{where}.covers", body.get("covers", []))
             quorum = self._quorum(f"{where}.quorum", body["quorum"]) if "quorum" in body \
                 else None
