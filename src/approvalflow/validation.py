@@ -839,6 +839,16 @@ class Builder:
                     self.problem(f"{where}: 'escalates' names {ref.step!r}, which is neither a "
                                  f"step nor a state with a deadline; with deadlines: "
                                  f"{_ids(with_deadline)}.")
+        for t in trans:
+            # A state's deadline is missed by a case that stays in it: escalating it from
+            # elsewhere would fire on a date about a state the case is not in.
+            name = t.timer.step if t.timer and t.timer.kind == "missed" else None
+            if name and name not in deadlines and name in defs \
+                    and name not in (t.source, *self._ancestors(defs, t.source)):
+                self.problem(f"[[transitions]] ({t.trigger!r} from {t.source!r}).escalates "
+                             f"names the state {name!r}, but {t.source!r} is not {name!r} or "
+                             f"inside it: its deadline is missed by a case that stays in "
+                             f"{name!r}, so escalate from there.")
         return goal, target
 
     def _check_can_end(self, defs: dict[str, StateDef], trans: list[TransitionDef],
