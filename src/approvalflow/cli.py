@@ -58,7 +58,9 @@ class Failure(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        for line in self.message.splitlines() or [""]:
+        # "\n" only: splitlines() would also break at "\r", "\x85" or "\u2028" from stored
+        # or guard text, and drop them instead of showing their escapes
+        for line in self.message.rstrip("\n").split("\n"):
             _echo(f"Error: {line}", err=True)
 
 
@@ -469,7 +471,8 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
             last = case.last_on
             options_on = max(when, last) if last is not None else when
             options = allowed_line(case, case.permitted(on=options_on))
-            raise Failure(cli_advice(f"{e} {options}")) from e
+            # one line, whatever a guard's reason holds
+            raise Failure(cli_advice(f"{e} {options}").replace("\n", " ")) from e
         if case.version == before:  # a retry with a known key: the stored event came back
             _echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
             return
