@@ -454,6 +454,22 @@ def test_a_step_into_one_region_from_outside_is_refused() -> None:
     assert "back" in load(inside).triggers
 
 
+def test_a_date_from_data_nothing_may_set_is_refused() -> None:
+    """A timed step at "data:when" as the only way out, with creation_sets and every step's
+    sets leaving 'when' out: the clock could never take it and the case never end, yet it
+    loaded (and explore said ok). A deadline on such a key is refused too."""
+    text = MINI.replace('initial = "a"', 'initial = "a"\ncreation_sets = ["other"]').replace(
+        'actors = ["x"]', 'at = "data:when"')
+    assert ("[[transitions]] ('go' from 'a').at is the date in the case data 'when', but "
+            "neither the creation (creation_sets ['other']) nor any step's 'sets' may set "
+            "it") in refused(text)
+    deadline = MINI.replace('initial = "a"', 'initial = "a"\ncreation_sets = []').replace(
+        'actors = ["x"]', 'actors = ["x"]\nsets = ["due.day"]\ndeadline = "data:due"')
+    assert "('go' from 'a').deadline is the date in the case data 'due'" in refused(deadline)
+    assert load(deadline.replace('"due.day"', '"due"')).triggers == {"go"}
+    assert load(text.replace('["other"]', '["other", "when"]')).triggers == {"go"}
+
+
 def test_an_empty_done_is_refused() -> None:
     """done = [] on a region is refused: it named no final state, yet the region counted as
     done in every final state, as if 'done' were left out."""

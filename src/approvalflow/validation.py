@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -178,6 +178,7 @@ class Builder:
         self._check_soundness(defs, trans + self._withdrawal_steps(votes), head["initial"])
         self.check()
         goal, target = self._check_dates(head, defs, trans)
+        self._check_date_data(target, defs, trans, creation_sets)
         invariants = self._invariants(doc.get("invariants"), defs)
         self.check(last=True)
         return Workflow(
@@ -850,6 +851,35 @@ class Builder:
                              f"inside it: its deadline is missed by a case that stays in "
                              f"{name!r}, so escalate from there.")
         return goal, target
+
+    def _check_date_data(self, target: DateRef | None, defs: dict[str, StateDef],
+                         trans: list[TransitionDef], creation_sets: list[str] | None) -> None:
+        """A date read from the case data needs a key the data can hold: one the creation
+        or some step (not the clock, which carries no data) may set. Otherwise the date is
+        never known, and a timed step on it is never taken."""
+        def covered(key: str, allowed: Iterable[str], trigger: str | None = None) -> bool:
+            keys = {*allowed, *([f"dates.{trigger}"] if trigger else [])}
+            parts = key.split(".")
+            return any(".".join(parts[:n]) in keys for n in range(1, len(parts) + 1))
+
+        def settable(key: str) -> bool:
+            if creation_sets is None or covered(key, creation_sets):
+                return True
+            return any(not t.timed and (t.sets is None or covered(key, t.sets, t.trigger))
+                       for t in trans)
+
+        refs: list[tuple[str, DateRef | None]] = [("[workflow].target", target)]
+        refs += [(f"[states.{d.id}].deadline", d.deadline) for d in defs.values()]
+        for t in trans:
+            where = f"[[transitions]] ({t.trigger!r} from {t.source!r})"
+            refs += [(f"{where}.deadline", t.deadline), (f"{where}.earliest", t.earliest),
+                     (f"{where}.at", t.timer)]
+        for where, ref in refs:
+            if ref is not None and ref.kind == "data" and ref.key and not settable(ref.key):
+                self.problem(f"{where} is the date in the case data {ref.key!r}, but neither "
+                             f"the creation (creation_sets {_ids(creation_sets or [])}) nor "
+                             f"any step's 'sets' may set it: the date could never be known; "
+                             f"add {ref.key!r} to creation_sets or to a step's 'sets'.")
 
     def _check_can_end(self, defs: dict[str, StateDef], trans: list[TransitionDef],
                        reached: set[str]) -> None:
