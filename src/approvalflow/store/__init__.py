@@ -740,6 +740,7 @@ class Store:
         if (isinstance(workflow, os.PathLike) or name.endswith(".toml") or "/" in name
                 or os.sep in name or name in bundled_workflows()):
             return load_workflow(workflow)
+        check_text(name, "workflow", max_length=MAX_ID_LENGTH)  # a stored name is an id
         with translate("look up a stored workflow"):
             row = self._conn.execute("SELECT MAX(version) FROM workflows WHERE name = ?",
                                      (name,)).fetchone()
