@@ -178,6 +178,35 @@ def test_absurd_nesting_is_refused(tmp_path):
         af.load_workflow(big)
 
 
+def _largest_workflows() -> dict[str, str]:
+    """Sound files of about 1 MB (the largest a file may be): a chain of 10,000 states, and
+    one trigger leaving 5,200 states of a compound (a withdrawal from anywhere)."""
+    head = '[workflow]\nname = "big"\nversion = 1\ninitial = "s0"\n[actors]\nx = "X"\n'
+    step = '[[transitions]]\ntrigger = "{}"\nsource = "{}"\ntarget = "{}"\nactors = ["x"]\n'
+    n = 10_000
+    chain = [head, *(f"[states.s{i}]\n" for i in range(n)), "[states.end]\nfinal = true\n",
+             *(step.format(f"t{i}", f"s{i}", f"s{i + 1}" if i + 1 < n else "end")
+               for i in range(n))]
+    n = 5_200
+    shared = [head, '[states.s0]\ninitial = "c0"\n[states.c0]\nparent = "s0"\n'
+              '[states.end]\nfinal = true\n', step.format("go", "c0", "end"),
+              *(f'[states.f{i}]\nparent = "s0"\n' for i in range(n)),
+              *(step.format(f"t{i}", "c0", f"f{i}") + step.format("go", f"f{i}", "end")
+                for i in range(n))]
+    return {"chain": "".join(chain), "shared trigger": "".join(shared)}
+
+
+@pytest.mark.parametrize("kind", ["chain", "shared trigger"])
+def test_the_largest_sound_files_load_without_a_hang(kind):
+    """A sound 1 MB workflow loads within the hang guard: its checks asked every leaf about
+    every step (and compared every pair of a trigger's sources), which took minutes."""
+    text = _largest_workflows()[kind]
+    assert 900_000 < len(text.encode()) <= 1_000_000
+    with no_hang():
+        wf = af.loads_workflow(text, source="big.toml")
+    assert "end" in wf.states
+
+
 # -- values given to the store --------------------------------------------------------------
 
 

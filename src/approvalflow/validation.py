@@ -11,6 +11,7 @@ fire, and no trigger that could move two parts of a case at once.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -660,7 +661,7 @@ class Builder:
                 continue
             # A join waits for every region to finish, so it is no way out of a state
             # that is not final.
-            if not any(t.source in (sid, *ancestors) and not t.join for t in trans):
+            if not any(not t.join for s in (sid, *ancestors) for t in by_source.get(s, ())):
                 self.problem(f"state {sid!r} is not final but has no way out (no transition "
                              f"leaves it or a state containing it, other than a join that "
                              f"waits for it to finish); mark it final = true or add a "
@@ -680,6 +681,8 @@ class Builder:
         for t in trans:
             by_trigger.setdefault(t.trigger, []).append(t)
         for trigger, ts in by_trigger.items():
+            if not self._sources_clash(defs, [t.source for t in ts]):
+                continue  # the usual case, found without comparing every pair
             for i, a in enumerate(ts):
                 for b in ts[i + 1:]:
                     clash = self._can_coexist(defs, a.source, b.source)
@@ -891,31 +894,36 @@ class Builder:
                          "states where it ends final = true.")
             return
         leaves = [s for s, d in defs.items() if d.is_leaf]
-        lineage = {s: {s, *self._ancestors(defs, s)} for s in leaves}
-        successors: dict[str, set[str]] = {s: set() for s in leaves}
-        parallel_of = {s: [a for a in lineage[s] if defs[a].kind == "parallel"] for s in leaves}
+        under: dict[str, list[str]] = {}  # the leaves at or below a state
+
+        def leaves_under(sid: str) -> list[str]:
+            if sid not in under:
+                under[sid] = self._leaves(defs, sid)
+            return under[sid]
+
+        # Each step's leaves and where they go, found from the step (not by asking every
+        # leaf of every step: a 1 MB file would take minutes).
+        predecessors: dict[str, set[str]] = {}
         for t in trans:
             entered = self._entered_leaves(defs, t.target)
-            source_in = {t.source, *self._ancestors(defs, t.source)}
-            target_in = {t.target, *self._ancestors(defs, t.target)}
-            for leaf in leaves:
-                # a join fires from a final leaf of each region; any other step from any
-                # leaf at or below its source
-                # (and a step in a sibling region that leaves a parallel state ends this
-                # region too)
-                own = t.source in lineage[leaf] and (not t.join or defs[leaf].final)
-                sibling = not t.join and any(p in source_in and p not in target_in
-                                             for p in parallel_of[leaf])
-                if own or sibling:
-                    successors[leaf] |= entered
+            # a join fires from a final leaf of each region; any other step from any leaf
+            # at or below its source
+            moved = {leaf for leaf in leaves_under(t.source) if not t.join or defs[leaf].final}
+            if not t.join:
+                # a step in a sibling region that leaves a parallel state ends this region too
+                target_in = {t.target, *self._ancestors(defs, t.target)}
+                for p in {t.source, *self._ancestors(defs, t.source)} - target_in:
+                    if defs[p].kind == "parallel":
+                        moved.update(leaves_under(p))
+            for leaf in entered:
+                predecessors.setdefault(leaf, set()).update(moved)
         can_end = set(ends)
-        changed = True
-        while changed:
-            changed = False
-            for leaf in leaves:
-                if leaf not in can_end and successors[leaf] & can_end:
+        queue = deque(ends)
+        while queue:  # backwards from the ends: every leaf with a step towards one
+            for leaf in predecessors.get(queue.popleft(), ()):
+                if leaf not in can_end:
                     can_end.add(leaf)
-                    changed = True
+                    queue.append(leaf)
         stuck = sorted(s for s in leaves if s in reached and s not in can_end)
         if stuck:
             self.problem(f"from states {_ids(stuck)} no chain of steps leads to a final "
@@ -948,6 +956,24 @@ class Builder:
             out.append(parent)
             parent = defs[parent].parent
         return out
+
+    def _sources_clash(self, defs: dict[str, StateDef], sources: list[str]) -> bool:
+        """Whether two of ``sources`` can be active together (what :meth:`_can_coexist`
+        says of a pair), in one pass: one contains another, or two lie in different
+        regions of one parallel state."""
+        unique = set(sources)
+        if len(unique) < len(sources):
+            return True
+        region_of: dict[str, str] = {}  # parallel state -> the region a source lies in
+        for sid in unique:
+            chain = [sid, *self._ancestors(defs, sid)]
+            if any(a in unique for a in chain[1:]):
+                return True
+            for child, parent in itertools.pairwise(chain):
+                if defs[parent].kind == "parallel" \
+                        and region_of.setdefault(parent, child) != child:
+                    return True
+        return False
 
     def _can_coexist(self, defs: dict[str, StateDef], a: str, b: str) -> str:
         anc_a = [a, *self._ancestors(defs, a)]
