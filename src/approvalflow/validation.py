@@ -487,8 +487,12 @@ class Builder:
         """A vote's yes ballot can pass it: at least ``need`` voters may cast it. A vote
         without a yes ballot must be decidable otherwise: by a no ballot, or by its
         ``withdrawn`` state."""
+        by_vote: dict[str, list[TransitionDef]] = {}
+        for t in trans:
+            if t.vote:
+                by_vote.setdefault(t.vote, []).append(t)
         for vg in votes.values():
-            ballots = [t for t in trans if t.vote == vg.id]
+            ballots = by_vote.get(vg.id, [])
             yes = {a for t in ballots if t.ballot == "yes" for a in t.actors}
             where = f"[votes.{vg.id}]"
             if not yes:
