@@ -163,6 +163,31 @@ def test_check_prints_one_error_line_per_problem(runner: CliRunner, tmp_path: Pa
     assert any("'nobody'" in line for line in errors)
 
 
+@pytest.mark.parametrize("explore", [[], ["--explore"]])
+def test_a_file_name_with_a_line_break_stays_on_its_line(runner: CliRunner, tmp_path: Path,
+                                                         explore: list[str]) -> None:
+    """check, new and diagram on a file named 'x\\nError: spoof.toml': each problem is one
+    Error line (it was two, the second a made-up 'Error: spoof.toml: ...'), and the ok line
+    of a sound file so named is one line."""
+    bad = tmp_path / "x\nError: spoof.toml"
+    bad.write_text(UNSOUND, encoding="utf-8")
+    good = tmp_path / "ok\nname.toml"
+    good.write_text((ROOT / "workflows" / f"{FLAGSHIP}.toml").read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    checked = run(runner, None, "check", *explore, str(good), str(bad))
+    assert checked.exit_code == 1
+    errors = checked.stderr.rstrip("\n").split("\n")
+    assert len(errors) >= 2 and all(line.startswith(f"Error: {tmp_path}/x\\nError: spoof.toml: ")
+                                    for line in errors), checked.stderr
+    assert checked.stdout.startswith(f"{tmp_path}/ok\\nname.toml: " if explore else
+                                     f"ok: {tmp_path}/ok\\nname.toml: {FLAGSHIP} v")
+    for args in (["new", str(bad), "c", "--actor", "tmf"], ["diagram", str(bad)]):
+        failed = run(runner, tmp_path / "cases.db", *args)
+        assert failed.exit_code == 1
+        assert failed.stderr.count("\n") == len(errors), failed.stderr
+        assert "\nError: spoof" not in failed.stderr
+
+
 @pytest.mark.parametrize("content", [b"not = [valid", b"\xff\xfe bytes"])
 def test_check_refuses_unreadable_files(runner: CliRunner, tmp_path: Path,
                                         content: bytes) -> None:

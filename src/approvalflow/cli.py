@@ -76,7 +76,10 @@ class _Group(click.Group):
             from .errors import ApprovalflowError
 
             if isinstance(e, ApprovalflowError):
-                raise Failure(cli_advice(str(e))) from e
+                # one Error line per problem (a DefinitionError lists several), whatever a
+                # file name or a value in it holds
+                problems = getattr(e, "problems", None) or [str(e)]
+                raise Failure("\n".join(one_line(cli_advice(p)) for p in problems)) from e
             if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):
                 where = f" {os.fsdecode(e.filename)!r}" if e.filename else ""
                 raise Failure(f"Could not use{where}: {e.strerror or e}.") from e
@@ -94,6 +97,12 @@ _PYTHON_ADVICE = (
     (re.compile(r"create one with 'approvalflow new' or approvalflow\.open_store\(\)"),
      "create one with 'approvalflow new'"),
 )
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks shown as ``\\n``: a file name or value holding one
+    can't split an ``Error:`` or ``ok:`` line in two (or make up a line of its own)."""
+    return text.replace("\n", "\\n")
 
 
 def cli_advice(text: str) -> str:
@@ -348,11 +357,10 @@ def check(items: tuple[str, ...], explore: bool, limit: int | None, as_json: boo
             wf = _load_workflow(item)
         except DefinitionError as e:
             failed += 1
-            problems = getattr(e, "problems", None) or str(e).splitlines()
-            for problem in problems:
-                _echo(f"Error: {cli_advice(problem)}", err=True)
+            for problem in e.problems:
+                _echo(f"Error: {one_line(cli_advice(problem))}", err=True)
             continue
-        _echo(f"ok: {item}: {wf.name} v{wf.version}, "
+        _echo(f"ok: {one_line(item)}: {wf.name} v{wf.version}, "
               f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
     if failed:
         raise click.exceptions.Exit(1)
@@ -370,15 +378,15 @@ def _check_explore(items: tuple[str, ...], limit: int | None, as_json: bool) -> 
             wf = _load_workflow(item)
         except DefinitionError as e:
             failed += 1
-            for problem in getattr(e, "problems", None) or str(e).splitlines():
-                _echo(f"Error: {problem}", err=True)
+            for problem in e.problems:
+                _echo(f"Error: {one_line(cli_advice(problem))}", err=True)
             continue
         report = wf.explore(limit=limit or DEFAULT_LIMIT)
         failed += not report.ok
         if as_json:
             reports.append({"file": item, **report.to_dict()})
         else:
-            head = "" if item == wf.name else f"{item}: "
+            head = "" if item == wf.name else f"{one_line(item)}: "
             _echo(head + report.text())
     if as_json:
         _echo_json(reports)
