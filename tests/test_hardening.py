@@ -537,6 +537,16 @@ def test_timeline_names_its_output_file_escaped(runner, hostile_db, tmp_path):
     assert result.stdout == f"wrote {tmp_path}/t\\x1b[2J.svg\n"
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_timeline_on_a_full_disk_names_the_file(runner, hostile_db):
+    """timeline -o /dev/full: exit 1, one Error line naming the file and the reason (it said
+    'Could not use: No space left on device.', naming nothing)."""
+    result = run(runner, hostile_db, "timeline", "c1", "-o", "/dev/full", "--on", "2022-01-03")
+    assert result.exit_code == 1 and len(error_lines(result)) == 1, result.stderr
+    assert error_lines(result)[0] == ("Error: Could not write '/dev/full': No space left on "
+                                      "device.")
+
+
 def test_check_and_diagram_escape_labels_and_file_names(runner, tmp_path):
     """check's ok line (a file name with an escape) and diagram's labels are escaped too."""
     path = tmp_path / "evil\x1b[2J.toml"

@@ -862,7 +862,10 @@ def timeline(ctx: click.Context, case_ids: tuple[str, ...], all_cases: bool,
     if output is None:
         click.echo(picture.text, nl=False)
     else:
-        picture.save(output)
+        try:
+            picture.save(output)
+        except OSError as e:  # a full disk: the error names no file by itself
+            raise Failure(f"Could not write {output!r}: {e.strerror or e}.") from e
         _echo(f"wrote {output}")
 
 
