@@ -163,6 +163,31 @@ def test_check_prints_one_error_line_per_problem(runner: CliRunner, tmp_path: Pa
     assert any("'nobody'" in line for line in errors)
 
 
+@pytest.mark.parametrize("explore", [[], ["--explore"]])
+def test_a_file_name_with_a_line_break_stays_on_its_line(runner: CliRunner, tmp_path: Path,
+                                                         explore: list[str]) -> None:
+    """check, new and diagram on a file named 'x\\nError: spoof.toml': each problem is one
+    Error line (it was two, the second a made-up 'Error: spoof.toml: ...'), and the ok line
+    of a sound file so named is one line."""
+    bad = tmp_path / "x\nError: spoof.toml"
+    bad.write_text(UNSOUND, encoding="utf-8")
+    good = tmp_path / "ok\nname.toml"
+    good.write_text((ROOT / "workflows" / f"{FLAGSHIP}.toml").read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    checked = run(runner, None, "check", *explore, str(good), str(bad))
+    assert checked.exit_code == 1
+    errors = checked.stderr.rstrip("\n").split("\n")
+    assert len(errors) >= 2 and all(line.startswith(f"Error: {tmp_path}/x\\nError: spoof.toml: ")
+                                    for line in errors), checked.stderr
+    assert checked.stdout.startswith(f"{tmp_path}/ok\\nname.toml: " if explore else
+                                     f"ok: {tmp_path}/ok\\nname.toml: {FLAGSHIP} v")
+    for args in (["new", str(bad), "c", "--actor", "tmf"], ["diagram", str(bad)]):
+        failed = run(runner, tmp_path / "cases.db", *args)
+        assert failed.exit_code == 1
+        assert failed.stderr.count("\n") == len(errors), failed.stderr
+        assert "\nError: spoof" not in failed.stderr
+
+
 @pytest.mark.parametrize("content", [b"not = [valid", b"\xff\xfe bytes"])
 def test_check_refuses_unreadable_files(runner: CliRunner, tmp_path: Path,
                                         content: bytes) -> None:
@@ -632,6 +657,19 @@ def test_allowed_refuses_a_hostile_actor(runner: CliRunner, case_db: Path) -> No
     assert "not valid Unicode text" in line
 
 
+@pytest.mark.parametrize("args", [["new", "\udcff", "c2", "--actor", "tmf"],
+                                  ["cases", "--data", "\udcff=1"],
+                                  ["cases", "--data", "plan=\udcff"]])
+def test_non_utf8_workflow_name_or_data_filter(runner: CliRunner, case_db: Path,
+                                               args: list[str]) -> None:
+    """A non-UTF-8 workflow name for 'new' or '--data' filter for 'cases': one Error line
+    naming the value (not an unexpected error), and the database is unchanged."""
+    before = db_bytes(case_db)
+    line = one_error(run(runner, case_db, *args))
+    assert "not valid Unicode text" in line and "\\udcff" in line
+    assert db_bytes(case_db) == before
+
+
 # --------------------------------------------------------------------------- verify, heads
 
 
@@ -766,6 +804,19 @@ def test_other_files_are_not_databases(runner: CliRunner, tmp_path: Path,
         line = one_error(run(runner, path, *args))
         assert "not an approvalflow database" in line or "not a database" in line
     assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("args", [["tail", "--after", str(2**63)],
+                                  ["tail", "--after", "9" * 30],
+                                  ["cases", "--limit", str(2**62 + 1)],
+                                  ["cases", "--offset", "9" * 30]])
+def test_a_number_past_what_the_database_holds_is_a_usage_error(runner: CliRunner,
+                                                                 case_db: Path,
+                                                                 args: list[str]) -> None:
+    """tail --after, cases --limit or --offset past SQLite's integers: exit 2 naming the
+    range (tail said 'unexpected OverflowError, a bug')."""
+    line = one_error(run(runner, case_db, *args), code=2)
+    assert "is not in the range 0<=x<=" in line
 
 
 def test_non_utf8_database_path(runner: CliRunner, tmp_path: Path) -> None:

@@ -183,6 +183,23 @@ def test_not_utf8(tmp_path: Path) -> None:
         af.load_workflow(path)
 
 
+@pytest.mark.parametrize("raw, says", [
+    (b"\xef\xbb\xbf" + MINI.encode(), "starts with a byte order mark"),
+    (b"\xff\xfe" + MINI.encode("utf-16-le"), "is UTF-16 text"),
+    (b"\xfe\xff" + MINI.encode("utf-16-be"), "is UTF-16 text"),
+])
+def test_a_byte_order_mark_is_named(tmp_path: Path, raw: bytes, says: str) -> None:
+    """A file starting with a UTF-8 BOM, or UTF-16 text, is refused saying so (not "Invalid
+    statement at line 1, column 1" or a bad byte at offset 0), by path and as text."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(raw)
+    with pytest.raises(af.DefinitionError) as info:
+        af.load_workflow(path)
+    assert str(info.value).startswith(f"{path}: the ") and says in str(info.value)
+    if raw.startswith(b"\xef"):
+        assert says in refused(raw.decode("utf-8"))
+
+
 def test_toml_syntax_error_names_line() -> None:
     """A TOML syntax error names the file and the line."""
     message = refused(MINI + "\n[states.c\n")
@@ -300,6 +317,17 @@ def test_invalid_ids() -> None:
     assert "'B b' is not a valid id" in message
 
 
+@pytest.mark.parametrize("old, new", [
+    ('[states.b]', '[states."b\\n"]'), ('x = "Xavier"', '"x\\n" = "Xavier"'),
+    ('name = "mini"', 'name = "mini\\n"'), ('trigger = "go"', 'trigger = "go\\n"'),
+])
+def test_an_id_ending_in_a_newline_is_not_valid(old: str, new: str) -> None:
+    """A state, actor, workflow name or trigger ending in a newline is not a valid id."""
+    text = MINI.replace(old, new).replace('target = "b"', 'target = "b\\n"' if "states" in old
+                                          else 'target = "b"')
+    assert "\\n' is not a valid id" in refused(text)
+
+
 def test_reserved_trigger() -> None:
     """The event log's own trigger names are reserved."""
     assert "reserved" in refused(MINI.replace('trigger = "go"', 'trigger = "create"'))
@@ -343,6 +371,61 @@ def test_vote_group_checks() -> None:
     assert "need is 5; with 3 voters" in refused(PARALLEL.replace("need = 2", "need = 5"))
 
 
+VOTE = """
+[workflow]
+name = "vote"
+version = 1
+initial = "voting"
+
+[actors]
+x = "X"
+y = "Y"
+z = "Z"
+
+[states.voting]
+[states.passed]
+final = true
+[states.failed]
+final = true
+
+[votes.panel]
+state = "voting"
+voters = ["x", "y", "z"]
+need = 3
+
+[[transitions]]
+trigger = "yes"
+source = "voting"
+target = "passed"
+vote = "panel"
+actors = ["x", "y"]
+
+[[transitions]]
+trigger = "no"
+source = "voting"
+target = "failed"
+vote = "panel"
+ballot = "no"
+"""
+
+
+def test_a_vote_whose_yes_ballot_too_few_voters_may_cast_is_refused() -> None:
+    """need = 3 with a yes ballot only two of the three voters may cast: the vote could
+    never pass (a case always ends in 'failed', which explore does not flag), so loading
+    refuses it; need = 2 loads."""
+    assert ("[votes.panel].need is 3, but only 2 voter(s) may cast its yes ballot "
+            "(['x', 'y'])") in refused(VOTE)
+    assert load(VOTE.replace("need = 3", "need = 2")).votes["panel"].need == 2
+
+
+def test_a_vote_nothing_can_decide_is_refused() -> None:
+    """A vote whose only ballots are withdrawals, with no 'withdrawn' state, could never be
+    decided: a case in its state would be stuck, so loading refuses it."""
+    text = (VOTE.replace('ballot = "no"', 'ballot = "withdraw"')
+            .replace('vote = "panel"\nactors = ["x", "y"]', 'vote = "panel"\nballot = "withdraw"'))
+    assert "[votes.panel] has no yes or no ballot" in refused(text)
+
+
 def test_vote_ballot_from_wrong_state() -> None:
     """A ballot must start from its vote group's state."""
     text = PARALLEL.replace('trigger = "right.no"\nsource = "r1"',
@@ -355,6 +438,44 @@ def test_trigger_in_two_parallel_regions() -> None:
     text = PARALLEL + ('\n[[transitions]]\ntrigger = "left.ok"\nsource = "r1"\n'
                        'target = "r2"\nactors = ["x"]\n')
     assert "parallel regions of 'both'" in refused(text)
+
+
+def test_a_step_into_one_region_from_outside_is_refused() -> None:
+    """A step from outside a parallel state into a state of one of its regions would enter
+    that region alone, leaving the case stuck: refused, naming the regions left out."""
+    for target in ("l2", "left"):
+        text = PARALLEL + (f'\n[[transitions]]\ntrigger = "jump"\nsource = "start"\n'
+                           f'target = "{target}"\nactors = ["x"]\n')
+        assert (f"'jump' from 'start' targets {target!r}, inside region 'left' of parallel "
+                f"state 'both', from outside 'both': the regions ['right'] would not be "
+                f"entered") in refused(text)
+    inside = PARALLEL + ('\n[[transitions]]\ntrigger = "back"\nsource = "r1"\n'
+                         'target = "l1"\nactors = ["x"]\n')
+    assert "back" in load(inside).triggers
+
+
+def test_a_date_from_data_nothing_may_set_is_refused() -> None:
+    """A timed step at "data:when" as the only way out, with creation_sets and every step's
+    sets leaving 'when' out: the clock could never take it and the case never end, yet it
+    loaded (and explore said ok). A deadline on such a key is refused too."""
+    text = MINI.replace('initial = "a"', 'initial = "a"\ncreation_sets = ["other"]').replace(
+        'actors = ["x"]', 'at = "data:when"')
+    assert ("[[transitions]] ('go' from 'a').at is the date in the case data 'when', but "
+            "neither the creation (creation_sets ['other']) nor any step's 'sets' may set "
+            "it") in refused(text)
+    deadline = MINI.replace('initial = "a"', 'initial = "a"\ncreation_sets = []').replace(
+        'actors = ["x"]', 'actors = ["x"]\nsets = ["due.day"]\ndeadline = "data:due"')
+    assert "('go' from 'a').deadline is the date in the case data 'due'" in refused(deadline)
+    assert load(deadline.replace('"due.day"', '"due"')).triggers == {"go"}
+    assert load(text.replace('["other"]', '["other", "when"]')).triggers == {"go"}
+
+
+def test_an_empty_done_is_refused() -> None:
+    """done = [] on a region is refused: it named no final state, yet the region counted as
+    done in every final state, as if 'done' were left out."""
+    text = PARALLEL.replace('[states.left]\nparent = "both"',
+                            '[states.left]\nparent = "both"\ndone = []')
+    assert "[states.left].done is empty" in refused(text)
 
 
 def test_every_problem_is_listed() -> None:

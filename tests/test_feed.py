@@ -52,9 +52,10 @@ def test_feed_is_every_event_in_commit_order(store: af.Store) -> None:
 
 
 @pytest.mark.parametrize("after, limit", [(-1, 10), (0, 0), ("1", 10), (True, 10),
-                                          (0, 100_001)])
+                                          (0, 100_001), (2**63, 10), (10**30, 10)])
 def test_feed_refuses_bad_arguments(store: af.Store, after: Any, limit: Any) -> None:
-    """after below 0, a limit outside 1..100000, or a value that is not a whole number."""
+    """after below 0 or past 2**63 - 1 (no integer SQLite or PostgreSQL can hold), a limit
+    outside 1..100000, or a value that is not a whole number."""
     with pytest.raises(af.InvalidInputError):
         store.feed(after=after, limit=limit)
 

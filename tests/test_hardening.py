@@ -8,11 +8,13 @@ inspection and identifiers (12), backup (13).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -409,6 +411,34 @@ def test_the_cli_reads_only_regular_files(command, runner, tmp_path, case_db_pat
     assert case_db_path.read_bytes() == before
 
 
+@pytest.mark.parametrize("args", [["show", "c"], ["fire", "c", "go", "--actor", "x"],
+                                  ["new", "boligsocial-helhedsplan", "c", "--actor", "tmf"],
+                                  ["verify"], ["cases"], ["tick"]])
+def test_a_special_file_as_the_database_is_named_for_what_it_is(args, runner, tmp_path):
+    """--db /dev/null, /dev/zero or a FIFO: exit 1, one Error line saying it is a device or
+    a FIFO (not "an empty file" or "disk I/O error"), and nothing made beside it."""
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    for path, kind in (("/dev/null", "character device"), ("/dev/zero", "character device"),
+                       (str(fifo), "FIFO")):
+        result = run(runner, Path(path), *args)
+        assert result.exit_code == 1, (path, result.stdout, result.stderr)
+        assert len(error_lines(result)) == 1, (path, result.stderr)
+        assert kind in error_lines(result)[0], (path, result.stderr)
+        assert "empty file" not in result.stderr and "I/O" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.db"]
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_open_store_names_a_special_file(tmp_path, readonly):
+    """open_store on a FIFO or a character device is a StoreError saying what it is."""
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "FIFO"), (Path("/dev/null"), "character device")):
+        with pytest.raises(af.StoreError, match=kind):
+            af.open_store(path, readonly=readonly)
+
+
 @pytest.fixture
 def case_db_path(tmp_path: Path, seed_data: dict[str, Any]) -> Path:
     """A database with the flagship case, submitted."""
@@ -478,18 +508,43 @@ def test_history_and_show_show_the_escaped_note_and_title(runner, hostile_db):
 
 
 @pytest.mark.parametrize("args", [["history", "c1", "--json"], ["show", "c1", "--json"],
-                                  ["allowed", "c1", "--json"], ["cases", "--json"]])
+                                  ["allowed", "c1", "--json"], ["cases", "--json"],
+                                  ["tail", "--json"]])
 def test_json_output_escapes_as_json_does(runner, hostile_db, args):
     """--json output holds no raw control character, and parses back to the stored text."""
     result = run(runner, hostile_db, *args)
     assert result.exit_code == 0, result.stderr
     for char in RAW:
         assert char not in result.stdout, (args, char)
+    if args[0] == "tail":  # one object per line
+        doc = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [e["note"] for e in doc][:2] == [NOTE, NOTE + "\nsecond line\r"]
+        assert doc[1]["data"]["why"] == TITLE
+        return
     doc = json.loads(result.stdout)
     if args[0] == "history":
         assert doc[0]["note"] == NOTE and doc[1]["data"]["why"] == TITLE
     if args[0] == "show":
         assert doc["title"] == TITLE
+
+
+def test_timeline_names_its_output_file_escaped(runner, hostile_db, tmp_path):
+    """timeline -o with a control character in the file name: the 'wrote' line escapes it."""
+    out = tmp_path / "t\x1b[2J.svg"
+    result = run(runner, hostile_db, "timeline", "c1", "-o", str(out), "--on", "2022-01-03")
+    assert result.exit_code == 0, result.stderr
+    assert out.exists() and "\x1b" not in result.stdout
+    assert result.stdout == f"wrote {tmp_path}/t\\x1b[2J.svg\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_timeline_on_a_full_disk_names_the_file(runner, hostile_db):
+    """timeline -o /dev/full: exit 1, one Error line naming the file and the reason (it said
+    'Could not use: No space left on device.', naming nothing)."""
+    result = run(runner, hostile_db, "timeline", "c1", "-o", "/dev/full", "--on", "2022-01-03")
+    assert result.exit_code == 1 and len(error_lines(result)) == 1, result.stderr
+    assert error_lines(result)[0] == ("Error: Could not write '/dev/full': No space left on "
+                                      "device.")
 
 
 def test_check_and_diagram_escape_labels_and_file_names(runner, tmp_path):
@@ -551,6 +606,7 @@ GOOD_HASH = "0" * 64
     '{"mimerskvarteret": {"seq": NaN, "hash": "' + GOOD_HASH + '"}}',
     '{"mimerskvarteret": {"seq": 2, "hash": 5}}',
     '{"mimerskvarteret": {"seq": 2, "hash": "xyz"}}',
+    '{"mimerskvarteret": {"seq": 2, "hash": "' + GOOD_HASH + '\\n"}}',
     '{"mimerskvarteret": {"seq": 2}}',
     '{"mimerskvarteret": {"seq": 2, "hash": "' + GOOD_HASH + '", "extra": 1}}',
     '{"mimerskvarteret": [2, "' + GOOD_HASH + '"]}',
@@ -948,6 +1004,32 @@ def test_backup_refuses_its_own_file_and_a_folder(store, db_path, tmp_path):
     with pytest.raises(af.InvalidInputError, match="directory"):
         store.backup(tmp_path)
     assert store.verify().ok
+
+
+def special_backup_targets(tmp_path: Path) -> dict[str, Path]:
+    """A FIFO and, where this process may make one, a character device (/dev/null's own
+    numbers) inside tmp_path: never the system's /dev/null, in case the refusal breaks."""
+    targets = {"FIFO": tmp_path / "fifo.db"}
+    os.mkfifo(targets["FIFO"])
+    with contextlib.suppress(OSError):
+        os.mknod(tmp_path / "null.db", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        targets["character device"] = tmp_path / "null.db"
+    return targets
+
+
+@pytest.mark.sqlite_only  # backup copies a SQLite file
+def test_backup_never_replaces_a_fifo_or_a_device(store, tmp_path, runner, case_db_path):
+    """backup onto a FIFO or a device, even with force (--force): refused naming what it is,
+    and the FIFO or device is still there (it was replaced by a regular file: as root,
+    'approvalflow backup /dev/null --force' replaced /dev/null)."""
+    for kind, path in special_backup_targets(tmp_path).items():
+        mode = path.lstat().st_mode
+        with pytest.raises(af.InvalidInputError, match=kind):
+            store.backup(path, force=True)
+        result = run(runner, case_db_path, "backup", str(path), "--force")
+        assert result.exit_code == 1 and len(error_lines(result)) == 1, result.stderr
+        assert kind in error_lines(result)[0]
+        assert path.lstat().st_mode == mode and not stat.S_ISREG(mode)
 
 
 WRITER = ROOT / "tests" / "writer_process.py"

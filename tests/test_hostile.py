@@ -178,6 +178,35 @@ def test_absurd_nesting_is_refused(tmp_path):
         af.load_workflow(big)
 
 
+def _largest_workflows() -> dict[str, str]:
+    """Sound files of about 1 MB (the largest a file may be): a chain of 10,000 states, and
+    one trigger leaving 5,200 states of a compound (a withdrawal from anywhere)."""
+    head = '[workflow]\nname = "big"\nversion = 1\ninitial = "s0"\n[actors]\nx = "X"\n'
+    step = '[[transitions]]\ntrigger = "{}"\nsource = "{}"\ntarget = "{}"\nactors = ["x"]\n'
+    n = 10_000
+    chain = [head, *(f"[states.s{i}]\n" for i in range(n)), "[states.end]\nfinal = true\n",
+             *(step.format(f"t{i}", f"s{i}", f"s{i + 1}" if i + 1 < n else "end")
+               for i in range(n))]
+    n = 5_200
+    shared = [head, '[states.s0]\ninitial = "c0"\n[states.c0]\nparent = "s0"\n'
+              '[states.end]\nfinal = true\n', step.format("go", "c0", "end"),
+              *(f'[states.f{i}]\nparent = "s0"\n' for i in range(n)),
+              *(step.format(f"t{i}", "c0", f"f{i}") + step.format("go", f"f{i}", "end")
+                for i in range(n))]
+    return {"chain": "".join(chain), "shared trigger": "".join(shared)}
+
+
+@pytest.mark.parametrize("kind", ["chain", "shared trigger"])
+def test_the_largest_sound_files_load_without_a_hang(kind):
+    """A sound 1 MB workflow loads within the hang guard: its checks asked every leaf about
+    every step (and compared every pair of a trigger's sources), which took minutes."""
+    text = _largest_workflows()[kind]
+    assert 900_000 < len(text.encode()) <= 1_000_000
+    with no_hang():
+        wf = af.loads_workflow(text, source="big.toml")
+    assert "end" in wf.states
+
+
 # -- values given to the store --------------------------------------------------------------
 
 
@@ -379,6 +408,25 @@ def test_data_that_json_cannot_hold_exactly_is_refused(store, value):
     wf = af.load_workflow("medfinansiering-restbeloeb")
     with pytest.raises(af.InvalidInputError, match="data"):
         store.create_case(wf, "x", actor="tmf", on="2022-01-10", data={"amount": 5, "v": value})
+    assert store.cases() == []
+
+
+@pytest.mark.parametrize("data", [{"\ud800": "1"}, {"plan": "\udcff"}, {"a": float("nan")},
+                                  {"a": 10**5000}, {"a": ["\ud800"]}, {"a": object()}])
+def test_cases_refuses_a_data_filter_it_could_not_store(store, data):
+    """store.cases(data=...) with a lone surrogate, NaN, a huge int or a non-JSON value is
+    InvalidInputError naming the data, as create_case would refuse it."""
+    with pytest.raises(af.InvalidInputError, match="data"):
+        store.cases(data=data)
+
+
+@pytest.mark.parametrize("workflow", ["\udcff", "x\ud800y", 42, None, "w" * 100_000])
+def test_create_case_refuses_a_workflow_name_that_is_not_text(store, workflow):
+    """create_case with a lone surrogate, a non-string or 100,000 characters as the workflow:
+    InvalidInputError naming the workflow (not echoing all of it), nothing stored."""
+    with pytest.raises(af.InvalidInputError, match="workflow") as info:
+        store.create_case(workflow, "x", actor="tmf", on="2022-01-10")
+    assert len(str(info.value)) < 300
     assert store.cases() == []
 
 

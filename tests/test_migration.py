@@ -153,6 +153,25 @@ def test_foreign_database_is_refused(db_path):
     assert _user_version(db_path) == 0
 
 
+@pytest.mark.parametrize("user_version", [0, 1, SCHEMA_VERSION])
+def test_foreign_database_is_left_byte_for_byte(db_path, user_version):
+    """Another program's SQLite file (with or without a user_version of its own) is refused
+    as not an approvalflow database, writable or read-only, and its bytes are unchanged:
+    it was switched to WAL first, and a user_version of 1 to 5 was taken for an old
+    approvalflow schema and 'migrated'."""
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    conn.execute(f"PRAGMA user_version = {user_version}")
+    conn.commit()
+    conn.close()
+    before = db_path.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(af.StoreError, match="not an approvalflow database"):
+            af.open_store(db_path, readonly=readonly)
+    assert db_path.read_bytes() == before
+    assert sorted(p.name for p in db_path.parent.iterdir()) == [db_path.name]
+
+
 def test_a_file_that_is_not_a_database_is_refused(db_path):
     """Random bytes where a database should be give StoreError, and the bytes are kept."""
     db_path.write_bytes(b"approvals\x00" * 500)

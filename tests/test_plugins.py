@@ -88,6 +88,28 @@ def test_guards_option_with_a_path_refuses_by_the_guard(tmp_path: Path) -> None:
     assert "the finance office approves nothing this year" in fired.stderr
 
 
+@pytest.mark.parametrize("body", ['return "over budget\\nsee the\\x85 minutes\\u2028too"',
+                                  'raise ValueError("line one\\nline two")'])
+def test_a_refusal_whose_reason_spans_lines_is_one_error_line(tmp_path: Path,
+                                                              body: str) -> None:
+    """A guard's reason (or its exception's message) with a line break, NEL or U+2028:
+    fire exits 1 with one Error line, NEL shown as its escape (it was two Error lines, the
+    NEL and U+2028 breaking the line and dropped)."""
+    module = tmp_path / "multiline_guards.py"
+    module.write_text(textwrap.dedent(f'''
+        import approvalflow as af
+
+        @af.guard("grant_budget_ok")
+        def over(ctx):
+            {body}
+    '''), encoding="utf-8")
+    fired = _drive(tmp_path / "g.db", guards=(str(module),))
+    assert fired.returncode == 1, fired.stderr
+    lines = fired.stderr.rstrip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].startswith("Error: "), fired.stderr
+    assert "line one line two" in lines[0] or "over budget see the\\x85 minutes" in lines[0]
+
+
 def test_guards_from_the_environment_variable(tmp_path: Path) -> None:
     """$APPROVALFLOW_GUARDS (comma-separated) is read before the command, like --guards."""
     env = {"APPROVALFLOW_GUARDS": " tests.grant_guards , "}

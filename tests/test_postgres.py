@@ -290,3 +290,20 @@ def test_a_numbering_lock_held_past_the_timeout_does_not_fail_a_committed_write(
         assert [(e.seq, e.position) for e in store.feed()] == [(1, 1), (2, 2)]
         assert store.case("c").history[-1].hash == event.hash
         assert store.verify().ok
+
+
+# -- connection errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["postgres://app:s3cret-pw@[::1/cases",
+                                 "postgresql://app:s3cret-pw@127.0.0.1:1/cases"])
+def test_a_connection_error_is_one_line_without_the_password(url: str) -> None:
+    """A URL libpq can't parse, or a server that refuses: the error names the URL with its
+    password hidden (libpq quoted the whole URL, password and all) on one line (libpq's
+    message spans two, which the CLI printed as two Error lines)."""
+    pytest.importorskip("psycopg")
+    with pytest.raises((af.StoreError, af.InvalidInputError)) as info:
+        af.open_store(url, timeout=1)
+    message = str(info.value)
+    assert "s3cret" not in message and "\n" not in message and "\t" not in message, message
+    assert "app:***@" in message or "//***@" in message

@@ -105,6 +105,24 @@ after = { step = "nothing", days = 2 }
     assert [e for e in expected if e not in text] == [], text
 
 
+def test_a_state_deadline_is_escalated_only_from_inside_that_state() -> None:
+    """escalates = STATE on a step leaving another state is refused: the clock took it on
+    the day after a fixed deadline of a state the case had never entered."""
+    bad = tw.TEXT.replace('deadline = { after = { state = "review" }, days = 30 }',
+                          'deadline = 2024-03-01') + """
+[[transitions]]
+trigger = "hurry"
+source = "submitted"
+target = "escalated"
+escalates = "review"
+"""
+    with pytest.raises(af.DefinitionError) as info:
+        af.loads_workflow(bad)
+    assert ("('hurry' from 'submitted').escalates names the state 'review', but 'submitted' "
+            "is not 'review' or inside it") in str(info.value)
+    assert len(info.value.problems) == 1
+
+
 def test_a_person_step_may_not_name_the_clock() -> None:
     """'clock' listed among a step's actors, the step having no date, is refused."""
     bad = tw.TEXT.replace('actors = ["dean"]', 'actors = ["dean", "clock"]', 1)

@@ -58,7 +58,9 @@ class Failure(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        for line in self.message.splitlines() or [""]:
+        # "\n" only: splitlines() would also break at "\r", "\x85" or "\u2028" from stored
+        # or guard text, and drop them instead of showing their escapes
+        for line in self.message.rstrip("\n").split("\n"):
             _echo(f"Error: {line}", err=True)
 
 
@@ -74,7 +76,10 @@ class _Group(click.Group):
             from .errors import ApprovalflowError
 
             if isinstance(e, ApprovalflowError):
-                raise Failure(cli_advice(str(e))) from e
+                # one Error line per problem (a DefinitionError lists several), whatever a
+                # file name or a value in it holds
+                problems = getattr(e, "problems", None) or [str(e)]
+                raise Failure("\n".join(one_line(cli_advice(p)) for p in problems)) from e
             if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):
                 where = f" {os.fsdecode(e.filename)!r}" if e.filename else ""
                 raise Failure(f"Could not use{where}: {e.strerror or e}.") from e
@@ -92,6 +97,12 @@ _PYTHON_ADVICE = (
     (re.compile(r"create one with 'approvalflow new' or approvalflow\.open_store\(\)"),
      "create one with 'approvalflow new'"),
 )
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks shown as ``\\n``: a file name or value holding one
+    can't split an ``Error:`` or ``ok:`` line in two (or make up a line of its own)."""
+    return text.replace("\n", "\\n")
 
 
 def cli_advice(text: str) -> str:
@@ -243,7 +254,8 @@ def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -
     if not create and not os.path.exists(path):
         raise Failure(f"There is no database at {path!r}; pass --db PATH or set "
                       f"${DB_ENV}, or create a case with 'approvalflow new'.")
-    if not create and os.path.getsize(path) == 0:
+    # a FIFO or a device has size 0 too: the store says what it is instead
+    if not create and os.path.isfile(path) and os.path.getsize(path) == 0:
         raise Failure(f"{path!r} is an empty file, not an approvalflow database; pass --db "
                       f"with the database's path.")
     if readonly:
@@ -345,11 +357,10 @@ def check(items: tuple[str, ...], explore: bool, limit: int | None, as_json: boo
             wf = _load_workflow(item)
         except DefinitionError as e:
             failed += 1
-            problems = getattr(e, "problems", None) or str(e).splitlines()
-            for problem in problems:
-                _echo(f"Error: {cli_advice(problem)}", err=True)
+            for problem in e.problems:
+                _echo(f"Error: {one_line(cli_advice(problem))}", err=True)
             continue
-        _echo(f"ok: {item}: {wf.name} v{wf.version}, "
+        _echo(f"ok: {one_line(item)}: {wf.name} v{wf.version}, "
               f"{len(wf.state_defs)} states, {len(wf.transitions)} transitions")
     if failed:
         raise click.exceptions.Exit(1)
@@ -367,15 +378,15 @@ def _check_explore(items: tuple[str, ...], limit: int | None, as_json: bool) -> 
             wf = _load_workflow(item)
         except DefinitionError as e:
             failed += 1
-            for problem in getattr(e, "problems", None) or str(e).splitlines():
-                _echo(f"Error: {problem}", err=True)
+            for problem in e.problems:
+                _echo(f"Error: {one_line(cli_advice(problem))}", err=True)
             continue
         report = wf.explore(limit=limit or DEFAULT_LIMIT)
         failed += not report.ok
         if as_json:
             reports.append({"file": item, **report.to_dict()})
         else:
-            head = "" if item == wf.name else f"{item}: "
+            head = "" if item == wf.name else f"{one_line(item)}: "
             _echo(head + report.text())
     if as_json:
         _echo_json(reports)
@@ -468,7 +479,8 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
             last = case.last_on
             options_on = max(when, last) if last is not None else when
             options = allowed_line(case, case.permitted(on=options_on))
-            raise Failure(cli_advice(f"{e} {options}")) from e
+            # one line, whatever a guard's reason holds
+            raise Failure(cli_advice(f"{e} {options}").replace("\n", " ")) from e
         if case.version == before:  # a retry with a known key: the stored event came back
             _echo(f"Already recorded as event {event.seq} (key {key!r}); nothing new.")
             return
@@ -506,9 +518,9 @@ def fire(ctx: click.Context, case_id: str, trigger: str, actor: str, on: dt.date
 @click.option("--until", type=DATE, default=None, help="Last event on or before this date.")
 @click.option("--on", type=DATE, default=None,
               help="The date --awaiting and --overdue are asked on (default: today).")
-@click.option("--limit", type=click.IntRange(0), default=None,
+@click.option("--limit", type=click.IntRange(0, 2**62), default=None,
               help="List at most this many cases (and print the total).")
-@click.option("--offset", type=click.IntRange(0), default=0,
+@click.option("--offset", type=click.IntRange(0, 2**62), default=0,
               help="Skip this many cases first (and print the total).")
 @json_option
 @click.pass_context
@@ -732,7 +744,7 @@ def allowed(ctx: click.Context, case_id: str, actor: str | None, on: dt.date | N
 # --------------------------------------------------------------------------- verify, heads
 
 
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"^[0-9a-f]{64}\Z")
 _MAX_SEQ = 2**63 - 1
 
 
@@ -850,8 +862,11 @@ def timeline(ctx: click.Context, case_ids: tuple[str, ...], all_cases: bool,
     if output is None:
         click.echo(picture.text, nl=False)
     else:
-        picture.save(output)
-        click.echo(f"wrote {output}")
+        try:
+            picture.save(output)
+        except OSError as e:  # a full disk: the error names no file by itself
+            raise Failure(f"Could not write {output!r}: {e.strerror or e}.") from e
+        _echo(f"wrote {output}")
 
 
 # --------------------------------------------------------------------------- migrate
@@ -1006,7 +1021,7 @@ def _tail_line(e: Any) -> str:
 
 
 @cli.command()
-@click.option("--after", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--after", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Start after this feed position (the last one you handled).")
 @click.option("--follow", is_flag=True,
               help="Keep running: print each new event as it is committed (Ctrl-C ends).")
@@ -1018,7 +1033,7 @@ def tail(ctx: click.Context, after: int, follow: bool, as_json: bool) -> None:
 
     def emit(e: Any) -> None:
         if as_json:
-            click.echo(json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True))
+            click.echo(json_safe(json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True)))
         else:
             _echo(_tail_line(e))
         sys.stdout.flush()  # a reader at the other end of a pipe sees each event at once

@@ -32,8 +32,9 @@ __all__ = [
     "CLOCK",
 ]
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-TRIGGER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}(\.[a-z0-9][a-z0-9_-]{0,62}){0,3}$")
+# \Z, not $: "$" also matches before a final newline, which would let "done\n" pass.
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+TRIGGER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}(\.[a-z0-9][a-z0-9_-]{0,62}){0,3}\Z")
 #: Trigger names the event log uses for its own events; a workflow may not define them.
 RESERVED_TRIGGERS = frozenset({"create", "expect"})
 #: The reserved actor that takes timed steps (``at``, ``after``, ``escalates``); a

@@ -13,11 +13,23 @@ import stat
 
 from .errors import InvalidInputError
 
-__all__ = ["read_regular_file"]
+__all__ = ["read_regular_file", "special_kind"]
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISSOCK, "a socket"))
+
+
+def special_kind(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it exists but is not a regular file ("a FIFO (named pipe)",
+    "a character device" ...), else None (a regular file, or nothing there)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((k for test, k in _KINDS if test(mode)), "not a regular file")
 
 
 def read_regular_file(path: str | os.PathLike[str], *, limit: int, what: str = "the file") -> bytes:

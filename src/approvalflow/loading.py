@@ -88,6 +88,9 @@ def load_workflow(name_or_path: str | os.PathLike[str], *, strict_guards: bool =
         raise DefinitionError(f"{path}: {e}") from None
     except OSError as e:
         raise DefinitionError(f"{path}: can't read the file: {e.strerror or e}.") from e
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DefinitionError(f"{path}: the file is UTF-16 text (it starts with a UTF-16 byte "
+                              f"order mark); a workflow file is UTF-8: save it as UTF-8.")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -101,6 +104,10 @@ def loads_workflow(text: str, *, source: str = "<string>", strict_guards: bool =
     if not isinstance(text, str):
         raise DefinitionError(f"{source}: a workflow must be given as text, "
                               f"not {type(text).__name__}.")
+    if text.startswith("\ufeff"):  # tomllib would say only "Invalid statement" at 1:1
+        raise DefinitionError(f"{source}: the text starts with a byte order mark (U+FEFF, "
+                              f"bytes EF BB BF), which TOML does not allow: save the file as "
+                              f"UTF-8 without a BOM.")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -11,9 +11,10 @@ fire, and no trigger that could move two parts of a case at once.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -173,10 +174,12 @@ class Builder:
         creation_sets = self._data_keys("[workflow].creation_sets", head["creation_sets"]) \
             if "creation_sets" in head else None
         self._check_participation(defs, votes, trans, actors)
+        self._check_vote_can_pass(votes, trans)
         self.check()
         self._check_soundness(defs, trans + self._withdrawal_steps(votes), head["initial"])
         self.check()
         goal, target = self._check_dates(head, defs, trans)
+        self._check_date_data(target, defs, trans, creation_sets)
         invariants = self._invariants(doc.get("invariants"), defs)
         self.check(last=True)
         return Workflow(
@@ -441,6 +444,9 @@ class Builder:
                 self.problem(f"{where} is final but has child states {_ids(kids)}; "
                              f"only a leaf state can be final.")
             done = self._str_list(f"{where}.done", body.get("done", []))
+            if "done" in body and not body["done"]:  # it would read as "every final state"
+                self.problem(f"{where}.done is empty; list the final states in which the "
+                             f"region is done, or leave 'done' out (every final state).")
             covers = self._str_list(f"{where}.covers", body.get("covers", []))
             quorum = self._quorum(f"{where}.quorum", body["quorum"]) if "quorum" in body \
                 else None
@@ -475,6 +481,29 @@ class Builder:
             elif vg.state and not defs[vg.state].is_leaf:
                 self.problem(f"{where}.state {vg.state!r} must be a leaf state (votes are "
                              f"taken while the case waits in it).")
+
+    def _check_vote_can_pass(self, votes: dict[str, VoteGroup],
+                             trans: list[TransitionDef]) -> None:
+        """A vote's yes ballot can pass it: at least ``need`` voters may cast it. A vote
+        without a yes ballot must be decidable otherwise: by a no ballot, or by its
+        ``withdrawn`` state."""
+        by_vote: dict[str, list[TransitionDef]] = {}
+        for t in trans:
+            if t.vote:
+                by_vote.setdefault(t.vote, []).append(t)
+        for vg in votes.values():
+            ballots = by_vote.get(vg.id, [])
+            yes = {a for t in ballots if t.ballot == "yes" for a in t.actors}
+            where = f"[votes.{vg.id}]"
+            if not yes:
+                if vg.withdrawn is None and not any(t.ballot == "no" for t in ballots):
+                    self.problem(f"{where} has no yes or no ballot (a transition with vote = "
+                                 f"{vg.id!r} and ballot = \"yes\" or \"no\") and no "
+                                 f"'withdrawn' state: nothing could ever decide it.")
+            elif vg.need is not None and len(yes) < vg.need:
+                self.problem(f"{where}.need is {vg.need}, but only {len(yes)} voter(s) may "
+                             f"cast its yes ballot ({_ids(sorted(yes))}): it could never "
+                             f"pass; lower 'need' or let more voters say yes.")
 
     def _resolve_transitions(self, items: list[dict[str, Any]], defs: dict[str, StateDef],
                              actors: dict[str, str],
@@ -563,9 +592,29 @@ class Builder:
                          f"trigger (a trigger may not be named 'state' or 'is_' followed by "
                          f"a state id).")
 
+    def _check_region_entries(self, defs: dict[str, StateDef],
+                              trans: list[TransitionDef]) -> None:
+        """A step from outside a parallel state may not target a state inside one of its
+        regions: it would enter that region alone, and the case would wait forever for
+        the regions it never entered."""
+        for t in trans:
+            inside = {t.source, *self._ancestors(defs, t.source)}
+            for p in self._ancestors(defs, t.target):
+                if defs[p].kind == "parallel" and p not in inside:
+                    region = next(r for r in [t.target, *self._ancestors(defs, t.target)]
+                                  if defs[r].parent == p)
+                    others = [r for r in defs[p].children if r != region]
+                    self.problem(f"{t.trigger!r} from {t.source!r} targets {t.target!r}, "
+                                 f"inside region {region!r} of parallel state {p!r}, from "
+                                 f"outside {p!r}: the regions {_ids(others)} would not be "
+                                 f"entered; target {p!r} itself (every region starts in its "
+                                 f"initial state).")
+                    break
+
     def _check_soundness(self, defs: dict[str, StateDef], trans: list[TransitionDef],
                          initial: str) -> None:
         self._check_trigger_names(defs, trans)
+        self._check_region_entries(defs, trans)
         def entered(sid: str) -> Iterator[str]:
             """A state and everything that becomes active with it (ancestors, defaults)."""
             node = sid
@@ -616,7 +665,7 @@ class Builder:
                 continue
             # A join waits for every region to finish, so it is no way out of a state
             # that is not final.
-            if not any(t.source in (sid, *ancestors) and not t.join for t in trans):
+            if not any(not t.join for s in (sid, *ancestors) for t in by_source.get(s, ())):
                 self.problem(f"state {sid!r} is not final but has no way out (no transition "
                              f"leaves it or a state containing it, other than a join that "
                              f"waits for it to finish); mark it final = true or add a "
@@ -636,6 +685,8 @@ class Builder:
         for t in trans:
             by_trigger.setdefault(t.trigger, []).append(t)
         for trigger, ts in by_trigger.items():
+            if not self._sources_clash(defs, [t.source for t in ts]):
+                continue  # the usual case, found without comparing every pair
             for i, a in enumerate(ts):
                 for b in ts[i + 1:]:
                     clash = self._can_coexist(defs, a.source, b.source)
@@ -796,7 +847,46 @@ class Builder:
                     self.problem(f"{where}: 'escalates' names {ref.step!r}, which is neither a "
                                  f"step nor a state with a deadline; with deadlines: "
                                  f"{_ids(with_deadline)}.")
+        for t in trans:
+            # A state's deadline is missed by a case that stays in it: escalating it from
+            # elsewhere would fire on a date about a state the case is not in.
+            name = t.timer.step if t.timer and t.timer.kind == "missed" else None
+            if name and name not in deadlines and name in defs \
+                    and name not in (t.source, *self._ancestors(defs, t.source)):
+                self.problem(f"[[transitions]] ({t.trigger!r} from {t.source!r}).escalates "
+                             f"names the state {name!r}, but {t.source!r} is not {name!r} or "
+                             f"inside it: its deadline is missed by a case that stays in "
+                             f"{name!r}, so escalate from there.")
         return goal, target
+
+    def _check_date_data(self, target: DateRef | None, defs: dict[str, StateDef],
+                         trans: list[TransitionDef], creation_sets: list[str] | None) -> None:
+        """A date read from the case data needs a key the data can hold: one the creation
+        or some step (not the clock, which carries no data) may set. Otherwise the date is
+        never known, and a timed step on it is never taken."""
+        def covered(key: str, allowed: Iterable[str], trigger: str | None = None) -> bool:
+            keys = {*allowed, *([f"dates.{trigger}"] if trigger else [])}
+            parts = key.split(".")
+            return any(".".join(parts[:n]) in keys for n in range(1, len(parts) + 1))
+
+        def settable(key: str) -> bool:
+            if creation_sets is None or covered(key, creation_sets):
+                return True
+            return any(not t.timed and (t.sets is None or covered(key, t.sets, t.trigger))
+                       for t in trans)
+
+        refs: list[tuple[str, DateRef | None]] = [("[workflow].target", target)]
+        refs += [(f"[states.{d.id}].deadline", d.deadline) for d in defs.values()]
+        for t in trans:
+            where = f"[[transitions]] ({t.trigger!r} from {t.source!r})"
+            refs += [(f"{where}.deadline", t.deadline), (f"{where}.earliest", t.earliest),
+                     (f"{where}.at", t.timer)]
+        for where, ref in refs:
+            if ref is not None and ref.kind == "data" and ref.key and not settable(ref.key):
+                self.problem(f"{where} is the date in the case data {ref.key!r}, but neither "
+                             f"the creation (creation_sets {_ids(creation_sets or [])}) nor "
+                             f"any step's 'sets' may set it: the date could never be known; "
+                             f"add {ref.key!r} to creation_sets or to a step's 'sets'.")
 
     def _check_can_end(self, defs: dict[str, StateDef], trans: list[TransitionDef],
                        reached: set[str]) -> None:
@@ -808,31 +898,36 @@ class Builder:
                          "states where it ends final = true.")
             return
         leaves = [s for s, d in defs.items() if d.is_leaf]
-        lineage = {s: {s, *self._ancestors(defs, s)} for s in leaves}
-        successors: dict[str, set[str]] = {s: set() for s in leaves}
-        parallel_of = {s: [a for a in lineage[s] if defs[a].kind == "parallel"] for s in leaves}
+        under: dict[str, list[str]] = {}  # the leaves at or below a state
+
+        def leaves_under(sid: str) -> list[str]:
+            if sid not in under:
+                under[sid] = self._leaves(defs, sid)
+            return under[sid]
+
+        # Each step's leaves and where they go, found from the step (not by asking every
+        # leaf of every step: a 1 MB file would take minutes).
+        predecessors: dict[str, set[str]] = {}
         for t in trans:
             entered = self._entered_leaves(defs, t.target)
-            source_in = {t.source, *self._ancestors(defs, t.source)}
-            target_in = {t.target, *self._ancestors(defs, t.target)}
-            for leaf in leaves:
-                # a join fires from a final leaf of each region; any other step from any
-                # leaf at or below its source
-                # (and a step in a sibling region that leaves a parallel state ends this
-                # region too)
-                own = t.source in lineage[leaf] and (not t.join or defs[leaf].final)
-                sibling = not t.join and any(p in source_in and p not in target_in
-                                             for p in parallel_of[leaf])
-                if own or sibling:
-                    successors[leaf] |= entered
+            # a join fires from a final leaf of each region; any other step from any leaf
+            # at or below its source
+            moved = {leaf for leaf in leaves_under(t.source) if not t.join or defs[leaf].final}
+            if not t.join:
+                # a step in a sibling region that leaves a parallel state ends this region too
+                target_in = {t.target, *self._ancestors(defs, t.target)}
+                for p in {t.source, *self._ancestors(defs, t.source)} - target_in:
+                    if defs[p].kind == "parallel":
+                        moved.update(leaves_under(p))
+            for leaf in entered:
+                predecessors.setdefault(leaf, set()).update(moved)
         can_end = set(ends)
-        changed = True
-        while changed:
-            changed = False
-            for leaf in leaves:
-                if leaf not in can_end and successors[leaf] & can_end:
+        queue = deque(ends)
+        while queue:  # backwards from the ends: every leaf with a step towards one
+            for leaf in predecessors.get(queue.popleft(), ()):
+                if leaf not in can_end:
                     can_end.add(leaf)
-                    changed = True
+                    queue.append(leaf)
         stuck = sorted(s for s in leaves if s in reached and s not in can_end)
         if stuck:
             self.problem(f"from states {_ids(stuck)} no chain of steps leads to a final "
@@ -865,6 +960,24 @@ class Builder:
             out.append(parent)
             parent = defs[parent].parent
         return out
+
+    def _sources_clash(self, defs: dict[str, StateDef], sources: list[str]) -> bool:
+        """Whether two of ``sources`` can be active together (what :meth:`_can_coexist`
+        says of a pair), in one pass: one contains another, or two lie in different
+        regions of one parallel state."""
+        unique = set(sources)
+        if len(unique) < len(sources):
+            return True
+        region_of: dict[str, str] = {}  # parallel state -> the region a source lies in
+        for sid in unique:
+            chain = [sid, *self._ancestors(defs, sid)]
+            if any(a in unique for a in chain[1:]):
+                return True
+            for child, parent in itertools.pairwise(chain):
+                if defs[parent].kind == "parallel" \
+                        and region_of.setdefault(parent, child) != child:
+                    return True
+        return False
 
     def _can_coexist(self, defs: dict[str, StateDef], a: str, b: str) -> str:
         anc_a = [a, *self._ancestors(defs, a)]

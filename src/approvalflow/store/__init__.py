@@ -47,6 +47,7 @@ from ..errors import (
     SchemaVersionError,
     StoreError,
 )
+from ..files import special_kind
 from ..forecast import DueItem, due_items, sort_due
 from ..loading import bundled_workflows, load_workflow, loads_workflow
 from ..replay import replay
@@ -199,6 +200,10 @@ class Store:
         if self.readonly and self.path == ":memory:":
             raise InvalidInputError("readonly=True needs a database file; an in-memory store "
                                     "starts empty.")
+        kind = None if self.path == ":memory:" else special_kind(self.path)
+        if kind is not None:  # SQLite would say "disk I/O error" or "unable to open"
+            raise StoreError(f"The database {self.where!r} is {kind}, not a database file; "
+                             f"give the path of an approvalflow database (or of a new file).")
         if (not create or self.readonly) and self.path != ":memory:" \
                 and not Path(self.path).is_file():
             raise StoreError(f"There is no database at {self.where!r}; create one with "
@@ -261,6 +266,9 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.where!r} is not an approvalflow database, or it is "
                              f"damaged: {e}.") from e
+        foreign = sqlite.foreign_database(self._conn, self.where) if current else None
+        if foreign:  # another program's schema version: not "a newer approvalflow"
+            raise StoreError(foreign)
         self._check_not_newer(current)
         if current == 0:
             raise StoreError(f"{self.where!r} is not an approvalflow database (it has no "
@@ -566,6 +574,11 @@ class Store:
         if dest.is_dir():
             raise InvalidInputError(f"The backup path {str(dest)!r} is a directory; give a "
                                     f"file name.")
+        kind = special_kind(dest)
+        if kind is not None:  # even with force: replacing /dev/null would break the system
+            raise InvalidInputError(f"The backup path {str(dest)!r} is {kind}, not a file; "
+                                    f"give the path of a new file (or of a database file to "
+                                    f"replace, with force=True, --force).")
         if self.path != ":memory:" and dest.exists() and dest.samefile(self.path):
             raise InvalidInputError(f"Can't back up {self.where!r} onto itself.")
         if not force and any(os.path.lexists(f"{dest}{suffix}") for suffix in _FILE_SUFFIXES):
@@ -722,10 +735,13 @@ class Store:
                 raise InvalidInputError(f"version must be a whole number, not {version!r}.")
             return self.workflow(check_text(workflow, "workflow", max_length=MAX_ID_LENGTH),
                                  version)
+        if not isinstance(workflow, os.PathLike):
+            check_text(workflow, "workflow")  # a lone surrogate can't be looked up in SQLite
         name = os.fspath(workflow)
         if (isinstance(workflow, os.PathLike) or name.endswith(".toml") or "/" in name
                 or os.sep in name or name in bundled_workflows()):
             return load_workflow(workflow)
+        check_text(name, "workflow", max_length=MAX_ID_LENGTH)  # a stored name is an id
         with translate("look up a stored workflow"):
             row = self._conn.execute("SELECT MAX(version) FROM workflows WHERE name = ?",
                                      (name,)).fetchone()

@@ -41,10 +41,14 @@ POLL_SECONDS = 0.2
 logger = logging.getLogger("approvalflow.store")
 
 
+#: The largest feed position (SQLite's and PostgreSQL's largest integer).
+MAX_POSITION = 2**63 - 1
+
+
 def _check(after: object, limit: object) -> tuple[int, int]:
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise InvalidInputError(f"after must be a feed position (a whole number, 0 or more), "
-                                f"not {after!r}.")
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_POSITION:
+        raise InvalidInputError(f"after must be a feed position (a whole number from 0 to "
+                                f"{MAX_POSITION}), not {after!r}.")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidInputError(f"limit must be a whole number from 1 to {MAX_LIMIT}, "
                                 f"not {limit!r}.")

@@ -221,6 +221,12 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+def _driver_says(error: BaseException, url: str) -> str:
+    """The driver's message on one line (it spans several), without the URL's password
+    (libpq quotes a URL it can't parse whole)."""
+    return " ".join(str(error).replace(url, redact(url)).split())
+
+
 # --------------------------------------------------------------------------- rows
 
 
@@ -388,11 +394,12 @@ def connect(url: str, *, timeout: float, durability: str, readonly: bool) -> PgC
         raw = psycopg.connect(url, autocommit=True,
                               connect_timeout=max(1, min(int(timeout), 3600)))
     except psycopg.Error as e:
-        raise StoreError(f"Could not connect to {redact(url)!r}: {str(e).strip()} (check "
-                         f"the URL, and that the server runs and lets this user in).") from e
+        raise StoreError(f"Could not connect to {redact(url)!r}: {_driver_says(e, url)} "
+                         f"(check the URL, and that the server runs and lets this user "
+                         f"in).") from e
     except Exception as e:  # a malformed URL
         raise InvalidInputError(f"{redact(url)!r} is not a PostgreSQL URL psycopg "
-                                f"understands: {e}.") from e
+                                f"understands: {_driver_says(e, url)}.") from e
     conn = PgConnection(raw)
     millis = int(timeout * 1000)
     # lock_timeout is how long a writer waits for another one (SQLite's busy timeout)

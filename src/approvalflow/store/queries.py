@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .. import guards as _guards
+from ..canonical import check_data, check_text
 from ..case import check_actor
 from ..engine import engine_for
 from ..errors import InvalidInputError
@@ -215,7 +216,8 @@ def _check_page(limit: object, offset: object) -> tuple[int | None, int]:
     for name, value in (("limit", limit), ("offset", offset)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or not 0 <= value <= 2**62):  # SQLite's integers
-            raise InvalidInputError(f"{name} must be a whole number from 0, not {value!r}.")
+            raise InvalidInputError(f"{name} must be a whole number from 0 to {2**62}, "
+                                    f"not {value!r}.")
     return limit, offset or 0  # type: ignore[return-value]
 
 
@@ -249,6 +251,8 @@ def find_cases(store: Store, *, workflow: str | None, state: str | None,
             if not isinstance(path, str) or not path:
                 raise InvalidInputError(f"a data key path is text such as 'budget.total', "
                                         f"not {path!r}.")
+            # what can't be stored can't be matched: a lone surrogate, NaN, a huge int
+            check_data({check_text(path, "a data key path"): value})
             clauses.append("case_id IN (SELECT case_id FROM case_fields WHERE path = ? "
                            "AND value = ?)")
             params.extend((path, field_value(value)))

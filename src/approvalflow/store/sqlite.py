@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import StoreError
 
 __all__ = ["SqliteConnection", "connect", "connect_readonly", "enable_wal", "user_version",
-           "data_version", "DURABILITY"]
+           "data_version", "foreign_database", "DURABILITY"]
 
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 
@@ -123,6 +123,9 @@ def connect(path: str, *, timeout: float, durability: str, readonly: bool,
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         if path != ":memory:" and not readonly:
+            foreign = foreign_database(conn, path)
+            if foreign:  # before WAL: switching would change another program's file
+                raise StoreError(foreign)
             mode = enable_wal(conn, timeout)
             if mode.lower() != "wal":
                 raise StoreError(f"Could not switch {path!r} to WAL mode (it is in {mode!r}).")
@@ -134,6 +137,29 @@ def connect(path: str, *, timeout: float, durability: str, readonly: bool,
         conn.close()
         raise
     return conn
+
+
+#: Tables every approvalflow database has had since its first schema version.
+_OWN_TABLES = frozenset({"events", "cases", "workflows"})
+
+
+def foreign_database(conn: sqlite3.Connection, path: str) -> str | None:
+    """Why the SQLite file at ``path`` is another program's database (tables but no
+    schema version, or a schema version this approvalflow wrote without its tables),
+    else None. A newer schema version is left to the caller: its tables are unknown."""
+    from .schema import SCHEMA_VERSION
+
+    version = user_version(conn)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables.discard("sqlite_sequence")
+    if version == 0 and tables:
+        return (f"{path!r} holds tables {sorted(tables)} but is not an approvalflow database; "
+                f"use another file.")
+    if 0 < version <= SCHEMA_VERSION and not tables >= _OWN_TABLES:
+        return (f"{path!r} has schema version {version} but not approvalflow's tables "
+                f"(it holds {sorted(tables)}): it is not an approvalflow database; use "
+                f"another file.")
+    return None
 
 
 def user_version(conn: sqlite3.Connection) -> int:
