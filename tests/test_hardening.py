@@ -570,12 +570,18 @@ def test_a_piped_real_process_gets_no_title_escape(hostile_db):
 
 
 def test_terminal_safe_escapes_every_kind():
-    """terminal_safe: C0 but the newline, DEL, C1, bidi and lone surrogates become escapes."""
-    from approvalflow.views.summary import terminal_safe
+    """terminal_safe: C0 but the newline, DEL, C1, bidi, the line and paragraph separators
+    and lone surrogates become escapes; json_safe: the same JSON value, escaped."""
+    from approvalflow.views.summary import json_safe, terminal_safe
 
-    text = "".join(map(chr, range(0x00, 0xa0))) + "".join(RAW) + "\u2066\u2069\ud800"
+    text = ("".join(map(chr, range(0x00, 0xa0))) + "".join(RAW) + "\u2066\u2069\ud800"
+            + "\u2028\u2029")
     safe = terminal_safe(text)
-    assert safe.count("\n") == 1
+    assert safe.count("\n") == 1 and len(safe.splitlines()) == 2
+    assert "\\u2028\\u2029" in safe
+    as_json = json_safe(json.dumps(text.replace("\ud800", ""), ensure_ascii=False))
+    assert len(as_json.splitlines()) == 1
+    assert json.loads(as_json) == text.replace("\ud800", "")
     assert all(ord(c) >= 0x20 and not 0x7f <= ord(c) < 0xa0 for c in safe if c != "\n")
     assert not set(safe) & set("\u202e\u202c\u2066\u2069\u061c\u200e\u200f")
     safe.encode("utf-8")

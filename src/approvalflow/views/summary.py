@@ -29,8 +29,12 @@ __all__ = ["PARTS", "SummaryPart", "case_summary", "summary_text", "terminal_saf
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
                           "\u2066\u2067\u2068\u2069")
 _UNSAFE = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7f, 0xa0)] if c != 0x0a}
-_UNSAFE.update({ord(c): f"\\u{ord(c):04x}" for c in BIDI_CONTROLS})
-_JSON_UNSAFE = {c: f"\\u{c:04x}" for c in [*range(0x7f, 0xa0), *map(ord, BIDI_CONTROLS)]}
+#: Unicode's line and paragraph separators: a line break to many readers (Python's
+#: splitlines, some terminals and editors), so stored text could make up a line.
+LINE_SEPARATORS = frozenset("\u2028\u2029")
+_UNSAFE.update({ord(c): f"\\u{ord(c):04x}" for c in BIDI_CONTROLS | LINE_SEPARATORS})
+_JSON_UNSAFE = {c: f"\\u{c:04x}" for c in [*range(0x7f, 0xa0),
+                                           *map(ord, BIDI_CONTROLS | LINE_SEPARATORS)]}
 
 
 def terminal_safe(text: str) -> str:
