@@ -339,6 +339,19 @@ def test_verify_names_a_migration_written_after_an_overdue_timer(
                and "2022-02-28" in p for p in problems), problems
 
 
+def test_a_case_named_that_does_not_exist_is_an_error(store: af.Store) -> None:
+    """A migration or a plan naming a case that does not exist raises CaseNotFoundError and
+    writes nothing, even for the cases named that do exist."""
+    _case(store, "g-1")
+    before = _count(store)
+    for call in (store.plan_migration, store.migrate):
+        kwargs = {} if call == store.plan_migration else {"actor": "clerk", "on": "2024-01-04"}
+        with pytest.raises(af.CaseNotFoundError, match="no case 'nope'"):
+            call(version(2, V2_TEXT), cases=["g-1", "nope"], mapping={"checking": "audit"},
+                 **kwargs)
+    assert _count(store) == before and store.case("g-1").workflow_version == 1
+
+
 def test_backdated_migration_is_refused_for_that_case(store: af.Store) -> None:
     """A migration dated before a case's last event leaves that case where it is."""
     _case(store)
@@ -468,6 +481,9 @@ def test_cli_dry_run_then_migrate_then_revert(cli_db) -> None:
     (("--to", "grant@1", "--all"), "give --actor and --on"),
     (("--to", "grant@1", "--all", "--dry-run", "--map", "nonsense"), "is not OLD=NEW"),
     (("--to", "grant@7", "--all", "--dry-run"), "version 7 is not in"),
+    (("--to", "grant@1", "--case", "g-1", "--case", "nope", "--dry-run"), "no case 'nope'"),
+    (("--to", "grant@1", "--case", "nope", "--actor", "clerk", "--on", "2024-01-04"),
+     "no case 'nope'"),
 ])
 def test_cli_migrate_errors_are_one_line(cli_db, args, message) -> None:
     """Bad migrate arguments give one clear error and no traceback."""

@@ -16,7 +16,7 @@ from ..canonical import canonical_json, check_text, to_date
 from ..case import MAX_NOTE_LENGTH, check_actor
 from ..definition import Workflow
 from ..engine import engine_for
-from ..errors import CaseNotFoundError, InvalidInputError
+from ..errors import InvalidInputError
 from ..loading import load_workflow
 from ..versioning import BALLOTS, CasePlan, MigrationPlan, plan_case
 from .rows import json_list, translate, utc_now
@@ -78,25 +78,19 @@ def _check_keys(mapping: Mapping[str, str] | None, new: Workflow,
 
 def _plans(store: Store, new: Workflow, ids: list[str], mapping: Mapping[str, str] | None,
            ballots: str, on: dt.date | None,
-           progress: Progress | None) -> tuple[list[tuple[Case | None, CasePlan]], dict[str, str]]:
+           progress: Progress | None) -> tuple[list[tuple[Case, CasePlan]], dict[str, str]]:
     if ballots not in BALLOTS:
         raise InvalidInputError(f"ballots must be one of {list(BALLOTS)}, not {ballots!r}.")
-    loaded: list[tuple[Case | None, Any]] = []
+    loaded: list[Case] = []
     for n, case_id in enumerate(ids, start=1):
-        try:
-            loaded.append((store.case(case_id), None))
-        except CaseNotFoundError as e:
-            loaded.append((None, str(e)))
+        # a case named that does not exist is a mistake in the request, not a case that
+        # stays: CaseNotFoundError, and nothing is planned or written
+        loaded.append(store.case(case_id))
         if progress is not None and n % 100 == 0:
             progress(n, len(ids) * 2)
-    checked = _check_keys(mapping, new, {c.definition for c, _ in loaded if c is not None})
-    out: list[tuple[Case | None, CasePlan]] = []
-    for case_id, (case, missing) in zip(ids, loaded, strict=True):
-        if case is None:
-            out.append((None, CasePlan(case_id=case_id, workflow=new.name, from_version=0,
-                                       to_version=new.version, source=frozenset(), target=None,
-                                       reasons=(missing,))))
-            continue
+    checked = _check_keys(mapping, new, {c.definition for c in loaded})
+    out: list[tuple[Case, CasePlan]] = []
+    for case_id, case in zip(ids, loaded, strict=True):
         p = plan_case(case_id, case.definition, new, case.engine_state, mapping=checked,
                       ballots=ballots)
         last = case.last_on
@@ -141,7 +135,7 @@ def migrate(store: Store, to: Workflow | str, *, cases: Iterable[str] | None,
             store._register_workflow(new)
         done = 0
         for case, p in plans:
-            if case is None or not p.can_move or p.target is None:
+            if not p.can_move or p.target is None:
                 continue
             data = {"migrate": {"from_version": p.from_version, "to_version": new.version,
                                 "mapping": checked, "ballots": ballots}}
