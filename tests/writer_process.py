@@ -274,3 +274,19 @@ def tick_once(path: str, workflow_text: str, on: str, start: Any, results: Any) 
         results.put({"taken": len(report.taken), "already": report.already_taken})
     except BaseException:
         results.put({"error": traceback.format_exc()})
+
+
+# -- subscriptions: another process committing at a chosen moment ---------------------------
+
+
+def fire_on_request(path: str, case_id: str, requests: Any, acks: Any) -> None:
+    """Take one step on ``case_id`` for each request (None ends), acknowledging each."""
+    try:
+        with af.open_store(path) as store:
+            case = store.case(case_id)
+            while requests.get(timeout=BARRIER_TIMEOUT) is not None:
+                trigger, actor = next_step(case)
+                e = case.fire(trigger, actor=actor, on=ON, note="another process")
+                acks.put((e.case_id, e.seq))
+    except BaseException:
+        acks.put(traceback.format_exc())

@@ -189,7 +189,8 @@ class Store:
         # let go of (and its snapshot) is freed at once: a long block's memory stays flat
         self._bulk_touched: weakref.WeakKeyDictionary[Case, Any] = weakref.WeakKeyDictionary()
         self._subscribers: list[Subscriber] = []
-        self._committed_mark: int | None = None
+        # what the last commit of _write stored, for the subscribers (see _after_commit)
+        self._committed_mark: _Committed | None = None
         self._timeout = timeout
         self._closed = False
         if self._pg:
@@ -391,13 +392,14 @@ class Store:
                 try:
                     mark = self._feed_mark()
                     yield
+                    mine = self._own_events(mark)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._rollback()
                     raise
                 self._number_feed()
         # the callbacks run once the caller has advanced its Case (see _after_commit)
-        self._committed_mark = mark
+        self._committed_mark = mine
 
     @contextlib.contextmanager
     def _writer_turn(self, what: str) -> Iterator[None]:
@@ -444,6 +446,7 @@ class Store:
                 yield self
                 if self._bulk_failed or not self._conn.in_transaction:
                     raise StoreError(_BULK_FAILED)
+                mine = self._own_events(mark)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -455,7 +458,7 @@ class Store:
                 self._bulk_failed = False
                 self._bulk_touched.clear()
             self._number_feed()
-        self._notify(mark)
+        self._notify(mine)
 
     # -- the feed and subscriptions (store/feed.py) ---------------------------------------
 
@@ -530,9 +533,23 @@ class Store:
         row = self._conn.execute("SELECT MAX(position) FROM events").fetchone()
         return int(row[0] or 0)
 
-    def _notify(self, mark: int | None) -> None:
-        if mark is not None and self._subscribers:
-            notify(self, mark)
+    def _own_events(self, mark: int | None) -> _Committed | None:
+        """Inside a write, just before its commit: the events this transaction stored, as
+        the feed position before it and their (case id, seq) (only when someone listens).
+
+        Other processes commit between this commit and the callbacks; the feed read
+        then holds their events too, and only these are passed on."""
+        if mark is None:
+            return None
+        if self._pg:
+            return mark, postgres.own_pending(self._conn)  # type: ignore[arg-type]
+        rows = self._conn.execute("SELECT case_id, seq FROM events WHERE position > ?",
+                                  (mark,)).fetchall()
+        return mark, frozenset((r[0], r[1]) for r in rows)
+
+    def _notify(self, committed: _Committed | None) -> None:
+        if committed is not None and committed[1] and self._subscribers:
+            notify(self, *committed)
 
     def _after_commit(self) -> None:
         """Tell the subscribers about what the last ``_write`` committed."""
@@ -1156,6 +1173,10 @@ class Store:
 _HIDDEN_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formatting character",
                       "Zl": "a line separator", "Zp": "a paragraph separator"}
 
+
+#: What one commit stored, for the subscribers: the highest feed position before it, and
+#: the (case id, seq) of each event it wrote.
+_Committed = tuple[int, frozenset[tuple[str, int]]]
 
 #: One lock per database file, shared by the writers of this process (Store._writer_turn).
 _WRITER_LOCKS: dict[str, threading.RLock] = {}

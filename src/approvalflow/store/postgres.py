@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover - checked by is_available()
     psycopg = None  # type: ignore[assignment]
 
 __all__ = ["is_database_url", "PgConnection", "connect", "create_schema", "schema_version",
-           "number_pending", "position_of", "SCHEMA", "redact"]
+           "number_pending", "position_of", "own_pending", "SCHEMA", "redact"]
 
 #: The schema version PostgreSQL stores are created at (the same tables as SQLite's 6).
 PG_SCHEMA_VERSION = 6
@@ -496,6 +496,14 @@ def position_of(conn: PgConnection, case_id: str, seq: int) -> int | None:
     row = conn.execute("SELECT position FROM feed WHERE case_id = ? AND seq = ?",
                        (case_id, seq)).fetchone()
     return None if row is None else int(row[0])
+
+
+def own_pending(conn: PgConnection) -> frozenset[tuple[str, int]]:
+    """Inside a write: (case id, seq) of the events this transaction inserted (its own rows
+    in ``feed_pending``, which the trigger wrote with the transaction's id)."""
+    rows = conn.execute("SELECT case_id, seq FROM feed_pending "
+                        "WHERE xmin = pg_current_xact_id()::xid").fetchall()
+    return frozenset((r[0], r[1]) for r in rows)
 
 
 def data_version(conn: PgConnection) -> int:
