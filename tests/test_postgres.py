@@ -10,6 +10,7 @@ commit goes through, its numbering waits, and the kill lands there.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import signal
 import textwrap
@@ -30,6 +31,7 @@ from tests.test_crash import Writer
 DOC = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
 LOOP = wp.WORKFLOW
 HANG = 120.0  # seconds before a wait counts as a hang (a guard, not a timing assertion)
+CTX = multiprocessing.get_context("spawn")
 
 
 @pytest.fixture
@@ -290,3 +292,52 @@ def test_a_numbering_lock_held_past_the_timeout_does_not_fail_a_committed_write(
         assert [(e.seq, e.position) for e in store.feed()] == [(1, 1), (2, 2)]
         assert store.case("c").history[-1].hash == event.hash
         assert store.verify().ok
+
+
+# -- rebuilding while another process writes --------------------------------------------------
+
+
+def _waits_for_a_lock(url: str, pid: int) -> bool:
+    with _connect(url) as conn:
+        row = conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                           (pid,)).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+def test_a_step_taken_during_a_timers_rebuild_leaves_the_table_as_the_log_says(
+        pg_url: str) -> None:
+    """A step taken while another process rebuilds the timers table leaves it as the log says."""
+    wf = af.loads_workflow(tw.TEXT)
+    with af.open_store(pg_url) as store:
+        case = store.create_case(wf, "t", actor="applicant", on="2024-01-01",
+                                 data={"expires": "2024-03-01"})
+        case.fire("submit", actor="applicant", on="2024-01-10")
+    read, go, results, progress = CTX.Queue(), CTX.Queue(), CTX.Queue(), CTX.Queue()
+    rebuilder = CTX.Process(target=wp.rebuild_paused,
+                            args=(pg_url, tw.TEXT, "rebuild_timers", read, go, results))
+    rebuilder.start()
+    writer = None
+    try:
+        assert read.get(timeout=HANG) == "t"  # the rebuild has read the case, not committed
+        writer = CTX.Process(target=wp.fire_step,
+                             args=(pg_url, "t", "approve", "dean", "2024-01-11", progress))
+        writer.start()
+        kind, pid = progress.get(timeout=HANG)
+        assert kind == "pid", pid
+        _wait_for(lambda: not writer.is_alive() or _waits_for_a_lock(pg_url, pid),
+                  "step waiting or done")
+        go.put(True)
+        rebuilt = results.get(timeout=HANG)
+        stepped = progress.get(timeout=HANG)
+    finally:
+        go.put(True)
+        for proc in (rebuilder, writer):
+            if proc is not None:
+                proc.join(HANG)
+    assert rebuilt == 2, rebuilt  # remind and escalate, armed before the step
+    assert stepped == ("done", 3), stepped
+    with af.open_store(pg_url) as store:
+        assert store.case("t").state == {"approved"}
+        assert _count(pg_url, "timers") == 0
+        report = store.verify()
+        assert report.ok, report.problems

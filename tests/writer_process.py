@@ -290,3 +290,42 @@ def fire_on_request(path: str, case_id: str, requests: Any, acks: Any) -> None:
                 acks.put((e.case_id, e.seq))
     except BaseException:
         acks.put(traceback.format_exc())
+
+
+# -- rebuilding the derived tables while another process takes a step -----------------------
+
+
+def rebuild_paused(path: str, workflow_text: str, which: str, read: Any, go: Any,
+                   results: Any) -> None:
+    """Run ``store.<which>()`` (rebuild_timers), pausing once inside its transaction, right
+    after it has loaded the first case, until told to go on; report what it returned."""
+    try:
+        af.loads_workflow(workflow_text)
+        with af.open_store(path) as store:
+            load, paused = store.case, []
+
+            def load_then_wait(case_id: str, **kw: Any) -> af.Case:
+                case = load(case_id, **kw)
+                if not paused:
+                    paused.append(case_id)
+                    read.put(case_id)
+                    go.get(timeout=BARRIER_TIMEOUT)
+                return case
+
+            store.case = load_then_wait  # type: ignore[method-assign]
+            results.put(getattr(store, which)())
+    except BaseException:
+        results.put(traceback.format_exc())
+
+
+def fire_step(path: str, case_id: str, trigger: str, actor: str, on: str,
+              progress: Any) -> None:
+    """Load a case, report the connection's server process id, take one step, report it."""
+    try:
+        with af.open_store(path) as store:
+            case = store.case(case_id)
+            progress.put(("pid", store._conn.execute("SELECT pg_backend_pid()").fetchone()[0]))
+            e = case.fire(trigger, actor=actor, on=on)
+            progress.put(("done", e.seq))
+    except BaseException:
+        progress.put(("error", traceback.format_exc()))

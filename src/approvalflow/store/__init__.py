@@ -504,6 +504,13 @@ class Store:
         if self._pg:
             postgres.lock(self._conn, key)  # type: ignore[arg-type]
 
+    def _hold_every_case(self) -> None:
+        """Inside a write that rebuilds tables from every case: keep every other writer out
+        until the commit (SQLite's writer already holds the whole file; PostgreSQL's
+        writers lock one case row each, so the rebuild locks the table)."""
+        if self._pg:
+            postgres.lock_every_case(self._conn)  # type: ignore[arg-type]
+
     def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
         """Call ``callback(event)`` for every event this store commits, after the commit.
 
@@ -842,6 +849,7 @@ class Store:
         """Recompute every projection table from the log, in one transaction; returns the
         number of cases replayed and of rows in each table."""
         with self._write("rebuild the projections"):
+            self._hold_every_case()  # a step meanwhile would write onto rows made from before it
             counts = {"cases": projections.fill(self._conn)}
             for table in projections.TABLES:
                 counts[table] = self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

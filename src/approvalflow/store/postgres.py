@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover - checked by is_available()
     psycopg = None  # type: ignore[assignment]
 
 __all__ = ["is_database_url", "PgConnection", "connect", "create_schema", "schema_version",
-           "number_pending", "position_of", "own_pending", "SCHEMA", "redact"]
+           "number_pending", "position_of", "own_pending", "lock_every_case", "SCHEMA", "redact"]
 
 #: The schema version PostgreSQL stores are created at (the same tables as SQLite's 6).
 PG_SCHEMA_VERSION = 6
@@ -509,6 +509,13 @@ def own_pending(conn: PgConnection) -> frozenset[tuple[str, int]]:
 def data_version(conn: PgConnection) -> int:
     """A number that changes when events are numbered (``tail --follow`` polls it)."""
     return int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM feed").fetchone()[0])
+
+
+def lock_every_case(conn: PgConnection) -> None:
+    """Hold off every writer until the transaction ends (a rebuild of the tables derived
+    from every case): EXCLUSIVE mode lets readers in but no step (which locks its case's
+    row FOR UPDATE) and no creation (which inserts a row)."""
+    conn.execute("LOCK TABLE cases IN EXCLUSIVE MODE")
 
 
 def lock(conn: PgConnection, key: str) -> None:
