@@ -924,6 +924,12 @@ class Store:
 
     # -- appending ----------------------------------------------------------------------
 
+    def _keep_for_rollback(self, case: Case) -> None:
+        """Inside a bulk block, before ``case`` first changes: remember how it was, so a
+        block that is rolled back restores it."""
+        if self._bulk_depth and case not in self._bulk_touched:
+            self._bulk_touched[case] = case._snapshot()
+
     def _find_key(self, case: Case, key: str) -> Event | None:
         with translate("look up an idempotency key"):
             row = self._conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE case_id = ? "
@@ -1031,9 +1037,7 @@ class Store:
                 projections.advance(self._conn, case._engine, case.id, before, after, history)
             else:  # another version: its rows are made anew
                 projections.replace(self._conn, engine_for(moves_to), case.id, after, history)
-        if self._bulk_depth and case not in self._bulk_touched:
-            # remember how the case was, so a block that is rolled back restores it
-            self._bulk_touched[case] = case._snapshot()
+        self._keep_for_rollback(case)
         numbered = self._position(event)
         case._advance(numbered, moves_to, after,
                       history if numbered is event else (*case.history, numbered))
