@@ -329,3 +329,15 @@ def fire_step(path: str, case_id: str, trigger: str, actor: str, on: str,
             progress.put(("done", e.seq))
     except BaseException:
         progress.put(("error", traceback.format_exc()))
+
+
+def take_steps_on_request(path: str, requests: Any, acks: Any) -> None:
+    """For each request (case id, trigger, actor; None ends) take that step, acknowledging it."""
+    try:
+        with af.open_store(path) as store:
+            while (request := requests.get(timeout=BARRIER_TIMEOUT)) is not None:
+                case_id, trigger, actor = request
+                e = store.case(case_id).fire(trigger, actor=actor, on=ON)
+                acks.put((e.case_id, e.seq))
+    except BaseException:
+        acks.put(traceback.format_exc())

@@ -511,6 +511,15 @@ class Store:
         if self._pg:
             postgres.lock_every_case(self._conn)  # type: ignore[arg-type]
 
+    @contextlib.contextmanager
+    def _snapshot(self, what: str) -> Iterator[None]:
+        """The reads inside see one state of the store, however many statements they take
+        and whatever other connections commit meanwhile (a guard may run among them)."""
+        if self._closed:
+            raise StoreError("The store is closed.")
+        with translate(what), _rows.snapshot(self._conn):
+            yield
+
     def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
         """Call ``callback(event)`` for every event this store commits, after the commit.
 
@@ -830,12 +839,13 @@ class Store:
             raise InvalidInputError(f"data must map key paths to values, not "
                                     f"{type(data).__name__} {data!r}.")
         when = dt.date.today() if on is None else to_date(on, "on")
-        return find_cases(
-            self, workflow=workflow, state=state,
-            awaiting_actor=awaiting, overdue=overdue, final=final, data=data,
-            since=None if since is None else to_date(since, "since"),
-            until=None if until is None else to_date(until, "until"),
-            limit=limit, offset=offset, on=when)
+        with self._snapshot("list cases"):  # the filters and the page: one state of the store
+            return find_cases(
+                self, workflow=workflow, state=state,
+                awaiting_actor=awaiting, overdue=overdue, final=final, data=data,
+                since=None if since is None else to_date(since, "since"),
+                until=None if until is None else to_date(until, "until"),
+                limit=limit, offset=offset, on=when)
 
     def awaiting(self, actor: str, *, on: object = None) -> list[Awaited]:
         """Every case where ``actor`` may act on ``on`` (default today), with the steps they
@@ -843,7 +853,8 @@ class Store:
         ``case_awaiting`` table (guards are re-run only for the rows that have them).
         Sorted by case id."""
         when = dt.date.today() if on is None else to_date(on, "on")
-        return awaiting_cases(self, actor, when)
+        with self._snapshot(f"list what {actor!r} may do"):
+            return awaiting_cases(self, actor, when)
 
     def rebuild(self) -> dict[str, int]:
         """Recompute every projection table from the log, in one transaction; returns the
@@ -873,8 +884,13 @@ class Store:
             raise InvalidInputError(f"within_days must be a whole number of days from 0 to "
                                     f"36500, not {within_days!r}.")
         known = None if as_of is None else to_date(as_of, "as_of")
-        if known is None:
-            return due_from_tables(self, when, within_days, workflow)
+        with self._snapshot("list what is due"):  # every case as of one commit
+            if known is None:
+                return due_from_tables(self, when, within_days, workflow)
+            return self._due_as_of(known, when, within_days, workflow)
+
+    def _due_as_of(self, known: dt.date, when: dt.date, within_days: int,
+                   workflow: str | None) -> list[DueItem]:
         sql = "SELECT case_id FROM cases"
         clauses, params = [], []
         if known is None:
