@@ -341,3 +341,39 @@ def test_a_step_taken_during_a_timers_rebuild_leaves_the_table_as_the_log_says(
         assert _count(pg_url, "timers") == 0
         report = store.verify()
         assert report.ok, report.problems
+
+
+def test_an_import_meeting_a_step_in_progress_on_its_case_waits_and_decides_after_it(
+        pg_url: str) -> None:
+    """An import onto a case another process is stepping waits, then decides after that step."""
+    with af.open_store(pg_url) as store:
+        _loop_steps(store, "c", 0)
+    inside, go, results, progress = CTX.Queue(), CTX.Queue(), CTX.Queue(), CTX.Queue()
+    stepper = CTX.Process(target=wp.step_in_open_block, args=(pg_url, "c", inside, go, results))
+    stepper.start()
+    importer = None
+    try:
+        assert inside.get(timeout=HANG) == 2  # 'propose' written, not committed
+        records = [{"case_id": "c", "trigger": "tmu.send_back", "actor": "tmu", "on": wp.ON},
+                   {"case_id": "new", "trigger": "create", "workflow": LOOP, "actor": "tmf",
+                    "on": wp.ON, "data": wp.DATA}]
+        importer = CTX.Process(target=wp.import_records, args=(pg_url, records, progress))
+        importer.start()
+        kind, pid = progress.get(timeout=HANG)
+        assert kind == "pid", pid
+        _wait_for(lambda: not importer.is_alive() or _waits_for_a_lock(pg_url, pid),
+                  "import waiting or done")
+        go.put(True)
+        stepped = results.get(timeout=HANG)
+        imported = progress.get(timeout=HANG)
+    finally:
+        go.put(True)
+        for proc in (stepper, importer):
+            if proc is not None:
+                proc.join(HANG)
+    assert stepped == ("done", 2), stepped
+    assert imported == ("done", 2), imported
+    with af.open_store(pg_url) as store:
+        assert [e.trigger for e in store.events("c")] == ["create", "propose", "tmu.send_back"]
+        report = store.verify()
+        assert report.ok, report.problems

@@ -341,3 +341,31 @@ def take_steps_on_request(path: str, requests: Any, acks: Any) -> None:
                 acks.put((e.case_id, e.seq))
     except BaseException:
         acks.put(traceback.format_exc())
+
+
+def step_in_open_block(path: str, case_id: str, inside: Any, go: Any, results: Any) -> None:
+    """Inside a bulk block, take the next step of ``case_id``; say so, wait to be told to go
+    on, then leave the block (commit). Report the event."""
+    try:
+        with af.open_store(path) as store:
+            case = store.case(case_id)
+            with store.bulk():
+                trigger, actor = next_step(case)
+                e = case.fire(trigger, actor=actor, on=ON, note="in an open block")
+                inside.put(e.seq)
+                go.get(timeout=BARRIER_TIMEOUT)
+            results.put(("done", e.seq))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+def import_records(path: str, records: list[dict[str, Any]], progress: Any) -> None:
+    """Report the connection's server process id, import ``records``, report the outcome."""
+    try:
+        with af.open_store(path) as store:
+            progress.put(("pid", store._conn.execute("SELECT pg_backend_pid()").fetchone()[0]))
+            progress.put(("done", store.import_events(records)))
+    except af.ApprovalflowError as e:
+        progress.put(("error", f"{type(e).__name__}: {e}"))
+    except BaseException:
+        progress.put(("error", traceback.format_exc()))

@@ -504,6 +504,13 @@ class Store:
         if self._pg:
             postgres.lock(self._conn, key)  # type: ignore[arg-type]
 
+    def _lock_case(self, case_id: str) -> None:
+        """Inside a write: hold a stored case against other writers until the commit, before
+        reading it to decide on (PostgreSQL locks its row, as a step's head check does;
+        SQLite's writer already holds the whole file)."""
+        if self._pg:
+            postgres.lock_case(self._conn, case_id)  # type: ignore[arg-type]
+
     def _hold_every_case(self) -> None:
         """Inside a write that rebuilds tables from every case: keep every other writer out
         until the commit (SQLite's writer already holds the whole file; PostgreSQL's

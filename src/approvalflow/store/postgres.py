@@ -52,7 +52,8 @@ except ImportError:  # pragma: no cover - checked by is_available()
     psycopg = None  # type: ignore[assignment]
 
 __all__ = ["is_database_url", "PgConnection", "connect", "create_schema", "schema_version",
-           "number_pending", "position_of", "own_pending", "lock_every_case", "SCHEMA", "redact"]
+           "number_pending", "position_of", "own_pending", "lock_case", "lock_every_case",
+           "SCHEMA", "redact"]
 
 #: The schema version PostgreSQL stores are created at (the same tables as SQLite's 6).
 PG_SCHEMA_VERSION = 6
@@ -509,6 +510,11 @@ def own_pending(conn: PgConnection) -> frozenset[tuple[str, int]]:
 def data_version(conn: PgConnection) -> int:
     """A number that changes when events are numbered (``tail --follow`` polls it)."""
     return int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM feed").fetchone()[0])
+
+
+def lock_case(conn: PgConnection, case_id: str) -> None:
+    """Hold a stored case's row until the transaction ends, as a step's head check does."""
+    conn.execute("SELECT 1 FROM cases WHERE case_id = ? FOR UPDATE", (case_id,))
 
 
 def lock_every_case(conn: PgConnection) -> None:
