@@ -503,7 +503,7 @@ def own_pending(conn: PgConnection) -> frozenset[tuple[str, int]]:
     """Inside a write: (case id, seq) of the events this transaction inserted (its own rows
     in ``feed_pending``, which the trigger wrote with the transaction's id)."""
     rows = conn.execute("SELECT case_id, seq FROM feed_pending "
-                        "WHERE xmin = pg_current_xact_id()::xid").fetchall()
+                        "WHERE xmin = pg_current_xact_id_if_assigned()::xid").fetchall()
     return frozenset((r[0], r[1]) for r in rows)
 
 
