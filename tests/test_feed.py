@@ -203,6 +203,31 @@ def test_a_rolled_back_block_after_a_rebuild_passes_nothing_on(store: af.Store) 
     assert heard == [("a", 2)]
 
 
+def test_a_callback_that_takes_a_step_leaves_every_subscriber_in_feed_order(
+        store: af.Store) -> None:
+    """A callback that fires a step: every subscriber still hears each event once, in feed order."""
+    reacting = _loop_case(store, "a")
+    other = _loop_case(store, "b")
+    heard: list[int | None] = []
+
+    def react(event: af.Event) -> None:
+        if event.case_id == "a":  # a consumer that answers each step on 'a' with one on 'b'
+            trigger, actor = wp.next_step(other)
+            other.fire(trigger, actor=actor, on=wp.ON)
+
+    store.subscribe(react)
+    store.subscribe(lambda e: heard.append(e.position))
+    trigger, actor = wp.next_step(reacting)
+    reacting.fire(trigger, actor=actor, on=wp.ON)
+    with store.bulk():
+        for _ in range(2):
+            trigger, actor = wp.next_step(reacting)
+            reacting.fire(trigger, actor=actor, on=wp.ON)
+    assert heard == [3, 4, 5, 6, 7, 8]
+    assert [(e.position, e.case_id) for e in store.feed(after=2)] == [
+        (3, "a"), (4, "b"), (5, "a"), (6, "a"), (7, "b"), (8, "b")]
+
+
 def test_failing_subscriber_neither_undoes_nor_blocks(store: af.Store,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     """A callback that raises is logged (approvalflow.store, ERROR); the step is stored,

@@ -20,6 +20,7 @@ translated into :class:`~approvalflow.errors.StoreError` in one place, ``transla
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import math
@@ -191,6 +192,8 @@ class Store:
         self._subscribers: list[Subscriber] = []
         # what the last commit of _write stored, for the subscribers (see _after_commit)
         self._committed_mark: _Committed | None = None
+        self._to_notify: collections.deque[_Committed] = collections.deque()
+        self._notifying = False
         self._timeout = timeout
         self._closed = False
         if self._pg:
@@ -571,8 +574,19 @@ class Store:
         return mark, frozenset((r[0], r[1]) for r in rows)
 
     def _notify(self, committed: _Committed | None) -> None:
-        if committed is not None and committed[1] and self._subscribers:
-            notify(self, *committed)
+        if committed is None or not committed[1] or not self._subscribers:
+            return
+        self._to_notify.append(committed)
+        if self._notifying:
+            # a callback took a step: its events wait until every subscriber has heard
+            # the ones before them, so that each hears the feed in order
+            return
+        self._notifying = True
+        try:
+            while self._to_notify:
+                notify(self, *self._to_notify.popleft())
+        finally:
+            self._notifying = False
 
     def _after_commit(self) -> None:
         """Tell the subscribers about what the last ``_write`` committed."""
