@@ -377,3 +377,24 @@ def test_an_import_meeting_a_step_in_progress_on_its_case_waits_and_decides_afte
         assert [e.trigger for e in store.events("c")] == ["create", "propose", "tmu.send_back"]
         report = store.verify()
         assert report.ok, report.problems
+
+
+def test_a_subscriber_hears_an_event_whose_numbering_timed_out_after_the_next_commit(
+        pg_url: str) -> None:
+    """An event numbered late (its lock timed out) reaches the subscribers after the next commit."""
+    with af.open_store(pg_url) as store:
+        _loop_steps(store, "c", 0)
+    holder = _connect(pg_url)
+    heard: list[tuple[str, int, int | None]] = []
+    try:
+        holder.execute("SELECT pg_advisory_lock(%s)", (postgres._FEED_LOCK,))
+        with af.open_store(pg_url, timeout=0.2) as store:
+            store.subscribe(lambda e: heard.append((e.case_id, e.seq, e.position)))
+            case = store.case("c")
+            assert case.fire("propose", actor="tmf", on=wp.ON).position is None
+            assert heard == []  # committed, not numbered: not in the feed yet
+            holder.close()
+            case.fire("tmu.send_back", actor="tmu", on=wp.ON)
+    finally:
+        holder.close()
+    assert heard == [("c", 2, 2), ("c", 3, 3)]

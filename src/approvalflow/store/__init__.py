@@ -193,6 +193,8 @@ class Store:
         # what the last commit of _write stored, for the subscribers (see _after_commit)
         self._committed_mark: _Committed | None = None
         self._to_notify: collections.deque[_Committed] = collections.deque()
+        # own events committed but not numbered yet when their turn came (PostgreSQL)
+        self._unnumbered: list[_Committed] = []
         self._notifying = False
         self._timeout = timeout
         self._closed = False
@@ -576,6 +578,9 @@ class Store:
     def _notify(self, committed: _Committed | None) -> None:
         if committed is None or not committed[1] or not self._subscribers:
             return
+        if self._unnumbered and not self._notifying:  # they came first: they go first
+            self._to_notify.extend(self._unnumbered)
+            self._unnumbered = []
         self._to_notify.append(committed)
         if self._notifying:
             # a callback took a step: its events wait until every subscriber has heard
@@ -584,7 +589,10 @@ class Store:
         self._notifying = True
         try:
             while self._to_notify:
-                notify(self, *self._to_notify.popleft())
+                mark, mine = self._to_notify.popleft()
+                missing = notify(self, mark, mine)
+                if missing:  # passed on after the next commit, which numbers them first
+                    self._unnumbered.append((mark, missing))
         finally:
             self._notifying = False
 

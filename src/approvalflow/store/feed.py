@@ -82,10 +82,14 @@ def follow(store: Store, after: int = 0, *, poll: float = POLL_SECONDS,
                 time.sleep(poll)
 
 
-def notify(store: Store, mark: int, mine: Collection[tuple[str, int]]) -> None:
+def notify(store: Store, mark: int,
+           mine: Collection[tuple[str, int]]) -> frozenset[tuple[str, int]]:
     """Call every subscriber with each event of ``mine`` (case id, seq), all committed
     after position ``mark``, in feed order. What other stores committed meanwhile is in
-    the feed too, and is left out: each store's subscribers hear its own commits."""
+    the feed too, and is left out: each store's subscribers hear its own commits.
+
+    Returns those of ``mine`` not in the feed yet (on PostgreSQL, committed but not
+    numbered: the numbering could not take its lock in time), to be passed on later."""
     try:
         events = store.feed(after=mark, limit=MAX_LIMIT)
         while len(events) % MAX_LIMIT == 0 and events:
@@ -97,7 +101,8 @@ def notify(store: Store, mark: int, mine: Collection[tuple[str, int]]) -> None:
     except Exception:  # the commit is done; a failed read must not look like a failed step
         logger.exception("approvalflow: could not read the events just committed to %r for "
                          "the subscribers; they were stored, but not passed on", store.where)
-        return
+        return frozenset()
+    missing = frozenset(mine) - {(e.case_id, e.seq) for e in events}
     for event in events:
         for callback in list(store._subscribers):
             try:
@@ -107,3 +112,4 @@ def notify(store: Store, mark: int, mine: Collection[tuple[str, int]]) -> None:
                     "approvalflow: subscriber %r failed on event %s of case %r (position %s); "
                     "the event is stored, the other subscribers still run",
                     callback, event.seq, event.case_id, event.position)
+    return missing
