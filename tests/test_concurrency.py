@@ -384,3 +384,74 @@ def test_racing_tickers_take_each_timed_step_once(store_url):
         assert len(clock) == len(set(clock)) == 3 * n_cases
         assert store.verify().ok
         assert store._conn.execute("SELECT count(*) FROM timers").fetchone()[0] == 0
+
+
+# -- readers while another process writes ------------------------------------------------------
+
+SNAPSHOT = '''
+[workflow]
+name = "snapshot"
+version = 1
+initial = "open"
+
+[actors]
+a = "A"
+b = "B"
+
+[states.open]
+[states.closed]
+final = true
+
+[[transitions]]
+trigger = "a.ok"
+source = "open"
+target = "closed"
+actors = ["a"]
+guards = ["snapshot_hook"]
+
+[[transitions]]
+trigger = "b.close"
+source = "open"
+target = "closed"
+actors = ["b"]
+'''
+_HOOK: list[Any] = []
+
+
+@af.guard("snapshot_hook")
+def _snapshot_hook(ctx: af.GuardContext) -> list[str]:
+    """Passes; the first time it is asked, another process closes a case meanwhile."""
+    if _HOOK:
+        _HOOK.pop()()
+    return []
+
+
+def test_cases_filtered_while_another_process_writes_answer_from_one_snapshot(store_url):
+    """cases(awaiting=...) while another process closes a case lists each case as it was awaited."""
+    wf = af.loads_workflow(SNAPSHOT)
+    with af.open_store(store_url) as store:
+        for case_id in ("s1", "s2"):
+            store.create_case(wf, case_id, actor="a", on=wp.ON)
+        requests, acks = CTX.Queue(), CTX.Queue()
+        proc = CTX.Process(target=wp.take_steps_on_request, args=(store_url, requests, acks))
+        proc.start()
+        closed: list[Any] = []
+
+        def another_process_closes_s2() -> None:
+            requests.put(("s2", "b.close", "b"))
+            closed.append(acks.get(timeout=JOIN))
+
+        _HOOK.append(another_process_closes_s2)
+        try:
+            listed = store.cases(awaiting="a", on=wp.ON)
+            paged = store.cases(awaiting="a", on=wp.ON, limit=1)
+        finally:
+            _HOOK.clear()
+            requests.put(None)
+            _join([proc])
+        assert closed == [("s2", 2)]
+        assert [(c.case_id, sorted(c.state), c.is_final) for c in listed] == [
+            ("s1", ["open"], False), ("s2", ["open"], False)]
+        assert [c.case_id for c in paged] == ["s1"] and paged.total == 1
+        assert [c.case_id for c in store.cases(awaiting="a", on=wp.ON)] == ["s1"]
+        assert store.verify().ok

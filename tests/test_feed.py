@@ -144,6 +144,91 @@ def test_subscriber_hears_a_bulk_block_once_it_commits(store: af.Store) -> None:
     assert seen == [1, 2, 3]
 
 
+def test_a_subscriber_hears_only_what_its_own_store_committed(store_url: str) -> None:
+    """Another process committing right after this store's commit is not passed on to it."""
+    with af.open_store(store_url) as store:
+        mine = _loop_case(store, "mine")
+        _loop_case(store, "theirs")
+        requests, acks = CTX.Queue(), CTX.Queue()
+        proc = CTX.Process(target=wp.fire_on_request, args=(store_url, "theirs", requests,
+                                                           acks))
+        proc.start()
+        theirs: list[Any] = []
+        armed = [False]
+        number = store._number_feed
+
+        def another_process_commits() -> None:
+            number()
+            if armed[0]:  # right after this store's commit, before its callbacks run
+                armed[0] = False
+                requests.put("fire")
+                theirs.append(acks.get(timeout=JOIN))
+
+        store._number_feed = another_process_commits  # type: ignore[method-assign]
+        heard: list[tuple[str, int]] = []
+        store.subscribe(lambda e: heard.append((e.case_id, e.seq)))
+        try:
+            for _ in range(2):
+                armed[0] = True
+                trigger, actor = wp.next_step(mine)
+                mine.fire(trigger, actor=actor, on=wp.ON)
+            armed[0] = True
+            with store.bulk():
+                for _ in range(2):
+                    trigger, actor = wp.next_step(mine)
+                    mine.fire(trigger, actor=actor, on=wp.ON)
+        finally:
+            requests.put(None)
+            proc.join(JOIN)
+        assert theirs == [("theirs", 2), ("theirs", 3), ("theirs", 4)]
+        assert heard == [("mine", 2), ("mine", 3), ("mine", 4), ("mine", 5)]
+        assert store.verify().ok
+
+
+def test_a_rolled_back_block_after_a_rebuild_passes_nothing_on(store: af.Store) -> None:
+    """After rebuild() and rebuild_timers(), a bulk block that rolls back calls no callback."""
+    case = _loop_case(store, "a")
+    heard: list[tuple[str, int]] = []
+    store.subscribe(lambda e: heard.append((e.case_id, e.seq)))
+    for rebuild in (store.rebuild, store.rebuild_timers):
+        rebuild()
+        with pytest.raises(RuntimeError), store.bulk():
+            trigger, actor = wp.next_step(case)
+            case.fire(trigger, actor=actor, on=wp.ON)
+            raise RuntimeError("rolled back")
+        assert case.version == 1
+    assert heard == []
+    assert [(e.case_id, e.seq) for e in store.feed()] == [("a", 1)]
+    trigger, actor = wp.next_step(case)
+    case.fire(trigger, actor=actor, on=wp.ON)
+    assert heard == [("a", 2)]
+
+
+def test_a_callback_that_takes_a_step_leaves_every_subscriber_in_feed_order(
+        store: af.Store) -> None:
+    """A callback that fires a step: every subscriber still hears each event once, in feed order."""
+    reacting = _loop_case(store, "a")
+    other = _loop_case(store, "b")
+    heard: list[int | None] = []
+
+    def react(event: af.Event) -> None:
+        if event.case_id == "a":  # a consumer that answers each step on 'a' with one on 'b'
+            trigger, actor = wp.next_step(other)
+            other.fire(trigger, actor=actor, on=wp.ON)
+
+    store.subscribe(react)
+    store.subscribe(lambda e: heard.append(e.position))
+    trigger, actor = wp.next_step(reacting)
+    reacting.fire(trigger, actor=actor, on=wp.ON)
+    with store.bulk():
+        for _ in range(2):
+            trigger, actor = wp.next_step(reacting)
+            reacting.fire(trigger, actor=actor, on=wp.ON)
+    assert heard == [3, 4, 5, 6, 7, 8]
+    assert [(e.position, e.case_id) for e in store.feed(after=2)] == [
+        (3, "a"), (4, "b"), (5, "a"), (6, "a"), (7, "b"), (8, "b")]
+
+
 def test_failing_subscriber_neither_undoes_nor_blocks(store: af.Store,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     """A callback that raises is logged (approvalflow.store, ERROR); the step is stored,

@@ -10,6 +10,7 @@ commit goes through, its numbering waits, and the kill lands there.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import signal
 import textwrap
@@ -30,6 +31,7 @@ from tests.test_crash import Writer
 DOC = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
 LOOP = wp.WORKFLOW
 HANG = 120.0  # seconds before a wait counts as a hang (a guard, not a timing assertion)
+CTX = multiprocessing.get_context("spawn")
 
 
 @pytest.fixture
@@ -307,3 +309,109 @@ def test_a_connection_error_is_one_line_without_the_password(url: str) -> None:
     message = str(info.value)
     assert "s3cret" not in message and "\n" not in message and "\t" not in message, message
     assert "app:***@" in message or "//***@" in message
+
+
+# -- rebuilding while another process writes --------------------------------------------------
+
+
+def _waits_for_a_lock(url: str, pid: int) -> bool:
+    with _connect(url) as conn:
+        row = conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                           (pid,)).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+def test_a_step_taken_during_a_timers_rebuild_leaves_the_table_as_the_log_says(
+        pg_url: str) -> None:
+    """A step taken while another process rebuilds the timers table leaves it as the log says."""
+    wf = af.loads_workflow(tw.TEXT)
+    with af.open_store(pg_url) as store:
+        case = store.create_case(wf, "t", actor="applicant", on="2024-01-01",
+                                 data={"expires": "2024-03-01"})
+        case.fire("submit", actor="applicant", on="2024-01-10")
+    read, go, results, progress = CTX.Queue(), CTX.Queue(), CTX.Queue(), CTX.Queue()
+    rebuilder = CTX.Process(target=wp.rebuild_paused,
+                            args=(pg_url, tw.TEXT, "rebuild_timers", read, go, results))
+    rebuilder.start()
+    writer = None
+    try:
+        assert read.get(timeout=HANG) == "t"  # the rebuild has read the case, not committed
+        writer = CTX.Process(target=wp.fire_step,
+                             args=(pg_url, "t", "approve", "dean", "2024-01-11", progress))
+        writer.start()
+        kind, pid = progress.get(timeout=HANG)
+        assert kind == "pid", pid
+        _wait_for(lambda: not writer.is_alive() or _waits_for_a_lock(pg_url, pid),
+                  "step waiting or done")
+        go.put(True)
+        rebuilt = results.get(timeout=HANG)
+        stepped = progress.get(timeout=HANG)
+    finally:
+        go.put(True)
+        for proc in (rebuilder, writer):
+            if proc is not None:
+                proc.join(HANG)
+    assert rebuilt == 2, rebuilt  # remind and escalate, armed before the step
+    assert stepped == ("done", 3), stepped
+    with af.open_store(pg_url) as store:
+        assert store.case("t").state == {"approved"}
+        assert _count(pg_url, "timers") == 0
+        report = store.verify()
+        assert report.ok, report.problems
+
+
+def test_an_import_meeting_a_step_in_progress_on_its_case_waits_and_decides_after_it(
+        pg_url: str) -> None:
+    """An import onto a case another process is stepping waits, then decides after that step."""
+    with af.open_store(pg_url) as store:
+        _loop_steps(store, "c", 0)
+    inside, go, results, progress = CTX.Queue(), CTX.Queue(), CTX.Queue(), CTX.Queue()
+    stepper = CTX.Process(target=wp.step_in_open_block, args=(pg_url, "c", inside, go, results))
+    stepper.start()
+    importer = None
+    try:
+        assert inside.get(timeout=HANG) == 2  # 'propose' written, not committed
+        records = [{"case_id": "c", "trigger": "tmu.send_back", "actor": "tmu", "on": wp.ON},
+                   {"case_id": "new", "trigger": "create", "workflow": LOOP, "actor": "tmf",
+                    "on": wp.ON, "data": wp.DATA}]
+        importer = CTX.Process(target=wp.import_records, args=(pg_url, records, progress))
+        importer.start()
+        kind, pid = progress.get(timeout=HANG)
+        assert kind == "pid", pid
+        _wait_for(lambda: not importer.is_alive() or _waits_for_a_lock(pg_url, pid),
+                  "import waiting or done")
+        go.put(True)
+        stepped = results.get(timeout=HANG)
+        imported = progress.get(timeout=HANG)
+    finally:
+        go.put(True)
+        for proc in (stepper, importer):
+            if proc is not None:
+                proc.join(HANG)
+    assert stepped == ("done", 2), stepped
+    assert imported == ("done", 2), imported
+    with af.open_store(pg_url) as store:
+        assert [e.trigger for e in store.events("c")] == ["create", "propose", "tmu.send_back"]
+        report = store.verify()
+        assert report.ok, report.problems
+
+
+def test_a_subscriber_hears_an_event_whose_numbering_timed_out_after_the_next_commit(
+        pg_url: str) -> None:
+    """An event numbered late (its lock timed out) reaches the subscribers after the next commit."""
+    with af.open_store(pg_url) as store:
+        _loop_steps(store, "c", 0)
+    holder = _connect(pg_url)
+    heard: list[tuple[str, int, int | None]] = []
+    try:
+        holder.execute("SELECT pg_advisory_lock(%s)", (postgres._FEED_LOCK,))
+        with af.open_store(pg_url, timeout=0.2) as store:
+            store.subscribe(lambda e: heard.append((e.case_id, e.seq, e.position)))
+            case = store.case("c")
+            assert case.fire("propose", actor="tmf", on=wp.ON).position is None
+            assert heard == []  # committed, not numbered: not in the feed yet
+            holder.close()
+            case.fire("tmu.send_back", actor="tmu", on=wp.ON)
+    finally:
+        holder.close()
+    assert heard == [("c", 2, 2), ("c", 3, 3)]

@@ -121,6 +121,29 @@ def test_retries_exhausted_raises_concurrency_error(db_path: Path, grant: str) -
         assert first.case("g").version == 3
 
 
+def test_a_retry_inside_a_rolled_back_bulk_block_leaves_the_copy_as_it_was(
+        store_url: str) -> None:
+    """A copy that reloaded on a retry inside a bulk block that rolls back is put back as it was."""
+    with af.open_store(store_url) as store:
+        case = store.create_case(af.load_workflow(GRANT), "g", actor="applicant",
+                                 on="2024-01-02", data={"budget": 5000}, by="ann")
+        case.fire("submit", actor="applicant", on="2024-01-03", by="ann")
+        voted, stale, refused = store.case("g"), store.case("g"), store.case("g")
+        before = [(c.version, c.head_hash, c.ballots()) for c in (voted, stale, refused)]
+        with pytest.raises(RuntimeError), store.bulk():
+            voted.fire("ethics.yes", actor="e1", on="2024-01-10")
+            stale.fire("ethics.yes", actor="e2", on="2024-01-10", retries=1)
+            with pytest.raises(af.TransitionRefusedError):  # e1 has voted, decided anew
+                refused.fire("ethics.yes", actor="e1", on="2024-01-10", retries=1)
+            assert refused.version == stale.version == 4
+            raise RuntimeError("rolled back")
+        assert [(c.version, c.head_hash, c.ballots()) for c in (voted, stale, refused)] == before
+        assert store.case("g").version == 2
+        event = stale.fire("ethics.yes", actor="e2", on="2024-01-10")
+        assert (event.seq, event.prev_hash) == (3, before[1][1])
+        assert store.verify().ok
+
+
 @pytest.mark.parametrize("retries", [-1, 1001, True, 1.5, "2"])
 def test_retries_must_be_a_small_whole_number(store: af.Store, retries: Any) -> None:
     """retries outside 0..1000, or not a whole number, is refused before anything."""

@@ -274,3 +274,98 @@ def tick_once(path: str, workflow_text: str, on: str, start: Any, results: Any) 
         results.put({"taken": len(report.taken), "already": report.already_taken})
     except BaseException:
         results.put({"error": traceback.format_exc()})
+
+
+# -- subscriptions: another process committing at a chosen moment ---------------------------
+
+
+def fire_on_request(path: str, case_id: str, requests: Any, acks: Any) -> None:
+    """Take one step on ``case_id`` for each request (None ends), acknowledging each."""
+    try:
+        with af.open_store(path) as store:
+            case = store.case(case_id)
+            while requests.get(timeout=BARRIER_TIMEOUT) is not None:
+                trigger, actor = next_step(case)
+                e = case.fire(trigger, actor=actor, on=ON, note="another process")
+                acks.put((e.case_id, e.seq))
+    except BaseException:
+        acks.put(traceback.format_exc())
+
+
+# -- rebuilding the derived tables while another process takes a step -----------------------
+
+
+def rebuild_paused(path: str, workflow_text: str, which: str, read: Any, go: Any,
+                   results: Any) -> None:
+    """Run ``store.<which>()`` (rebuild_timers), pausing once inside its transaction, right
+    after it has loaded the first case, until told to go on; report what it returned."""
+    try:
+        af.loads_workflow(workflow_text)
+        with af.open_store(path) as store:
+            load, paused = store.case, []
+
+            def load_then_wait(case_id: str, **kw: Any) -> af.Case:
+                case = load(case_id, **kw)
+                if not paused:
+                    paused.append(case_id)
+                    read.put(case_id)
+                    go.get(timeout=BARRIER_TIMEOUT)
+                return case
+
+            store.case = load_then_wait  # type: ignore[method-assign]
+            results.put(getattr(store, which)())
+    except BaseException:
+        results.put(traceback.format_exc())
+
+
+def fire_step(path: str, case_id: str, trigger: str, actor: str, on: str,
+              progress: Any) -> None:
+    """Load a case, report the connection's server process id, take one step, report it."""
+    try:
+        with af.open_store(path) as store:
+            case = store.case(case_id)
+            progress.put(("pid", store._conn.execute("SELECT pg_backend_pid()").fetchone()[0]))
+            e = case.fire(trigger, actor=actor, on=on)
+            progress.put(("done", e.seq))
+    except BaseException:
+        progress.put(("error", traceback.format_exc()))
+
+
+def take_steps_on_request(path: str, requests: Any, acks: Any) -> None:
+    """For each request (case id, trigger, actor; None ends) take that step, acknowledging it."""
+    try:
+        with af.open_store(path) as store:
+            while (request := requests.get(timeout=BARRIER_TIMEOUT)) is not None:
+                case_id, trigger, actor = request
+                e = store.case(case_id).fire(trigger, actor=actor, on=ON)
+                acks.put((e.case_id, e.seq))
+    except BaseException:
+        acks.put(traceback.format_exc())
+
+
+def step_in_open_block(path: str, case_id: str, inside: Any, go: Any, results: Any) -> None:
+    """Inside a bulk block, take the next step of ``case_id``; say so, wait to be told to go
+    on, then leave the block (commit). Report the event."""
+    try:
+        with af.open_store(path) as store:
+            case = store.case(case_id)
+            with store.bulk():
+                trigger, actor = next_step(case)
+                e = case.fire(trigger, actor=actor, on=ON, note="in an open block")
+                inside.put(e.seq)
+                go.get(timeout=BARRIER_TIMEOUT)
+            results.put(("done", e.seq))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+def import_records(path: str, records: list[dict[str, Any]], progress: Any) -> None:
+    """Report the connection's server process id, import ``records``, report the outcome."""
+    try:
+        with af.open_store(path) as store:
+            progress.put(("pid", store._conn.execute("SELECT pg_backend_pid()").fetchone()[0]))
+            progress.put(("done", store.import_events(records)))
+    except af.ApprovalflowError as e:
+        progress.put(("error", f"{type(e).__name__}: {e}"))
+    except BaseException:
+        progress.put(("error", traceback.format_exc()))

@@ -124,6 +124,8 @@ class _Appender(Protocol):
 
     def _find_key(self, case: Case, key: str) -> Event | None: ...
 
+    def _keep_for_rollback(self, case: Case) -> None: ...
+
     def _check_retry(self, stored: Event, *, trigger: str, actor: str, on: dt.date,
                      note: str | None, data: Mapping[str, Any],
                      by: str | None = None) -> None: ...
@@ -460,6 +462,9 @@ class Case:
     def _reload(self) -> None:
         """Take the state and history the store holds now (after a ConcurrencyError)."""
         assert self._store is not None
+        # inside a bulk block the reload may read the block's own steps: a rollback must
+        # put this copy back as it was before the block, not at a state never stored
+        self._store._keep_for_rollback(self)
         fresh = self._store.case(self._id)
         self._state, self._history = fresh._state, fresh._history
 

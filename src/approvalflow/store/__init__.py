@@ -20,6 +20,7 @@ translated into :class:`~approvalflow.errors.StoreError` in one place, ``transla
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import math
@@ -191,7 +192,12 @@ class Store:
         # let go of (and its snapshot) is freed at once: a long block's memory stays flat
         self._bulk_touched: weakref.WeakKeyDictionary[Case, Any] = weakref.WeakKeyDictionary()
         self._subscribers: list[Subscriber] = []
-        self._committed_mark: int | None = None
+        # what the last commit of _write stored, for the subscribers (see _after_commit)
+        self._committed_mark: _Committed | None = None
+        self._to_notify: collections.deque[_Committed] = collections.deque()
+        # own events committed but not numbered yet when their turn came (PostgreSQL)
+        self._unnumbered: list[_Committed] = []
+        self._notifying = False
         self._timeout = timeout
         self._closed = False
         if self._pg:
@@ -400,13 +406,14 @@ class Store:
                 try:
                     mark = self._feed_mark()
                     yield
+                    mine = self._own_events(mark)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._rollback()
                     raise
                 self._number_feed()
         # the callbacks run once the caller has advanced its Case (see _after_commit)
-        self._committed_mark = mark
+        self._committed_mark = mine
 
     @contextlib.contextmanager
     def _writer_turn(self, what: str) -> Iterator[None]:
@@ -453,6 +460,7 @@ class Store:
                 yield self
                 if self._bulk_failed or not self._conn.in_transaction:
                     raise StoreError(_BULK_FAILED)
+                mine = self._own_events(mark)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -464,7 +472,7 @@ class Store:
                 self._bulk_failed = False
                 self._bulk_touched.clear()
             self._number_feed()
-        self._notify(mark)
+        self._notify(mine)
 
     # -- the feed and subscriptions (store/feed.py) ---------------------------------------
 
@@ -510,6 +518,29 @@ class Store:
         if self._pg:
             postgres.lock(self._conn, key)  # type: ignore[arg-type]
 
+    def _lock_case(self, case_id: str) -> None:
+        """Inside a write: hold a stored case against other writers until the commit, before
+        reading it to decide on (PostgreSQL locks its row, as a step's head check does;
+        SQLite's writer already holds the whole file)."""
+        if self._pg:
+            postgres.lock_case(self._conn, case_id)  # type: ignore[arg-type]
+
+    def _hold_every_case(self) -> None:
+        """Inside a write that rebuilds tables from every case: keep every other writer out
+        until the commit (SQLite's writer already holds the whole file; PostgreSQL's
+        writers lock one case row each, so the rebuild locks the table)."""
+        if self._pg:
+            postgres.lock_every_case(self._conn)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def _snapshot(self, what: str) -> Iterator[None]:
+        """The reads inside see one state of the store, however many statements they take
+        and whatever other connections commit meanwhile (a guard may run among them)."""
+        if self._closed:
+            raise StoreError("The store is closed.")
+        with translate(what), _rows.snapshot(self._conn):
+            yield
+
     def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
         """Call ``callback(event)`` for every event this store commits, after the commit.
 
@@ -539,9 +570,40 @@ class Store:
         row = self._conn.execute("SELECT MAX(position) FROM events").fetchone()
         return int(row[0] or 0)
 
-    def _notify(self, mark: int | None) -> None:
-        if mark is not None and self._subscribers:
-            notify(self, mark)
+    def _own_events(self, mark: int | None) -> _Committed | None:
+        """Inside a write, just before its commit: the events this transaction stored, as
+        the feed position before it and their (case id, seq) (only when someone listens).
+
+        Other processes commit between this commit and the callbacks; the feed read
+        then holds their events too, and only these are passed on."""
+        if mark is None:
+            return None
+        if self._pg:
+            return mark, postgres.own_pending(self._conn)  # type: ignore[arg-type]
+        rows = self._conn.execute("SELECT case_id, seq FROM events WHERE position > ?",
+                                  (mark,)).fetchall()
+        return mark, frozenset((r[0], r[1]) for r in rows)
+
+    def _notify(self, committed: _Committed | None) -> None:
+        if committed is None or not committed[1] or not self._subscribers:
+            return
+        if self._unnumbered and not self._notifying:  # they came first: they go first
+            self._to_notify.extend(self._unnumbered)
+            self._unnumbered = []
+        self._to_notify.append(committed)
+        if self._notifying:
+            # a callback took a step: its events wait until every subscriber has heard
+            # the ones before them, so that each hears the feed in order
+            return
+        self._notifying = True
+        try:
+            while self._to_notify:
+                mark, mine = self._to_notify.popleft()
+                missing = notify(self, mark, mine)
+                if missing:  # passed on after the next commit, which numbers them first
+                    self._unnumbered.append((mark, missing))
+        finally:
+            self._notifying = False
 
     def _after_commit(self) -> None:
         """Tell the subscribers about what the last ``_write`` committed."""
@@ -843,12 +905,13 @@ class Store:
             raise InvalidInputError(f"data must map key paths to values, not "
                                     f"{type(data).__name__} {data!r}.")
         when = dt.date.today() if on is None else to_date(on, "on")
-        return find_cases(
-            self, workflow=workflow, state=state,
-            awaiting_actor=awaiting, overdue=overdue, final=final, data=data,
-            since=None if since is None else to_date(since, "since"),
-            until=None if until is None else to_date(until, "until"),
-            limit=limit, offset=offset, on=when)
+        with self._snapshot("list cases"):  # the filters and the page: one state of the store
+            return find_cases(
+                self, workflow=workflow, state=state,
+                awaiting_actor=awaiting, overdue=overdue, final=final, data=data,
+                since=None if since is None else to_date(since, "since"),
+                until=None if until is None else to_date(until, "until"),
+                limit=limit, offset=offset, on=when)
 
     def awaiting(self, actor: str, *, on: object = None) -> list[Awaited]:
         """Every case where ``actor`` may act on ``on`` (default today), with the steps they
@@ -856,12 +919,14 @@ class Store:
         ``case_awaiting`` table (guards are re-run only for the rows that have them).
         Sorted by case id."""
         when = dt.date.today() if on is None else to_date(on, "on")
-        return awaiting_cases(self, actor, when)
+        with self._snapshot(f"list what {actor!r} may do"):
+            return awaiting_cases(self, actor, when)
 
     def rebuild(self) -> dict[str, int]:
         """Recompute every projection table from the log, in one transaction; returns the
         number of cases replayed and of rows in each table."""
         with self._write("rebuild the projections"):
+            self._hold_every_case()  # a step meanwhile would write onto rows made from before it
             counts = {"cases": projections.fill(self._conn)}
             for table in projections.TABLES:
                 counts[table] = self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
@@ -885,8 +950,13 @@ class Store:
             raise InvalidInputError(f"within_days must be a whole number of days from 0 to "
                                     f"36500, not {within_days!r}.")
         known = None if as_of is None else to_date(as_of, "as_of")
-        if known is None:
-            return due_from_tables(self, when, within_days, workflow)
+        with self._snapshot("list what is due"):  # every case as of one commit
+            if known is None:
+                return due_from_tables(self, when, within_days, workflow)
+            return self._due_as_of(known, when, within_days, workflow)
+
+    def _due_as_of(self, known: dt.date, when: dt.date, within_days: int,
+                   workflow: str | None) -> list[DueItem]:
         sql = "SELECT case_id FROM cases"
         clauses, params = [], []
         if known is None:
@@ -935,6 +1005,12 @@ class Store:
         return _views().events_frame(self.events(case_id))
 
     # -- appending ----------------------------------------------------------------------
+
+    def _keep_for_rollback(self, case: Case) -> None:
+        """Inside a bulk block, before ``case`` first changes: remember how it was, so a
+        block that is rolled back restores it."""
+        if self._bulk_depth and case not in self._bulk_touched:
+            self._bulk_touched[case] = case._snapshot()
 
     def _find_key(self, case: Case, key: str) -> Event | None:
         with translate("look up an idempotency key"):
@@ -1043,9 +1119,7 @@ class Store:
                 projections.advance(self._conn, case._engine, case.id, before, after, history)
             else:  # another version: its rows are made anew
                 projections.replace(self._conn, engine_for(moves_to), case.id, after, history)
-        if self._bulk_depth and case not in self._bulk_touched:
-            # remember how the case was, so a block that is rolled back restores it
-            self._bulk_touched[case] = case._snapshot()
+        self._keep_for_rollback(case)
         numbered = self._position(event)
         case._advance(numbered, moves_to, after,
                       history if numbered is event else (*case.history, numbered))
@@ -1193,6 +1267,10 @@ class Store:
 _HIDDEN_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formatting character",
                       "Zl": "a line separator", "Zp": "a paragraph separator"}
 
+
+#: What one commit stored, for the subscribers: the highest feed position before it, and
+#: the (case id, seq) of each event it wrote.
+_Committed = tuple[int, frozenset[tuple[str, int]]]
 
 #: One lock per database file, shared by the writers of this process (Store._writer_turn).
 _WRITER_LOCKS: dict[str, threading.RLock] = {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING
 
 from ..case import Event
@@ -86,8 +86,14 @@ def follow(store: Store, after: int = 0, *, poll: float = POLL_SECONDS,
                 time.sleep(poll)
 
 
-def notify(store: Store, mark: int) -> None:
-    """Call every subscriber with each event committed after position ``mark``."""
+def notify(store: Store, mark: int,
+           mine: Collection[tuple[str, int]]) -> frozenset[tuple[str, int]]:
+    """Call every subscriber with each event of ``mine`` (case id, seq), all committed
+    after position ``mark``, in feed order. What other stores committed meanwhile is in
+    the feed too, and is left out: each store's subscribers hear its own commits.
+
+    Returns those of ``mine`` not in the feed yet (on PostgreSQL, committed but not
+    numbered: the numbering could not take its lock in time), to be passed on later."""
     try:
         events = store.feed(after=mark, limit=MAX_LIMIT)
         while len(events) % MAX_LIMIT == 0 and events:
@@ -95,10 +101,12 @@ def notify(store: Store, mark: int) -> None:
             if not more:
                 break
             events.extend(more)
+        events = [e for e in events if (e.case_id, e.seq) in mine]
     except Exception:  # the commit is done; a failed read must not look like a failed step
         logger.exception("approvalflow: could not read the events just committed to %r for "
                          "the subscribers; they were stored, but not passed on", store.where)
-        return
+        return frozenset()
+    missing = frozenset(mine) - {(e.case_id, e.seq) for e in events}
     for event in events:
         for callback in list(store._subscribers):
             try:
@@ -108,3 +116,4 @@ def notify(store: Store, mark: int) -> None:
                     "approvalflow: subscriber %r failed on event %s of case %r (position %s); "
                     "the event is stored, the other subscribers still run",
                     callback, event.seq, event.case_id, event.position)
+    return missing

@@ -392,6 +392,9 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     close_case()
                     if case_id in seen:
                         flush()
+                    # its steps are decided on the state they are written onto: hold the
+                    # case, as a step does, before reading it
+                    store._lock_case(case_id)
                     case = store.case(case_id)
                     cur = _Open(case_id, case.definition, engine_for(case.definition),
                                 case.engine_state, False, list(case.history),

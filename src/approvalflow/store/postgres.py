@@ -52,7 +52,8 @@ except ImportError:  # pragma: no cover - checked by is_available()
     psycopg = None  # type: ignore[assignment]
 
 __all__ = ["is_database_url", "PgConnection", "connect", "create_schema", "schema_version",
-           "number_pending", "position_of", "SCHEMA", "redact"]
+           "number_pending", "position_of", "own_pending", "lock_case", "lock_every_case",
+           "SCHEMA", "redact"]
 
 #: The schema version PostgreSQL stores are created at (the same tables as SQLite's 6).
 PG_SCHEMA_VERSION = 6
@@ -505,9 +506,29 @@ def position_of(conn: PgConnection, case_id: str, seq: int) -> int | None:
     return None if row is None else int(row[0])
 
 
+def own_pending(conn: PgConnection) -> frozenset[tuple[str, int]]:
+    """Inside a write: (case id, seq) of the events this transaction inserted (its own rows
+    in ``feed_pending``, which the trigger wrote with the transaction's id)."""
+    rows = conn.execute("SELECT case_id, seq FROM feed_pending "
+                        "WHERE xmin = pg_current_xact_id_if_assigned()::xid").fetchall()
+    return frozenset((r[0], r[1]) for r in rows)
+
+
 def data_version(conn: PgConnection) -> int:
     """A number that changes when events are numbered (``tail --follow`` polls it)."""
     return int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM feed").fetchone()[0])
+
+
+def lock_case(conn: PgConnection, case_id: str) -> None:
+    """Hold a stored case's row until the transaction ends, as a step's head check does."""
+    conn.execute("SELECT 1 FROM cases WHERE case_id = ? FOR UPDATE", (case_id,))
+
+
+def lock_every_case(conn: PgConnection) -> None:
+    """Hold off every writer until the transaction ends (a rebuild of the tables derived
+    from every case): EXCLUSIVE mode lets readers in but no step (which locks its case's
+    row FOR UPDATE) and no creation (which inserts a row)."""
+    conn.execute("LOCK TABLE cases IN EXCLUSIVE MODE")
 
 
 def lock(conn: PgConnection, key: str) -> None:

@@ -79,6 +79,22 @@ DATES: dict[str, dt.date] = {}
 MEMO_LIMIT = 10_000
 
 
+@contextlib.contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction, so the tables are read as of one commit (verify, and the
+    questions across cases, whose answers join several reads); inside a write or a bulk
+    block, that transaction's own view."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
 def json_list(states: frozenset[str]) -> str:
     text = STATE_TEXT.get(states)
     if text is None:

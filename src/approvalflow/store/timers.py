@@ -99,6 +99,7 @@ def rebuild_timers(store: Store) -> int:
     conn = store._conn
     count = 0
     with store._write("rebuild the timers table"):
+        store._hold_every_case()  # a step meanwhile would leave the rows of its case stale
         conn.execute("DELETE FROM timers")
         open_cases = conn.execute("SELECT case_id, workflow, workflow_version FROM cases "
                                   "WHERE is_final = 0 ORDER BY case_id").fetchall()

@@ -27,12 +27,11 @@ problem that names its case and event.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -44,7 +43,7 @@ from ..errors import ApprovalflowError, StoreError
 from ..loading import loads_workflow
 from ..replay import Recorded, replay
 from .projections import ExpectedRows, check_projections
-from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, encode, parse_date, selected_hash
+from .rows import EVENT_COLUMNS, EVENT_FIELDS, GENESIS, encode, parse_date, selected_hash, snapshot
 from .timers import read_timer_table, timer_rows
 
 if TYPE_CHECKING:
@@ -92,7 +91,7 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
     if heads is not None:
         problems.extend(_check_heads(conn, heads))
     n_cases = n_events = 0
-    with _snapshot(conn):
+    with snapshot(conn):
         workflows = _check_workflows(conn, problems)
         # PostgreSQL: events committed and not numbered yet (their writer numbers them
         # right after its commit, or the next one does if it died): not a missing position
@@ -140,20 +139,6 @@ def verify_store(store: Store, *, heads: Mapping[str, Any] | None,
         problems.extend(check_projections(conn, expected))
     return VerifyReport(problems=problems, cases=n_cases, events=n_events,
                         unchecked=dict(unchecked), strict=strict)
-
-
-@contextlib.contextmanager
-def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction, so the tables are read as of one commit."""
-    if conn.in_transaction:  # inside bulk(): already one transaction
-        yield
-        return
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
 
 
 def _check_heads(conn: sqlite3.Connection, heads: Mapping[str, Any]) -> list[str]:
