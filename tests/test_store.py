@@ -196,6 +196,32 @@ def test_idempotency_key_stores_once(store, submitted) -> None:
         submitted.fire("aab.approve", actor="aab", on="2021-12-06", key="tmu-2021-12-06")
 
 
+def test_a_retry_without_a_date_after_midnight_returns_the_stored_step(
+        store, flagship, seed_data, monkeypatch) -> None:
+    """A step fired with a key and no date meant "today": retried the next day (or in the
+    same transaction's race), it returns the stored event instead of refusing it as other
+    content; a retry that names another date is still refused."""
+    import approvalflow.case as case_module
+
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    real = case_module.date_or_today
+
+    case = store.create_case(flagship, "late-night", actor="tmf", on="2021-11-01",
+                             data={**seed_data, "expires": "2999-01-01",
+                                   "planned_start": "2999-06-01"})
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    first = case.fire("tmu.approve", actor="tmu", key="k1")
+    said = case.expect("aab.approve", "2999-01", actor="aab", key="k2")
+    stale = store.case("late-night")
+    monkeypatch.setattr(case_module, "date_or_today",
+                        lambda on, what="on": tomorrow if on is None else real(on, what))
+    assert stale.fire("tmu.approve", actor="tmu", key="k1") == first
+    assert stale.expect("aab.approve", "2999-01", actor="aab", key="k2") == said
+    with pytest.raises(af.InvalidInputError, match="other content"):
+        stale.fire("tmu.approve", actor="tmu", on=tomorrow, key="k1")
+    assert len(list(store.events("late-night"))) == 4
+
+
 def test_bulk_is_all_or_nothing(store, flagship, seed_data) -> None:
     """Inside bulk(), a failure rolls back every create and fire before it."""
     with pytest.raises(af.TransitionRefusedError), store.bulk():

@@ -115,18 +115,19 @@ class Region:
 
 class _Appender(Protocol):
     def _append(self, case: Case, decision: Decision, *, note: str | None,
-                data: dict[str, Any], key: str | None, by: str | None = None) -> Event: ...
+                data: dict[str, Any], key: str | None, by: str | None = None,
+                dated: bool = True) -> Event: ...
 
     def case(self, case_id: str) -> Case: ...
 
     def _append_expect(self, case: Case, *, actor: str, on: dt.date, note: str | None,
-                       data: dict[str, Any], key: str | None) -> Event: ...
+                       data: dict[str, Any], key: str | None, dated: bool = True) -> Event: ...
 
     def _find_key(self, case: Case, key: str) -> Event | None: ...
 
     def _keep_for_rollback(self, case: Case) -> None: ...
 
-    def _check_retry(self, stored: Event, *, trigger: str, actor: str, on: dt.date,
+    def _check_retry(self, stored: Event, *, trigger: str, actor: str, on: dt.date | None,
                      note: str | None, data: Mapping[str, Any],
                      by: str | None = None) -> None: ...
 
@@ -481,8 +482,10 @@ class Case:
         if key is not None and self._store is not None and self._as_of is None:
             stored = self._store._find_key(self, key)
             if stored is not None:
+                # without a date the step meant "today": a retry on a later day is the same
                 self._store._check_retry(stored, trigger=trigger, actor=actor,
-                                         on=self._on(on), note=note, data=payload, by=by)
+                                         on=None if on is None else self._on(on), note=note,
+                                         data=payload, by=by)
                 return stored
         decision = self._decide(trigger, actor=actor, on=on, data=payload, checked=True, by=by)
         if decision.reasons:
@@ -492,7 +495,8 @@ class Case:
         if self._store is None:
             raise TransitionRefusedError("This case is not attached to a store.",
                                          ["the case is not attached to a store"])
-        return self._store._append(self, decision, note=note, data=payload, key=key, by=by)
+        return self._store._append(self, decision, note=note, data=payload, key=key, by=by,
+                                   dated=on is not None)
 
     def expect(self, step: str, on: object, *, actor: str, said_on: object = None,
                voter: str | None = None, note: str | None = None,
@@ -553,13 +557,15 @@ class Case:
             stored = self._store._find_key(self, key)
             if stored is not None:
                 self._store._check_retry(stored, trigger="expect", actor=actor,
-                                         on=said, note=note, data={"expect": body})
+                                         on=None if said_on is None else said, note=note,
+                                         data={"expect": body})
                 return stored
         if self._store is None:
             raise TransitionRefusedError("This case is not attached to a store.",
                                          ["the case is not attached to a store"])
         return self._store._append_expect(self, actor=actor, on=said, note=note,
-                                          data={"expect": body}, key=key)
+                                          data={"expect": body}, key=key,
+                                          dated=said_on is not None)
 
     @property
     def head_hash(self) -> str:

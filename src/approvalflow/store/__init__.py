@@ -1019,9 +1019,12 @@ class Store:
         return None if row is None else stored_event(row)
 
     @staticmethod
-    def _check_retry(stored: Event, *, trigger: str, actor: str, on: dt.date,
+    def _check_retry(stored: Event, *, trigger: str, actor: str, on: dt.date | None,
                      note: str | None, data: Mapping[str, Any], by: str | None = None) -> None:
-        given = (trigger, actor, on, note, canonical_json(dict(data)), by)
+        """Refuse a retry under ``stored``'s key with other content (``on`` None: the step
+        gave no date, so it meant the day it was first taken)."""
+        given = (trigger, actor, stored.on if on is None else on, note,
+                 canonical_json(dict(data)), by)
         kept = (stored.trigger, stored.actor, stored.on, stored.note,
                 canonical_json(dict(stored.data)), stored.by)
         if given != kept:
@@ -1031,7 +1034,8 @@ class Store:
                 f"{stored.on.isoformat()}) with other content; a key names one event only.")
 
     def _append(self, case: Case, decision: Decision, *, note: str | None,
-                data: dict[str, Any], key: str | None, by: str | None = None) -> Event:
+                data: dict[str, Any], key: str | None, by: str | None = None,
+                dated: bool = True) -> Event:
         """Persist one decided step atomically and advance ``case``; or raise, writing nothing."""
         wf = case.definition
         seq = case.version + 1
@@ -1047,10 +1051,10 @@ class Store:
         final = int(case._engine.is_final(decision.target))
         return self._append_row(case, row, final=final, data=data,
                                 what=f"record {decision.trigger!r} on case {case.id!r}",
-                                transition=decision.transition)
+                                transition=decision.transition, dated=dated)
 
     def _append_expect(self, case: Case, *, actor: str, on: dt.date, note: str | None,
-                       data: dict[str, Any], key: str | None) -> Event:
+                       data: dict[str, Any], key: str | None, dated: bool = True) -> Event:
         """Persist an expectation (kind "expect": no change of state) and advance ``case``."""
         wf = case.definition
         state = json_list(case.state)
@@ -1062,14 +1066,16 @@ class Store:
             "workflow_digest": None, "by": None,
         }
         return self._append_row(case, row, final=int(case.is_final), data=data,
-                                what=f"record an expectation on case {case.id!r}")
+                                what=f"record an expectation on case {case.id!r}",
+                                dated=dated)
 
     def _append_row(self, case: Case, row: dict[str, Any], *, final: int,
                     data: dict[str, Any], what: str, moves_to: Workflow | None = None,
-                    transition: TransitionDef | None = None) -> Event:
+                    transition: TransitionDef | None = None, dated: bool = True) -> Event:
         """Append ``row`` as ``case``'s next event in one transaction, or raise writing nothing.
 
-        A retry with a stored idempotency key returns the stored event instead.
+        A retry with a stored idempotency key returns the stored event instead (``dated``
+        False: the caller gave no date, so the stored event's date is the one it meant).
         ``transition``: a fire's transition, as its decision found it.
         """
         seq, key = row["seq"], row["key"]
@@ -1086,7 +1092,8 @@ class Store:
                 if stored is not None:
                     event = stored_event(stored)
                     self._check_retry(event, trigger=row["trigger"], actor=row["actor"],
-                                      on=dt.date.fromisoformat(row["on_date"]),
+                                      on=dt.date.fromisoformat(row["on_date"]) if dated
+                                      else None,
                                       note=row["note"], data=data, by=row["by"])
                     return event
             if head[0] != case.version or head[1] != case.head_hash:
