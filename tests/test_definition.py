@@ -470,6 +470,19 @@ def test_a_date_from_data_nothing_may_set_is_refused() -> None:
     assert load(text.replace('["other"]', '["other", "when"]')).triggers == {"go"}
 
 
+def test_a_malformed_data_date_and_a_final_state_deadline_are_refused() -> None:
+    """A date read from a data key that is not one ('a..b', ' when') is refused as 'sets'
+    refuses it, in both forms; a deadline on a final state, which a case never leaves,
+    means nothing and is refused."""
+    for ref in ('"data:due..day"', '{ data = "due..day", days = 2 }', '"data: due"'):
+        text = MINI.replace('actors = ["x"]', f'actors = ["x"]\ndeadline = {ref}')
+        assert "is not a data key" in refused(text), ref
+    final = MINI.replace('final = true', 'final = true\ndeadline = "2024-03-01"')
+    assert ("[states.b].deadline: 'b' is a final state, which a case never leaves"
+            in refused(final))
+    assert load(MINI.replace('label = "A"', 'label = "A"\ndeadline = "2024-03-01"'))
+
+
 def test_an_empty_done_is_refused() -> None:
     """done = [] on a region is refused: it named no final state, yet the region counted as
     done in every final state, as if 'done' were left out."""

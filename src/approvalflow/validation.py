@@ -706,7 +706,7 @@ class Builder:
                          f"only (YYYY-MM-DD).")
             return None
         if isinstance(value, str) and value.startswith("data:") and value[5:].strip():
-            return DateRef(kind="data", key=value[5:])
+            return self._data_ref(where, value[5:], 0)
         if isinstance(value, str | dt.date):
             fixed = _plain_date(value)
             if fixed is None:
@@ -748,8 +748,16 @@ class Builder:
                          f"(a case-data key for 'data', a trigger for 'after').")
             return None
         if base == "data":
-            return DateRef(kind="data", key=ref, days=days)
+            return self._data_ref(f"{where}.data", ref, days)
         return DateRef(kind="after", step=ref, days=days)
+
+    def _data_ref(self, where: str, key: str, days: int) -> DateRef | None:
+        """A date read from case data: the key written as ``sets`` takes it."""
+        if not all(p.strip() and p == p.strip() for p in key.split(".")):
+            self.problem(f"{where}: {key!r} is not a data key (a key, or keys joined by '.' "
+                         f"for a nested one, e.g. \"budget.total\").")
+            return None
+        return DateRef(kind="data", key=key, days=days)
 
     def _days(self, where: str, value: dict[str, Any]) -> int | None:
         """The ``days`` of a date reference (0 when absent), or None after a problem."""
@@ -804,6 +812,12 @@ class Builder:
         if target is not None and goal is None:
             self.problem("[workflow].target is set but there is no [workflow].goal: name the "
                          "state the target date is for.")
+        for d in defs.values():
+            if d.final and d.deadline is not None:
+                self.problem(f"[states.{d.id}].deadline: {d.id!r} is a final state, which a "
+                             f"case never leaves, and a state's deadline is the date to leave "
+                             f"it by; give the deadline to the state before it, or to the "
+                             f"step into it.")
         triggers = {t.trigger for t in trans}
         refs: list[tuple[str, DateRef | None]] = [("[workflow].target", target)]
         refs += [(f"[states.{d.id}].deadline", d.deadline) for d in defs.values()]
