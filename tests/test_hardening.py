@@ -1117,3 +1117,14 @@ def test_an_older_file_is_migrated_by_a_reading_command_but_not_by_a_read_only_s
     assert result.exit_code == 0, result.stderr
     with af.open_store(path, readonly=True) as store:
         assert store.schema_version == SCHEMA_VERSION and store.verify().ok
+
+
+def test_a_refusal_does_not_echo_huge_data_keys(submitted):
+    """Data keys a step may not set are named in the refusal, each cut to 60 characters and
+    at most ten of them: a 100,000-character key is not echoed back in full."""
+    data = {"k" * 100_000: 1, **{f"x{n:02d}": n for n in range(15)}}
+    with pytest.raises(af.TransitionRefusedError) as info:
+        submitted.fire("tmu.approve", actor="tmu", on="2021-12-06", data=data)
+    message = str(info.value)
+    assert "may not set the data 'k" in message and "(cut; 100000 characters)" in message
+    assert "and 6 more" in message and len(message) < 2_000, len(message)

@@ -146,6 +146,17 @@ def _ids(items: Iterable[str]) -> str:
     return ", ".join(repr(i) for i in sorted(items))
 
 
+def _given_ids(items: Iterable[str], most: int = 10, width: int = 60) -> str:
+    """Keys the caller gave, as :func:`_ids` names them, but each cut to ``width``
+    characters and at most ``most`` of them: a refusal names what was wrong without
+    echoing a megabyte of it back."""
+    keys = sorted(items)
+    shown = [repr(k) if len(k) <= width else repr(k[:width]) + f" (cut; {len(k)} characters)"
+             for k in keys[:most]]
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return ", ".join(shown) + more
+
+
 class Engine:
     """The runnable form of one workflow. Get it with :func:`engine_for`."""
 
@@ -373,7 +384,7 @@ class Engine:
         stray = undeclared_keys(data, t.sets, t.trigger)
         if stray:
             allowed = ", ".join(repr(k) for k in t.sets or ()) or "none"
-            reasons.append(f"{t.trigger!r} may not set the data {_ids(stray)}; it may set: "
+            reasons.append(f"{t.trigger!r} may not set the data {_given_ids(stray)}; it may set: "
                            f"{allowed}")
         if state.withdrew_at and t.restate_after_withdrawal:
             missing = [k for k in t.restate_after_withdrawal
