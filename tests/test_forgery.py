@@ -464,6 +464,30 @@ def test_forged_unreadable_row_is_a_clear_error_from_events_and_the_feed(
                 read()
 
 
+def _deep(levels: int) -> dict[str, Any]:
+    node: dict[str, Any] = {}
+    for _ in range(levels):
+        node = {"a": node}
+    return node
+
+
+@pytest.mark.parametrize(("fields", "says"), [
+    ({"on_date": "3000-01-01"}, "date '3000-01-01' is outside the dates approvalflow accepts"),
+    ({"note": "n" * 10_001}, "note is 10001 characters long; at most 10000 are allowed"),
+    ({"trigger": "create"}, "the trigger 'create': the creation, and only it, is 'create'"),
+    ({"data": canonical_json(_deep(70))}, "nested deeper than"),
+])
+def test_forged_input_fire_refuses_is_named_by_verify(log: str, fields: dict[str, Any],
+                                                     says: str) -> None:
+    """A step whose own fields are ones fire refuses (a date out of range, a note too long,
+    data nested too deep, a step named 'create'), hashed and chained as the
+    library would, is reported under the rule 'input'."""
+    forge(log, "board.yes", "a", "2024-01-11", target=REVIEW, fields=fields)
+    found = problems(log)
+    assert any(p.startswith("case 'x' event 3: breaks the rule 'input'") and says in p
+               for p in found), found
+
+
 def test_forged_target_the_workflow_does_not_have_is_a_problem_not_a_crash(log: str) -> None:
     """A step recorded as moving to a state the workflow does not have is named, and
     verify goes on to report, rather than raising KeyError."""

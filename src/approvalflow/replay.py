@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from .case import Event, check_person
+from .canonical import check_data, check_text, date_range_problem
+from .case import MAX_NOTE_LENGTH, Event, check_person
 from .definition import Workflow
 from .engine import CaseState, Engine, engine_for
 from .errors import ApprovalflowError, InvalidInputError, StoreError
@@ -69,6 +70,8 @@ def replay(engine: Engine, events: Sequence[Event] | Sequence[Recorded], *,
     created = engine.workflow
     if check is not None:
         _check_creation(engine, state, first, check)
+        for e in events:
+            _check_input(e, check)
     for e in events[1:]:
         if e.kind == "migrate":
             engine, state = _migrate(engine, state, e, check, workflows)
@@ -148,6 +151,27 @@ def _check_creation(engine: Engine, state: CaseState, first: Event | Recorded,
     bad = _person_problem(first.by)
     if bad:
         check.append(f"{where}: the creation breaks the rule 'by': {bad}")
+
+
+def _check_input(e: Event | Recorded, check: list[str]) -> None:
+    """What any event's own fields must be for the library to have written them: a date
+    in the accepted range, a note as ``fire`` takes it, data ``check_data`` accepts, and
+    the creation (only it) named 'create'."""
+    problems = []
+    bad = date_range_problem(e.on)
+    if bad:
+        problems.append(bad)
+    if (e.seq == 1) != (e.trigger == "create"):
+        problems.append(f"the trigger {e.trigger!r}: the creation, and only it, is 'create'")
+    try:
+        if e.note is not None:
+            check_text(e.note, "note", max_length=MAX_NOTE_LENGTH)
+        if e.data:
+            check_data(e.data)
+    except InvalidInputError as err:
+        problems.append(str(err).rstrip("."))
+    for problem in problems:
+        check.append(f"case {e.case_id!r} event {e.seq}: breaks the rule 'input': {problem}")
 
 
 def _person_problem(by: str | None) -> str | None:

@@ -308,7 +308,7 @@ def _record(r: tuple[Any, ...]) -> tuple[Recorded, list[str]]:
         if not ok:
             odd.append(f"its {what} {_short(text)} is not a sorted list of distinct state ids")
     return Recorded(r[0], r[1], r[2], r[3], r[4], day, source, target, data, r[11], r[12],
-                    r[17]), odd
+                    r[17], r[9]), odd
 
 
 def _verify_case(case_id: Any, rows: list[tuple[Any, ...]], head: Mapping[str, Any] | None,
