@@ -689,3 +689,45 @@ def test_a_migration_does_not_start_the_clock_again(store: af.Store, wf: af.Work
     assert [(s.trigger, s.on) for s in taken] == [("remind", dt.date(2024, 1, 30)),
                                                   ("escalate", dt.date(2024, 2, 10))]
     assert store.verify().ok
+
+
+SELF_LOOP = """
+[workflow]
+name = "self-loop"
+version = 1
+initial = "open"
+
+[actors]
+clerk = "Clerk"
+
+[states.open]
+[states.closed]
+final = true
+
+[[transitions]]
+trigger = "extend"
+source = "open"
+target = "open"
+actors = ["clerk"]
+
+[[transitions]]
+trigger = "expire"
+source = "open"
+target = "closed"
+after = { state = "open", days = 10 }
+"""
+
+
+def test_a_step_from_a_state_to_itself_starts_its_timer_again(store: af.Store) -> None:
+    """A step from 'open' to 'open' re-enters it (as the invariants count it), so a timer
+    that counts from entering 'open' counts from that step: the clock waits ten days
+    from it, and the timers table, tick and verify agree."""
+    wf = af.loads_workflow(SELF_LOOP)
+    case = store.create_case(wf, "s-1", actor="clerk", on="2024-01-01")
+    assert [t.due for t in case.timers()] == [dt.date(2024, 1, 11)]
+    case.fire("extend", actor="clerk", on="2024-01-05")
+    assert [t.due for t in store.case("s-1").timers()] == [dt.date(2024, 1, 15)]
+    assert store.tick(on="2024-01-14").taken == ()
+    assert [(e.trigger, e.on) for e in store.tick(on="2024-01-20").taken] == \
+        [("expire", dt.date(2024, 1, 15))]
+    assert store.case("s-1").is_final and store.verify().ok

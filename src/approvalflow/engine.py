@@ -836,7 +836,10 @@ class Engine:
         if self.timed:
             if trigger in self._watch_steps:
                 taken = {**state.taken, trigger: (seq, on)}
-            if target != state.config:
+            # a step to the same configuration enters its target anew too (an explicit
+            # step re-enters its target, as the invariants count it; _entered_by leaves
+            # out reminders and a ballot that does not decide its vote)
+            if target != state.config or t is not None:
                 after = self.active(target)
                 fresh = self._entered_by(t, state.config, target)
                 gone = [s for s in state.entered if s not in after]
