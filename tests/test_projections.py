@@ -316,3 +316,63 @@ def test_verify_reports_a_tampered_projection_row(store_url: str, submitted: af.
     assert "'example-plan'" in named[0] or "'ghost'" in named[0]
     store.rebuild()
     assert store.verify().ok
+
+
+def test_the_inbox_of_cases_with_a_timer_due_answers_as_replay(store: af.Store) -> None:
+    """Cases whose timed step fell due before the day asked: one the clock could take (it
+    blocks every step), one its guard holds back (it blocks nothing), one at a timer that
+    is not due yet, and a reminder: the inbox and the cases filter answer as replay does,
+    for each actor and day."""
+    from approvalflow.guards import unregister_guard
+    from tests import timed_workflow as tw
+
+    text = tw.TEXT.replace('at = { data = "expires" }',
+                           'at = { data = "expires" }\nguards = ["not_on_hold"]')
+
+    @af.guard("not_on_hold")
+    def not_on_hold(ctx: af.GuardContext) -> list[str]:
+        return ["the case is on hold"] if ctx.data.get("hold") else []
+
+    try:
+        wf = af.loads_workflow(text)
+        for case_id, hold in (("held", True), ("free", False)):
+            store.create_case(wf, case_id, actor="applicant", on="2024-01-01",
+                              data={"expires": "2024-03-01", "hold": hold})
+        review = store.create_case(wf, "review", actor="applicant", on="2024-01-01",
+                                   data={"expires": "2024-12-01"})
+        review.fire("submit", actor="applicant", on="2024-01-02")
+        for on in ("2024-01-20", "2024-01-25", "2024-02-15", "2024-03-01", "2024-03-02",
+                   "2024-06-01"):
+            loaded = [store.case(c.case_id) for c in store.cases()]
+            for actor in sorted(wf.actors):
+                got = {a.case_id: list(a.triggers) for a in store.awaiting(actor, on=on)}
+                want = {c.id: c.awaiting(on=on)[actor] for c in loaded
+                        if actor in c.awaiting(on=on)}
+                assert got == want, (actor, on)
+                assert [c.case_id for c in store.cases(awaiting=actor, on=on)] == sorted(want)
+        # the held case's timer waits, so the applicant may still submit it; the free one's
+        # is due and blocks everything until the clock takes it
+        assert [a.case_id for a in store.awaiting("applicant", on="2024-03-02")] == ["held"]
+    finally:
+        unregister_guard("not_on_hold")
+
+
+def test_the_inbox_of_a_case_with_a_join_timer_due_answers_as_replay(store: af.Store) -> None:
+    """A timed step that joins a parallel state (a rule that reads more of the case than
+    the tables hold) fell due before the day asked: the inbox replays that case, and
+    answers as replay does."""
+    from tests.test_timers import PARALLEL
+
+    wf = af.loads_workflow(PARALLEL)
+    signed = store.create_case(wf, "signed", actor="clerk", on="2024-01-01")
+    signed.fire("a.sign", actor="a", on="2024-01-05")
+    signed.fire("b.sign", actor="b", on="2024-01-20")
+    store.create_case(wf, "open", actor="clerk", on="2024-01-01")
+    for on in ("2024-01-20", "2024-01-25", "2024-01-26", "2024-03-31"):
+        loaded = [store.case(c.case_id) for c in store.cases()]
+        for actor in sorted(wf.actors):
+            got = {a.case_id: list(a.triggers) for a in store.awaiting(actor, on=on)}
+            want = {c.id: c.awaiting(on=on)[actor] for c in loaded
+                    if actor in c.awaiting(on=on)}
+            assert got == want, (actor, on)
+    assert [a.case_id for a in store.awaiting("clerk", on="2024-01-26")] == ["open"]

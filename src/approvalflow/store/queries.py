@@ -14,6 +14,7 @@ import attrs
 from .. import guards as _guards
 from ..canonical import check_data, check_text
 from ..case import check_actor
+from ..definition import CLOCK
 from ..engine import engine_for
 from ..errors import InvalidInputError
 from ..forecast import DueItem, due_items, sort_due
@@ -72,23 +73,26 @@ def awaiting(store: Store, actor: str, on: dt.date) -> list[Awaited]:
         # a timed step the clock could have taken before the day asked blocks every other
         # step until it is recorded (Engine.evaluate's 'timer overdue' rule, which also asks
         # the timer's guards): such cases are answered by replaying them
-        late = {r[0] for r in conn.execute(
-            "SELECT DISTINCT case_id FROM timers WHERE due_on < ?", (on.isoformat(),))}
-        guarded = sorted({r[0] for r in rows if r[2]})
+        late: dict[str, list[tuple[str, str]]] = {}
+        for case_id, trigger, due_on in conn.execute(
+                "SELECT case_id, trigger, due_on FROM timers WHERE due_on < ?",
+                (on.isoformat(),)):
+            late.setdefault(case_id, []).append((trigger, due_on))
+        heads_of = {r[0]: (r[3], r[4], r[5]) for r in rows}
+        late = {k: v for k, v in late.items() if k in heads_of}
+        guarded = sorted({r[0] for r in rows if r[2]} | late.keys())
         data = {} if not guarded else {
             r[0]: r[1] for r in conn.execute(
                 "SELECT case_id, data FROM case_data WHERE case_id IN "
                 "(SELECT value FROM json_each(?))", (json.dumps(guarded),))}
     found: dict[str, list[str]] = {}
     heads: dict[str, Any] = {}
-    exact: dict[str, list[str]] = {}
-    for case_id in sorted(late & {r[0] for r in rows}):
-        exact[case_id] = store.case(case_id).awaiting(on=on).get(actor, [])
+    blocked = {case_id for case_id, timers in sorted(late.items())
+               if _blocked(store, case_id, timers, on, *heads_of[case_id], data.get(case_id))}
     for case_id, trigger, is_guarded, name, version, state, _ in rows:
-        if case_id in exact:
-            if trigger not in exact[case_id]:
-                continue
-        elif is_guarded and not _guards_hold(store, case_id, trigger, actor, on, name, version,
+        if case_id in blocked:
+            continue
+        if is_guarded and not _guards_hold(store, case_id, trigger, actor, on, name, version,
                                            state_set(state), data.get(case_id)):
             continue
         found.setdefault(case_id, []).append(trigger)
@@ -109,6 +113,31 @@ def _tuples(store: Store, sql: str, params: Any) -> list[tuple[Any, ...]]:
     cursor = store._conn.cursor()
     cursor.row_factory = None
     return cursor.execute(sql, params).fetchall()
+
+
+def _blocked(store: Store, case_id: str, timers: list[tuple[str, str]], on: dt.date,
+             name: str, version: int, state: str, data: str | None) -> bool:
+    """Does a timed step the clock could have taken before ``on`` block every other step
+    of the case (``Engine.evaluate``'s 'timer overdue' rule)? ``timers``: the case's rows
+    of the ``timers`` table due before ``on`` (each armed in the case's state).
+
+    The clock may take an armed step on its date unless its guards refuse (asked on that
+    date, on the case data) or a rule that reads more of the case does (a join, four
+    eyes, data to state again): a step with none of those blocks for sure, one with
+    guards only is asked here, and any other is answered by replaying the case."""
+    engine = engine_for(store.workflow(name, version))
+    config = state_set(state)
+    for trigger, due_on in sorted(timers, key=lambda r: r[1]):
+        t = engine.enabled_transition(config, trigger)
+        if t is None:
+            continue
+        if t.join or t.quorum_lost or t.not_by or t.restate_after_withdrawal:
+            case = store.case(case_id)
+            return bool(case._engine.overdue(case.engine_state, on, case_id=case_id))
+        if not t.guards or _guards_hold(store, case_id, trigger, CLOCK, parse_date(due_on),
+                                        name, version, config, data):
+            return True
+    return False
 
 
 def _guards_hold(store: Store, case_id: str, trigger: str, actor: str, on: dt.date,
