@@ -881,17 +881,27 @@ def bench_queries(tmp: Path, n_cases: int, n_rounds: int, repeats: int) -> dict[
     plan = "plan-{:04d}".format(next(j for j in range(1, 1000)
                                      if (j * 7919) % 1000 < 120 and j % 50 != 0))
     questions: dict[str, tuple[Callable[[], int], Callable[[], int]]] = {
+        # the raw side reads what the answer needs: the awaited rows, and the timers due
+        # before the day asked (a case whose timed step fell due is blocked until the
+        # clock takes it)
         "inbox": (
             lambda: len(store.awaiting("tmu", on=ASK_DAY)),
             lambda: len(conn.execute(
                 "SELECT a.case_id, a.trigger, a.guarded FROM case_awaiting a JOIN cases c "
                 "ON c.case_id = a.case_id WHERE a.actor = ? AND c.last_on <= ? "
-                "ORDER BY a.case_id, a.trigger", ("tmu", day)).fetchall())),
+                "ORDER BY a.case_id, a.trigger", ("tmu", day)).fetchall())
+            + len(conn.execute("SELECT case_id, trigger, due_on FROM timers WHERE due_on < ?",
+                               (day,)).fetchall())),
+        # the deadlines due by the horizon, and the timed steps (taken by the clock)
         "due": (
             lambda: len(store.due(on=ASK_DAY, within_days=14)),
             lambda: len(conn.execute(
                 "SELECT case_id, n, kind, step, label, due, fixed, at_risk_from, actors "
-                "FROM case_due WHERE due <= ?", (horizon,)).fetchall())),
+                "FROM case_due WHERE due <= ?", (horizon,)).fetchall())
+            + len(conn.execute(
+                "SELECT t.case_id, t.trigger, t.due_on, c.workflow, c.workflow_version "
+                "FROM timers t JOIN cases c ON c.case_id = t.case_id WHERE t.due_on <= ?",
+                (horizon,)).fetchall())),
         "cases_filtered": (
             lambda: store.cases(final=False, data={"plan": plan}, since="2024-01-01",
                                 limit=20).total,

@@ -70,25 +70,28 @@ def awaiting(store: Store, actor: str, on: dt.date) -> list[Awaited]:
             "c.state, c.last_on FROM case_awaiting a JOIN cases c ON c.case_id = a.case_id "
             "WHERE a.actor = ? AND c.last_on <= ? ORDER BY a.case_id, a.trigger",
             (actor, on.isoformat()))
+        # each case's workflow, version, state and last date (its rows are consecutive)
+        heads: dict[str, tuple[str, int, str, str]] = {}
+        for r in rows:
+            if r[0] not in heads:
+                heads[r[0]] = (r[3], r[4], r[5], r[6])
         # a timed step the clock could have taken before the day asked blocks every other
         # step until it is recorded (Engine.evaluate's 'timer overdue' rule, which also asks
-        # the timer's guards): such cases are answered by replaying them
+        # the timer's guards): see _blocked
         late: dict[str, list[tuple[str, str]]] = {}
         for case_id, trigger, due_on in conn.execute(
                 "SELECT case_id, trigger, due_on FROM timers WHERE due_on < ?",
                 (on.isoformat(),)):
-            late.setdefault(case_id, []).append((trigger, due_on))
-        heads_of = {r[0]: (r[3], r[4], r[5]) for r in rows}
-        late = {k: v for k, v in late.items() if k in heads_of}
+            if case_id in heads:
+                late.setdefault(case_id, []).append((trigger, due_on))
         guarded = sorted({r[0] for r in rows if r[2]} | late.keys())
         data = {} if not guarded else {
             r[0]: r[1] for r in conn.execute(
                 "SELECT case_id, data FROM case_data WHERE case_id IN "
                 "(SELECT value FROM json_each(?))", (json.dumps(guarded),))}
-    found: dict[str, list[str]] = {}
-    heads: dict[str, Any] = {}
     blocked = {case_id for case_id, timers in sorted(late.items())
-               if _blocked(store, case_id, timers, on, *heads_of[case_id], data.get(case_id))}
+               if _blocked(store, case_id, timers, on, *heads[case_id][:3], data.get(case_id))}
+    found: dict[str, list[str]] = {}
     for case_id, trigger, is_guarded, name, version, state, _ in rows:
         if case_id in blocked:
             continue
@@ -96,12 +99,10 @@ def awaiting(store: Store, actor: str, on: dt.date) -> list[Awaited]:
                                            state_set(state), data.get(case_id)):
             continue
         found.setdefault(case_id, []).append(trigger)
-        heads.setdefault(case_id, (name, version, state))
     out = []
-    last = {r[0]: r[6] for r in rows}
     for case_id, triggers in found.items():
-        name, version, state = heads[case_id]
-        out.append(Awaited(case_id, name, version, state_set(state), parse_date(last[case_id]),
+        name, version, state, last = heads[case_id]
+        out.append(Awaited(case_id, name, version, state_set(state), parse_date(last),
                            tuple(triggers)))
     if not out:
         _check_known_actor(store, actor)
