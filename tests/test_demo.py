@@ -122,3 +122,15 @@ def test_demo_command_in_a_real_process(tmp_path: Path) -> None:
     assert "Teknik- og Miljøudvalget" in result.stdout
     assert (tmp_path / "mimerskvarteret-demo.db").is_file()
     assert "Traceback" not in result.stderr
+
+
+def test_demo_says_the_clock_takes_the_old_plans_expiry(tmp_path: Path) -> None:
+    """The old plan's line says the clock takes the expiry, not that timers are still to come."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        text = describe(case, width=1000)
+    finally:
+        case._store.close()
+    assert "once timed steps exist" not in text
+    assert "runs until 2022-02-28 (seed); the clock takes its expiry on that date by itself" \
+        in text

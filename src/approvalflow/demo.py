@@ -206,9 +206,8 @@ def describe(case: Case, *, width: int = 80) -> str:
             expected = SEED_EXPECTATIONS.get(region.id or "")
             status = "awaited: " + (", ".join(who) if who else "-")
             if region.id == "old_plan":
-                status = (f"runs until {case.data.get('expires')} (seed); its expiry is a "
-                          f"step recorded on or after that date (automatic once timed "
-                          f"steps exist)")
+                status = (f"runs until {case.data.get('expires')} (seed); the clock "
+                          f"takes its expiry on that date by itself (a timed step)")
             if expected:
                 status += f"; expected {expected[0]} (seed: \"{expected[1]}\")"
         lines.append(f"  {region.label}")
