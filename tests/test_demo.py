@@ -134,3 +134,14 @@ def test_demo_says_the_clock_takes_the_old_plans_expiry(tmp_path: Path) -> None:
     assert "once timed steps exist" not in text
     assert "runs until 2022-02-28 (seed); the clock takes its expiry on that date by itself" \
         in text
+
+
+def test_demo_names_the_source_of_tmus_date(tmp_path: Path) -> None:
+    """TMU's 6 December 2021 is not in the seed: where the account shows it, it says so."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        text = describe(case, width=1000)
+    finally:
+        case._store.close()
+    [line] = [ln for ln in text.splitlines() if "(tmu.approve, " in ln]
+    assert "2021-12-06: public minutes, not in the seed" in line

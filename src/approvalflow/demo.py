@@ -86,6 +86,9 @@ SEED_DATA: dict[str, Any] = {
     "assumptions": ASSUMPTIONS,
 }
 
+#: Decisions whose date the seed does not give, and where the date comes from instead.
+OUTSIDE_SEED = {"tmu.approve": "public minutes, not in the seed"}
+
 #: Expected dates the seed gives, as written there (a month, not a day).
 SEED_EXPECTATIONS = {"3b": ("2021-11", "3B forventer godkendelse i november"),
                      "vibo": ("2022-01", "VIBO's afdelinger forventes at godkende endeligt "
@@ -199,6 +202,8 @@ def describe(case: Case, *, width: int = 80) -> str:
         if region.done and event is not None:
             when = event.on.isoformat() if event.date_known else \
                 f"date unknown, known by {event.on.isoformat()}"
+            if event.trigger in OUTSIDE_SEED:
+                when += f": {OUTSIDE_SEED[event.trigger]}"
             gone = " - withdrew, not covered" if outcome == "not done" else ""
             status = f"{wf.actors[event.actor]} ({event.trigger}, {when}){gone}"
         else:
