@@ -145,3 +145,19 @@ def test_demo_names_the_source_of_tmus_date(tmp_path: Path) -> None:
         case._store.close()
     [line] = [ln for ln in text.splitlines() if "(tmu.approve, " in ln]
     assert "2021-12-06: public minutes, not in the seed" in line
+
+
+def test_demo_marks_what_it_adds_to_the_seeds_words(tmp_path: Path) -> None:
+    """The year of 3B's 'i november' and the administration as sender to LBF and starter
+    of the effort are not in the seed: the account marks both."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        text = describe(case, width=1000)
+    finally:
+        case._store.close()
+    assert 'expected 2021-11 (seed: "3B forventer godkendelse i november"; the year is ' \
+        'inferred)' in text
+    assert 'expected 2022-01 (seed: "VIBO\'s afdelinger forventes at godkende endeligt i ' \
+        'januar 2022")' in text
+    assert "ASSUMPTION: the seed names no one who sends the case to Landsbyggefonden or " \
+        "records the start; the model gives both steps to the administration (tmf)." in text

@@ -187,6 +187,9 @@ def describe(case: Case, *, width: int = 80) -> str:
     lines.append("  ASSUMPTION: that LBF's final treatment is due by the old plan's expiry "
                  "(so the start follows without a gap) links two seed dates; the seed states "
                  "no such deadline.")
+    lines.append("  ASSUMPTION: the seed names no one who sends the case to Landsbyggefonden "
+                 "or records the start; the model gives both steps to the administration "
+                 "(tmf).")
     lines.append("")
     commitment = case.data.get("commitment", {})
     if isinstance(commitment, dict) and commitment.get("seed"):
@@ -214,7 +217,8 @@ def describe(case: Case, *, width: int = 80) -> str:
                 status = (f"runs until {case.data.get('expires')} (seed); the clock "
                           f"takes its expiry on that date by itself (a timed step)")
             if expected:
-                status += f"; expected {expected[0]} (seed: \"{expected[1]}\")"
+                inferred = "" if expected[0][:4] in expected[1] else "; the year is inferred"
+                status += f"; expected {expected[0]} (seed: \"{expected[1]}\"{inferred})"
         lines.append(f"  {region.label}")
         lines.append(f"    {region.state_label} [{region.state}]")
         lines.append(f"    {status}")
