@@ -9,6 +9,7 @@ here) and the list of every assumption.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -239,3 +240,24 @@ def test_the_doc_names_every_unstated_choice_of_the_model() -> None:
     assert "`send_to_lbf`, `start`" in assumed and "(`tmf`)" in assumed
     assert "**the other outcomes**" in assumed
     assert "November (the year, 2021, is inferred" in FLAGSHIP_DOC
+
+
+def test_no_page_puts_invented_dates_on_the_seed_case() -> None:
+    """Only the demo creates 'mimerskvarteret'; examples with made-up steps use other ids."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert '"mimerskvarteret", actor=' not in text, page.name
+        assert "case 'mimerskvarteret' event" not in text, page.name
+
+
+def test_the_cli_page_shows_the_demo_on_the_bundled_flagship() -> None:
+    """docs/cli.md's outputs of the demo case name the flagship's current version and the
+    old plan's region among its states."""
+    version = af.load_workflow("boligsocial-helhedsplan").version
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    shown = set(re.findall(r"boligsocial-helhedsplan'? v(\d+)", text))
+    shown |= set(re.findall(r'"workflow_version": (\d+)', text))
+    assert shown == {str(version)}, shown
+    assert "3b_pending, aab_approved, tmu_approved" not in text
+    assert '"3b_pending", "aab_approved", "tmu_approved"' not in text
