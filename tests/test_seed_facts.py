@@ -261,3 +261,15 @@ def test_the_cli_page_shows_the_demo_on_the_bundled_flagship() -> None:
     assert shown == {str(version)}, shown
     assert "3b_pending, aab_approved, tmu_approved" not in text
     assert '"3b_pending", "aab_approved", "tmu_approved"' not in text
+
+
+def test_the_timeline_labels_what_the_case_assumes(seen: Seen) -> None:
+    """The demo's SVG timeline marks its as-soon-as-possible forecast and names every
+    assumption the case data records."""
+    from approvalflow.views.timeline import case_svg
+
+    svg = str(case_svg(seen.case, on=dt.date(2021, 12, 6)))
+    assert "lbf.approve: forecast 2022-01-31 (none, assumed taken as soon as it can be)" in svg
+    assert "ASSUMPTION: a forecast marked &apos;none&apos; is the step taken as soon as it " \
+        "can be" in svg
+    assert f"ASSUMPTIONS in the case data, not facts: {', '.join(sorted(ASSUMPTIONS))}" in svg
