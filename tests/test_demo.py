@@ -161,3 +161,16 @@ def test_demo_marks_what_it_adds_to_the_seeds_words(tmp_path: Path) -> None:
         'januar 2022")' in text
     assert "ASSUMPTION: the seed names no one who sends the case to Landsbyggefonden or " \
         "records the start; the model gives both steps to the administration (tmf)." in text
+
+
+def test_demo_does_not_date_the_submission(tmp_path: Path) -> None:
+    """The seed gives no date for the recommendation: its submission is recorded with an
+    unknown date, known by TMU's meeting, as AAB's approval is."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        submit = next(e for e in case.history if e.trigger == "submit")
+        assert not submit.date_known
+        assert submit.on_text == "by 2021-12-06 (date unknown)"
+        assert case._store.verify().ok
+    finally:
+        case._store.close()

@@ -104,7 +104,10 @@ def build_demo(store: Store, *, workflow: Workflow | None = None) -> Case:
         note="Indstilling fra Teknik- og Miljøforvaltningen til Teknik- og Miljøudvalget. "
              "The date it was written is unknown; recorded on the date of TMU's meeting.")
     case.fire("submit", actor="tmf", on=TMU_MEETING,
-              note="Forelagt Teknik- og Miljøudvalget og beboerdemokratiet.")
+              data={"dates": {"submit": {"decided_on": "unknown",
+                                         "known_by": TMU_MEETING.isoformat()}}},
+              note="Forelagt Teknik- og Miljøudvalget og beboerdemokratiet. The date of the "
+                   "recommendation is unknown; recorded on the latest date it is known by.")
     case.fire("aab.approve", actor="aab", on=TMU_MEETING,
               data={"dates": {"aab.approve": {"decided_on": "unknown",
                                               "known_by": TMU_MEETING.isoformat()}}},
