@@ -174,3 +174,12 @@ def test_demo_does_not_date_the_submission(tmp_path: Path) -> None:
         assert case._store.verify().ok
     finally:
         case._store.close()
+
+
+def test_demo_suggests_show_as_of_the_record(tmp_path: Path) -> None:
+    """The suggested 'show' asks as of the record's last date, where the seed's forecast
+    holds; asked as of today, every 2022 date has long passed."""
+    db = tmp_path / "demo.db"
+    done = subprocess.run([sys.executable, "-m", "approvalflow", "--db", str(db), "demo"],
+                          capture_output=True, text=True, check=True)
+    assert f"approvalflow --db {db} show mimerskvarteret --on 2021-12-06\n" in done.stdout
