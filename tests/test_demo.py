@@ -122,3 +122,64 @@ def test_demo_command_in_a_real_process(tmp_path: Path) -> None:
     assert "Teknik- og Miljøudvalget" in result.stdout
     assert (tmp_path / "mimerskvarteret-demo.db").is_file()
     assert "Traceback" not in result.stderr
+
+
+def test_demo_says_the_clock_takes_the_old_plans_expiry(tmp_path: Path) -> None:
+    """The old plan's line says the clock takes the expiry, not that timers are still to come."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        text = describe(case, width=1000)
+    finally:
+        case._store.close()
+    assert "once timed steps exist" not in text
+    assert "runs until 2022-02-28 (seed); the clock takes its expiry on that date by itself" \
+        in text
+
+
+def test_demo_names_the_source_of_tmus_date(tmp_path: Path) -> None:
+    """TMU's 6 December 2021 is not in the seed: where the account shows it, it says so."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        text = describe(case, width=1000)
+    finally:
+        case._store.close()
+    [line] = [ln for ln in text.splitlines() if "(tmu.approve, " in ln]
+    assert "2021-12-06: public minutes, not in the seed" in line
+
+
+def test_demo_marks_what_it_adds_to_the_seeds_words(tmp_path: Path) -> None:
+    """The year of 3B's 'i november' and the administration as sender to LBF and starter
+    of the effort are not in the seed: the account marks both."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        text = describe(case, width=1000)
+    finally:
+        case._store.close()
+    assert 'expected 2021-11 (seed: "3B forventer godkendelse i november"; the year is ' \
+        'inferred)' in text
+    assert 'expected 2022-01 (seed: "VIBO\'s afdelinger forventes at godkende endeligt i ' \
+        'januar 2022")' in text
+    assert "ASSUMPTION: the seed names no one who sends the case to Landsbyggefonden or " \
+        "records the start; the model gives both steps to the administration (tmf)." in text
+
+
+def test_demo_does_not_date_the_submission(tmp_path: Path) -> None:
+    """The seed gives no date for the recommendation: its submission is recorded with an
+    unknown date, known by TMU's meeting, as AAB's approval is."""
+    case = run_demo(tmp_path / "demo.db")
+    try:
+        submit = next(e for e in case.history if e.trigger == "submit")
+        assert not submit.date_known
+        assert submit.on_text == "by 2021-12-06 (date unknown)"
+        assert case._store.verify().ok
+    finally:
+        case._store.close()
+
+
+def test_demo_suggests_show_as_of_the_record(tmp_path: Path) -> None:
+    """The suggested 'show' asks as of the record's last date, where the seed's forecast
+    holds; asked as of today, every 2022 date has long passed."""
+    db = tmp_path / "demo.db"
+    done = subprocess.run([sys.executable, "-m", "approvalflow", "--db", str(db), "demo"],
+                          capture_output=True, text=True, check=True)
+    assert f"approvalflow --db {db} show mimerskvarteret --on 2021-12-06\n" in done.stdout

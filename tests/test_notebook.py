@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -136,3 +137,18 @@ def test_notebook_runs_in_a_real_kernel(tmp_path: Path) -> None:
     assert "ASSUMPTION (departments)" in text and "lbf.approve (lbf) must be taken by 2022-02-28" \
         in text
     assert list(tmp_path.iterdir()) == []  # the notebook cleans up after itself
+
+
+def test_saved_notebook_shows_the_bundled_flagship() -> None:
+    """The saved outputs show the flagship's current version and its clock-taken expiry, and
+    the text does not say timed steps are still to come."""
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    version = af.load_workflow("boligsocial-helhedsplan").version
+    shown = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                    for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    versions = set(re.findall(r"boligsocial-helhedsplan'? v(\d+)", shown))
+    assert versions == {str(version)}, versions
+    assert "old_plan_expires" in shown  # the clock's step, in the saved history table
+    prose = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "once timed steps exist" not in prose

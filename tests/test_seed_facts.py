@@ -8,6 +8,8 @@ here) and the list of every assumption.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -77,7 +79,8 @@ FACTS = [
          lambda s: any(e.trigger == "aab.approve" and not e.date_known for e in s.case.history)
          and "date unknown, known by 2021-12-06" in s.text),
     Fact("3B forventer godkendelse i november",
-         "3B expects its approval in November (2021)",
+         "3B expects its approval in November (the year, 2021, is inferred: the seed names "
+         "the month only)",
          "an expectation of `3b.approve`, not a decision",
          lambda s: any(x.step == "3b.approve" and x.given == "2021-11"
                        for x in s.case.expectations())
@@ -199,3 +202,74 @@ def test_the_four_department_split_is_never_stated_as_fact() -> None:
                 window = text[max(0, at - 300): at + 300].lower()
                 assert "assum" in window, (page.name, phrase)
                 at = text.find(phrase, at + 1)
+
+
+def _paragraph(text: str, phrase: str) -> str:
+    at = text.index(phrase)
+    start = text.rfind("\n\n", 0, at)
+    end = text.find("\n\n", at)
+    return text[start: end if end != -1 else len(text)]
+
+
+def test_lbfs_deadline_is_called_an_assumption_where_the_docs_derive_from_it() -> None:
+    """The pages that give LBF's 28 February 2022 as the latest date say it is assumed."""
+    flagship = _paragraph(FLAGSHIP_DOC, "needs LBF's final treatment by 28 February 2022")
+    assert "assumption" in flagship.lower()
+    forecast = (ROOT / "docs" / "forecast.md").read_text(encoding="utf-8")
+    backwards = _paragraph(forecast, "LBF must finish by 2022-02-28")
+    assert "assumes nothing." not in backwards
+    assert "itself an assumption" in backwards
+
+
+def test_show_does_not_call_the_latest_dates_assumption_free(seen: Seen) -> None:
+    """`show` points to the latest dates as assuming no duration, not as assuming nothing:
+    in the flagship they rest on LBF's assumed deadline."""
+    from approvalflow.views.summary import case_summary, summary_text
+
+    text = summary_text(case_summary(seen.case, on=dt.date(2021, 12, 6)))
+    assert "ASSUMPTION: a step marked 'none'" in text
+    assert "assumes nothing" not in text
+    assert "ASSUMPTION (lbf)" in text
+
+
+def test_the_doc_names_every_unstated_choice_of_the_model() -> None:
+    """Who sends the case to LBF and records the start, and the no-outcomes, are listed as
+    the model's choices; the year of 3B's November is marked inferred."""
+    assumed = FLAGSHIP_DOC[FLAGSHIP_DOC.index("## What the model assumes"):]
+    assert "**who takes the administrative steps**" in assumed
+    assert "`send_to_lbf`, `start`" in assumed and "(`tmf`)" in assumed
+    assert "**the other outcomes**" in assumed
+    assert "November (the year, 2021, is inferred" in FLAGSHIP_DOC
+
+
+def test_no_page_puts_invented_dates_on_the_seed_case() -> None:
+    """Only the demo creates 'mimerskvarteret'; examples with made-up steps use other ids."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert '"mimerskvarteret", actor=' not in text, page.name
+        assert "case 'mimerskvarteret' event" not in text, page.name
+
+
+def test_the_cli_page_shows_the_demo_on_the_bundled_flagship() -> None:
+    """docs/cli.md's outputs of the demo case name the flagship's current version and the
+    old plan's region among its states."""
+    version = af.load_workflow("boligsocial-helhedsplan").version
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    shown = set(re.findall(r"boligsocial-helhedsplan'? v(\d+)", text))
+    shown |= set(re.findall(r'"workflow_version": (\d+)', text))
+    assert shown == {str(version)}, shown
+    assert "3b_pending, aab_approved, tmu_approved" not in text
+    assert '"3b_pending", "aab_approved", "tmu_approved"' not in text
+
+
+def test_the_timeline_labels_what_the_case_assumes(seen: Seen) -> None:
+    """The demo's SVG timeline marks its as-soon-as-possible forecast and names every
+    assumption the case data records."""
+    from approvalflow.views.timeline import case_svg
+
+    svg = str(case_svg(seen.case, on=dt.date(2021, 12, 6)))
+    assert "lbf.approve: forecast 2022-01-31 (none, assumed taken as soon as it can be)" in svg
+    assert "ASSUMPTION: a forecast marked &apos;none&apos; is the step taken as soon as it " \
+        "can be" in svg
+    assert f"ASSUMPTIONS in the case data, not facts: {', '.join(sorted(ASSUMPTIONS))}" in svg

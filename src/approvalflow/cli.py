@@ -1071,8 +1071,10 @@ def demo(ctx: click.Context) -> None:
     try:
         _echo(describe(case))
         _echo("")
+        last = case.history[-1].on.isoformat()
         _echo(f"Recorded in {path}. Explore it with:")
-        _echo(f"  approvalflow --db {path} show {case.id}")
+        _echo(f"  approvalflow --db {path} show {case.id} --on {last}")
+        _echo(f"  (the record ends on {last}; without --on, show answers as of today)")
     finally:
         case._store.close()  # type: ignore[union-attr]
 

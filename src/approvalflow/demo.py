@@ -86,6 +86,9 @@ SEED_DATA: dict[str, Any] = {
     "assumptions": ASSUMPTIONS,
 }
 
+#: Decisions whose date the seed does not give, and where the date comes from instead.
+OUTSIDE_SEED = {"tmu.approve": "public minutes, not in the seed"}
+
 #: Expected dates the seed gives, as written there (a month, not a day).
 SEED_EXPECTATIONS = {"3b": ("2021-11", "3B forventer godkendelse i november"),
                      "vibo": ("2022-01", "VIBO's afdelinger forventes at godkende endeligt "
@@ -101,7 +104,10 @@ def build_demo(store: Store, *, workflow: Workflow | None = None) -> Case:
         note="Indstilling fra Teknik- og Miljøforvaltningen til Teknik- og Miljøudvalget. "
              "The date it was written is unknown; recorded on the date of TMU's meeting.")
     case.fire("submit", actor="tmf", on=TMU_MEETING,
-              note="Forelagt Teknik- og Miljøudvalget og beboerdemokratiet.")
+              data={"dates": {"submit": {"decided_on": "unknown",
+                                         "known_by": TMU_MEETING.isoformat()}}},
+              note="Forelagt Teknik- og Miljøudvalget og beboerdemokratiet. The date of the "
+                   "recommendation is unknown; recorded on the latest date it is known by.")
     case.fire("aab.approve", actor="aab", on=TMU_MEETING,
               data={"dates": {"aab.approve": {"decided_on": "unknown",
                                               "known_by": TMU_MEETING.isoformat()}}},
@@ -184,6 +190,9 @@ def describe(case: Case, *, width: int = 80) -> str:
     lines.append("  ASSUMPTION: that LBF's final treatment is due by the old plan's expiry "
                  "(so the start follows without a gap) links two seed dates; the seed states "
                  "no such deadline.")
+    lines.append("  ASSUMPTION: the seed names no one who sends the case to Landsbyggefonden "
+                 "or records the start; the model gives both steps to the administration "
+                 "(tmf).")
     lines.append("")
     commitment = case.data.get("commitment", {})
     if isinstance(commitment, dict) and commitment.get("seed"):
@@ -199,6 +208,8 @@ def describe(case: Case, *, width: int = 80) -> str:
         if region.done and event is not None:
             when = event.on.isoformat() if event.date_known else \
                 f"date unknown, known by {event.on.isoformat()}"
+            if event.trigger in OUTSIDE_SEED:
+                when += f": {OUTSIDE_SEED[event.trigger]}"
             gone = " - withdrew, not covered" if outcome == "not done" else ""
             status = f"{wf.actors[event.actor]} ({event.trigger}, {when}){gone}"
         else:
@@ -206,11 +217,11 @@ def describe(case: Case, *, width: int = 80) -> str:
             expected = SEED_EXPECTATIONS.get(region.id or "")
             status = "awaited: " + (", ".join(who) if who else "-")
             if region.id == "old_plan":
-                status = (f"runs until {case.data.get('expires')} (seed); its expiry is a "
-                          f"step recorded on or after that date (automatic once timed "
-                          f"steps exist)")
+                status = (f"runs until {case.data.get('expires')} (seed); the clock "
+                          f"takes its expiry on that date by itself (a timed step)")
             if expected:
-                status += f"; expected {expected[0]} (seed: \"{expected[1]}\")"
+                inferred = "" if expected[0][:4] in expected[1] else "; the year is inferred"
+                status += f"; expected {expected[0]} (seed: \"{expected[1]}\"{inferred})"
         lines.append(f"  {region.label}")
         lines.append(f"    {region.state_label} [{region.state}]")
         lines.append(f"    {status}")

@@ -399,7 +399,7 @@ def _forecast_lines(fc: dict[str, Any], doc: dict[str, Any]) -> list[str]:
     if any(s["basis"] == "none" and s["set_by"] != "earliest" for s in fc["steps"]):
         lines += wrap("ASSUMPTION: a step marked 'none' has no expected date and no duration; "
                       "it is assumed taken as soon as it can be (see the latest dates for "
-                      "an answer that assumes nothing)", 2, 4)
+                      "an answer that assumes no duration)", 2, 4)
     return lines
 
 

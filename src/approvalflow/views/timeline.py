@@ -134,11 +134,11 @@ def _shape(m: _Mark, x: float, y: float) -> str:
 
 
 def _render(title: str, subtitle: str, rows: Sequence[_Row], lines: Sequence[tuple[dt.date,
-            str, str]]) -> Svg:
+            str, str]], *, footnote: str = "") -> Svg:
     days = [m.day for r in rows for m in r.marks] + [d for d, _, _ in lines]
     days += [d for r in rows if r.span for d in r.span]
     axis = _Axis(days, _WIDTH)
-    height = _TOP + _ROW_H * max(1, len(rows)) + 40
+    height = _TOP + _ROW_H * max(1, len(rows)) + 40 + (16 if footnote else 0)
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{_WIDTH}' height='{height}' "
            f"viewBox='0 0 {_WIDTH} {height}' role='img'>",
            f"<title>{_text(title, 200)}</title>",
@@ -174,6 +174,9 @@ def _render(title: str, subtitle: str, rows: Sequence[_Row], lines: Sequence[tup
         out.append(f"<text x='{x - 3 if right else x + 3}' y='{_TOP - 14}' {_FONT} "
                    f"font-size='10' text-anchor='{'end' if right else 'start'}' "
                    f"fill='{colour}'>{_text(label, 40)} {day.isoformat()}</text>")
+    if footnote:
+        out.append(f"<text x='10' y='{bottom + 30}' {_FONT} font-size='10' fill='#374151'>"
+                   f"{_text(footnote, 170)}</text>")
     legend = [("dot", "decided", _COLOURS["decided"]),
               ("hollow", "decided, date unknown", _COLOURS["decided"]),
               ("diamond", "awaited (forecast)", _COLOURS["awaited"]),
@@ -204,7 +207,9 @@ def case_svg(case: Case, *, on: dt.date) -> Svg:
     for s in fc.steps if not fc.reached else ():
         marks = [_Mark(s.date, "diamond", _COLOURS["late"] if s.late else _COLOURS["awaited"],
                        f"{s.step}: forecast {s.date.isoformat()} ({s.basis}"
-                       + (", an assumed duration" if s.basis == "duration" else "") + ")")]
+                       + (", an assumed duration" if s.basis == "duration" else "")
+                       + (", assumed taken as soon as it can be" if s.basis == "none"
+                          else "") + ")")]
         d = deadlines.pop(s.step, None)
         if d is not None and d.due is not None:
             marks.append(_Mark(d.due, "tick", _COLOURS["late"],
@@ -222,9 +227,16 @@ def case_svg(case: Case, *, on: dt.date) -> Svg:
     goal = f"goal {fc.goal_label}: " + (f"reached {fc.date.isoformat()}" if fc.reached and fc.date
                                          else f"forecast {fc.date.isoformat()}{verdict}"
                                          if fc.date else "not reachable") if fc.goal else ""
+    notes = []
+    if any(s.basis == "none" for s in fc.steps) and not fc.reached:
+        notes.append("ASSUMPTION: a forecast marked 'none' is the step taken as soon as it "
+                     "can be")
+    assumed = case.data.get("assumptions")
+    if isinstance(assumed, dict) and assumed:
+        notes.append(f"ASSUMPTIONS in the case data, not facts: {', '.join(sorted(assumed))}")
     return _render(f"{case.id} - {wf.label or wf.name}",
                    f"as of {on.isoformat()}; state {', '.join(sorted(case.state))}; {goal}",
-                   rows, lines)
+                   rows, lines, footnote="; ".join(notes))
 
 
 def portfolio_svg(store: Store, *, cases: Iterable[str] | None, on: dt.date) -> Svg:
