@@ -898,10 +898,8 @@ def bench_queries(tmp: Path, n_cases: int, n_rounds: int, repeats: int) -> dict[
             lambda: len(conn.execute(
                 "SELECT case_id, n, kind, step, label, due, fixed, at_risk_from, actors "
                 "FROM case_due WHERE due <= ?", (horizon,)).fetchall())
-            + len(conn.execute(
-                "SELECT t.case_id, t.trigger, t.due_on, c.workflow, c.workflow_version "
-                "FROM timers t JOIN cases c ON c.case_id = t.case_id WHERE t.due_on <= ?",
-                (horizon,)).fetchall())),
+            + len(conn.execute("SELECT case_id, trigger, due_on FROM timers WHERE due_on <= ?",
+                               (horizon,)).fetchall())),
         "cases_filtered": (
             lambda: store.cases(final=False, data={"plan": plan}, since="2024-01-01",
                                 limit=20).total,

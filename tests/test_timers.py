@@ -731,3 +731,26 @@ def test_a_step_from_a_state_to_itself_starts_its_timer_again(store: af.Store) -
     assert [(e.trigger, e.on) for e in store.tick(on="2024-01-20").taken] == \
         [("expire", dt.date(2024, 1, 15))]
     assert store.case("s-1").is_final and store.verify().ok
+
+
+def test_due_names_each_timer_with_its_own_versions_label(store: af.Store,
+                                                          wf: af.Workflow) -> None:
+    """The timers due are labelled as each case's own workflow version labels the step,
+    and a workflow filter keeps only that workflow's, with two versions and two workflows
+    stored (the answer read from the tables equals the one replayed)."""
+    v2 = af.loads_workflow(tw.TEXT.replace("version = 1", "version = 2", 1).replace(
+        'label = "Påmindelse til dekanen"', 'label = "Rykker"'))
+    other = af.loads_workflow(tw.TEXT.replace('name = "dean-review"', 'name = "other"', 1))
+    submitted(store, wf, "one")
+    submitted(store, v2, "two")
+    labels = {(i.case_id, i.step): i.label for i in store.due(on="2024-02-15", within_days=0)
+              if i.kind == "timer"}
+    assert labels[("one", "remind")] == "Påmindelse til dekanen"
+    assert labels[("two", "remind")] == "Rykker"
+    submitted(store, other, "three")
+    for name in (None, "dean-review", "other"):
+        got = store.due(on="2024-02-15", within_days=30, workflow=name)
+        assert got == store.due(on="2024-02-15", within_days=30, workflow=name,
+                                as_of="2100-01-01"), name
+    assert {i.case_id for i in store.due(on="2024-02-15", within_days=30,
+                                         workflow="other")} == {"three"}

@@ -172,7 +172,9 @@ _DEADLINES: dict[int, bool] = {}
 def _has_deadlines(wf: Workflow) -> bool:
     found = _DEADLINES.get(id(wf))
     if found is None:
-        found = _DEADLINES[id(wf)] = any(t.deadline is not None for t in wf.transitions)
+        found = _DEADLINES[id(wf)] = (
+            any(t.deadline is not None for t in wf.transitions)
+            or any(d.deadline is not None for d in wf.state_defs.values()))
     return found
 
 
@@ -271,6 +273,7 @@ def _data_keys(wf: Workflow) -> tuple[str, ...]:
     found = _DATA_KEYS.get(id(wf))
     if found is None:
         refs = [r for t in wf.transitions for r in (t.deadline, t.earliest) if r is not None]
+        refs += [d.deadline for d in wf.state_defs.values() if d.deadline is not None]
         if wf.target is not None:
             refs.append(wf.target)
         found = _DATA_KEYS[id(wf)] = tuple(sorted({r.key or "" for r in refs

@@ -220,26 +220,59 @@ def _timer_items(store: Store, on: dt.date, horizon: dt.date,
                  workflow: str | None) -> list[DueItem]:
     """The armed timed steps due by ``horizon``, from the ``timers`` table (as
     ``forecast.due_items`` lists them: kind "timer", taken by the clock)."""
-    sql = ("SELECT t.case_id, t.trigger, t.due_on, c.workflow, c.workflow_version "
-           "FROM timers t JOIN cases c ON c.case_id = t.case_id WHERE t.due_on <= ?")
-    params: list[Any] = [horizon.isoformat()]
-    if workflow is not None:
-        sql += " AND c.workflow = ?"
-        params.append(workflow)
+    labels = _timer_labels(store, workflow)
+    if labels is not None:  # every case's label of each step is known without its case
+        sql = "SELECT case_id, trigger, due_on FROM timers WHERE due_on <= ?"
+        params: list[Any] = [horizon.isoformat()]
+    else:
+        sql = ("SELECT t.case_id, t.trigger, t.due_on, c.workflow, c.workflow_version "
+               "FROM timers t JOIN cases c ON c.case_id = t.case_id WHERE t.due_on <= ?")
+        params = [horizon.isoformat()]
+        if workflow is not None:
+            sql += " AND c.workflow = ?"
+            params.append(workflow)
     with translate("list the timers that are due"):
         rows = _tuples(store, sql, params)
-    labels: dict[tuple[str, int, str], str] = {}
+    found: dict[tuple[str, int, str], str] = {}
     out = []
-    for case_id, trigger, due_text, name, version in rows:
-        key = (name, version, trigger)
-        if key not in labels:
-            found = store.workflow(name, version).transitions_for(trigger)
-            labels[key] = (found[0].label if found else "") or trigger
+    for row in rows:
+        case_id, trigger, due_text = row[0], row[1], row[2]
+        if labels is not None:
+            label = labels.get(trigger) or trigger
+        else:
+            key = (row[3], row[4], trigger)
+            if key not in found:
+                found[key] = _label(store.workflow(row[3], row[4]), trigger)
+            label = found[key]
         day = parse_date(due_text)
-        out.append(DueItem(case_id=case_id, kind="timer", step=trigger, label=labels[key],
+        out.append(DueItem(case_id=case_id, kind="timer", step=trigger, label=label,
                            due=day, status="due" if day <= on else "upcoming",
                            days_left=(day - on).days, actors=("clock",)))
     return out
+
+
+def _label(wf: Any, trigger: str) -> str:
+    found = wf.transitions_for(trigger)
+    return str(found[0].label if found else "") or trigger
+
+
+def _timer_labels(store: Store, workflow: str | None) -> dict[str, str] | None:
+    """Each timed step's label, when every workflow version stored gives a step the same
+    one and ``workflow`` (when given) is the only workflow stored: the timers then need
+    no look-up of their cases. None otherwise."""
+    with translate("read the workflows"):
+        keys = store._conn.execute("SELECT name, version FROM workflows").fetchall()
+    if workflow is not None and any(name != workflow for name, _ in keys):
+        return None
+    labels: dict[str, str] = {}
+    versions = [store.workflow(name, version) for name, version in keys]
+    for wf in versions:
+        for t in wf.timed_transitions:
+            for other in versions:
+                if labels.setdefault(t.trigger, _label(other, t.trigger)) != \
+                        _label(other, t.trigger):
+                    return None
+    return labels
 
 
 def _check_page(limit: object, offset: object) -> tuple[int | None, int]:
