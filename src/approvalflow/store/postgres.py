@@ -402,8 +402,9 @@ def connect(url: str, *, timeout: float, durability: str, readonly: bool) -> PgC
         raise InvalidInputError(f"{redact(url)!r} is not a PostgreSQL URL psycopg "
                                 f"understands: {_driver_says(e, url)}.") from e
     conn = PgConnection(raw)
-    millis = int(timeout * 1000)
-    # lock_timeout is how long a writer waits for another one (SQLite's busy timeout)
+    # lock_timeout is how long a writer waits for another one (SQLite's busy timeout);
+    # PostgreSQL takes 0 for "wait for ever", so no wait at all is its shortest, 1 ms
+    millis = max(1, int(timeout * 1000))
     conn.execute(f"SET lock_timeout = {millis}")
     conn.execute("SET synchronous_commit = " + ("on" if durability == "full" else "off"))
     if readonly:
