@@ -388,3 +388,11 @@ def test_a_timeout_of_nothing_does_not_wait_for_a_writer_holding_the_case(
     assert not waited, "the writer with no timeout waited for the other one"
     assert len(outcome) == 1 and isinstance(outcome[0], af.StoreError), outcome
     assert [e.trigger for e in store.events("c")] == ["create", "submit"]
+
+
+def test_meta_says_the_same_on_both_backends(store: af.Store) -> None:
+    """A new store's meta is when and by which version it was created, and nothing else."""
+    meta = store.meta
+    assert sorted(meta) == ["created_at", "created_by"], meta
+    assert meta["created_by"].startswith("approvalflow ")
+    assert store.schema_version == SCHEMA_VERSION

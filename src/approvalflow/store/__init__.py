@@ -372,7 +372,10 @@ class Store:
         ``migrated_by`` and ``migrated_from`` for one brought up from an older schema."""
         with translate("read the store's metadata"):
             rows = self._conn.execute("SELECT key, value FROM store_meta ORDER BY key")
-            return {r["key"]: r["value"] for r in rows}
+            # PostgreSQL keeps its schema version here (SQLite's is its user_version): it
+            # is schema_version, not part of what the store records about itself
+            return {r["key"]: r["value"] for r in rows
+                    if not (self._pg and r["key"] == "schema_version")}
 
     def _rollback(self) -> None:
         # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR, ...); a
