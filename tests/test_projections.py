@@ -316,3 +316,26 @@ def test_verify_reports_a_tampered_projection_row(store_url: str, submitted: af.
     assert "'example-plan'" in named[0] or "'ghost'" in named[0]
     store.rebuild()
     assert store.verify().ok
+
+
+def test_long_data_values_and_keys_are_stored_and_matched(store: af.Store) -> None:
+    """Data with a text value and a key of thousands of characters: stored, matched, verified."""
+    import random
+    import string
+
+    rng = random.Random(7)
+    long_value = "".join(rng.choices(string.ascii_letters + string.digits, k=6000))
+    long_key = "".join(rng.choices(string.ascii_letters, k=6000))
+    other_value = long_value[::-1]
+    case = store.create_case(FREE, "long", actor="tmf", on=START,
+                             data={"text": long_value, "group": {long_key: "v"}})
+    store.create_case(FREE, "short", actor="tmf", on=START, data={"text": "short"})
+    assert [c.case_id for c in store.cases(data={"text": long_value})] == ["long"]
+    assert [c.case_id for c in store.cases(data={f"group.{long_key}": "v"})] == ["long"]
+    case.fire("submit", actor="tmf", on=START, data={"text": other_value})
+    assert store.cases(data={"text": long_value}).total == 0
+    assert [c.case_id for c in store.cases(data={"text": other_value})] == ["long"]
+    assert store.case("long").data["text"] == other_value
+    assert store.rebuild()["case_fields"] == 3
+    report = store.verify()
+    assert report.ok, report.problems

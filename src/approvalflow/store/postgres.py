@@ -102,7 +102,8 @@ CREATE TABLE case_due (case_id {_TEXT} NOT NULL, n INTEGER NOT NULL, kind {_TEXT
 CREATE INDEX case_due_due ON case_due (due);
 CREATE TABLE case_data (case_id {_TEXT} PRIMARY KEY, data {_TEXT} NOT NULL);
 CREATE TABLE case_fields (path {_TEXT} NOT NULL, value {_TEXT} NOT NULL,
-    case_id {_TEXT} NOT NULL, PRIMARY KEY (path, value, case_id));
+    case_id {_TEXT} NOT NULL);
+CREATE UNIQUE INDEX case_fields_key ON case_fields (md5(path), md5(value), case_id);
 CREATE TABLE timers (case_id {_TEXT} NOT NULL, trigger {_TEXT} NOT NULL,
     due_on {_TEXT} NOT NULL, PRIMARY KEY (case_id, trigger));
 CREATE INDEX timers_due ON timers (due_on);
@@ -150,6 +151,12 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"SELECT value FROM json_each\((\?\d*)\)"),
      r"SELECT json_array_elements_text(\1::json)"),
     (re.compile(r"typeof\(position\) = 'integer'"), "position IS NOT NULL"),
+    # a data field is looked up by the digests of its key path and value (the index holds
+    # those: a B-tree entry can't hold text of more than about 2,700 bytes, and case data
+    # may), then compared in full
+    (re.compile(r"case_fields WHERE path = (\?\d+) AND value = (\?\d+)"),
+     r"case_fields WHERE md5(path) = md5(\1) AND md5(value) = md5(\2) AND path = \1 "
+     r"AND value = \2"),
 )
 
 _SQL: dict[str, tuple[str, tuple[int, ...]]] = {}
