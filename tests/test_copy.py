@@ -205,3 +205,13 @@ def test_a_step_committed_during_the_copy_leaves_the_copy_whole(
         heads = copy.heads()
         assert report.events == sum(h["seq"] for h in heads.values())
         assert [e.seq for e in copy.events("plan-0")][-1] == heads["plan-0"]["seq"]
+
+
+def test_a_url_with_a_nul_is_refused_as_a_path_with_one_is(pg_server) -> None:
+    """A PostgreSQL URL holding a NUL is refused, not cut short at it and connected."""
+    url = pg_server.fresh_url()
+    with pytest.raises(af.InvalidInputError, match="NUL"):
+        af.open_store(url + "\x00&user=somebody_else")
+    with pytest.raises(af.InvalidInputError, match="NUL"):
+        af.open_store(url.replace("user=postgres", "user=postgres\x00x"))
+    pg_server.drop(url)

@@ -182,6 +182,9 @@ class Store:
                                     f"or None, not {max_pages!r}.")
         timeout = _check_timeout(timeout)
         self._pg = postgres.is_database_url(path)
+        if self._pg and "\x00" in str(path):  # libpq would read the URL only up to it
+            raise InvalidInputError(f"The database URL {postgres.redact(str(path))[:80]!r} "
+                                    f"holds a NUL character; give a URL without one.")
         self.path: str = str(path) if self._pg else _check_path(path)
         self.durability = durability
         self.readonly = bool(readonly)
