@@ -514,8 +514,11 @@ class Store:
         commit; inside a bulk block, at the block's end)."""
         if event.position is not None or not self._pg or self._bulk_depth:
             return event
-        with translate("read a feed position"):
-            position = postgres.position_of(self._conn, event.case_id, event.seq)  # type: ignore[arg-type]
+        try:
+            with translate("read a feed position"):
+                position = postgres.position_of(self._conn, event.case_id, event.seq)  # type: ignore[arg-type]
+        except StoreError:  # the event is committed: its position is in the feed later
+            return event
         return attrs.evolve(event, position=position)
 
     def _lock(self, key: str) -> None:

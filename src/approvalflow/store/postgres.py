@@ -35,6 +35,7 @@ PostgreSQL needs otherwise lives here, and only here:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import urllib.parse
@@ -474,19 +475,21 @@ def number_pending(conn: PgConnection) -> None:
     """Give every committed, unnumbered event its feed position (one transaction)."""
     if conn.in_transaction:
         return  # inside a bulk block or a read snapshot: the block's end numbers them
-    if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0] is False:
-        return
     conn.numbered = {}
     try:
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0] is False:
+            return
         # several statements in one message: never a prepared statement
         conn._raw.execute(_LOCK_FEED, prepare=False)
         cursor = conn._raw.execute(_NUMBER_PENDING, prepare=False)
-    except psycopg.errors.LockNotAvailable:
-        # another numbering held the lock past the timeout: leave the events pending for
-        # the next writer or reader (no gap either way); a write that has committed
-        # must not be reported as failed
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+    except psycopg.OperationalError:
+        # another numbering held the lock past the timeout, or the connection was lost:
+        # leave the events pending for the next writer or reader (no gap either way); a
+        # write that has committed must not be reported as failed (a reader's own read
+        # says what is wrong with the connection)
+        with contextlib.suppress(psycopg.Error, StoreError):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
         return
     except BaseException:
         if conn.in_transaction:
