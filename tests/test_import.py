@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import sqlite3
@@ -392,4 +393,32 @@ def test_import_decides_each_case_on_its_own_persons_and_guards(
     with pytest.raises(af.TransitionRefusedError, match=r"record 9, .*not for z"):
         store.import_events(cases)
     assert store.import_events(cases[:6]) == 6
+    assert store.verify().ok
+
+
+def test_an_import_failing_in_the_database_inside_a_bulk_block_fails_the_block(
+        store: af.Store, store_url: str, flagship) -> None:
+    """An import that fails in the database inside a bulk block (a lock held past the
+    timeout), its error caught: the block is stored whole or raises, never lost silently."""
+    store.create_case(flagship, "b", actor="tmf", on=DAY)
+    holder = af.open_store(store_url)
+    holding = holder.bulk()
+    holding.__enter__()
+    raised: Exception | None = None
+    try:
+        holder.case("b").fire("submit", actor="tmf", on=DAY)  # 'b' held until the end
+        with af.open_store(store_url, timeout=0.3) as other:
+            try:
+                with other.bulk():
+                    other.create_case(flagship, "a", actor="tmf", on=DAY)
+                    with contextlib.suppress(af.StoreError):
+                        other.import_events([{"case_id": "b", "trigger": "submit",
+                                              "actor": "tmf", "on": DAY}])
+            except af.StoreError as e:
+                raised = e
+    finally:
+        holding.__exit__(None, None, None)
+        holder.close()
+    stored = [c.case_id for c in store.cases()]
+    assert ("a" in stored) != (raised is not None), (stored, raised)
     assert store.verify().ok

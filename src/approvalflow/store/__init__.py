@@ -396,7 +396,8 @@ class Store:
                              f"(readonly=True); open it without readonly to write.")
         with translate(what):
             if self._bulk_depth:
-                if self._bulk_failed or not self._conn.in_transaction:
+                if self._bulk_failed or not self._conn.in_transaction \
+                        or self._transaction_failed():
                     raise StoreError(_BULK_FAILED)
                 try:
                     yield
@@ -464,7 +465,8 @@ class Store:
             try:
                 mark = self._feed_mark()
                 yield self
-                if self._bulk_failed or not self._conn.in_transaction:
+                if self._bulk_failed or not self._conn.in_transaction \
+                        or self._transaction_failed():
                     raise StoreError(_BULK_FAILED)
                 mine = self._own_events(mark)
                 self._conn.execute("COMMIT")
@@ -495,6 +497,12 @@ class Store:
         with translate("read the feed"):
             self._number_feed()
             return read_feed(self._conn, after, limit)
+
+    def _transaction_failed(self) -> bool:
+        """PostgreSQL: whether a statement of the open transaction failed (a read inside a
+        bulk block, whose error was caught): its COMMIT would store nothing, silently.
+        SQLite keeps a transaction usable after a failed statement."""
+        return self._pg and self._conn.failed  # type: ignore[attr-defined]
 
     def _number_feed(self) -> None:
         """PostgreSQL: number the committed events that have no feed position yet (not

@@ -388,6 +388,13 @@ class PgConnection:
         status = self._raw.info.transaction_status
         return bool(status != psycopg.pq.TransactionStatus.IDLE)
 
+    @property
+    def failed(self) -> bool:
+        """Whether the open transaction failed: PostgreSQL then refuses every statement
+        but ROLLBACK, and turns a COMMIT into a rollback without an error."""
+        status = self._raw.info.transaction_status
+        return bool(status == psycopg.pq.TransactionStatus.INERROR)
+
     def close(self) -> None:
         self.check_thread()
         self._raw.close()
