@@ -396,3 +396,15 @@ def test_meta_says_the_same_on_both_backends(store: af.Store) -> None:
     assert sorted(meta) == ["created_at", "created_by"], meta
     assert meta["created_by"].startswith("approvalflow ")
     assert store.schema_version == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("case_id", ["a\x00", "a\ud800", "\udfff"])
+def test_an_exported_head_no_case_can_have_is_named_not_a_crash(store: af.Store, flagship,
+                                                               case_id: str) -> None:
+    """An exported head whose case id holds a NUL or a lone surrogate is a problem verify
+    names (no such case is in the log), on both backends, not a database error."""
+    store.create_case(flagship, "a", actor="tmf", on="2021-11-01")
+    heads = {**store.heads(), case_id: {"seq": 1, "hash": "0" * 64}}
+    report = store.verify(heads=heads)
+    assert report.problems == [f"case {case_id!r} event 1: exported earlier, no longer in "
+                               f"the log"]
