@@ -178,3 +178,40 @@ def test_postgres_only_options_are_refused(pg_server) -> None:
         pg.backup("/tmp/never-written.db")
     assert not Path("/tmp/never-written.db").exists()
     pg_server.drop(url)
+
+
+@pytest.mark.backends
+def test_a_step_committed_during_the_copy_leaves_the_copy_whole(
+        store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step another client commits while the copy reads: the copy holds one moment's log."""
+    from approvalflow.store import copying
+
+    with af.open_store(store_url) as source:
+        fill(source)
+    monkeypatch.setattr(copying, "BATCH", 1)  # a progress call after every event read
+    stepped: list[int] = []
+
+    def step_meanwhile(done: int, total: int) -> None:
+        if not stepped:
+            with af.open_store(store_url) as other:
+                other.case("plan-0").fire("aab.approve", actor="aab", on="2022-01-15")
+            stepped.append(done)
+
+    with af.open_store(store_url) as source:
+        report = source.copy_to(tmp_path / "copy.db", progress=step_meanwhile)
+    assert stepped
+    assert report.verified.ok, report.verified.problems
+    with af.open_store(tmp_path / "copy.db") as copy:
+        heads = copy.heads()
+        assert report.events == sum(h["seq"] for h in heads.values())
+        assert [e.seq for e in copy.events("plan-0")][-1] == heads["plan-0"]["seq"]
+
+
+def test_a_url_with_a_nul_is_refused_as_a_path_with_one_is(pg_server) -> None:
+    """A PostgreSQL URL holding a NUL is refused, not cut short at it and connected."""
+    url = pg_server.fresh_url()
+    with pytest.raises(af.InvalidInputError, match="NUL"):
+        af.open_store(url + "\x00&user=somebody_else")
+    with pytest.raises(af.InvalidInputError, match="NUL"):
+        af.open_store(url.replace("user=postgres", "user=postgres\x00x"))
+    pg_server.drop(url)

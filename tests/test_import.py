@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import sqlite3
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +205,39 @@ def test_an_existing_case_is_not_created_again(store: af.Store, flagship) -> Non
     assert [c.case_id for c in store.cases()] == ["a"]
 
 
+def test_a_creation_racing_the_import_of_the_same_case_is_refused_as_existing(
+        store_url: str, flagship) -> None:
+    """A case created while an import creates the same id: one case, one CaseExistsError."""
+    outcome: dict[str, object] = {}
+
+    def create_meanwhile() -> None:
+        with af.open_store(store_url) as other:
+            try:
+                other.create_case(flagship, "x", actor="tmf", on=DAY)
+                outcome["create"] = "created"
+            except Exception as e:  # noqa: BLE001 (the outcome is what is checked)
+                outcome["create"] = e
+
+    creator = threading.Thread(target=create_meanwhile)
+
+    def records() -> Iterator[dict[str, Any]]:
+        yield {"case_id": "x", "trigger": "create", "workflow": flagship, "actor": "tmf",
+               "on": DAY}
+        creator.start()  # the import has taken 'x' (not committed yet)
+        creator.join(0.5)
+        yield {"case_id": "x", "trigger": "submit", "actor": "tmf", "on": DAY}
+
+    with af.open_store(store_url) as store:
+        try:
+            stored: object = store.import_events(records())
+        finally:
+            creator.join(30)
+        assert stored == 2
+        assert isinstance(outcome["create"], af.CaseExistsError), outcome
+        assert [e.trigger for e in store.events("x")] == ["create", "submit"]
+        assert store.verify().ok
+
+
 def test_a_bad_record_is_named(store: af.Store, flagship) -> None:
     """Invalid input is refused with the record's number, and nothing is stored."""
     create = {"case_id": "a", "trigger": "create", "workflow": flagship, "actor": "tmf"}
@@ -357,4 +393,32 @@ def test_import_decides_each_case_on_its_own_persons_and_guards(
     with pytest.raises(af.TransitionRefusedError, match=r"record 9, .*not for z"):
         store.import_events(cases)
     assert store.import_events(cases[:6]) == 6
+    assert store.verify().ok
+
+
+def test_an_import_failing_in_the_database_inside_a_bulk_block_fails_the_block(
+        store: af.Store, store_url: str, flagship) -> None:
+    """An import that fails in the database inside a bulk block (a lock held past the
+    timeout), its error caught: the block is stored whole or raises, never lost silently."""
+    store.create_case(flagship, "b", actor="tmf", on=DAY)
+    holder = af.open_store(store_url)
+    holding = holder.bulk()
+    holding.__enter__()
+    raised: Exception | None = None
+    try:
+        holder.case("b").fire("submit", actor="tmf", on=DAY)  # 'b' held until the end
+        with af.open_store(store_url, timeout=0.3) as other:
+            try:
+                with other.bulk():
+                    other.create_case(flagship, "a", actor="tmf", on=DAY)
+                    with contextlib.suppress(af.StoreError):
+                        other.import_events([{"case_id": "b", "trigger": "submit",
+                                              "actor": "tmf", "on": DAY}])
+            except af.StoreError as e:
+                raised = e
+    finally:
+        holding.__exit__(None, None, None)
+        holder.close()
+    stored = [c.case_id for c in store.cases()]
+    assert ("a" in stored) != (raised is not None), (stored, raised)
     assert store.verify().ok

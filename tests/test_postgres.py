@@ -294,6 +294,36 @@ def test_a_numbering_lock_held_past_the_timeout_does_not_fail_a_committed_write(
         assert store.verify().ok
 
 
+def test_a_connection_lost_after_the_commit_does_not_fail_the_committed_write(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection dropping between a step's commit and its numbering: the step is
+    reported stored (it is), and its event is numbered by the next writer."""
+    with af.open_store(pg_url) as store:
+        _loop_steps(store, "c", 0)
+    numbering = postgres.number_pending
+
+    def connection_lost(conn: Any) -> None:
+        if conn.in_transaction:  # not after a commit
+            return numbering(conn)
+        with _connect(pg_url) as killer:
+            killer.execute("SELECT pg_terminate_backend(%s)", (conn._raw.info.backend_pid,))
+        return numbering(conn)
+
+    store = af.open_store(pg_url)
+    try:
+        case = store.case("c")
+        monkeypatch.setattr(postgres, "number_pending", connection_lost)
+        event = case.fire("propose", actor="tmf", on=wp.ON)
+        monkeypatch.setattr(postgres, "number_pending", numbering)
+        assert (event.seq, event.position, case.version) == (2, None, 2)
+    finally:
+        store.close()
+    with af.open_store(pg_url) as store:
+        assert [(e.seq, e.position) for e in store.feed()] == [(1, 1), (2, 2)]
+        assert store.case("c").history[-1].hash == event.hash
+        assert store.verify().ok
+
+
 # -- connection errors -------------------------------------------------------------------------
 
 

@@ -376,3 +376,26 @@ def test_the_inbox_of_a_case_with_a_join_timer_due_answers_as_replay(store: af.S
                     if actor in c.awaiting(on=on)}
             assert got == want, (actor, on)
     assert [a.case_id for a in store.awaiting("clerk", on="2024-01-26")] == ["open"]
+
+
+def test_long_data_values_and_keys_are_stored_and_matched(store: af.Store) -> None:
+    """Data with a text value and a key of thousands of characters: stored, matched, verified."""
+    import random
+    import string
+
+    rng = random.Random(7)
+    long_value = "".join(rng.choices(string.ascii_letters + string.digits, k=6000))
+    long_key = "".join(rng.choices(string.ascii_letters, k=6000))
+    other_value = long_value[::-1]
+    case = store.create_case(FREE, "long", actor="tmf", on=START,
+                             data={"text": long_value, "group": {long_key: "v"}})
+    store.create_case(FREE, "short", actor="tmf", on=START, data={"text": "short"})
+    assert [c.case_id for c in store.cases(data={"text": long_value})] == ["long"]
+    assert [c.case_id for c in store.cases(data={f"group.{long_key}": "v"})] == ["long"]
+    case.fire("submit", actor="tmf", on=START, data={"text": other_value})
+    assert store.cases(data={"text": long_value}).total == 0
+    assert [c.case_id for c in store.cases(data={"text": other_value})] == ["long"]
+    assert store.case("long").data["text"] == other_value
+    assert store.rebuild()["case_fields"] == 3
+    report = store.verify()
+    assert report.ok, report.problems

@@ -359,3 +359,52 @@ def test_a_store_belongs_to_its_thread(store, submitted) -> None:
     thread.join()
     assert len(errors) == 1 and isinstance(errors[0], af.StoreError)
     assert "thread" in str(errors[0])
+
+
+@pytest.mark.parametrize("timeout", [0, 0.0004])
+def test_a_timeout_of_nothing_does_not_wait_for_a_writer_holding_the_case(
+        store: af.Store, store_url: str, flagship, timeout: float) -> None:
+    """timeout=0 (or under a millisecond) refuses at once when another writer holds the case."""
+    import threading
+
+    store.create_case(flagship, "c", actor="tmf", on="2021-11-01")
+    outcome: list[object] = []
+
+    def fire_from_another_store() -> None:
+        with af.open_store(store_url, timeout=timeout) as other:
+            try:
+                other.case("c").fire("submit", actor="tmf", on="2021-11-01")
+                outcome.append("fired")
+            except Exception as e:  # noqa: BLE001 (the outcome is what is checked)
+                outcome.append(e)
+
+    with store.bulk():
+        store.case("c").fire("submit", actor="tmf", on="2021-11-01")  # held until the end
+        other = threading.Thread(target=fire_from_another_store)
+        other.start()
+        other.join(10)
+        waited = other.is_alive()
+    other.join(30)
+    assert not waited, "the writer with no timeout waited for the other one"
+    assert len(outcome) == 1 and isinstance(outcome[0], af.StoreError), outcome
+    assert [e.trigger for e in store.events("c")] == ["create", "submit"]
+
+
+def test_meta_says_the_same_on_both_backends(store: af.Store) -> None:
+    """A new store's meta is when and by which version it was created, and nothing else."""
+    meta = store.meta
+    assert sorted(meta) == ["created_at", "created_by"], meta
+    assert meta["created_by"].startswith("approvalflow ")
+    assert store.schema_version == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("case_id", ["a\x00", "a\ud800", "\udfff"])
+def test_an_exported_head_no_case_can_have_is_named_not_a_crash(store: af.Store, flagship,
+                                                               case_id: str) -> None:
+    """An exported head whose case id holds a NUL or a lone surrogate is a problem verify
+    names (no such case is in the log), on both backends, not a database error."""
+    store.create_case(flagship, "a", actor="tmf", on="2021-11-01")
+    heads = {**store.heads(), case_id: {"seq": 1, "hash": "0" * 64}}
+    report = store.verify(heads=heads)
+    assert report.problems == [f"case {case_id!r} event 1: exported earlier, no longer in "
+                               f"the log"]

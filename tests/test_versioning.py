@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -491,3 +492,34 @@ def test_cli_migrate_errors_are_one_line(cli_db, args, message) -> None:
     result = _run(db, "migrate", *args)
     assert result.exit_code in (1, 2) and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_step_taken_elsewhere_while_a_migration_plans_waits_for_it(
+        store: af.Store, store_url: str) -> None:
+    """A step another client takes on a case being migrated waits for the migration, which
+    moves every case (it neither fails on the step nor writes onto a state it did not plan)."""
+    with store.bulk():
+        for n in range(100):  # the planning reports its progress every 100 cases
+            _case(store, f"g-{n:03d}")
+    outcome: list[object] = []
+
+    def step_elsewhere() -> None:
+        with af.open_store(store_url, timeout=0.5) as other:
+            try:
+                other.case("g-000").fire("panel.yes", actor="a", on="2024-01-03")
+                outcome.append("fired")
+            except Exception as e:  # noqa: BLE001 (the outcome is what is checked)
+                outcome.append(e)
+
+    def progress(done: int, total: int) -> None:
+        if not outcome and done == 100:  # every case planned, none written yet
+            thread = threading.Thread(target=step_elsewhere)
+            thread.start()
+            thread.join(30)
+
+    result = store.migrate(version(2, V2_TEXT), mapping={"checking": "audit"},
+                           actor="clerk", on="2024-01-04", progress=progress)
+    assert len(outcome) == 1 and isinstance(outcome[0], af.StoreError), outcome
+    assert len(result.cases) == 100 and all(p.can_move for p in result.cases)
+    assert [e.trigger for e in store.events("g-000")] == ["create", "submit", "migrate"]
+    assert store.verify().ok

@@ -182,6 +182,9 @@ class Store:
                                     f"or None, not {max_pages!r}.")
         timeout = _check_timeout(timeout)
         self._pg = postgres.is_database_url(path)
+        if self._pg and "\x00" in str(path):  # libpq would read the URL only up to it
+            raise InvalidInputError(f"The database URL {postgres.redact(str(path))[:80]!r} "
+                                    f"holds a NUL character; give a URL without one.")
         self.path: str = str(path) if self._pg else _check_path(path)
         self.durability = durability
         self.readonly = bool(readonly)
@@ -372,7 +375,10 @@ class Store:
         ``migrated_by`` and ``migrated_from`` for one brought up from an older schema."""
         with translate("read the store's metadata"):
             rows = self._conn.execute("SELECT key, value FROM store_meta ORDER BY key")
-            return {r["key"]: r["value"] for r in rows}
+            # PostgreSQL keeps its schema version here (SQLite's is its user_version): it
+            # is schema_version, not part of what the store records about itself
+            return {r["key"]: r["value"] for r in rows
+                    if not (self._pg and r["key"] == "schema_version")}
 
     def _rollback(self) -> None:
         # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR, ...); a
@@ -390,7 +396,8 @@ class Store:
                              f"(readonly=True); open it without readonly to write.")
         with translate(what):
             if self._bulk_depth:
-                if self._bulk_failed or not self._conn.in_transaction:
+                if self._bulk_failed or not self._conn.in_transaction \
+                        or self._transaction_failed():
                     raise StoreError(_BULK_FAILED)
                 try:
                     yield
@@ -458,7 +465,8 @@ class Store:
             try:
                 mark = self._feed_mark()
                 yield self
-                if self._bulk_failed or not self._conn.in_transaction:
+                if self._bulk_failed or not self._conn.in_transaction \
+                        or self._transaction_failed():
                     raise StoreError(_BULK_FAILED)
                 mine = self._own_events(mark)
                 self._conn.execute("COMMIT")
@@ -490,6 +498,12 @@ class Store:
             self._number_feed()
             return read_feed(self._conn, after, limit)
 
+    def _transaction_failed(self) -> bool:
+        """PostgreSQL: whether a statement of the open transaction failed (a read inside a
+        bulk block, whose error was caught): its COMMIT would store nothing, silently.
+        SQLite keeps a transaction usable after a failed statement."""
+        return self._pg and self._conn.failed  # type: ignore[attr-defined]
+
     def _number_feed(self) -> None:
         """PostgreSQL: number the committed events that have no feed position yet (not
         through a read-only store: it reads what the writers numbered)."""
@@ -508,8 +522,11 @@ class Store:
         commit; inside a bulk block, at the block's end)."""
         if event.position is not None or not self._pg or self._bulk_depth:
             return event
-        with translate("read a feed position"):
-            position = postgres.position_of(self._conn, event.case_id, event.seq)  # type: ignore[arg-type]
+        try:
+            with translate("read a feed position"):
+                position = postgres.position_of(self._conn, event.case_id, event.seq)  # type: ignore[arg-type]
+        except StoreError:  # the event is committed: its position is in the feed later
+            return event
         return attrs.evolve(event, position=position)
 
     def _lock(self, key: str) -> None:

@@ -56,14 +56,29 @@ def copy_store(source: Store, dest: Store,
         raise StoreError(f"Can't copy {source.where!r} onto itself.")
     if dest.readonly:
         raise StoreError(f"Can't copy into {dest.where!r}: it was opened read-only.")
-    report = source.verify()
-    if not report.ok:
-        raise StoreError(
-            f"{source.where!r} does not verify ({len(report.problems)} problem(s), the first: "
-            f"{report.problems[0]}); a log that does not verify is not copied. Run "
-            f"'approvalflow verify' on it.")
-    src = source._conn
     source._number_feed()
+    # the source as it is at one moment: what is verified is what is copied, and a step
+    # another client commits meanwhile is either wholly in the copy (its event and its
+    # case's head) or wholly out of it
+    with source._snapshot(f"read {source.where!r} for a copy"):
+        report = source.verify()
+        if not report.ok:
+            raise StoreError(
+                f"{source.where!r} does not verify ({len(report.problems)} problem(s), the "
+                f"first: {report.problems[0]}); a log that does not verify is not copied. "
+                f"Run 'approvalflow verify' on it.")
+        workflows, cases, done, total = _copy_rows(source, dest, report.events, progress)
+    if progress is not None:
+        progress(done, total)
+    return CopyReport(source=source.where, dest=dest.where, workflows=len(workflows),
+                      cases=len(cases), events=done, verified=dest.verify())
+
+
+def _copy_rows(source: Store, dest: Store, total: int,
+               progress: Callable[[int, int], None] | None
+               ) -> tuple[list[Any], list[Any], int, int]:
+    """Write the source's workflows, events and cases into ``dest`` in one transaction."""
+    src = source._conn
     # one transaction (a bulk block), so the timers are rebuilt inside it too
     with dest.bulk(), translate(f"copy into {dest.where!r}"):
         conn = dest._conn
@@ -76,7 +91,6 @@ def copy_store(source: Store, dest: Store,
                                 "workflows ORDER BY name, version").fetchall()
         conn.executemany("INSERT INTO workflows (name, version, digest, source, stored_at) "
                          "VALUES (?, ?, ?, ?, ?)", [tuple(r) for r in workflows])
-        total = report.events
         done = 0
         batch: list[tuple[Any, ...]] = []
         # in feed order (events not numbered yet come last, in case order)
@@ -97,7 +111,4 @@ def copy_store(source: Store, dest: Store,
         conn.executemany(INSERT_CASE, [tuple(r) for r in cases])
         projections.fill(conn)
         rebuild_timers(dest)
-    if progress is not None:
-        progress(done, total)
-    return CopyReport(source=source.where, dest=dest.where, workflows=len(workflows),
-                      cases=len(cases), events=done, verified=dest.verify())
+    return workflows, cases, done, total

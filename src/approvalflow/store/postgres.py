@@ -35,6 +35,7 @@ PostgreSQL needs otherwise lives here, and only here:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import urllib.parse
@@ -102,7 +103,8 @@ CREATE TABLE case_due (case_id {_TEXT} NOT NULL, n INTEGER NOT NULL, kind {_TEXT
 CREATE INDEX case_due_due ON case_due (due);
 CREATE TABLE case_data (case_id {_TEXT} PRIMARY KEY, data {_TEXT} NOT NULL);
 CREATE TABLE case_fields (path {_TEXT} NOT NULL, value {_TEXT} NOT NULL,
-    case_id {_TEXT} NOT NULL, PRIMARY KEY (path, value, case_id));
+    case_id {_TEXT} NOT NULL);
+CREATE UNIQUE INDEX case_fields_key ON case_fields (md5(path), md5(value), case_id);
 CREATE TABLE timers (case_id {_TEXT} NOT NULL, trigger {_TEXT} NOT NULL,
     due_on {_TEXT} NOT NULL, PRIMARY KEY (case_id, trigger));
 CREATE INDEX timers_due ON timers (due_on);
@@ -150,6 +152,12 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"SELECT value FROM json_each\((\?\d*)\)"),
      r"SELECT json_array_elements_text(\1::json)"),
     (re.compile(r"typeof\(position\) = 'integer'"), "position IS NOT NULL"),
+    # a data field is looked up by the digests of its key path and value (the index holds
+    # those: a B-tree entry can't hold text of more than about 2,700 bytes, and case data
+    # may), then compared in full
+    (re.compile(r"case_fields WHERE path = (\?\d+) AND value = (\?\d+)"),
+     r"case_fields WHERE md5(path) = md5(\1) AND md5(value) = md5(\2) AND path = \1 "
+     r"AND value = \2"),
 )
 
 _SQL: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -380,6 +388,13 @@ class PgConnection:
         status = self._raw.info.transaction_status
         return bool(status != psycopg.pq.TransactionStatus.IDLE)
 
+    @property
+    def failed(self) -> bool:
+        """Whether the open transaction failed: PostgreSQL then refuses every statement
+        but ROLLBACK, and turns a COMMIT into a rollback without an error."""
+        status = self._raw.info.transaction_status
+        return bool(status == psycopg.pq.TransactionStatus.INERROR)
+
     def close(self) -> None:
         self.check_thread()
         self._raw.close()
@@ -402,8 +417,9 @@ def connect(url: str, *, timeout: float, durability: str, readonly: bool) -> PgC
         raise InvalidInputError(f"{redact(url)!r} is not a PostgreSQL URL psycopg "
                                 f"understands: {_driver_says(e, url)}.") from e
     conn = PgConnection(raw)
-    millis = int(timeout * 1000)
-    # lock_timeout is how long a writer waits for another one (SQLite's busy timeout)
+    # lock_timeout is how long a writer waits for another one (SQLite's busy timeout);
+    # PostgreSQL takes 0 for "wait for ever", so no wait at all is its shortest, 1 ms
+    millis = max(1, int(timeout * 1000))
     conn.execute(f"SET lock_timeout = {millis}")
     conn.execute("SET synchronous_commit = " + ("on" if durability == "full" else "off"))
     if readonly:
@@ -466,19 +482,21 @@ def number_pending(conn: PgConnection) -> None:
     """Give every committed, unnumbered event its feed position (one transaction)."""
     if conn.in_transaction:
         return  # inside a bulk block or a read snapshot: the block's end numbers them
-    if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0] is False:
-        return
     conn.numbered = {}
     try:
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM feed_pending)").fetchone()[0] is False:
+            return
         # several statements in one message: never a prepared statement
         conn._raw.execute(_LOCK_FEED, prepare=False)
         cursor = conn._raw.execute(_NUMBER_PENDING, prepare=False)
-    except psycopg.errors.LockNotAvailable:
-        # another numbering held the lock past the timeout: leave the events pending for
-        # the next writer or reader (no gap either way); a write that has committed
-        # must not be reported as failed
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+    except psycopg.OperationalError:
+        # another numbering held the lock past the timeout, or the connection was lost:
+        # leave the events pending for the next writer or reader (no gap either way); a
+        # write that has committed must not be reported as failed (a reader's own read
+        # says what is wrong with the connection)
+        with contextlib.suppress(psycopg.Error, StoreError):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
         return
     except BaseException:
         if conn.in_transaction:
