@@ -6,8 +6,6 @@ import contextlib
 import copy
 import datetime as dt
 import sqlite3
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,39 +201,6 @@ def test_an_existing_case_is_not_created_again(store: af.Store, flagship) -> Non
     with pytest.raises(af.CaseExistsError, match="'b' already exists"):
         store.import_events([twice, twice])
     assert [c.case_id for c in store.cases()] == ["a"]
-
-
-def test_a_creation_racing_the_import_of_the_same_case_is_refused_as_existing(
-        store_url: str, flagship) -> None:
-    """A case created while an import creates the same id: one case, one CaseExistsError."""
-    outcome: dict[str, object] = {}
-
-    def create_meanwhile() -> None:
-        with af.open_store(store_url) as other:
-            try:
-                other.create_case(flagship, "x", actor="tmf", on=DAY)
-                outcome["create"] = "created"
-            except Exception as e:  # noqa: BLE001 (the outcome is what is checked)
-                outcome["create"] = e
-
-    creator = threading.Thread(target=create_meanwhile)
-
-    def records() -> Iterator[dict[str, Any]]:
-        yield {"case_id": "x", "trigger": "create", "workflow": flagship, "actor": "tmf",
-               "on": DAY}
-        creator.start()  # the import has taken 'x' (not committed yet)
-        creator.join(0.5)
-        yield {"case_id": "x", "trigger": "submit", "actor": "tmf", "on": DAY}
-
-    with af.open_store(store_url) as store:
-        try:
-            stored: object = store.import_events(records())
-        finally:
-            creator.join(30)
-        assert stored == 2
-        assert isinstance(outcome["create"], af.CaseExistsError), outcome
-        assert [e.trigger for e in store.events("x")] == ["create", "submit"]
-        assert store.verify().ok
 
 
 def test_a_bad_record_is_named(store: af.Store, flagship) -> None:

@@ -352,9 +352,6 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     raise InvalidInputError(
                         f"record {number}: {actor!r} is not an actor of workflow "
                         f"{wf.name!r}; actors: {', '.join(sorted(wf.actors))}.")
-                # hold the id, as create_case does, before asking whether it is taken: a
-                # creation of it elsewhere then waits for this import, and is refused
-                store._lock(f"case:{case_id}")
                 if case_id in seen or probe.execute(
                         "SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
                     raise CaseExistsError(f"record {number}: case {case_id!r} already "
