@@ -316,3 +316,16 @@ def test_verify_reports_a_tampered_projection_row(store_url: str, submitted: af.
     assert "'example-plan'" in named[0] or "'ghost'" in named[0]
     store.rebuild()
     assert store.verify().ok
+
+
+def test_a_dotted_key_and_the_nested_key_it_spells(store: af.Store) -> None:
+    """Data holding both "a.b" and {"a": {"b": ...}} is created, stepped, rebuilt and verified."""
+    both = store.create_case(FREE, "both", actor="tmf", on="2021-11-01",
+                             data={"a.b": 1, "a": {"b": 1}})
+    later = store.create_case(FREE, "later", actor="tmf", on="2021-11-01", data={"a.b": 1})
+    later.fire("submit", actor="tmf", on="2021-11-02", data={"a": {"b": 1}})
+    assert store.verify().ok, store.verify().problems
+    before = snapshot(store.path)
+    store.rebuild()
+    assert snapshot(store.path) == before
+    assert [c.case_id for c in store.cases(data={"a.b": 1})] == [both.id, later.id]

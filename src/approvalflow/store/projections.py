@@ -100,15 +100,21 @@ def field_value(value: Any) -> str:
 _LEAVES = (str, int, float, bool, list, type(None))
 
 
-def fields(data: Mapping[str, Any], prefix: str = "") -> list[FieldRow]:
-    """Every leaf of ``data`` by dotted path; an object is walked into, a list is a leaf."""
+def fields(data: Mapping[str, Any]) -> list[FieldRow]:
+    """Every leaf of ``data`` by dotted path; an object is walked into, a list is a leaf.
+    Each (path, value) once: a key with a dot (``{"a.b": 1}``) and the nested key it
+    spells (``{"a": {"b": 1}}``) give the same row, which the table holds once."""
+    return list(dict.fromkeys(_leaves(data, "")))
+
+
+def _leaves(data: Mapping[str, Any], prefix: str) -> list[FieldRow]:
     out: list[FieldRow] = []
     for key, value in data.items():
         kind = type(value)
         if kind is str:
             out.append((prefix + key, value))
         elif kind is dict or (kind not in _LEAVES and isinstance(value, Mapping)):
-            out.extend(fields(value, prefix + key + "."))
+            out.extend(_leaves(value, prefix + key + "."))
         else:
             out.append((prefix + key, encode(value)))
     return out
