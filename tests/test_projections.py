@@ -329,3 +329,44 @@ def test_a_dotted_key_and_the_nested_key_it_spells(store: af.Store) -> None:
     store.rebuild()
     assert snapshot(store.path) == before
     assert [c.case_id for c in store.cases(data={"a.b": 1})] == [both.id, later.id]
+
+
+FOUR_EYES = af.loads_workflow("""
+[workflow]
+name = "four-eyes"
+version = 1
+initial = "draft"
+
+[actors]
+tmf = "T"
+boss = "B"
+
+[states.draft]
+[states.submitted]
+[states.done]
+final = true
+
+[[transitions]]
+trigger = "submit"
+source = "draft"
+target = "submitted"
+actors = ["tmf"]
+
+[[transitions]]
+trigger = "sign"
+source = "submitted"
+target = "done"
+actors = ["boss", "tmf"]
+not_by = ["submit"]
+""", source="four-eyes.toml")
+
+
+def test_a_four_eyes_step_is_in_the_inbox(store: af.Store) -> None:
+    """A step with not_by is awaited across cases as Case.awaiting says (no person in mind)."""
+    case = store.create_case(FOUR_EYES, "signed", actor="tmf", on="2021-11-01")
+    case.fire("submit", actor="tmf", on="2021-11-02", by="alice")
+    assert case.awaiting(on="2021-11-03") == {"tmf": ["sign"], "boss": ["sign"]}
+    for actor in ("boss", "tmf"):
+        assert [(a.case_id, a.triggers) for a in store.awaiting(actor, on="2021-11-03")] == [
+            ("signed", ("sign",))]
+        assert [c.case_id for c in store.cases(awaiting=actor, on="2021-11-03")] == ["signed"]

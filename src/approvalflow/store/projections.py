@@ -162,7 +162,9 @@ def awaiting_rows(engine: Engine, state: CaseState) -> tuple[AwaitRow, ...]:
             for actor in t.actors:
                 if actor not in wf.actors:
                     continue
-                decision = engine.evaluate(bare, trigger, actor=actor, on=when, unchecked=[])
+                # as Case.awaiting asks it: no particular person in mind (four eyes left out)
+                decision = engine.evaluate(bare, trigger, actor=actor, on=when, unchecked=[],
+                                           check_persons=False)
                 if all(rule.startswith("guard ") for rule in decision.rules):
                     rows.append((actor, trigger, int(bool(t.guards))))
     result = tuple(sorted(rows))
