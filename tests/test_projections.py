@@ -370,3 +370,61 @@ def test_a_four_eyes_step_is_in_the_inbox(store: af.Store) -> None:
         assert [(a.case_id, a.triggers) for a in store.awaiting(actor, on="2021-11-03")] == [
             ("signed", ("sign",))]
         assert [c.case_id for c in store.cases(awaiting=actor, on="2021-11-03")] == ["signed"]
+
+
+STATE_DEADLINES = af.loads_workflow("""
+[workflow]
+name = "state-deadlines"
+version = 1
+initial = "draft"
+
+[actors]
+tmf = "T"
+
+[states.draft]
+[states.review]
+deadline = { after = { state = "review" }, days = 30 }
+[states.signing]
+deadline = { data = "sign_by" }
+[states.done]
+final = true
+
+[[transitions]]
+trigger = "submit"
+source = "draft"
+target = "review"
+actors = ["tmf"]
+
+[[transitions]]
+trigger = "accept"
+source = "review"
+target = "signing"
+actors = ["tmf"]
+
+[[transitions]]
+trigger = "sign"
+source = "signing"
+target = "done"
+actors = ["tmf"]
+""", source="state-deadlines.toml")
+
+
+def test_state_deadlines_are_due_as_replay_says(store: af.Store) -> None:
+    """A state's deadline is listed by due and cases(overdue=True) as replaying says."""
+    for i, sign_by in enumerate(("2021-12-01", "2022-03-01")):
+        case = store.create_case(STATE_DEADLINES, f"s{i}", actor="tmf", on="2021-11-01",
+                                 data={"sign_by": sign_by})
+        case.fire("submit", actor="tmf", on="2021-11-01")
+    store.case("s1").fire("accept", actor="tmf", on="2021-11-02")
+    store.case("s0").fire("accept", actor="tmf", on="2021-11-02")
+    store.create_case(STATE_DEADLINES, "s2", actor="tmf", on="2021-11-01").fire(
+        "submit", actor="tmf", on="2021-11-03")
+    for on in ("2021-11-03", "2021-12-02", "2021-12-03", "2022-03-02"):
+        replayed = store.due(on=on, within_days=365, as_of="2100-01-01")
+        assert store.due(on=on, within_days=365) == replayed, on
+        assert {(i.case_id, i.step, i.due.isoformat()) for i in replayed} >= {
+            ("s0", "signing", "2021-12-01"), ("s1", "signing", "2022-03-01"),
+            ("s2", "review", "2021-12-03")}
+        missed = {i.case_id for i in replayed if i.status == "missed"}
+        assert {c.case_id for c in store.cases(overdue=True, on=on)} == missed, on
+    assert {c.case_id for c in store.cases(overdue=True, on="2021-12-04")} == {"s0", "s2"}

@@ -180,7 +180,9 @@ _DEADLINES: dict[int, bool] = {}
 def _has_deadlines(wf: Workflow) -> bool:
     found = _DEADLINES.get(id(wf))
     if found is None:
-        found = _DEADLINES[id(wf)] = any(t.deadline is not None for t in wf.transitions)
+        found = _DEADLINES[id(wf)] = (
+            any(t.deadline is not None for t in wf.transitions)
+            or any(d.deadline is not None for d in wf.state_defs.values()))
     return found
 
 
@@ -279,6 +281,7 @@ def _data_keys(wf: Workflow) -> tuple[str, ...]:
     found = _DATA_KEYS.get(id(wf))
     if found is None:
         refs = [r for t in wf.transitions for r in (t.deadline, t.earliest) if r is not None]
+        refs += [d.deadline for d in wf.state_defs.values() if d.deadline is not None]
         if wf.target is not None:
             refs.append(wf.target)
         found = _DATA_KEYS[id(wf)] = tuple(sorted({r.key or "" for r in refs
@@ -302,8 +305,11 @@ def _due_rows(engine: Engine, state: CaseState,
     for d in _deadlines(a, state):
         if d.due is None or d.taken_on is not None:
             continue
-        p = planned.get(d.step)
-        fixed = not d.projected and not (p is not None and p.t.vote)
+        p = None if d.kind == "state" else planned.get(d.step)
+        # a state's deadline turns "at risk" by the date it is forecast to be left, which
+        # moves with the day asked: such a row is answered by replaying its case
+        fixed = (not d.projected and not (p is not None and p.t.vote)
+                 and d.kind != "state")
         risk_from = None
         if fixed and p is not None:
             risk_from = _at_risk_from(wf, state, history, d.step, d.due, p.date, plans)
