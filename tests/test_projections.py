@@ -428,3 +428,45 @@ def test_state_deadlines_are_due_as_replay_says(store: af.Store) -> None:
         missed = {i.case_id for i in replayed if i.status == "missed"}
         assert {c.case_id for c in store.cases(overdue=True, on=on)} == missed, on
     assert {c.case_id for c in store.cases(overdue=True, on="2021-12-04")} == {"s0", "s2"}
+
+
+def test_a_state_deadline_is_at_risk_as_replay_says(store: af.Store) -> None:
+    """A state's deadline is "at risk" once the step leaving it is expected after it."""
+    wf = af.loads_workflow("""
+[workflow]
+name = "one-state-deadline"
+version = 1
+initial = "draft"
+goal = "done"
+
+[actors]
+tmf = "T"
+
+[states.draft]
+[states.review]
+deadline = { after = { state = "review" }, days = 20 }
+[states.done]
+final = true
+
+[[transitions]]
+trigger = "submit"
+source = "draft"
+target = "review"
+actors = ["tmf"]
+
+[[transitions]]
+trigger = "accept"
+source = "review"
+target = "done"
+actors = ["tmf"]
+duration_days = 5
+""", source="one-state-deadline.toml")
+    case = store.create_case(wf, "late", actor="tmf", on="2021-11-01")
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    case.expect("accept", "2021-12-01", actor="tmf", said_on="2021-11-02")
+    for on in ("2021-11-03", "2021-11-21", "2021-11-22"):
+        replayed = store.due(on=on, within_days=100, as_of="2100-01-01")
+        assert store.due(on=on, within_days=100) == replayed, on
+    assert [(i.step, i.status) for i in store.due(on="2021-11-03", within_days=30)
+            if i.kind == "deadline"] == [
+        ("review", "at risk")]
