@@ -470,3 +470,13 @@ duration_days = 5
     assert [(i.step, i.status) for i in store.due(on="2021-11-03", within_days=30)
             if i.kind == "deadline"] == [
         ("review", "at risk")]
+
+
+def test_a_data_filter_on_an_object_is_refused(store: af.Store) -> None:
+    """An object as a data filter's value is refused, not silently matched by no case."""
+    store.create_case(FREE, "obj", actor="tmf", on="2021-11-01",
+                      data={"o": {"x": 1}, "e": {}})
+    for value in ({"x": 1}, {}):
+        with pytest.raises(af.InvalidInputError, match="name the keys"):
+            store.cases(data={"o": value})
+    assert [c.case_id for c in store.cases(data={"o.x": 1})] == ["obj"]
