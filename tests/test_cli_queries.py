@@ -143,3 +143,12 @@ def test_rebuild_restores_a_tampered_table(runner: CliRunner, many_db: Path) -> 
                    "--json")) == ["b-submitted"]
     result = run(runner, many_db, "rebuild")
     assert result.stdout.startswith("Rebuilt the projections of 4 cases (rows: case_awaiting ")
+
+
+def test_cases_data_given_twice_is_not_dropped(runner: CliRunner, many_db: Path) -> None:
+    """--data with one key twice and two values is refused, not narrowed to the last value."""
+    result = run(runner, many_db, "cases", "--data", "plan=Other", "--data",
+                 "plan=Nørrebrobyggerne", "--json")
+    assert result.exit_code == 2 and "given twice" in result.stderr, result.stdout
+    assert ids(run(runner, many_db, "cases", "--data", "plan=Other", "--data", "plan=Other",
+                   "--json")) == ["a-draft"]

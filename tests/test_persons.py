@@ -142,6 +142,8 @@ def test_verify_names_a_forged_step_that_breaks_four_eyes(db_path: Path, store: 
     conn.execute("UPDATE cases SET state = ?, seq = 3, last_on = ?, head_hash = ?, "
                  "updated_at = ? WHERE case_id = 'g'",
                  (row["target"], row["on_date"], row["hash"], row["recorded_at"]))
+    # the inbox row the step ends, as a write by the library would remove it
+    conn.execute("DELETE FROM case_awaiting WHERE case_id = 'g' AND trigger = 'finance.ok'")
     conn.close()
     problems = store.verify().problems
     assert problems == ["case 'g' event 3: 'finance.ok' by 'finance' on 2024-01-04 breaks the "

@@ -399,3 +399,167 @@ def test_long_data_values_and_keys_are_stored_and_matched(store: af.Store) -> No
     assert store.rebuild()["case_fields"] == 3
     report = store.verify()
     assert report.ok, report.problems
+
+
+def test_a_dotted_key_and_the_nested_key_it_spells(store: af.Store) -> None:
+    """Data holding both "a.b" and {"a": {"b": ...}} is created, stepped, rebuilt and verified."""
+    both = store.create_case(FREE, "both", actor="tmf", on="2021-11-01",
+                             data={"a.b": 1, "a": {"b": 1}})
+    later = store.create_case(FREE, "later", actor="tmf", on="2021-11-01", data={"a.b": 1})
+    later.fire("submit", actor="tmf", on="2021-11-02", data={"a": {"b": 1}})
+    assert store.verify().ok, store.verify().problems
+    before = snapshot(store.path)
+    store.rebuild()
+    assert snapshot(store.path) == before
+    assert [c.case_id for c in store.cases(data={"a.b": 1})] == [both.id, later.id]
+
+
+FOUR_EYES = af.loads_workflow("""
+[workflow]
+name = "four-eyes"
+version = 1
+initial = "draft"
+
+[actors]
+tmf = "T"
+boss = "B"
+
+[states.draft]
+[states.submitted]
+[states.done]
+final = true
+
+[[transitions]]
+trigger = "submit"
+source = "draft"
+target = "submitted"
+actors = ["tmf"]
+
+[[transitions]]
+trigger = "sign"
+source = "submitted"
+target = "done"
+actors = ["boss", "tmf"]
+not_by = ["submit"]
+""", source="four-eyes.toml")
+
+
+def test_a_four_eyes_step_is_in_the_inbox(store: af.Store) -> None:
+    """A step with not_by is awaited across cases as Case.awaiting says (no person in mind)."""
+    case = store.create_case(FOUR_EYES, "signed", actor="tmf", on="2021-11-01")
+    case.fire("submit", actor="tmf", on="2021-11-02", by="alice")
+    assert case.awaiting(on="2021-11-03") == {"tmf": ["sign"], "boss": ["sign"]}
+    for actor in ("boss", "tmf"):
+        assert [(a.case_id, a.triggers) for a in store.awaiting(actor, on="2021-11-03")] == [
+            ("signed", ("sign",))]
+        assert [c.case_id for c in store.cases(awaiting=actor, on="2021-11-03")] == ["signed"]
+
+
+STATE_DEADLINES = af.loads_workflow("""
+[workflow]
+name = "state-deadlines"
+version = 1
+initial = "draft"
+
+[actors]
+tmf = "T"
+
+[states.draft]
+[states.review]
+deadline = { after = { state = "review" }, days = 30 }
+[states.signing]
+deadline = { data = "sign_by" }
+[states.done]
+final = true
+
+[[transitions]]
+trigger = "submit"
+source = "draft"
+target = "review"
+actors = ["tmf"]
+
+[[transitions]]
+trigger = "accept"
+source = "review"
+target = "signing"
+actors = ["tmf"]
+
+[[transitions]]
+trigger = "sign"
+source = "signing"
+target = "done"
+actors = ["tmf"]
+""", source="state-deadlines.toml")
+
+
+def test_state_deadlines_are_due_as_replay_says(store: af.Store) -> None:
+    """A state's deadline is listed by due and cases(overdue=True) as replaying says."""
+    for i, sign_by in enumerate(("2021-12-01", "2022-03-01")):
+        case = store.create_case(STATE_DEADLINES, f"s{i}", actor="tmf", on="2021-11-01",
+                                 data={"sign_by": sign_by})
+        case.fire("submit", actor="tmf", on="2021-11-01")
+    store.case("s1").fire("accept", actor="tmf", on="2021-11-02")
+    store.case("s0").fire("accept", actor="tmf", on="2021-11-02")
+    store.create_case(STATE_DEADLINES, "s2", actor="tmf", on="2021-11-01").fire(
+        "submit", actor="tmf", on="2021-11-03")
+    for on in ("2021-11-03", "2021-12-02", "2021-12-03", "2022-03-02"):
+        replayed = store.due(on=on, within_days=365, as_of="2100-01-01")
+        assert store.due(on=on, within_days=365) == replayed, on
+        assert {(i.case_id, i.step, i.due.isoformat()) for i in replayed} >= {
+            ("s0", "signing", "2021-12-01"), ("s1", "signing", "2022-03-01"),
+            ("s2", "review", "2021-12-03")}
+        missed = {i.case_id for i in replayed if i.status == "missed"}
+        assert {c.case_id for c in store.cases(overdue=True, on=on)} == missed, on
+    assert {c.case_id for c in store.cases(overdue=True, on="2021-12-04")} == {"s0", "s2"}
+
+
+def test_a_state_deadline_is_at_risk_as_replay_says(store: af.Store) -> None:
+    """A state's deadline is "at risk" once the step leaving it is expected after it."""
+    wf = af.loads_workflow("""
+[workflow]
+name = "one-state-deadline"
+version = 1
+initial = "draft"
+goal = "done"
+
+[actors]
+tmf = "T"
+
+[states.draft]
+[states.review]
+deadline = { after = { state = "review" }, days = 20 }
+[states.done]
+final = true
+
+[[transitions]]
+trigger = "submit"
+source = "draft"
+target = "review"
+actors = ["tmf"]
+
+[[transitions]]
+trigger = "accept"
+source = "review"
+target = "done"
+actors = ["tmf"]
+duration_days = 5
+""", source="one-state-deadline.toml")
+    case = store.create_case(wf, "late", actor="tmf", on="2021-11-01")
+    case.fire("submit", actor="tmf", on="2021-11-01")
+    case.expect("accept", "2021-12-01", actor="tmf", said_on="2021-11-02")
+    for on in ("2021-11-03", "2021-11-21", "2021-11-22"):
+        replayed = store.due(on=on, within_days=100, as_of="2100-01-01")
+        assert store.due(on=on, within_days=100) == replayed, on
+    assert [(i.step, i.status) for i in store.due(on="2021-11-03", within_days=30)
+            if i.kind == "deadline"] == [
+        ("review", "at risk")]
+
+
+def test_a_data_filter_on_an_object_is_refused(store: af.Store) -> None:
+    """An object as a data filter's value is refused, not silently matched by no case."""
+    store.create_case(FREE, "obj", actor="tmf", on="2021-11-01",
+                      data={"o": {"x": 1}, "e": {}})
+    for value in ({"x": 1}, {}):
+        with pytest.raises(af.InvalidInputError, match="name the keys"):
+            store.cases(data={"o": value})
+    assert [c.case_id for c in store.cases(data={"o.x": 1})] == ["obj"]

@@ -535,6 +535,10 @@ def cases(ctx: click.Context, workflow: str | None, state: str | None, awaiting:
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. plan=Nørrebrobyggerne).",
                                      param_hint="'--data'")
+        if wanted.get(key, value) != value:  # not one of them silently dropped
+            raise click.BadParameter(f"{key!r} is given twice, as {wanted[key]!r} and "
+                                     f"{value!r}; give each key once.",
+                                     param_hint="'--data'")
         wanted[key] = value
     with _open(ctx, readonly=True) as store:
         found = store.cases(workflow=workflow, state=state, awaiting=awaiting, overdue=overdue,

@@ -911,7 +911,8 @@ class Store:
         :meth:`awaiting`); ``overdue``: a deadline or expected step passed (as :meth:`due`
         reports it "missed"); ``final`` True for ended cases, False for open ones;
         ``data`` maps key paths (``"budget.total"``) to values, compared as text (a
-        number or true/false as JSON: ``6``, ``true``); ``since`` / ``until``: the last
+        number or true/false as JSON: ``6``, ``true``; an object is refused: name the keys
+        inside it); ``since`` / ``until``: the last
         event's date, inclusive. ``on`` is the day ``awaiting`` and ``overdue`` are asked
         on (default today). ``limit`` and ``offset`` page through the result.
         """

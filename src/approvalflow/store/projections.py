@@ -100,15 +100,21 @@ def field_value(value: Any) -> str:
 _LEAVES = (str, int, float, bool, list, type(None))
 
 
-def fields(data: Mapping[str, Any], prefix: str = "") -> list[FieldRow]:
-    """Every leaf of ``data`` by dotted path; an object is walked into, a list is a leaf."""
+def fields(data: Mapping[str, Any]) -> list[FieldRow]:
+    """Every leaf of ``data`` by dotted path; an object is walked into, a list is a leaf.
+    Each (path, value) once: a key with a dot (``{"a.b": 1}``) and the nested key it
+    spells (``{"a": {"b": 1}}``) give the same row, which the table holds once."""
+    return list(dict.fromkeys(_leaves(data, "")))
+
+
+def _leaves(data: Mapping[str, Any], prefix: str) -> list[FieldRow]:
     out: list[FieldRow] = []
     for key, value in data.items():
         kind = type(value)
         if kind is str:
             out.append((prefix + key, value))
         elif kind is dict or (kind not in _LEAVES and isinstance(value, Mapping)):
-            out.extend(fields(value, prefix + key + "."))
+            out.extend(_leaves(value, prefix + key + "."))
         else:
             out.append((prefix + key, encode(value)))
     return out
@@ -156,7 +162,9 @@ def awaiting_rows(engine: Engine, state: CaseState) -> tuple[AwaitRow, ...]:
             for actor in t.actors:
                 if actor not in wf.actors:
                     continue
-                decision = engine.evaluate(bare, trigger, actor=actor, on=when, unchecked=[])
+                # as Case.awaiting asks it: no particular person in mind (four eyes left out)
+                decision = engine.evaluate(bare, trigger, actor=actor, on=when, unchecked=[],
+                                           check_persons=False)
                 if all(rule.startswith("guard ") for rule in decision.rules):
                     rows.append((actor, trigger, int(bool(t.guards))))
     result = tuple(sorted(rows))
@@ -297,8 +305,11 @@ def _due_rows(engine: Engine, state: CaseState,
     for d in _deadlines(a, state):
         if d.due is None or d.taken_on is not None:
             continue
-        p = planned.get(d.step)
-        fixed = not d.projected and not (p is not None and p.t.vote)
+        p = None if d.kind == "state" else planned.get(d.step)
+        # a state's deadline turns "at risk" by the date it is forecast to be left, which
+        # moves with the day asked: such a row is answered by replaying its case
+        fixed = (not d.projected and not (p is not None and p.t.vote)
+                 and d.kind != "state")
         risk_from = None
         if fixed and p is not None:
             risk_from = _at_risk_from(wf, state, history, d.step, d.due, p.date, plans)

@@ -284,6 +284,11 @@ def _check_page(limit: object, offset: object) -> tuple[int | None, int]:
     return limit, offset or 0  # type: ignore[return-value]
 
 
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def find_cases(store: Store, *, workflow: str | None, state: str | None,
                awaiting_actor: str | None, overdue: bool, final: bool | None,
                data: Mapping[str, Any] | None, since: dt.date | None, until: dt.date | None,
@@ -316,6 +321,10 @@ def find_cases(store: Store, *, workflow: str | None, state: str | None,
                                         f"not {path!r}.")
             # what can't be stored can't be matched: a lone surrogate, NaN, a huge int
             check_data({check_text(path, "a data key path"): value})
+            if isinstance(value, Mapping):  # case_fields holds the leaves inside objects
+                raise InvalidInputError(
+                    f"data filters compare one value at a key path, not an object: name the "
+                    f"keys inside {_short_repr(value)} ('{path}.KEY').")
             clauses.append("case_id IN (SELECT case_id FROM case_fields WHERE path = ? "
                            "AND value = ?)")
             params.extend((path, field_value(value)))
