@@ -542,6 +542,15 @@ class Store:
         if self._pg:
             postgres.lock_case(self._conn, case_id)  # type: ignore[arg-type]
 
+    def _lock_cases(self, case_ids: Iterable[object]) -> None:
+        """:meth:`_lock_case` for each of ``case_ids`` that is a case id (one that is not
+        is refused when its case is loaded)."""
+        if not self._pg:
+            return
+        for case_id in case_ids:
+            with contextlib.suppress(InvalidInputError):
+                self._lock_case(check_case_id(case_id))
+
     def _hold_every_case(self) -> None:
         """Inside a write that rebuilds tables from every case: keep every other writer out
         until the commit (SQLite's writer already holds the whole file; PostgreSQL's

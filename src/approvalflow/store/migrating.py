@@ -8,7 +8,6 @@ version's text). Cases that can't move are left untouched and listed.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -133,13 +132,8 @@ def migrate(store: Store, to: Workflow | str, *, cases: Iterable[str] | None,
         ids = _case_ids(store, new, cases)
         # each case is planned on the state its migration is written onto: hold them all,
         # as a step holds its case, before reading them (SQLite's writer holds the file)
-        # (an id that is no case id is refused when its case is loaded, below)
-        from . import check_case_id
-
         with translate("hold the cases to migrate"):
-            for case_id in ids:
-                with contextlib.suppress(InvalidInputError):
-                    store._lock_case(check_case_id(case_id))
+            store._lock_cases(ids)
         plans, checked = _plans(store, new, ids, mapping, ballots, when, progress)
         if any(p.can_move for _, p in plans):
             store._register_workflow(new)
