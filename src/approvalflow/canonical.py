@@ -18,7 +18,7 @@ from typing import Any
 from .errors import InvalidInputError
 
 __all__ = ["canonical_json", "check_data", "sha256_hex", "check_text", "to_date", "date_or_today",
-           "MIN_DATE", "MAX_DATE", "DATE_RANGE", "date_range_problem", "add_days"]
+           "MIN_DATE", "MAX_DATE", "DATE_RANGE", "date_range_problem", "add_days", "shortened"]
 
 _MAX_DEPTH = 64
 #: Ints longer than this many bits may be over Python's int/str digit limit (4,300).
@@ -112,6 +112,12 @@ def canonical_json(value: Any) -> str:
     """The canonical text of a JSON value: sorted keys, compact, UTF-8, no NaN."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
+
+
+def shortened(text: str, width: int = 80) -> str:
+    """``text`` cut to ``width`` characters, ending in "..." when cut: an error names what
+    it was given without echoing all of it back."""
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def sha256_hex(text: str) -> str:

@@ -784,8 +784,9 @@ def _read_heads(path: str) -> dict[str, Any]:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    from .canonical import shortened
+
+    return shortened(repr(value))
 
 
 @cli.command()

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from .canonical import check_data, check_text, date_range_problem
+from .canonical import check_data, check_text, date_range_problem, shortened
 from .case import MAX_NOTE_LENGTH, Event, check_person
 from .definition import Workflow
 from .engine import CaseState, Engine, engine_for
@@ -223,8 +223,7 @@ def _expectation_problems(wf: Workflow, e: Event | Recorded) -> list[tuple[str, 
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shortened(repr(value))
 
 
 def _check_event(engine: Engine, state: CaseState, e: Event | Recorded, check: list[str],

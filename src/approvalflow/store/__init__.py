@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..canonical import canonical_json, check_data, check_text, date_or_today, to_date
+from ..canonical import canonical_json, check_data, check_text, date_or_today, shortened, to_date
 from ..case import MAX_ID_LENGTH, Case, Event, check_actor, check_person
 from ..definition import TransitionDef, Workflow
 from ..engine import CaseState, Decision, engine_for
@@ -986,8 +986,6 @@ class Store:
                    workflow: str | None) -> list[DueItem]:
         sql = "SELECT case_id FROM cases"
         clauses, params = [], []
-        if known is None:
-            clauses.append("is_final = 0")
         if workflow is not None:
             clauses.append("workflow = ?")
             params.append(workflow)
@@ -1323,15 +1321,10 @@ def _unreadable(case_id: str, rows: Sequence[sqlite3.Row], error: Exception) -> 
             break
         if not isinstance(event.data, Mapping):
             what = f"its event {row[1]!r} can't be read"
-            error = ValueError(f"data {_short_text(str(row[10]))} is not a JSON object")
+            error = ValueError(f"data {shortened(str(row[10]), 120)} is not a JSON object")
             break
     return (f"Case {case_id!r} can't be loaded: {what} ({type(error).__name__}: "
-            f"{_short_text(str(error))}); was the log changed behind the library's back? "
-            f"'approvalflow verify' says what is wrong with it.")
-
-
-def _short_text(text: str) -> str:
-    return text if len(text) <= 120 else text[:117] + "..."
+            f"{shortened(str(error), 120)}); {_rows.CHANGED_BEHIND}")
 
 
 def _next_position(highest: int | None) -> int | None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..canonical import shortened
 from ..clock import lookup as _lookup
 from ..definition import Workflow
 from ..engine import CaseState, Engine, engine_for
@@ -735,4 +736,4 @@ def check_projections(conn: sqlite3.Connection, expected: ExpectedRows) -> list[
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shortened(text, 60)

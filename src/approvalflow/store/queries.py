@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .. import guards as _guards
-from ..canonical import check_data, check_text
+from ..canonical import check_data, check_text, shortened
 from ..case import check_actor
 from ..definition import CLOCK
 from ..engine import engine_for
@@ -22,6 +22,7 @@ from .projections import field_value
 from .rows import parse_date, state_set, translate
 
 if TYPE_CHECKING:
+    from ..definition import Workflow
     from . import CaseSummary, Store
 
 __all__ = ["Awaited", "CaseList", "awaiting", "due", "find_cases"]
@@ -221,13 +222,12 @@ def _timer_items(store: Store, on: dt.date, horizon: dt.date,
     """The armed timed steps due by ``horizon``, from the ``timers`` table (as
     ``forecast.due_items`` lists them: kind "timer", taken by the clock)."""
     labels = _timer_labels(store, workflow)
+    params: list[Any] = [horizon.isoformat()]
     if labels is not None:  # every case's label of each step is known without its case
         sql = "SELECT case_id, trigger, due_on FROM timers WHERE due_on <= ?"
-        params: list[Any] = [horizon.isoformat()]
     else:
         sql = ("SELECT t.case_id, t.trigger, t.due_on, c.workflow, c.workflow_version "
                "FROM timers t JOIN cases c ON c.case_id = t.case_id WHERE t.due_on <= ?")
-        params = [horizon.isoformat()]
         if workflow is not None:
             sql += " AND c.workflow = ?"
             params.append(workflow)
@@ -251,9 +251,10 @@ def _timer_items(store: Store, on: dt.date, horizon: dt.date,
     return out
 
 
-def _label(wf: Any, trigger: str) -> str:
+def _label(wf: Workflow, trigger: str) -> str:
+    """A step's label as ``due`` shows it: its first transition's, else its trigger."""
     found = wf.transitions_for(trigger)
-    return str(found[0].label if found else "") or trigger
+    return (found[0].label if found else "") or trigger
 
 
 def _timer_labels(store: Store, workflow: str | None) -> dict[str, str] | None:
@@ -264,14 +265,13 @@ def _timer_labels(store: Store, workflow: str | None) -> dict[str, str] | None:
         keys = store._conn.execute("SELECT name, version FROM workflows").fetchall()
     if workflow is not None and any(name != workflow for name, _ in keys):
         return None
-    labels: dict[str, str] = {}
     versions = [store.workflow(name, version) for name, version in keys]
-    for wf in versions:
-        for t in wf.timed_transitions:
-            for other in versions:
-                if labels.setdefault(t.trigger, _label(other, t.trigger)) != \
-                        _label(other, t.trigger):
-                    return None
+    labels: dict[str, str] = {}
+    for trigger in {t.trigger for wf in versions for t in wf.timed_transitions}:
+        found = {_label(wf, trigger) for wf in versions}
+        if len(found) > 1:
+            return None
+        labels[trigger] = found.pop()
     return labels
 
 
@@ -282,11 +282,6 @@ def _check_page(limit: object, offset: object) -> tuple[int | None, int]:
             raise InvalidInputError(f"{name} must be a whole number from 0 to {2**62}, "
                                     f"not {value!r}.")
     return limit, offset or 0  # type: ignore[return-value]
-
-
-def _short_repr(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def find_cases(store: Store, *, workflow: str | None, state: str | None,
@@ -324,7 +319,7 @@ def find_cases(store: Store, *, workflow: str | None, state: str | None,
             if isinstance(value, Mapping):  # case_fields holds the leaves inside objects
                 raise InvalidInputError(
                     f"data filters compare one value at a key path, not an object: name the "
-                    f"keys inside {_short_repr(value)} ('{path}.KEY').")
+                    f"keys inside {shortened(repr(value), 60)} ('{path}.KEY').")
             clauses.append("case_id IN (SELECT case_id FROM case_fields WHERE path = ? "
                            "AND value = ?)")
             params.extend((path, field_value(value)))

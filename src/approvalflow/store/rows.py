@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..canonical import sha256_hex
+from ..canonical import sha256_hex, shortened
 from ..case import Event
 from ..errors import ApprovalflowError, StoreError
 
@@ -255,6 +255,11 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
     )
 
 
+#: What an error about a row the library could not have written ends with.
+CHANGED_BEHIND = ("was the log changed behind the library's back? 'approvalflow verify' says "
+                  "what is wrong with it.")
+
+
 def stored_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
     """:func:`row_to_event` for a row read back from the log (``SELECT {EVENT_COLUMNS}``):
     a row edited behind the library's back into something that can't be read is one
@@ -262,11 +267,9 @@ def stored_event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
     try:
         return row_to_event(row)
     except (ValueError, TypeError, RecursionError) as e:
-        text = str(e) if len(str(e)) <= 120 else str(e)[:117] + "..."
         raise StoreError(f"Event {row[1]!r} of case {row[0]!r} can't be read "
-                         f"({type(e).__name__}: {text}); was the log changed behind the "
-                         f"library's back? 'approvalflow verify' says what is wrong with "
-                         f"it.") from None
+                         f"({type(e).__name__}: {shortened(str(e), 120)}); {CHANGED_BEHIND}"
+                         ) from None
 
 
 def utc_now() -> dt.datetime:

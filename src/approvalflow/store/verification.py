@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..canonical import sha256_hex
+from ..canonical import sha256_hex, shortened
 from ..definition import Workflow
 from ..engine import engine_for
 from ..errors import ApprovalflowError, StoreError
@@ -215,8 +215,7 @@ def _check_positions(conn: sqlite3.Connection) -> list[str]:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shortened(repr(value))
 
 
 def _check_workflows(conn: sqlite3.Connection,
