@@ -344,6 +344,16 @@ def test_a_connection_error_is_one_line_without_the_password(url: str) -> None:
 # -- rebuilding while another process writes --------------------------------------------------
 
 
+def _start_behind_a_lock(pg_url: str, proc: Any, progress: Any, go: Any, what: str) -> None:
+    """Start ``proc`` (which reports its backend pid on ``progress``), wait until it waits
+    on a lock the other process holds (or is done), then let that process commit."""
+    proc.start()
+    kind, pid = progress.get(timeout=HANG)
+    assert kind == "pid", pid
+    _wait_for(lambda: not proc.is_alive() or _waits_for_a_lock(pg_url, pid), what)
+    go.put(True)
+
+
 def _waits_for_a_lock(url: str, pid: int) -> bool:
     with _connect(url) as conn:
         row = conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
@@ -368,12 +378,7 @@ def test_a_step_taken_during_a_timers_rebuild_leaves_the_table_as_the_log_says(
         assert read.get(timeout=HANG) == "t"  # the rebuild has read the case, not committed
         writer = CTX.Process(target=wp.fire_step,
                              args=(pg_url, "t", "approve", "dean", "2024-01-11", progress))
-        writer.start()
-        kind, pid = progress.get(timeout=HANG)
-        assert kind == "pid", pid
-        _wait_for(lambda: not writer.is_alive() or _waits_for_a_lock(pg_url, pid),
-                  "step waiting or done")
-        go.put(True)
+        _start_behind_a_lock(pg_url, writer, progress, go, "step waiting or done")
         rebuilt = results.get(timeout=HANG)
         stepped = progress.get(timeout=HANG)
     finally:
@@ -405,12 +410,7 @@ def test_an_import_meeting_a_step_in_progress_on_its_case_waits_and_decides_afte
                    {"case_id": "new", "trigger": "create", "workflow": LOOP, "actor": "tmf",
                     "on": wp.ON, "data": wp.DATA}]
         importer = CTX.Process(target=wp.import_records, args=(pg_url, records, progress))
-        importer.start()
-        kind, pid = progress.get(timeout=HANG)
-        assert kind == "pid", pid
-        _wait_for(lambda: not importer.is_alive() or _waits_for_a_lock(pg_url, pid),
-                  "import waiting or done")
-        go.put(True)
+        _start_behind_a_lock(pg_url, importer, progress, go, "import waiting or done")
         stepped = results.get(timeout=HANG)
         imported = progress.get(timeout=HANG)
     finally:

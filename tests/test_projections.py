@@ -123,15 +123,21 @@ def run_actions(store: af.Store, wf: af.Workflow, todo: list[tuple[str, int, int
         case.fire(trigger, actor=actor, on=day, data=data)
 
 
+def inbox_as_replay(store: af.Store, loaded: list[af.Case], actor: str,
+                    on: Any) -> dict[str, list[str]]:
+    """Assert that ``actor``'s inbox on ``on`` is what replaying ``loaded`` says; return it."""
+    got = {a.case_id: list(a.triggers) for a in store.awaiting(actor, on=on)}
+    want = {c.id: c.awaiting(on=on)[actor] for c in loaded if actor in c.awaiting(on=on)}
+    assert got == want, (actor, on)
+    return want
+
+
 def check_against_replay(store: af.Store, wf: af.Workflow) -> None:
     """Every question the projections answer, against the same question asked by replay."""
     loaded = [store.case(c.case_id) for c in store.cases()]
     for on in ASK_ON:
         for actor in sorted(wf.actors):
-            got = {a.case_id: list(a.triggers) for a in store.awaiting(actor, on=on)}
-            want = {c.id: c.awaiting(on=on)[actor] for c in loaded
-                    if actor in c.awaiting(on=on)}
-            assert got == want, (actor, on)
+            want = inbox_as_replay(store, loaded, actor, on)
             ids = [c.case_id for c in store.cases(awaiting=actor, on=on)]
             assert ids == sorted(want), (actor, on)
         for within in (0, 14, 365):
@@ -345,10 +351,7 @@ def test_the_inbox_of_cases_with_a_timer_due_answers_as_replay(store: af.Store) 
                    "2024-06-01"):
             loaded = [store.case(c.case_id) for c in store.cases()]
             for actor in sorted(wf.actors):
-                got = {a.case_id: list(a.triggers) for a in store.awaiting(actor, on=on)}
-                want = {c.id: c.awaiting(on=on)[actor] for c in loaded
-                        if actor in c.awaiting(on=on)}
-                assert got == want, (actor, on)
+                want = inbox_as_replay(store, loaded, actor, on)
                 assert [c.case_id for c in store.cases(awaiting=actor, on=on)] == sorted(want)
         # the held case's timer waits, so the applicant may still submit it; the free one's
         # is due and blocks everything until the clock takes it
@@ -371,10 +374,7 @@ def test_the_inbox_of_a_case_with_a_join_timer_due_answers_as_replay(store: af.S
     for on in ("2024-01-20", "2024-01-25", "2024-01-26", "2024-03-31"):
         loaded = [store.case(c.case_id) for c in store.cases()]
         for actor in sorted(wf.actors):
-            got = {a.case_id: list(a.triggers) for a in store.awaiting(actor, on=on)}
-            want = {c.id: c.awaiting(on=on)[actor] for c in loaded
-                    if actor in c.awaiting(on=on)}
-            assert got == want, (actor, on)
+            inbox_as_replay(store, loaded, actor, on)
     assert [a.case_id for a in store.awaiting("clerk", on="2024-01-26")] == ["open"]
 
 
