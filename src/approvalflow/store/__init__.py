@@ -185,7 +185,7 @@ class Store:
         if self._pg and "\x00" in str(path):  # libpq would read the URL only up to it
             raise InvalidInputError(f"The database URL {postgres.redact(str(path))[:80]!r} "
                                     f"holds a NUL character; give a URL without one.")
-        self.path: str = str(path) if self._pg else _check_path(path)
+        self.path: str = postgres.database_url(str(path)) if self._pg else _check_path(path)
         self.durability = durability
         self.readonly = bool(readonly)
         self._workflows: dict[tuple[str, int], Workflow] = {}
