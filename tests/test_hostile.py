@@ -440,6 +440,26 @@ def test_sql_in_a_case_id_is_only_text(store, case_id):
     assert store.verify().ok
 
 
+def test_u0000_in_a_question_gets_the_same_answer_on_every_backend(store):
+    """A question naming U+0000 (an actor, a workflow, a data value) matches nothing
+    stored: the same answer or error on both backends (PostgreSQL's server refused the
+    parameter: a StoreError where SQLite answered)."""
+    store.create_case("medfinansiering-restbeloeb", "c", actor="tmf", on="2022-01-10",
+                      data={"amount": 5})
+    nul = "a\x00b"
+    assert store.cases(workflow=nul).total == 0
+    assert store.cases(data={"amount": nul}).total == 0
+    assert store.cases(data={nul: 5}).total == 0
+    assert store.due(workflow=nul) == []
+    with pytest.raises(af.InvalidInputError, match="is not an actor of any workflow"):
+        store.awaiting(nul, on="2022-01-10")
+    with pytest.raises(af.InvalidInputError, match="is not an actor of any workflow"):
+        store.cases(awaiting=nul, on="2022-01-10")
+    with pytest.raises(af.StoreError, match="is not in"):
+        store.workflow(nul, 1)
+    assert store.cases(data={"amount": 5}).total == 1  # a question without it still answers
+
+
 # -- refused steps write nothing --------------------------------------------------------------
 
 

@@ -341,6 +341,30 @@ def test_a_connection_error_is_one_line_without_the_password(url: str) -> None:
     assert "app:***@" in message or "//***@" in message
 
 
+def test_a_url_scheme_in_capitals_names_the_same_server(pg_url: str) -> None:
+    """A URL's scheme is case-insensitive: ``PostgreSQL://`` opens the server (it was
+    read as a file path, and libpq reads only a lower-case scheme), in the library and
+    in the CLI."""
+    from click.testing import CliRunner
+
+    from approvalflow.cli import cli
+    from approvalflow.demo import SEED_DATA
+
+    scheme, _, rest = pg_url.partition("://")
+    loud = f"{scheme.upper()}://{rest}"
+    assert loud != pg_url and postgres.is_database_url(loud)
+    with af.open_store(loud) as store:
+        assert store.path.startswith(scheme.lower() + "://")
+        store.create_case(af.load_workflow("boligsocial-helhedsplan"), "loud", actor="tmf",
+                          on="2021-12-06", data=SEED_DATA)
+    with af.open_store(pg_url) as store:
+        assert store.case("loud").version == 1
+    result = CliRunner().invoke(cli, ["--db", loud, "show", "loud", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"loud"' in result.output
+    assert not Path(loud.split("://")[0] + ":").exists()
+
+
 # -- rebuilding while another process writes --------------------------------------------------
 
 

@@ -238,7 +238,9 @@ def _db_path(ctx: click.Context) -> str:
 
 
 def _is_url(path: str) -> bool:
-    return path.startswith(("postgresql://", "postgres://"))
+    from .store.postgres import is_database_url  # the store's own test, scheme in any case
+
+    return is_database_url(path)
 
 
 def _open(ctx: click.Context, *, create: bool = False, readonly: bool = False) -> Store:

@@ -185,7 +185,7 @@ class Store:
         if self._pg and "\x00" in str(path):  # libpq would read the URL only up to it
             raise InvalidInputError(f"The database URL {postgres.redact(str(path))[:80]!r} "
                                     f"holds a NUL character; give a URL without one.")
-        self.path: str = str(path) if self._pg else _check_path(path)
+        self.path: str = postgres.database_url(str(path)) if self._pg else _check_path(path)
         self.durability = durability
         self.readonly = bool(readonly)
         self._workflows: dict[tuple[str, int], Workflow] = {}
@@ -498,6 +498,12 @@ class Store:
             self._number_feed()
             return read_feed(self._conn, after, limit)
 
+    def _unstorable(self, text: str) -> bool:
+        """Whether no text this store holds can equal ``text``: PostgreSQL can't store
+        U+0000, so a question naming it is answered as one naming nothing stored (the
+        server would refuse the parameter, where SQLite answers)."""
+        return self._pg and "\x00" in text
+
     def _transaction_failed(self) -> bool:
         """PostgreSQL: whether a statement of the open transaction failed (a read inside a
         bulk block, whose error was caught): its COMMIT would store nothing, silently.
@@ -737,8 +743,9 @@ class Store:
         if found is not None:
             return found
         with translate("read a workflow"):
-            row = self._conn.execute("SELECT source FROM workflows WHERE name = ? AND version = ?",
-                                     (name, version)).fetchone()
+            row = None if self._unstorable(name) else self._conn.execute(
+                "SELECT source FROM workflows WHERE name = ? AND version = ?",
+                (name, version)).fetchone()
         if row is None:
             raise StoreError(f"Workflow {name!r} version {version} is not in {self.where!r}.")
         wf = loads_workflow(row["source"], source=f"{self.path}:workflows/{name}@v{version}",
@@ -977,6 +984,8 @@ class Store:
             raise InvalidInputError(f"within_days must be a whole number of days from 0 to "
                                     f"36500, not {within_days!r}.")
         known = None if as_of is None else to_date(as_of, "as_of")
+        if workflow is not None and self._unstorable(workflow):
+            return []  # no stored case runs on it
         with self._snapshot("list what is due"):  # every case as of one commit
             if known is None:
                 return due_from_tables(self, when, within_days, workflow)

@@ -52,7 +52,8 @@ try:  # an optional extra: approvalflow[postgres]
 except ImportError:  # pragma: no cover - checked by is_available()
     psycopg = None  # type: ignore[assignment]
 
-__all__ = ["is_database_url", "PgConnection", "connect", "create_schema", "schema_version",
+__all__ = ["is_database_url", "database_url", "PgConnection", "connect", "create_schema",
+           "schema_version",
            "number_pending", "position_of", "own_pending", "lock_case", "lock_every_case",
            "SCHEMA", "redact"]
 
@@ -212,9 +213,20 @@ def is_available() -> bool:
     return psycopg is not None
 
 
+_SCHEMES = ("postgresql://", "postgres://")
+
+
 def is_database_url(path: object) -> bool:
-    """Whether ``path`` names a PostgreSQL server (``postgresql://`` or ``postgres://``)."""
-    return isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
+    """Whether ``path`` names a PostgreSQL server (``postgresql://`` or ``postgres://``,
+    in any case: a URL's scheme is case-insensitive)."""
+    return isinstance(path, str) and path[:len(_SCHEMES[0])].lower().startswith(_SCHEMES)
+
+
+def database_url(url: str) -> str:
+    """``url`` with its scheme in lower case, the only form libpq reads as a URL
+    (``PostgreSQL://host/db`` is the same server as ``postgresql://host/db``)."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.lower() + sep + rest
 
 
 def redact(url: str) -> str:

@@ -66,7 +66,7 @@ def awaiting(store: Store, actor: str, on: dt.date) -> list[Awaited]:
     actor = check_actor(actor)
     conn = store._conn
     with translate(f"list what {actor!r} may do"):
-        rows = _tuples(
+        rows = [] if store._unstorable(actor) else _tuples(
             store, "SELECT a.case_id, a.trigger, a.guarded, c.workflow, c.workflow_version, "
             "c.state, c.last_on FROM case_awaiting a JOIN cases c ON c.case_id = a.case_id "
             "WHERE a.actor = ? AND c.last_on <= ? ORDER BY a.case_id, a.trigger",
@@ -323,6 +323,9 @@ def find_cases(store: Store, *, workflow: str | None, state: str | None,
             clauses.append("case_id IN (SELECT case_id FROM case_fields WHERE path = ? "
                            "AND value = ?)")
             params.extend((path, field_value(value)))
+    # a text the backend can't hold (U+0000 on PostgreSQL) matches no stored row
+    if any(isinstance(p, str) and store._unstorable(p) for p in params):
+        clauses, params = ["1 = 0"], []
     if awaiting_actor is not None:
         ids = sorted({a.case_id for a in awaiting(store, awaiting_actor, on)})
         clauses.append("case_id IN (SELECT value FROM json_each(?))")
