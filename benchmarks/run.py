@@ -956,7 +956,11 @@ def bench_queries(tmp: Path, n_cases: int, n_rounds: int, repeats: int) -> dict[
     with af.open_store(path, durability="normal") as store:
         events = store.import_events(_query_records(n_cases))
     build_s = time.perf_counter() - t0
+    # here, for the record: this heap still holds the import's objects and memos, which
+    # slow the collections and allocations the questions make
     same = _ask_questions(path, n_rounds, repeats)
+    # judged: a new interpreter with nothing but the store and the raw connection open,
+    # the page cache as warm as here (both sides still warm up once)
     done = subprocess.run(
         [sys.executable, "-c", _ASK_IN_FRESH_PROCESS, str(Path(__file__).resolve().parent),
          str(path), str(n_rounds), str(repeats)],
