@@ -30,7 +30,10 @@ What is measured (see docs/performance.md for the targets and a run's table):
   of a vote on one case at once (``fire(..., retries=8)``), case after case: ballots per
   second, all stored, vs the same ballots cast one request at a time by one writer.
 - ``queries``: the inbox (``store.awaiting``), ``store.due`` and a filtered, paged
-  ``store.cases`` on 100,000 cases vs the raw indexed SQL reading the same rows.
+  ``store.cases`` on 100,000 cases vs the raw indexed SQL reading the same rows, both
+  timed side by side in a fresh process that opens the built file (as a user's process
+  asks them); the figures of the process that imported the cases, its heap full of the
+  import's objects, are kept for the record (``*_same_process``).
 - ``explore``: ``wf.explore()`` on each bundled workflow: its configurations and steps,
   and the CPU time (``time.process_time``, best of the rounds) of a first walk (a new
   walk engine, as in a new process) and of a walk again, with the wall clock of the
@@ -866,14 +869,10 @@ def _query_records(n_cases: int) -> Iterator[dict[str, Any]]:
             yield {"case_id": case_id, "trigger": trigger, "actor": actor, "on": on}
 
 
-def bench_queries(tmp: Path, n_cases: int, n_rounds: int, repeats: int) -> dict[str, Any]:
-    """inbox, due and a filtered ``cases`` on a database of ``n_cases``, each against the raw
-    indexed SQL that reads the same rows of the same tables (and nothing else)."""
-    path = tmp / "queries.db"
-    t0 = time.perf_counter()
-    with af.open_store(path, durability="normal") as store:
-        events = store.import_events(_query_records(n_cases))
-    build_s = time.perf_counter() - t0
+def _ask_questions(path: Path | str, n_rounds: int, repeats: int) -> dict[str, Any]:
+    """inbox, due and a filtered ``cases`` asked of the queries database at ``path``, each
+    side by side with the raw indexed SQL that reads the same rows of the same tables (and
+    nothing else): alternating, warmed once, the median of ``n_rounds * repeats`` each."""
     store = af.open_store(path)
     conn = sqlite3.connect(path)
     day, horizon = ASK_DAY.isoformat(), (ASK_DAY + dt.timedelta(days=14)).isoformat()
@@ -912,28 +911,75 @@ def bench_queries(tmp: Path, n_cases: int, n_rounds: int, repeats: int) -> dict[
                 "IN (SELECT case_id FROM case_fields WHERE path = ? AND value = ?)",
                 ("2024-01-01", "plan", plan)).fetchone()[0])[1]),
     }
+    out: dict[str, Any] = {}
+    try:
+        for name, (mine, raw) in questions.items():
+            answers = (mine(), raw())  # warm both (and the page cache) once
+            times: dict[str, list[float]] = {"approvalflow": [], "raw": []}
+            for r in range(n_rounds * repeats):
+                order = [("approvalflow", mine), ("raw", raw)]
+                for side, fn in (order if r % 2 == 0 else order[::-1]):
+                    gc.collect()
+                    start = time.perf_counter()
+                    fn()
+                    times[side].append(time.perf_counter() - start)
+            ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+            out[name] = {"approvalflow_ms": round(ms["approvalflow"], 3),
+                         "raw_ms": round(ms["raw"], 3),
+                         "ratio": round(ms["approvalflow"] / ms["raw"], 3),
+                         "answer": answers[0], "raw_rows": answers[1]}
+    finally:
+        store.close()
+        conn.close()
+    return out
+
+
+#: What the fresh process runs: the benchmark module imported (so the questions asked are
+#: the same code), then only the questions, their figures printed as JSON.
+_ASK_IN_FRESH_PROCESS = ("import json, sys; sys.path.insert(0, sys.argv[1]); import run; "
+                         "print(json.dumps(run._ask_questions(sys.argv[2], int(sys.argv[3]), "
+                         "int(sys.argv[4]))))")
+
+
+def bench_queries(tmp: Path, n_cases: int, n_rounds: int, repeats: int) -> dict[str, Any]:
+    """inbox, due and a filtered ``cases`` on a database of ``n_cases``, each against the raw
+    indexed SQL that reads the same rows of the same tables (and nothing else).
+
+    The figures judged are those of a fresh process that opens the built file and asks
+    the questions, as a user's process does: the process that has just imported the
+    cases has its heap full of the import's objects and memos, which slows every
+    collection and allocation there (the inbox and due took 1.6-2.7x as long there in
+    a run at 100,000 cases).
+    Its figures are kept for the record (``*_same_process``)."""
+    path = tmp / "queries.db"
+    t0 = time.perf_counter()
+    with af.open_store(path, durability="normal") as store:
+        events = store.import_events(_query_records(n_cases))
+    build_s = time.perf_counter() - t0
+    # here, for the record: this heap still holds the import's objects and memos, which
+    # slow the collections and allocations the questions make
+    same = _ask_questions(path, n_rounds, repeats)
+    # judged: a new interpreter with nothing but the store and the raw connection open,
+    # the page cache as warm as here (both sides still warm up once)
+    done = subprocess.run(
+        [sys.executable, "-c", _ASK_IN_FRESH_PROCESS, str(Path(__file__).resolve().parent),
+         str(path), str(n_rounds), str(repeats)],
+        capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the questions' fresh process failed:\n{done.stderr[-3000:]}")
+    fresh: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     out: dict[str, Any] = {"cases": n_cases, "events": events, "build_s": round(build_s, 1),
-                           "ask_day": day}
-    for name, (mine, raw) in questions.items():
-        answers = (mine(), raw())  # warm both (and the page cache) once
-        times: dict[str, list[float]] = {"approvalflow": [], "raw": []}
-        for r in range(n_rounds * repeats):
-            order = [("approvalflow", mine), ("raw", raw)]
-            for side, fn in (order if r % 2 == 0 else order[::-1]):
-                gc.collect()
-                start = time.perf_counter()
-                fn()
-                times[side].append(time.perf_counter() - start)
-        ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        ratio = ms["approvalflow"] / ms["raw"]
-        out[name] = {"approvalflow_ms": round(ms["approvalflow"], 3),
-                     "raw_ms": round(ms["raw"], 3), "ratio": round(ratio, 3),
-                     "answer": answers[0], "raw_rows": answers[1],
-                     "met": ms["approvalflow"] <= 50.0 and ratio <= 3.0}
-    out["ratio"] = max(out[q]["ratio"] for q in questions)
-    out["met"] = all(out[q]["met"] for q in questions)
-    store.close()
-    conn.close()
+                           "ask_day": ASK_DAY.isoformat(), "timed_in": "a fresh process"}
+    for name, q in fresh.items():
+        if (q["answer"], q["raw_rows"]) != (same[name]["answer"], same[name]["raw_rows"]):
+            raise RuntimeError(f"{name}: the fresh process answered {q}, this one "
+                               f"{same[name]}")
+        out[name] = {**q, "met": q["approvalflow_ms"] <= 50.0 and q["ratio"] <= 3.0,
+                     "approvalflow_ms_same_process": same[name]["approvalflow_ms"],
+                     "raw_ms_same_process": same[name]["raw_ms"],
+                     "ratio_same_process": same[name]["ratio"]}
+    out["ratio"] = max(out[q]["ratio"] for q in fresh)
+    out["met"] = all(out[q]["met"] for q in fresh)
     return out
 
 
@@ -1564,8 +1610,11 @@ def table(results: dict[str, Any]) -> str:
     for key, label in labels.items():
         if key in r:
             q = r[key]
-            add(f"{label}, {r['cases']:,} cases", f"{q['approvalflow_ms']} ms",
-                f"raw indexed SQL {q['raw_ms']} ms", q["ratio"], "<= 50 ms, <= 3x", q["met"])
+            mine, raw = q["approvalflow_ms_same_process"], q["raw_ms_same_process"]
+            add(f"{label}, {r['cases']:,} cases, a fresh process",
+                f"{q['approvalflow_ms']} ms (importing process {mine})",
+                f"raw indexed SQL {q['raw_ms']} ms (importing process {raw})",
+                q["ratio"], "<= 50 ms, <= 3x", q["met"])
     r = b.get("tick", {})
     if "due" in r:
         add(f"tick, {r['cases']:,} cases, none due", f"{r['idle_ms']} ms",

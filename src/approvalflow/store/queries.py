@@ -64,7 +64,6 @@ class CaseList(list["CaseSummary"]):
 def awaiting(store: Store, actor: str, on: dt.date) -> list[Awaited]:
     """The body of :meth:`Store.awaiting` (see there)."""
     actor = check_actor(actor)
-    conn = store._conn
     with translate(f"list what {actor!r} may do"):
         rows = [] if store._unstorable(actor) else _tuples(
             store, "SELECT a.case_id, a.trigger, a.guarded, c.workflow, c.workflow_version, "
@@ -79,17 +78,18 @@ def awaiting(store: Store, actor: str, on: dt.date) -> list[Awaited]:
         # a timed step the clock could have taken before the day asked blocks every other
         # step until it is recorded (Engine.evaluate's 'timer overdue' rule, which also asks
         # the timer's guards): see _blocked
+        # (read as plain tuples, as the rows above: thousands of timers are due before the
+        # day asked at 100,000 cases, and a sqlite3.Row costs more to make and unpack)
         late: dict[str, list[tuple[str, str]]] = {}
-        for case_id, trigger, due_on in conn.execute(
-                "SELECT case_id, trigger, due_on FROM timers WHERE due_on < ?",
+        for case_id, trigger, due_on in _tuples(
+                store, "SELECT case_id, trigger, due_on FROM timers WHERE due_on < ?",
                 (on.isoformat(),)):
             if case_id in heads:
                 late.setdefault(case_id, []).append((trigger, due_on))
         guarded = sorted({r[0] for r in rows if r[2]} | late.keys())
-        data = {} if not guarded else {
-            r[0]: r[1] for r in conn.execute(
-                "SELECT case_id, data FROM case_data WHERE case_id IN "
-                "(SELECT value FROM json_each(?))", (json.dumps(guarded),))}
+        data: dict[str, str] = {} if not guarded else dict(_tuples(
+            store, "SELECT case_id, data FROM case_data WHERE case_id IN "
+            "(SELECT value FROM json_each(?))", (json.dumps(guarded),)))
     blocked = {case_id for case_id, timers in sorted(late.items())
                if _blocked(store, case_id, timers, on, *heads[case_id][:3], data.get(case_id))}
     found: dict[str, list[str]] = {}
@@ -185,28 +185,34 @@ def due(store: Store, on: dt.date, within_days: int, workflow: str | None) -> li
     params.append(horizon.isoformat())
     with translate("list what is due"):
         rows = _tuples(store, sql, params)
+    # thousands of rows share a few due dates and actor lists: each is worked out once
+    # (its day and days left; its tuple), and each item is made with positional arguments
+    # (passed as keywords, attrs' __init__ takes about half as long again)
     items: list[DueItem] = []
+    append = items.append
     replayed: set[str] = set()
     today = on.isoformat()
+    days: dict[str, tuple[dt.date, int]] = {}
     actor_lists: dict[str, tuple[str, ...]] = {}
     for case_id, kind, step, label, due_text, fixed, risk_from, actors in rows:
-        if case_id in replayed:
-            continue
         if not fixed:
             replayed.add(case_id)  # its date or actors move with the day asked
             continue
-        day = parse_date(due_text)
-        if day < on:
+        known = days.get(due_text)
+        if known is None:
+            day = parse_date(due_text)
+            known = days[due_text] = (day, (day - on).days)
+        day, left = known
+        if left < 0:
             status = "missed"
         elif risk_from is not None and today >= risk_from:
             status = "at risk"
         else:
             status = "open"
-        items.append(DueItem(case_id=case_id, kind=kind, step=step, label=label, due=day,
-                             status=status,
-                             days_left=(day - on).days,
-                             actors=actor_lists.get(actors) or actor_lists.setdefault(
-                                 actors, tuple(json.loads(actors)))))
+        names = actor_lists.get(actors)
+        if names is None:
+            names = actor_lists[actors] = tuple(json.loads(actors))
+        append(DueItem(case_id, kind, step, label, day, status, left, names))
     items.extend(_timer_items(store, on, horizon, workflow))
     if replayed:
         items = [i for i in items if i.case_id not in replayed]
@@ -234,6 +240,8 @@ def _timer_items(store: Store, on: dt.date, horizon: dt.date,
     with translate("list the timers that are due"):
         rows = _tuples(store, sql, params)
     found: dict[tuple[str, int, str], str] = {}
+    days: dict[str, tuple[dt.date, str, int]] = {}  # each due date's day, status, days left
+    clock = ("clock",)
     out = []
     for row in rows:
         case_id, trigger, due_text = row[0], row[1], row[2]
@@ -244,10 +252,12 @@ def _timer_items(store: Store, on: dt.date, horizon: dt.date,
             if key not in found:
                 found[key] = _label(store.workflow(row[3], row[4]), trigger)
             label = found[key]
-        day = parse_date(due_text)
-        out.append(DueItem(case_id=case_id, kind="timer", step=trigger, label=label,
-                           due=day, status="due" if day <= on else "upcoming",
-                           days_left=(day - on).days, actors=("clock",)))
+        known = days.get(due_text)
+        if known is None:
+            day = parse_date(due_text)
+            known = days[due_text] = (day, "due" if day <= on else "upcoming", (day - on).days)
+        day, status, left = known
+        out.append(DueItem(case_id, "timer", trigger, label, day, status, left, clock))
     return out
 
 
