@@ -237,6 +237,22 @@ def test_tick_follows_a_chain_in_one_call(store: af.Store, wf: af.Workflow) -> N
     assert store.verify().ok
 
 
+def test_an_escalation_timer_says_once_that_the_deadline_is_missed(tmp_path: Path,
+                                                                   wf: af.Workflow) -> None:
+    """show and Timer.describe() name an escalation's rule once (they added '; the
+    deadline of review is missed' after 'the day after the deadline of review is missed')."""
+    db = tmp_path / "esc.db"
+    with af.open_store(db) as store:
+        case = submitted(store, wf)
+        [timer] = [t for t in case.timers(on="2024-01-11") if t.step == "escalate"]
+    assert timer.describe() == ("2024-02-10  the clock takes escalate (review -> escalated; "
+                                "the day after the deadline of review is missed)")
+    result = CliRunner().invoke(cli, ["--db", str(db), "show", "a", "--on", "2024-01-11"])
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).count("deadline of review is missed") == 1, \
+        result.output
+
+
 def test_tick_is_idempotent(store: af.Store, wf: af.Workflow) -> None:
     """A second tick on the same date, or an earlier one, takes nothing and writes nothing."""
     submitted(store, wf)
