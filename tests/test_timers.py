@@ -158,6 +158,16 @@ at = 2030-01-01
         af.loads_workflow(text)
 
 
+def test_a_timed_step_takes_no_four_eyes() -> None:
+    """not_by on a timed step is refused: the clock has no person, so the step would wait
+    for ever (it loaded, every tick listed it 'waiting', and later steps were recorded)."""
+    bad = tw.TEXT.replace('at = { data = "expires" }',
+                          'at = { data = "expires" }\nnot_by = ["create"]')
+    with pytest.raises(af.DefinitionError, match=r"\('expire'\) is timed \('at'\): the clock "
+                                                 r"takes it, and the clock is no person"):
+        af.loads_workflow(bad)
+
+
 # --------------------------------------------------------------------------- the clock's rules
 
 
