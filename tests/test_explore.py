@@ -622,3 +622,42 @@ def test_check_invariants_skips_a_step_into_a_state_the_workflow_lacks():
               row(4, "fire", "shortcut", {"rework"}, {"approved"})]
     [problem] = check_invariants(wf, events)
     assert problem.startswith("case 'c' event 4: entering 'approved' breaks invariant 'reviewed'")
+
+
+# Four eyes: 'sign' must be taken by another person than who took 'check'.
+FOUR_EYES = HEAD.format(name="four-eyes") + """
+[actors]
+clerk = "Clerk"
+[states.draft]
+[states.checked]
+[states.signed]
+final = true
+[[transitions]]
+trigger = "check"
+source = "draft"
+target = "checked"
+actors = ["clerk"]
+[[transitions]]
+trigger = "sign"
+source = "checked"
+target = "signed"
+actors = ["clerk"]
+not_by = ["check"]
+"""
+
+
+def test_a_four_eyes_step_is_walked_as_taken_by_another_person() -> None:
+    """A step with not_by is neither dead nor a trap: the walk takes it by another person
+    (it was called dead, 'say who takes it (by)', and the workflow NOT ok), and lists it
+    among the steps a rule may refuse."""
+    wf = af.loads_workflow(FOUR_EYES)
+    report = wf.explore()
+    assert report.ok, report.text()
+    assert report.dead == () and report.stuck == ()
+    assert report.finals_reached == ("signed",)
+    assert report.guarded == ("sign",)
+    assert "four-eyes rule (both outcomes explored): sign" in report.text()
+    case = af.open_store(":memory:").create_case(wf, "c", actor="clerk", on="2024-01-01")
+    case.fire("check", actor="clerk", on="2024-01-01", by="ann")
+    case.fire("sign", actor="clerk", on="2024-01-01", by="bo")  # the walk's path is real
+    assert case.is_final

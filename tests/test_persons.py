@@ -54,6 +54,22 @@ def test_four_eyes_refuses_the_same_person_naming_both_steps(grant: af.Case) -> 
     assert grant.history[-1].by == "kim"
 
 
+@pytest.mark.parametrize("same", ["anne\u0301", " ann\u00e9", "ann\u00e9 ", "ann\u200b\u00e9",
+                                  "\u202dann\u00e9"])
+def test_four_eyes_sees_one_person_in_a_spelling_that_looks_the_same(store: af.Store,
+                                                                    same: str) -> None:
+    """A person written decomposed, with spaces around, or with invisible characters is the
+    person who took the named step (each passed as another person)."""
+    case = store.create_case(af.load_workflow(GRANT), "g2", actor="applicant", on="2024-01-02",
+                             data={"budget": 5000})
+    case.fire("submit", actor="applicant", on="2024-01-03", by="ann\u00e9")
+    with pytest.raises(af.TransitionRefusedError, match="four eyes"):
+        case.fire("finance.ok", actor="finance", on="2024-01-04", by=same)
+    assert case.version == 2
+    case.fire("finance.ok", actor="finance", on="2024-01-04", by="anna")
+    assert store.verify().ok
+
+
 def test_four_eyes_needs_a_person(grant: af.Case) -> None:
     """A step with not_by and no by is refused: the rule can't be checked without one."""
     reasons = grant.why_not("finance.ok", actor="finance", on="2024-01-04", by=None)

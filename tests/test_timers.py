@@ -158,6 +158,16 @@ at = 2030-01-01
         af.loads_workflow(text)
 
 
+def test_a_timed_step_takes_no_four_eyes() -> None:
+    """not_by on a timed step is refused: the clock has no person, so the step would wait
+    for ever (it loaded, every tick listed it 'waiting', and later steps were recorded)."""
+    bad = tw.TEXT.replace('at = { data = "expires" }',
+                          'at = { data = "expires" }\nnot_by = ["create"]')
+    with pytest.raises(af.DefinitionError, match=r"\('expire'\) is timed \('at'\): the clock "
+                                                 r"takes it, and the clock is no person"):
+        af.loads_workflow(bad)
+
+
 # --------------------------------------------------------------------------- the clock's rules
 
 
@@ -235,6 +245,22 @@ def test_tick_follows_a_chain_in_one_call(store: af.Store, wf: af.Workflow) -> N
     assert store.case("a").is_final
     assert timer_table(store) == []
     assert store.verify().ok
+
+
+def test_an_escalation_timer_says_once_that_the_deadline_is_missed(tmp_path: Path,
+                                                                   wf: af.Workflow) -> None:
+    """show and Timer.describe() name an escalation's rule once (they added '; the
+    deadline of review is missed' after 'the day after the deadline of review is missed')."""
+    db = tmp_path / "esc.db"
+    with af.open_store(db) as store:
+        case = submitted(store, wf)
+        [timer] = [t for t in case.timers(on="2024-01-11") if t.step == "escalate"]
+    assert timer.describe() == ("2024-02-10  the clock takes escalate (review -> escalated; "
+                                "the day after the deadline of review is missed)")
+    result = CliRunner().invoke(cli, ["--db", str(db), "show", "a", "--on", "2024-01-11"])
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).count("deadline of review is missed") == 1, \
+        result.output
 
 
 def test_tick_is_idempotent(store: af.Store, wf: af.Workflow) -> None:

@@ -183,6 +183,30 @@ def test_migrate_moves_records_and_verifies(store: af.Store) -> None:
     assert store.cases()[0].workflow_version == 2
 
 
+def test_migrate_a_case_whose_past_states_the_new_version_lacks(store: af.Store) -> None:
+    """A workflow with a deadline moves a case that passed through a state the new version
+    renamed: the due rows and the forecast read the old events without that state (it
+    raised KeyError: 'checking', and the migration was lost)."""
+    dated = V1.replace("[states.review]\n",
+                       '[states.review]\ndeadline = { after = { state = "review" }, days = 30 }\n')
+    v1 = af.loads_workflow(dated)
+    case = store.create_case(v1, "g-1", actor="clerk", on="2024-01-01")
+    case.fire("submit", actor="clerk", on="2024-01-02")
+    case.fire("check", actor="clerk", on="2024-01-03")  # leaves 'checking' for 'checked'
+    moving = store.create_case(v1, "g-2", actor="clerk", on="2024-01-01")
+    moving.fire("submit", actor="clerk", on="2024-01-02")  # still in 'checking'
+    v2 = version(2, dated.replace("checking", "audit"))
+    result = store.migrate(v2, mapping={"checking": "audit"}, actor="clerk", on="2024-01-04")
+    assert [p.can_move for p in result.cases] == [True, True]
+    case = store.case("g-1")
+    assert case.workflow_version == 2 and case.state == {"voting", "checked"}
+    [review] = [d for d in case.deadlines(on="2024-01-05") if d.step == "review"]
+    assert review.due == dt.date(2024, 2, 1)
+    assert store.case("g-2").state == {"voting", "audit"}
+    assert {d.case_id for d in store.due(on="2024-01-25")} == {"g-1", "g-2"}
+    assert store.verify().ok
+
+
 @pytest.mark.parametrize(("to", "mapping", "why"), [
     (1, {"voting": "panel_yes"}, "the mapping moves ['voting'], which version 2 has too"),
     (1, {"voting": "granted", "checking": "granted"},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -778,7 +779,7 @@ class Engine:
                        f"{named!r} was taken without recording who took it, so it can't be "
                        f"shown that {by!r} is another person; {t.trigger!r} needs "
                        f"{named!r} taken again with its person (by)")
-            elif earlier == by:
+            elif _same_person(earlier, by):
                 refuse(f"not_by {named}",
                        f"{by!r} took {named!r}, so another person must take {t.trigger!r} "
                        f"(four eyes: not_by = [{named!r}])")
@@ -918,3 +919,16 @@ def engine_for(workflow: Workflow) -> Engine:
                 engine = Engine(workflow)
                 _ENGINES[key] = engine
     return engine
+
+
+def _same_person(a: str, b: str) -> bool:
+    """Whether two persons (``by``) name the same person for four eyes: persons are stored
+    as given, and compared in Unicode's composed form (NFC), without invisible formatting
+    characters (zero-width, bidi controls) and without spaces around them, so that one
+    person can't pass as another by a spelling that looks the same."""
+    return a == b or _person_key(a) == _person_key(b)
+
+
+def _person_key(text: str) -> str:
+    visible = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFC", visible).strip()

@@ -14,7 +14,9 @@ Data and dates are abstracted away. A named guard or a date rule may pass or fai
 depending on data the walk does not know, so both are taken as possible: the walk
 decides with an engine built from the same file without guards and date rules (the
 branch where they pass), and a refused step leaves the case where it was (the branch
-where they fail), so it adds nothing to walk. Each step guarded this way is listed.
+where they fail), so it adds nothing to walk. Four eyes (``not_by``) is alike: who takes
+a step is not part of a configuration, so the walk takes the step by another person
+(the branch where the rule passes). Each step guarded this way is listed.
 
 What the walk proves, when it is complete (under its ``limit``): no other
 configuration can be reached, whatever the data; a transition never taken (dead) can
@@ -104,7 +106,7 @@ class ExploreReport:
     finals_unreached: tuple[str, ...]
     proven: tuple[str, ...]  # invariant ids proven over every configuration
     violations: tuple[Finding, ...]
-    guarded: tuple[str, ...]  # steps a guard or date rule may refuse (both branches walked)
+    guarded: tuple[str, ...]  # steps a guard, date or four-eyes rule may refuse (both walked)
 
     @property
     def ok(self) -> bool:
@@ -135,7 +137,8 @@ class ExploreReport:
         if self.finals_unreached:
             lines.append(f"final states never reached: {', '.join(self.finals_unreached)}")
         if self.guarded:
-            lines.append(f"may be refused by a guard or date rule (both outcomes explored): "
+            lines.append(f"may be refused by a guard, date or four-eyes rule (both outcomes "
+                         f"explored): "
                          f"{', '.join(self.guarded)}")
         if self.complete:
             lines.append(f"dead transitions: {len(self.dead) or 'none'}")
@@ -208,15 +211,16 @@ _FREE: dict[tuple[str, int, str], Engine] = {}
 
 
 def _free_engine(workflow: Workflow) -> Engine:
-    """The workflow's engine with every guard, date rule and restatement rule passing
-    (built once). Data is abstracted: a step that must state keys again after a
-    withdrawal can carry them (its ``sets`` allow them), so that rule may always pass."""
+    """The workflow's engine with every guard, date rule, restatement rule and four-eyes
+    rule passing (built once). Data is abstracted: a step that must state keys again after
+    a withdrawal can carry them (its ``sets`` allow them), so that rule may always pass;
+    and persons are: a step with ``not_by`` can be taken by another person."""
     key = (workflow.name, workflow.version, workflow.digest)
     found = _FREE.get(key)
     if found is None:
         # a timed step's date is a date rule too: its timer falls on the walk's one day
         free = attrs.evolve(workflow, transitions=tuple(
-            attrs.evolve(t, guards=(), earliest=None, restate_after_withdrawal=(),
+            attrs.evolve(t, guards=(), earliest=None, restate_after_withdrawal=(), not_by=(),
                          timer=None if t.timer is None else DateRef(kind="date", date=DAY))
             for t in workflow.transitions))
         found = _FREE[key] = Engine(free)
@@ -225,7 +229,7 @@ def _free_engine(workflow: Workflow) -> Engine:
 
 def _may_be_refused(t: TransitionDef) -> bool:
     return (bool(t.guards) or t.earliest is not None or bool(t.restate_after_withdrawal)
-            or t.timer is not None)
+            or t.timer is not None or bool(t.not_by))
 
 
 def explore_graph(workflow: Workflow, *, limit: int = DEFAULT_LIMIT) -> Graph:
@@ -320,8 +324,8 @@ class _Decider:
     everywhere, or never read: its data is empty, every date is the walk's one day (so no
     timer is overdue, and each timer's date is that day), its sequence number never moves
     (so a timed step taken is never "taken since its source was entered"), the states a
-    timer counts from are the active ones, and who took a step is never known (``by`` is
-    None, so a four-eyes rule refuses whoever took the step named). The invariants' memory
+    timer counts from are the active ones, and who took a step is never known (the free
+    engine has no four-eyes rules: each step is taken by another person). The invariants' memory
     is the walk's own, and the engine never reads it.
 
     Within an engine configuration, the engine reads still less:

@@ -305,6 +305,10 @@ class Builder:
                 if "vote" in body:
                     self.problem(f"{where} is timed ({timers[0]!r}): a ballot is cast by a "
                                  f"voter, never by the clock; remove 'vote' or the timer.")
+                if body.get("not_by"):
+                    self.problem(f"{where} is timed ({timers[0]!r}): the clock takes it, and "
+                                 f"the clock is no person, so four eyes ('not_by') could "
+                                 f"never let it through; remove 'not_by' or the timer.")
             if "trigger" in keys and self._id(where, keys["trigger"], TRIGGER_RE) and \
                     keys["trigger"] in RESERVED_TRIGGERS:
                 self.problem(f"{where}: the trigger name {keys['trigger']!r} is reserved "

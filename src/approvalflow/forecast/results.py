@@ -280,9 +280,9 @@ class Timer:
         """One line: when, what, and where to."""
         where = "a reminder, no change of state" if self.target is None else \
             f"{self.source} -> {self.target}"
-        why = f"; the deadline of {self.escalates} is missed" if self.escalates else ""
+        # an escalation's rule already says whose deadline is missed
         return (f"{self.due.isoformat()}  the clock takes {self.step} ({where}; "
-                f"{self.rule}{why}){' - due now' if self.status == 'due' else ''}")
+                f"{self.rule}){' - due now' if self.status == 'due' else ''}")
 
 
 @attrs.frozen

@@ -25,15 +25,25 @@ if TYPE_CHECKING:
 MAX_ROUTE_SEARCH = 100_000
 
 
+def _active(engine: Engine, config: frozenset[str]) -> frozenset[str]:
+    """The states of ``engine``'s workflow active in ``config``. An event recorded before
+    a migration may name states that this version no longer has: they are left out (the
+    case is not in them here; the migration moved it out of any it was still in)."""
+    known = engine.workflow.state_defs
+    if all(s in known for s in config):
+        return engine.active(config)
+    return engine.active(frozenset(s for s in config if s in known))
+
+
 def _entered(engine: Engine, history: Sequence[Event]) -> dict[str, tuple[dt.date, int]]:
     """For each active state, the date and seq of the event that entered it."""
     out: dict[str, tuple[dt.date, int]] = {}
     for e in history:
         if e.kind == "create":
-            for s in engine.active(e.target):
+            for s in _active(engine, e.target):
                 out[s] = (e.on, e.seq)
         elif e.kind == "fire" and e.source != e.target:
-            before, after = engine.active(e.source), engine.active(e.target)
+            before, after = _active(engine, e.source), _active(engine, e.target)
             for s in before - after:
                 out.pop(s, None)
             for s in after - before:
@@ -49,10 +59,10 @@ def _stays(engine: Engine, history: Sequence[Event]
     left: dict[str, tuple[dt.date, bool]] = {}
     for e in history:
         if e.kind == "create":
-            for s in engine.active(e.target):
+            for s in _active(engine, e.target):
                 entered[s] = (e.on, False)
         elif e.kind == "fire" and e.source != e.target:
-            before, after = engine.active(e.source), engine.active(e.target)
+            before, after = _active(engine, e.source), _active(engine, e.target)
             for s in before - after:
                 left[s] = (e.on, False)
             for s in after - before:

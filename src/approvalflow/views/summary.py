@@ -359,8 +359,8 @@ def _timer_lines(timers: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]
     for t in timers:
         where = "reminder, no change of state" if t["target"] is None else \
             f"{t['source']} -> {t['target']}"
-        why = f"; the deadline of {t['escalates']} is missed" if t["escalates"] else ""
-        lines += wrap(f"{t['status']:<8} {t['due']}  {t['step']} ({where}; {t['rule']}{why})",
+        # an escalation's rule already says whose deadline is missed
+        lines += wrap(f"{t['status']:<8} {t['due']}  {t['step']} ({where}; {t['rule']})",
                       2, 22)
     return lines
 
