@@ -387,3 +387,23 @@ def test_an_import_failing_in_the_database_inside_a_bulk_block_fails_the_block(
     stored = [c.case_id for c in store.cases()]
     assert ("a" in stored) != (raised is not None), (stored, raised)
     assert store.verify().ok
+
+
+def test_another_text_under_the_same_workflow_version_is_refused(store: af.Store) -> None:
+    """Two texts of one workflow name and version in one import: the second is refused
+    as create_case refuses it (its creation would commit to a text the store does not
+    hold, and verify would fail), and nothing is stored."""
+    first = af.loads_workflow(ANY_DATA)
+    other = af.loads_workflow(ANY_DATA.replace("[states.done]", '[states.done]\nlabel = "x"'))
+    assert (first.name, first.version) == (other.name, other.version)
+    records = [{"case_id": "a", "trigger": "create", "workflow": first, "actor": "clerk",
+                "on": DAY},
+               {"case_id": "b", "trigger": "create", "workflow": other, "actor": "clerk",
+                "on": DAY}]
+    with pytest.raises(af.DefinitionError, match="has other content"):
+        store.import_events(records)
+    assert store.cases() == []
+    assert store.import_events(records[:1]) == 1
+    with pytest.raises(af.DefinitionError, match="has other content"):
+        store.create_case(other, "b", actor="clerk", on=DAY)
+    assert store.verify().ok

@@ -218,7 +218,9 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     new_cases: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     seen: set[str] = set()  # cases with rows in the buffer (the rest are in the db)
-    registered: set[tuple[str, int]] = set()
+    # the workflow versions registered, with the digest of the text each was registered
+    # with: another text under the same name and version is refused as create_case does
+    registered: set[tuple[str, int, str]] = set()
     timers: dict[str, list[tuple[str, str]]] = {}  # cases of timed workflows -> their rows
     new_timers: dict[str, list[tuple[str, str]]] = {}  # the same, of cases it creates
     cur: _Open | None = None  # the case being imported
@@ -356,9 +358,9 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                         "SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
                     raise CaseExistsError(f"record {number}: case {case_id!r} already "
                                           f"exists in {store.where!r}.")
-                if (wf.name, wf.version) not in registered:
+                if (wf.name, wf.version, wf.digest) not in registered:
                     store._register_workflow(wf)
-                    registered.add((wf.name, wf.version))
+                    registered.add((wf.name, wf.version, wf.digest))
                 engine = engine_for(wf)
                 if text is None:
                     text = encode(payload)
