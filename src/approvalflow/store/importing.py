@@ -369,6 +369,11 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 if start is None or start[0] is not engine:
                     if payload is None:  # checked quickly: the full check makes the copy
                         payload = dict(check_data(data))
+                        # and its text is the one stored: the caller's data may have
+                        # changed since it was read (a record's get, a str subclass's
+                        # method), and the log must say what the state is made of
+                        text = encode(payload)
+                        start_key = (id(engine), text, when, by)
                     stray = engine.creation_reasons(payload)  # as create_case refuses them
                     if stray:
                         raise InvalidInputError(f"record {number}: can't create case "
