@@ -438,3 +438,34 @@ def test_creation_data_changed_while_its_record_is_read_is_stored_as_decided(
         assert [e.data for e in store.events(case.case_id)] == [{"title": "t"}]
     report = store.verify()
     assert report.ok, report.problems[:3]
+
+
+class _EqualToAll(str):
+    """Text whose == says it is every other text (and != that it is none)."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    __hash__ = str.__hash__
+
+
+def test_a_case_id_that_claims_to_equal_every_id_names_its_own_case(store: af.Store) -> None:
+    """A record's case id is the text it holds: a str subclass whose == says it equals the
+    case being imported does not put its step into that case's chain (the step was
+    stored under the id it holds, chained onto the other case, and verify failed)."""
+    wf = af.loads_workflow(ANY_DATA)
+    store.create_case(wf, "victim", actor="clerk", on=DAY)
+    records = [{"case_id": "a", "trigger": "create", "workflow": wf, "actor": "clerk",
+                "on": DAY},
+               {"case_id": _EqualToAll("victim"), "trigger": _EqualToAll("go"),
+                "actor": _EqualToAll("clerk"), "on": DAY, "by": _EqualToAll("anne")}]
+    assert store.import_events(records) == 2
+    assert [(e.case_id, e.seq, e.trigger) for e in store.events("victim")] == [
+        ("victim", 1, "create"), ("victim", 2, "go")]
+    assert [e.trigger for e in store.events("a")] == ["create"]
+    assert store.case("victim").is_final
+    report = store.verify()
+    assert report.ok, report.problems[:3]
