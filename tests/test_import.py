@@ -469,3 +469,40 @@ def test_a_case_id_that_claims_to_equal_every_id_names_its_own_case(store: af.St
     assert store.case("victim").is_final
     report = store.verify()
     assert report.ok, report.problems[:3]
+
+
+class _LyingDate(dt.date):
+    """A date whose text says another day (and that is never before any other)."""
+
+    def isoformat(self) -> str:
+        return "2020-01-01"
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+
+def test_a_date_subclass_is_decided_and_stored_as_the_day_it_holds(store: af.Store) -> None:
+    """A step dated with a date subclass whose text and order lie is decided and stored as
+    the day it holds, by fire and by the import alike (its text was stored while its own
+    order decided: a date before the case's last event went into the log)."""
+    wf = af.loads_workflow(ANY_DATA)
+    later = _LyingDate(2021, 12, 7)
+    store.create_case(wf, "fired", actor="clerk", on=DAY).fire("go", actor="clerk", on=later)
+    assert store.import_events([
+        {"case_id": "imported", "trigger": "create", "workflow": wf, "actor": "clerk",
+         "on": DAY},
+        {"case_id": "imported", "trigger": "go", "actor": "clerk", "on": later}]) == 2
+    for case_id in ("fired", "imported"):
+        assert [e.on for e in store.events(case_id)] == [dt.date(2021, 12, 6),
+                                                         dt.date(2021, 12, 7)]
+    earlier = _LyingDate(2021, 12, 5)
+    with pytest.raises(af.TransitionRefusedError, match="dates may not go backwards"):
+        store.create_case(wf, "f2", actor="clerk", on=DAY).fire("go", actor="clerk",
+                                                                  on=earlier)
+    with pytest.raises(af.TransitionRefusedError, match="dates may not go backwards"):
+        store.import_events([
+            {"case_id": "i2", "trigger": "create", "workflow": wf, "actor": "clerk",
+             "on": DAY},
+            {"case_id": "i2", "trigger": "go", "actor": "clerk", "on": earlier}])
+    report = store.verify()
+    assert report.ok, report.problems[:3]
