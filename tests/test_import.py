@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import approvalflow as af
 import approvalflow.store as store_module
@@ -506,3 +508,127 @@ def test_a_date_subclass_is_decided_and_stored_as_the_day_it_holds(store: af.Sto
             {"case_id": "i2", "trigger": "go", "actor": "clerk", "on": earlier}])
     report = store.verify()
     assert report.ok, report.problems[:3]
+
+
+FOUR_EYES = """
+[workflow]
+name = "four-eyes"
+version = 1
+initial = "open"
+[actors]
+clerk = "Clerk"
+boss = "Boss"
+[states.open]
+[states.mid]
+[states.done]
+final = true
+[[transitions]]
+trigger = "go"
+source = "open"
+target = "mid"
+actors = ["clerk"]
+[[transitions]]
+trigger = "note"
+source = "mid"
+target = "mid"
+actors = ["clerk", "boss"]
+sets = ["x"]
+[[transitions]]
+trigger = "finish"
+source = "mid"
+target = "done"
+actors = ["boss"]
+not_by = ["go"]
+"""
+
+
+def _walk(rnd: Any, store: af.Store, workflows: list[af.Workflow], seed: dict[str, Any],
+          n: int) -> list[dict[str, Any]]:
+    """Records of cases taken through ``store`` by create_case and fire, interleaved, each
+    a step some actor may take (or a random one, kept only when fire took it): few ids,
+    dates, persons and data, so that cases repeat each other."""
+    from approvalflow.definition import CLOCK
+
+    records: list[dict[str, Any]] = []
+    live: dict[str, af.Case] = {}
+    start = dt.date(2021, 12, 1)
+    for number in range(n * 3):
+        if len(records) >= n:
+            break
+        if not live or rnd.random() < 0.15:
+            wf = rnd.choice(workflows)
+            data: Any = {"boligsocial-helhedsplan": copy.deepcopy(seed),
+                         "research-grant": {"budget": rnd.choice([500, 2_000_000])},
+                         "dean-review": rnd.choice([None, {"expires": "2021-12-05"}])
+                         }.get(wf.name)
+            record = {"case_id": f"c{number}", "trigger": "create", "workflow": wf,
+                      "actor": rnd.choice(sorted(wf.actors)),
+                      "on": start.isoformat(),
+                      "data": data, "note": rnd.choice([None, "n"]),
+                      "by": rnd.choice([None, "anne"])}
+            try:
+                live[record["case_id"]] = store.create_case(
+                    wf, record["case_id"], actor=record["actor"], on=record["on"],
+                    data=data, note=record["note"], by=record["by"])
+            except af.InvalidInputError:
+                continue
+            records.append(record)
+            continue
+        case = live[rnd.choice(sorted(live))]
+        if case.is_final:
+            del live[case.id]
+            continue
+        last = case.last_on
+        assert last is not None
+        on = last + dt.timedelta(days=rnd.choice([0, 0, 0, 1, 7, 30]))
+        permitted = case.permitted(on=last)
+        if permitted and rnd.random() < 0.8:
+            actor = rnd.choice(sorted(permitted))
+            trigger = rnd.choice(permitted[actor])
+        else:
+            trigger = rnd.choice(sorted(case.definition.triggers))
+            actor = rnd.choice([*sorted(case.definition.actors), CLOCK])
+        timers = case.timers(on=last)
+        if timers and rnd.random() < 0.3:
+            actor, trigger, on = CLOCK, timers[0].step, max(timers[0].due, last)
+        step_data = rnd.choice([None, None, None, {"x": 1}, {"goals_commitment": "g"}])
+        record = {"case_id": case.id, "trigger": trigger, "actor": actor,
+                  "on": on.isoformat(), "data": step_data, "note": rnd.choice([None, "n"]),
+                  "by": rnd.choice(["anne", "bo"])}
+        try:
+            case.fire(trigger, actor=actor, on=record["on"], data=step_data,
+                      note=record["note"], by=record["by"])
+        except af.TransitionRefusedError:
+            continue
+        records.append(record)
+    return records
+
+
+@given(rnd=st.randoms(use_true_random=False))
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.sqlite_only
+def test_import_stores_what_create_case_and_fire_store_for_random_walks(
+        tmp_path_factory: pytest.TempPathFactory, flagship, seed_data,
+        monkeypatch: pytest.MonkeyPatch, rnd: Any) -> None:
+    """Interleaved cases of four workflows (votes, joins, guards, timers, four eyes), taken
+    step by step through create_case and fire, then imported into an empty store: every
+    table holds the same rows, hashes included, and both verify."""
+    instant = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
+    micros = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    monkeypatch.setattr(importing, "time_ns", lambda: micros * 1000 + 789)
+    monkeypatch.setattr(store_module, "utc_now", lambda: instant)
+    from tests.timed_workflow import TEXT
+
+    workflows = [flagship, af.load_workflow(GRANT), af.loads_workflow(TEXT),
+                 af.loads_workflow(FOUR_EYES)]
+    folder = tmp_path_factory.mktemp("walk")
+    with af.open_store(folder / "fired.db") as fired:
+        records = _walk(rnd, fired, workflows, seed_data, 80)
+        assert fired.verify().ok
+    with af.open_store(folder / "imported.db") as imported:
+        assert imported.import_events(records) == len(records)
+        report = imported.verify()
+        assert report.ok, report.problems[:3]
+    got, want = _tables(folder / "imported.db"), _tables(folder / "fired.db")
+    for table, rows in want.items():
+        assert got[table] == rows, table
