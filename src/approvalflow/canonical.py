@@ -152,8 +152,12 @@ def to_date(value: object, what: str = "date") -> dt.date:
         raise InvalidInputError(f"{what} must be a date, not a datetime {value!r}; "
                                 f"pass value.date().")
     date: dt.date | None = None
-    if isinstance(value, dt.date):
+    if type(value) is dt.date:
         date = value
+    elif isinstance(value, dt.date):
+        # a subclass's own date, as a date: its isoformat, comparisons and fields may be
+        # its own, and the date decided on must be the date stored
+        date = dt.date.fromordinal(dt.date.toordinal(value))
     elif isinstance(value, str):
         try:
             if len(value) == 10:

@@ -89,6 +89,13 @@ def _data_text(data: object) -> str | None:
     return text
 
 
+def _exact(text: str) -> str:
+    """``text`` as an object of str itself: what the import compares, keys its memos on
+    and stores is the text, not a subclass whose ``==`` or hash may say otherwise (an id
+    equal to every id would put a step of one case into another's chain)."""
+    return text if type(text) is str else str.__str__(text)
+
+
 def _snapshot(value: Any) -> Any:
     """A copy of plain data's dicts and lists that holds the very same keys and scalars."""
     if type(value) is dict:
@@ -218,7 +225,9 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     new_cases: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     seen: set[str] = set()  # cases with rows in the buffer (the rest are in the db)
-    registered: set[tuple[str, int]] = set()
+    # the workflow versions registered, with the digest of the text each was registered
+    # with: another text under the same name and version is refused as create_case does
+    registered: set[tuple[str, int, str]] = set()
     timers: dict[str, list[tuple[str, str]]] = {}  # cases of timed workflows -> their rows
     new_timers: dict[str, list[tuple[str, str]]] = {}  # the same, of cases it creates
     cur: _Open | None = None  # the case being imported
@@ -299,16 +308,18 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                                         f"({record!r}); records are mappings.")
             try:
                 case_id = record.get("case_id")
-                if cur is None or case_id != cur.id:  # the current one was checked
-                    case_id = check_case_id(case_id)
+                # the current one was checked (text of str itself: a subclass's == could
+                # say any id is the current one's)
+                if cur is None or type(case_id) is not str or case_id != cur.id:
+                    case_id = _exact(check_case_id(case_id))
                 # text is immutable: a trigger, actor or date checked once stays valid
                 trigger = record.get("trigger")
                 if type(trigger) is not str or trigger not in checked:
-                    trigger = check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
+                    trigger = _exact(check_text(trigger, "trigger", max_length=MAX_ID_LENGTH))
                     checked.add(trigger)
                 actor = record.get("actor")
                 if type(actor) is not str or actor not in checked_actors:
-                    actor = check_actor(actor)
+                    actor = _exact(check_actor(actor))
                     checked_actors.add(actor)
                 on = record.get("on")
                 day = days.get(on) if type(on) is str else None
@@ -337,7 +348,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     check_text(note, "note", max_length=MAX_NOTE_LENGTH)
                 by = record.get("by")
                 if by is not None:
-                    by = check_person(by)
+                    by = _exact(check_person(by))
                 wf: Any = record.get("workflow")
                 if trigger == "create" and not isinstance(wf, Workflow | str | os.PathLike):
                     raise InvalidInputError(f"a creation needs a 'workflow' (a Workflow, "
@@ -356,9 +367,9 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                         "SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
                     raise CaseExistsError(f"record {number}: case {case_id!r} already "
                                           f"exists in {store.where!r}.")
-                if (wf.name, wf.version) not in registered:
+                if (wf.name, wf.version, wf.digest) not in registered:
                     store._register_workflow(wf)
-                    registered.add((wf.name, wf.version))
+                    registered.add((wf.name, wf.version, wf.digest))
                 engine = engine_for(wf)
                 if text is None:
                     text = encode(payload)
@@ -367,6 +378,11 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 if start is None or start[0] is not engine:
                     if payload is None:  # checked quickly: the full check makes the copy
                         payload = dict(check_data(data))
+                        # and its text is the one stored: the caller's data may have
+                        # changed since it was read (a record's get, a str subclass's
+                        # method), and the log must say what the state is made of
+                        text = encode(payload)
+                        start_key = (id(engine), text, when, by)
                     stray = engine.creation_reasons(payload)  # as create_case refuses them
                     if stray:
                         raise InvalidInputError(f"record {number}: can't create case "
