@@ -116,6 +116,22 @@ def test_a_refused_record_stores_nothing(store: af.Store, flagship, seed_data) -
     assert list(store.events()) == []
 
 
+@pytest.mark.parametrize("stray", [{"key": "k-1"}, {"dat": {"x": 1}}, {5: "five"}])
+def test_a_field_a_record_does_not_take_is_refused(store: af.Store, flagship, seed_data,
+                                                   stray: dict[Any, Any]) -> None:
+    """A field the import does not take (an idempotency key, a misspelt 'data') is one
+    InvalidInputError naming it and the fields there are, and nothing is stored: it was
+    dropped without a word, so a record repeated under one key was stored twice."""
+    records = _records(flagship, seed_data, 3)  # case 1 is created and steps once
+    records[3] = {**records[3], **stray}
+    name = repr(next(iter(stray)))
+    with pytest.raises(af.InvalidInputError, match=rf"record 4 has {name}, which a record "
+                                                   rf"does not take.*case_id, trigger"):
+        store.import_events(records)
+    assert store.cases() == []
+    assert list(store.events()) == []
+
+
 def test_a_creation_with_data_the_workflow_does_not_take_is_refused(
         store: af.Store, flagship, seed_data) -> None:
     """Creation data create_case refuses is refused on import too (verify would flag it)."""

@@ -1263,9 +1263,10 @@ class Store:
           starts a case (``workflow`` is a Workflow or a bundled name or a path);
         - ``{"case_id", "trigger", "actor", "on", "data", "note", "by"}`` fires a step.
 
-        ``on`` defaults to today, ``data`` and ``note`` are optional; idempotency keys
-        are not taken here. Keep each case's records together and in order: a case that
-        comes back after another is reloaded from the log first. A refused step raises
+        ``on`` defaults to today, ``data`` and ``note`` are optional; any other field
+        (an idempotency key included: keys are not taken here) is refused. Keep each
+        case's records together and in order: a case that comes back after another is
+        reloaded from the log first. A refused step raises
         TransitionRefusedError naming the record, and nothing of the import is stored.
         Returns the number of events stored.
         """

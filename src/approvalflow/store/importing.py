@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
-from ..canonical import check_data, check_text, to_date
+from ..canonical import check_data, check_text, shortened, to_date
 from ..case import MAX_ID_LENGTH, MAX_NOTE_LENGTH, check_actor, check_person, reasons_text
 from ..definition import TransitionDef, Workflow
 from ..engine import CaseState, Engine, engine_for
@@ -49,6 +49,10 @@ ENDS_LIMIT = 1_024
 #: Nested deeper than this, data takes check_data's full walk (which refuses past 64).
 _PLAIN_DEPTH = 60
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+#: What a record may hold (Store.import_events); anything else is refused, so that a
+#: misspelt field or an idempotency key is not silently dropped.
+RECORD_FIELDS = ("case_id", "trigger", "workflow", "actor", "on", "data", "note", "by")
+_RECORD_FIELDS = frozenset(RECORD_FIELDS)
 
 
 def _plain(value: dict[Any, Any] | list[Any], depth: int) -> bool:
@@ -306,6 +310,13 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
             if not isinstance(record, dict) and not isinstance(record, Mapping):
                 raise InvalidInputError(f"record {number} is a {type(record).__name__} "
                                         f"({record!r}); records are mappings.")
+            if not _RECORD_FIELDS.issuperset(record):
+                stray = sorted(shortened(repr(k), 40) for k in record
+                               if k not in _RECORD_FIELDS)
+                raise InvalidInputError(
+                    f"record {number} has {', '.join(stray)}, which a record does not take "
+                    f"(idempotency keys are not taken by an import); a record's fields: "
+                    f"{', '.join(RECORD_FIELDS)}.")
             try:
                 case_id = record.get("case_id")
                 # the current one was checked (text of str itself: a subclass's == could
