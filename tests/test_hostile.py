@@ -440,6 +440,76 @@ def test_sql_in_a_case_id_is_only_text(store, case_id):
     assert store.verify().ok
 
 
+class _Disguised(str):
+    """Text whose own methods lie: iterating it hides its control characters, it claims
+    to equal every string, and it prints as something else."""
+
+    def __iter__(self):  # type: ignore[override]
+        return iter("ok")
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return hash("tmf")
+
+    def __str__(self) -> str:
+        return "tmf"
+
+
+def test_a_str_subclass_is_checked_and_stored_as_the_text_it_holds(store):
+    """An id, actor or person given as a str subclass whose methods lie is held to the
+    rules as the text it holds: a case id with a control character, an actor the
+    workflow does not have and a blank person are refused, and nothing is stored (the
+    subclass passed its own checks and its real text was stored, which verify refuses)."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    with pytest.raises(af.InvalidInputError, match="control character"):
+        store.create_case(wf, _Disguised("a\x07b"), actor="tmf", on="2022-01-10",
+                          data={"amount": 5})
+    with pytest.raises(af.InvalidInputError, match="not an actor"):
+        store.create_case(wf, "c", actor=_Disguised("mallory"), on="2022-01-10",
+                          data={"amount": 5})
+    case = store.create_case(wf, "c", actor="tmf", on="2022-01-10", data={"amount": 5})
+    with pytest.raises(af.TransitionRefusedError, match="'mallory' is not an actor"):
+        case.fire("propose", actor=_Disguised("mallory"), on="2022-01-11")
+    with pytest.raises(af.InvalidInputError, match="must name a person"):
+        case.fire("propose", actor="tmf", on="2022-01-11", by=_Disguised("\x07"))
+    event = case.fire("propose", actor="tmf", on="2022-01-11", note=_Disguised("a note"))
+    assert type(event.actor) is str and store.case("c").history[-1].note == "a note"
+    assert [c.case_id for c in store.cases()] == ["c"]
+    assert store.verify().ok
+
+
+def test_data_given_as_subclasses_is_copied_as_the_values_they_hold(store):
+    """Case data whose values are subclasses of str, int or float that lie about
+    themselves is copied as the values they hold, before anything decides on it: the
+    case and its guards see what is stored (a subclass kept in the copy let the step be
+    decided on its lies while its real value was stored)."""
+    from approvalflow.canonical import check_data
+
+    class Amount(int):
+        def __int__(self) -> int:
+            return 1
+
+        def __gt__(self, other: object) -> bool:
+            return False
+
+    class Share(float):
+        def __float__(self) -> float:
+            return 0.0
+
+    copied = check_data({_Disguised("k"): _Disguised("v"), "n": Amount(5), "f": Share(1.5)})
+    assert copied == {"k": "v", "n": 5, "f": 1.5}
+    assert [type(v) for v in (*copied, *copied.values())] == [str, str, str, str, int, float]
+    case = store.create_case("medfinansiering-restbeloeb", "c", actor="tmf",
+                             on="2022-01-10", data={"amount": Amount(5)})
+    assert type(case.data["amount"]) is int
+    assert store.case("c").data == {"amount": 5} and store.verify().ok
+
+
 def test_u0000_in_a_question_gets_the_same_answer_on_every_backend(store):
     """A question naming U+0000 (an actor, a workflow, a data value) matches nothing
     stored: the same answer or error on both backends (PostgreSQL's server refused the

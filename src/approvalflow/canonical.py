@@ -34,9 +34,12 @@ DATE_RANGE = f"{MIN_DATE.isoformat()} to {MAX_DATE.isoformat()}"
 
 
 def check_text(value: object, what: str, *, max_length: int | None = None) -> str:
-    """Return ``value`` if it is a string that can be stored as UTF-8, else raise."""
+    """``value`` as plain text (a str subclass as the text it holds) if it is a string
+    that can be stored as UTF-8, else raise."""
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be a string, not {type(value).__name__} {value!r}.")
+    if type(value) is not str:  # the text it holds: a subclass's own methods are not asked
+        value = str.__str__(value)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
@@ -56,7 +59,9 @@ def _copy(value: Any, path: str, depth: int) -> Any:
         raise InvalidInputError(f"data is nested deeper than {_MAX_DEPTH} levels at {path}.")
     if value is None or isinstance(value, bool):
         return value
+    # a subclass is copied as the value it holds: its own methods are not asked
     if isinstance(value, int):
+        value = int.__int__(value)
         if value.bit_length() > _BIG_INT_BITS:
             try:
                 str(value)
@@ -65,16 +70,16 @@ def _copy(value: Any, path: str, depth: int) -> Any:
                     f"data{path} is a whole number of about {value.bit_length() * 3 // 10} "
                     f"digits; at most {sys.get_int_max_str_digits()} digits can be stored: "
                     f"write such a number as a string.") from None
-        return int(value)
+        return value
     if isinstance(value, float):
+        value = float.__float__(value)
         if not math.isfinite(value):
             raise InvalidInputError(
                 f"data{path} is {value!r}; JSON has no NaN or Infinity: use null or a string."
             )
-        return float(value)
-    if isinstance(value, str):
-        check_text(value, f"data{path}")
         return value
+    if isinstance(value, str):
+        return check_text(value, f"data{path}")
     if isinstance(value, list | tuple):
         return [_copy(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict):
@@ -82,7 +87,7 @@ def _copy(value: Any, path: str, depth: int) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInputError(f"data{path} has the key {key!r}; keys must be strings.")
-            check_text(key, f"a key in data{path}")
+            key = check_text(key, f"a key in data{path}")
             out[key] = _copy(item, f"{path}[{key!r}]", depth + 1)
         return out
     raise InvalidInputError(
