@@ -473,9 +473,9 @@ class Case:
                    data: Mapping[str, Any] | None, key: str | None,
                    by: str | None) -> Event:
         if note is not None:
-            check_text(note, "note", max_length=MAX_NOTE_LENGTH)
+            note = check_text(note, "note", max_length=MAX_NOTE_LENGTH)
         if key is not None:
-            check_text(key, "key", max_length=MAX_ID_LENGTH)
+            key = check_text(key, "key", max_length=MAX_ID_LENGTH)
         payload = dict(check_data(data))
         if by is not None:
             by = check_person(by)
@@ -514,9 +514,9 @@ class Case:
         expected, given = parse_expected(on)
         said = self._on(said_on)
         if note is not None:
-            check_text(note, "note", max_length=MAX_NOTE_LENGTH)
+            note = check_text(note, "note", max_length=MAX_NOTE_LENGTH)
         if key is not None:
-            check_text(key, "key", max_length=MAX_ID_LENGTH)
+            key = check_text(key, "key", max_length=MAX_ID_LENGTH)
         reasons = []
         if self._as_of is not None:
             reasons.append(f"this is a view of the case as of {self._as_of.isoformat()}; load "

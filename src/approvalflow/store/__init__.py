@@ -776,7 +776,7 @@ class Store:
         when = dt.date.today() if on is None else to_date(on, "on")
         payload = dict(check_data(data))
         if note is not None:
-            check_text(note, "note", max_length=10_000)
+            note = check_text(note, "note", max_length=10_000)
         engine = engine_for(wf)
         stray = engine.creation_reasons(payload)
         if stray:
@@ -836,7 +836,7 @@ class Store:
         if (isinstance(workflow, os.PathLike) or name.endswith(".toml") or "/" in name
                 or os.sep in name or name in bundled_workflows()):
             return load_workflow(workflow)
-        check_text(name, "workflow", max_length=MAX_ID_LENGTH)  # a stored name is an id
+        name = check_text(name, "workflow", max_length=MAX_ID_LENGTH)  # a stored name is an id
         with translate("look up a stored workflow"):
             row = self._conn.execute("SELECT MAX(version) FROM workflows WHERE name = ?",
                                      (name,)).fetchone()
@@ -932,9 +932,9 @@ class Store:
         event's date, inclusive. ``on`` is the day ``awaiting`` and ``overdue`` are asked
         on (default today). ``limit`` and ``offset`` page through the result.
         """
-        for what, text in (("workflow", workflow), ("state", state), ("awaiting", awaiting)):
-            if text is not None:
-                check_text(text, what, max_length=MAX_ID_LENGTH)
+        workflow, state, awaiting = (
+            None if text is None else check_text(text, what, max_length=MAX_ID_LENGTH)
+            for what, text in (("workflow", workflow), ("state", state), ("awaiting", awaiting)))
         if data is not None and not isinstance(data, Mapping):
             raise InvalidInputError(f"data must map key paths to values, not "
                                     f"{type(data).__name__} {data!r}.")
@@ -977,7 +977,7 @@ class Store:
         every case (cases created later are left out). See docs/forecast.md.
         """
         if workflow is not None:
-            check_text(workflow, "workflow", max_length=MAX_ID_LENGTH)
+            workflow = check_text(workflow, "workflow", max_length=MAX_ID_LENGTH)
         when = dt.date.today() if on is None else to_date(on, "on")
         if isinstance(within_days, bool) or not isinstance(within_days, int) \
                 or not 0 <= within_days <= 36_500:

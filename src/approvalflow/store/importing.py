@@ -356,7 +356,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     payload = {} if data is None else dict(check_data(data))
                 note = record.get("note")
                 if note is not None:
-                    check_text(note, "note", max_length=MAX_NOTE_LENGTH)
+                    note = check_text(note, "note", max_length=MAX_NOTE_LENGTH)
                 by = record.get("by")
                 if by is not None:
                     by = _exact(check_person(by))

@@ -127,7 +127,7 @@ def migrate(store: Store, to: Workflow | str, *, cases: Iterable[str] | None,
     actor = check_actor(actor)
     when = to_date(on, "on")
     if note is not None:
-        check_text(note, "note", max_length=MAX_NOTE_LENGTH)
+        note = check_text(note, "note", max_length=MAX_NOTE_LENGTH)
     with store.bulk():
         ids = _case_ids(store, new, cases)
         # each case is planned on the state its migration is written onto: hold them all,
