@@ -373,6 +373,37 @@ def test_a_guard_answer_that_says_nothing_still_refuses_with_a_reason() -> None:
     assert failed == "guard 'gen' failed with KeyError: 'budget'"
 
 
+def test_a_guard_that_changes_its_data_changes_no_case() -> None:
+    """A guard that writes into the data it is given (it should not) changes neither the
+    case's data nor, in an import, other cases that share a state with it: what was
+    decided is what is stored, and verify agrees."""
+
+    @af.guard("meddles")
+    def meddles(ctx: af.GuardContext) -> bool:
+        ctx.data["budget"]["total"] = 0  # type: ignore[index]
+        ctx.data["tags"].append("meddled")  # type: ignore[union-attr]
+        ctx.data["new"] = 1  # type: ignore[index]
+        return True
+
+    data = {"budget": {"total": 5}, "tags": ["a"]}
+    try:
+        wf = load(PARALLEL.replace('actors = ["x"]\n\n[[transitions]]\ntrigger = "left.ok"',
+                                   'actors = ["x"]\nguards = ["meddles"]\n\n[[transitions]]\n'
+                                   'trigger = "left.ok"'))
+        with af.open_store(":memory:") as store:
+            case = store.create_case(wf, "c", actor="x", on="2024-01-01", data=data)
+            case.fire("begin", actor="x", on="2024-01-01")
+            assert case.data == data and store.case("c").data == data
+            store.import_events([
+                {"case_id": f"i{n}", "trigger": t, "workflow": wf, "actor": "x",
+                 "on": "2024-01-01", "data": data if t == "create" else None}
+                for n in range(2) for t in ("create", "begin")])
+            assert [store.case(f"i{n}").data for n in range(2)] == [data, data]
+            assert store.verify().ok
+    finally:
+        unregister_guard("meddles")
+
+
 def test_a_guard_name_is_not_silently_taken_over() -> None:
     """Registering a different function under a taken guard name is an error."""
 

@@ -63,6 +63,15 @@ def merge_data(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def _tree_copy(value: Any) -> Any:
+    """A copy of case data (dicts, lists and scalars) that shares no dict or list with it."""
+    if isinstance(value, Mapping):
+        return {key: _tree_copy(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_tree_copy(item) for item in value]
+    return value
+
+
 def data_paths(data: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Every key path ``data`` sets: ``{"budget": {"total": 1}}`` -> ``["budget.total"]``."""
     out: list[str] = []
@@ -600,7 +609,9 @@ class Engine:
         """Run ``t``'s guards: the reasons they refuse with (each one's rule is appended
         to ``rules``). With ``unchecked``, a guard not registered here is listed there
         instead of run; without it, it refuses."""
-        merged = merge_data(state.data, data or {})
+        # a copy of its own: a guard that changes what it is given (it should not) changes
+        # neither the case's state nor, in an import, the states cases share
+        merged = _tree_copy(merge_data(state.data, data or {}))
         ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
                                    data=merged, state=state.config, workflow=self.workflow.name)
         reasons: list[str] = []
