@@ -408,3 +408,18 @@ def test_an_exported_head_no_case_can_have_is_named_not_a_crash(store: af.Store,
     report = store.verify(heads=heads)
     assert report.problems == [f"case {case_id!r} event 1: exported earlier, no longer in "
                                f"the log"]
+
+
+def test_a_workflow_registered_in_a_rolled_back_block_is_not_in_the_store(tmp_path) -> None:
+    """A workflow first stored by a block that rolls back is not in the store afterwards:
+    the store's cache still answered for it, as if its text were in the file."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    with af.open_store(tmp_path / "s.db") as store:
+        with pytest.raises(RuntimeError), store.bulk():
+            store.create_case(wf, "c", actor="tmf", on="2022-01-10", data={"amount": 5})
+            raise RuntimeError("the block fails")
+        with pytest.raises(af.StoreError, match="is not in"):
+            store.workflow(wf.name, wf.version)
+        store.create_case(wf, "c", actor="tmf", on="2022-01-10", data={"amount": 5})
+        assert store.workflow(wf.name, wf.version).digest == wf.digest
+        assert store.verify().ok

@@ -385,6 +385,9 @@ class Store:
         # second ROLLBACK would fail and hide the error that explains what happened.
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
+        # a workflow registered in the transaction is stored no more: forget what was read
+        # (the cache is read again from the file when asked)
+        self._workflows.clear()
 
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[None]:
