@@ -371,6 +371,14 @@ def test_vote_group_checks() -> None:
     assert "need is 5; with 3 voters" in refused(PARALLEL.replace("need = 2", "need = 5"))
 
 
+@pytest.mark.parametrize("need", ["true", "2.5", "[2]", '"most"'])
+def test_a_vote_need_that_is_neither_all_nor_a_number_says_what_is_allowed(need: str) -> None:
+    """need = true, 2.5, a list or another word: one message saying "all" or a whole
+    number of yes-votes is allowed (true said 'must be str or int')."""
+    message = refused(PARALLEL.replace("need = 2", f"need = {need}"))
+    assert '[votes.panel].need must be "all" or a whole number of yes-votes' in message
+
+
 VOTE = """
 [workflow]
 name = "vote"
@@ -583,8 +591,9 @@ actors = ["x"]
 
 def test_booleans_are_not_numbers() -> None:
     """need = true is refused (a bool is not a count of yes-votes)."""
-    assert "[votes.panel].need must be str or int, not bool True" in refused(
-        PARALLEL.replace("need = 2", "need = true"))
+    message = refused(PARALLEL.replace("need = 2", "need = true"))
+    assert '[votes.panel].need must be "all" or a whole number of yes-votes, not bool True' \
+        in message
 
 
 def test_workflow_name_may_not_be_empty() -> None:

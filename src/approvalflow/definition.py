@@ -50,7 +50,9 @@ WORKFLOW_REQUIRED = ("name", "version", "initial")
 STATE_KEYS = {"label": str, "parent": str, "initial": str, "parallel": bool, "final": bool,
                "description": str, "deadline": DATE_REF, "done": list, "covers": list,
                "quorum": dict}
-VOTE_KEYS = {"label": str, "state": str, "voters": list, "need": (str, int),
+VOTE_KEYS = {"label": str, "state": str, "voters": list,
+             # "all" or a whole number, checked where votes are read (a clearer message)
+             "need": (object, bool),
               "description": str, "withdrawn": str}
 TRANSITION_KEYS = {"trigger": str, "source": str, "target": str, "actors": list,
                     "guards": list, "label": str, "vote": str, "ballot": str, "join": bool,

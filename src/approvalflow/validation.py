@@ -254,11 +254,11 @@ class Builder:
                 self.problem(f"{where}.voters is empty: a vote needs voters.")
             need_raw = keys.get("need", "all")
             need: int | None = None
-            if isinstance(need_raw, str):
-                if need_raw != "all":
-                    self.problem(f"{where}.need must be \"all\" or a number of yes-votes, "
-                                 f"not {need_raw!r}.")
-            else:
+            if isinstance(need_raw, bool) or not isinstance(need_raw, str | int) \
+                    or (isinstance(need_raw, str) and need_raw != "all"):
+                self.problem(f"{where}.need must be \"all\" or a whole number of yes-votes, "
+                             f"not {type(need_raw).__name__} {need_raw!r}.")
+            elif isinstance(need_raw, int):
                 need = need_raw
                 if voters and not 1 <= need <= len(voters):
                     self.problem(f"{where}.need is {need}; with {len(voters)} voters it must "
