@@ -752,3 +752,21 @@ after = { state = "review", days = 40 }
         ("remind", "2024-01-25"), ("escalate", "2024-02-05")]
     assert store.verify().ok
 
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Engine.rebase counts a kept state that the old version did not watch from the "
+    "migration, not from its real entry; replay decides stored clock steps by it, so "
+    "changing it would re-decide logs already written"))
+def test_a_kept_state_counts_from_its_real_entry_whatever_the_old_version_watched(
+        store: af.Store) -> None:
+    """A migration keeps when the case entered a state it stays in, whether or not the
+    old version had a timer on it: the clock reminds 20 days and escalates 31 days after
+    the real entry (2024-01-05), as the deadline it shows once the state is left says."""
+    _permits(store)
+    case = store.case("in-review")
+    assert [(t.step, t.due.isoformat()) for t in case.timers(on="2024-01-21")] == [
+        ("remind", "2024-01-25"), ("escalate", "2024-02-05")]
+    store.tick(on="2024-02-21")
+    left = store.case("in-review").deadlines(on="2024-02-21")
+    assert [(d.due, d.taken_on) for d in left] == [
+        (dt.date(2024, 2, 4), dt.date(2024, 2, 5))]
