@@ -759,6 +759,28 @@ def test_a_step_from_a_state_to_itself_starts_its_timer_again(store: af.Store) -
     assert store.case("s-1").is_final and store.verify().ok
 
 
+def test_a_state_deadline_counts_from_a_step_to_itself_as_its_escalation_does(
+        store: af.Store) -> None:
+    """A step from 'open' to 'open' enters it again for the deadline too: the deadline is
+    listed ten days after that step (it was counted from the first entry, five days
+    before the clock escalates it), in deadlines and due alike."""
+    wf = af.loads_workflow(SELF_LOOP.replace("[states.open]\n", '[states.open]\ndeadline = '
+                                             '{ after = { state = "open" }, days = 10 }\n')
+                           .replace('after = { state = "open", days = 10 }',
+                                    'escalates = "open"'))
+    case = store.create_case(wf, "s-1", actor="clerk", on="2024-01-01")
+    case.fire("extend", actor="clerk", on="2024-01-05")
+    case = store.case("s-1")
+    assert [(d.step, d.due) for d in case.deadlines(on="2024-01-06")] == [
+        ("open", dt.date(2024, 1, 15))]
+    assert [(t.step, t.due) for t in case.timers()] == [("expire", dt.date(2024, 1, 16))]
+    assert [(d.kind, d.due) for d in store.due(on="2024-01-06")] == [
+        ("deadline", dt.date(2024, 1, 15)), ("timer", dt.date(2024, 1, 16))]
+    assert [(e.trigger, e.on) for e in store.tick(on="2024-01-20").taken] == \
+        [("expire", dt.date(2024, 1, 16))]
+    assert store.verify().ok
+
+
 def test_due_names_each_timer_with_its_own_versions_label(store: af.Store,
                                                           wf: af.Workflow) -> None:
     """The timers due are labelled as each case's own workflow version labels the step,

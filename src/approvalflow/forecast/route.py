@@ -35,6 +35,12 @@ def _active(engine: Engine, config: frozenset[str]) -> frozenset[str]:
     return engine.active(frozenset(s for s in config if s in known))
 
 
+def _moves(e: Event) -> bool:
+    """Whether ``e`` may move the case between states: a step to another configuration,
+    or a migration (which enters the states its mapping moves the case into)."""
+    return e.kind in ("fire", "migrate") and e.source != e.target
+
+
 def _entered(engine: Engine, history: Sequence[Event]) -> dict[str, tuple[dt.date, int]]:
     """For each active state, the date and seq of the event that entered it."""
     out: dict[str, tuple[dt.date, int]] = {}
@@ -42,7 +48,7 @@ def _entered(engine: Engine, history: Sequence[Event]) -> dict[str, tuple[dt.dat
         if e.kind == "create":
             for s in _active(engine, e.target):
                 out[s] = (e.on, e.seq)
-        elif e.kind == "fire" and e.source != e.target:
+        elif _moves(e):
             before, after = _active(engine, e.source), _active(engine, e.target)
             for s in before - after:
                 out.pop(s, None)
@@ -61,7 +67,7 @@ def _stays(engine: Engine, history: Sequence[Event]
         if e.kind == "create":
             for s in _active(engine, e.target):
                 entered[s] = (e.on, False)
-        elif e.kind == "fire" and e.source != e.target:
+        elif _moves(e):
             before, after = _active(engine, e.source), _active(engine, e.target)
             for s in before - after:
                 left[s] = (e.on, False)
@@ -240,6 +246,13 @@ def _analyse(workflow: Workflow, state: CaseState, history: Sequence[Event],
     step_dates: dict[str, tuple[dt.date, bool]] = {k: (d, False) for k, (_, d) in taken.items()}
     entered = _entered(engine, history)
     state_dates, left_dates = _stays(engine, history)
+    # A date counted from entering a state is counted from the date the clock counts
+    # from (the engine's, kept for each active state a timer or deadline names), so a
+    # deadline falls due on the day its escalation reckons with. They differ after a
+    # migration: a state kept from a version that did not watch it counts from the
+    # migration (Engine.rebase). When a step could first be taken stays the real entry.
+    for s, (_, day) in state.entered.items():
+        state_dates[s] = (day, False)
     goal = wf.goal
     reached_on = None
     route: list[_Planned] | None = None

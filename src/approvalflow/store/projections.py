@@ -200,9 +200,12 @@ def due_rows(engine: Engine, state: CaseState,
     # The rows depend on nothing but what this key holds (see forecast._analyse): the
     # state's configuration and votes, the last event's date, what each event did and
     # when (each step's last firing, when each active state was entered, what each
-    # expectation said), and the data dates the workflow names. Cases that share
-    # them share their rows.
+    # expectation said), the dates the clock counts each active state from (after a
+    # migration they depend on the versions the case ran on, which the events' key
+    # does not hold), and the data dates the workflow names. Cases that share them
+    # share their rows.
     key = (id(engine), state.config, state.last_on, events,
+           tuple(state.entered.items()) if state.entered else (),
            _data_dates(wf, state.data), _votes_key(state, engine) if wf.votes else ())
     found = _DUE_MEMO.get(key)
     if found is None:
