@@ -78,6 +78,22 @@ MUTANTS = (
            "src/approvalflow/store/verification.py",
            "        if selected_hash(r) != digest:\n", "        if False:\n",
            ("tests/test_store.py::test_verify",)),
+    Mutant("memo-date", "a decision remembered on the last event's date is reused for an "
+           "earlier date", "src/approvalflow/engine.py",
+           "        if on != last and (self.timed or on < last):\n",
+           "        if on != last and self.timed:\n", ENGINE_UNIT),
+    Mutant("join-not-done", "a join ignores a region outside its quorum that ended not done",
+           "src/approvalflow/engine.py",
+           "                   and self.region_outcome(r, config) == \"not done\"]",
+           "                   and False]", ENGINE_UNIT),
+    Mutant("not-by-untaken", "four eyes stops at the first named step not taken yet",
+           "src/approvalflow/engine.py",
+           "                continue  # not taken (yet) in this case: nothing to compare with\n",
+           "                return  # not taken (yet) in this case: nothing to compare with\n",
+           ENGINE_UNIT),
+    Mutant("creation-source", "verify accepts a creation recorded as leaving a state",
+           "src/approvalflow/replay.py", "    if first.source:\n", "    if False:\n",
+           ("tests/test_store.py::test_verify",)),
 )
 
 IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis",

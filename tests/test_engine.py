@@ -208,6 +208,18 @@ def test_date_may_not_go_backwards(submitted) -> None:
     assert case.last_on == dt.date(2021, 11, 1)
 
 
+def test_an_earlier_date_is_refused_right_after_the_same_step_was_allowed(store) -> None:
+    """A step allowed on the last event's date is still refused dated the day before, on a
+    workflow without timed steps, where decisions are remembered by state, step and actor."""
+    wf = af.load_workflow("medfinansiering-restbeloeb")
+    assert not engine_for(wf).timed  # (on a timed one no decision dated apart is remembered)
+    case = store.create_case(wf, "rest", actor="tmf", on="2022-01-10", data={"amount": 600_000})
+    assert case.why_not("withdraw", actor="tmf", on="2022-01-10") == []
+    with pytest.raises(af.TransitionRefusedError, match="dates may not go backwards"):
+        case.fire("withdraw", actor="tmf", on="2022-01-09")
+    assert case.version == 1
+
+
 def test_final_state_allows_nothing(store) -> None:
     """A case in a final state allows no step and says it has ended."""
     wf = af.load_workflow("medfinansiering-restbeloeb")

@@ -147,6 +147,23 @@ def test_a_region_that_withdrew_is_not_done_and_the_quorum_still_holds(store, ou
     assert case.state == frozenset({"booked"}) and store.verify().ok
 
 
+def test_a_region_outside_the_quorum_that_withdrew_holds_back_the_join(store) -> None:
+    """With only team B in the quorum, team A leaving is a region not done that the join
+    needs: 'book' is refused though B is done, and nothing else is allowed."""
+    text = GENERIC.replace('quorum = { regions = ["team_a", "team_b"], at_least = 1 }',
+                           'quorum = { regions = ["team_b"], at_least = 1 }')
+    case = store.create_case(af.loads_workflow(text, source="club-outing.toml"), "outing-3",
+                             actor="office", on="2024-01-01", data={"cost": 100})
+    case.fire("a.leave", actor="a", on="2024-01-02")
+    case.fire("b.join", actor="b1", on="2024-01-03")
+    case.fire("b.join", actor="b2", on="2024-01-03")
+    assert case.why_not("book", actor="office", on="2024-01-04", data={"cost": 80}) == [
+        "region 'team_a' (team_a) ended without being done; it is needed before 'book'"]
+    with pytest.raises(af.TransitionRefusedError, match="ended without being done"):
+        case.fire("book", actor="office", on="2024-01-04", data={"cost": 80})
+    assert case.allowed(on="2024-01-04") == [] and store.verify().ok
+
+
 def test_everyone_withdrawn_is_its_own_outcome(store, outing) -> None:
     """Both B members withdraw: B is 'b_out', never 'b_in'; with A out too, only cancel is left."""
     case = store.create_case(outing, "outing-2", actor="office", on="2024-01-01")

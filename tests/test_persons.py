@@ -92,6 +92,24 @@ def test_four_eyes_against_every_named_step(grant: af.Case) -> None:
     assert grant.state == {"granted"}
 
 
+def test_four_eyes_still_compares_the_steps_named_after_one_not_taken(store: af.Store) -> None:
+    """not_by = ['dean.send_back', 'submit', 'finance.ok'] with nothing sent back: the step
+    not taken is passed over, and the submitter and finance's person are still refused."""
+    text = GRANT.read_text(encoding="utf-8").replace(
+        'not_by = ["submit", "finance.ok"]', 'not_by = ["dean.send_back", "submit", "finance.ok"]')
+    case = store.create_case(af.loads_workflow(text, source="research-grant.toml"), "g",
+                             actor="applicant", on="2024-01-02", data={"budget": 5000}, by="ann")
+    case.fire("submit", actor="applicant", on="2024-01-03", by="ann")
+    case.fire("finance.ok", actor="finance", on="2024-01-04", by="kim")
+    for n in range(1, 9):
+        case.fire("ethics.yes", actor=f"e{n}", on="2024-01-05")
+    for person in ("ann", "kim"):
+        with pytest.raises(af.TransitionRefusedError, match=f"'{person}' took"):
+            case.fire("dean.grant", actor="dean", on="2024-01-06", by=person)
+    case.fire("dean.grant", actor="dean", on="2024-01-06", by="dora")
+    assert case.state == {"granted"} and store.verify().ok
+
+
 def test_named_step_taken_without_a_person_refuses(store: af.Store) -> None:
     """When the named step recorded no person, nobody can be shown to be another person:
     the step is refused until the named step is taken again with its person."""

@@ -232,6 +232,25 @@ def test_step_the_workflow_does_not_allow_is_named_even_with_a_valid_chain(log):
                         "'tmu' may"]
 
 
+@pytest.mark.parametrize(("column", "value", "says"), [
+    ("source", '["draft"]', "a creation leaves no state, this one says ['draft']"),
+    ("target", '["approved"]', "created in ['approved'], the workflow starts in ['draft']"),
+    ("actor", "mayor", "created by 'mayor', who is not an actor"),
+    ("by", " ", "the creation breaks the rule 'by'"),
+])
+def test_creation_the_library_would_not_write_is_named_with_a_valid_chain(log, column, value,
+                                                                         says):
+    """A rewritten creation (leaving a state, starting elsewhere, by someone who is not an
+    actor, by no real person) is named, chain or no chain."""
+    with rawdb.unguarded(log) as conn:
+        conn.execute(f"UPDATE events SET {column} = ? WHERE case_id = 'untouched' AND seq = 1",
+                     (value,))
+        _rehash_from(conn, "untouched", 1)
+    problems = _only(_problems(log), "untouched")
+    assert any(p.startswith("case 'untouched' event 1: ") and says in p for p in problems), \
+        problems
+
+
 # -- the feed's positions -------------------------------------------------------------------
 
 
