@@ -55,7 +55,8 @@ def test_four_eyes_refuses_the_same_person_naming_both_steps(grant: af.Case) -> 
 
 
 @pytest.mark.parametrize("same", ["anne\u0301", " ann\u00e9", "ann\u00e9 ", "ann\u200b\u00e9",
-                                  "\u202dann\u00e9"])
+                                  "\u202dann\u00e9", "ann\u034f\u00e9", "ann\u00e9\ufe0f",
+                                  "ann\u00e9\U000e0041"])
 def test_four_eyes_sees_one_person_in_a_spelling_that_looks_the_same(store: af.Store,
                                                                     same: str) -> None:
     """A person written decomposed, with spaces around, or with invisible characters is the

@@ -940,6 +940,15 @@ def _same_person(a: str, b: str) -> bool:
     return a == b or _person_key(a) == _person_key(b)
 
 
+#: Unicode's default-ignorable characters that are not format characters (category Cf,
+#: left out by category): the combining grapheme joiner, Hangul fillers, Khmer and
+#: Mongolian inherent vowels and selectors, variation selectors, and the tags block.
+_IGNORABLE = frozenset(
+    [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0,
+     *range(0x180B, 0x1810), *range(0xFE00, 0xFE10), *range(0xFFF0, 0xFFF9)])
+
+
 def _person_key(text: str) -> str:
-    visible = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    visible = "".join(c for c in text if unicodedata.category(c) != "Cf"
+                      and ord(c) not in _IGNORABLE and not 0xE0000 <= ord(c) <= 0xE0FFF)
     return unicodedata.normalize("NFC", visible).strip()
