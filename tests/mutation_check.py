@@ -94,6 +94,11 @@ MUTANTS = (
     Mutant("creation-source", "verify accepts a creation recorded as leaving a state",
            "src/approvalflow/replay.py", "    if first.source:\n", "    if False:\n",
            ("tests/test_store.py::test_verify",)),
+    Mutant("creation-data", "verify accepts a creation with data its workflow does not take",
+           "src/approvalflow/replay.py",
+           "    for reason in engine.creation_reasons(first.data):\n",
+           "    for reason in []:\n",
+           ("tests/test_store.py::test_verify",)),
 )
 
 IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis",

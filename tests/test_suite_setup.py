@@ -20,5 +20,5 @@ def test_only_a_true_ci_variable_selects_the_ci_profile(value: str | None, ci: b
 def test_every_planted_bug_still_matches_the_source() -> None:
     """Each bug of the mutation check is one text that occurs exactly once in its file."""
     assert mutation_check.check_all_plantable() == []
-    assert len(mutation_check.MUTANTS) == 12
-    assert len({m.name for m in mutation_check.MUTANTS}) == 12
+    assert len(mutation_check.MUTANTS) == 13
+    assert len({m.name for m in mutation_check.MUTANTS}) == 13

@@ -251,6 +251,22 @@ def test_creation_the_library_would_not_write_is_named_with_a_valid_chain(log, c
         problems
 
 
+def test_creation_data_the_workflow_does_not_take_is_named_with_a_valid_chain(log):
+    """A creation rewritten to start with data its workflow does not let a case start
+    with (a key outside creation_sets) is named, though the chain is made whole again."""
+    with rawdb.unguarded(log) as conn:
+        data = conn.execute("SELECT data FROM events WHERE case_id = 'mimerskvarteret' "
+                            "AND seq = 1").fetchone()[0]
+        smuggled = json.dumps({**json.loads(data), "smuggled": 1}, sort_keys=True,
+                              separators=(",", ":"), ensure_ascii=False)
+        conn.execute("UPDATE events SET data = ? WHERE case_id = 'mimerskvarteret' AND "
+                     "seq = 1", (smuggled,))
+        _rehash_from(conn, "mimerskvarteret", 1)
+    problems = _only(_problems(log), "mimerskvarteret")
+    assert any(p.startswith("case 'mimerskvarteret' event 1: ") and "'smuggled'" in p
+               and "may not start with the data" in p for p in problems), problems
+
+
 # -- the feed's positions -------------------------------------------------------------------
 
 
