@@ -63,12 +63,13 @@ def merge_data(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def _tree_copy(value: Any) -> Any:
-    """A copy of case data (dicts, lists and scalars) that shares no dict or list with it."""
-    if isinstance(value, Mapping):
-        return {key: _tree_copy(item) for key, item in value.items()}
+def copy_data(value: Any) -> Any:
+    """A copy of plain data (dicts, lists and scalars) that shares no dict or list with
+    it, and holds the very same keys and scalars."""
+    if type(value) is dict:
+        return {key: copy_data(item) for key, item in value.items()}
     if type(value) is list:
-        return [_tree_copy(item) for item in value]
+        return [copy_data(item) for item in value]
     return value
 
 
@@ -611,7 +612,7 @@ class Engine:
         instead of run; without it, it refuses."""
         # a copy of its own: a guard that changes what it is given (it should not) changes
         # neither the case's state nor, in an import, the states cases share
-        merged = _tree_copy(merge_data(state.data, data or {}))
+        merged = copy_data(merge_data(state.data, data or {}))
         ctx = _guards.GuardContext(case_id=case_id, trigger=trigger, actor=actor, on=on,
                                    data=merged, state=state.config, workflow=self.workflow.name)
         reasons: list[str] = []

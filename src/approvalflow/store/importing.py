@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..canonical import check_data, check_text, shortened, to_date
 from ..case import MAX_ID_LENGTH, MAX_NOTE_LENGTH, check_actor, check_person, reasons_text
 from ..definition import TransitionDef, Workflow
-from ..engine import CaseState, Engine, engine_for
+from ..engine import CaseState, Engine, copy_data, engine_for
 from ..errors import CaseExistsError, InvalidInputError, TransitionRefusedError
 from ..loading import load_workflow
 from ..replay import Recorded
@@ -93,27 +93,12 @@ def _data_text(data: object) -> str | None:
     return text
 
 
-def _exact(text: str) -> str:
-    """``text`` as an object of str itself: what the import compares, keys its memos on
-    and stores is the text, not a subclass whose ``==`` or hash may say otherwise (an id
-    equal to every id would put a step of one case into another's chain)."""
-    return text if type(text) is str else str.__str__(text)
-
-
-def _snapshot(value: Any) -> Any:
-    """A copy of plain data's dicts and lists that holds the very same keys and scalars."""
-    if type(value) is dict:
-        return {key: _snapshot(item) for key, item in value.items()}
-    if type(value) is list:
-        return [_snapshot(item) for item in value]
-    return value
-
-
 def _unchanged(value: Any, snapshot: Any) -> bool:
-    """Whether ``value`` still holds what :func:`_snapshot` saw: the same keys, and the
-    very same scalar objects (immutable: the same object is the same value) in dicts and
-    lists of the same shape. The snapshot's dicts and lists are its own, never the
-    caller's, so a list or dict changed in place is compared item by item."""
+    """Whether ``value`` still holds what a snapshot of it (``copy_data``) saw: the same
+    keys, and the very same scalar objects (immutable: the same object is the same
+    value) in dicts and lists of the same shape. The snapshot's dicts and lists are its
+    own, never the caller's, so a list or dict changed in place is compared item by
+    item."""
     kind = type(value)
     if kind is dict:
         if type(snapshot) is not dict or len(value) != len(snapshot):
@@ -322,15 +307,15 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 # the current one was checked (text of str itself: a subclass's == could
                 # say any id is the current one's)
                 if cur is None or type(case_id) is not str or case_id != cur.id:
-                    case_id = _exact(check_case_id(case_id))
+                    case_id = check_case_id(case_id)
                 # text is immutable: a trigger, actor or date checked once stays valid
                 trigger = record.get("trigger")
                 if type(trigger) is not str or trigger not in checked:
-                    trigger = _exact(check_text(trigger, "trigger", max_length=MAX_ID_LENGTH))
+                    trigger = check_text(trigger, "trigger", max_length=MAX_ID_LENGTH)
                     checked.add(trigger)
                 actor = record.get("actor")
                 if type(actor) is not str or actor not in checked_actors:
-                    actor = _exact(check_actor(actor))
+                    actor = check_actor(actor)
                     checked_actors.add(actor)
                 on = record.get("on")
                 day = days.get(on) if type(on) is str else None
@@ -350,7 +335,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     else:
                         text = _data_text(data)
                         if text is not None:
-                            last_data = (data, _snapshot(data), text)
+                            last_data = (data, copy_data(data), text)
                     payload = None if text is not None else dict(check_data(data))
                 else:
                     payload = {} if data is None else dict(check_data(data))
@@ -359,7 +344,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                     note = check_text(note, "note", max_length=MAX_NOTE_LENGTH)
                 by = record.get("by")
                 if by is not None:
-                    by = _exact(check_person(by))
+                    by = check_person(by)
                 wf: Any = record.get("workflow")
                 if trigger == "create" and not isinstance(wf, Workflow | str | os.PathLike):
                     raise InvalidInputError(f"a creation needs a 'workflow' (a Workflow, "
