@@ -40,6 +40,7 @@ from ..case import MAX_ID_LENGTH, Case, Event, check_actor, check_person
 from ..definition import TransitionDef, Workflow
 from ..engine import CaseState, Decision, engine_for
 from ..errors import (
+    ApprovalflowError,
     CaseExistsError,
     CaseNotFoundError,
     ConcurrencyError,
@@ -72,6 +73,7 @@ from .rows import (
     event_values,
     json_list,
     row_to_event,
+    store_error,
     stored_event,
     translate,
     utc_now,
@@ -82,6 +84,8 @@ from .timers import tick as _tick
 from .verification import VerifyReport, verify_store
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     import pandas
     import sqlite_utils  # imported when first needed (Store.db): it imports pandas
 
@@ -165,6 +169,105 @@ def _check_path(path: object) -> str:
                                 f"without NUL characters, at most {MAX_PATH_LENGTH} long, "
                                 f"or ':memory:'.")
     return text
+
+
+class _Write:
+    """Store._write's transaction: one IMMEDIATE transaction, all or nothing; inside a
+    bulk block, part of the block's. The database's errors become StoreError (as
+    ``translate`` does them), and the subscribers hear of the events once the caller has
+    advanced its Case (``Store._after_commit``).
+
+    Every step runs one, so it is a class with two methods rather than generator-based
+    context managers nested three deep (``translate``, ``_writer_turn``).
+    """
+
+    __slots__ = ("_store", "_what", "_mark", "_locked")
+
+    def __init__(self, store: Store, what: str) -> None:
+        self._store, self._what = store, what
+        self._mark: int | None = None
+        self._locked = False
+
+    def __enter__(self) -> None:
+        store = self._store
+        if store._closed:
+            raise StoreError("The store is closed.")
+        if store.readonly:
+            raise StoreError(f"Can't {self._what}: the store {store.where!r} was opened "
+                             f"read-only (readonly=True); open it without readonly to write.")
+        try:
+            if store._bulk_depth:
+                if store._bulk_failed or not store._conn.in_transaction \
+                        or store._transaction_failed():
+                    raise StoreError(_BULK_FAILED)
+                return
+            # wait for the other writers of this process to the same file (_writer_turn)
+            lock = store._writer_lock
+            if lock is not None:
+                if not lock.acquire(timeout=store._timeout):
+                    raise StoreError(
+                        f"Could not {self._what}: another writer of this process held "
+                        f"{store.where!r} longer than the timeout of {store._timeout} s "
+                        f"(retry, or open the store with a longer timeout).")
+                self._locked = True
+            try:
+                store._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._mark = store._feed_mark()
+                except BaseException:
+                    store._rollback()
+                    raise
+            except BaseException:
+                self._release()
+                raise
+        except ApprovalflowError:
+            raise
+        except _rows.DATABASE_ERRORS as e:
+            raise store_error(e, self._what) from e
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        store = self._store
+        if store._bulk_depth:
+            if error is not None and isinstance(error, _rows.DATABASE_ERRORS) \
+                    and not isinstance(error, ApprovalflowError):
+                # The database failed part-way through a step (our own refusals come
+                # before any write): the block can no longer be all or nothing, so none
+                # of it will be stored.
+                store._bulk_failed = True
+                raise store_error(error, self._what) from error
+            return
+        try:
+            try:
+                if error is not None:
+                    store._rollback()
+                else:
+                    try:
+                        mine = store._own_events(self._mark)
+                        store._conn.execute("COMMIT")
+                    except BaseException:
+                        store._rollback()
+                        raise
+                    store._number_feed()
+            finally:
+                self._release()
+        except ApprovalflowError:
+            raise
+        except _rows.DATABASE_ERRORS as e:
+            raise store_error(e, self._what) from e
+        if error is None:
+            # the callbacks run once the caller has advanced its Case (see _after_commit)
+            store._committed_mark = mine
+        elif isinstance(error, _rows.DATABASE_ERRORS) \
+                and not isinstance(error, ApprovalflowError):
+            raise store_error(error, self._what) from error
+
+    def _release(self) -> None:
+        if self._locked:
+            self._locked = False
+            lock = self._store._writer_lock
+            assert lock is not None
+            lock.release()
 
 
 class Store:
@@ -389,41 +492,10 @@ class Store:
         # (the cache is read again from the file when asked)
         self._workflows.clear()
 
-    @contextlib.contextmanager
-    def _write(self, what: str) -> Iterator[None]:
-        """One IMMEDIATE transaction, all or nothing; inside ``bulk``, part of the bulk's."""
-        if self._closed:
-            raise StoreError("The store is closed.")
-        if self.readonly:
-            raise StoreError(f"Can't {what}: the store {self.where!r} was opened read-only "
-                             f"(readonly=True); open it without readonly to write.")
-        with translate(what):
-            if self._bulk_depth:
-                if self._bulk_failed or not self._conn.in_transaction \
-                        or self._transaction_failed():
-                    raise StoreError(_BULK_FAILED)
-                try:
-                    yield
-                except _rows.DATABASE_ERRORS:
-                    # The database failed part-way through a step (our own refusals come
-                    # before any write): the block can no longer be all or nothing, so
-                    # none of it will be stored.
-                    self._bulk_failed = True
-                    raise
-                return
-            with self._writer_turn(what):
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    mark = self._feed_mark()
-                    yield
-                    mine = self._own_events(mark)
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-                self._number_feed()
-        # the callbacks run once the caller has advanced its Case (see _after_commit)
-        self._committed_mark = mine
+    def _write(self, what: str) -> _Write:
+        """One IMMEDIATE transaction, all or nothing; inside ``bulk``, part of the bulk's.
+        A context manager (see :class:`_Write`); ``what`` names the write in errors."""
+        return _Write(self, what)
 
     @contextlib.contextmanager
     def _writer_turn(self, what: str) -> Iterator[None]:

@@ -57,6 +57,9 @@ TABLES = ("case_awaiting", "case_due", "case_data", "case_fields")
 
 INSERT_AWAITING = "INSERT INTO case_awaiting (actor, case_id, trigger, guarded) VALUES (?,?,?,?)"
 DELETE_AWAITING = "DELETE FROM case_awaiting WHERE actor = ? AND case_id = ? AND trigger = ?"
+#: Every awaited step of one actor in one case: an actor's ballot or step usually takes
+#: all of its rows away at once, in one statement rather than one per row.
+DELETE_ACTOR_AWAITING = "DELETE FROM case_awaiting WHERE actor = ? AND case_id = ?"
 INSERT_DUE = ("INSERT INTO case_due (case_id, n, kind, step, label, due, fixed, at_risk_from, "
               "actors) VALUES (?,?,?,?,?,?,?,?,?)")
 INSERT_DATA = "INSERT INTO case_data (case_id, data) VALUES (?, ?)"
@@ -468,25 +471,31 @@ def _rows_of(engine: Engine, state: CaseState, history: Sequence[Event] | Sequen
     return rows
 
 
-#: (id(old rows), id(new rows)) -> (old, new, rows gone, rows added): the awaiting rows
-#: are memoised tuples shared by every case in the same place, so a step's change is
-#: the same for all of them (both tuples are kept, so their ids are not reused).
-_AWAIT_CHANGES: dict[tuple[int, int], tuple[Any, Any, tuple[AwaitRow, ...],
-                                             tuple[AwaitRow, ...]]] = {}
+#: (id(old rows), id(new rows)) -> (old, new, the change): the awaiting rows are
+#: memoised tuples shared by every case in the same place, so a step's change is the
+#: same for all of them (both tuples are kept, so their ids are not reused).
+_AWAIT_CHANGES: dict[tuple[int, int], tuple[Any, Any, AwaitChange]] = {}
+#: What a step changes in a case's awaiting rows: the actors all of whose rows go, the
+#: other rows that go (actor, trigger), and the rows added.
+AwaitChange = tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[AwaitRow, ...]]
 
 
-def _await_change(old: tuple[AwaitRow, ...], new: tuple[AwaitRow, ...]
-                  ) -> tuple[tuple[AwaitRow, ...], tuple[AwaitRow, ...]]:
-    """The rows in ``old`` and not in ``new``, and those in ``new`` and not in ``old``."""
+def _await_change(old: tuple[AwaitRow, ...], new: tuple[AwaitRow, ...]) -> AwaitChange:
+    """The rows in ``old`` and not in ``new`` (as whole actors where every row of an
+    actor goes, and single rows), and those in ``new`` and not in ``old``."""
     found = _AWAIT_CHANGES.get((id(old), id(new)))
     if found is not None and found[0] is old and found[1] is new:
-        return found[2], found[3]
-    gone = tuple(sorted(set(old) - set(new)))
+        return found[2]
+    gone = set(old) - set(new)
     added = tuple(sorted(set(new) - set(old)))
+    whole = tuple(sorted({a for a, _, _ in gone}
+                         - {a for a, _, _ in set(old) - gone} - {a for a, _, _ in added}))
+    rows = tuple(sorted((a, t) for a, t, _ in gone if a not in whole))
+    change = (whole, rows, added)
     if len(_AWAIT_CHANGES) > 4_096:
         _AWAIT_CHANGES.clear()
-    _AWAIT_CHANGES[(id(old), id(new))] = (old, new, gone, added)
-    return gone, added
+    _AWAIT_CHANGES[(id(old), id(new))] = (old, new, change)
+    return change
 
 
 def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: CaseState,
@@ -497,9 +506,11 @@ def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: Case
                                   history[:len(history) - (after.version - before.version)])
     new_await, new_due = _rows_of(engine, after, history)
     if old_await is not new_await and old_await != new_await:
-        gone, added = _await_change(old_await, new_await)
+        whole, gone, added = _await_change(old_await, new_await)
+        for actor in whole:
+            conn.execute(DELETE_ACTOR_AWAITING, (actor, case_id))
         if gone:
-            conn.executemany(DELETE_AWAITING, [(a, case_id, t) for a, t, _ in gone])
+            conn.executemany(DELETE_AWAITING, [(a, case_id, t) for a, t in gone])
         if added:
             conn.executemany(INSERT_AWAITING, [(a, case_id, t, g) for a, t, g in added])
     if new_due is not old_due and new_due != old_due:

@@ -41,31 +41,37 @@ def translate(what: str) -> Iterator[None]:
     except ApprovalflowError:
         raise
     except DATABASE_ERRORS as e:
-        text = str(e).strip()
-        if "full" in text and "deadlock" not in text:
-            hint = "the database or the disk is full; free space (or raise max_page_count)"
-        elif "deadlock" in text or "could not serialize" in text:
-            hint = "another writer took the same rows at the same time; retry"
-        elif "locked" in text or "busy" in text or "lock timeout" in text:
-            hint = "another process held the database longer than the busy timeout; retry"
-        elif "not a database" in text or "malformed" in text:
-            hint = "the file is not an approvalflow database, or it is damaged"
-        elif "unable to open" in text:
-            hint = "the file's folder does not exist, or the file can't be opened there"
-        elif "readonly" in text or "read-only" in text:
-            hint = "the database file or its folder is read-only"
-        elif "thread" in text:
-            hint = ("a Store belongs to the thread that opened it; open one store per thread "
-                    "or per request (approvalflow.open_store), see docs/integration.md")
-        elif "append-only" in text:
-            hint = "recorded events and workflows are never changed or deleted"
-        elif "NUL (0x00)" in text:
-            hint = "PostgreSQL can't store the character U+0000 in text; remove it"
-        elif "connection" in text or "server closed" in text:
-            hint = "the database server can't be reached; nothing more was written"
-        else:
-            hint = "nothing was written"
-        raise StoreError(f"Could not {what}: {text} ({hint}).") from e
+        raise store_error(e, what) from e
+
+
+def store_error(e: BaseException, what: str) -> StoreError:
+    """The StoreError that :func:`translate` turns the database's error ``e`` into: what
+    could not be done, the database's words, and what to do."""
+    text = str(e).strip()
+    if "full" in text and "deadlock" not in text:
+        hint = "the database or the disk is full; free space (or raise max_page_count)"
+    elif "deadlock" in text or "could not serialize" in text:
+        hint = "another writer took the same rows at the same time; retry"
+    elif "locked" in text or "busy" in text or "lock timeout" in text:
+        hint = "another process held the database longer than the busy timeout; retry"
+    elif "not a database" in text or "malformed" in text:
+        hint = "the file is not an approvalflow database, or it is damaged"
+    elif "unable to open" in text:
+        hint = "the file's folder does not exist, or the file can't be opened there"
+    elif "readonly" in text or "read-only" in text:
+        hint = "the database file or its folder is read-only"
+    elif "thread" in text:
+        hint = ("a Store belongs to the thread that opened it; open one store per thread "
+                "or per request (approvalflow.open_store), see docs/integration.md")
+    elif "append-only" in text:
+        hint = "recorded events and workflows are never changed or deleted"
+    elif "NUL (0x00)" in text:
+        hint = "PostgreSQL can't store the character U+0000 in text; remove it"
+    elif "connection" in text or "server closed" in text:
+        hint = "the database server can't be reached; nothing more was written"
+    else:
+        hint = "nothing was written"
+    return StoreError(f"Could not {what}: {text} ({hint}).")
 
 
 # Hot-path helpers. encode is canonical_json without json.dumps' per-call set-up (the

@@ -34,6 +34,11 @@ _WRONG_THREAD = ("This store was opened in another thread ({owner}); a store bel
                  "(approvalflow.open_store in each; they may share the file).")
 
 
+_get_ident = threading.get_ident
+_execute = sqlite3.Connection.execute
+_executemany = sqlite3.Connection.executemany
+
+
 class SqliteConnection(sqlite3.Connection):
     """sqlite3's connection, refusing use from another thread or after close with a
     StoreError (sqlite3 would raise ProgrammingError, and only for some calls)."""
@@ -50,13 +55,17 @@ class SqliteConnection(sqlite3.Connection):
         if self._is_closed:
             raise StoreError("The store is closed.")
 
+    # execute and executemany run for every statement: the check is inlined, and the
+    # base class named directly (super() costs a lookup per call)
     def execute(self, *args: Any) -> sqlite3.Cursor:
-        self.check_thread()
-        return super().execute(*args)
+        if _get_ident() != self._owner or self._is_closed:
+            self.check_thread()
+        return _execute(self, *args)
 
     def executemany(self, *args: Any) -> sqlite3.Cursor:
-        self.check_thread()
-        return super().executemany(*args)
+        if _get_ident() != self._owner or self._is_closed:
+            self.check_thread()
+        return _executemany(self, *args)
 
     def cursor(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
         self.check_thread()
