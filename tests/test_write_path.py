@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -150,3 +151,19 @@ def test_the_hashed_text_of_awkward_text() -> None:
 
     fields = ('"\\\b\f\n\r\t\x00\x1f\x7f\u2028\ud800', "æøå ✓ 𝄞", -2**70, Level.HIGH, None)
     assert encode_fields(fields) == encode(fields)
+
+
+def test_the_event_a_step_returns_is_the_one_read_back(store, flagship, seed_data) -> None:
+    """The Event a step returns, made from the values the step was written from, equals
+    the one read back from the log, field by field: the recorded time, the states, the
+    data, the note, the person, the hash and the feed position."""
+    case = store.create_case(flagship, "e", actor="tmf", on="2021-11-01", data=seed_data)
+    made = [case.fire("submit", actor="tmf", on="2021-11-01", note="sendt ✓", by="Ann"),
+            case.fire("tmu.approve", actor="tmu", on="2021-11-02", key="k-1"),
+            case.fire("aab.approve", actor="aab", on="2021-11-02")]
+    read = store.case("e").history[1:]
+    for mine, stored in zip(made, read, strict=True):
+        for field in attrs.fields(af.Event):
+            assert getattr(mine, field.name) == getattr(stored, field.name), field.name
+        assert mine.recorded_at.tzinfo is not None and mine.recorded_at == stored.recorded_at
+        assert mine.data == {} and mine.data is not stored.data

@@ -69,6 +69,7 @@ from .rows import (
     SELECT_NEW,
     UPDATE_CASE,
     UPDATE_CASE_SAME_DAY,
+    built_event,
     event_hash,
     event_values,
     json_list,
@@ -1148,10 +1149,11 @@ class Store:
         """Persist one decided step atomically and advance ``case``; or raise, writing nothing."""
         wf = case.definition
         seq = case.version + 1
+        recorded_at = utc_now()
         row: dict[str, Any] = {
             "case_id": case.id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
             "actor": decision.actor, "on_date": decision.on.isoformat(),
-            "recorded_at": utc_now().isoformat(), "source": json_list(case.state),
+            "recorded_at": recorded_at.isoformat(), "source": json_list(case.state),
             "target": json_list(decision.target), "note": note,
             "data": canonical_json(data) if data else "{}",
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
@@ -1160,7 +1162,8 @@ class Store:
         final = int(case._engine.is_final(decision.target))
         return self._append_row(case, row, final=final, data=data,
                                 what=f"record {decision.trigger!r} on case {case.id!r}",
-                                transition=decision.transition, dated=dated)
+                                transition=decision.transition, dated=dated,
+                                made=(decision.on, recorded_at, case.state, decision.target))
 
     def _append_expect(self, case: Case, *, actor: str, on: dt.date, note: str | None,
                        data: dict[str, Any], key: str | None, dated: bool = True) -> Event:
@@ -1180,12 +1183,15 @@ class Store:
 
     def _append_row(self, case: Case, row: dict[str, Any], *, final: int,
                     data: dict[str, Any], what: str, moves_to: Workflow | None = None,
-                    transition: TransitionDef | None = None, dated: bool = True) -> Event:
+                    transition: TransitionDef | None = None, dated: bool = True,
+                    made: tuple[dt.date, dt.datetime, frozenset[str], frozenset[str]] | None
+                    = None) -> Event:
         """Append ``row`` as ``case``'s next event in one transaction, or raise writing nothing.
 
         A retry with a stored idempotency key returns the stored event instead (``dated``
         False: the caller gave no date, so the stored event's date is the one it meant).
-        ``transition``: a fire's transition, as its decision found it.
+        ``transition``: a fire's transition, as its decision found it. ``made``: the date,
+        time, source and target the row's text was written from, when at hand.
         """
         seq, key = row["seq"], row["key"]
         with self._write(what):
@@ -1227,7 +1233,12 @@ class Store:
             if moves_to is not None:
                 self._conn.execute("UPDATE cases SET workflow_version = ? WHERE case_id = ?",
                                    (moves_to.version, case.id))
-            event = row_to_event(row)
+            if made is None:
+                event = row_to_event(row)
+            else:
+                on, recorded_at, source, target = made
+                event = built_event(row, on=on, recorded_at=recorded_at, source=source,
+                                    target=target)
             before = case.engine_state
             after = self._state_after(case, event, data, moves_to, transition)
             history = (*case.history, event)

@@ -165,10 +165,21 @@ def fields_hash(fields: tuple[Any, ...], digest: str | None, by: str | None) -> 
 _QUOTE = json.encoder.encode_basestring  # what ``encode`` quotes text with (not ASCII-only)
 
 
+#: ``encode``'s own C encoder, made once (``encode`` makes one per call): the same
+#: settings, without the check for circular containers, which the tuples a hash covers
+#: (text, whole numbers, null and the person's ``{"by": text}``) can't hold.
+_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = (_MAKE_ENCODER(None, None, _QUOTE, None, ":", ",", True, False, False)
+             if _MAKE_ENCODER is not None else None)
+
+
 def encode_fields(fields: tuple[Any, ...]) -> str:
-    """``encode(fields)``, the same text, for the tuple a hash covers: text, whole numbers
-    and null, joined without the JSON encoder's set-up; any other value (the person's
-    ``{"by": ...}``, a float) takes ``encode`` itself. A tuple encodes as a JSON array."""
+    """``encode(fields)``, the same text, for the tuple a hash covers, without the JSON
+    encoder's per-call set-up: ``encode``'s C encoder made once, or, where Python has
+    none, text, whole numbers and null joined here and any other value (the person's
+    ``{"by": ...}``, a float) taken by ``encode`` itself. A tuple encodes as a JSON array."""
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(fields, 0))
     parts = []
     for value in fields:
         kind = type(value)
@@ -258,6 +269,21 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
         workflow=workflow, workflow_version=workflow_version, kind=kind, key=key,
         prev_hash=prev_hash, hash=hash_, workflow_digest=workflow_digest, by=by,
         position=position,
+    )
+
+
+def built_event(row: Mapping[str, Any], *, on: dt.date, recorded_at: dt.datetime,
+                source: frozenset[str], target: frozenset[str]) -> Event:
+    """:func:`row_to_event` of a dict row the store has just built, given the values its
+    date, time and states were written from (nothing is parsed back)."""
+    data = row["data"]
+    return Event(
+        case_id=row["case_id"], seq=row["seq"], trigger=row["trigger"], actor=row["actor"],
+        on=on, recorded_at=recorded_at, source=source, target=target, note=row["note"],
+        data={} if data == "{}" else json.loads(data), workflow=row["workflow"],
+        workflow_version=row["workflow_version"], kind=row["kind"], key=row["key"],
+        prev_hash=row["prev_hash"], hash=row["hash"], workflow_digest=row["workflow_digest"],
+        by=row["by"], position=row["position"],
     )
 
 
