@@ -601,6 +601,8 @@ class Engine:
             if reasons:  # refused, with every reason (as _evaluate lists them)
                 return Decision(trigger, actor, on, (*found.reasons, *reasons), transition=t,
                                 rules=(*found.rules, *rules))
+        elif found.on == on:  # no guards, the same day: the decision is the memoised one
+            return found
         return Decision(trigger, actor, on, found.reasons, transition=t,
                         target=found.target, moves=found.moves, rules=found.rules)
 

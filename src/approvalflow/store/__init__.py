@@ -213,6 +213,8 @@ class _Write:
                 self._locked = True
             try:
                 store._conn.execute("BEGIN IMMEDIATE")
+                if not store._subscribers:
+                    return
                 try:
                     self._mark = store._feed_mark()
                 except BaseException:
@@ -244,14 +246,16 @@ class _Write:
                     store._rollback()
                 else:
                     try:
-                        mine = store._own_events(self._mark)
+                        mine = None if self._mark is None else store._own_events(self._mark)
                         store._conn.execute("COMMIT")
                     except BaseException:
                         store._rollback()
                         raise
-                    store._number_feed()
+                    if store._pg:
+                        store._number_feed()
             finally:
-                self._release()
+                if self._locked:
+                    self._release()
         except ApprovalflowError:
             raise
         except _rows.DATABASE_ERRORS as e:
@@ -1246,11 +1250,13 @@ class Store:
                 projections.advance(self._conn, case._engine, case.id, before, after, history)
             else:  # another version: its rows are made anew
                 projections.replace(self._conn, engine_for(moves_to), case.id, after, history)
-        self._keep_for_rollback(case)
-        numbered = self._position(event)
+        if self._bulk_depth:
+            self._keep_for_rollback(case)
+        numbered = self._position(event) if self._pg else event
         case._advance(numbered, moves_to, after,
                       history if numbered is event else (*case.history, numbered))
-        self._after_commit()
+        if self._committed_mark is not None:
+            self._after_commit()
         return numbered
 
     def _state_after(self, case: Case, event: Event, data: dict[str, Any],

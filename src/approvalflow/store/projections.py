@@ -458,13 +458,14 @@ _WRITTEN: dict[int, tuple[CaseState, Any, Engine, tuple[AwaitRow, ...],
                           tuple[DueRow, ...]]] = {}
 
 
-def _rows_of(engine: Engine, state: CaseState, history: Sequence[Event] | Sequence[Recorded]
-             ) -> tuple[tuple[AwaitRow, ...], tuple[DueRow, ...]]:
-    last = history[-1] if history else None
+def _rows_of(engine: Engine, state: CaseState, history: Sequence[Event] | Sequence[Recorded],
+             n: int) -> tuple[tuple[AwaitRow, ...], tuple[DueRow, ...]]:
+    """The rows of ``state``, the state the first ``n`` events of ``history`` leave."""
+    last = history[n - 1] if n else None
     found = _WRITTEN.get(id(state))
     if found is not None and found[0] is state and found[1] is last and found[2] is engine:
         return found[3], found[4]
-    rows = awaiting_rows(engine, state), due_rows(engine, state, history)
+    rows = awaiting_rows(engine, state), due_rows(engine, state, history[:n])
     if len(_WRITTEN) > 4_096:
         _WRITTEN.clear()
     _WRITTEN[id(state)] = (state, last, engine, *rows)
@@ -502,9 +503,9 @@ def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: Case
             after: CaseState, history: Sequence[Event] | Sequence[Recorded]) -> None:
     """Bring a case's rows from ``before`` to ``after`` (its state once the new events are
     applied; ``history`` ends with them). Only what changed is written."""
-    old_await, old_due = _rows_of(engine, before,
-                                  history[:len(history) - (after.version - before.version)])
-    new_await, new_due = _rows_of(engine, after, history)
+    old_await, old_due = _rows_of(engine, before, history,
+                                  len(history) - (after.version - before.version))
+    new_await, new_due = _rows_of(engine, after, history, len(history))
     if old_await is not new_await and old_await != new_await:
         whole, gone, added = _await_change(old_await, new_await)
         for actor in whole:
