@@ -41,7 +41,8 @@ def check_text(value: object, what: str, *, max_length: int | None = None) -> st
     if type(value) is not str:  # the text it holds: a subclass's own methods are not asked
         value = str.__str__(value)
     try:
-        value.encode("utf-8")
+        if not value.isascii():  # ASCII text is UTF-8 as it is (a flag, not a scan)
+            value.encode("utf-8")
     except UnicodeEncodeError as e:
         raise InvalidInputError(
             f"{what} {value[:40]!r} is not valid Unicode text (lone surrogate at {e.start})."

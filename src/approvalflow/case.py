@@ -476,7 +476,7 @@ class Case:
             note = check_text(note, "note", max_length=MAX_NOTE_LENGTH)
         if key is not None:
             key = check_text(key, "key", max_length=MAX_ID_LENGTH)
-        payload = dict(check_data(data))
+        payload = check_data(data)  # a fresh copy, the step's own
         if by is not None:
             by = check_person(by)
         if key is not None and self._store is not None and self._as_of is None:

@@ -1152,12 +1152,13 @@ class Store:
                 dated: bool = True) -> Event:
         """Persist one decided step atomically and advance ``case``; or raise, writing nothing."""
         wf = case.definition
-        seq = case.version + 1
+        seq = case._state.version + 1
+        source = case._state.config
         recorded_at = utc_now()
         row: dict[str, Any] = {
-            "case_id": case.id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
+            "case_id": case._id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
             "actor": decision.actor, "on_date": decision.on.isoformat(),
-            "recorded_at": recorded_at.isoformat(), "source": json_list(case.state),
+            "recorded_at": recorded_at.isoformat(), "source": json_list(source),
             "target": json_list(decision.target), "note": note,
             "data": canonical_json(data) if data else "{}",
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
@@ -1165,9 +1166,9 @@ class Store:
         }
         final = int(case._engine.is_final(decision.target))
         return self._append_row(case, row, final=final, data=data,
-                                what=f"record {decision.trigger!r} on case {case.id!r}",
+                                what=f"record {decision.trigger!r} on case {case._id!r}",
                                 transition=decision.transition, dated=dated,
-                                made=(decision.on, recorded_at, case.state, decision.target))
+                                made=(decision.on, recorded_at, source, decision.target))
 
     def _append_expect(self, case: Case, *, actor: str, on: dt.date, note: str | None,
                        data: dict[str, Any], key: str | None, dated: bool = True) -> Event:
@@ -1201,13 +1202,13 @@ class Store:
         with self._write(what):
             # the head with the last date and the highest feed position in one read
             # (PostgreSQL locks the row FOR UPDATE, and numbers positions after the commit)
-            head = self._conn.execute(SELECT_HEAD, (case.id,)).fetchone()
+            head = self._conn.execute(SELECT_HEAD, (case._id,)).fetchone()
             if head is None:
-                raise CaseNotFoundError(self._not_found(case.id))
+                raise CaseNotFoundError(self._not_found(case._id))
             if key is not None:
                 stored = self._conn.execute(
                     f"SELECT {EVENT_COLUMNS} FROM events WHERE case_id = ? AND key = ?",
-                    (case.id, key)).fetchone()
+                    (case._id, key)).fetchone()
                 if stored is not None:
                     event = stored_event(stored)
                     self._check_retry(event, trigger=row["trigger"], actor=row["actor"],
@@ -1215,13 +1216,13 @@ class Store:
                                       else None,
                                       note=row["note"], data=data, by=row["by"])
                     return event
-            if head[0] != case.version or head[1] != case.head_hash:
+            if head[0] != case._state.version or head[1] != case.head_hash:
                 # The decision was made on this copy's state: it may be written only onto
                 # the very log that state came from (same last event, same hash).
                 raise ConcurrencyError(
-                    f"Case {case.id!r} changed since it was read: it is at event {head['seq']}, "
-                    f"this copy at {case.version}"
-                    + ("" if head["seq"] != case.version else
+                    f"Case {case._id!r} changed since it was read: it is at event {head['seq']}, "
+                    f"this copy at {case._state.version}"
+                    + ("" if head["seq"] != case._state.version else
                        " with another history (a step it saw was rolled back)")
                     + ". Load it again and decide anew.")
             row["prev_hash"] = head[1]
@@ -1230,31 +1231,31 @@ class Store:
             self._conn.execute(INSERT_EVENT_AT, event_values(row))
             if head[2] == row["on_date"]:  # the same day: last_on stays
                 self._conn.execute(UPDATE_CASE_SAME_DAY, (row["target"], seq, row["hash"], final,
-                                                          row["recorded_at"], case.id))
+                                                          row["recorded_at"], case._id))
             else:
                 self._conn.execute(UPDATE_CASE, (row["target"], seq, row["on_date"], row["hash"],
-                                                 final, row["recorded_at"], case.id))
+                                                 final, row["recorded_at"], case._id))
             if moves_to is not None:
                 self._conn.execute("UPDATE cases SET workflow_version = ? WHERE case_id = ?",
-                                   (moves_to.version, case.id))
+                                   (moves_to.version, case._id))
             if made is None:
                 event = row_to_event(row)
             else:
                 on, recorded_at, source, target = made
                 event = built_event(row, on=on, recorded_at=recorded_at, source=source,
                                     target=target)
-            before = case.engine_state
+            before = case._state
             after = self._state_after(case, event, data, moves_to, transition)
-            history = (*case.history, event)
+            history = (*case._history, event)
             if moves_to is None:
-                projections.advance(self._conn, case._engine, case.id, before, after, history)
+                projections.advance(self._conn, case._engine, case._id, before, after, history)
             else:  # another version: its rows are made anew
-                projections.replace(self._conn, engine_for(moves_to), case.id, after, history)
+                projections.replace(self._conn, engine_for(moves_to), case._id, after, history)
         if self._bulk_depth:
             self._keep_for_rollback(case)
         numbered = self._position(event) if self._pg else event
         case._advance(numbered, moves_to, after,
-                      history if numbered is event else (*case.history, numbered))
+                      history if numbered is event else (*case._history, numbered))
         if self._committed_mark is not None:
             self._after_commit()
         return numbered
@@ -1266,14 +1267,14 @@ class Store:
         own copy of its data, equal to the event's), with the case's ``timers`` rows kept
         with it."""
         engine = case._engine
-        state = case.engine_state
+        state = case._state
         if moves_to is not None:  # a migration: the new version's timers replace the old
             new = engine_for(moves_to)
             after = new.rebase(migrated_state(state, event.target,
                                               ballots=data["migrate"]["ballots"],
                                               seq=event.seq, on=event.on))
             if engine.timed or new.timed:
-                sync_timers(self._conn, case.id, new, after,
+                sync_timers(self._conn, case._id, new, after,
                             before=timer_rows(engine, state) if engine.timed else [])
             return after
         if event.kind == "fire":
@@ -1286,7 +1287,7 @@ class Store:
             return after
         # the table holds what the case's state before this event says (the head check
         # proved this copy is the log's latest): write only what changes
-        sync_timers(self._conn, case.id, engine, after, before=timer_rows(engine, state))
+        sync_timers(self._conn, case._id, engine, after, before=timer_rows(engine, state))
         return after
 
     # -- time -----------------------------------------------------------------------------
