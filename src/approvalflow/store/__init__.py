@@ -72,6 +72,7 @@ from .rows import (
     built_event,
     event_hash,
     event_values,
+    insert_event,
     json_list,
     row_to_event,
     store_error,
@@ -1228,7 +1229,7 @@ class Store:
             row["prev_hash"] = head[1]
             row["hash"] = event_hash(row)
             row["position"] = _next_position(head[3])
-            self._conn.execute(INSERT_EVENT_AT, event_values(row))
+            insert_event(self._conn, row)
             if head[2] == row["on_date"]:  # the same day: last_on stays
                 self._conn.execute(UPDATE_CASE_SAME_DAY, (row["target"], seq, row["hash"], final,
                                                           row["recorded_at"], case._id))

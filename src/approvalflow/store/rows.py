@@ -219,6 +219,29 @@ INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
                 f"(SELECT COALESCE(MAX(position), 0) + 1 FROM events))")
 INSERT_EVENT_AT = (f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) "
                    f"VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 1))})")
+#: The fields most steps leave empty: no note, no idempotency key, no workflow digest
+#: (only a creation has one), no person.
+_USUALLY_NULL = ("note", "key", "workflow_digest", "by")
+#: INSERT_EVENT_AT for an event with all of _USUALLY_NULL empty: NULL written in the
+#: statement, as sqlite3 binds a None parameter through its adapter look-up (an
+#: exception raised and cleared each time), several times the cost of a text.
+INSERT_BARE_EVENT_AT = (
+    f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) VALUES "
+    f"({', '.join('NULL' if f in _USUALLY_NULL else '?' for f in EVENT_FIELDS)}, ?)")
+#: A dict row's values for INSERT_BARE_EVENT_AT.
+bare_event_values = operator.itemgetter(
+    *(f for f in EVENT_FIELDS if f not in _USUALLY_NULL), "position")
+
+
+def insert_event(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
+    """Insert a dict row the store has built (with its position) into ``events``."""
+    if row["note"] is None and row["key"] is None and row["workflow_digest"] is None \
+            and row["by"] is None:
+        conn.execute(INSERT_BARE_EVENT_AT, bare_event_values(row))
+    else:
+        conn.execute(INSERT_EVENT_AT, event_values(row))
+
+
 #: A case's head (sequence, hash), the date of its last event, and the highest feed
 #: position of the store, in one statement. On PostgreSQL the row is locked with it and
 #: the position is NULL: events are numbered after the commit there (store/postgres.py),
