@@ -3,6 +3,7 @@ the hashed text."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 
 import attrs
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 import approvalflow as af
 from approvalflow.engine import engine_for
 from approvalflow.guards import unregister_guard
-from approvalflow.store.rows import encode, encode_fields
+from approvalflow.store.rows import encode, encode_fields, utc_text
 
 GUARDED = """
 [workflow]
@@ -167,3 +168,13 @@ def test_the_event_a_step_returns_is_the_one_read_back(store, flagship, seed_dat
             assert getattr(mine, field.name) == getattr(stored, field.name), field.name
         assert mine.recorded_at.tzinfo is not None and mine.recorded_at == stored.recorded_at
         assert mine.data == {} and mine.data is not stored.data
+
+
+@given(st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31,
+                                                                              23, 59, 59)))
+def test_the_recorded_time_is_written_as_isoformat_writes_it(moment: dt.datetime) -> None:
+    """utc_text gives isoformat's text for any moment in UTC: whole seconds (no
+    fraction), single microseconds, midnight, the first and the last years."""
+    aware = moment.replace(tzinfo=dt.UTC)
+    assert utc_text(aware) == aware.isoformat()
+    assert utc_text(aware.replace(microsecond=0)) == aware.replace(microsecond=0).isoformat()

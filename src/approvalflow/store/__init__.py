@@ -79,6 +79,7 @@ from .rows import (
     stored_event,
     translate,
     utc_now,
+    utc_text,
 )
 from .schema import MIGRATIONS, SCHEMA_VERSION, package_version, record_meta
 from .timers import TickReport, rebuild_timers, sync_timers, timer_rows
@@ -1159,7 +1160,7 @@ class Store:
         row: dict[str, Any] = {
             "case_id": case._id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
             "actor": decision.actor, "on_date": decision.on.isoformat(),
-            "recorded_at": recorded_at.isoformat(), "source": json_list(source),
+            "recorded_at": utc_text(recorded_at), "source": json_list(source),
             "target": json_list(decision.target), "note": note,
             "data": canonical_json(data) if data else "{}",
             "workflow": wf.name, "workflow_version": wf.version, "key": key,
