@@ -195,6 +195,100 @@ def test_projections_equal_replay(name: str, todo: list[tuple[str, int, int, int
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: Rounds of one step for each of three cases: the first two take the same step on the
+#: same day, the third the same one or another, after ``days`` more.
+shared_rounds = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50), st.booleans(),
+                                   st.integers(0, 20)), max_size=14)
+
+
+@pytest.mark.parametrize("name", af.bundled_workflows())
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])
+@given(rounds=shared_rounds)
+def test_cases_taking_the_same_steps_differently_keep_their_own_rows(
+        name: str, rounds: list[tuple[int, int, bool, int]]) -> None:
+    """Cases in the same place that take the same step, on the same day or a later one,
+    by the same or another voter, or another step: each keeps the rows replay gives it
+    (the rows after a step are shared only between cases that had the same rows and took
+    the same step), and verify and rebuild agree."""
+    wf = af.load_workflow(name)
+    todo: list[tuple[str, int, int, int]] = []
+    for pick, other, same, days in rounds:
+        todo += [("fire", pick, days, 0), ("fire", pick, 0, 0),
+                 ("fire", pick if same else other, days % 3, 0)]
+    folder = Path(tempfile.mkdtemp(prefix="af-shared-"))
+    path = folder / "cases.db"
+    try:
+        with af.open_store(path, durability="normal") as store:
+            run_actions(store, wf, todo)
+            check_against_replay(store, wf)
+            report = store.verify()
+            assert report.ok, report.problems
+            kept = snapshot(path)
+            store.rebuild()
+        assert snapshot(path) == kept
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+STEP_DEADLINE = af.loads_workflow("""
+[workflow]
+name = "step-deadline"
+version = 1
+initial = "a"
+
+[actors]
+p = "P"
+
+[states.a]
+[states.b]
+[states.c]
+final = true
+
+[[transitions]]
+trigger = "go"
+source = "a"
+target = "b"
+actors = ["p"]
+deadline = { date = 2030-01-01 }
+
+[[transitions]]
+trigger = "done"
+source = "b"
+target = "c"
+actors = ["p"]
+deadline = { after = "go", days = 30 }
+""", source="step-deadline.toml")
+
+
+def test_the_same_step_on_another_day_has_its_own_due_rows(store: af.Store) -> None:
+    """Two cases with the same rows take the same step on two days: a deadline counted
+    from that step falls due 30 days after each one's own date."""
+    first = store.create_case(STEP_DEADLINE, "d1", actor="p", on="2024-01-01")
+    second = store.create_case(STEP_DEADLINE, "d2", actor="p", on="2024-01-01")
+    first.fire("go", actor="p", on="2024-01-02")
+    second.fire("go", actor="p", on="2024-01-20")
+    due = {i.case_id: i.due for i in store.due(on="2024-01-01", within_days=400)}
+    assert due == {"d1": dt.date(2024, 2, 1), "d2": dt.date(2024, 2, 19)}
+    assert store.verify().ok
+
+
+def test_the_same_ballot_by_another_voter_has_its_own_inbox(store: af.Store,
+                                                            submitted: af.Case,
+                                                            seed_data: dict[str, Any]) -> None:
+    """Two cases with the same rows each take a VIBO department's yes, by two departments:
+    each department leaves the inbox of its own case only."""
+    other = store.create_case(FLAGSHIP, "other", actor="tmf", on="2021-11-01",
+                              data=seed_data)
+    other.fire("submit", actor="tmf", on="2021-11-01")
+    submitted.fire("vibo.approve", actor="vibo_afd_1", on="2021-11-02")
+    other.fire("vibo.approve", actor="vibo_afd_2", on="2021-11-02")
+    for voter, waits_in in (("vibo_afd_1", {"other"}), ("vibo_afd_2", {submitted.id}),
+                            ("vibo_afd_3", {"other", submitted.id})):
+        assert {a.case_id for a in store.awaiting(voter, on="2021-11-02")} == waits_in
+    assert store.verify().ok
+
+
 def test_import_writes_the_same_projections(tmp_path: Path, seed_data: dict[str, Any]) -> None:
     """import_events leaves the same projection rows as create_case and fire, also when
     it continues a case already in the store, and across its batches."""

@@ -466,9 +466,55 @@ def _rows_of(engine: Engine, state: CaseState, history: Sequence[Event] | Sequen
     if found is not None and found[0] is state and found[1] is last and found[2] is engine:
         return found[3], found[4]
     rows = awaiting_rows(engine, state), due_rows(engine, state, history[:n])
+    _remember(engine, state, last, rows)
+    return rows
+
+
+def _remember(engine: Engine, state: CaseState, last: Any,
+              rows: tuple[tuple[AwaitRow, ...], tuple[DueRow, ...]]) -> None:
     if len(_WRITTEN) > 4_096:
         _WRITTEN.clear()
     _WRITTEN[id(state)] = (state, last, engine, *rows)
+
+
+#: (engine, the rows before a step, the step) -> (the rows before, the rows after): the
+#: rows a plain step (a fire with no data, and no withdrawal pending after it) leaves,
+#: for every case that takes the same step from rows made for the same key.
+#:
+#: A non-empty tuple of rows is made once per key of its memo (awaiting_rows,
+#: due_rows) and kept here, so its id names that key: the configuration, the votes, the
+#: dates entered and the data dates, and the events (for the due rows). Such a step
+#: changes them only as the step's own fields say: its target, its date, its actor's
+#: ballot, its sequence number and trigger. So the same rows and the same step make the
+#: same keys after it, and the same rows.
+_STEP_ROWS: dict[tuple[Any, ...], tuple[Any, Any, tuple[AwaitRow, ...],
+                                        tuple[DueRow, ...]]] = {}
+
+
+def _rows_after(engine: Engine, before: CaseState, after: CaseState,
+                history: Sequence[Event] | Sequence[Recorded],
+                old: tuple[tuple[AwaitRow, ...], tuple[DueRow, ...]]
+                ) -> tuple[tuple[AwaitRow, ...], tuple[DueRow, ...]]:
+    """The rows of ``after``, the state the last event of ``history`` leaves ``before``
+    in (``old``: the rows of ``before``)."""
+    n = len(history)
+    last = history[-1]
+    old_await, old_due = old
+    if not (old_await and old_due and after.version == before.version + 1
+            and last.kind == "fire" and not last.data and not after.withdrew_at
+            and after.data is before.data):
+        return _rows_of(engine, after, history, n)
+    key = (id(engine), id(old_await), id(old_due), last.seq, last.trigger, last.actor,
+           last.on, last.target)
+    found = _STEP_ROWS.get(key)
+    if found is not None and found[0] is old_await and found[1] is old_due:
+        rows = found[2], found[3]
+        _remember(engine, after, last, rows)
+        return rows
+    rows = _rows_of(engine, after, history, n)
+    if len(_STEP_ROWS) > 4_096:
+        _STEP_ROWS.clear()
+    _STEP_ROWS[key] = (old_await, old_due, *rows)
     return rows
 
 
@@ -503,9 +549,9 @@ def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: Case
             after: CaseState, history: Sequence[Event] | Sequence[Recorded]) -> None:
     """Bring a case's rows from ``before`` to ``after`` (its state once the new events are
     applied; ``history`` ends with them). Only what changed is written."""
-    old_await, old_due = _rows_of(engine, before, history,
-                                  len(history) - (after.version - before.version))
-    new_await, new_due = _rows_of(engine, after, history, len(history))
+    old = _rows_of(engine, before, history, len(history) - (after.version - before.version))
+    old_await, old_due = old
+    new_await, new_due = _rows_after(engine, before, after, history, old)
     if old_await is not new_await and old_await != new_await:
         whole, gone, added = _await_change(old_await, new_await)
         for actor in whole:
