@@ -56,6 +56,7 @@ import contextlib
 import datetime as dt
 import gc
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -289,7 +290,12 @@ def _raw_store_sql_side(path: Path, durability: str, n: int, n_rounds: int
     next position, the case row, and the awaited-step rows the approval removes (and
     adds) in ``case_awaiting``. What the store's SQL costs with no Python around it."""
     from approvalflow.store import rows as store_rows
-    from approvalflow.store.projections import awaiting_rows
+    from approvalflow.store.projections import (
+        DELETE_ACTOR_AWAITING,
+        DELETE_AWAITING,
+        INSERT_AWAITING,
+        awaiting_rows,
+    )
 
     fresh_schema(path)
     conn = raw_connect(path, durability)
@@ -304,6 +310,15 @@ def _raw_store_sql_side(path: Path, durability: str, n: int, n_rounds: int
                              target=decision.target, data={})
         states.append(state)
     awaited = [awaiting_rows(engine, s) for s in states]
+    # each approval's change of the awaited rows, as the store writes it: an actor all of
+    # whose rows go in one DELETE, any other row on its own, the new rows inserted
+    changes = []
+    for before, after in itertools.pairwise(awaited):
+        gone = set(before) - set(after)
+        added = sorted(set(after) - set(before))
+        whole = sorted({a for a, _, _ in gone} - {a for a, _, _ in set(before) - gone}
+                       - {a for a, _, _ in added})
+        changes.append((whole, sorted((a, t) for a, t, _ in gone if a not in whole), added))
     per_case = len(APPROVALS)
     cases = -(-n // per_case)
     conn.execute("BEGIN IMMEDIATE")
@@ -326,7 +341,7 @@ def _raw_store_sql_side(path: Path, durability: str, n: int, n_rounds: int
                 for k, (trigger, actor) in enumerate(APPROVALS):
                     if done == n:
                         return done
-                    before, after = awaited[k], awaited[k + 1]
+                    whole, gone, added = changes[k]
                     conn.execute("BEGIN IMMEDIATE")
                     seq, head, last_on, position = conn.execute(
                         store_rows.SELECT_HEAD, (case_id,)).fetchone()
@@ -336,22 +351,22 @@ def _raw_store_sql_side(path: Path, durability: str, n: int, n_rounds: int
                            canonical(sorted(states[k + 1].config)), None, "{}", wf.name,
                            wf.version, None, head)
                     digest = row_hash(row)
-                    conn.execute(store_rows.INSERT_EVENT_AT,
-                                 (*row, digest, None, None, position + 1))
+                    # no note, key, digest or person: the store's statement for such a row
+                    conn.execute(store_rows.INSERT_BARE_EVENT_AT,
+                                 (*row[:9], *row[10:13], row[14], digest, position + 1))
                     if last_on == DAY:
                         conn.execute(store_rows.UPDATE_CASE_SAME_DAY,
                                      (row[8], seq + 1, digest, 0, at, case_id))
                     else:
                         conn.execute(store_rows.UPDATE_CASE,
                                      (row[8], seq + 1, DAY, digest, 0, at, case_id))
-                    gone = [(a, case_id, t) for a, t, _ in set(before) - set(after)]
-                    added = [(a, case_id, t, g) for a, t, g in set(after) - set(before)]
+                    for actor_gone in whole:
+                        conn.execute(DELETE_ACTOR_AWAITING, (actor_gone, case_id))
                     if gone:
-                        conn.executemany("DELETE FROM case_awaiting WHERE actor = ? AND "
-                                         "case_id = ? AND trigger = ?", gone)
+                        conn.executemany(DELETE_AWAITING, [(a, case_id, t) for a, t in gone])
                     if added:
-                        conn.executemany("INSERT INTO case_awaiting (actor, case_id, trigger, "
-                                         "guarded) VALUES (?,?,?,?)", added)
+                        conn.executemany(INSERT_AWAITING,
+                                         [(a, case_id, t, g) for a, t, g in added])
                     conn.execute("COMMIT")
                     done += 1
             return done
