@@ -294,6 +294,7 @@ def _raw_store_sql_side(path: Path, durability: str, n: int, n_rounds: int
         DELETE_ACTOR_AWAITING,
         DELETE_AWAITING,
         INSERT_AWAITING,
+        await_change,
         awaiting_rows,
     )
 
@@ -312,13 +313,7 @@ def _raw_store_sql_side(path: Path, durability: str, n: int, n_rounds: int
     awaited = [awaiting_rows(engine, s) for s in states]
     # each approval's change of the awaited rows, as the store writes it: an actor all of
     # whose rows go in one DELETE, any other row on its own, the new rows inserted
-    changes = []
-    for before, after in itertools.pairwise(awaited):
-        gone = set(before) - set(after)
-        added = sorted(set(after) - set(before))
-        whole = sorted({a for a, _, _ in gone} - {a for a, _, _ in set(before) - gone}
-                       - {a for a, _, _ in added})
-        changes.append((whole, sorted((a, t) for a, t, _ in gone if a not in whole), added))
+    changes = [await_change(before, after) for before, after in itertools.pairwise(awaited)]
     per_case = len(APPROVALS)
     cases = -(-n // per_case)
     conn.execute("BEGIN IMMEDIATE")

@@ -17,6 +17,7 @@ import approvalflow as af
 import approvalflow.store as store_module
 from approvalflow import guards
 from approvalflow.store import importing
+from approvalflow.store import rows as store_rows
 from tests import grant_guards  # noqa: F401  (registers the research grant's guard)
 
 pytestmark = pytest.mark.backends
@@ -305,7 +306,7 @@ def test_import_stores_the_rows_and_hashes_of_create_and_fire(
             monkeypatch.setattr(importing, name, limit)
     instant = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
     micros = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
-    monkeypatch.setattr(importing, "time_ns", lambda: micros * 1000 + 789)
+    monkeypatch.setattr(store_rows, "time_ns", lambda: micros * 1000 + 789)
     monkeypatch.setattr(store_module, "utc_now", lambda: instant)
     records = _varied_records(flagship, seed_data)
     with af.open_store(tmp_path / "imported.db") as imported, \
@@ -328,19 +329,6 @@ def test_import_stores_the_rows_and_hashes_of_create_and_fire(
     assert len({row[1] for row in got["case_data"]}) > 5  # the cases differ
     for table, rows in want.items():
         assert got[table] == rows, table
-
-
-@pytest.mark.parametrize("micros", [0, 1, 999_999, 1_715_000_000_000_000,
-                                    1_715_000_000_123_456, 32_503_680_000_000_000])
-def test_import_clock_writes_the_text_utc_now_writes(micros: int,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The import's recorded_at is utc_now().isoformat() of the same clock reading."""
-    clock = importing._Clock()
-    for extra in (0, 999, 1000):
-        monkeypatch.setattr(importing, "time_ns", lambda e=extra: micros * 1000 + e)
-        expected = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-                    + dt.timedelta(microseconds=micros + extra // 1000)).isoformat()
-        assert clock() == expected
 
 
 GRANT = Path(__file__).parent / "fixtures" / "research-grant.toml"
@@ -631,7 +619,7 @@ def test_import_stores_what_create_case_and_fire_store_for_random_walks(
     table holds the same rows, hashes included, and both verify."""
     instant = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
     micros = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
-    monkeypatch.setattr(importing, "time_ns", lambda: micros * 1000 + 789)
+    monkeypatch.setattr(store_rows, "time_ns", lambda: micros * 1000 + 789)
     monkeypatch.setattr(store_module, "utc_now", lambda: instant)
     from tests.timed_workflow import TEXT
 

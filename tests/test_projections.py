@@ -160,6 +160,22 @@ def check_against_replay(store: af.Store, wf: af.Workflow) -> None:
         assert case.id not in {c.case_id for c in store.cases(until=last - dt.timedelta(1))}
 
 
+def run_and_check(path: Path, wf: af.Workflow,
+                  todo: list[tuple[str, int, int, int]]) -> dict[str, list[tuple[Any, ...]]]:
+    """Run ``todo`` in a new store at ``path``; assert that every projection answers as
+    replay does, that verify finds nothing and that rebuild gives the same rows; the
+    rows."""
+    with af.open_store(path, durability="normal") as store:
+        run_actions(store, wf, todo)
+        check_against_replay(store, wf)
+        report = store.verify()
+        assert report.ok, report.problems
+        kept = snapshot(path)
+        store.rebuild()
+    assert snapshot(path) == kept
+    return kept
+
+
 @pytest.mark.parametrize("name", af.bundled_workflows())
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
           HealthCheck.function_scoped_fixture])
@@ -167,18 +183,10 @@ def check_against_replay(store: af.Store, wf: af.Workflow) -> None:
 def test_projections_equal_replay(name: str, todo: list[tuple[str, int, int, int]]) -> None:
     """After random steps, data and expectations, every projection answers as replay does;
     verify finds nothing; rebuild and the 4 -> 5 migration give the same rows."""
-    wf = af.load_workflow(name)
     folder = Path(tempfile.mkdtemp(prefix="af-proj-"))
     path = folder / "cases.db"
     try:
-        with af.open_store(path, durability="normal") as store:
-            run_actions(store, wf, todo)
-            check_against_replay(store, wf)
-            report = store.verify()
-            assert report.ok, report.problems
-            kept = snapshot(path)
-            store.rebuild()
-        assert snapshot(path) == kept
+        kept = run_and_check(path, af.load_workflow(name), todo)
         # the same file as schema 4 wrote it: no projection tables; opening migrates
         conn = sqlite3.connect(path)
         for table in TABLES:
@@ -217,16 +225,8 @@ def test_cases_taking_the_same_steps_differently_keep_their_own_rows(
         todo += [("fire", pick, days, 0), ("fire", pick, 0, 0),
                  ("fire", pick if same else other, days % 3, 0)]
     folder = Path(tempfile.mkdtemp(prefix="af-shared-"))
-    path = folder / "cases.db"
     try:
-        with af.open_store(path, durability="normal") as store:
-            run_actions(store, wf, todo)
-            check_against_replay(store, wf)
-            report = store.verify()
-            assert report.ok, report.problems
-            kept = snapshot(path)
-            store.rebuild()
-        assert snapshot(path) == kept
+        run_and_check(folder / "cases.db", wf, todo)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

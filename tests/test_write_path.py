@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import approvalflow as af
 from approvalflow.engine import engine_for
 from approvalflow.guards import unregister_guard
+from approvalflow.store import rows
 from approvalflow.store.rows import encode, encode_fields, utc_text
 
 GUARDED = """
@@ -178,3 +179,16 @@ def test_the_recorded_time_is_written_as_isoformat_writes_it(moment: dt.datetime
     aware = moment.replace(tzinfo=dt.UTC)
     assert utc_text(aware) == aware.isoformat()
     assert utc_text(aware.replace(microsecond=0)) == aware.replace(microsecond=0).isoformat()
+
+
+@pytest.mark.parametrize("micros", [0, 1, 999_999, 1_715_000_000_000_000,
+                                    1_715_000_000_123_456, 32_503_680_000_000_000])
+def test_the_import_clock_writes_the_text_utc_now_writes(micros: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The import's recorded_at is utc_now().isoformat() of the same clock reading."""
+    clock = rows.UtcClock()
+    for extra in (0, 999, 1000):
+        monkeypatch.setattr(rows, "time_ns", lambda e=extra: micros * 1000 + e)
+        expected = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+                    + dt.timedelta(microseconds=micros + extra // 1000)).isoformat()
+        assert clock() == expected

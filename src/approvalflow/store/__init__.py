@@ -40,7 +40,6 @@ from ..case import MAX_ID_LENGTH, Case, Event, check_actor, check_person
 from ..definition import TransitionDef, Workflow
 from ..engine import CaseState, Decision, engine_for
 from ..errors import (
-    ApprovalflowError,
     CaseExistsError,
     CaseNotFoundError,
     ConcurrencyError,
@@ -64,15 +63,14 @@ from .rows import (
     EVENT_COLUMNS,
     GENESIS,
     INSERT_CASE,
-    INSERT_EVENT_AT,
     SELECT_HEAD,
     SELECT_NEW,
     UPDATE_CASE,
     UPDATE_CASE_SAME_DAY,
     built_event,
     event_hash,
-    event_values,
     insert_event,
+    is_database_error,
     json_list,
     row_to_event,
     store_error,
@@ -205,14 +203,7 @@ class _Write:
                     raise StoreError(_BULK_FAILED)
                 return
             # wait for the other writers of this process to the same file (_writer_turn)
-            lock = store._writer_lock
-            if lock is not None:
-                if not lock.acquire(timeout=store._timeout):
-                    raise StoreError(
-                        f"Could not {self._what}: another writer of this process held "
-                        f"{store.where!r} longer than the timeout of {store._timeout} s "
-                        f"(retry, or open the store with a longer timeout).")
-                self._locked = True
+            self._locked = store._take_writer_turn(self._what)
             try:
                 store._conn.execute("BEGIN IMMEDIATE")
                 if not store._subscribers:
@@ -225,17 +216,16 @@ class _Write:
             except BaseException:
                 self._release()
                 raise
-        except ApprovalflowError:
+        except BaseException as e:
+            if is_database_error(e):
+                raise store_error(e, self._what) from e
             raise
-        except _rows.DATABASE_ERRORS as e:
-            raise store_error(e, self._what) from e
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         store = self._store
         if store._bulk_depth:
-            if error is not None and isinstance(error, _rows.DATABASE_ERRORS) \
-                    and not isinstance(error, ApprovalflowError):
+            if error is not None and is_database_error(error):
                 # The database failed part-way through a step (our own refusals come
                 # before any write): the block can no longer be all or nothing, so none
                 # of it will be stored.
@@ -256,25 +246,21 @@ class _Write:
                     if store._pg:
                         store._number_feed()
             finally:
-                if self._locked:
-                    self._release()
-        except ApprovalflowError:
+                self._release()
+        except BaseException as e:
+            if is_database_error(e):
+                raise store_error(e, self._what) from e
             raise
-        except _rows.DATABASE_ERRORS as e:
-            raise store_error(e, self._what) from e
         if error is None:
             # the callbacks run once the caller has advanced its Case (see _after_commit)
             store._committed_mark = mine
-        elif isinstance(error, _rows.DATABASE_ERRORS) \
-                and not isinstance(error, ApprovalflowError):
+        elif is_database_error(error):
             raise store_error(error, self._what) from error
 
     def _release(self) -> None:
         if self._locked:
             self._locked = False
-            lock = self._store._writer_lock
-            assert lock is not None
-            lock.release()
+            self._store._end_writer_turn()
 
 
 class Store:
@@ -513,18 +499,30 @@ class Store:
         are woken the moment the writer before them is done. Writers in other processes
         still wait in SQLite.
         """
-        lock = self._writer_lock
-        if lock is None:
+        if not self._take_writer_turn(what):
             yield
             return
+        try:
+            yield
+        finally:
+            self._end_writer_turn()
+
+    def _take_writer_turn(self, what: str) -> bool:
+        """Take this process's writer lock of the file (see _writer_turn); False when the
+        store has none. Raise StoreError when it is not free within the timeout."""
+        lock = self._writer_lock
+        if lock is None:
+            return False
         if not lock.acquire(timeout=self._timeout):
             raise StoreError(f"Could not {what}: another writer of this process held "
                              f"{self.where!r} longer than the timeout of {self._timeout} s "
                              f"(retry, or open the store with a longer timeout).")
-        try:
-            yield
-        finally:
-            lock.release()
+        return True
+
+    def _end_writer_turn(self) -> None:
+        lock = self._writer_lock
+        assert lock is not None
+        lock.release()
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[Store]:
@@ -856,7 +854,7 @@ class Store:
             raise InvalidInputError(f"{actor!r} is not an actor of workflow {wf.name!r}; "
                                     f"actors: {', '.join(sorted(wf.actors))}.")
         when = dt.date.today() if on is None else to_date(on, "on")
-        payload = dict(check_data(data))
+        payload = check_data(data)  # a fresh copy
         if note is not None:
             note = check_text(note, "note", max_length=10_000)
         engine = engine_for(wf)
@@ -881,7 +879,7 @@ class Store:
                                       f"choose another id or load it with store.case().")
             self._register_workflow(wf)
             event_row["position"] = _next_position(last_position)
-            self._conn.execute(INSERT_EVENT_AT, event_values(event_row))
+            insert_event(self._conn, event_row)
             self._conn.execute(
                 INSERT_CASE,
                 (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],

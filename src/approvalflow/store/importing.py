@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterable, Mapping
-from time import time_ns
 from typing import TYPE_CHECKING, Any
 
 from ..canonical import check_data, check_text, shortened, to_date
@@ -30,6 +29,7 @@ from .rows import (
     INSERT_EVENT_AT,
     SELECT_TOP,
     UPDATE_CASE,
+    UtcClock,
     encode,
     fields_hash,
     json_list,
@@ -116,24 +116,6 @@ def _unchanged(value: Any, snapshot: Any) -> bool:
                 return False
         return True
     return False  # a scalar other than the one seen
-
-
-class _Clock:
-    """``utc_now().isoformat()`` faster: the same clock, rounded down to the microsecond
-    as ``datetime.now`` rounds it, with the text up to the second made once a second."""
-
-    __slots__ = ("second", "head")
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.head = ""
-
-    def __call__(self) -> str:
-        second, micros = divmod(time_ns() // 1000, 1_000_000)
-        if second != self.second:
-            self.head = dt.datetime.fromtimestamp(second, dt.UTC).isoformat()[:-6]
-            self.second = second
-        return f"{self.head}.{micros:06d}+00:00" if micros else f"{self.head}+00:00"
 
 
 #: A step worked out once: (the state before, the decision's target and transition, the
@@ -227,7 +209,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     days: dict[str, tuple[dt.date, str]] = {}
     memos = _Memos()
     created, steps, ends = memos.created, memos.steps, memos.ends
-    clock = _Clock()
+    clock = UtcClock()
     # the data of the last creation that took the quick check, a snapshot of it, its text
     last_data: tuple[Any, Any, str] = (None, None, "")
     probe = store._conn.cursor()
@@ -336,9 +318,9 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                         text = _data_text(data)
                         if text is not None:
                             last_data = (data, copy_data(data), text)
-                    payload = None if text is not None else dict(check_data(data))
+                    payload = None if text is not None else check_data(data)
                 else:
-                    payload = {} if data is None else dict(check_data(data))
+                    payload = check_data(data)
                 note = record.get("note")
                 if note is not None:
                     note = check_text(note, "note", max_length=MAX_NOTE_LENGTH)
@@ -373,7 +355,7 @@ def import_events(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
                 start = created.get(start_key)
                 if start is None or start[0] is not engine:
                     if payload is None:  # checked quickly: the full check makes the copy
-                        payload = dict(check_data(data))
+                        payload = check_data(data)
                         # and its text is the one stored: the caller's data may have
                         # changed since it was read (a record's get, a str subclass's
                         # method), and the log must say what the state is made of

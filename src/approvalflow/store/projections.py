@@ -527,7 +527,7 @@ _AWAIT_CHANGES: dict[tuple[int, int], tuple[Any, Any, AwaitChange]] = {}
 AwaitChange = tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[AwaitRow, ...]]
 
 
-def _await_change(old: tuple[AwaitRow, ...], new: tuple[AwaitRow, ...]) -> AwaitChange:
+def await_change(old: tuple[AwaitRow, ...], new: tuple[AwaitRow, ...]) -> AwaitChange:
     """The rows in ``old`` and not in ``new`` (as whole actors where every row of an
     actor goes, and single rows), and those in ``new`` and not in ``old``."""
     found = _AWAIT_CHANGES.get((id(old), id(new)))
@@ -553,7 +553,7 @@ def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: Case
     old_await, old_due = old
     new_await, new_due = _rows_after(engine, before, after, history, old)
     if old_await is not new_await and old_await != new_await:
-        whole, gone, added = _await_change(old_await, new_await)
+        whole, gone, added = await_change(old_await, new_await)
         for actor in whole:
             conn.execute(DELETE_ACTOR_AWAITING, (actor, case_id))
         if gone:

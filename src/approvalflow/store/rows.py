@@ -12,6 +12,7 @@ import json
 import operator
 import sqlite3
 from collections.abc import Iterator, Mapping
+from time import time_ns
 from typing import Any
 
 from ..canonical import sha256_hex, shortened
@@ -42,6 +43,12 @@ def translate(what: str) -> Iterator[None]:
         raise
     except DATABASE_ERRORS as e:
         raise store_error(e, what) from e
+
+
+def is_database_error(e: BaseException) -> bool:
+    """Whether :func:`translate` turns ``e`` into a StoreError: an error of a database
+    driver, and not one of approvalflow's own."""
+    return isinstance(e, DATABASE_ERRORS) and not isinstance(e, ApprovalflowError)
 
 
 def store_error(e: BaseException, what: str) -> StoreError:
@@ -349,3 +356,23 @@ def utc_text(now: dt.datetime) -> str:
     if micros:
         return f"{head}T{clock}.{str(1_000_000 + micros)[1:]}+00:00"
     return f"{head}T{clock}+00:00"
+
+
+class UtcClock:
+    """``utc_now().isoformat()`` faster, when only the text is wanted (an import stamps
+    every event): the same clock, rounded down to the microsecond as ``datetime.now``
+    rounds it, with the text up to the second made once a second. A step, which keeps
+    the time as a datetime too, formats it with :func:`utc_text`."""
+
+    __slots__ = ("second", "head")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.head = ""
+
+    def __call__(self) -> str:
+        second, micros = divmod(time_ns() // 1000, 1_000_000)
+        if second != self.second:
+            self.head = dt.datetime.fromtimestamp(second, dt.UTC).isoformat()[:-6]
+            self.second = second
+        return f"{self.head}.{micros:06d}+00:00" if micros else f"{self.head}+00:00"
