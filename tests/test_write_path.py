@@ -15,7 +15,7 @@ import approvalflow as af
 from approvalflow.engine import engine_for
 from approvalflow.guards import unregister_guard
 from approvalflow.store import rows
-from approvalflow.store.rows import encode, encode_fields, utc_text
+from approvalflow.store.rows import date_text, encode, encode_fields, fields_text, utc_text
 
 GUARDED = """
 [workflow]
@@ -153,6 +153,75 @@ def test_the_hashed_text_of_awkward_text() -> None:
 
     fields = ('"\\\b\f\n\r\t\x00\x1f\x7f\u2028\ud800', "æøå ✓ 𝄞", -2**70, Level.HIGH, None)
     assert encode_fields(fields) == encode(fields)
+
+
+_TEXT = st.one_of(st.text(), st.sampled_from(['"', "\\", "\x00", "\u2028", "æ", "\ud800"]))
+#: Fields shaped as the store writes them: text, whole numbers for the sequence and the
+#: version, and null where a step has no note or key.
+_STORED = st.tuples(_TEXT, st.integers(min_value=0), _TEXT, _TEXT, _TEXT, _TEXT, _TEXT, _TEXT,
+                    _TEXT, st.none() | _TEXT, _TEXT, _TEXT, st.integers(), st.none() | _TEXT,
+                    _TEXT)
+
+
+def _encoded(fields: tuple[object, ...], digest: object, by: object) -> str:
+    values = list(fields)
+    if digest is not None:
+        values.append(digest)
+    if by is not None:
+        values.append({"by": by})
+    return encode(values)
+
+
+@given(_STORED | st.lists(_FIELD, min_size=15, max_size=15).map(tuple),
+       st.none() | _TEXT, st.none() | _TEXT)
+def test_the_hashed_text_written_out_is_the_json_encoders(fields: tuple[object, ...],
+                                                          digest: str | None,
+                                                          by: str | None) -> None:
+    """fields_text gives encode's text of the fields, digest and person for fields as the
+    store writes them, and for any other values (a bool or a float for a number, an
+    object or null for a text: a row changed behind the library's back)."""
+    assert fields_text(fields, digest, by) == _encoded(fields, digest, by)
+
+
+@pytest.mark.parametrize("at", [1, 12])
+@pytest.mark.parametrize("number", [True, False, 2.0, -0.0])
+def test_a_number_that_is_no_whole_number_is_hashed_as_encode_writes_it(at: int,
+                                                                       number: object) -> None:
+    """A bool or a float where the sequence or the version stands (a row changed behind
+    the library's back) is written as encode writes it ("true", "2.0"), not as Python."""
+    fields = ["c", 1, "fire", "t", "a", "2021-01-01", "x", "[]", "[]", None, "{}", "w", 1,
+              None, "0" * 64]
+    fields[at] = number
+    assert fields_text(tuple(fields), None, "Ann") == _encoded(tuple(fields), None, "Ann")
+
+
+def test_a_huge_number_in_a_hashed_row_fails_as_encode_fails() -> None:
+    """A whole number too long to write as text is refused by fields_text as encode
+    refuses it, not written differently."""
+    fields = ("c", 10 ** 5000, "fire", "t", "a", "2021-01-01", "x", "[]", "[]", None, "{}",
+              "w", 1, None, "0" * 64)
+    with pytest.raises(ValueError):
+        encode(list(fields))
+    with pytest.raises(ValueError):
+        fields_text(fields, None, None)
+
+
+@given(st.dates())
+def test_a_dates_text_is_isoformats(day: dt.date) -> None:
+    """date_text gives isoformat's text of any date, again when asked twice."""
+    assert date_text(day) == day.isoformat() == date_text(day)
+
+
+def test_a_date_text_once_accepted_is_the_same_date_and_a_bad_one_is_still_refused() -> None:
+    """to_date remembers the texts it accepted (the same date comes back), and still
+    refuses a text that is not a date, or out of range, every time it is given."""
+    from approvalflow.canonical import to_date
+
+    assert to_date("2021-11-02") == dt.date(2021, 11, 2) == to_date("2021-11-02")
+    for bad in ("2021-02-30", "0001-01-01", "2021-11-2", " 2021-11-02"):
+        for _ in range(2):
+            with pytest.raises(af.InvalidInputError):
+                to_date(bad)
 
 
 def test_the_event_a_step_returns_is_the_one_read_back(store, flagship, seed_data) -> None:

@@ -154,6 +154,10 @@ def add_days(value: dt.date, days: int) -> dt.date:
 def to_date(value: object, what: str = "date") -> dt.date:
     """A ``datetime.date`` from a date or an ISO ``YYYY-MM-DD`` string within
     :data:`DATE_RANGE`, else a clear error."""
+    if type(value) is str:  # a text already found good: the same date (most steps give one)
+        known = _GOOD_DATES.get(value)
+        if known is not None:
+            return known
     if isinstance(value, dt.datetime):
         raise InvalidInputError(f"{what} must be a date, not a datetime {value!r}; "
                                 f"pass value.date().")
@@ -179,7 +183,15 @@ def to_date(value: object, what: str = "date") -> dt.date:
     problem = date_range_problem(date, what)
     if problem:
         raise InvalidInputError(f"{problem}.")
+    if type(value) is str:
+        if len(_GOOD_DATES) > 10_000:
+            _GOOD_DATES.clear()
+        _GOOD_DATES[value] = date
     return date
+
+
+#: Texts :func:`to_date` has accepted, and their dates.
+_GOOD_DATES: dict[str, dt.date] = {}
 
 
 def date_or_today(on: object, what: str = "on") -> dt.date:

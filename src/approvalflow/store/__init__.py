@@ -68,6 +68,7 @@ from .rows import (
     UPDATE_CASE,
     UPDATE_CASE_SAME_DAY,
     built_event,
+    date_text,
     event_hash,
     insert_event,
     is_database_error,
@@ -1157,7 +1158,7 @@ class Store:
         recorded_at = utc_now()
         row: dict[str, Any] = {
             "case_id": case._id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
-            "actor": decision.actor, "on_date": decision.on.isoformat(),
+            "actor": decision.actor, "on_date": date_text(decision.on),
             "recorded_at": utc_text(recorded_at), "source": json_list(source),
             "target": json_list(decision.target), "note": note,
             "data": canonical_json(data) if data else "{}",
