@@ -244,16 +244,13 @@ def test_verify_names_a_migration_that_decides(store: af.Store) -> None:
     mapping = {"voting": "panel_yes"}
     data = {"migrate": {"from_version": 1, "to_version": 2, "mapping": mapping,
                         "ballots": "keep"}}
-    row = {"case_id": case.id, "seq": 3, "kind": "migrate", "trigger": "migrate",
-           "actor": "clerk", "on_date": "2024-01-04", "recorded_at": utc_now().isoformat(),
-           "source": json_list(case.state),
-           "target": json_list(frozenset({"panel_yes", "checking"})),
-           "note": None, "data": cj(data), "workflow": newer.name,
-           "workflow_version": newer.version, "key": None, "workflow_digest": newer.digest,
-           "by": None}
+    fields = (case.id, 3, "migrate", "migrate", "clerk", "2024-01-04", utc_now().isoformat(),
+              json_list(case.state), json_list(frozenset({"panel_yes", "checking"})), None,
+              cj(data), newer.name, newer.version, None)
     with store.bulk():
         store._register_workflow(newer)
-        store._append_row(case, row, final=0, data=data, moves_to=newer, what="forge")
+        store._append_row(case, fields, final=0, data=data, moves_to=newer,
+                          digest=newer.digest, what="forge")
     problems = store.verify().problems
     assert any("event 3: 'migrate'" in p and "rule 'migration'" in p
                and "which version 2 has too" in p for p in problems), problems
@@ -351,14 +348,13 @@ def test_verify_names_a_migration_written_after_an_overdue_timer(
         f"version = {flagship.version}", f"version = {flagship.version + 1}", 1), source="v+1")
     data = {"migrate": {"from_version": flagship.version, "to_version": newer.version,
                         "mapping": {}, "ballots": "keep"}}
-    row = {"case_id": case.id, "seq": 3, "kind": "migrate", "trigger": "migrate",
-           "actor": "tmf", "on_date": "2022-06-01", "recorded_at": utc_now().isoformat(),
-           "source": json_list(case.state), "target": json_list(case.state), "note": None,
-           "data": cj(data), "workflow": newer.name, "workflow_version": newer.version,
-           "key": None, "workflow_digest": newer.digest, "by": None}
+    fields = (case.id, 3, "migrate", "migrate", "tmf", "2022-06-01", utc_now().isoformat(),
+              json_list(case.state), json_list(case.state), None, cj(data), newer.name,
+              newer.version, None)
     with store.bulk():
         store._register_workflow(newer)
-        store._append_row(case, row, final=0, data=data, moves_to=newer, what="forge")
+        store._append_row(case, fields, final=0, data=data, moves_to=newer,
+                          digest=newer.digest, what="forge")
     problems = store.verify().problems
     assert any("event 3: 'migrate'" in p and "rule 'timer overdue'" in p
                and "2022-02-28" in p for p in problems), problems

@@ -70,7 +70,9 @@ from .rows import (
     built_event,
     date_text,
     event_hash,
+    fields_hash,
     insert_event,
+    insert_fields,
     is_database_error,
     json_list,
     row_to_event,
@@ -1153,20 +1155,14 @@ class Store:
                 dated: bool = True) -> Event:
         """Persist one decided step atomically and advance ``case``; or raise, writing nothing."""
         wf = case.definition
-        seq = case._state.version + 1
         source = case._state.config
         recorded_at = utc_now()
-        row: dict[str, Any] = {
-            "case_id": case._id, "seq": seq, "kind": "fire", "trigger": decision.trigger,
-            "actor": decision.actor, "on_date": date_text(decision.on),
-            "recorded_at": utc_text(recorded_at), "source": json_list(source),
-            "target": json_list(decision.target), "note": note,
-            "data": canonical_json(data) if data else "{}",
-            "workflow": wf.name, "workflow_version": wf.version, "key": key,
-            "workflow_digest": None, "by": by,
-        }
+        fields = (case._id, case._state.version + 1, "fire", decision.trigger, decision.actor,
+                  date_text(decision.on), utc_text(recorded_at), json_list(source),
+                  json_list(decision.target), note, canonical_json(data) if data else "{}",
+                  wf.name, wf.version, key)
         final = int(case._engine.is_final(decision.target))
-        return self._append_row(case, row, final=final, data=data,
+        return self._append_row(case, fields, final=final, data=data, by=by,
                                 what=f"record {decision.trigger!r} on case {case._id!r}",
                                 transition=decision.transition, dated=dated,
                                 made=(decision.on, recorded_at, source, decision.target))
@@ -1176,30 +1172,30 @@ class Store:
         """Persist an expectation (kind "expect": no change of state) and advance ``case``."""
         wf = case.definition
         state = json_list(case.state)
-        row: dict[str, Any] = {
-            "case_id": case.id, "seq": case.version + 1, "kind": "expect", "trigger": "expect",
-            "actor": actor, "on_date": on.isoformat(), "recorded_at": utc_now().isoformat(),
-            "source": state, "target": state, "note": note, "data": canonical_json(data),
-            "workflow": wf.name, "workflow_version": wf.version, "key": key,
-            "workflow_digest": None, "by": None,
-        }
-        return self._append_row(case, row, final=int(case.is_final), data=data,
+        fields = (case.id, case.version + 1, "expect", "expect", actor, on.isoformat(),
+                  utc_now().isoformat(), state, state, note, canonical_json(data), wf.name,
+                  wf.version, key)
+        return self._append_row(case, fields, final=int(case.is_final), data=data,
                                 what=f"record an expectation on case {case.id!r}",
                                 dated=dated)
 
-    def _append_row(self, case: Case, row: dict[str, Any], *, final: int,
+    def _append_row(self, case: Case, fields: tuple[Any, ...], *, final: int,
                     data: dict[str, Any], what: str, moves_to: Workflow | None = None,
                     transition: TransitionDef | None = None, dated: bool = True,
                     made: tuple[dt.date, dt.datetime, frozenset[str], frozenset[str]] | None
-                    = None) -> Event:
-        """Append ``row`` as ``case``'s next event in one transaction, or raise writing nothing.
+                    = None, digest: str | None = None, by: str | None = None) -> Event:
+        """Append an event as ``case``'s next in one transaction, or raise writing nothing.
+
+        ``fields``: the event's hashed fields up to ``prev_hash`` (EVENT_FIELDS up to
+        ``key``), which the head read in the transaction completes; ``digest`` and ``by``:
+        the workflow digest and the person it commits to besides.
 
         A retry with a stored idempotency key returns the stored event instead (``dated``
         False: the caller gave no date, so the stored event's date is the one it meant).
         ``transition``: a fire's transition, as its decision found it. ``made``: the date,
         time, source and target the row's text was written from, when at hand.
         """
-        seq, key = row["seq"], row["key"]
+        seq, key = fields[1], fields[13]
         with self._write(what):
             # the head with the last date and the highest feed position in one read
             # (PostgreSQL locks the row FOR UPDATE, and numbers positions after the commit)
@@ -1212,10 +1208,9 @@ class Store:
                     (case._id, key)).fetchone()
                 if stored is not None:
                     event = stored_event(stored)
-                    self._check_retry(event, trigger=row["trigger"], actor=row["actor"],
-                                      on=dt.date.fromisoformat(row["on_date"]) if dated
-                                      else None,
-                                      note=row["note"], data=data, by=row["by"])
+                    self._check_retry(event, trigger=fields[3], actor=fields[4],
+                                      on=dt.date.fromisoformat(fields[5]) if dated else None,
+                                      note=fields[9], data=data, by=by)
                     return event
             if head[0] != case._state.version or head[1] != case.head_hash:
                 # The decision was made on this copy's state: it may be written only onto
@@ -1226,25 +1221,24 @@ class Store:
                     + ("" if head["seq"] != case._state.version else
                        " with another history (a step it saw was rolled back)")
                     + ". Load it again and decide anew.")
-            row["prev_hash"] = head[1]
-            row["hash"] = event_hash(row)
-            row["position"] = _next_position(head[3])
-            insert_event(self._conn, row)
-            if head[2] == row["on_date"]:  # the same day: last_on stays
-                self._conn.execute(UPDATE_CASE_SAME_DAY, (row["target"], seq, row["hash"], final,
-                                                          row["recorded_at"], case._id))
+            hashed = (*fields, head[1])
+            digest_of = fields_hash(hashed, digest, by)
+            position = _next_position(head[3])
+            insert_fields(self._conn, hashed, digest_of, digest, by, position)
+            on_date, recorded, target = fields[5], fields[6], fields[8]
+            if head[2] == on_date:  # the same day: last_on stays
+                self._conn.execute(UPDATE_CASE_SAME_DAY, (target, seq, digest_of, final,
+                                                          recorded, case._id))
             else:
-                self._conn.execute(UPDATE_CASE, (row["target"], seq, row["on_date"], row["hash"],
-                                                 final, row["recorded_at"], case._id))
+                self._conn.execute(UPDATE_CASE, (target, seq, on_date, digest_of, final,
+                                                 recorded, case._id))
             if moves_to is not None:
                 self._conn.execute("UPDATE cases SET workflow_version = ? WHERE case_id = ?",
                                    (moves_to.version, case._id))
             if made is None:
-                event = row_to_event(row)
+                event = row_to_event((*hashed, digest_of, digest, by, position))
             else:
-                on, recorded_at, source, target = made
-                event = built_event(row, on=on, recorded_at=recorded_at, source=source,
-                                    target=target)
+                event = built_event(hashed, digest_of, by, position, *made)
             before = case._state
             after = self._state_after(case, event, data, moves_to, transition)
             history = (*case._history, event)

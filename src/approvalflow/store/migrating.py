@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..canonical import canonical_json, check_text, to_date
 from ..case import MAX_NOTE_LENGTH, check_actor
@@ -143,17 +143,13 @@ def migrate(store: Store, to: Workflow | str, *, cases: Iterable[str] | None,
                 continue
             data = {"migrate": {"from_version": p.from_version, "to_version": new.version,
                                 "mapping": checked, "ballots": ballots}}
-            row: dict[str, Any] = {
-                "case_id": case.id, "seq": case.version + 1, "kind": "migrate",
-                "trigger": "migrate", "actor": actor, "on_date": when.isoformat(),
-                "recorded_at": utc_now().isoformat(), "source": json_list(p.source),
-                "target": json_list(p.target), "note": note, "data": canonical_json(data),
-                "workflow": new.name, "workflow_version": new.version, "key": None,
-                "workflow_digest": new.digest, "by": None,
-            }
+            fields = (case.id, case.version + 1, "migrate", "migrate", actor, when.isoformat(),
+                      utc_now().isoformat(), json_list(p.source), json_list(p.target), note,
+                      canonical_json(data), new.name, new.version, None)
             # a mapping may take the case into a final state: the cases row says so too
             final = int(engine_for(new).is_final(p.target))
-            store._append_row(case, row, final=final, data=data, moves_to=new,
+            store._append_row(case, fields, final=final, data=data, moves_to=new,
+                              digest=new.digest,
                               what=f"migrate case {case.id!r} to version {new.version}")
             done += 1
             if progress is not None and done % 100 == 0:

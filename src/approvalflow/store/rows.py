@@ -277,18 +277,23 @@ _USUALLY_NULL = ("note", "key", "workflow_digest", "by")
 INSERT_BARE_EVENT_AT = (
     f"INSERT INTO events ({', '.join(EVENT_FIELDS)}, position) VALUES "
     f"({', '.join('NULL' if f in _USUALLY_NULL else '?' for f in EVENT_FIELDS)}, ?)")
-#: A dict row's values for INSERT_BARE_EVENT_AT.
-bare_event_values = operator.itemgetter(
-    *(f for f in EVENT_FIELDS if f not in _USUALLY_NULL), "position")
 
 
 def insert_event(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
     """Insert a dict row the store has built (with its position) into ``events``."""
-    if row["note"] is None and row["key"] is None and row["workflow_digest"] is None \
-            and row["by"] is None:
-        conn.execute(INSERT_BARE_EVENT_AT, bare_event_values(row))
+    insert_fields(conn, _hashed_fields(row), row["hash"], row["workflow_digest"], row["by"],
+                  row["position"])
+
+
+def insert_fields(conn: sqlite3.Connection, fields: tuple[Any, ...], hash_: str,
+                  digest: str | None, by: str | None, position: int | None) -> None:
+    """Insert an event given as its hashed fields (EVENT_FIELDS up to ``prev_hash``), its
+    hash, workflow digest, person and feed position into ``events``."""
+    if fields[9] is None and fields[13] is None and digest is None and by is None:
+        conn.execute(INSERT_BARE_EVENT_AT, (*fields[:9], *fields[10:13], fields[14], hash_,
+                                            position))
     else:
-        conn.execute(INSERT_EVENT_AT, event_values(row))
+        conn.execute(INSERT_EVENT_AT, (*fields, hash_, digest, by, position))
 
 
 #: A case's head (sequence, hash), the date of its last event, and the highest feed
@@ -344,18 +349,19 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
     )
 
 
-def built_event(row: Mapping[str, Any], *, on: dt.date, recorded_at: dt.datetime,
-                source: frozenset[str], target: frozenset[str]) -> Event:
-    """:func:`row_to_event` of a dict row the store has just built, given the values its
-    date, time and states were written from (nothing is parsed back)."""
-    data = row["data"]
+def built_event(fields: tuple[Any, ...], hash_: str, by: str | None, position: int | None,
+                on: dt.date, recorded_at: dt.datetime, source: frozenset[str],
+                target: frozenset[str]) -> Event:
+    """:func:`row_to_event` of an event the store has just written (its hashed fields, as
+    :func:`insert_fields` takes them, with no workflow digest), given the values its date,
+    time and states were written from (nothing is parsed back)."""
+    (case_id, seq, kind, trigger, actor, _, _, _, _, note, data, workflow, version, key,
+     prev_hash) = fields
     # positionally, in Event's field order (a call with 19 keywords costs half as much
     # again); test_write_path holds the result equal to row_to_event's, field by field
-    return Event(
-        row["case_id"], row["seq"], row["trigger"], row["actor"], on, recorded_at, source,
-        target, row["note"], {} if data == "{}" else json.loads(data), row["workflow"],
-        row["workflow_version"], row["kind"], row["key"], row["prev_hash"], row["hash"],
-        row["workflow_digest"], row["by"], row["position"])
+    return Event(case_id, seq, trigger, actor, on, recorded_at, source, target, note,
+                 {} if data == "{}" else json.loads(data), workflow, version, kind, key,
+                 prev_hash, hash_, None, by, position)
 
 
 #: What an error about a row the library could not have written ends with.
