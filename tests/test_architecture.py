@@ -38,7 +38,7 @@ SEAMS: dict[tuple[str, str], str] = {
 }
 
 #: The model: what the views and the command line stand on.
-MODEL = ("errors", "canonical", "files", "definition", "validation", "loading", "guards",
+MODEL = ("errors", "canonical", "records", "files", "definition", "validation", "loading", "guards",
          "rules", "engine", "case", "replay", "versioning", "invariants", "forecast", "store")
 
 

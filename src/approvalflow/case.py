@@ -40,7 +40,7 @@ MAX_ID_LENGTH = 200
 MAX_RETRIES = 1000
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class Event:
     """One recorded step. ``source`` and ``target`` are frozensets of active leaf state ids."""
 

@@ -30,6 +30,7 @@ from . import guards as _guards
 from . import rules as _rules  # noqa: F401  (registers the bundled workflows' guards)
 from .clock import resolve as _resolve_date
 from .definition import CLOCK, DateRef, TransitionDef, VoteGroup, Workflow
+from .records import maker
 
 __all__ = ["Engine", "CaseState", "Decision", "engine_for", "merge_data", "data_paths",
            "undeclared_keys"]
@@ -110,7 +111,7 @@ def undeclared_keys(data: Mapping[str, Any], allowed: Iterable[str] | None,
     return out
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class CaseState:
     """Everything the engine knows about a case, rebuilt by applying its events in order."""
 
@@ -132,6 +133,10 @@ class CaseState:
     #: trigger -> the person (``by``) of its latest event, None when it recorded none;
     #: "create" for the creation. What ``not_by`` (four eyes) compares against.
     persons: Mapping[str, str | None] = attrs.field(factory=dict)
+
+
+#: CaseState from all its fields, in order, made as a step makes one (records.maker).
+_make_state = maker(CaseState)
 
 
 @attrs.frozen
@@ -237,6 +242,8 @@ class Engine:
                                        + [r.state for r in refs if r.kind == "state"
                                           and r.state])
         self._timed_joins = any(t.join for t in self.timed)
+        #: whether any step has a four-eyes rule (a decision then depends on the persons)
+        self._not_by = any(t.not_by for t in wf.transitions)
         self._watch_joins = tuple(p for p in self._parallel
                                   if any(r.kind == "join" and r.state == p for r in refs))
 
@@ -646,9 +653,10 @@ class Engine:
             return None
         if on != last and (self.timed or on < last):
             return None
-        t = self.enabled_transition(state.config, trigger)
-        if t is not None and t.not_by and check_persons:
-            return None
+        if check_persons and self._not_by:
+            t = self.enabled_transition(state.config, trigger)
+            if t is not None and t.not_by:
+                return None
         if not self.workflow.votes:
             return (state.config, trigger, actor)
         return (state.config, trigger, actor, self.votes_key(state))
@@ -868,7 +876,7 @@ class Engine:
         withdrew_at = state.withdrew_at
         if (t is not None and t.vote and t.ballot == "withdraw") or (
                 not self._not_done.isdisjoint(target)
-                and any(s in self._not_done for s in target - state.config)):
+                and not self._not_done.isdisjoint(target - state.config)):
             withdrew_at = seq
         set_at = state.set_at
         if data:
@@ -876,11 +884,10 @@ class Engine:
         persons = state.persons
         if persons.get(trigger, ...) != by:  # copied only when it changes, as above
             persons = {**persons, trigger: by}
-        # positionally, in CaseState's field order: every step makes one, and a call with
-        # twelve keywords costs half as much again
-        return CaseState(target, merge_data(state.data, data) if data else state.data, seq,
-                         on, ballots, withdrawn, withdrew_at, set_at, taken, entered, joined,
-                         persons)
+        # in CaseState's field order: every step makes one (records.maker)
+        return _make_state(target, merge_data(state.data, data) if data else state.data, seq,
+                           on, ballots, withdrawn, withdrew_at, set_at, taken, entered, joined,
+                           persons)
 
     def _entered_by(self, t: TransitionDef | None, config: frozenset[str],
                     target: frozenset[str]) -> frozenset[str]:

@@ -18,6 +18,7 @@ from typing import Any
 from ..canonical import sha256_hex, shortened
 from ..case import Event
 from ..errors import ApprovalflowError, StoreError
+from ..records import maker
 
 #: The previous-hash of a case's first event.
 GENESIS = "0" * 64
@@ -339,14 +340,11 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row | tuple[Any, ...]) -> Even
         key, prev_hash, hash_ = row["key"], row["prev_hash"], row["hash"]
         workflow_digest, by = row.get("workflow_digest"), row.get("by")
         position = row.get("position")
-    return Event(
-        case_id=case_id, seq=seq, trigger=trigger, actor=actor, on=parse_date(on_date),
-        recorded_at=dt.datetime.fromisoformat(recorded_at), source=state_set(source),
-        target=state_set(target), note=note, data={} if data == "{}" else json.loads(data),
-        workflow=workflow, workflow_version=workflow_version, kind=kind, key=key,
-        prev_hash=prev_hash, hash=hash_, workflow_digest=workflow_digest, by=by,
-        position=position,
-    )
+    # in Event's field order (records.maker): every event read back makes one
+    return _make_event(
+        case_id, seq, trigger, actor, parse_date(on_date), dt.datetime.fromisoformat(recorded_at),
+        state_set(source), state_set(target), note, {} if data == "{}" else json.loads(data),
+        workflow, workflow_version, kind, key, prev_hash, hash_, workflow_digest, by, position)
 
 
 def built_event(fields: tuple[Any, ...], hash_: str, by: str | None, position: int | None,
@@ -357,11 +355,15 @@ def built_event(fields: tuple[Any, ...], hash_: str, by: str | None, position: i
     time and states were written from (nothing is parsed back)."""
     (case_id, seq, kind, trigger, actor, _, _, _, _, note, data, workflow, version, key,
      prev_hash) = fields
-    # positionally, in Event's field order (a call with 19 keywords costs half as much
-    # again); test_write_path holds the result equal to row_to_event's, field by field
-    return Event(case_id, seq, trigger, actor, on, recorded_at, source, target, note,
-                 {} if data == "{}" else json.loads(data), workflow, version, kind, key,
-                 prev_hash, hash_, None, by, position)
+    # in Event's field order (records.maker); test_write_path holds the result equal to
+    # row_to_event's, field by field
+    return _make_event(case_id, seq, trigger, actor, on, recorded_at, source, target, note,
+                       {} if data == "{}" else json.loads(data), workflow, version, kind, key,
+                       prev_hash, hash_, None, by, position)
+
+
+#: An Event from all its fields, in order (records.maker).
+_make_event = maker(Event)
 
 
 #: What an error about a row the library could not have written ends with.
