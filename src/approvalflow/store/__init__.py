@@ -208,7 +208,7 @@ class _Write:
             # wait for the other writers of this process to the same file (_writer_turn)
             self._locked = store._take_writer_turn(self._what)
             try:
-                store._conn.execute("BEGIN IMMEDIATE")
+                store._conn.run("BEGIN IMMEDIATE")
                 if not store._subscribers:
                     return
                 try:
@@ -242,7 +242,7 @@ class _Write:
                 else:
                     try:
                         mine = None if self._mark is None else store._own_events(self._mark)
-                        store._conn.execute("COMMIT")
+                        store._conn.run("COMMIT")
                     except BaseException:
                         store._rollback()
                         raise
@@ -1227,11 +1227,11 @@ class Store:
             insert_fields(self._conn, hashed, digest_of, digest, by, position)
             on_date, recorded, target = fields[5], fields[6], fields[8]
             if head[2] == on_date:  # the same day: last_on stays
-                self._conn.execute(UPDATE_CASE_SAME_DAY, (target, seq, digest_of, final,
-                                                          recorded, case._id))
+                self._conn.run(UPDATE_CASE_SAME_DAY, (target, seq, digest_of, final,
+                                                      recorded, case._id))
             else:
-                self._conn.execute(UPDATE_CASE, (target, seq, on_date, digest_of, final,
-                                                 recorded, case._id))
+                self._conn.run(UPDATE_CASE, (target, seq, on_date, digest_of, final,
+                                             recorded, case._id))
             if moves_to is not None:
                 self._conn.execute("UPDATE cases SET workflow_version = ? WHERE case_id = ?",
                                    (moves_to.version, case._id))

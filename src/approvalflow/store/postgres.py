@@ -392,6 +392,10 @@ class PgConnection:
     def executemany(self, sql: str, params: Any) -> PgCursor:
         return PgCursor(self).executemany(sql, params)
 
+    def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """``execute`` for a statement whose rows nobody reads (SqliteConnection.run)."""
+        PgCursor(self).execute(sql, params)
+
     def cursor(self) -> PgCursor:
         return PgCursor(self)
 

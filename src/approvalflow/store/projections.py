@@ -45,6 +45,7 @@ from ..forecast.route import _analyse
 from ..loading import loads_workflow
 from ..replay import Recorded, replay
 from .rows import encode, parse_date, state_set
+from .sqlite import SqliteConnection
 
 if TYPE_CHECKING:
     from ..case import Event
@@ -545,7 +546,7 @@ def await_change(old: tuple[AwaitRow, ...], new: tuple[AwaitRow, ...]) -> AwaitC
     return change
 
 
-def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: CaseState,
+def advance(conn: SqliteConnection, engine: Engine, case_id: str, before: CaseState,
             after: CaseState, history: Sequence[Event] | Sequence[Recorded]) -> None:
     """Bring a case's rows from ``before`` to ``after`` (its state once the new events are
     applied; ``history`` ends with them). Only what changed is written."""
@@ -555,18 +556,18 @@ def advance(conn: sqlite3.Connection, engine: Engine, case_id: str, before: Case
     if old_await is not new_await and old_await != new_await:
         whole, gone, added = await_change(old_await, new_await)
         for actor in whole:
-            conn.execute(DELETE_ACTOR_AWAITING, (actor, case_id))
+            conn.run(DELETE_ACTOR_AWAITING, (actor, case_id))
         if gone:
             conn.executemany(DELETE_AWAITING, [(a, case_id, t) for a, t in gone])
         if added:
             conn.executemany(INSERT_AWAITING, [(a, case_id, t, g) for a, t, g in added])
     if new_due is not old_due and new_due != old_due:
-        conn.execute("DELETE FROM case_due WHERE case_id = ?", (case_id,))
+        conn.run("DELETE FROM case_due WHERE case_id = ?", (case_id,))
         if new_due:
             conn.executemany(INSERT_DUE, [(case_id, *r) for r in new_due])
     if after.data is not before.data and after.data != before.data:
-        conn.execute("UPDATE case_data SET data = ? WHERE case_id = ?",
-                     (encode(dict(after.data)), case_id))
+        conn.run("UPDATE case_data SET data = ? WHERE case_id = ?",
+                 (encode(dict(after.data)), case_id))
         was, now = set(fields(before.data)), set(fields(after.data))
         if was - now:
             conn.executemany(DELETE_FIELD, [(p, v, case_id) for p, v in was - now])

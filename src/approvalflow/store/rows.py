@@ -19,6 +19,7 @@ from ..canonical import sha256_hex, shortened
 from ..case import Event
 from ..errors import ApprovalflowError, StoreError
 from ..records import maker
+from .sqlite import SqliteConnection
 
 #: The previous-hash of a case's first event.
 GENESIS = "0" * 64
@@ -280,21 +281,21 @@ INSERT_BARE_EVENT_AT = (
     f"({', '.join('NULL' if f in _USUALLY_NULL else '?' for f in EVENT_FIELDS)}, ?)")
 
 
-def insert_event(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
+def insert_event(conn: SqliteConnection, row: Mapping[str, Any]) -> None:
     """Insert a dict row the store has built (with its position) into ``events``."""
     insert_fields(conn, _hashed_fields(row), row["hash"], row["workflow_digest"], row["by"],
                   row["position"])
 
 
-def insert_fields(conn: sqlite3.Connection, fields: tuple[Any, ...], hash_: str,
+def insert_fields(conn: SqliteConnection, fields: tuple[Any, ...], hash_: str,
                   digest: str | None, by: str | None, position: int | None) -> None:
     """Insert an event given as its hashed fields (EVENT_FIELDS up to ``prev_hash``), its
     hash, workflow digest, person and feed position into ``events``."""
     if fields[9] is None and fields[13] is None and digest is None and by is None:
-        conn.execute(INSERT_BARE_EVENT_AT, (*fields[:9], *fields[10:13], fields[14], hash_,
+        conn.run(INSERT_BARE_EVENT_AT, (*fields[:9], *fields[10:13], fields[14], hash_,
                                             position))
     else:
-        conn.execute(INSERT_EVENT_AT, (*fields, hash_, digest, by, position))
+        conn.run(INSERT_EVENT_AT, (*fields, hash_, digest, by, position))
 
 
 #: A case's head (sequence, hash), the date of its last event, and the highest feed

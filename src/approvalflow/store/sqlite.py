@@ -48,6 +48,8 @@ class SqliteConnection(sqlite3.Connection):
         self._owner = threading.get_ident()
         self._owner_name = threading.current_thread().name
         self._is_closed = False
+        # the cursor run() executes on (see there)
+        self._runner = sqlite3.Connection.cursor(self)
 
     def check_thread(self) -> None:
         if threading.get_ident() != self._owner:
@@ -61,6 +63,15 @@ class SqliteConnection(sqlite3.Connection):
         if _get_ident() != self._owner or self._is_closed:
             self.check_thread()
         return _execute(self, *args)
+
+    def run(self, sql: str, params: Any = ()) -> None:
+        """``execute`` for a statement whose rows nobody reads (a write, BEGIN, COMMIT), on
+        a cursor the connection keeps: ``execute`` makes a cursor per statement, and a
+        step runs five such. A cursor that ran a statement without rows holds nothing
+        open, so the next statement may reuse it."""
+        if _get_ident() != self._owner or self._is_closed:
+            self.check_thread()
+        self._runner.execute(sql, params)
 
     def executemany(self, *args: Any) -> sqlite3.Cursor:
         if _get_ident() != self._owner or self._is_closed:
