@@ -218,7 +218,7 @@ class Engine:
         self._memo: dict[tuple[frozenset[str], str], frozenset[str]] = {}
         self._active_memo: dict[frozenset[str], frozenset[str]] = {}
         self._decisions: dict[tuple[Any, ...], Decision] = {}
-        self._entered_memo: dict[tuple[Any, ...], frozenset[str]] = {}
+        self._facts_memo: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._votes_keys: dict[int, tuple[Any, Any, tuple[Any, ...]]] = {}
         self._finals = frozenset(s for s, d in wf.state_defs.items()
                                  if d.final and d.parent is None)
@@ -848,35 +848,28 @@ class Engine:
                 cast = dict(ballots)  # only the vote's own ballots are copied
                 cast[vg.id] = {**ballots.get(vg.id, {}), actor: t.ballot}
                 ballots = cast
-        if target != state.config:
-            for vg in self.workflow.votes.values():
-                left = vg.state in state.config and vg.state not in target
-                reentered = t is not None and t.source in self._lineage[vg.state] \
-                    and vg.state in target and not t.vote
-                if (left or reentered) and vg.id in ballots:
-                    ballots = {k: dict(v) for k, v in ballots.items() if k != vg.id}
+        cleared, active, fresh, ends_undone = self._step_facts(t, state.config, target)
+        for vote in cleared:  # the vote's state was left, or entered anew
+            if vote in ballots:
+                ballots = {k: dict(v) for k, v in ballots.items() if k != vote}
         taken, entered, joined = state.taken, state.entered, state.joined
         if self.timed:
             if trigger in self._watch_steps:
                 taken = {**state.taken, trigger: (seq, on)}
             # a step to the same configuration enters its target anew too (an explicit
-            # step re-enters its target, as the invariants count it; _entered_by leaves
+            # step re-enters its target, as the invariants count it; _step_facts leaves
             # out reminders and a ballot that does not decide its vote)
             if target != state.config or t is not None:
-                after = self.active(target)
-                fresh = self._entered_by(t, state.config, target)
-                gone = [s for s in state.entered if s not in after]
+                gone = [s for s in state.entered if s not in active]
                 if fresh or gone:
-                    entered = {s: v for s, v in state.entered.items() if s in after}
+                    entered = {s: v for s, v in state.entered.items() if s in active}
                     for s in fresh:
                         entered[s] = (seq, on)
                 if self._watch_joins:
                     joined = self._joined(state.joined, target, seq, on)
 
         withdrew_at = state.withdrew_at
-        if (t is not None and t.vote and t.ballot == "withdraw") or (
-                not self._not_done.isdisjoint(target)
-                and not self._not_done.isdisjoint(target - state.config)):
+        if (t is not None and t.vote and t.ballot == "withdraw") or ends_undone:
             withdrew_at = seq
         set_at = state.set_at
         if data:
@@ -889,25 +882,39 @@ class Engine:
                            on, ballots, withdrawn, withdrew_at, set_at, taken, entered, joined,
                            persons)
 
-    def _entered_by(self, t: TransitionDef | None, config: frozenset[str],
-                    target: frozenset[str]) -> frozenset[str]:
-        """The watched states a step from ``config`` to ``target`` enters: those that
-        become active, and the step's target with all within it, entered anew even if
-        active (memoised: a pure function of the three; ``t`` is one of this engine's
-        own transitions, which live as long as it, so its id names it)."""
+    def _step_facts(self, t: TransitionDef | None, config: frozenset[str],
+                    target: frozenset[str]
+                    ) -> tuple[tuple[str, ...], frozenset[str], frozenset[str], bool]:
+        """What a step by ``t`` from ``config`` to ``target`` does besides its ballot, as
+        :meth:`apply` needs it: the votes whose ballots it clears (their state left, or
+        entered anew by a step from within it that is no ballot), the states active
+        after it, the watched states it enters (those that become active, and the
+        step's target with all within it, entered anew even if active), and whether it
+        ends a region without it being done (a withdrawal).
+
+        Memoised: a pure function of the three (``t`` is one of this engine's own
+        transitions, which live as long as it, so its id names it)."""
         key = (id(t), config, target)
-        found = self._entered_memo.get(key)
+        found = self._facts_memo.get(key)
         if found is None:
+            cleared: tuple[str, ...] = ()
+            if target != config:
+                cleared = tuple(
+                    vg.id for vg in self.workflow.votes.values()
+                    if (vg.state in config and vg.state not in target)
+                    or (t is not None and t.source in self._lineage[vg.state]
+                        and vg.state in target and not t.vote))
             watch = self._watch_states
             before, after = self.active(config), self.active(target)
             fresh = (after - before) & watch
             if t is not None and not t.reminder and t.target in after:
                 fresh |= {s for s in after & watch
                           if s == t.target or t.target in self._lineage[s]}
-            found = frozenset(fresh)
-            if len(self._entered_memo) > 4_096:
-                self._entered_memo.clear()
-            self._entered_memo[key] = found
+            found = (cleared, after, frozenset(fresh),
+                     not self._not_done.isdisjoint(target - config))
+            if len(self._facts_memo) > 4_096:
+                self._facts_memo.clear()
+            self._facts_memo[key] = found
         return found
 
     def allowed(self, state: CaseState, *, actor: str | None, on: dt.date,
