@@ -1199,7 +1199,7 @@ class Store:
         with self._write(what):
             # the head with the last date and the highest feed position in one read
             # (PostgreSQL locks the row FOR UPDATE, and numbers positions after the commit)
-            head = self._conn.execute(SELECT_HEAD, (case._id,)).fetchone()
+            head = self._conn.one(SELECT_HEAD, (case._id,))
             if head is None:
                 raise CaseNotFoundError(self._not_found(case._id))
             if key is not None:
@@ -1212,13 +1212,13 @@ class Store:
                                       on=dt.date.fromisoformat(fields[5]) if dated else None,
                                       note=fields[9], data=data, by=by)
                     return event
-            if head[0] != case._state.version or head[1] != case.head_hash:
+            if head[0] != case._state.version or head[1] != case._history[-1].hash:
                 # The decision was made on this copy's state: it may be written only onto
                 # the very log that state came from (same last event, same hash).
                 raise ConcurrencyError(
-                    f"Case {case._id!r} changed since it was read: it is at event {head['seq']}, "
+                    f"Case {case._id!r} changed since it was read: it is at event {head[0]}, "
                     f"this copy at {case._state.version}"
-                    + ("" if head["seq"] != case._state.version else
+                    + ("" if head[0] != case._state.version else
                        " with another history (a step it saw was rolled back)")
                     + ". Load it again and decide anew.")
             hashed = (*fields, head[1])

@@ -396,6 +396,10 @@ class PgConnection:
         """``execute`` for a statement whose rows nobody reads (SqliteConnection.run)."""
         PgCursor(self).execute(sql, params)
 
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The one row a query gives, or None (SqliteConnection.one)."""
+        return PgCursor(self).execute(sql, params).fetchone()
+
     def cursor(self) -> PgCursor:
         return PgCursor(self)
 

@@ -48,8 +48,9 @@ class SqliteConnection(sqlite3.Connection):
         self._owner = threading.get_ident()
         self._owner_name = threading.current_thread().name
         self._is_closed = False
-        # the cursor run() executes on (see there)
+        # the cursor run() and one() execute on (see there); its rows are tuples
         self._runner = sqlite3.Connection.cursor(self)
+        self._runner.row_factory = None
 
     def check_thread(self) -> None:
         if threading.get_ident() != self._owner:
@@ -72,6 +73,14 @@ class SqliteConnection(sqlite3.Connection):
         if _get_ident() != self._owner or self._is_closed:
             self.check_thread()
         self._runner.execute(sql, params)
+
+    def one(self, sql: str, params: Any = ()) -> tuple[Any, ...] | None:
+        """The one row a query gives (a tuple), or None: read whole on the cursor
+        :meth:`run` keeps, so that no statement is left open on it."""
+        if _get_ident() != self._owner or self._is_closed:
+            self.check_thread()
+        rows = self._runner.execute(sql, params).fetchall()
+        return rows[0] if rows else None
 
     def executemany(self, *args: Any) -> sqlite3.Cursor:
         if _get_ident() != self._owner or self._is_closed:
