@@ -45,10 +45,10 @@ from ..forecast.route import _analyse
 from ..loading import loads_workflow
 from ..replay import Recorded, replay
 from .rows import encode, parse_date, state_set
-from .sqlite import SqliteConnection
 
 if TYPE_CHECKING:
     from ..case import Event
+    from .sqlite import SqliteConnection
 
 __all__ = ["Projection", "ImportProjections", "compute", "fill", "check_projections",
            "create_tables", "field_value", "TABLES"]

@@ -13,13 +13,15 @@ import operator
 import sqlite3
 from collections.abc import Iterator, Mapping
 from time import time_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..canonical import sha256_hex, shortened
 from ..case import Event
 from ..errors import ApprovalflowError, StoreError
 from ..records import maker
-from .sqlite import SqliteConnection
+
+if TYPE_CHECKING:
+    from .sqlite import SqliteConnection
 
 #: The previous-hash of a case's first event.
 GENESIS = "0" * 64
@@ -293,7 +295,7 @@ def insert_fields(conn: SqliteConnection, fields: tuple[Any, ...], hash_: str,
     hash, workflow digest, person and feed position into ``events``."""
     if fields[9] is None and fields[13] is None and digest is None and by is None:
         conn.run(INSERT_BARE_EVENT_AT, (*fields[:9], *fields[10:13], fields[14], hash_,
-                                            position))
+                                        position))
     else:
         conn.run(INSERT_EVENT_AT, (*fields, hash_, digest, by, position))
 
