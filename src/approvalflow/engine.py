@@ -887,10 +887,11 @@ class Engine:
                     ) -> tuple[tuple[str, ...], frozenset[str], frozenset[str], bool]:
         """What a step by ``t`` from ``config`` to ``target`` does besides its ballot, as
         :meth:`apply` needs it: the votes whose ballots it clears (their state left, or
-        entered anew by a step from within it that is no ballot), the states active
-        after it, the watched states it enters (those that become active, and the
-        step's target with all within it, entered anew even if active), and whether it
-        ends a region without it being done (a withdrawal).
+        entered anew by a step from within it that is no ballot), and for a workflow
+        with timed steps the states active after it and the watched states it enters
+        (those that become active, and the step's target with all within it, entered
+        anew even if active); and whether it ends a region without it being done (a
+        withdrawal).
 
         Memoised: a pure function of the three (``t`` is one of this engine's own
         transitions, which live as long as it, so its id names it)."""
@@ -904,12 +905,18 @@ class Engine:
                     if (vg.state in config and vg.state not in target)
                     or (t is not None and t.source in self._lineage[vg.state]
                         and vg.state in target and not t.vote))
-            watch = self._watch_states
-            before, after = self.active(config), self.active(target)
-            fresh = (after - before) & watch
-            if t is not None and not t.reminder and t.target in after:
-                fresh |= {s for s in after & watch
-                          if s == t.target or t.target in self._lineage[s]}
+            # the states only a workflow with timed steps keeps (CaseState.entered); a
+            # workflow without them asks nothing of the target's states here, so a log
+            # that moves a case to a state its workflow lacks replays, for verify to name
+            after: frozenset[str] = frozenset()
+            fresh: frozenset[str] | set[str] = frozenset()
+            if self.timed:
+                watch = self._watch_states
+                before, after = self.active(config), self.active(target)
+                fresh = (after - before) & watch
+                if t is not None and not t.reminder and t.target in after:
+                    fresh |= {s for s in after & watch
+                              if s == t.target or t.target in self._lineage[s]}
             found = (cleared, after, frozenset(fresh),
                      not self._not_done.isdisjoint(target - config))
             if len(self._facts_memo) > 4_096:
