@@ -69,9 +69,7 @@ from .rows import (
     UPDATE_CASE_SAME_DAY,
     built_event,
     date_text,
-    event_hash,
     fields_hash,
-    insert_event,
     insert_fields,
     is_database_error,
     json_list,
@@ -865,15 +863,11 @@ class Store:
         if stray:
             raise InvalidInputError(f"Can't create case {case_id!r}: {stray[0]}.")
         state = engine.initial_state(payload, when, by)
-        event_row: dict[str, Any] = {
-            "case_id": case_id, "seq": 1, "kind": "create", "trigger": "create",
-            "actor": actor, "on_date": when.isoformat(), "recorded_at": utc_now().isoformat(),
-            "source": "[]", "target": json_list(state.config), "note": note,
-            "data": canonical_json(payload), "workflow": wf.name,
-            "workflow_version": wf.version, "key": None, "prev_hash": GENESIS,
-            "workflow_digest": wf.digest, "by": by,
-        }
-        event_row["hash"] = event_hash(event_row)
+        data_text = canonical_json(payload)
+        recorded = utc_now().isoformat()
+        fields = (case_id, 1, "create", "create", actor, when.isoformat(), recorded, "[]",
+                  json_list(state.config), note, data_text, wf.name, wf.version, None, GENESIS)
+        digest_of = fields_hash(fields, wf.digest, by)
         with self._write(f"create case {case_id!r}"):
             self._lock(f"case:{case_id}")
             exists, last_position = self._conn.execute(SELECT_NEW, (case_id,)).fetchone()
@@ -881,17 +875,16 @@ class Store:
                 raise CaseExistsError(f"Case {case_id!r} already exists in {self.where!r}; "
                                       f"choose another id or load it with store.case().")
             self._register_workflow(wf)
-            event_row["position"] = _next_position(last_position)
-            insert_event(self._conn, event_row)
+            position = _next_position(last_position)
+            insert_fields(self._conn, fields, digest_of, wf.digest, by, position)
             self._conn.execute(
                 INSERT_CASE,
-                (case_id, wf.name, wf.version, event_row["target"], 1, event_row["on_date"],
-                 event_row["hash"], int(engine.is_final(state.config)),
-                 event_row["recorded_at"], event_row["recorded_at"]))
-            event = row_to_event(event_row)
+                (case_id, wf.name, wf.version, fields[8], 1, fields[5], digest_of,
+                 int(engine.is_final(state.config)), recorded, recorded))
+            event = row_to_event((*fields, digest_of, wf.digest, by, position))
             # the creation's data is the case data: its text is the event's
             projections.insert(self._conn, case_id, projections.compute(
-                engine, state, [event], event_row["data"]))
+                engine, state, [event], data_text))
             # a case that did not exist has no timer rows to replace
             sync_timers(self._conn, case_id, engine, state, before=[])
         event = self._position(event)
@@ -1212,7 +1205,7 @@ class Store:
                                       on=dt.date.fromisoformat(fields[5]) if dated else None,
                                       note=fields[9], data=data, by=by)
                     return event
-            if head[0] != case._state.version or head[1] != case._history[-1].hash:
+            if head[0] != case._state.version or head[1] != case.head_hash:
                 # The decision was made on this copy's state: it may be written only onto
                 # the very log that state came from (same last event, same hash).
                 raise ConcurrencyError(

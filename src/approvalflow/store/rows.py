@@ -283,12 +283,6 @@ INSERT_BARE_EVENT_AT = (
     f"({', '.join('NULL' if f in _USUALLY_NULL else '?' for f in EVENT_FIELDS)}, ?)")
 
 
-def insert_event(conn: SqliteConnection, row: Mapping[str, Any]) -> None:
-    """Insert a dict row the store has built (with its position) into ``events``."""
-    insert_fields(conn, _hashed_fields(row), row["hash"], row["workflow_digest"], row["by"],
-                  row["position"])
-
-
 def insert_fields(conn: SqliteConnection, fields: tuple[Any, ...], hash_: str,
                   digest: str | None, by: str | None, position: int | None) -> None:
     """Insert an event given as its hashed fields (EVENT_FIELDS up to ``prev_hash``), its
